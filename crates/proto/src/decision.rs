@@ -1,0 +1,133 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Why a decision went the way it did. The names are the API contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Granted,
+    UnknownCredential,
+    UnknownDoor,
+    PersonSuspended,
+    CredentialRevoked,
+    RevokedCard,
+    NoGrant,
+    OutsideSchedule,
+    NotYetValid,
+    Expired,
+    NoPassesLeft,
+    MissingSkill,
+    RateLimited,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 13] = [
+        Self::Granted,
+        Self::UnknownCredential,
+        Self::UnknownDoor,
+        Self::PersonSuspended,
+        Self::CredentialRevoked,
+        Self::RevokedCard,
+        Self::NoGrant,
+        Self::OutsideSchedule,
+        Self::NotYetValid,
+        Self::Expired,
+        Self::NoPassesLeft,
+        Self::MissingSkill,
+        Self::RateLimited,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::UnknownCredential => "unknown_credential",
+            Self::UnknownDoor => "unknown_door",
+            Self::PersonSuspended => "person_suspended",
+            Self::CredentialRevoked => "credential_revoked",
+            Self::RevokedCard => "revoked_card",
+            Self::NoGrant => "no_grant",
+            Self::OutsideSchedule => "outside_schedule",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Expired => "expired",
+            Self::NoPassesLeft => "no_passes_left",
+            Self::MissingSkill => "missing_skill",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The credential a reader, station or app presents.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PresentedCredential {
+    Card {
+        uid: String,
+        #[serde(default)]
+        revocation_code: Option<String>,
+    },
+    Pin {
+        pin: String,
+    },
+    Secret {
+        secret: String,
+    },
+    BackupCode {
+        code: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    pub door: String,
+    pub credential: PresentedCredential,
+    /// The moment to decide for; now when absent.
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    /// Answer without recording an event or consuming a pass.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DecisionResponse {
+    pub allowed: bool,
+    pub reason: Reason,
+    pub detail: String,
+    pub person_id: Option<String>,
+    pub grant_id: Option<String>,
+    /// The event that records this decision; `null` for a dry run.
+    pub event_id: Option<String>,
+}
+
+/// The answer to an open request: the decision and, when allowed, what the door did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenResponse {
+    pub allowed: bool,
+    pub reason: Reason,
+    pub detail: String,
+    pub person_id: Option<String>,
+    pub door: String,
+    pub event_id: Option<String>,
+    /// Whether the driver was asked to open the door.
+    pub opened: bool,
+    /// Whether the device confirmed the opening.
+    pub confirmed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_error: Option<String>,
+}
+
+/// Optional body of `POST /api/v1/doors/{id}/open`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminOpenRequest {
+    /// Seconds to keep the door open; the door's `open_seconds` when absent.
+    pub seconds: Option<u32>,
+    /// Why the door is opened (kept in the event).
+    pub note: Option<String>,
+}

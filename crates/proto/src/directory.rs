@@ -1,0 +1,430 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonStatus {
+    #[default]
+    Active,
+    Suspended,
+}
+
+impl PersonStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub email_verified: bool,
+    pub phone_verified: bool,
+    pub external_ids: BTreeMap<String, String>,
+    pub status: PersonStatus,
+    pub skills: Vec<String>,
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// The ids of the groups the person belongs to.
+    pub groups: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPerson {
+    pub id: Option<String>,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default)]
+    pub phone_verified: bool,
+    #[serde(default)]
+    pub external_ids: BTreeMap<String, String>,
+    #[serde(default)]
+    pub status: PersonStatus,
+    #[serde(default)]
+    pub skills: Vec<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A merge patch of a person: absent fields stay as they are; `null` clears an optional one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonPatch {
+    pub name: Option<String>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    pub email_verified: Option<bool>,
+    pub phone_verified: Option<bool>,
+    pub external_ids: Option<BTreeMap<String, String>>,
+    pub status: Option<PersonStatus>,
+    pub skills: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Tells "absent" (outer `None`) from "explicitly null" (`Some(None)`) in a merge patch.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Card,
+    Pin,
+    Secret,
+    BackupCode,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Card => "card",
+            Self::Pin => "pin",
+            Self::Secret => "secret",
+            Self::BackupCode => "backup_code",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "card" => Self::Card,
+            "pin" => Self::Pin,
+            "secret" => Self::Secret,
+            "backup_code" => Self::BackupCode,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialStatus {
+    Active,
+    Revoked,
+    /// A single-use backup code that has been used.
+    Used,
+}
+
+impl CredentialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Used => "used",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => Self::Active,
+            "revoked" => Self::Revoked,
+            "used" => Self::Used,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Credential {
+    pub id: String,
+    /// `null` once the person was deleted (the credential stays, revoked, for the record).
+    pub person_id: Option<String>,
+    pub kind: CredentialKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation_code: Option<String>,
+    pub status: CredentialStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The generated secret or backup code: present once, in the answer that created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NewCredential {
+    Card {
+        uid: String,
+        #[serde(default)]
+        revocation_code: Option<String>,
+    },
+    Pin {
+        pin: String,
+    },
+    Secret,
+    BackupCode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Stays locked when lintel cannot decide (the default).
+    #[default]
+    Secure,
+    /// Opens when lintel cannot decide (fire exits, by local regulation).
+    Safe,
+}
+
+impl FailMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secure => "secure",
+            Self::Safe => "safe",
+        }
+    }
+}
+
+/// How lintel drives a door.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DriverConfig {
+    /// Records decisions only; nothing is switched.
+    #[default]
+    None,
+    /// A Shelly relay: Gen2+ RPC `Switch.Set` or Gen1 `relay/N`.
+    Shelly {
+        url: String,
+        #[serde(default = "default_shelly_generation")]
+        generation: u8,
+        #[serde(default)]
+        channel: u8,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password: Option<String>,
+    },
+    /// A configurable HTTP call, e.g. to a lock-cloud API with a token header.
+    Http {
+        url: String,
+        #[serde(default = "default_http_method")]
+        method: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        #[schema(value_type = Option<Object>)]
+        body: Option<serde_json::Value>,
+    },
+}
+
+fn default_shelly_generation() -> u8 {
+    2
+}
+
+fn default_http_method() -> String {
+    "POST".into()
+}
+
+impl DriverConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Shelly { .. } => "shelly",
+            Self::Http { .. } => "http",
+        }
+    }
+
+    /// The configuration as shown through the API: passwords and header values are
+    /// secrets of other systems, so they are never echoed back.
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        match &mut shown {
+            Self::Shelly { password, .. } => {
+                if password.is_some() {
+                    *password = Some(REDACTED.into());
+                }
+            }
+            Self::Http { headers, .. } => headers.values_mut().for_each(|v| *v = REDACTED.into()),
+            Self::None => {}
+        }
+        shown
+    }
+}
+
+pub const REDACTED: &str = "********";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Door {
+    pub id: String,
+    pub name: String,
+    pub driver: DriverConfig,
+    pub fail_mode: FailMode,
+    pub required_skill: Option<String>,
+    pub open_seconds: u32,
+    /// Whether allowed entries here count as attendance.
+    pub attendance: bool,
+    pub state: DoorState,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct DoorState {
+    /// `null` while lintel has not heard from the device.
+    pub online: Option<bool>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub last_opened: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDoor {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub driver: DriverConfig,
+    #[serde(default)]
+    pub fail_mode: FailMode,
+    #[serde(default)]
+    pub required_skill: Option<String>,
+    #[serde(default)]
+    pub open_seconds: Option<u32>,
+    #[serde(default)]
+    pub attendance: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DoorPatch {
+    pub name: Option<String>,
+    pub driver: Option<DriverConfig>,
+    pub fail_mode: Option<FailMode>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub required_skill: Option<Option<String>>,
+    pub open_seconds: Option<u32>,
+    pub attendance: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub doors: Vec<String>,
+    pub members: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub doors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// One weekly rule: on each listed weekday from `from` to `to` (local wall time,
+/// `HH:MM`, `to` may be `24:00`). A `to` earlier than `from` runs past midnight into the
+/// next day, so `fri 22:00-02:00` is Friday night until Saturday 02:00.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRule {
+    pub weekdays: Vec<Weekday>,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// An IANA time zone name, e.g. `Europe/Berlin`.
+    pub tz: String,
+    pub rules: Vec<ScheduleRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Grant {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doors: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub door_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passes: Option<u32>,
+    pub passes_used: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A right of a person or of a group's members to doors. Without `doors` and
+/// `door_group`, a group's grant covers that group's own doors.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGrant {
+    pub person_id: Option<String>,
+    pub group_id: Option<String>,
+    pub doors: Option<Vec<String>>,
+    pub door_group: Option<String>,
+    pub schedule: Option<Schedule>,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub passes: Option<u32>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    pub name: String,
+    /// Shown once; lintel keeps only its SHA-256.
+    pub token: String,
+}
