@@ -1,1 +1,131 @@
+//! Door drivers: the one thing lintel does to the physical world. A driver is asked to
+//! open for some seconds and says whether the device confirmed; it never decides.
 
+mod http;
+mod shelly;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use lintel_proto::DriverConfig;
+
+/// What the device said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opening {
+    /// The device acknowledged the command (a relay reported its state, an API a 2xx).
+    pub confirmed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("device unreachable: {0}")]
+    Unreachable(String),
+    #[error("device answered HTTP {status}: {body}")]
+    Refused { status: u16, body: String },
+    #[error("device answered something unexpected: {0}")]
+    BadAnswer(String),
+    #[error("driver misconfigured: {0}")]
+    Config(String),
+}
+
+pub trait Driver: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn open(&self, seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>>;
+}
+
+/// Records only: there is nothing to switch.
+struct NoDriver;
+
+impl Driver for NoDriver {
+    fn kind(&self) -> &'static str {
+        "none"
+    }
+
+    fn open(&self, _seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>> {
+        Box::pin(async { Ok(Opening { confirmed: false }) })
+    }
+}
+
+/// An HTTP client fit for devices on the local network: short timeouts, no redirects
+/// (a relay has no business sending lintel elsewhere).
+pub fn device_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(8))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client with these settings always builds")
+}
+
+pub fn driver_for(config: &DriverConfig, client: &reqwest::Client) -> Arc<dyn Driver> {
+    match config {
+        DriverConfig::None => Arc::new(NoDriver),
+        DriverConfig::Shelly { url, generation, channel, username, password } => Arc::new(shelly::Shelly {
+            client: client.clone(),
+            base: url.trim_end_matches('/').to_owned(),
+            generation: *generation,
+            channel: *channel,
+            username: username.clone(),
+            password: password.clone(),
+        }),
+        DriverConfig::Http { url, method, headers, body } => Arc::new(http::HttpCall {
+            client: client.clone(),
+            url: url.clone(),
+            method: method.clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+        }),
+    }
+}
+
+/// Checks a driver configuration before it is stored.
+pub fn validate(config: &DriverConfig) -> Result<(), DriverError> {
+    let check_url = |url: &str| {
+        let parsed = reqwest::Url::parse(url).map_err(|e| DriverError::Config(format!("url {url:?}: {e}")))?;
+        match parsed.scheme() {
+            "http" | "https" => Ok(()),
+            other => Err(DriverError::Config(format!("url scheme {other:?}: use http or https"))),
+        }
+    };
+    match config {
+        DriverConfig::None => Ok(()),
+        DriverConfig::Shelly { url, generation, .. } => {
+            check_url(url)?;
+            if !matches!(generation, 1 | 2) {
+                return Err(DriverError::Config("shelly generation is 1 (relay/N) or 2 (RPC, also Gen3/Gen4)".into()));
+            }
+            Ok(())
+        }
+        DriverConfig::Http { url, method, headers, .. } => {
+            check_url(url)?;
+            reqwest::Method::from_bytes(method.as_bytes())
+                .map_err(|_| DriverError::Config(format!("method {method:?}")))?;
+            for (name, value) in headers {
+                reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| DriverError::Config(format!("header name {name:?}")))?;
+                reqwest::header::HeaderValue::from_str(value)
+                    .map_err(|_| DriverError::Config(format!("header {name:?} has an invalid value")))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn unreachable(e: reqwest::Error) -> DriverError {
+    // Only the kind of failure: URLs may carry credentials, and errors end up in events.
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    DriverError::Unreachable(what.into())
+}
+
+async fn refused(response: reqwest::Response) -> DriverError {
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    DriverError::Refused { status, body: body.chars().take(200).collect() }
+}

@@ -1,1 +1,198 @@
-fn main() {}
+//! The `lintel` binary: the server and the operator's commands.
+
+mod bench;
+mod config;
+mod import;
+mod keys;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{Config, LogFormat};
+use lintel_server::{LimiterConfig, ServerConfig};
+use lintel_store::{SqliteSync, Store};
+
+/// lintel: the self-hosted access-control hub. It keeps people, credentials, doors,
+/// groups and grants; decides whether a credential may open a door now; drives the door;
+/// and records every decision.
+#[derive(Parser)]
+#[command(name = "lintel", version, about, long_about = None)]
+struct Cli {
+    /// A TOML config file; every key can also be set as LINTEL_<SECTION>_<KEY>.
+    #[arg(long, global = true, env = "LINTEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// sqlite://FILE (default sqlite://lintel.db) or postgres://USER@HOST/DB.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Log as text (default) or JSON lines, on standard error.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (creates the database and key file on first start).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage admin tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Import people and their cards from CSV: a header row with id,name,email,card_uid
+    /// and optionally revocation_code, groups (`;`-separated group ids) and status.
+    Import {
+        file: PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Measure decision latency, HTTP throughput, import speed, index memory and
+    /// write-to-decision delay, and print a table.
+    Bench(bench::Args),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once; only its SHA-256 is stored.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List token names.
+    List,
+    /// Revoke a token by name.
+    Revoke {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let sync = match config.sqlite.synchronous.as_str() {
+        "normal" => SqliteSync::Normal,
+        "full" => SqliteSync::Full,
+        other => anyhow::bail!("[sqlite] synchronous = {other:?}: use normal or full"),
+    };
+    Store::open(&config.database_url, sync)
+        .await
+        .with_context(|| format!("opening the database {}", lintel_store::redact_url(&config.database_url)))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(url) = cli.database_url {
+        config.database_url = url;
+    }
+    if let Some(format) = cli.log_format {
+        config.log_format = format;
+    }
+    init_logs(config.log_format);
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            let listen: SocketAddr =
+                config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
+            let timezone = config
+                .timezone
+                .parse()
+                .map_err(|_| anyhow::anyhow!("timezone {:?} is not an IANA name", config.timezone))?;
+            let key_file = config.key_file.clone().unwrap_or_else(|| keys::default_path(&config.database_url));
+            let pin_key = keys::load_or_create(&key_file)?;
+            let store = open_store(&config).await?;
+            let server = ServerConfig {
+                listen,
+                admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+                pin_key,
+                max_body_bytes: config.max_body_bytes,
+                timezone,
+                follow_every: Duration::from_millis(config.follow_interval_ms.max(50)),
+                limiter: LimiterConfig {
+                    free_failures: config.limits.free_failures,
+                    first_lock: Duration::from_secs(config.limits.first_lock_seconds),
+                    max_lock: Duration::from_secs(config.limits.max_lock_seconds),
+                    ..LimiterConfig::default()
+                },
+            };
+            lintel_server::serve(store, server, shutdown_signal()).await?;
+        }
+        Command::Token { command } => {
+            let store = open_store(&config).await?;
+            match command {
+                TokenCommand::Create { name } => {
+                    let valid = !name.is_empty()
+                        && name.len() <= 64
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                    anyhow::ensure!(valid, "a token name is 1 to 64 letters, digits, - _ .");
+                    let token = lintel_server::secrets::generate("lat_");
+                    store.create_token(&name, &hex::encode(lintel_server::secrets::digest(&token))).await?;
+                    println!("{token}");
+                    eprintln!("token {name:?} created; it is shown only this once");
+                }
+                TokenCommand::List => {
+                    for t in store.tokens().await? {
+                        let at = chrono::DateTime::from_timestamp_micros(t.created_at)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default();
+                        println!("{}\t{at}", t.name);
+                    }
+                }
+                TokenCommand::Revoke { name } => {
+                    store.revoke_token(&name).await?;
+                    println!("token {name:?} revoked");
+                }
+            }
+            store.close().await;
+        }
+        Command::Import { file, quiet } => {
+            import::check_file(&file)?;
+            let store = open_store(&config).await?;
+            let report = import::run(&store, &file, quiet).await?;
+            store.close().await;
+            import::print(&report);
+            if !report.rejected.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        Command::Bench(args) => bench::run(args).await?,
+    }
+    Ok(())
+}

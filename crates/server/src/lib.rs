@@ -1,1 +1,116 @@
+//! lintel's HTTP server: the admin API, decisions, door opening, the event log, and the
+//! operational endpoints. The handlers are thin: input is checked here, the store writes,
+//! the directory keeps the decision index in step, and the core decides.
 
+mod api;
+mod auth;
+mod decide;
+mod directory;
+mod limiter;
+mod problem;
+pub mod secrets;
+mod validate;
+mod writer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use chrono_tz::Tz;
+use lintel_store::Store;
+use tokio::net::TcpListener;
+
+pub use directory::Directory;
+pub use limiter::LimiterConfig;
+
+/// Everything the server needs to know, resolved by the binary from flags, file and
+/// environment.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Accepted as an admin token besides those in the store (for scripts and tests).
+    pub admin_token: Option<String>,
+    /// The key PINs are hashed with (HMAC); from the key file, never the database.
+    pub pin_key: [u8; 32],
+    pub max_body_bytes: usize,
+    /// Where a day begins and ends for attendance.
+    pub timezone: Tz,
+    /// How often to look for directory changes made by other processes.
+    pub follow_every: Duration,
+    pub limiter: LimiterConfig,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    directory: Arc<Directory>,
+    decider: decide::Decider,
+    tokens: auth::Tokens,
+    devices: reqwest::Client,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    config: ServerConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] lintel_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    pub async fn new(store: Store, config: ServerConfig) -> Result<Self, ServeError> {
+        let (events, _) = tokio::sync::broadcast::channel(4096);
+        let directory = Directory::load(store.clone(), events).await?;
+        directory.spawn_follower(config.follow_every);
+        let tokens = auth::Tokens::load(&store, config.admin_token.as_deref()).await?;
+        tokens.spawn_refresher(store.clone(), config.follow_every);
+        let decider = decide::Decider::new(directory.clone(), config.pin_key, config.limiter);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                directory,
+                decider,
+                tokens,
+                devices: lintel_doors::device_client(),
+                metrics: api::ops::metrics_handle(),
+                config,
+            }),
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        let (router, openapi) = api::router().split_for_parts();
+        let openapi = Arc::new(openapi);
+        router
+            .route("/openapi.json", axum::routing::get(move || api::ops::openapi(openapi.clone())))
+            .fallback(api::ops::not_found)
+            .method_not_allowed_fallback(api::ops::method_not_allowed)
+            .layer(DefaultBodyLimit::max(self.inner.config.max_body_bytes))
+            .with_state(self.clone())
+    }
+}
+
+/// Serves until `shutdown` resolves; prints the address it listens on once ready.
+pub async fn serve(
+    store: Store,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(store, config).await?;
+    let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
+    tracing::info!(%addr, "lintel is ready");
+    println!("lintel listening on http://{addr}");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

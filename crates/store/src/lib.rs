@@ -1,1 +1,217 @@
+//! lintel's storage. One set of SQL serves SQLite (the default: a file in WAL mode) and
+//! PostgreSQL (for several nodes): both speak `$1` placeholders, `RETURNING` and
+//! `ON CONFLICT`, and only the DDL differs (see `migrations/`). Every directory write is
+//! one transaction that also appends its events and bumps the directory version, and
+//! returns the index changes read back inside that transaction.
 
+mod directory;
+mod events;
+mod import;
+mod index_load;
+mod rows;
+mod tokens;
+pub use tokens::TokenInfo;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
+
+pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFilter};
+pub use events::CommittedDecision;
+pub use events::{EventFilter, NewEvent, PendingDecision};
+pub use import::{ImportReport, ImportRow, RejectedRow};
+pub use lintel_core::Change;
+pub use rows::{credential_id, grant_id, parse_credential_id, parse_grant_id};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {id:?} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn not_found(what: &'static str, id: impl Into<String>) -> Self {
+        Self::NotFound { what, id: id.into() }
+    }
+}
+
+/// Unique-constraint violations are the caller's conflict, not a server fault.
+fn conflict_on_unique(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(e),
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How SQLite makes a commit durable. `Normal` (WAL) survives a crash or `kill -9` of
+/// lintel; `Full` also survives a power cut, at the cost of an fsync per group commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    #[default]
+    Normal,
+    Full,
+}
+
+/// What a directory write did: the changes for the decision index (or the need to reload
+/// it whole) and the events it appended.
+#[derive(Debug)]
+pub struct Written<T> {
+    pub value: T,
+    pub index: IndexUpdate,
+    pub events: Vec<lintel_proto::Event>,
+    /// The directory version this write produced.
+    pub version: i64,
+}
+
+#[derive(Debug)]
+pub enum IndexUpdate {
+    Patch(Vec<Change>),
+    /// A structural change (a door or group removed) that is simpler to reload than patch.
+    Reload,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    /// Writes go through here; SQLite has one writer, so this pool holds one connection.
+    write: AnyPool,
+    read: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub(crate) fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl Store {
+    /// Opens (creating when needed) the database at `url` and applies the migrations.
+    pub async fn open(url: &str, sqlite_sync: SqliteSync) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Invalid(format!(
+                "unsupported database URL {:?}: use sqlite://FILE or postgres://...",
+                redact_url(url)
+            )));
+        };
+        let url = match backend {
+            // Create the file on first start.
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let sync = match sqlite_sync {
+            SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
+            SqliteSync::Full => "PRAGMA synchronous = FULL",
+        };
+        let pool = |max: u32| {
+            AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(10)).after_connect(
+                move |conn, _| {
+                    Box::pin(async move {
+                        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute(sync).await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        }
+                        Ok(())
+                    })
+                },
+            )
+        };
+        let (write, read) = match backend {
+            Backend::Sqlite => (pool(1).connect_with(options.clone()).await?, pool(4).connect_with(options).await?),
+            Backend::Postgres => (pool(8).connect_with(options.clone()).await?, pool(8).connect_with(options).await?),
+        };
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&write).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&write).await?,
+        }
+        Ok(Self { write, read, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front, so it never fails
+    /// half-way with "database is locked" when another process (the CLI) writes too.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        };
+        if self.backend == Backend::Postgres {
+            // Event sequence numbers must become visible in order, or a reader following
+            // the log with a cursor could skip one that commits late.
+            sqlx::query("SELECT pg_advisory_xact_lock(7152)").execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
+    /// The version of the directory, bumped by every directory write of any process.
+    pub async fn directory_version(&self) -> Result<i64> {
+        let v: i64 =
+            sqlx::query_scalar("SELECT value FROM meta WHERE name = 'directory_version'").fetch_one(&self.read).await?;
+        Ok(v)
+    }
+}
+
+/// Marks the transaction as a directory change; returns the new version.
+pub(crate) async fn bump_version(tx: &mut Transaction<'static, Any>) -> Result<i64> {
+    let v: i64 =
+        sqlx::query_scalar("UPDATE meta SET value = value + 1 WHERE name = 'directory_version' RETURNING value")
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(v)
+}
+
+/// A database URL fit for logs and errors: the password replaced.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

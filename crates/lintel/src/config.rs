@@ -1,0 +1,165 @@
+//! Configuration: defaults, then the TOML file, then `LINTEL_*` environment variables,
+//! then command-line flags. Every key of the file can be set as `LINTEL_<KEY>` (top level)
+//! or `LINTEL_<SECTION>_<KEY>`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: String,
+    pub database_url: String,
+    pub admin_token: Option<String>,
+    /// Where the server's key material lives (created on first start, mode 0600).
+    pub key_file: Option<PathBuf>,
+    /// Where days begin and end for attendance (IANA name).
+    pub timezone: String,
+    pub max_body_bytes: usize,
+    /// How often a server looks for directory changes made by other processes.
+    pub follow_interval_ms: u64,
+    pub log_format: LogFormat,
+    pub sqlite: SqliteConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    /// `normal` survives a crash of lintel; `full` also a power cut (an fsync per commit).
+    pub synchronous: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Wrong PINs, secrets or backup codes from one source before it is locked.
+    pub free_failures: u32,
+    pub first_lock_seconds: u64,
+    pub max_lock_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://lintel.db".into(),
+            admin_token: None,
+            key_file: None,
+            timezone: "UTC".into(),
+            max_body_bytes: 64 * 1024,
+            follow_interval_ms: 1000,
+            log_format: LogFormat::Text,
+            sqlite: SqliteConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self { synchronous: "normal".into() }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { free_failures: 5, first_lock_seconds: 30, max_lock_seconds: 3600 }
+    }
+}
+
+const SECTIONS: &[&str] = &["sqlite", "limits"];
+
+/// Turns an environment value into TOML: numbers and booleans as such, the rest as text.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = raw.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(raw.to_owned())
+    }
+}
+
+pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Config> {
+    let mut table = match file {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading the config file {}", path.display()))?;
+            text.parse::<toml::Table>().with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    for (name, raw) in env {
+        let Some(key) = name.strip_prefix("LINTEL_") else { continue };
+        let key = key.to_ascii_lowercase();
+        if matches!(key.as_str(), "config") {
+            continue;
+        }
+        let section = SECTIONS.iter().find(|s| key.starts_with(&format!("{s}_")));
+        match section {
+            Some(section) => {
+                let entry = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+                let Some(t) = entry.as_table_mut() else { bail!("[{section}] in the config file must be a table") };
+                t.insert(key[section.len() + 1..].to_owned(), env_value(&raw));
+            }
+            None => {
+                // Secrets and URLs stay text even when they look like numbers.
+                let value = match key.as_str() {
+                    "admin_token" | "database_url" | "listen" | "key_file" | "timezone" | "log_format" => {
+                        toml::Value::String(raw)
+                    }
+                    _ => env_value(&raw),
+                };
+                table.insert(key, value);
+            }
+        }
+    }
+    let config: Config =
+        table.try_into().context("the configuration does not fit (see the README's configuration reference)")?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_reaches_sections() {
+        let dir = std::env::temp_dir().join(format!("lintel-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lintel.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\n[sqlite]\nsynchronous = \"full\"\n").unwrap();
+        let env = [
+            ("LINTEL_DATABASE_URL", "postgres://x@127.0.0.1/test"),
+            ("LINTEL_LIMITS_FREE_FAILURES", "3"),
+            ("LINTEL_ADMIN_TOKEN", "12345"),
+            ("PATH", "/bin"),
+        ];
+        let c = load(Some(&file), env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.database_url, "postgres://x@127.0.0.1/test");
+        assert_eq!(c.sqlite.synchronous, "full");
+        assert_eq!(c.limits.free_failures, 3);
+        assert_eq!(c.admin_token.as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn typos_in_the_file_are_errors() {
+        let dir = std::env::temp_dir().join(format!("lintel-config-typo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lintel.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\n").unwrap();
+        assert!(load(Some(&file), std::iter::empty()).is_err());
+    }
+}

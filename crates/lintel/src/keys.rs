@@ -1,0 +1,47 @@
+//! The server's key material: a file beside the database, created on first start with
+//! mode 0600. It holds the key that PINs are hashed with, so a copy of the database alone
+//! is not enough to try all PINs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// The default key file: beside a SQLite database, else in the working directory.
+pub fn default_path(database_url: &str) -> PathBuf {
+    let file = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"));
+    match file.map(|f| f.split('?').next().unwrap_or(f)) {
+        Some(db) if !db.is_empty() && db != ":memory:" => {
+            let db = Path::new(db);
+            db.with_file_name(format!("{}.key", db.file_stem().and_then(|s| s.to_str()).unwrap_or("lintel")))
+        }
+        _ => PathBuf::from("lintel.key"),
+    }
+}
+
+pub fn load_or_create(path: &Path) -> anyhow::Result<[u8; 32]> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes =
+                hex::decode(text.trim()).with_context(|| format!("{} is not a lintel key file", path.display()))?;
+            let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                bail!("{} does not hold a 32-byte key", path.display())
+            };
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).with_context(|| format!("creating the key file {}", path.display()))?;
+            writeln!(file, "{}", hex::encode(key))?;
+            file.sync_all()?;
+            tracing::info!(path = %path.display(), "created the key file; back it up with the database");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the key file {}", path.display())),
+    }
+}

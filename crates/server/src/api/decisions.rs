@@ -1,0 +1,171 @@
+//! Decisions, and opening doors (decide first, then drive).
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lintel_proto::{
+    AdminOpenRequest, DecisionRequest, DecisionResponse, OpenResponse, PresentedCredential, Problem, Reason,
+};
+use lintel_store::NewEvent;
+
+use crate::AppState;
+use crate::auth::Admin;
+use crate::decide::Ask;
+use crate::problem::{ApiError, ApiJson, parse_json};
+
+/// May this credential open this door now? Recorded as an event unless `dry_run`.
+#[utoipa::path(post, path = "/api/v1/decisions", tag = "decisions", request_body = DecisionRequest, security(("admin" = [])),
+    responses((status = 200, body = DecisionResponse), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub async fn decide(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiJson(q): ApiJson<DecisionRequest>,
+) -> Result<Json<DecisionResponse>, ApiError> {
+    let ask = Ask {
+        door: &q.door,
+        credential: &q.credential,
+        at: q.at,
+        dry_run: q.dry_run,
+        source: format!("door:{}", q.door),
+    };
+    Ok(Json(s.inner.decider.decide(ask).await?))
+}
+
+struct Driven {
+    opened: bool,
+    confirmed: bool,
+    error: Option<String>,
+}
+
+/// Drives an allowed door and records what the device did.
+async fn drive(s: &AppState, door_id: &str, seconds: Option<u32>, person_id: Option<&str>) -> Result<Driven, ApiError> {
+    let store = &s.inner.directory.store;
+    let door = store.door(door_id).await?;
+    let driver = lintel_doors::driver_for(&door.driver, &s.inner.devices);
+    let seconds = seconds.unwrap_or(door.open_seconds);
+    let outcome = driver.open(seconds).await;
+    let mut event = NewEvent::new("door.opened").door(door_id).with("driver", driver.kind()).with("seconds", seconds);
+    event.person_id = person_id.map(str::to_owned);
+    let driven = match outcome {
+        Ok(o) => {
+            event = event.with("confirmed", o.confirmed);
+            Driven { opened: driver.kind() != "none", confirmed: o.confirmed, error: None }
+        }
+        Err(e) => {
+            metrics::counter!("lintel_driver_failures_total", "driver" => driver.kind()).increment(1);
+            tracing::warn!(door = door_id, driver = driver.kind(), error = %e, "door driver failed");
+            event.kind = "door.driver_failed".into();
+            event = event.with("error", e.to_string());
+            Driven { opened: false, confirmed: false, error: Some(e.to_string()) }
+        }
+    };
+    let events = store.append_events(&[event]).await?;
+    s.inner.directory.publish(&events);
+    let now = chrono::Utc::now().timestamp_micros();
+    let online = if driver.kind() == "none" { None } else { Some(driven.error.is_none()) };
+    store.set_door_state(door_id, online, driven.error.is_none().then_some(now), driven.error.as_deref()).await?;
+    Ok(driven)
+}
+
+fn open_answer(door: &str, decision: DecisionResponse, driven: Option<Driven>) -> Response {
+    let driven = driven.unwrap_or(Driven { opened: false, confirmed: false, error: None });
+    let body = OpenResponse {
+        allowed: decision.allowed,
+        reason: decision.reason,
+        detail: decision.detail,
+        person_id: decision.person_id,
+        door: door.to_owned(),
+        event_id: decision.event_id,
+        opened: driven.opened,
+        confirmed: driven.confirmed,
+        driver_error: driven.error,
+    };
+    let (status, slug, detail) = match (&body.driver_error, body.allowed, body.reason) {
+        (Some(e), _, _) => {
+            (StatusCode::BAD_GATEWAY, "driver-failed", format!("allowed, but the door did not open: {e}"))
+        }
+        (None, true, _) => return Json(body).into_response(),
+        (None, false, Reason::UnknownDoor) => (StatusCode::NOT_FOUND, "unknown-door", body.detail.clone()),
+        (None, false, Reason::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", body.detail.clone()),
+        (None, false, _) => (StatusCode::FORBIDDEN, "denied", body.detail.clone()),
+    };
+    let mut problem = ApiError::new(status, slug, detail);
+    if let serde_json::Value::Object(fields) = serde_json::to_value(&body).unwrap_or_default() {
+        problem.extensions.extend(fields.into_iter().filter(|(k, _)| k != "detail"));
+    }
+    problem.into_response()
+}
+
+/// Open a door as an administrator; recorded with the token's name.
+#[utoipa::path(post, path = "/api/v1/doors/{id}/open", tag = "decisions", request_body(content = Option<AdminOpenRequest>), security(("admin" = [])),
+    responses((status = 200, body = OpenResponse), (status = 404, body = Problem), (status = 502, body = Problem)))]
+pub async fn admin_open(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    Path(door): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: AdminOpenRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { Default::default() } else { parse_json(&body)? };
+    if let Some(note) = &request.note {
+        crate::validate::text("note", note, 500)?;
+    }
+    if request.seconds.is_some_and(|v| !(1..=3600).contains(&v)) {
+        return Err(ApiError::invalid("seconds is 1 to 3600"));
+    }
+    if s.inner.directory.index().door(&door).is_none() {
+        return Err(ApiError::not_found(format!("door {door:?} not found")));
+    }
+    let mut event = NewEvent::new("decision").door(&door).with("by", format!("admin token {by:?}"));
+    event.allowed = Some(true);
+    event.reason = Some(Reason::Granted);
+    if let Some(note) = &request.note {
+        event = event.with("note", note);
+    }
+    let recorded = s.inner.directory.store.append_events(&[event]).await?;
+    s.inner.directory.publish(&recorded);
+    let decision = DecisionResponse {
+        allowed: true,
+        reason: Reason::Granted,
+        detail: format!("opened by admin token {by:?}"),
+        person_id: None,
+        grant_id: None,
+        event_id: recorded.first().map(|e| e.id.clone()),
+    };
+    let driven = drive(&s, &door, request.seconds, None).await?;
+    Ok(open_answer(&door, decision, Some(driven)))
+}
+
+/// Open a door with a personal secret as the bearer token: anything that can send an
+/// HTTP request can open the door its owner may open.
+#[utoipa::path(post, path = "/open/{door}", tag = "decisions", security(("personal_secret" = [])),
+    responses((status = 200, body = OpenResponse), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 429, body = Problem), (status = 502, body = Problem)))]
+pub async fn open_with_secret(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(door): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let secret = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned())
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| ApiError::unauthorized("send your personal secret as Authorization: Bearer <secret>"))?;
+    let credential = PresentedCredential::Secret { secret };
+    let ask =
+        Ask { door: &door, credential: &credential, at: None, dry_run: false, source: format!("ip:{}", peer.ip()) };
+    let decision = s.inner.decider.decide(ask).await?;
+    if !decision.allowed {
+        return Ok(open_answer(&door, decision, None));
+    }
+    let driven = drive(&s, &door, None, decision.person_id.as_deref()).await?;
+    Ok(open_answer(&door, decision, Some(driven)))
+}

@@ -1,0 +1,227 @@
+//! The event log (paged and live) and attendance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use futures::Stream;
+use lintel_proto::{Attendance, AttendanceDay, AttendanceEntry, Event, Page, Problem};
+use lintel_store::EventFilter;
+use serde::Deserialize;
+use tokio::sync::{broadcast, mpsc};
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::Admin;
+use crate::problem::{ApiError, ApiQuery};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Cursor: the `id` of the last event seen (or `next` of the previous page).
+    after: Option<i64>,
+    kind: Option<String>,
+    person_id: Option<String>,
+    door: Option<String>,
+    /// 1 to 1000, default 100.
+    limit: Option<i64>,
+}
+
+/// Events after a cursor, oldest first. `next` is the cursor to poll with next time.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery), security(("admin" = [])),
+    responses((status = 200, body = Page<Event>), (status = 400, body = Problem)))]
+pub async fn list_events(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<Page<Event>>, ApiError> {
+    let filter = EventFilter {
+        after: q.after,
+        kind: q.kind,
+        person_id: q.person_id,
+        door: q.door,
+        limit: q.limit.unwrap_or(100),
+    };
+    let items = s.inner.directory.store.events(&filter).await?;
+    let next = items.last().map(|e| e.id.clone()).or_else(|| Some(q.after.unwrap_or(0).to_string()));
+    Ok(Json(Page { items, next }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Start after this event (as `Last-Event-ID`); only new events when absent.
+    after: Option<i64>,
+    kind: Option<String>,
+    person_id: Option<String>,
+    door: Option<String>,
+}
+
+fn matches(e: &Event, q: &StreamQuery) -> bool {
+    q.kind.as_ref().is_none_or(|k| *k == e.kind)
+        && q.person_id.as_ref().is_none_or(|p| Some(p) == e.person_id.as_ref())
+        && q.door.as_ref().is_none_or(|d| Some(d) == e.door.as_ref())
+}
+
+fn seq(e: &Event) -> i64 {
+    e.id.parse().unwrap_or(0)
+}
+
+/// Live events as Server-Sent Events; reconnecting with `Last-Event-ID` resumes without
+/// a gap, from the stored log.
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(StreamQuery), security(("admin" = [])),
+    responses((status = 200, description = "text/event-stream of events, `id` = event id")))]
+pub async fn stream_events(
+    State(s): State<AppState>,
+    _: Admin,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::bad_request("Last-Event-ID is an event id")));
+    let directory = s.inner.directory.clone();
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let mut live = directory.subscribe();
+    let mut last = match resume.transpose()?.or(q.after) {
+        Some(after) => after,
+        None => directory.store.last_event_seq().await?,
+    };
+    let (tx, rx) = mpsc::channel::<Event>(256);
+    tokio::spawn(async move {
+        let mut catch_up = true;
+        loop {
+            if catch_up {
+                let filter = EventFilter {
+                    after: Some(last),
+                    kind: q.kind.clone(),
+                    person_id: q.person_id.clone(),
+                    door: q.door.clone(),
+                    limit: 500,
+                };
+                let Ok(page) = directory.store.events(&filter).await else { return };
+                let full = page.len() == 500;
+                for e in page {
+                    last = seq(&e);
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+                if full {
+                    continue;
+                }
+                catch_up = false;
+            }
+            match live.recv().await {
+                Ok(e) if seq(&e) > last => {
+                    last = seq(&e);
+                    if matches(&e, &q) && tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let e = rx.recv().await?;
+        let sse = SseEvent::default().id(e.id.clone()).event(e.kind.clone()).json_data(&e).unwrap_or_default();
+        Some((Ok(sse), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AttendanceQuery {
+    /// First day, `YYYY-MM-DD`.
+    from: NaiveDate,
+    /// Last day (inclusive), `YYYY-MM-DD`; at most 366 days after `from`.
+    to: NaiveDate,
+    /// `group` splits each day by the groups people belong to.
+    by: Option<String>,
+    /// Time zone that draws the line between days; the server's `timezone` by default.
+    tz: Option<String>,
+}
+
+fn local_midnight(tz: &Tz, day: NaiveDate) -> DateTime<Utc> {
+    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    // Where midnight is skipped by a DST change, the day starts at the first instant after.
+    tz.from_local_datetime(&midnight).earliest().unwrap_or_else(|| tz.from_utc_datetime(&midnight)).with_timezone(&Utc)
+}
+
+/// People present per day: who, first and last entry, how many entries.
+#[utoipa::path(get, path = "/api/v1/attendance", tag = "events", params(AttendanceQuery), security(("admin" = [])),
+    responses((status = 200, body = Attendance), (status = 400, body = Problem), (status = 422, body = Problem)))]
+pub async fn attendance(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<AttendanceQuery>,
+) -> Result<Json<Attendance>, ApiError> {
+    let tz: Tz = match &q.tz {
+        Some(name) => name.parse().map_err(|_| ApiError::invalid(format!("unknown time zone {name:?}")))?,
+        None => s.inner.config.timezone,
+    };
+    let by_group = match q.by.as_deref() {
+        None => false,
+        Some("group") => true,
+        Some(other) => return Err(ApiError::invalid(format!("by={other:?}: the only split is by=group"))),
+    };
+    if q.to < q.from || (q.to - q.from).num_days() > 366 {
+        return Err(ApiError::invalid("to is on or after from, and at most 366 days later"));
+    }
+    let end = q.to.checked_add_days(Days::new(1)).ok_or_else(|| ApiError::invalid("to is out of range"))?;
+    let store = &s.inner.directory.store;
+    let entries = store
+        .entries_between(local_midnight(&tz, q.from).timestamp_micros(), local_midnight(&tz, end).timestamp_micros())
+        .await?;
+    let groups: HashMap<String, Vec<String>> = if by_group {
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
+        for (person, group) in store.memberships().await? {
+            map.entry(person).or_default().push(group);
+        }
+        map
+    } else {
+        HashMap::new()
+    };
+    // (day, group) -> person -> entry
+    let mut days: BTreeMap<(NaiveDate, Option<String>), BTreeMap<String, AttendanceEntry>> = BTreeMap::new();
+    for (person, micros) in entries {
+        let Some(at) = DateTime::from_timestamp_micros(micros) else { continue };
+        let day = at.with_timezone(&tz).date_naive();
+        let keys: Vec<Option<String>> = match groups.get(&person) {
+            Some(gs) if by_group => gs.iter().cloned().map(Some).collect(),
+            _ => vec![None],
+        };
+        for key in keys {
+            let entry = days.entry((day, key)).or_default().entry(person.clone()).or_insert(AttendanceEntry {
+                person_id: person.clone(),
+                first_entry: at,
+                last_entry: at,
+                entries: 0,
+            });
+            entry.first_entry = entry.first_entry.min(at);
+            entry.last_entry = entry.last_entry.max(at);
+            entry.entries += 1;
+        }
+    }
+    let days = days
+        .into_iter()
+        .map(|((date, group), people)| AttendanceDay {
+            date,
+            group,
+            present: people.len() as u64,
+            people: people.into_values().collect(),
+        })
+        .collect();
+    Ok(Json(Attendance { from: q.from, to: q.to, tz: tz.name().to_owned(), days }))
+}

@@ -1,0 +1,61 @@
+//! Routes, grouped as in `shared/design/api.md`.
+
+mod decisions;
+mod directory;
+mod events;
+pub mod ops;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "lintel", description = "The self-hosted access-control hub: directory, decisions, doors, events."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "directory", description = "People, credentials, doors, groups and grants"),
+        (name = "decisions", description = "May this credential open this door now?"),
+        (name = "events", description = "The event log and attendance"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        components.add_security_scheme("admin", bearer.clone());
+        components.add_security_scheme("personal_secret", bearer);
+    }
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(directory::create_person, directory::list_people))
+        .routes(routes!(directory::get_person, directory::patch_person, directory::delete_person))
+        .routes(routes!(directory::issue_credential, directory::list_credentials))
+        .routes(routes!(directory::get_credential, directory::revoke_credential))
+        .routes(routes!(directory::create_door, directory::list_doors))
+        .routes(routes!(directory::get_door, directory::patch_door, directory::delete_door))
+        .routes(routes!(directory::create_group, directory::list_groups))
+        .routes(routes!(directory::get_group, directory::delete_group))
+        .routes(routes!(directory::add_member, directory::remove_member))
+        .routes(routes!(directory::create_grant, directory::list_grants))
+        .routes(routes!(directory::get_grant, directory::delete_grant))
+        .routes(routes!(decisions::decide))
+        .routes(routes!(decisions::admin_open))
+        .routes(routes!(decisions::open_with_secret))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::stream_events))
+        .routes(routes!(events::attendance))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+}

@@ -1,0 +1,68 @@
+//! Health, readiness, metrics, the OpenAPI document, and the problem answers for unknown
+//! routes and methods.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+/// Process alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Store reachable and decision index loaded.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
+pub async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    s.inner.directory.store.ping().await.map_err(|_| ApiError::unavailable("the store does not answer"))?;
+    let stats = s.inner.directory.index().stats();
+    Ok(Json(serde_json::json!({
+        "status": "ready",
+        "index": {"people": stats.people, "credentials": stats.credentials, "doors": stats.doors, "groups": stats.groups, "grants": stats.grants}
+    })))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let stats = s.inner.directory.index().stats();
+    metrics::gauge!("lintel_index_credentials").set(stats.credentials as f64);
+    metrics::gauge!("lintel_index_people").set(stats.people as f64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.inner.metrics.render())
+}
+
+/// The recorder is global to the process; it is installed once.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("lintel_decision_seconds".into()),
+                    &[1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 1e-4, 1e-3],
+                )
+                .expect("bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
+
+pub async fn openapi(doc: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {
+    Json(doc)
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; GET /openapi.json lists them")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this route does not take that method")
+}

@@ -1,0 +1,98 @@
+//! Admin authentication: `Authorization: Bearer <token>`, checked against the SHA-256
+//! digests of the tokens in the store (cached, refreshed when the directory changes) and
+//! the token from the environment, always in constant time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use lintel_core::Digest;
+use lintel_core::credential::digests_equal;
+use lintel_store::{Store, StoreError};
+
+use crate::AppState;
+use crate::problem::ApiError;
+use crate::secrets::digest;
+
+#[derive(Clone)]
+pub struct Tokens {
+    by_digest: Arc<ArcSwap<HashMap<Digest, String>>>,
+    from_env: Option<Digest>,
+}
+
+async fn read_tokens(store: &Store) -> Result<HashMap<Digest, String>, StoreError> {
+    let mut map = HashMap::new();
+    for (name, hex_digest) in store.token_digests().await? {
+        if let Ok(bytes) = hex::decode(&hex_digest) {
+            if let Ok(d) = Digest::try_from(bytes.as_slice()) {
+                map.insert(d, name);
+            }
+        }
+    }
+    Ok(map)
+}
+
+impl Tokens {
+    pub async fn load(store: &Store, env_token: Option<&str>) -> Result<Self, StoreError> {
+        Ok(Self {
+            by_digest: Arc::new(ArcSwap::from_pointee(read_tokens(store).await?)),
+            from_env: env_token.map(digest),
+        })
+    }
+
+    pub fn spawn_refresher(&self, store: Store, every: Duration) {
+        let tokens = self.by_digest.clone();
+        tokio::spawn(async move {
+            let mut seen = None;
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Ok(version) = store.directory_version().await else { continue };
+                if seen == Some(version) {
+                    continue;
+                }
+                match read_tokens(&store).await {
+                    Ok(map) => {
+                        tokens.store(Arc::new(map));
+                        seen = Some(version);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not refresh admin tokens"),
+                }
+            }
+        });
+    }
+
+    /// The name of the token presented, if it is one.
+    pub fn check(&self, presented: &str) -> Option<String> {
+        let d = digest(presented);
+        if self.from_env.as_ref().is_some_and(|env| digests_equal(env, &d)) {
+            return Some("environment".into());
+        }
+        let map = self.by_digest.load();
+        let (stored, name) = map.get_key_value(&d)?;
+        digests_equal(stored, &d).then(|| name.clone())
+    }
+}
+
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// An authenticated admin; the token's name is kept for the record.
+pub struct Admin(pub String);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)
+            .ok_or_else(|| ApiError::unauthorized("send an admin token as Authorization: Bearer <token>"))?;
+        state.inner.tokens.check(token).map(Admin).ok_or_else(|| ApiError::unauthorized("the token is not valid"))
+    }
+}

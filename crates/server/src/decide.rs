@@ -1,0 +1,164 @@
+//! Asking the question: turn the presented credential into its key, hold back guessers,
+//! let the core decide on the current snapshot, and record the decision durably (through
+//! the group commit) before anyone hears the answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use lintel_core::credential::{normalize_uid, pin_digest, validate_pin};
+use lintel_core::{CredentialKey, Decision, Digest, Query, Reason};
+use lintel_proto::{DecisionResponse, PresentedCredential};
+use lintel_store::{NewEvent, PendingDecision, credential_id, grant_id};
+
+use crate::directory::Directory;
+use crate::limiter::{FailureLimiter, LimiterConfig};
+use crate::problem::ApiError;
+use crate::secrets;
+use crate::writer::DecisionWriter;
+
+pub struct Decider {
+    directory: Arc<Directory>,
+    writer: DecisionWriter,
+    limiter: FailureLimiter,
+    pin_key: [u8; 32],
+}
+
+/// A question as it arrives, with where it came from (for guessing protection).
+pub struct Ask<'a> {
+    pub door: &'a str,
+    pub credential: &'a PresentedCredential,
+    pub at: Option<DateTime<Utc>>,
+    pub dry_run: bool,
+    /// e.g. `door:front` for a keypad, `ip:192.0.2.7` for an HTTP client.
+    pub source: String,
+}
+
+struct Presented {
+    key: CredentialKey,
+    digest: Option<Digest>,
+    revocation_code: Option<String>,
+    /// Short or typed credentials are what a guesser would try.
+    guessable: bool,
+}
+
+impl Decider {
+    pub fn new(directory: Arc<Directory>, pin_key: [u8; 32], limiter: LimiterConfig) -> Self {
+        let writer = DecisionWriter::spawn(directory.clone());
+        Self { directory, writer, limiter: FailureLimiter::new(limiter), pin_key }
+    }
+
+    fn present(&self, credential: &PresentedCredential) -> Result<Presented, ApiError> {
+        Ok(match credential {
+            PresentedCredential::Card { uid, revocation_code } => {
+                let key = CredentialKey::card(uid).map_err(|e| ApiError::invalid(e.to_string()))?;
+                Presented { key, digest: None, revocation_code: revocation_code.clone(), guessable: false }
+            }
+            PresentedCredential::Pin { pin } => {
+                validate_pin(pin).map_err(|e| ApiError::invalid(e.to_string()))?;
+                let d = pin_digest(&self.pin_key, pin);
+                Presented { key: CredentialKey::pin(&d), digest: Some(d), revocation_code: None, guessable: true }
+            }
+            PresentedCredential::Secret { secret } => {
+                let d = secrets::digest(secret);
+                Presented { key: CredentialKey::secret(&d), digest: Some(d), revocation_code: None, guessable: true }
+            }
+            PresentedCredential::BackupCode { code } => {
+                let d = secrets::backup_code_digest(code);
+                Presented {
+                    key: CredentialKey::backup_code(&d),
+                    digest: Some(d),
+                    revocation_code: None,
+                    guessable: true,
+                }
+            }
+        })
+    }
+
+    pub async fn decide(&self, ask: Ask<'_>) -> Result<DecisionResponse, ApiError> {
+        let presented = self.present(ask.credential)?;
+        let at = ask.at.unwrap_or_else(Utc::now);
+        let now = Instant::now();
+        let index = self.directory.index();
+        let started = Instant::now();
+        let decision = match presented.guessable.then(|| self.limiter.locked(&ask.source, now)).flatten() {
+            Some(wait) => Decision {
+                reason: Reason::RateLimited,
+                detail: format!("too many wrong attempts from here; try again in {} s", wait.as_secs().max(1)).into(),
+                door: index.door(ask.door).map(|d| d.pk),
+                credential: None,
+                person: None,
+                grant: None,
+                consume: Default::default(),
+            },
+            None => index.decide(&Query {
+                door: ask.door,
+                key: presented.key,
+                digest: presented.digest.as_ref(),
+                revocation_code: presented.revocation_code.as_deref(),
+                at,
+            }),
+        };
+        metrics::histogram!("lintel_decision_seconds").record(started.elapsed().as_secs_f64());
+        if presented.guessable && decision.reason == Reason::UnknownCredential {
+            self.limiter.failure(&ask.source, now);
+        }
+        let person_id = decision.person.and_then(|pk| index.person(pk)).map(|p| p.id.to_string());
+        let mut response = DecisionResponse {
+            allowed: decision.allowed(),
+            reason: decision.reason,
+            detail: decision.detail.to_string(),
+            person_id,
+            grant_id: decision.grant.map(grant_id),
+            event_id: None,
+        };
+        drop(index);
+        if ask.dry_run {
+            return Ok(response);
+        }
+        let mut event = NewEvent::new("decision").door(ask.door).with("detail", &response.detail);
+        event.at = at.timestamp_micros();
+        event.allowed = Some(response.allowed);
+        event.reason = Some(response.reason);
+        event.person_id = response.person_id.clone();
+        event.credential_id = decision.credential.map(credential_id);
+        event.grant_id = response.grant_id.clone();
+        event.data["credential_kind"] = credential_kind(ask.credential).into();
+        if let PresentedCredential::Card { uid, .. } = ask.credential {
+            if decision.credential.is_none() {
+                // An unknown card's UID is what an operator needs to enrol it.
+                event.data["uid"] = normalize_uid(uid).unwrap_or_default().into();
+            }
+        }
+        let pending = PendingDecision {
+            event,
+            pass_grant: decision.consume.pass.then_some(decision.grant).flatten(),
+            backup_code: decision.consume.backup_code.then_some(decision.credential).flatten(),
+        };
+        let committed = self.writer.commit(pending).await.map_err(|e| {
+            tracing::error!(error = %e, "decision not recorded; refusing it");
+            ApiError::unavailable("the decision could not be recorded, so the door stays shut")
+        })?;
+        let event = committed.event;
+        // The commit may have turned an allowance into a denial (a pass used up meanwhile).
+        response.allowed = event.allowed == Some(true);
+        response.reason = event.reason.unwrap_or(response.reason);
+        if let Some(detail) = event.data.get("detail").and_then(|d| d.as_str()) {
+            response.detail = detail.to_owned();
+        }
+        response.event_id = Some(event.id.clone());
+        let result = if response.allowed { "allowed" } else { "denied" };
+        metrics::counter!("lintel_decisions_total", "result" => result, "reason" => response.reason.as_str())
+            .increment(1);
+        Ok(response)
+    }
+}
+
+fn credential_kind(c: &PresentedCredential) -> &'static str {
+    match c {
+        PresentedCredential::Card { .. } => "card",
+        PresentedCredential::Pin { .. } => "pin",
+        PresentedCredential::Secret { .. } => "secret",
+        PresentedCredential::BackupCode { .. } => "backup_code",
+    }
+}

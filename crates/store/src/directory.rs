@@ -1,0 +1,863 @@
+//! People, credentials, doors, groups and grants: every write is one transaction that
+//! appends its event, bumps the directory version and reads back its index changes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use lintel_core::{Change, CompiledSchedule, DoorSet, IndexGrant, IndexGroup, Pk, Subject};
+use lintel_proto::{
+    Credential, CredentialKind, Door, DoorPatch, Grant, Group, NewDoor, NewPerson, Person, PersonPatch, PersonStatus,
+    Schedule,
+};
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::events::{NewEvent, insert};
+use crate::rows::{self, CREDENTIAL_COLUMNS, CREDENTIAL_FROM, DOOR_COLUMNS, PERSON_COLUMNS, json, to_json};
+use crate::{IndexUpdate, Result, Store, StoreError, Written, bump_version, conflict_on_unique, now_micros};
+
+type Tx = Transaction<'static, Any>;
+
+/// Filters of the people listing; `after` is the cursor (a row key).
+#[derive(Debug, Clone, Default)]
+pub struct PersonFilter {
+    pub email: Option<String>,
+    pub external_id: Option<(String, String)>,
+    pub q: Option<String>,
+    pub after: Option<Pk>,
+    pub limit: i64,
+}
+
+/// A credential to store, its secret parts already digested by the caller.
+#[derive(Debug, Clone)]
+pub struct NewCredentialRecord {
+    pub kind: CredentialKind,
+    pub card_uid: Option<String>,
+    pub revocation_code: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// Whether a membership call changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    Added,
+    Removed,
+    Unchanged,
+}
+
+/// A grant to store, references already named by id.
+#[derive(Debug, Clone, Default)]
+pub struct NewGrantRecord {
+    pub person_id: Option<String>,
+    pub group_id: Option<String>,
+    pub doors: Option<Vec<String>>,
+    pub door_group: Option<String>,
+    pub schedule: Option<Schedule>,
+    pub valid_from: Option<i64>,
+    pub valid_until: Option<i64>,
+    pub passes: Option<u32>,
+    pub source: Option<String>,
+}
+
+pub(crate) async fn person_pk(tx: &mut Tx, id: &str) -> Result<Pk> {
+    sqlx::query_scalar("SELECT pk FROM people WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("person", id))
+}
+
+async fn door_pk(tx: &mut Tx, id: &str) -> Result<Pk> {
+    sqlx::query_scalar("SELECT pk FROM doors WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("door", id))
+}
+
+pub(crate) async fn group_pk(tx: &mut Tx, id: &str) -> Result<Pk> {
+    sqlx::query_scalar("SELECT pk FROM access_groups WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("group", id))
+}
+
+/// `($1, $2, ...)` starting at `$first`, for `IN` lists.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    let list: Vec<String> = (first..first + count).map(|i| format!("${i}")).collect();
+    format!("({})", list.join(", "))
+}
+
+fn base_person(row: &AnyRow) -> Result<(Pk, Person)> {
+    Ok((
+        row.try_get("pk")?,
+        Person {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            phone: row.try_get("phone")?,
+            email_verified: row.try_get::<i64, _>("email_verified")? != 0,
+            phone_verified: row.try_get::<i64, _>("phone_verified")? != 0,
+            external_ids: BTreeMap::new(),
+            status: rows::person_status(&row.try_get::<String, _>("status")?)?,
+            skills: json(&row.try_get::<String, _>("skills")?)?,
+            attributes: json(&row.try_get::<String, _>("attributes")?)?,
+            groups: Vec::new(),
+            created_at: rows::time(row.try_get("created_at")?)?,
+            updated_at: rows::time(row.try_get("updated_at")?)?,
+        },
+    ))
+}
+
+/// Fills in external ids and groups for people read from their table.
+async fn complete_people(exec: &mut sqlx::AnyConnection, people: &mut [(Pk, Person)]) -> Result<()> {
+    if people.is_empty() {
+        return Ok(());
+    }
+    let pks: Vec<Pk> = people.iter().map(|(pk, _)| *pk).collect();
+    let list = placeholders(1, pks.len());
+    let mut by_pk: HashMap<Pk, usize> = pks.iter().enumerate().map(|(i, pk)| (*pk, i)).collect();
+    let sql =
+        format!("SELECT person_pk, system, external_id FROM external_ids WHERE person_pk IN {list} ORDER BY system");
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for pk in &pks {
+        q = q.bind(*pk);
+    }
+    for row in q.fetch_all(&mut *exec).await? {
+        let i = by_pk[&row.try_get::<i64, _>("person_pk")?];
+        people[i].1.external_ids.insert(row.try_get("system")?, row.try_get("external_id")?);
+    }
+    let sql = format!(
+        "SELECT m.person_pk, g.id FROM group_members m JOIN access_groups g ON g.pk = m.group_pk \
+         WHERE m.person_pk IN {list} ORDER BY g.id"
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for pk in &pks {
+        q = q.bind(*pk);
+    }
+    for row in q.fetch_all(&mut *exec).await? {
+        let i = by_pk[&row.try_get::<i64, _>("person_pk")?];
+        people[i].1.groups.push(row.try_get("id")?);
+    }
+    by_pk.clear();
+    Ok(())
+}
+
+async fn read_person(tx: &mut Tx, pk: Pk) -> Result<(Person, Change)> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {PERSON_COLUMNS} FROM people WHERE pk = $1")))
+        .bind(pk)
+        .fetch_one(&mut **tx)
+        .await?;
+    let (_, index) = rows::index_person(&row)?;
+    let mut people = vec![base_person(&row)?];
+    complete_people(&mut **tx, &mut people).await?;
+    Ok((people.pop().expect("one person").1, Change::Person(pk, Some(index))))
+}
+
+async fn write_external_ids(tx: &mut Tx, pk: Pk, ids: &BTreeMap<String, String>) -> Result<()> {
+    sqlx::query("DELETE FROM external_ids WHERE person_pk = $1").bind(pk).execute(&mut **tx).await?;
+    for (system, id) in ids {
+        sqlx::query("INSERT INTO external_ids (system, external_id, person_pk) VALUES ($1, $2, $3)")
+            .bind(system)
+            .bind(id)
+            .bind(pk)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, || format!("another person already has the {system} id {id:?}")))?;
+    }
+    Ok(())
+}
+
+async fn read_credential(tx: &mut Tx, pk: Pk) -> Result<(Credential, Change)> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIAL_FROM} WHERE c.pk = $1")))
+        .bind(pk)
+        .fetch_one(&mut **tx)
+        .await?;
+    let (key, index) = rows::index_credential(&row)?;
+    Ok((rows::credential(&row)?, Change::Credential(key, index)))
+}
+
+async fn read_group(tx: &mut Tx, pk: Pk) -> Result<(Group, Change)> {
+    let row = sqlx::query("SELECT pk, id, name FROM access_groups WHERE pk = $1").bind(pk).fetch_one(&mut **tx).await?;
+    let doors = sqlx::query(
+        "SELECT d.pk, d.id FROM group_doors gd JOIN doors d ON d.pk = gd.door_pk WHERE gd.group_pk = $1 ORDER BY d.id",
+    )
+    .bind(pk)
+    .fetch_all(&mut **tx)
+    .await?;
+    let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE group_pk = $1")
+        .bind(pk)
+        .fetch_one(&mut **tx)
+        .await?;
+    let id: String = row.try_get("id")?;
+    let door_pks = doors.iter().map(|d| d.try_get::<i64, _>("pk")).collect::<Result<Box<[Pk]>, _>>()?;
+    let group = Group {
+        id: id.clone(),
+        name: row.try_get("name")?,
+        doors: doors.iter().map(|d| d.try_get("id")).collect::<Result<_, _>>()?,
+        members: members as u64,
+    };
+    Ok((group, Change::Group(pk, Some(IndexGroup { id: id.into(), doors: door_pks }))))
+}
+
+pub(crate) const GRANT_SELECT: &str = "SELECT g.pk, g.person_pk, g.group_pk, g.door_group_pk, g.has_doors, g.schedule, \
+     g.valid_from, g.valid_until, g.passes, g.passes_used, g.source, g.created_at, \
+     p.id AS person_id, ag.id AS group_id, dg.id AS door_group_id \
+     FROM grants g LEFT JOIN people p ON p.pk = g.person_pk LEFT JOIN access_groups ag ON ag.pk = g.group_pk \
+     LEFT JOIN access_groups dg ON dg.pk = g.door_group_pk";
+
+/// Reads a grant row (from [`GRANT_SELECT`]) and its doors into the API form and the index form.
+pub(crate) fn grant_from_row(row: &AnyRow, doors: Vec<(Pk, String)>) -> Result<(Grant, IndexGrant)> {
+    let pk: Pk = row.try_get("pk")?;
+    let schedule: Option<Schedule> = row.try_get::<Option<String>, _>("schedule")?.as_deref().map(json).transpose()?;
+    let compiled = schedule
+        .as_ref()
+        .map(CompiledSchedule::compile)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("grant {pk} schedule: {e}")))?;
+    let person: Option<Pk> = row.try_get("person_pk")?;
+    let group: Option<Pk> = row.try_get("group_pk")?;
+    let door_group: Option<Pk> = row.try_get("door_group_pk")?;
+    let has_doors = row.try_get::<i64, _>("has_doors")? != 0;
+    let valid_from: Option<i64> = row.try_get("valid_from")?;
+    let valid_until: Option<i64> = row.try_get("valid_until")?;
+    let passes = row.try_get::<Option<i64>, _>("passes")?.map(|p| u32::try_from(p).unwrap_or(u32::MAX));
+    let passes_used = u32::try_from(row.try_get::<i64, _>("passes_used")?).unwrap_or(u32::MAX);
+    let subject = match (person, group) {
+        (Some(p), None) => Subject::Person(p),
+        (None, Some(g)) => Subject::Group(g),
+        _ => return Err(StoreError::Corrupt(format!("grant {pk} has no single subject"))),
+    };
+    let door_set = match (has_doors, door_group) {
+        (true, _) => DoorSet::Doors(doors.iter().map(|(pk, _)| *pk).collect()),
+        (false, Some(g)) => DoorSet::Group(g),
+        (false, None) => DoorSet::SubjectGroup,
+    };
+    let grant = Grant {
+        id: rows::grant_id(pk),
+        person_id: row.try_get("person_id")?,
+        group_id: row.try_get("group_id")?,
+        doors: has_doors.then(|| doors.into_iter().map(|(_, id)| id).collect()),
+        door_group: row.try_get("door_group_id")?,
+        schedule,
+        valid_from: rows::opt_time(valid_from)?,
+        valid_until: rows::opt_time(valid_until)?,
+        passes,
+        passes_used,
+        source: row.try_get("source")?,
+        created_at: rows::time(row.try_get("created_at")?)?,
+    };
+    let index = IndexGrant {
+        pk,
+        subject,
+        doors: door_set,
+        schedule: compiled,
+        valid_from: valid_from.unwrap_or(i64::MIN),
+        valid_until: valid_until.unwrap_or(i64::MAX),
+        passes,
+        passes_used,
+    };
+    Ok((grant, index))
+}
+
+async fn read_grants(
+    exec: &mut sqlx::AnyConnection,
+    filter: &str,
+    bind: Option<Pk>,
+) -> Result<Vec<(Grant, IndexGrant)>> {
+    let sql = format!("{GRANT_SELECT} {filter} ORDER BY g.pk");
+    let rows = match bind {
+        Some(b) => sqlx::query(AssertSqlSafe(sql)).bind(b).fetch_all(&mut *exec).await?,
+        None => sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *exec).await?,
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let pk: Pk = row.try_get("pk")?;
+        let doors = sqlx::query("SELECT d.pk, d.id FROM grant_doors gd JOIN doors d ON d.pk = gd.door_pk WHERE gd.grant_pk = $1 ORDER BY d.id")
+            .bind(pk)
+            .fetch_all(&mut *exec)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("pk")?, r.try_get("id")?)))
+            .collect::<Result<Vec<_>>>()?;
+        out.push(grant_from_row(&row, doors)?);
+    }
+    Ok(out)
+}
+
+async fn finish<T>(mut tx: Tx, value: T, index: IndexUpdate, events: Vec<NewEvent>) -> Result<Written<T>> {
+    let mut stored = Vec::with_capacity(events.len());
+    for e in &events {
+        stored.push(insert(&mut tx, e).await?);
+    }
+    let version = bump_version(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Written { value, index, events: stored, version })
+}
+
+impl Store {
+    pub async fn create_person(&self, p: &NewPerson, id: &str) -> Result<Written<Person>> {
+        let mut tx = self.begin().await?;
+        let now = now_micros();
+        let pk: Pk = sqlx::query_scalar(
+            "INSERT INTO people (id, name, email, phone, email_verified, phone_verified, status, skills, attributes, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING pk",
+        )
+        .bind(id)
+        .bind(&p.name)
+        .bind(&p.email)
+        .bind(&p.phone)
+        .bind(i64::from(p.email_verified))
+        .bind(i64::from(p.phone_verified))
+        .bind(p.status.as_str())
+        .bind(to_json(&p.skills))
+        .bind(to_json(&p.attributes))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, || format!("a person with id {id:?} exists already")))?;
+        write_external_ids(&mut tx, pk, &p.external_ids).await?;
+        let (person, change) = read_person(&mut tx, pk).await?;
+        let event = NewEvent::new("person.created").person(id).with("name", &person.name);
+        finish(tx, person, IndexUpdate::Patch(vec![change]), vec![event]).await
+    }
+
+    pub async fn person(&self, id: &str) -> Result<Person> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {PERSON_COLUMNS} FROM people WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or_else(|| StoreError::not_found("person", id))?;
+        let mut people = vec![base_person(&row)?];
+        complete_people(&mut *self.read.acquire().await?, &mut people).await?;
+        Ok(people.pop().expect("one person").1)
+    }
+
+    pub async fn people(&self, f: &PersonFilter) -> Result<(Vec<Person>, Option<String>)> {
+        let mut sql = format!("SELECT {PERSON_COLUMNS} FROM people WHERE pk > $1");
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(email) = &f.email {
+            binds.push(email.to_lowercase());
+            sql.push_str(&format!(" AND lower(email) = ${}", binds.len() + 1));
+        }
+        if let Some((system, id)) = &f.external_id {
+            binds.push(system.clone());
+            binds.push(id.clone());
+            sql.push_str(&format!(
+                " AND pk IN (SELECT person_pk FROM external_ids WHERE system = ${} AND external_id = ${})",
+                binds.len(),
+                binds.len() + 1
+            ));
+        }
+        if let Some(q) = &f.q {
+            let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            binds.push(format!("%{escaped}%"));
+            let n = binds.len() + 1;
+            sql.push_str(&format!(
+                " AND (lower(name) LIKE ${n} ESCAPE '\\' OR lower(COALESCE(email, '')) LIKE ${n} ESCAPE '\\' OR lower(id) LIKE ${n} ESCAPE '\\')"
+            ));
+        }
+        let limit = f.limit.clamp(1, 500);
+        sql.push_str(&format!(" ORDER BY pk LIMIT {}", limit + 1));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(f.after.unwrap_or(0));
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.read).await?;
+        let mut people = rows.iter().take(limit as usize).map(base_person).collect::<Result<Vec<_>>>()?;
+        complete_people(&mut *self.read.acquire().await?, &mut people).await?;
+        let next = (rows.len() as i64 > limit).then(|| people.last().map(|(pk, _)| pk.to_string())).flatten();
+        Ok((people.into_iter().map(|(_, p)| p).collect(), next))
+    }
+
+    pub async fn patch_person(&self, id: &str, patch: &PersonPatch) -> Result<Written<Person>> {
+        let mut tx = self.begin().await?;
+        let pk = person_pk(&mut tx, id).await?;
+        let (mut p, _) = read_person(&mut tx, pk).await?;
+        if let Some(v) = &patch.name {
+            p.name = v.clone();
+        }
+        if let Some(v) = &patch.email {
+            p.email = v.clone();
+        }
+        if let Some(v) = &patch.phone {
+            p.phone = v.clone();
+        }
+        if let Some(v) = patch.email_verified {
+            p.email_verified = v;
+        }
+        if let Some(v) = patch.phone_verified {
+            p.phone_verified = v;
+        }
+        if let Some(v) = patch.status {
+            p.status = v;
+        }
+        if let Some(v) = &patch.skills {
+            p.skills = v.clone();
+        }
+        if let Some(v) = &patch.attributes {
+            for (k, value) in v {
+                if value.is_null() {
+                    p.attributes.remove(k);
+                } else {
+                    p.attributes.insert(k.clone(), value.clone());
+                }
+            }
+        }
+        sqlx::query(
+            "UPDATE people SET name = $2, email = $3, phone = $4, email_verified = $5, phone_verified = $6, status = $7, \
+             skills = $8, attributes = $9, updated_at = $10 WHERE pk = $1",
+        )
+        .bind(pk)
+        .bind(&p.name)
+        .bind(&p.email)
+        .bind(&p.phone)
+        .bind(i64::from(p.email_verified))
+        .bind(i64::from(p.phone_verified))
+        .bind(p.status.as_str())
+        .bind(to_json(&p.skills))
+        .bind(to_json(&p.attributes))
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        if let Some(ids) = &patch.external_ids {
+            write_external_ids(&mut tx, pk, ids).await?;
+        }
+        let (person, change) = read_person(&mut tx, pk).await?;
+        let mut event = NewEvent::new("person.updated").person(id);
+        if patch.status == Some(PersonStatus::Suspended) {
+            event = event.with("status", "suspended");
+        }
+        finish(tx, person, IndexUpdate::Patch(vec![change]), vec![event]).await
+    }
+
+    /// Removes a person; their credentials stay on record, revoked, so that a card
+    /// presented later is answered `credential_revoked` rather than `unknown_credential`.
+    pub async fn delete_person(&self, id: &str) -> Result<Written<()>> {
+        let mut tx = self.begin().await?;
+        let pk = person_pk(&mut tx, id).await?;
+        let now = now_micros();
+        let live: Vec<Pk> = sqlx::query_scalar("SELECT pk FROM credentials WHERE person_pk = $1 AND status = 'active'")
+            .bind(pk)
+            .fetch_all(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE credentials SET status = 'revoked', status_reason = 'person deleted', revoked_at = $2 \
+             WHERE person_pk = $1 AND status = 'active'",
+        )
+        .bind(pk)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let groups: Vec<Pk> = sqlx::query_scalar("SELECT group_pk FROM group_members WHERE person_pk = $1")
+            .bind(pk)
+            .fetch_all(&mut *tx)
+            .await?;
+        let grants: Vec<Pk> =
+            sqlx::query_scalar("SELECT pk FROM grants WHERE person_pk = $1").bind(pk).fetch_all(&mut *tx).await?;
+        sqlx::query("DELETE FROM people WHERE pk = $1").bind(pk).execute(&mut *tx).await?;
+        let mut changes = vec![Change::Person(pk, None)];
+        for c in &live {
+            changes.push(read_credential(&mut tx, *c).await?.1);
+        }
+        changes.extend(groups.into_iter().map(|group| Change::Membership { group, person: pk, member: false }));
+        changes.extend(grants.into_iter().map(|g| Change::Grant(g, None)));
+        let event = NewEvent::new("person.deleted").person(id).with("credentials_revoked", live.len());
+        finish(tx, (), IndexUpdate::Patch(changes), vec![event]).await
+    }
+
+    pub async fn issue_credential(
+        &self,
+        person_id: &str,
+        c: &crate::NewCredentialRecord,
+    ) -> Result<Written<Credential>> {
+        let mut tx = self.begin().await?;
+        let person = person_pk(&mut tx, person_id).await?;
+        let now = now_micros();
+        let mut changes = Vec::new();
+        let mut events = Vec::new();
+        if let Some(uid) = &c.card_uid {
+            // Re-issuing a person's own card (a new revocation code) replaces the old one;
+            // a card that belongs to someone else is a conflict.
+            let holder: Option<(Pk, Option<Pk>)> =
+                sqlx::query("SELECT pk, person_pk FROM credentials WHERE card_uid = $1 AND status = 'active'")
+                    .bind(uid)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| Ok::<_, sqlx::Error>((r.try_get("pk")?, r.try_get("person_pk")?)))
+                    .transpose()?;
+            if let Some((old, holder)) = holder {
+                if holder != Some(person) {
+                    return Err(StoreError::Conflict(format!("card {uid} is already issued to another person")));
+                }
+                sqlx::query("UPDATE credentials SET status = 'revoked', status_reason = 'replaced', revoked_at = $2 WHERE pk = $1")
+                    .bind(old)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                changes.push(read_credential(&mut tx, old).await?.1);
+                events.push(
+                    NewEvent::new("credential.revoked")
+                        .person(person_id)
+                        .credential(rows::credential_id(old))
+                        .with("reason", "replaced"),
+                );
+            }
+        }
+        let pk: Pk = sqlx::query_scalar(
+            "INSERT INTO credentials (person_pk, kind, card_uid, revocation_code, digest, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'active', $6) RETURNING pk",
+        )
+        .bind(person)
+        .bind(c.kind.as_str())
+        .bind(&c.card_uid)
+        .bind(&c.revocation_code)
+        .bind(&c.digest)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, || format!("this {} is already in use", c.kind.as_str())))?;
+        let (credential, change) = read_credential(&mut tx, pk).await?;
+        changes.push(change);
+        events.push(
+            NewEvent::new("credential.issued")
+                .person(person_id)
+                .credential(&credential.id)
+                .with("kind", c.kind.as_str()),
+        );
+        finish(tx, credential, IndexUpdate::Patch(changes), events).await
+    }
+
+    pub async fn revoke_credential(&self, id: &str, reason: &str) -> Result<Written<Credential>> {
+        let pk = rows::parse_credential_id(id).ok_or_else(|| StoreError::not_found("credential", id))?;
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE credentials SET status = 'revoked', status_reason = $2, revoked_at = $3 WHERE pk = $1 AND status = 'active'",
+        )
+        .bind(pk)
+        .bind(reason)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        let exists: Option<Pk> =
+            sqlx::query_scalar("SELECT pk FROM credentials WHERE pk = $1").bind(pk).fetch_optional(&mut *tx).await?;
+        if exists.is_none() {
+            return Err(StoreError::not_found("credential", id));
+        }
+        let (credential, change) = read_credential(&mut tx, pk).await?;
+        let mut events = Vec::new();
+        if done.rows_affected() == 1 {
+            let mut e = NewEvent::new("credential.revoked").credential(id).with("reason", reason);
+            e.person_id = credential.person_id.clone();
+            events.push(e);
+        }
+        finish(tx, credential, IndexUpdate::Patch(vec![change]), events).await
+    }
+
+    pub async fn credential(&self, id: &str) -> Result<Credential> {
+        let pk = rows::parse_credential_id(id).ok_or_else(|| StoreError::not_found("credential", id))?;
+        let row =
+            sqlx::query(AssertSqlSafe(format!("SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIAL_FROM} WHERE c.pk = $1")))
+                .bind(pk)
+                .fetch_optional(&self.read)
+                .await?
+                .ok_or_else(|| StoreError::not_found("credential", id))?;
+        rows::credential(&row)
+    }
+
+    pub async fn person_credentials(&self, person_id: &str) -> Result<Vec<Credential>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIAL_FROM} WHERE p.id = $1 ORDER BY c.pk"
+        )))
+        .bind(person_id)
+        .fetch_all(&self.read)
+        .await?;
+        if rows.is_empty() {
+            self.person(person_id).await?;
+        }
+        rows.iter().map(rows::credential).collect()
+    }
+
+    pub async fn create_door(&self, d: &NewDoor, open_seconds: u32) -> Result<Written<Door>> {
+        let mut tx = self.begin().await?;
+        let now = now_micros();
+        let pk: Pk = sqlx::query_scalar(
+            "INSERT INTO doors (id, name, driver, fail_mode, required_skill, open_seconds, attendance, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING pk",
+        )
+        .bind(&d.id)
+        .bind(&d.name)
+        .bind(to_json(&d.driver))
+        .bind(d.fail_mode.as_str())
+        .bind(&d.required_skill)
+        .bind(i64::from(open_seconds))
+        .bind(i64::from(d.attendance.unwrap_or(true)))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, || format!("a door with id {:?} exists already", d.id)))?;
+        let (door, change) = read_door(&mut tx, pk).await?;
+        let event = NewEvent::new("door.created").door(&d.id).with("driver", d.driver.kind());
+        finish(tx, door, IndexUpdate::Patch(vec![change]), vec![event]).await
+    }
+
+    pub async fn door(&self, id: &str) -> Result<Door> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {DOOR_COLUMNS} FROM doors WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or_else(|| StoreError::not_found("door", id))?;
+        rows::door(&row)
+    }
+
+    pub async fn doors(&self) -> Result<Vec<Door>> {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {DOOR_COLUMNS} FROM doors ORDER BY id")))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(rows::door).collect()
+    }
+
+    pub async fn patch_door(&self, id: &str, patch: &DoorPatch) -> Result<Written<Door>> {
+        let mut tx = self.begin().await?;
+        let pk = door_pk(&mut tx, id).await?;
+        let (mut d, _) = read_door(&mut tx, pk).await?;
+        if let Some(v) = &patch.name {
+            d.name = v.clone();
+        }
+        if let Some(v) = &patch.driver {
+            d.driver = v.clone();
+        }
+        if let Some(v) = patch.fail_mode {
+            d.fail_mode = v;
+        }
+        if let Some(v) = &patch.required_skill {
+            d.required_skill = v.clone();
+        }
+        if let Some(v) = patch.open_seconds {
+            d.open_seconds = v;
+        }
+        if let Some(v) = patch.attendance {
+            d.attendance = v;
+        }
+        sqlx::query(
+            "UPDATE doors SET name = $2, driver = $3, fail_mode = $4, required_skill = $5, open_seconds = $6, \
+             attendance = $7, updated_at = $8 WHERE pk = $1",
+        )
+        .bind(pk)
+        .bind(&d.name)
+        .bind(to_json(&d.driver))
+        .bind(d.fail_mode.as_str())
+        .bind(&d.required_skill)
+        .bind(i64::from(d.open_seconds))
+        .bind(i64::from(d.attendance))
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        let (door, change) = read_door(&mut tx, pk).await?;
+        let event = NewEvent::new("door.updated").door(id);
+        finish(tx, door, IndexUpdate::Patch(vec![change]), vec![event]).await
+    }
+
+    pub async fn delete_door(&self, id: &str) -> Result<Written<()>> {
+        let mut tx = self.begin().await?;
+        let pk = door_pk(&mut tx, id).await?;
+        sqlx::query("DELETE FROM doors WHERE pk = $1").bind(pk).execute(&mut *tx).await?;
+        finish(tx, (), IndexUpdate::Reload, vec![NewEvent::new("door.deleted").door(id)]).await
+    }
+
+    pub async fn create_group(&self, id: &str, name: &str, doors: &[String]) -> Result<Written<Group>> {
+        let mut tx = self.begin().await?;
+        let pk: Pk =
+            sqlx::query_scalar("INSERT INTO access_groups (id, name, created_at) VALUES ($1, $2, $3) RETURNING pk")
+                .bind(id)
+                .bind(name)
+                .bind(now_micros())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, || format!("a group with id {id:?} exists already")))?;
+        for door in doors {
+            let door = door_pk(&mut tx, door).await?;
+            sqlx::query("INSERT INTO group_doors (group_pk, door_pk) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(pk)
+                .bind(door)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (group, change) = read_group(&mut tx, pk).await?;
+        let event = NewEvent::new("group.created").with("group", id).with("doors", &group.doors);
+        finish(tx, group, IndexUpdate::Patch(vec![change]), vec![event]).await
+    }
+
+    pub async fn group(&self, id: &str) -> Result<Group> {
+        let mut tx = self.read.begin().await?;
+        let pk = group_pk(&mut tx, id).await?;
+        Ok(read_group(&mut tx, pk).await?.0)
+    }
+
+    pub async fn groups(&self) -> Result<Vec<Group>> {
+        let mut tx = self.read.begin().await?;
+        let pks: Vec<Pk> = sqlx::query_scalar("SELECT pk FROM access_groups ORDER BY id").fetch_all(&mut *tx).await?;
+        let mut out = Vec::with_capacity(pks.len());
+        for pk in pks {
+            out.push(read_group(&mut tx, pk).await?.0);
+        }
+        Ok(out)
+    }
+
+    pub async fn delete_group(&self, id: &str) -> Result<Written<()>> {
+        let mut tx = self.begin().await?;
+        let pk = group_pk(&mut tx, id).await?;
+        sqlx::query("DELETE FROM access_groups WHERE pk = $1").bind(pk).execute(&mut *tx).await?;
+        finish(tx, (), IndexUpdate::Reload, vec![NewEvent::new("group.deleted").with("group", id)]).await
+    }
+
+    pub async fn set_member(&self, group_id: &str, person_id: &str, member: bool) -> Result<Written<MemberChange>> {
+        let mut tx = self.begin().await?;
+        let group = group_pk(&mut tx, group_id).await?;
+        let person = person_pk(&mut tx, person_id).await?;
+        let done = if member {
+            sqlx::query("INSERT INTO group_members (group_pk, person_pk, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(group)
+                .bind(person)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?
+        } else {
+            sqlx::query("DELETE FROM group_members WHERE group_pk = $1 AND person_pk = $2")
+                .bind(group)
+                .bind(person)
+                .execute(&mut *tx)
+                .await?
+        };
+        let outcome = match (done.rows_affected(), member) {
+            (0, _) => MemberChange::Unchanged,
+            (_, true) => MemberChange::Added,
+            (_, false) => MemberChange::Removed,
+        };
+        let events = match outcome {
+            MemberChange::Unchanged => vec![],
+            MemberChange::Added => vec![NewEvent::new("group.member_added").person(person_id).with("group", group_id)],
+            MemberChange::Removed => {
+                vec![NewEvent::new("group.member_removed").person(person_id).with("group", group_id)]
+            }
+        };
+        let changes = vec![Change::Membership { group, person, member }];
+        finish(tx, outcome, IndexUpdate::Patch(changes), events).await
+    }
+
+    pub async fn create_grant(&self, g: &NewGrantRecord) -> Result<Written<Grant>> {
+        let mut tx = self.begin().await?;
+        let person = match &g.person_id {
+            Some(id) => Some(person_pk(&mut tx, id).await?),
+            None => None,
+        };
+        let group = match &g.group_id {
+            Some(id) => Some(group_pk(&mut tx, id).await?),
+            None => None,
+        };
+        let door_group = match &g.door_group {
+            Some(id) => Some(group_pk(&mut tx, id).await?),
+            None => None,
+        };
+        let mut door_pks = Vec::new();
+        for door in g.doors.iter().flatten() {
+            door_pks.push(door_pk(&mut tx, door).await?);
+        }
+        let pk: Pk = sqlx::query_scalar(
+            "INSERT INTO grants (person_pk, group_pk, door_group_pk, has_doors, schedule, valid_from, valid_until, passes, source, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING pk",
+        )
+        .bind(person)
+        .bind(group)
+        .bind(door_group)
+        .bind(i64::from(g.doors.is_some()))
+        .bind(g.schedule.as_ref().map(to_json))
+        .bind(g.valid_from)
+        .bind(g.valid_until)
+        .bind(g.passes.map(i64::from))
+        .bind(&g.source)
+        .bind(now_micros())
+        .fetch_one(&mut *tx)
+        .await?;
+        for door in door_pks {
+            sqlx::query("INSERT INTO grant_doors (grant_pk, door_pk) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(pk)
+                .bind(door)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (grant, index) =
+            read_grants(&mut tx, "WHERE g.pk = $1", Some(pk)).await?.pop().expect("grant just written");
+        let mut event = NewEvent::new("grant.created").grant(&grant.id);
+        event.person_id = grant.person_id.clone();
+        if let Some(group) = &grant.group_id {
+            event = event.with("group", group);
+        }
+        finish(tx, grant, IndexUpdate::Patch(vec![Change::Grant(pk, Some(index))]), vec![event]).await
+    }
+
+    pub async fn grant(&self, id: &str) -> Result<Grant> {
+        let pk = rows::parse_grant_id(id).ok_or_else(|| StoreError::not_found("grant", id))?;
+        let mut conn = self.read.acquire().await?;
+        read_grants(&mut conn, "WHERE g.pk = $1", Some(pk))
+            .await?
+            .pop()
+            .map(|(g, _)| g)
+            .ok_or_else(|| StoreError::not_found("grant", id))
+    }
+
+    /// All grants, or a person's own (not those of their groups).
+    pub async fn grants(&self, person_id: Option<&str>) -> Result<Vec<Grant>> {
+        let mut conn = self.read.acquire().await?;
+        let found = match person_id {
+            Some(id) => {
+                let pk: Option<Pk> = sqlx::query_scalar("SELECT pk FROM people WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let pk = pk.ok_or_else(|| StoreError::not_found("person", id))?;
+                read_grants(&mut conn, "WHERE g.person_pk = $1", Some(pk)).await?
+            }
+            None => read_grants(&mut conn, "", None).await?,
+        };
+        Ok(found.into_iter().map(|(g, _)| g).collect())
+    }
+
+    pub async fn delete_grant(&self, id: &str) -> Result<Written<()>> {
+        let pk = rows::parse_grant_id(id).ok_or_else(|| StoreError::not_found("grant", id))?;
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM grants WHERE pk = $1").bind(pk).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("grant", id));
+        }
+        finish(
+            tx,
+            (),
+            IndexUpdate::Patch(vec![Change::Grant(pk, None)]),
+            vec![NewEvent::new("grant.deleted").grant(id)],
+        )
+        .await
+    }
+}
+
+async fn read_door(tx: &mut Tx, pk: Pk) -> Result<(Door, Change)> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {DOOR_COLUMNS} FROM doors WHERE pk = $1")))
+        .bind(pk)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((rows::door(&row)?, Change::Door(pk, Some(rows::index_door(&row)?))))
+}
+
+impl Store {
+    /// Every membership as (person id, group id).
+    pub async fn memberships(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT p.id AS person_id, g.id AS group_id FROM group_members m \
+             JOIN people p ON p.pk = m.person_pk JOIN access_groups g ON g.pk = m.group_pk",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("person_id")?, r.try_get("group_id")?))).collect()
+    }
+}

@@ -1,0 +1,51 @@
+//! Admin tokens, stored as SHA-256 digests (hex); the token itself is never stored.
+
+use sqlx::Row;
+
+use crate::events::{NewEvent, insert};
+use crate::{Result, Store, StoreError, bump_version, now_micros};
+
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn create_token(&self, name: &str, digest_hex: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO admin_tokens (name, digest, created_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(digest_hex)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        insert(&mut tx, &NewEvent::new("token.created").with("name", name)).await?;
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every token's name and digest (hex), for the server's in-memory check.
+    pub async fn token_digests(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT name, digest FROM admin_tokens").fetch_all(&self.read).await?;
+        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("digest")?))).collect()
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query("SELECT name, created_at FROM admin_tokens ORDER BY pk").fetch_all(&self.read).await?;
+        rows.iter().map(|r| Ok(TokenInfo { name: r.try_get("name")?, created_at: r.try_get("created_at")? })).collect()
+    }
+
+    pub async fn revoke_token(&self, name: &str) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM admin_tokens WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("token", name));
+        }
+        insert(&mut tx, &NewEvent::new("token.revoked").with("name", name)).await?;
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}
