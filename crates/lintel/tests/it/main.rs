@@ -1,1 +1,12 @@
+//! lintel's integration tests: one binary, real `lintel serve` processes, real HTTP, on
+//! SQLite and PostgreSQL.
 
+mod harness;
+
+mod bad_input;
+mod cli;
+mod decisions;
+mod doors;
+mod events;
+mod operations;
+mod security;

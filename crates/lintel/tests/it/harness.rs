@@ -1,0 +1,251 @@
+//! Starts real `lintel serve` processes on ephemeral loopback ports, against a fresh
+//! SQLite file or a fresh PostgreSQL database, and talks HTTP to them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const ADMIN: &str = "it-admin-token-0123456789abcdef0123456789abcdef";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("LINTEL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// PostgreSQL tests run unless explicitly skipped; an unreachable server fails them loudly.
+pub fn postgres_skipped() -> bool {
+    if std::env::var("LINTEL_TEST_POSTGRES").is_ok_and(|v| v == "skip") {
+        eprintln!("SKIPPED: PostgreSQL tests (LINTEL_TEST_POSTGRES=skip)");
+        return true;
+    }
+    false
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database for one test: a SQLite file in a temp dir, or a fresh PostgreSQL database
+/// that is dropped afterwards.
+pub struct Database {
+    pub url: String,
+    pub dir: PathBuf,
+    pg_name: Option<String>,
+}
+
+fn run_admin_sql(sql: String) {
+    // Drop runs outside async context: use a small runtime on its own thread.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {} ({e}); start it (see .ci/run) or set LINTEL_TEST_POSTGRES=skip",
+                    postgres_admin_url()
+                )
+            });
+            for statement in sql.split(';') {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&mut conn).await.expect("admin SQL");
+            }
+        })
+    })
+    .join()
+    .expect("admin SQL thread");
+}
+
+impl Database {
+    pub fn new(backend: Backend) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("lintel-it-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        match backend {
+            Backend::Sqlite => {
+                Self { url: format!("sqlite://{}", dir.join("lintel.db").display()), dir, pg_name: None }
+            }
+            Backend::Postgres => {
+                let name = format!("lintel_it_{}_{n}", std::process::id());
+                run_admin_sql(format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"));
+                let base = postgres_admin_url();
+                let url = match base.rfind('/') {
+                    Some(i) => format!("{}/{name}", &base[..i]),
+                    None => panic!("LINTEL_TEST_POSTGRES_URL needs a database path"),
+                };
+                Self { url, dir, pg_name: Some(name) }
+            }
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            run_admin_sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn lintel() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lintel"))
+}
+
+/// A running `lintel serve`; killed (SIGKILL) when dropped.
+pub struct Server {
+    pub base: String,
+    child: Child,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    pub fn start(db: &Database) -> Self {
+        Self::start_with(db, &[])
+    }
+
+    pub fn start_with(db: &Database, env: &[(&str, &str)]) -> Self {
+        let mut cmd = lintel();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
+            .current_dir(&db.dir)
+            .env("LINTEL_ADMIN_TOKEN", ADMIN)
+            .env("LINTEL_FOLLOW_INTERVAL_MS", "200")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("lintel starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("lintel prints its address");
+        let base = line
+            .trim()
+            .strip_prefix("lintel listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { base, child, client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap() }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(ADMIN);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Posts and insists on the expected status, showing the body otherwise.
+    pub async fn ok(&self, path: &str, body: Value, status: u16) -> Value {
+        let (got, answer) = self.post(path, body).await;
+        assert_eq!(got, status, "POST {path}: {answer}");
+        answer
+    }
+
+    pub async fn decide(&self, door: &str, credential: Value) -> Value {
+        self.ok("/api/v1/decisions", serde_json::json!({"door": door, "credential": credential}), 200).await
+    }
+
+    /// All events, oldest first.
+    pub async fn events(&self) -> Vec<Value> {
+        let (status, page) = self.get("/api/v1/events?limit=1000").await;
+        assert_eq!(status, 200, "{page}");
+        page["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A door, a person with a card, and a grant: the smallest world where a card opens a door.
+pub async fn small_world(s: &Server) {
+    s.ok("/api/v1/doors", serde_json::json!({"id": "front", "name": "Front door"}), 201).await;
+    s.ok("/api/v1/people", serde_json::json!({"id": "alice", "name": "Alice", "email": "alice@example.org"}), 201)
+        .await;
+    s.ok(
+        "/api/v1/people/alice/credentials",
+        serde_json::json!({"kind": "card", "uid": "04A1B2C3", "revocation_code": "7"}),
+        201,
+    )
+    .await;
+    s.ok("/api/v1/grants", serde_json::json!({"person_id": "alice", "doors": ["front"]}), 201).await;
+}
+
+pub fn card(uid: &str, code: Option<&str>) -> Value {
+    match code {
+        Some(c) => serde_json::json!({"kind": "card", "uid": uid, "revocation_code": c}),
+        None => serde_json::json!({"kind": "card", "uid": uid}),
+    }
+}
+
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
+/// Runs each listed `async fn(Backend)` as a test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::harness::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if $crate::harness::postgres_skipped() {
+                        return;
+                    }
+                    super::$test($crate::harness::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
