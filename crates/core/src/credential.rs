@@ -33,7 +33,8 @@ pub enum KeyError {
 /// Normalizes a card UID: hex digits, case-insensitive, optional `:`/`-`/space separators.
 pub fn normalize_uid(uid: &str) -> Result<String, KeyError> {
     let hex: String = uid.chars().filter(|c| !matches!(c, ':' | '-' | ' ')).collect::<String>().to_ascii_uppercase();
-    let ok = !hex.is_empty() && hex.len() % 2 == 0 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    let ok =
+        !hex.is_empty() && hex.len().is_multiple_of(2) && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
     if ok { Ok(hex) } else { Err(KeyError::BadUid) }
 }
 
@@ -98,6 +99,10 @@ impl CredentialKey {
         key[0] = tag;
         key[1..].copy_from_slice(&digest[..15]);
         Self(key)
+    }
+
+    pub fn bytes(&self) -> [u8; 16] {
+        self.0
     }
 
     pub fn is_card(&self) -> bool {

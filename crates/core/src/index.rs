@@ -5,8 +5,8 @@
 //! so a write costs microseconds even at a million credentials and readers never wait.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -157,19 +157,42 @@ impl Decision {
     }
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// How a key picks its shard: cheap, and independent of the maps' own hashing.
+trait ShardKey {
+    fn shard(&self) -> usize;
+}
+
+fn mix(x: u64) -> usize {
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % SHARDS
+}
+
+impl ShardKey for CredentialKey {
+    fn shard(&self) -> usize {
+        let v = u128::from_le_bytes(self.bytes());
+        mix((v as u64) ^ ((v >> 64) as u64))
+    }
+}
+
+impl ShardKey for Pk {
+    fn shard(&self) -> usize {
+        mix(*self as u64)
+    }
+}
+
 /// A map split into shards that are shared between snapshots until written.
 #[derive(Clone)]
 struct Sharded<K, V> {
-    shards: Arc<[Arc<HashMap<K, V>>]>,
-    hasher: std::collections::hash_map::RandomState,
+    shards: Arc<[Arc<FastMap<K, V>>]>,
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Sharded<K, V> {
+impl<K: ShardKey + Hash + Eq + Clone, V: Clone> Sharded<K, V> {
     fn new() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(), hasher: Default::default() }
+        Self::from_shards((0..SHARDS).map(|_| FastMap::default()).collect())
     }
 
-    fn from_shards(shards: Vec<HashMap<K, V>>, hasher: std::collections::hash_map::RandomState) -> Self {
+    fn from_shards(shards: Vec<FastMap<K, V>>) -> Self {
         Self {
             shards: shards
                 .into_iter()
@@ -178,22 +201,16 @@ impl<K: Hash + Eq + Clone, V: Clone> Sharded<K, V> {
                     Arc::new(s)
                 })
                 .collect(),
-            hasher,
         }
     }
 
-    fn shard_of(hasher: &std::collections::hash_map::RandomState, key: &K) -> usize {
-        (hasher.hash_one(key) >> 56) as usize % SHARDS
-    }
-
     fn get(&self, key: &K) -> Option<&V> {
-        self.shards[Self::shard_of(&self.hasher, key)].get(key)
+        self.shards[key.shard()].get(key)
     }
 
-    fn shard_mut(&mut self, key: &K) -> &mut HashMap<K, V> {
-        let i = Self::shard_of(&self.hasher, key);
+    fn shard_mut(&mut self, key: &K) -> &mut FastMap<K, V> {
         let shards = Arc::make_mut(&mut self.shards);
-        Arc::make_mut(&mut shards[i])
+        Arc::make_mut(&mut shards[key.shard()])
     }
 
     fn insert(&mut self, key: K, value: V) {
@@ -246,15 +263,58 @@ impl<T: Clone> Chunked<T> {
     }
 }
 
+/// The groups of one person: most people are in one to three, kept inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GroupList {
+    Few {
+        len: u8,
+        groups: [u32; 3],
+    },
+    // A thin pointer keeps the whole list at 16 bytes per person.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Pk>>),
+}
+
+impl GroupList {
+    fn iter(&self) -> impl Iterator<Item = Pk> + '_ {
+        let (few, many): (&[u32], &[Pk]) = match self {
+            Self::Few { len, groups } => (&groups[..*len as usize], &[]),
+            Self::Many(v) => (&[], v),
+        };
+        few.iter().map(|g| Pk::from(*g)).chain(many.iter().copied())
+    }
+
+    fn from_iter(groups: impl IntoIterator<Item = Pk>) -> Option<Self> {
+        let mut all: Vec<Pk> = groups.into_iter().collect();
+        all.sort_unstable();
+        all.dedup();
+        if all.is_empty() {
+            return None;
+        }
+        if all.len() <= 3 && all.iter().all(|g| u32::try_from(*g).is_ok()) {
+            let mut groups = [0u32; 3];
+            for (slot, g) in groups.iter_mut().zip(&all) {
+                *slot = *g as u32;
+            }
+            Some(Self::Few { len: all.len() as u8, groups })
+        } else {
+            Some(Self::Many(Box::new(all)))
+        }
+    }
+}
+
+/// Group grants by (door, group).
+type GroupGrants = FastMap<(Pk, Pk), Box<[Arc<IndexGrant>]>>;
+
 /// The snapshot. Cheap to clone (shards are shared); build it with [`IndexBuilder`].
 #[derive(Clone)]
 pub struct Index {
-    doors_by_id: Arc<HashMap<Box<str>, IndexDoor>>,
-    groups: Arc<HashMap<Pk, IndexGroup>>,
-    members: Arc<HashMap<Pk, Arc<HashSet<Pk>>>>,
-    /// Grants whose subject is a group, by the doors they cover (derived, rebuilt on change).
-    group_grants_by_door: Arc<HashMap<Pk, Box<[Pk]>>>,
+    doors_by_id: Arc<FastMap<Box<str>, IndexDoor>>,
+    groups: Arc<FastMap<Pk, IndexGroup>>,
+    /// Grants whose subject is a group, by (door, group) (derived, rebuilt on change).
+    group_grants: Arc<GroupGrants>,
     people: Chunked<IndexPerson>,
+    person_groups: Chunked<GroupList>,
     credentials: Sharded<CredentialKey, IndexCredential>,
     grants: Sharded<Pk, Arc<IndexGrant>>,
     person_grants: Sharded<Pk, Box<[Pk]>>,
@@ -265,9 +325,9 @@ impl Default for Index {
         Self {
             doors_by_id: Default::default(),
             groups: Default::default(),
-            members: Default::default(),
-            group_grants_by_door: Default::default(),
+            group_grants: Default::default(),
             people: Default::default(),
+            person_groups: Default::default(),
             credentials: Sharded::new(),
             grants: Sharded::new(),
             person_grants: Sharded::new(),
@@ -287,24 +347,22 @@ pub struct IndexStats {
 
 /// Collects a whole snapshot at once (start-up, full reloads), sizing every map exactly.
 pub struct IndexBuilder {
-    hasher: std::collections::hash_map::RandomState,
     people: Vec<(Pk, IndexPerson)>,
-    credentials: Vec<HashMap<CredentialKey, IndexCredential>>,
+    credentials: Vec<FastMap<CredentialKey, IndexCredential>>,
     doors: Vec<IndexDoor>,
-    groups: HashMap<Pk, IndexGroup>,
-    members: HashMap<Pk, HashSet<Pk>>,
+    groups: FastMap<Pk, IndexGroup>,
+    memberships: FastMap<Pk, Vec<Pk>>,
     grants: Vec<IndexGrant>,
 }
 
 impl Default for IndexBuilder {
     fn default() -> Self {
         Self {
-            hasher: Default::default(),
             people: Vec::new(),
-            credentials: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            credentials: (0..SHARDS).map(|_| FastMap::default()).collect(),
             doors: Vec::new(),
-            groups: HashMap::new(),
-            members: HashMap::new(),
+            groups: FastMap::default(),
+            memberships: FastMap::default(),
             grants: Vec::new(),
         }
     }
@@ -316,8 +374,7 @@ impl IndexBuilder {
     }
 
     pub fn credential(&mut self, key: CredentialKey, credential: IndexCredential) {
-        let shard = &mut self.credentials[Sharded::<CredentialKey, IndexCredential>::shard_of(&self.hasher, &key)];
-        upsert_credential(shard, key, credential);
+        upsert_credential(&mut self.credentials[key.shard()], key, credential);
     }
 
     pub fn door(&mut self, door: IndexDoor) {
@@ -329,7 +386,7 @@ impl IndexBuilder {
     }
 
     pub fn member(&mut self, group: Pk, person: Pk) {
-        self.members.entry(group).or_default().insert(person);
+        self.memberships.entry(person).or_default().push(group);
     }
 
     pub fn grant(&mut self, grant: IndexGrant) {
@@ -341,21 +398,17 @@ impl IndexBuilder {
         for (pk, person) in self.people {
             people.set(pk, Some(person));
         }
+        let mut person_groups = Chunked::default();
+        for (person, groups) in self.memberships {
+            person_groups.set(person, GroupList::from_iter(groups));
+        }
         let mut index = Index {
             doors_by_id: Arc::new(self.doors.into_iter().map(|d| (d.id.clone(), d)).collect()),
             groups: Arc::new(self.groups),
-            members: Arc::new(
-                self.members
-                    .into_iter()
-                    .map(|(g, mut m)| {
-                        m.shrink_to_fit();
-                        (g, Arc::new(m))
-                    })
-                    .collect(),
-            ),
-            group_grants_by_door: Default::default(),
+            group_grants: Default::default(),
             people,
-            credentials: Sharded::from_shards(self.credentials, self.hasher),
+            person_groups,
+            credentials: Sharded::from_shards(self.credentials),
             grants: Sharded::new(),
             person_grants: Sharded::new(),
         };
@@ -370,7 +423,7 @@ impl IndexBuilder {
 /// Two credentials may share a key (a revoked card and its re-issued successor): the
 /// active one wins, so a revoked row never shadows a live card.
 fn upsert_credential(
-    map: &mut HashMap<CredentialKey, IndexCredential>,
+    map: &mut FastMap<CredentialKey, IndexCredential>,
     key: CredentialKey,
     credential: IndexCredential,
 ) {
@@ -457,10 +510,11 @@ impl Index {
         let Some(cred) = self.credentials.get(&q.key) else {
             return Decision::deny(Reason::UnknownCredential, "no credential matches");
         };
-        if let (Some(stored), Some(given)) = (&cred.digest, q.digest) {
-            if !digests_equal(stored, given) {
-                return Decision::deny(Reason::UnknownCredential, "no credential matches");
-            }
+        // A credential kept by digest matches only with that very digest.
+        if let Some(stored) = &cred.digest
+            && !q.digest.is_some_and(|given| digests_equal(stored, given))
+        {
+            return Decision::deny(Reason::UnknownCredential, "no credential matches");
         }
         let mut d = Decision::deny(Reason::CredentialRevoked, "");
         d.credential = Some(cred.pk);
@@ -497,12 +551,12 @@ impl Index {
             d.detail = "the person is suspended".into();
             return d;
         }
-        if let Some(skill) = &door.required_skill {
-            if !person.skills.iter().any(|s| s == skill) {
-                d.reason = Reason::MissingSkill;
-                d.detail = format!("this door needs the skill {skill:?}").into();
-                return d;
-            }
+        if let Some(skill) = &door.required_skill
+            && !person.skills.iter().any(|s| s == skill)
+        {
+            d.reason = Reason::MissingSkill;
+            d.detail = format!("this door needs the skill {skill:?}").into();
+            return d;
         }
         let mut best = Best::default();
         if let Some(pks) = self.person_grants.get(&person_pk) {
@@ -512,12 +566,10 @@ impl Index {
                 }
             }
         }
-        if let Some(pks) = self.group_grants_by_door.get(&door.pk) {
-            for grant in pks.iter().filter_map(|pk| self.grants.get(pk)) {
-                if let Subject::Group(g) = grant.subject {
-                    if self.members.get(&g).is_some_and(|m| m.contains(&person_pk)) {
-                        best.consider(grant, q.at);
-                    }
+        if let Some(groups) = self.person_groups.get(person_pk) {
+            for group in groups.iter() {
+                for grant in self.group_grants.get(&(door.pk, group)).into_iter().flatten() {
+                    best.consider(grant, q.at);
                 }
             }
         }
@@ -570,24 +622,20 @@ impl Index {
                     group_grants_changed = true;
                 }
                 Change::Group(pk, group) => {
+                    // Memberships of a removed group may linger in people's lists: without
+                    // the group, no grant is derived for them, so they grant nothing.
                     let groups = Arc::make_mut(&mut next.groups);
                     match group {
                         Some(group) => groups.insert(*pk, group.clone()),
-                        None => {
-                            Arc::make_mut(&mut next.members).remove(pk);
-                            groups.remove(pk)
-                        }
+                        None => groups.remove(pk),
                     };
                     group_grants_changed = true;
                 }
                 Change::Membership { group, person, member } => {
-                    let members = Arc::make_mut(&mut next.members);
-                    let set = Arc::make_mut(members.entry(*group).or_default());
-                    if *member {
-                        set.insert(*person);
-                    } else {
-                        set.remove(person);
-                    }
+                    let current =
+                        next.person_groups.get(*person).map(|g| g.iter().collect::<Vec<_>>()).unwrap_or_default();
+                    let updated = current.into_iter().filter(|g| g != group).chain(member.then_some(*group));
+                    next.person_groups.set(*person, GroupList::from_iter(updated));
                 }
                 Change::Grant(pk, grant) => {
                     if let Some(old) = next.grants.get(pk).cloned() {
@@ -605,6 +653,7 @@ impl Index {
                         if *used > old.passes_used {
                             let mut g = (**old).clone();
                             g.passes_used = *used;
+                            group_grants_changed |= matches!(g.subject, Subject::Group(_));
                             next.grants.insert(*grant, Arc::new(g));
                         }
                     }
@@ -628,38 +677,41 @@ impl Index {
     }
 
     fn drop_grant(&mut self, grant: &IndexGrant) {
-        if let Subject::Person(p) = grant.subject {
-            if let Some(list) = self.person_grants.get(&p) {
-                let rest: Vec<Pk> = list.iter().copied().filter(|g| *g != grant.pk).collect();
-                if rest.is_empty() {
-                    self.person_grants.remove(&p);
-                } else {
-                    self.person_grants.insert(p, rest.into_boxed_slice());
-                }
+        if let Subject::Person(p) = grant.subject
+            && let Some(list) = self.person_grants.get(&p)
+        {
+            let rest: Vec<Pk> = list.iter().copied().filter(|g| *g != grant.pk).collect();
+            if rest.is_empty() {
+                self.person_grants.remove(&p);
+            } else {
+                self.person_grants.insert(p, rest.into_boxed_slice());
             }
         }
         self.grants.remove(&grant.pk);
     }
 
     fn derive_group_grants(&mut self) {
-        let mut by_door: HashMap<Pk, Vec<Pk>> = HashMap::new();
+        let mut by_door: FastMap<(Pk, Pk), Vec<Arc<IndexGrant>>> = FastMap::default();
         for grant in self.grants.values() {
             let Subject::Group(subject) = grant.subject else { continue };
+            if !self.groups.contains_key(&subject) {
+                continue;
+            }
             let doors: &[Pk] = match &grant.doors {
                 DoorSet::Doors(d) => d,
                 DoorSet::Group(g) => self.groups.get(g).map(|g| &*g.doors).unwrap_or(&[]),
                 DoorSet::SubjectGroup => self.groups.get(&subject).map(|g| &*g.doors).unwrap_or(&[]),
             };
             for door in doors {
-                by_door.entry(*door).or_default().push(grant.pk);
+                by_door.entry((*door, subject)).or_default().push(grant.clone());
             }
         }
-        self.group_grants_by_door = Arc::new(
+        self.group_grants = Arc::new(
             by_door
                 .into_iter()
-                .map(|(d, mut g)| {
-                    g.sort_unstable();
-                    (d, g.into_boxed_slice())
+                .map(|(k, mut g)| {
+                    g.sort_unstable_by_key(|g| g.pk);
+                    (k, g.into_boxed_slice())
                 })
                 .collect(),
         );

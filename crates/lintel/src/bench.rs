@@ -1,8 +1,431 @@
-//! `lintel bench`: prints the figures the foundation issue asks for.
+//! `lintel bench`: the figures the foundation asks for, in one table.
+//!
+//! 1. in-process decision latency (p50/p99) and index memory per credential, at 10k,
+//!    100k and 1M credentials;
+//! 2. importing 100k people with cards into SQLite;
+//! 3. HTTP decisions per second at concurrency 1 and 32, side by side with a trivial
+//!    server answering a fixed 60-byte JSON (the floor), both driven by `wrk`;
+//! 4. from an API write returning to the next decision reflecting it.
+//!
+//! Run it on a release build: `cargo run --release -p lintel -- bench`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use lintel_core::{
+    Change, CompiledSchedule, CredentialKey, DoorSet, IndexBuilder, IndexCredential, IndexDoor, IndexGrant, IndexGroup,
+    IndexPerson, Query, Subject,
+};
+use lintel_proto::{CredentialKind, CredentialStatus, Schedule, ScheduleRule, Weekday};
+
+/// Counts the bytes allocated minus freed by the current thread, so that building an
+/// index on one thread can be weighed. Thread-local and branch-free: a couple of
+/// nanoseconds per allocation elsewhere.
+pub struct CountingAlloc;
+
+thread_local! {
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = LIVE_BYTES.try_with(|c| c.set(c.get() + layout.size() as isize));
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = LIVE_BYTES.try_with(|c| c.set(c.get() - layout.size() as isize));
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = LIVE_BYTES.try_with(|c| c.set(c.get() + new_size as isize - layout.size() as isize));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn live_bytes() -> isize {
+    LIVE_BYTES.with(|c| c.get())
+}
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Smaller sizes and shorter runs: checks that the benchmark itself works.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per HTTP load run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Where to put the benchmark's database (a temporary directory by default).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+#[derive(clap::Args)]
+pub struct FloorArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+}
+
+fn uid(i: u64) -> [u8; 7] {
+    let b = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0400_0000_0000_0000).to_be_bytes();
+    [0x04, b[1], b[2], b[3], b[4], b[5], b[6] ^ (i as u8)]
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct InProcess {
+    credentials: u64,
+    p50_ns: u64,
+    p99_ns: u64,
+    bytes_per_credential: f64,
+    patch_us: f64,
+}
+
+/// A world like a real space: every person has one card and is in one of ten groups,
+/// each with a group grant on the door (half of them with a weekly schedule).
+fn in_process(n: u64) -> InProcess {
+    let before = live_bytes();
+    let mut b = IndexBuilder::default();
+    b.door(IndexDoor { pk: 1, id: "front".into(), required_skill: None });
+    for g in 0..10 {
+        b.group(g + 1, IndexGroup { id: format!("group-{g}").into(), doors: Box::new([1]) });
+        let schedule = (g % 2 == 0).then(|| {
+            let days =
+                vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri, Weekday::Sat, Weekday::Sun];
+            CompiledSchedule::compile(&Schedule {
+                tz: "Europe/Berlin".into(),
+                rules: vec![ScheduleRule { weekdays: days, from: "00:00".into(), to: "24:00".into() }],
+            })
+            .expect("valid schedule")
+        });
+        b.grant(IndexGrant {
+            pk: g + 1,
+            subject: Subject::Group(g + 1),
+            doors: DoorSet::SubjectGroup,
+            schedule,
+            valid_from: i64::MIN,
+            valid_until: i64::MAX,
+            passes: None,
+            passes_used: 0,
+        });
+    }
+    for i in 1..=n as i64 {
+        b.person(i, IndexPerson { id: format!("p-{i:08}").into(), suspended: false, skills: Box::new([]) });
+        b.member((i % 10) + 1, i);
+        let credential = IndexCredential {
+            pk: i,
+            person: Some(i),
+            kind: CredentialKind::Card,
+            status: CredentialStatus::Active,
+            revocation: 0,
+            digest: None,
+        };
+        b.credential(CredentialKey::card_bytes(&uid(i as u64)), credential);
+    }
+    let index = b.build();
+    let bytes = (live_bytes() - before) as f64;
+
+    let probes = 1_000_000.min(n * 10);
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let keys: Vec<CredentialKey> = (0..probes)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            CredentialKey::card_bytes(&uid(rng % n + 1))
+        })
+        .collect();
+    let at = Utc::now();
+    let mut times = Vec::with_capacity(keys.len());
+    let mut allowed = 0u64;
+    for key in &keys {
+        let start = Instant::now();
+        let d = index.decide(&Query { door: "front", key: *key, digest: None, revocation_code: None, at });
+        times.push(start.elapsed().as_nanos() as u64);
+        allowed += u64::from(d.allowed());
+    }
+    assert_eq!(allowed, probes, "every probe is an enrolled card with a grant");
+    times.sort_unstable();
+
+    let started = Instant::now();
+    let rounds = 200;
+    let mut current = index;
+    for r in 0..rounds {
+        let pk = n as i64 + 1 + r;
+        let change = Change::Credential(
+            CredentialKey::card_bytes(&uid(pk as u64)),
+            IndexCredential {
+                pk,
+                person: Some(1),
+                kind: CredentialKind::Card,
+                status: CredentialStatus::Active,
+                revocation: 0,
+                digest: None,
+            },
+        );
+        current = current.apply(&[change]);
+    }
+    let patch_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    InProcess {
+        credentials: n,
+        p50_ns: percentile(&times, 0.5),
+        p99_ns: percentile(&times, 0.99),
+        bytes_per_credential: bytes / n as f64,
+        patch_us,
+    }
+}
+
+/// A trivial HTTP server: answers every request with the same 60-byte JSON.
+pub async fn floor(args: FloorArgs) -> anyhow::Result<()> {
+    const ANSWER: &str = r#"{"allowed":true,"reason":"granted","detail":"a fixed answer"}"#;
+    debug_assert_eq!(ANSWER.len(), 60);
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    println!("floor listening on http://{}", listener.local_addr()?);
+    let app =
+        axum::Router::new().fallback(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], ANSWER) });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)], prefix: &str) -> anyhow::Result<(Process, String)> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let base = line.trim().strip_prefix(prefix).with_context(|| format!("unexpected first line {line:?}"))?.to_owned();
+    Ok((Process(child), base))
+}
+
+struct Load {
+    rps: f64,
+    p99_ms: f64,
+}
+
+fn wrk(base: &str, script: &Path, connections: u32, seconds: u64) -> anyhow::Result<Load> {
+    let threads = connections.clamp(1, 2).to_string();
+    let out = Command::new("wrk")
+        .args(["-t", &threads, "-c", &connections.to_string(), "-d", &format!("{seconds}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(format!("{base}/api/v1/decisions"))
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") {
+        bail!("wrk saw error answers:\n{text}");
+    }
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let p99_ms = if let Some(us) = p99.strip_suffix("us") {
+        us.parse::<f64>().unwrap_or(0.0) / 1000.0
+    } else if let Some(ms) = p99.strip_suffix("ms") {
+        ms.parse().unwrap_or(0.0)
+    } else {
+        p99.strip_suffix('s').and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) * 1000.0
+    };
+    Ok(Load { rps, p99_ms })
+}
+
+const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789abcdef";
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run `cargo run --release -p lintel -- bench` for real figures");
+    }
+    let sizes: &[u64] = if args.quick { &[10_000, 100_000] } else { &[10_000, 100_000, 1_000_000] };
+    let mut rows = Vec::new();
+    for &n in sizes {
+        eprintln!("in-process: building an index of {n} credentials ...");
+        rows.push(in_process(n));
+    }
+
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("lintel-bench-{}", std::process::id())),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let db = format!("sqlite://{}", dir.join("bench.db").display());
+    let people: u64 = if args.quick { 10_000 } else { 100_000 };
+    let csv = dir.join("people.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+        writeln!(f, "id,name,email,card_uid,revocation_code,groups")?;
+        for i in 1..=people {
+            writeln!(f, "m{i},Member {i},m{i}@example.org,{},{},members", hex::encode_upper(uid(i)), i % 97)?;
+        }
+    }
+    let store = lintel_store::Store::open(&db, lintel_store::SqliteSync::Normal).await?;
+    store
+        .create_door(
+            &lintel_proto::NewDoor {
+                id: "front".into(),
+                name: "Front".into(),
+                driver: Default::default(),
+                fail_mode: Default::default(),
+                required_skill: None,
+                open_seconds: None,
+                attendance: None,
+            },
+            5,
+        )
+        .await?;
+    store.create_group("members", "Members", &["front".into()]).await?;
+    store
+        .create_grant(&lintel_store::NewGrantRecord { group_id: Some("members".into()), ..Default::default() })
+        .await?;
+    eprintln!("import: {people} people with cards ...");
+    let started = Instant::now();
+    let report = crate::import::run(&store, &csv, true).await?;
+    let import_s = started.elapsed().as_secs_f64();
+    anyhow::ensure!(report.created == people && report.rejected.is_empty(), "import went wrong: {report:?}");
+    let started = Instant::now();
+    let again = crate::import::run(&store, &csv, true).await?;
+    let reimport_s = started.elapsed().as_secs_f64();
+    anyhow::ensure!(again.unchanged == people, "re-import changed something: {again:?}");
+    store.close().await;
+
+    eprintln!("http: starting lintel serve and the floor server ...");
+    let (_lintel, lintel_base) = spawn(
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", &db],
+        &[("LINTEL_ADMIN_TOKEN", TOKEN), ("LINTEL_KEY_FILE", &dir.join("bench.key").display().to_string())],
+        "lintel listening on ",
+    )?;
+    let (_floor, floor_base) = spawn(&["floor"], &[], "floor listening on ")?;
+    let script = dir.join("decide.lua");
+    // A thousand enrolled cards, each with its revocation code, taken in turn.
+    let bodies: Vec<String> = (1..=1000u64)
+        .map(|i| {
+            let member = i * (people / 1000);
+            let body = serde_json::json!({"door": "front", "credential": {"kind": "card", "uid": hex::encode_upper(uid(member)), "revocation_code": (member % 97).to_string()}});
+            format!("'{body}'")
+        })
+        .collect();
+    std::fs::write(
+        &script,
+        format!(
+            "local bodies = {{{}}}\nlocal i = 0\nwrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.headers[\"Authorization\"] = \"Bearer {TOKEN}\"\n\
+             request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, nil, nil, bodies[i])\nend\n",
+            bodies.join(",")
+        ),
+    )?;
+    let seconds = if args.quick { 2 } else { args.seconds };
+    // Warm up both, then measure them alternately under the same conditions.
+    wrk(&floor_base, &script, 8, 1)?;
+    wrk(&lintel_base, &script, 8, 1)?;
+    let mut http = Vec::new();
+    for c in [1, 32] {
+        eprintln!("http: concurrency {c} ...");
+        let floor = wrk(&floor_base, &script, c, seconds)?;
+        let lintel = wrk(&lintel_base, &script, c, seconds)?;
+        http.push((c, floor, lintel));
+    }
+
+    eprintln!("write-to-decision: issuing cards and asking at once ...");
+    let client = reqwest::Client::new();
+    let mut delays = Vec::new();
+    let mut writes = Vec::new();
+    let mut stale = 0;
+    for i in 0..200u64 {
+        let card = hex::encode_upper(uid(10_000_000 + i));
+        let started = Instant::now();
+        let resp = client
+            .post(format!("{lintel_base}/api/v1/people/m{}/credentials", i + 1))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"kind": "card", "uid": card}))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 201, "issuing a card: {}", resp.text().await?);
+        let written = Instant::now();
+        writes.push(written.duration_since(started));
+        let answer: serde_json::Value = client
+            .post(format!("{lintel_base}/api/v1/decisions"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"door": "front", "credential": {"kind": "card", "uid": card}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        delays.push(written.elapsed());
+        if answer["allowed"] != true {
+            stale += 1;
+        }
+    }
+    delays.sort();
+    writes.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+
+    println!();
+    println!(
+        "lintel bench ({} build, {} cores)",
+        if cfg!(debug_assertions) { "debug" } else { "release" },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    println!();
+    println!("| in-process decisions | p50 | p99 | index bytes/credential | patch (one change) |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} credentials | {} ns | {} ns | {:.0} | {:.0} µs |",
+            r.credentials, r.p50_ns, r.p99_ns, r.bytes_per_credential, r.patch_us
+        );
+    }
+    println!();
+    println!("| HTTP decisions (wrk, {seconds} s) | floor req/s | lintel req/s | lintel / floor | lintel p99 |");
+    println!("|---|---|---|---|---|");
+    for (c, floor, lintel) in &http {
+        println!(
+            "| concurrency {c} | {:.0} | {:.0} | {:.0}% | {:.2} ms |",
+            floor.rps,
+            lintel.rps,
+            100.0 * lintel.rps / floor.rps,
+            lintel.p99_ms
+        );
+    }
+    println!();
+    println!("| other | figure |");
+    println!("|---|---|");
+    println!("| import {people} people with cards (SQLite) | {import_s:.2} s |");
+    println!("| re-import, nothing changed | {reimport_s:.2} s |");
+    println!(
+        "| API write (issue a card) p50 / p99 | {:.2} / {:.2} ms |",
+        ms(writes[writes.len() / 2]),
+        ms(writes[writes.len() * 99 / 100])
+    );
+    println!(
+        "| write returned -> next decision reflecting it, p50 / p99 | {:.2} / {:.2} ms ({stale} of {} stale) |",
+        ms(delays[delays.len() / 2]),
+        ms(delays[delays.len() * 99 / 100]),
+        delays.len()
+    );
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
 }

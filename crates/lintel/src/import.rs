@@ -58,10 +58,10 @@ fn parse_row(c: &Columns, record: &csv::StringRecord, line: u64) -> Result<Impor
         return Err(reject("name is empty, too long or has control characters".into()));
     }
     let email = Some(get(c.email)).filter(|e| !e.is_empty());
-    if let Some(e) = email {
-        if !e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.')) || e.len() > 254 {
-            return Err(reject(format!("email {e:?} is not an address")));
-        }
+    if let Some(e) = email
+        && (!e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.')) || e.len() > 254)
+    {
+        return Err(reject(format!("email {e:?} is not an address")));
     }
     let card_uid = match get(c.card_uid) {
         "" => None,

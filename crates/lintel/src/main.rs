@@ -15,6 +15,9 @@ use config::{Config, LogFormat};
 use lintel_server::{LimiterConfig, ServerConfig};
 use lintel_store::{SqliteSync, Store};
 
+#[global_allocator]
+static ALLOCATOR: bench::CountingAlloc = bench::CountingAlloc;
+
 /// lintel: the self-hosted access-control hub. It keeps people, credentials, doors,
 /// groups and grants; decides whether a credential may open a door now; drives the door;
 /// and records every decision.
@@ -58,6 +61,9 @@ enum Command {
     /// Measure decision latency, HTTP throughput, import speed, index memory and
     /// write-to-decision delay, and print a table.
     Bench(bench::Args),
+    /// The benchmark's floor: a trivial server that answers a fixed 60-byte JSON.
+    #[command(hide = true)]
+    Floor(bench::FloorArgs),
 }
 
 #[derive(Subcommand)]
@@ -193,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Bench(args) => bench::run(args).await?,
+        Command::Floor(args) => bench::floor(args).await?,
     }
     Ok(())
 }

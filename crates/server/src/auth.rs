@@ -27,10 +27,10 @@ pub struct Tokens {
 async fn read_tokens(store: &Store) -> Result<HashMap<Digest, String>, StoreError> {
     let mut map = HashMap::new();
     for (name, hex_digest) in store.token_digests().await? {
-        if let Ok(bytes) = hex::decode(&hex_digest) {
-            if let Ok(d) = Digest::try_from(bytes.as_slice()) {
-                map.insert(d, name);
-            }
+        if let Ok(bytes) = hex::decode(&hex_digest)
+            && let Ok(d) = Digest::try_from(bytes.as_slice())
+        {
+            map.insert(d, name);
         }
     }
     Ok(map)

@@ -124,11 +124,11 @@ impl Decider {
         event.credential_id = decision.credential.map(credential_id);
         event.grant_id = response.grant_id.clone();
         event.data["credential_kind"] = credential_kind(ask.credential).into();
-        if let PresentedCredential::Card { uid, .. } = ask.credential {
-            if decision.credential.is_none() {
-                // An unknown card's UID is what an operator needs to enrol it.
-                event.data["uid"] = normalize_uid(uid).unwrap_or_default().into();
-            }
+        // An unknown card's UID is what an operator needs to enrol it.
+        if let PresentedCredential::Card { uid, .. } = ask.credential
+            && decision.credential.is_none()
+        {
+            event.data["uid"] = normalize_uid(uid).unwrap_or_default().into();
         }
         let pending = PendingDecision {
             event,

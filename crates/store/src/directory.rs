@@ -151,7 +151,7 @@ async fn read_person(tx: &mut Tx, pk: Pk) -> Result<(Person, Change)> {
         .await?;
     let (_, index) = rows::index_person(&row)?;
     let mut people = vec![base_person(&row)?];
-    complete_people(&mut **tx, &mut people).await?;
+    complete_people(tx, &mut people).await?;
     Ok((people.pop().expect("one person").1, Change::Person(pk, Some(index))))
 }
 

@@ -1,1 +1,105 @@
-//! (tests being written)
+//! The operator's commands against a real database, next to a running server:
+//! `lintel import` (report, idempotence, the server picking up the changes).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, Database, Server, card, lintel, write_file};
+
+fn import(db: &Database, file: &std::path::Path) -> (i32, String) {
+    let out = lintel()
+        .args(["import", "--quiet", "--database-url", &db.url])
+        .arg(file)
+        .current_dir(&db.dir)
+        .output()
+        .expect("lintel import runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Asks until the answer has the expected reason: the server notices changes made by
+/// another process on its next look at the directory version.
+async fn eventually(s: &Server, credential: Value, reason: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = s.decide("front", credential.clone()).await;
+        if answer["reason"] == reason || Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn import_reports_rejects_and_is_idempotent(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    s.ok("/api/v1/doors", json!({"id": "front", "name": "Front"}), 201).await;
+    s.ok("/api/v1/groups", json!({"id": "members", "name": "Members", "doors": ["front"]}), 201).await;
+    s.ok("/api/v1/groups", json!({"id": "staff", "name": "Staff", "doors": []}), 201).await;
+    s.ok("/api/v1/grants", json!({"group_id": "members"}), 201).await;
+    s.ok("/api/v1/people", json!({"id": "zoe", "name": "Zoe"}), 201).await;
+    s.ok("/api/v1/people/zoe/credentials", json!({"kind": "card", "uid": "0BADCAFE"}), 201).await;
+
+    let csv = "id,name,email,card_uid,revocation_code,groups,status\n\
+               ann,Ann Example,ann@example.org,04A1B2C3,1,members;staff,active\n\
+               bo,Bo,,not-hex,,members,\n\
+               cy,Cy,cy@example.org,04C0FFEE,,ghosts,\n\
+               di,Di,di@example.org,04A1B2C3,,members,\n\
+               ed,Ed,ed@example.org,0BADCAFE,,members,\n\
+               fi,Fi,fi@example.org,,,members,paused\n\
+               gus,Gus,gus@example.org,04D00D00,2,members,suspended\n";
+    let file = write_file(&db.dir, "people.csv", csv);
+    let (code, out) = import(&db, &file);
+    assert_eq!(code, 1, "rejected rows make the exit status 1:\n{out}");
+    assert!(out.contains("2 new"), "{out}");
+    for (line, why) in
+        [(3, "card_uid"), (4, "unknown group"), (5, "appears twice"), (6, "another person"), (7, "status")]
+    {
+        let row = out
+            .lines()
+            .find(|l| l.contains(&format!("line {line}:")))
+            .unwrap_or_else(|| panic!("no report of line {line}:\n{out}"));
+        assert!(row.contains(why), "line {line} should say {why:?}: {row}");
+    }
+    assert!(!out.contains("line 2:") && !out.contains("line 8:"), "{out}");
+
+    // The running server picks the import up by itself.
+    assert_eq!(eventually(&s, card("04A1B2C3", Some("1")), "granted").await["reason"], "granted");
+    assert_eq!(s.decide("front", card("04D00D00", Some("2"))).await["reason"], "person_suspended");
+    let ann = s.get("/api/v1/people/ann").await.1;
+    assert_eq!(ann["groups"], json!(["members", "staff"]));
+    // Rejected rows changed nothing.
+    assert_eq!(s.get("/api/v1/people/bo").await.0, 404);
+    assert_eq!(s.decide("front", card("0BADCAFE", None)).await["person_id"], "zoe");
+
+    // Running the same file again changes nothing.
+    let (_, again) = import(&db, &file);
+    assert!(again.contains("0 new, 0 updated, 2 unchanged"), "{again}");
+    assert!(again.contains("0 issued, 0 replaced"), "{again}");
+
+    // A changed file moves people: a new revocation code, a group left.
+    let csv = "id,name,email,card_uid,revocation_code,groups\nann,Ann Renamed,ann@example.org,04A1B2C3,2,staff\n";
+    let file = write_file(&db.dir, "people2.csv", csv);
+    let (code, out) = import(&db, &file);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 updated") && out.contains("1 replaced") && out.contains("1 removed"), "{out}");
+    let answer = eventually(&s, card("04A1B2C3", Some("2")), "no_grant").await;
+    assert_eq!(answer["reason"], "no_grant", "ann left the members group: {answer}");
+    assert_eq!(s.decide("front", card("04A1B2C3", Some("1"))).await["reason"], "revoked_card");
+}
+
+async fn import_refuses_a_file_without_the_required_columns(b: Backend) {
+    let db = Database::new(b);
+    let file = write_file(&db.dir, "bad.csv", "id,name\nx,X\n");
+    let out = lintel()
+        .args(["import", "--quiet", "--database-url", &db.url])
+        .arg(&file)
+        .current_dir(&db.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("email"), "{err}");
+}
+
+crate::on_both_backends!(import_reports_rejects_and_is_idempotent, import_refuses_a_file_without_the_required_columns);

@@ -1,1 +1,440 @@
-//! (tests being written)
+//! Guessable credentials and secrets: PINs, guessing protection per keypad and per client,
+//! single-use backup codes, secrets kept out of the event log and the server's logs, and
+//! admin tokens made with the CLI coming and going while the server runs.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::bad_input::{Answer, assert_problem, send};
+use crate::doors::{FakeDevice, create_door, open_with_secret, person_with_secret};
+use crate::harness::{ADMIN, Backend, Database, Server, card, lintel};
+
+fn pin(p: &str) -> Value {
+    json!({"kind": "pin", "pin": p})
+}
+
+/// Doors front and side, alice with PIN 4711 and a card, allowed at both.
+async fn keypad_world(s: &Server) {
+    s.ok("/api/v1/doors", json!({"id": "front", "name": "Front"}), 201).await;
+    s.ok("/api/v1/doors", json!({"id": "side", "name": "Side"}), 201).await;
+    s.ok("/api/v1/people", json!({"id": "alice", "name": "Alice"}), 201).await;
+    s.ok("/api/v1/people/alice/credentials", card("04A1B2C3", None), 201).await;
+    let issued = s.ok("/api/v1/people/alice/credentials", pin("4711"), 201).await;
+    assert_eq!(issued["kind"], "pin");
+    assert!(!issued.to_string().contains("4711"), "the PIN is not echoed: {issued}");
+    s.ok("/api/v1/grants", json!({"person_id": "alice", "doors": ["front", "side"]}), 201).await;
+}
+
+async fn pins_open_doors(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    keypad_world(&s).await;
+    let ok = s.decide("front", pin("4711")).await;
+    assert_eq!(ok["allowed"], true, "{ok}");
+    assert_eq!(ok["reason"], "granted");
+    assert_eq!(ok["person_id"], "alice");
+    let wrong = s.decide("front", pin("4712")).await;
+    assert_eq!(wrong["reason"], "unknown_credential");
+    assert!(wrong["person_id"].is_null());
+    let listed = s.get("/api/v1/people/alice/credentials").await.1;
+    assert!(!listed.to_string().contains("4711"), "{listed}");
+    let events = s.events().await;
+    let decision = events.iter().find(|e| e["id"] == ok["event_id"]).expect("the decision is recorded");
+    assert_eq!(decision["data"]["credential_kind"], "pin");
+    let log = serde_json::to_string(&events).unwrap();
+    assert!(!log.contains("4711") && !log.contains("4712"), "a PIN is in the event log: {log}");
+    // The same PIN is not given to two people: it would say whose it is.
+    s.ok("/api/v1/people", json!({"id": "bob", "name": "Bob"}), 201).await;
+    assert_eq!(s.post("/api/v1/people/bob/credentials", pin("4711")).await.0, 409);
+    // A revoked PIN is known as revoked.
+    let id = listed.as_array().unwrap().iter().find(|c| c["kind"] == "pin").unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(s.delete(&format!("/api/v1/credentials/{id}")).await.0, 200);
+    assert_eq!(s.decide("front", pin("4711")).await["reason"], "credential_revoked");
+}
+
+/// The guessing limit as configured (`free_failures = 5`): five wrong PINs at a keypad,
+/// and the next attempt there, even with the right PIN, is refused.
+async fn a_keypad_locks_after_five_wrong_pins(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    keypad_world(&s).await;
+    for guess in ["0000", "1111", "2222", "3333", "4444"] {
+        assert_eq!(s.decide("front", pin(guess)).await["reason"], "unknown_credential", "{guess}");
+    }
+    let locked = s.decide("front", pin("4711")).await;
+    assert_eq!(locked["reason"], "rate_limited", "the sixth attempt after five wrong PINs is let through: {locked}");
+    assert_eq!(locked["allowed"], false);
+}
+
+async fn a_locked_keypad_refuses_even_the_right_pin_and_only_there(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    keypad_world(&s).await;
+    for guess in ["0000", "1111", "2222", "3333", "4444", "5555"] {
+        let answer = s.decide("front", pin(guess)).await;
+        assert!(matches!(answer["reason"].as_str(), Some("unknown_credential" | "rate_limited")), "{answer}");
+    }
+    let locked = s.decide("front", pin("4711")).await;
+    assert_eq!(locked["allowed"], false, "{locked}");
+    assert_eq!(locked["reason"], "rate_limited");
+    assert!(locked["person_id"].is_null(), "a refused guess does not tell whose PIN it was: {locked}");
+    assert!(locked["detail"].as_str().is_some_and(|d| d.contains("try again")), "{locked}");
+    assert!(locked["event_id"].is_string(), "the refusal is recorded");
+    // Another keypad is not affected; cards are not guesses.
+    assert_eq!(s.decide("side", pin("4711")).await["reason"], "granted");
+    assert_eq!(s.decide("front", card("04A1B2C3", None)).await["reason"], "granted");
+    // A dry run does not get around the lock.
+    let (_, dry) =
+        s.post("/api/v1/decisions", json!({"door": "front", "credential": pin("4711"), "dry_run": true})).await;
+    assert_eq!(dry["reason"], "rate_limited", "{dry}");
+    let events = s.events().await;
+    let limited: Vec<_> = events.iter().filter(|e| e["reason"] == "rate_limited").collect();
+    assert!(!limited.is_empty(), "{events:?}");
+    assert!(limited.iter().all(|e| e["door"] == "front" && e["allowed"] == false && e["person_id"].is_null()));
+}
+
+/// A lock ends: with `first_lock_seconds = 1`, the right PIN works again a moment later.
+async fn a_keypad_lock_ends(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start_with(&db, &[("LINTEL_LIMITS_FREE_FAILURES", "2"), ("LINTEL_LIMITS_FIRST_LOCK_SECONDS", "1")]);
+    keypad_world(&s).await;
+    for guess in ["0000", "1111", "2222"] {
+        assert_eq!(s.decide("front", pin(guess)).await["reason"], "unknown_credential");
+    }
+    assert_eq!(s.decide("front", pin("4711")).await["reason"], "rate_limited");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        s.decide("front", pin("4711")).await["reason"],
+        "granted",
+        "the legitimate user is not locked out for good"
+    );
+}
+
+/// Five wrong personal secrets from one client, and the next request is a 429.
+async fn open_locks_after_five_wrong_secrets(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let relay = FakeDevice::shelly_gen2().await;
+    create_door(&s, "front", json!({"kind": "shelly", "url": relay.url}), 5).await;
+    let (_, secret) = person_with_secret(&s, "alice").await;
+    s.ok("/api/v1/grants", json!({"person_id": "alice", "doors": ["front"]}), 201).await;
+    for i in 0..5 {
+        let denied = open_with_secret(&s, "front", &format!("lsk_guess-{i}")).await;
+        assert_problem(&denied, 403, "a wrong secret");
+        assert_eq!(denied.body["reason"], "unknown_credential");
+    }
+    let limited = open_with_secret(&s, "front", &secret).await;
+    assert_problem(&limited, 429, "the sixth request after five wrong secrets");
+    assert_eq!(limited.body["reason"], "rate_limited");
+    assert!(relay.seen().is_empty());
+}
+
+async fn wrong_secrets_lock_out_the_client_not_the_door(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let relay = FakeDevice::shelly_gen2().await;
+    create_door(&s, "front", json!({"kind": "shelly", "url": relay.url}), 5).await;
+    let (_, secret) = person_with_secret(&s, "alice").await;
+    s.ok("/api/v1/grants", json!({"person_id": "alice", "doors": ["front"]}), 201).await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let denied = open_with_secret(&s, "front", &format!("lsk_guess-{i}")).await;
+        statuses.push(denied.status);
+        assert!(matches!(denied.body["reason"].as_str(), Some("unknown_credential" | "rate_limited")), "{denied:?}");
+    }
+    assert!(statuses[..5].iter().all(|s| *s == 403), "{statuses:?}");
+    let limited = open_with_secret(&s, "front", &secret).await;
+    assert_problem(&limited, 429, "the right secret from a locked-out client");
+    assert_eq!(limited.body["reason"], "rate_limited");
+    assert_eq!(limited.body["allowed"], false);
+    assert_eq!(limited.body["opened"], false);
+    assert!(limited.body["person_id"].is_null(), "{:?}", limited.body);
+    assert!(relay.seen().is_empty(), "a locked-out client never reaches the relay");
+    // Decisions asked by a reader at that door are a different source.
+    s.ok("/api/v1/people/alice/credentials", card("04A1B2C3", None), 201).await;
+    assert_eq!(s.decide("front", card("04A1B2C3", None)).await["reason"], "granted");
+    let log = serde_json::to_string(&s.events().await).unwrap();
+    assert!(!log.contains("lsk_guess") && !log.contains(&secret), "presented secrets are in the event log");
+}
+
+async fn backup_codes_work_once(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    keypad_world(&s).await;
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let issued = s.ok("/api/v1/people/alice/credentials", json!({"kind": "backup_code"}), 201).await;
+        assert_eq!(issued["kind"], "backup_code");
+        let code = issued["secret"].as_str().unwrap_or_else(|| panic!("no code in {issued}")).to_owned();
+        assert_eq!(code.len(), 23, "{code}");
+        assert_eq!(code.matches('-').count(), 3, "{code}");
+        codes.push((issued["id"].as_str().unwrap().to_owned(), code));
+    }
+    let backup = |code: &str| json!({"kind": "backup_code", "code": code});
+
+    let (id, code) = &codes[0];
+    let first = s.decide("front", backup(code)).await;
+    assert_eq!(first["reason"], "granted", "{first}");
+    assert_eq!(first["person_id"], "alice");
+    let again = s.decide("front", backup(code)).await;
+    assert_eq!(again["allowed"], false);
+    assert_eq!(again["reason"], "credential_revoked", "{again}");
+    assert_eq!(s.decide("side", backup(code)).await["reason"], "credential_revoked", "used up everywhere");
+    let stored = s.get(&format!("/api/v1/credentials/{id}")).await.1;
+    assert_eq!(stored["status"], "used", "{stored}");
+    assert!(stored.get("secret").is_none_or(Value::is_null));
+
+    // Typed loosely (lower case, spaces for dashes), a code still works, once.
+    let (_, code) = &codes[1];
+    let typed = code.to_lowercase().replace('-', " ");
+    assert_eq!(s.decide("front", backup(&typed)).await["reason"], "granted");
+    assert_eq!(s.decide("front", backup(code)).await["reason"], "credential_revoked");
+
+    // Presented many times at once, a code opens exactly once.
+    let (_, code) = &codes[2];
+    let taps = futures::future::join_all((0..8).map(|_| s.decide("front", backup(code)))).await;
+    assert_eq!(taps.iter().filter(|a| a["allowed"] == true).count(), 1, "{taps:?}");
+    assert!(taps.iter().filter(|a| a["allowed"] == false).all(|a| a["reason"] == "credential_revoked"), "{taps:?}");
+
+    // A dry run does not use a code up.
+    let fresh = s.ok("/api/v1/people/alice/credentials", json!({"kind": "backup_code"}), 201).await;
+    let fresh = fresh["secret"].as_str().unwrap().to_owned();
+    let (_, dry) =
+        s.post("/api/v1/decisions", json!({"door": "front", "credential": backup(&fresh), "dry_run": true})).await;
+    assert_eq!(dry["reason"], "granted");
+    assert_eq!(s.decide("front", backup(&fresh)).await["reason"], "granted");
+
+    let log = serde_json::to_string(&s.events().await).unwrap();
+    for (_, code) in &codes {
+        assert!(!log.contains(code.as_str()), "a backup code is in the event log");
+        assert!(!log.contains(&code.replace('-', "")), "a backup code is in the event log");
+    }
+}
+
+/// `lintel serve` with debug logging captured in a file.
+struct LoggedServer {
+    base: String,
+    child: Child,
+    log: PathBuf,
+    client: reqwest::Client,
+}
+
+impl LoggedServer {
+    fn start(db: &Database) -> Self {
+        let log = db.dir.join("serve-stderr.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut child = lintel()
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
+            .current_dir(&db.dir)
+            .env("LINTEL_ADMIN_TOKEN", ADMIN)
+            .env("LINTEL_FOLLOW_INTERVAL_MS", "200")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(file)
+            .spawn()
+            .expect("lintel starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address");
+        let base = line.trim().strip_prefix("lintel listening on ").expect("address line").to_owned();
+        Self { base, child, log, client: reqwest::Client::new() }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        send(request).await
+    }
+
+    async fn post(&self, path: &str, body: Value, status: u16) -> Value {
+        let answer = self.call(reqwest::Method::POST, path, ADMIN, Some(body)).await;
+        assert_eq!(answer.status, status, "POST {path}: {}", answer.text);
+        answer.body
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).expect("log")
+    }
+}
+
+impl Drop for LoggedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn create_cli_token(db: &Database, name: &str) -> String {
+    let out = lintel()
+        .args(["token", "create", "--name", name, "--database-url", &db.url])
+        .current_dir(&db.dir)
+        .output()
+        .expect("lintel token create runs");
+    assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).expect("UTF-8").trim().to_owned();
+    assert!(token.len() >= 32 && !token.contains(char::is_whitespace), "{token:?}");
+    token
+}
+
+async fn secrets_stay_out_of_events_and_logs(b: Backend) {
+    let db = Database::new(b);
+    let s = LoggedServer::start(&db);
+    let relay = FakeDevice::shelly_gen2().await;
+    let cli_token = create_cli_token(&db, "ci");
+    s.post("/api/v1/doors", json!({"id": "front", "name": "Front", "driver": {"kind": "shelly", "url": relay.url, "password": "relay-pw-5"}}), 201)
+        .await;
+    s.post("/api/v1/people", json!({"id": "alice", "name": "Alice"}), 201).await;
+    s.post("/api/v1/people/alice/credentials", pin("90210734"), 201).await;
+    let secret = s.post("/api/v1/people/alice/credentials", json!({"kind": "secret"}), 201).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = s.post("/api/v1/people/alice/credentials", json!({"kind": "backup_code"}), 201).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.post("/api/v1/grants", json!({"person_id": "alice", "doors": ["front"]}), 201).await;
+    for credential in [
+        pin("90210734"),
+        pin("90210735"),
+        json!({"kind": "secret", "secret": secret}),
+        json!({"kind": "secret", "secret": "lsk_wrong-secret-8"}),
+        json!({"kind": "backup_code", "code": code}),
+    ] {
+        s.post("/api/v1/decisions", json!({"door": "front", "credential": credential}), 200).await;
+    }
+    let opened = s.call(reqwest::Method::POST, "/open/front", &secret, None).await;
+    assert_eq!(opened.status, 200, "{}", opened.text);
+    // The CLI token is taken up within a moment; use it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.call(reqwest::Method::GET, "/api/v1/doors", &cli_token, None).await.status != 200 {
+        assert!(Instant::now() < deadline, "the CLI token is never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.call(reqwest::Method::POST, "/api/v1/doors/front/open", &cli_token, None).await.status, 200);
+    assert_eq!(s.call(reqwest::Method::GET, "/api/v1/doors", "lat_wrong-token-4", None).await.status, 401);
+
+    let events = s.call(reqwest::Method::GET, "/api/v1/events?limit=1000", ADMIN, None).await;
+    assert_eq!(events.status, 200);
+    let by_cli = events.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|e| e["kind"] == "decision" && e["data"]["by"].as_str().is_some_and(|by| by.contains("\"ci\"")));
+    assert!(by_cli, "the CLI token's opening is recorded under its name: {}", events.text);
+    let events = events.text;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stderr = s.stderr();
+    assert!(stderr.contains("DEBUG"), "debug logging is on: {stderr}");
+    for (what, value) in [
+        ("PIN", "90210734"),
+        ("wrong PIN", "90210735"),
+        ("personal secret", secret.as_str()),
+        ("wrong secret", "lsk_wrong-secret-8"),
+        ("backup code", code.as_str()),
+        ("admin token", ADMIN),
+        ("CLI token", cli_token.as_str()),
+        ("wrong token", "lat_wrong-token-4"),
+        ("relay password", "relay-pw-5"),
+    ] {
+        assert!(!events.contains(value), "the {what} is in the event log");
+        assert!(!stderr.contains(value), "the {what} is in the server's log");
+    }
+    let relayed = relay.seen();
+    assert_eq!(relayed.len(), 2, "{relayed:?}");
+}
+
+async fn cli_tokens_are_accepted_then_refused(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let people = |token: String| {
+        let request = s.client.get(format!("{}/api/v1/people", s.base)).bearer_auth(token);
+        async move { send(request).await }
+    };
+    let token = create_cli_token(&db, "ci");
+    let started = Instant::now();
+    loop {
+        let answer = people(token.clone()).await;
+        if answer.status == 200 {
+            break;
+        }
+        assert_problem(&answer, 401, "a token the server has not loaded yet");
+        assert!(started.elapsed() < Duration::from_secs(3), "a new CLI token is not accepted within 3 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It works for writes too, and the record names it.
+    let opened = send(s.client.post(format!("{}/api/v1/decisions", s.base)).bearer_auth(&token).json(&json!({
+        "door": "front", "credential": card("04A1B2C3", None), "dry_run": true
+    })))
+    .await;
+    assert_eq!(opened.status, 200, "{}", opened.text);
+    let listed = lintel().args(["token", "list", "--database-url", &db.url]).current_dir(&db.dir).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("ci"), "{listed}");
+    assert!(!listed.contains(&token), "token list shows the token: {listed}");
+    // Tokens are looked up whole: a prefix or a changed character is not one.
+    assert_eq!(people(token[..token.len() - 1].to_owned()).await.status, 401);
+    assert_eq!(people(format!("{token}x")).await.status, 401);
+
+    let out = lintel()
+        .args(["token", "revoke", "--name", "ci", "--database-url", &db.url])
+        .current_dir(&db.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let revoked = Instant::now();
+    loop {
+        let answer = people(token.clone()).await;
+        if answer.status == 401 {
+            assert_problem(&answer, 401, "a revoked token");
+            break;
+        }
+        assert_eq!(answer.status, 200);
+        assert!(revoked.elapsed() < Duration::from_secs(3), "a revoked CLI token is still accepted after 3 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The environment's token is unaffected; the log has both changes, without the token.
+    assert_eq!(s.get("/api/v1/people").await.0, 200);
+    let events = s.events().await;
+    let kinds: Vec<_> = events.iter().filter_map(|e| e["kind"].as_str()).filter(|k| k.starts_with("token.")).collect();
+    assert_eq!(kinds, ["token.created", "token.revoked"], "{events:?}");
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("token.")))
+            .all(|e| e["data"]["name"] == "ci")
+    );
+    assert!(!serde_json::to_string(&events).unwrap().contains(&token));
+    // Revoking again, or a bad name, fails loudly.
+    let again = lintel()
+        .args(["token", "revoke", "--name", "ci", "--database-url", &db.url])
+        .current_dir(&db.dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let bad = lintel()
+        .args(["token", "create", "--name", "no spaces please", "--database-url", &db.url])
+        .current_dir(&db.dir)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(bad.stdout.is_empty(), "no token is printed for a refused name");
+}
+
+crate::on_both_backends!(
+    pins_open_doors,
+    a_keypad_locks_after_five_wrong_pins,
+    a_locked_keypad_refuses_even_the_right_pin_and_only_there,
+    a_keypad_lock_ends,
+    open_locks_after_five_wrong_secrets,
+    wrong_secrets_lock_out_the_client_not_the_door,
+    backup_codes_work_once,
+    secrets_stay_out_of_events_and_logs,
+    cli_tokens_are_accepted_then_refused,
+);

@@ -265,10 +265,10 @@ fn check_door_fields(
     if let Some(v) = skill {
         validate::text("required_skill", v, 64)?;
     }
-    if let Some(v) = seconds {
-        if !(1..=MAX_OPEN_SECONDS).contains(&v) {
-            return Err(ApiError::invalid(format!("open_seconds is 1 to {MAX_OPEN_SECONDS}")));
-        }
+    if let Some(v) = seconds
+        && !(1..=MAX_OPEN_SECONDS).contains(&v)
+    {
+        return Err(ApiError::invalid(format!("open_seconds is 1 to {MAX_OPEN_SECONDS}")));
     }
     Ok(())
 }
@@ -419,10 +419,10 @@ pub async fn create_grant(
     if g.doors.as_ref().is_some_and(|d| d.is_empty() || d.len() > 1000) {
         return Err(ApiError::invalid("doors lists 1 to 1000 doors"));
     }
-    if let (Some(from), Some(until)) = (g.valid_from, g.valid_until) {
-        if from >= until {
-            return Err(ApiError::invalid("valid_from must be before valid_until"));
-        }
+    if let (Some(from), Some(until)) = (g.valid_from, g.valid_until)
+        && from >= until
+    {
+        return Err(ApiError::invalid("valid_from must be before valid_until"));
     }
     if let Some(schedule) = &g.schedule {
         if schedule.rules.len() > 100 {
