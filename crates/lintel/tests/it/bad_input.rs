@@ -47,7 +47,7 @@ pub fn problem_mismatch(a: &Answer, status: u16) -> Option<String> {
         wrong.push(format!("content type {:?}", a.content_type()));
     }
     for field in ["type", "title", "detail"] {
-        if !a.body[field].as_str().is_some_and(|v| !v.is_empty()) {
+        if a.body[field].as_str().is_none_or(str::is_empty) {
             wrong.push(format!("no {field}"));
         }
     }
