@@ -60,7 +60,7 @@ pub fn device_client() -> reqwest::Client {
 
 pub fn driver_for(config: &DriverConfig, client: &reqwest::Client) -> Arc<dyn Driver> {
     match config {
-        DriverConfig::None => Arc::new(NoDriver),
+        DriverConfig::None {} => Arc::new(NoDriver),
         DriverConfig::Shelly { url, generation, channel, username, password } => Arc::new(shelly::Shelly {
             client: client.clone(),
             base: url.trim_end_matches('/').to_owned(),
@@ -89,7 +89,7 @@ pub fn validate(config: &DriverConfig) -> Result<(), DriverError> {
         }
     };
     match config {
-        DriverConfig::None => Ok(()),
+        DriverConfig::None {} => Ok(()),
         DriverConfig::Shelly { url, generation, .. } => {
             check_url(url)?;
             if !matches!(generation, 1 | 2) {

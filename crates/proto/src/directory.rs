@@ -188,8 +188,9 @@ pub enum NewCredential {
     Pin {
         pin: String,
     },
-    Secret,
-    BackupCode,
+    // Empty struct variants (not unit variants), so that unknown fields are refused.
+    Secret {},
+    BackupCode {},
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -212,12 +213,11 @@ impl FailMode {
 }
 
 /// How lintel drives a door.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DriverConfig {
     /// Records decisions only; nothing is switched.
-    #[default]
-    None,
+    None {},
     /// A Shelly relay: Gen2+ RPC `Switch.Set` or Gen1 `relay/N`.
     Shelly {
         url: String,
@@ -251,29 +251,82 @@ fn default_http_method() -> String {
     "POST".into()
 }
 
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self::None {}
+    }
+}
+
+/// `http://user:password@host/` with the password replaced by [`REDACTED`].
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:{REDACTED}{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Puts the stored password back into a URL that came back redacted.
+fn restore_url(url: &str, stored: &str) -> String {
+    if redact_url(stored) == url { stored.to_owned() } else { url.to_owned() }
+}
+
 impl DriverConfig {
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::None => "none",
+            Self::None {} => "none",
             Self::Shelly { .. } => "shelly",
             Self::Http { .. } => "http",
         }
     }
 
-    /// The configuration as shown through the API: passwords and header values are
-    /// secrets of other systems, so they are never echoed back.
+    /// The configuration as shown through the API: passwords (also in URLs) and header
+    /// values are secrets of other systems, so they are never echoed back.
     pub fn redacted(&self) -> Self {
         let mut shown = self.clone();
         match &mut shown {
-            Self::Shelly { password, .. } => {
+            Self::Shelly { url, password, .. } => {
+                *url = redact_url(url);
                 if password.is_some() {
                     *password = Some(REDACTED.into());
                 }
             }
-            Self::Http { headers, .. } => headers.values_mut().for_each(|v| *v = REDACTED.into()),
-            Self::None => {}
+            Self::Http { url, headers, .. } => {
+                *url = redact_url(url);
+                headers.values_mut().for_each(|v| *v = REDACTED.into());
+            }
+            Self::None {} => {}
         }
         shown
+    }
+
+    /// A configuration written back as it was read keeps the stored secrets: every
+    /// [`REDACTED`] placeholder takes the stored value again.
+    pub fn with_secrets_from(mut self, stored: &DriverConfig) -> Self {
+        match (&mut self, stored) {
+            (Self::Shelly { url, password, .. }, Self::Shelly { url: old_url, password: old_password, .. }) => {
+                *url = restore_url(url, old_url);
+                if password.as_deref() == Some(REDACTED) {
+                    password.clone_from(old_password);
+                }
+            }
+            (Self::Http { url, headers, .. }, Self::Http { url: old_url, headers: old_headers, .. }) => {
+                *url = restore_url(url, old_url);
+                for (name, value) in headers.iter_mut() {
+                    if value == REDACTED
+                        && let Some(old) = old_headers.get(name)
+                    {
+                        value.clone_from(old);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self
     }
 }
 
@@ -427,4 +480,40 @@ pub struct TokenCreated {
     pub name: String,
     /// Shown once; lintel keeps only its SHA-256.
     pub token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_redacted_and_restored() {
+        let stored = DriverConfig::Http {
+            url: "http://admin:hunter2@10.0.0.5/unlock?x=1".into(),
+            method: "POST".into(),
+            headers: [("X-Api-Key".to_owned(), "k1".to_owned())].into(),
+            body: None,
+        };
+        let shown = stored.redacted();
+        let DriverConfig::Http { url, headers, .. } = &shown else { unreachable!() };
+        assert_eq!(url, "http://admin:********@10.0.0.5/unlock?x=1");
+        assert_eq!(headers["X-Api-Key"], REDACTED);
+        assert_eq!(shown.clone().with_secrets_from(&stored), stored);
+        let plain = DriverConfig::Shelly {
+            url: "http://10.0.0.9".into(),
+            generation: 2,
+            channel: 0,
+            username: None,
+            password: None,
+        };
+        assert_eq!(plain.redacted(), plain);
+    }
+
+    #[test]
+    fn fieldless_kinds_refuse_fields() {
+        assert!(serde_json::from_str::<NewCredential>(r#"{"kind":"secret","secret":"mine"}"#).is_err());
+        assert!(serde_json::from_str::<NewCredential>(r#"{"kind":"secret"}"#).is_ok());
+        assert!(serde_json::from_str::<DriverConfig>(r#"{"kind":"none","url":"http://x"}"#).is_err());
+        assert_eq!(serde_json::to_string(&DriverConfig::default()).unwrap(), r#"{"kind":"none"}"#);
+    }
 }

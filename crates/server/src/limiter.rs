@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
 pub struct LimiterConfig {
-    /// Failures allowed before the first lock.
+    /// Wrong attempts from one source before it is locked: the next attempt is refused.
     pub free_failures: u32,
     pub first_lock: Duration,
     pub max_lock: Duration,
@@ -65,8 +65,8 @@ impl FailureLimiter {
         }
         record.failures += 1;
         record.last_failure = now;
-        if record.failures > self.config.free_failures {
-            let doublings = (record.failures - self.config.free_failures - 1).min(16);
+        if record.failures >= self.config.free_failures {
+            let doublings = (record.failures - self.config.free_failures).min(16);
             let lock = self.config.first_lock.saturating_mul(1 << doublings).min(self.config.max_lock);
             record.locked_until = Some(now + lock);
         }
@@ -81,12 +81,16 @@ mod tests {
     fn locks_after_free_failures_and_doubles() {
         let l = FailureLimiter::new(LimiterConfig::default());
         let t0 = Instant::now();
-        for _ in 0..5 {
+        for _ in 0..4 {
             l.failure("door:front", t0);
         }
         assert_eq!(l.locked("door:front", t0), None);
         l.failure("door:front", t0);
-        assert_eq!(l.locked("door:front", t0), Some(Duration::from_secs(30)));
+        assert_eq!(
+            l.locked("door:front", t0),
+            Some(Duration::from_secs(30)),
+            "the attempt after five wrong ones is refused"
+        );
         assert_eq!(l.locked("door:back", t0), None, "other sources are not affected");
         let t1 = t0 + Duration::from_secs(31);
         assert_eq!(l.locked("door:front", t1), None, "the lock ends");

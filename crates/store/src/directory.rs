@@ -626,7 +626,7 @@ impl Store {
             d.name = v.clone();
         }
         if let Some(v) = &patch.driver {
-            d.driver = v.clone();
+            d.driver = v.clone().with_secrets_from(&d.driver);
         }
         if let Some(v) = patch.fail_mode {
             d.fail_mode = v;

@@ -119,6 +119,71 @@ pub(crate) async fn insert(tx: &mut Transaction<'static, Any>, e: &NewEvent) -> 
     })
 }
 
+/// Appends events with one statement; the sequence numbers come back in insertion order.
+async fn insert_many<'e, E>(exec: E, events: &[NewEvent]) -> Result<Vec<Event>>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let values: Vec<String> = (0..events.len())
+        .map(|i| {
+            let b = i * 9;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) VALUES {} RETURNING seq",
+        values.join(", ")
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+    for e in events {
+        query = query
+            .bind(e.at)
+            .bind(&e.kind)
+            .bind(e.allowed.map(i64::from))
+            .bind(e.reason.map(|r| r.as_str()))
+            .bind(&e.person_id)
+            .bind(&e.door_id)
+            .bind(&e.credential_id)
+            .bind(&e.grant_id)
+            .bind(serde_json::to_string(&e.data).expect("JSON values serialize"));
+    }
+    let mut seqs = query.fetch_all(exec).await?;
+    // One statement assigns its rows ascending numbers in the order of its VALUES.
+    seqs.sort_unstable();
+    events
+        .iter()
+        .zip(seqs)
+        .map(|(e, seq)| {
+            Ok(Event {
+                id: seq.to_string(),
+                at: time(e.at)?,
+                kind: e.kind.clone(),
+                allowed: e.allowed,
+                reason: e.reason,
+                person_id: e.person_id.clone(),
+                door: e.door_id.clone(),
+                credential_id: e.credential_id.clone(),
+                grant_id: e.grant_id.clone(),
+                data: e.data.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The most events one statement carries (9 parameters each, well under the limits).
+const EVENTS_PER_STATEMENT: usize = 500;
+
 /// A decision waiting for the group commit, with what it would use up.
 #[derive(Debug, Clone)]
 pub struct PendingDecision {
@@ -140,6 +205,8 @@ pub struct CommittedDecision {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub after: Option<i64>,
+    /// Exclusive upper bound.
+    pub before: Option<i64>,
     pub kind: Option<String>,
     pub person_id: Option<String>,
     pub door: Option<String>,
@@ -154,66 +221,82 @@ fn deny(event: &mut NewEvent, reason: Reason, detail: &str) {
     }
 }
 
+/// Uses up what an allowed decision spends, or turns it into a denial when it is gone.
+async fn consume(tx: &mut Transaction<'static, Any>, pending: &mut PendingDecision) -> Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    if let Some(grant) = pending.pass_grant {
+        let used: Option<i64> = sqlx::query_scalar(
+            "UPDATE grants SET passes_used = passes_used + 1 \
+             WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
+        )
+        .bind(grant)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match used {
+            Some(used) => changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) }),
+            None => deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used"),
+        }
+    }
+    if let (Some(credential), true) = (pending.backup_code, pending.event.allowed == Some(true)) {
+        let done = sqlx::query(
+            "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = $2 \
+             WHERE pk = $1 AND status = 'active'",
+        )
+        .bind(credential)
+        .bind(pending.event.at)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {} FROM {} WHERE c.pk = $1",
+                crate::rows::CREDENTIAL_COLUMNS,
+                crate::rows::CREDENTIAL_FROM
+            )))
+            .bind(credential)
+            .fetch_one(&mut **tx)
+            .await?;
+            let (key, cred) = index_credential(&row)?;
+            changes.push(Change::Credential(key, cred));
+        } else {
+            // Give back the pass this decision took: it did not let anyone in.
+            if let Some(Change::PassesUsed { grant, .. }) = changes.pop() {
+                sqlx::query("UPDATE grants SET passes_used = passes_used - 1 WHERE pk = $1")
+                    .bind(grant)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            deny(&mut pending.event, Reason::CredentialRevoked, "the backup code has already been used");
+        }
+    }
+    Ok(changes)
+}
+
 impl Store {
     /// Records a batch of decisions in one transaction (group commit): each pass and
     /// backup code is used at most once, and every event is durable before any caller
     /// hears its answer.
     pub async fn commit_decisions(&self, batch: Vec<PendingDecision>) -> Result<Vec<CommittedDecision>> {
+        let consumes = batch.iter().any(|p| p.pass_grant.is_some() || p.backup_code.is_some());
+        if !consumes && self.backend == crate::Backend::Sqlite && batch.len() <= EVENTS_PER_STATEMENT {
+            // Nothing to use up: one INSERT, atomic by itself, is the whole commit.
+            let events: Vec<NewEvent> = batch.into_iter().map(|p| p.event).collect();
+            let stored = insert_many(&self.write, &events).await?;
+            return Ok(stored.into_iter().map(|event| CommittedDecision { event, changes: Vec::new() }).collect());
+        }
         let mut tx = self.begin().await?;
-        let mut out = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        let mut all_changes = Vec::with_capacity(batch.len());
         for mut pending in batch {
-            let mut changes = Vec::new();
-            if let Some(grant) = pending.pass_grant {
-                let used: Option<i64> = sqlx::query_scalar(
-                    "UPDATE grants SET passes_used = passes_used + 1 \
-                     WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
-                )
-                .bind(grant)
-                .fetch_optional(&mut *tx)
-                .await?;
-                match used {
-                    Some(used) => {
-                        changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) })
-                    }
-                    None => deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used"),
-                }
-            }
-            if let (Some(credential), true) = (pending.backup_code, pending.event.allowed == Some(true)) {
-                let done = sqlx::query(
-                    "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = $2 \
-                     WHERE pk = $1 AND status = 'active'",
-                )
-                .bind(credential)
-                .bind(pending.event.at)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 1 {
-                    let row = sqlx::query(AssertSqlSafe(format!(
-                        "SELECT {} FROM {} WHERE c.pk = $1",
-                        crate::rows::CREDENTIAL_COLUMNS,
-                        crate::rows::CREDENTIAL_FROM
-                    )))
-                    .bind(credential)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let (key, cred) = index_credential(&row)?;
-                    changes.push(Change::Credential(key, cred));
-                } else {
-                    // Give back the pass this decision took: it did not let anyone in.
-                    if let Some(Change::PassesUsed { grant, .. }) = changes.pop() {
-                        sqlx::query("UPDATE grants SET passes_used = passes_used - 1 WHERE pk = $1")
-                            .bind(grant)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    deny(&mut pending.event, Reason::CredentialRevoked, "the backup code has already been used");
-                }
-            }
-            let event = insert(&mut tx, &pending.event).await?;
-            out.push(CommittedDecision { event, changes });
+            let changes = consume(&mut tx, &mut pending).await?;
+            events.push(pending.event);
+            all_changes.push(changes);
+        }
+        let mut stored = Vec::with_capacity(events.len());
+        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+            stored.extend(insert_many(&mut *tx, chunk).await?);
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(stored.into_iter().zip(all_changes).map(|(event, changes)| CommittedDecision { event, changes }).collect())
     }
 
     /// Appends events that change nothing else (door opened, driver failed, ...).
@@ -229,8 +312,8 @@ impl Store {
 
     /// Events after a cursor, oldest first.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1");
-        let mut n = 1;
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 AND seq < $2");
+        let mut n = 2;
         let mut binds: Vec<&str> = Vec::new();
         for (column, value) in [("kind", &filter.kind), ("person_id", &filter.person_id), ("door_id", &filter.door)] {
             if let Some(v) = value {
@@ -240,7 +323,8 @@ impl Store {
             }
         }
         sql.push_str(&format!(" ORDER BY seq LIMIT {}", filter.limit.clamp(1, 1000)));
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(filter.after.unwrap_or(0));
+        let mut query =
+            sqlx::query(AssertSqlSafe(sql)).bind(filter.after.unwrap_or(0)).bind(filter.before.unwrap_or(i64::MAX));
         for b in binds {
             query = query.bind(b);
         }
@@ -268,25 +352,19 @@ impl Store {
         Ok(seq.unwrap_or(0))
     }
 
-    /// Records a door's last known state (not a directory change: no version bump).
-    pub async fn set_door_state(
-        &self,
-        door: &str,
-        online: Option<bool>,
-        opened_at: Option<i64>,
-        error: Option<&str>,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE doors SET online = COALESCE($2, online), last_seen = $3, \
-             last_opened = COALESCE($4, last_opened), last_error = $5 WHERE id = $1",
-        )
-        .bind(door)
-        .bind(online.map(i64::from))
-        .bind(now_micros())
-        .bind(opened_at)
-        .bind(error)
-        .execute(&self.write)
-        .await?;
+    /// Records what a door's device last said: online or not, when, and its error.
+    /// Not a directory change: no version bump.
+    pub async fn set_door_state(&self, door: &str, answered: bool, at: i64, error: Option<&str>) -> Result<()> {
+        let query = if answered {
+            sqlx::query(
+                "UPDATE doors SET online = 1, last_seen = $2, last_opened = $2, last_error = NULL WHERE id = $1",
+            )
+            .bind(door)
+            .bind(at)
+        } else {
+            sqlx::query("UPDATE doors SET online = 0, last_error = $2 WHERE id = $1").bind(door).bind(error)
+        };
+        query.execute(&self.write).await?;
         Ok(())
     }
 }

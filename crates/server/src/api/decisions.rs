@@ -3,8 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lintel_proto::{
@@ -15,7 +14,7 @@ use lintel_store::NewEvent;
 use crate::AppState;
 use crate::auth::Admin;
 use crate::decide::Ask;
-use crate::problem::{ApiError, ApiJson, parse_json};
+use crate::problem::{ApiError, ApiJson, ApiPath, OptionalJson};
 
 /// May this credential open this door now? Recorded as an event unless `dry_run`.
 #[utoipa::path(post, path = "/api/v1/decisions", tag = "decisions", request_body = DecisionRequest, security(("admin" = [])),
@@ -65,9 +64,11 @@ async fn drive(s: &AppState, door_id: &str, seconds: Option<u32>, person_id: Opt
     };
     let events = store.append_events(&[event]).await?;
     s.inner.directory.publish(&events);
-    let now = chrono::Utc::now().timestamp_micros();
-    let online = if driver.kind() == "none" { None } else { Some(driven.error.is_none()) };
-    store.set_door_state(door_id, online, driven.error.is_none().then_some(now), driven.error.as_deref()).await?;
+    if driver.kind() != "none" {
+        // Only an answer from the device counts as seeing it.
+        let now = chrono::Utc::now().timestamp_micros();
+        store.set_door_state(door_id, driven.error.is_none(), now, driven.error.as_deref()).await?;
+    }
     Ok(driven)
 }
 
@@ -93,11 +94,21 @@ fn open_answer(door: &str, decision: DecisionResponse, driven: Option<Driven>) -
         (None, false, Reason::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", body.detail.clone()),
         (None, false, _) => (StatusCode::FORBIDDEN, "denied", body.detail.clone()),
     };
+    let retry_after = (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_seconds(&body.detail));
     let mut problem = ApiError::new(status, slug, detail);
     if let serde_json::Value::Object(fields) = serde_json::to_value(&body).unwrap_or_default() {
         problem.extensions.extend(fields.into_iter().filter(|(k, _)| k != "detail"));
     }
-    problem.into_response()
+    let mut response = problem.into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+    }
+    response
+}
+
+/// The wait named in a `rate_limited` detail ("... try again in N s").
+fn retry_seconds(detail: &str) -> u64 {
+    detail.split_whitespace().rev().nth(1).and_then(|n| n.parse().ok()).unwrap_or(1)
 }
 
 /// Open a door as an administrator; recorded with the token's name.
@@ -106,11 +117,9 @@ fn open_answer(door: &str, decision: DecisionResponse, driven: Option<Driven>) -
 pub async fn admin_open(
     State(s): State<AppState>,
     Admin(by): Admin,
-    Path(door): Path<String>,
-    body: Bytes,
+    ApiPath(door): ApiPath<String>,
+    OptionalJson(request): OptionalJson<AdminOpenRequest>,
 ) -> Result<Response, ApiError> {
-    let request: AdminOpenRequest =
-        if body.iter().all(u8::is_ascii_whitespace) { Default::default() } else { parse_json(&body)? };
     if let Some(note) = &request.note {
         crate::validate::text("note", note, 500)?;
     }
@@ -148,7 +157,7 @@ pub async fn admin_open(
 pub async fn open_with_secret(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(door): Path<String>,
+    ApiPath(door): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let secret = headers

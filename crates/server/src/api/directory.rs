@@ -1,7 +1,7 @@
 //! People, credentials, doors, groups and grants.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use lintel_core::CompiledSchedule;
 use lintel_core::credential::{normalize_uid, pin_digest, validate_pin};
@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::Admin;
-use crate::problem::{ApiError, ApiJson, ApiQuery};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::{secrets, validate};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -123,7 +123,7 @@ pub async fn list_people(
 /// Read a person.
 #[utoipa::path(get, path = "/api/v1/people/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 200, body = Person), (status = 404, body = Problem)))]
-pub async fn get_person(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<Json<Person>> {
+pub async fn get_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Person>> {
     Ok(Json(s.inner.directory.store.person(&id).await?))
 }
 
@@ -133,7 +133,7 @@ pub async fn get_person(State(s): State<AppState>, _: Admin, Path(id): Path<Stri
 pub async fn patch_person(
     State(s): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<PersonPatch>,
 ) -> ApiResult<Json<Person>> {
     check_person_fields(
@@ -151,7 +151,7 @@ pub async fn patch_person(
 /// Remove a person; their credentials are revoked at once.
 #[utoipa::path(delete, path = "/api/v1/people/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn delete_person(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
     d.write(d.store.delete_person(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -164,7 +164,7 @@ pub async fn delete_person(State(s): State<AppState>, _: Admin, Path(id): Path<S
 pub async fn issue_credential(
     State(s): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(c): ApiJson<NewCredential>,
 ) -> ApiResult<(StatusCode, Json<Credential>)> {
     let mut shown_once = None;
@@ -186,7 +186,7 @@ pub async fn issue_credential(
                 digest: Some(digest),
             }
         }
-        NewCredential::Secret => {
+        NewCredential::Secret {} => {
             let secret = secrets::generate("lsk_");
             let digest = hex::encode(secrets::digest(&secret));
             shown_once = Some(secret);
@@ -197,7 +197,7 @@ pub async fn issue_credential(
                 digest: Some(digest),
             }
         }
-        NewCredential::BackupCode => {
+        NewCredential::BackupCode {} => {
             let code = secrets::generate_backup_code();
             let digest = hex::encode(secrets::backup_code_digest(&code));
             shown_once = Some(code);
@@ -221,7 +221,7 @@ pub async fn issue_credential(
 pub async fn list_credentials(
     State(s): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<Credential>>> {
     Ok(Json(s.inner.directory.store.person_credentials(&id).await?))
 }
@@ -232,7 +232,7 @@ pub async fn list_credentials(
 pub async fn get_credential(
     State(s): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Credential>> {
     Ok(Json(s.inner.directory.store.credential(&id).await?))
 }
@@ -243,7 +243,7 @@ pub async fn get_credential(
 pub async fn revoke_credential(
     State(s): State<AppState>,
     Admin(by): Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Credential>> {
     let d = &s.inner.directory;
     let reason = format!("revoked by admin token {by:?}");
@@ -302,7 +302,7 @@ pub async fn list_doors(State(s): State<AppState>, _: Admin) -> ApiResult<Json<V
 /// Read a door.
 #[utoipa::path(get, path = "/api/v1/doors/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 200, body = Door), (status = 404, body = Problem)))]
-pub async fn get_door(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<Json<Door>> {
+pub async fn get_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Door>> {
     Ok(Json(redacted(s.inner.directory.store.door(&id).await?)))
 }
 
@@ -312,7 +312,7 @@ pub async fn get_door(State(s): State<AppState>, _: Admin, Path(id): Path<String
 pub async fn patch_door(
     State(s): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<DoorPatch>,
 ) -> ApiResult<Json<Door>> {
     check_door_fields(
@@ -328,7 +328,7 @@ pub async fn patch_door(
 /// Remove a door (and it from every group and grant).
 #[utoipa::path(delete, path = "/api/v1/doors/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn delete_door(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
     d.write(d.store.delete_door(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -359,14 +359,14 @@ pub async fn list_groups(State(s): State<AppState>, _: Admin) -> ApiResult<Json<
 /// Read a group.
 #[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 200, body = Group), (status = 404, body = Problem)))]
-pub async fn get_group(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<Json<Group>> {
+pub async fn get_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Group>> {
     Ok(Json(s.inner.directory.store.group(&id).await?))
 }
 
 /// Remove a group, its memberships and its grants.
 #[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn delete_group(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
     d.write(d.store.delete_group(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -378,7 +378,7 @@ pub async fn delete_group(State(s): State<AppState>, _: Admin, Path(id): Path<St
 pub async fn add_member(
     State(s): State<AppState>,
     _: Admin,
-    Path((group, person)): Path<(String, String)>,
+    ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
     d.write(d.store.set_member(&group, &person, true)).await?;
@@ -391,7 +391,7 @@ pub async fn add_member(
 pub async fn remove_member(
     State(s): State<AppState>,
     _: Admin,
-    Path((group, person)): Path<(String, String)>,
+    ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
     d.write(d.store.set_member(&group, &person, false)).await?;
@@ -470,14 +470,14 @@ pub async fn list_grants(
 /// Read a grant.
 #[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 200, body = Grant), (status = 404, body = Problem)))]
-pub async fn get_grant(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<Json<Grant>> {
+pub async fn get_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Grant>> {
     Ok(Json(s.inner.directory.store.grant(&id).await?))
 }
 
 /// Withdraw a grant.
 #[utoipa::path(delete, path = "/api/v1/grants/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
-pub async fn delete_grant(State(s): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
     d.write(d.store.delete_grant(&id)).await?;
     Ok(StatusCode::NO_CONTENT)

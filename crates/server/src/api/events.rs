@@ -43,6 +43,7 @@ pub async fn list_events(
 ) -> Result<Json<Page<Event>>, ApiError> {
     let filter = EventFilter {
         after: q.after,
+        before: None,
         kind: q.kind,
         person_id: q.person_id,
         door: q.door,
@@ -96,38 +97,54 @@ pub async fn stream_events(
     };
     let (tx, rx) = mpsc::channel::<Event>(256);
     tokio::spawn(async move {
-        let mut catch_up = true;
-        loop {
-            if catch_up {
+        // Delivers the stored events after `last` (and before `before`), page by page.
+        let replay = async |last: &mut i64, before: Option<i64>| -> Result<(), ()> {
+            loop {
                 let filter = EventFilter {
-                    after: Some(last),
+                    after: Some(*last),
+                    before,
                     kind: q.kind.clone(),
                     person_id: q.person_id.clone(),
                     door: q.door.clone(),
                     limit: 500,
                 };
-                let Ok(page) = directory.store.events(&filter).await else { return };
+                let page = directory.store.events(&filter).await.map_err(|_| ())?;
                 let full = page.len() == 500;
                 for e in page {
-                    last = seq(&e);
-                    if tx.send(e).await.is_err() {
+                    *last = seq(&e);
+                    tx.send(e).await.map_err(|_| ())?;
+                }
+                if !full {
+                    return Ok(());
+                }
+            }
+        };
+        if replay(&mut last, None).await.is_err() {
+            return;
+        }
+        loop {
+            match live.recv().await {
+                Ok(e) => {
+                    let this = seq(&e);
+                    if this <= last {
+                        continue; // already delivered from the store
+                    }
+                    // Events are published after their commits, not always in order; but
+                    // once this one is committed, every earlier one is too: take any gap
+                    // from the store.
+                    if this > last + 1 && replay(&mut last, Some(this)).await.is_err() {
                         return;
                     }
-                }
-                if full {
-                    continue;
-                }
-                catch_up = false;
-            }
-            match live.recv().await {
-                Ok(e) if seq(&e) > last => {
-                    last = seq(&e);
+                    last = this;
                     if matches(&e, &q) && tx.send(e).await.is_err() {
                         return;
                     }
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if replay(&mut last, None).await.is_err() {
+                        return;
+                    }
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }

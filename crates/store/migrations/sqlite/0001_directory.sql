@@ -109,7 +109,9 @@ CREATE TABLE grant_doors (
 );
 
 CREATE TABLE events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- No AUTOINCREMENT: events are never deleted, so rowids only grow, and each commit
+    -- saves a write to sqlite_sequence.
+    seq INTEGER PRIMARY KEY,
     at BIGINT NOT NULL,
     kind TEXT NOT NULL,
     allowed BIGINT,
