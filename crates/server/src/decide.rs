@@ -15,11 +15,9 @@ use crate::directory::Directory;
 use crate::limiter::{FailureLimiter, LimiterConfig};
 use crate::problem::ApiError;
 use crate::secrets;
-use crate::writer::DecisionWriter;
 
 pub struct Decider {
     directory: Arc<Directory>,
-    writer: DecisionWriter,
     limiter: FailureLimiter,
     pin_key: [u8; 32],
 }
@@ -44,8 +42,7 @@ struct Presented {
 
 impl Decider {
     pub fn new(directory: Arc<Directory>, pin_key: [u8; 32], limiter: LimiterConfig) -> Self {
-        let writer = DecisionWriter::spawn(directory.clone());
-        Self { directory, writer, limiter: FailureLimiter::new(limiter), pin_key }
+        Self { directory, limiter: FailureLimiter::new(limiter), pin_key }
     }
 
     fn present(&self, credential: &PresentedCredential) -> Result<Presented, ApiError> {
@@ -135,10 +132,15 @@ impl Decider {
             pass_grant: decision.consume.pass.then_some(decision.grant).flatten(),
             backup_code: decision.consume.backup_code.then_some(decision.credential).flatten(),
         };
-        let committed = self.writer.commit(pending).await.map_err(|e| {
+        let committed = self.directory.store.commit_decision(pending).await.map_err(|e| {
             tracing::error!(error = %e, "decision not recorded; refusing it");
             ApiError::unavailable("the decision could not be recorded, so the door stays shut")
         })?;
+        if !committed.changes.is_empty() {
+            // Passes and backup codes used up: the next decision must see it.
+            self.directory.lock().await.apply(&committed.changes);
+        }
+        self.directory.publish(std::slice::from_ref(&committed.event));
         let event = committed.event;
         // The commit may have turned an allowance into a denial (a pass used up meanwhile).
         response.allowed = event.allowed == Some(true);

@@ -10,7 +10,6 @@ mod limiter;
 mod problem;
 pub mod secrets;
 mod validate;
-mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,12 +1,11 @@
 //! The append-only event log, and the group commit of decisions.
 
-use lintel_core::{Change, Pk};
 use lintel_proto::{Event, Reason};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::rows::{index_credential, time};
+use crate::rows::time;
 use crate::{Result, Store, StoreError, now_micros};
 
 /// An event about to be appended.
@@ -119,89 +118,6 @@ pub(crate) async fn insert(tx: &mut Transaction<'static, Any>, e: &NewEvent) -> 
     })
 }
 
-/// Appends events with one statement; the sequence numbers come back in insertion order.
-async fn insert_many<'e, E>(exec: E, events: &[NewEvent]) -> Result<Vec<Event>>
-where
-    E: sqlx::Executor<'e, Database = Any>,
-{
-    let values: Vec<String> = (0..events.len())
-        .map(|i| {
-            let b = i * 9;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) VALUES {} RETURNING seq",
-        values.join(", ")
-    );
-    let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
-    for e in events {
-        query = query
-            .bind(e.at)
-            .bind(&e.kind)
-            .bind(e.allowed.map(i64::from))
-            .bind(e.reason.map(|r| r.as_str()))
-            .bind(&e.person_id)
-            .bind(&e.door_id)
-            .bind(&e.credential_id)
-            .bind(&e.grant_id)
-            .bind(serde_json::to_string(&e.data).expect("JSON values serialize"));
-    }
-    let mut seqs = query.fetch_all(exec).await?;
-    // One statement assigns its rows ascending numbers in the order of its VALUES.
-    seqs.sort_unstable();
-    events
-        .iter()
-        .zip(seqs)
-        .map(|(e, seq)| {
-            Ok(Event {
-                id: seq.to_string(),
-                at: time(e.at)?,
-                kind: e.kind.clone(),
-                allowed: e.allowed,
-                reason: e.reason,
-                person_id: e.person_id.clone(),
-                door: e.door_id.clone(),
-                credential_id: e.credential_id.clone(),
-                grant_id: e.grant_id.clone(),
-                data: e.data.clone(),
-            })
-        })
-        .collect()
-}
-
-/// The most events one statement carries (9 parameters each, well under the limits).
-const EVENTS_PER_STATEMENT: usize = 500;
-
-/// A decision waiting for the group commit, with what it would use up.
-#[derive(Debug, Clone)]
-pub struct PendingDecision {
-    pub event: NewEvent,
-    /// Use one pass of this grant; when none is left the decision becomes a denial.
-    pub pass_grant: Option<Pk>,
-    /// Mark this backup code used; when it already is, the decision becomes a denial.
-    pub backup_code: Option<Pk>,
-}
-
-/// A recorded decision: its event as stored (possibly turned into a denial) and the
-/// changes its consumption made to the directory.
-#[derive(Debug, Clone)]
-pub struct CommittedDecision {
-    pub event: Event,
-    pub changes: Vec<Change>,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub after: Option<i64>,
@@ -213,92 +129,7 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
-fn deny(event: &mut NewEvent, reason: Reason, detail: &str) {
-    event.allowed = Some(false);
-    event.reason = Some(reason);
-    if let serde_json::Value::Object(map) = &mut event.data {
-        map.insert("detail".into(), detail.into());
-    }
-}
-
-/// Uses up what an allowed decision spends, or turns it into a denial when it is gone.
-async fn consume(tx: &mut Transaction<'static, Any>, pending: &mut PendingDecision) -> Result<Vec<Change>> {
-    let mut changes = Vec::new();
-    if let Some(grant) = pending.pass_grant {
-        let used: Option<i64> = sqlx::query_scalar(
-            "UPDATE grants SET passes_used = passes_used + 1 \
-             WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
-        )
-        .bind(grant)
-        .fetch_optional(&mut **tx)
-        .await?;
-        match used {
-            Some(used) => changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) }),
-            None => deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used"),
-        }
-    }
-    if let (Some(credential), true) = (pending.backup_code, pending.event.allowed == Some(true)) {
-        let done = sqlx::query(
-            "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = $2 \
-             WHERE pk = $1 AND status = 'active'",
-        )
-        .bind(credential)
-        .bind(pending.event.at)
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            let row = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {} FROM {} WHERE c.pk = $1",
-                crate::rows::CREDENTIAL_COLUMNS,
-                crate::rows::CREDENTIAL_FROM
-            )))
-            .bind(credential)
-            .fetch_one(&mut **tx)
-            .await?;
-            let (key, cred) = index_credential(&row)?;
-            changes.push(Change::Credential(key, cred));
-        } else {
-            // Give back the pass this decision took: it did not let anyone in.
-            if let Some(Change::PassesUsed { grant, .. }) = changes.pop() {
-                sqlx::query("UPDATE grants SET passes_used = passes_used - 1 WHERE pk = $1")
-                    .bind(grant)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            deny(&mut pending.event, Reason::CredentialRevoked, "the backup code has already been used");
-        }
-    }
-    Ok(changes)
-}
-
 impl Store {
-    /// Records a batch of decisions in one transaction (group commit): each pass and
-    /// backup code is used at most once, and every event is durable before any caller
-    /// hears its answer.
-    pub async fn commit_decisions(&self, batch: Vec<PendingDecision>) -> Result<Vec<CommittedDecision>> {
-        let consumes = batch.iter().any(|p| p.pass_grant.is_some() || p.backup_code.is_some());
-        if !consumes && self.backend == crate::Backend::Sqlite && batch.len() <= EVENTS_PER_STATEMENT {
-            // Nothing to use up: one INSERT, atomic by itself, is the whole commit.
-            let events: Vec<NewEvent> = batch.into_iter().map(|p| p.event).collect();
-            let stored = insert_many(&self.write, &events).await?;
-            return Ok(stored.into_iter().map(|event| CommittedDecision { event, changes: Vec::new() }).collect());
-        }
-        let mut tx = self.begin().await?;
-        let mut events = Vec::with_capacity(batch.len());
-        let mut all_changes = Vec::with_capacity(batch.len());
-        for mut pending in batch {
-            let changes = consume(&mut tx, &mut pending).await?;
-            events.push(pending.event);
-            all_changes.push(changes);
-        }
-        let mut stored = Vec::with_capacity(events.len());
-        for chunk in events.chunks(EVENTS_PER_STATEMENT) {
-            stored.extend(insert_many(&mut *tx, chunk).await?);
-        }
-        tx.commit().await?;
-        Ok(stored.into_iter().zip(all_changes).map(|(event, changes)| CommittedDecision { event, changes }).collect())
-    }
-
     /// Appends events that change nothing else (door opened, driver failed, ...).
     pub async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Event>> {
         let mut tx = self.begin().await?;

@@ -4,6 +4,7 @@
 //! one transaction that also appends its events and bumps the directory version, and
 //! returns the index changes read back inside that transaction.
 
+mod decision_log;
 mod directory;
 mod events;
 mod import;
@@ -18,9 +19,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
 
+pub use decision_log::{CommittedDecision, PendingDecision};
 pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFilter};
-pub use events::CommittedDecision;
-pub use events::{EventFilter, NewEvent, PendingDecision};
+pub use events::{EventFilter, NewEvent};
 pub use import::{ImportReport, ImportRow, RejectedRow};
 pub use lintel_core::Change;
 pub use rows::{credential_id, grant_id, parse_credential_id, parse_grant_id};
@@ -37,6 +38,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
 }
@@ -96,6 +99,7 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     backend: Backend,
+    decisions: decision_log::DecisionLog,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -150,11 +154,17 @@ impl Store {
             Backend::Sqlite => (pool(1).connect_with(options.clone()).await?, pool(4).connect_with(options).await?),
             Backend::Postgres => (pool(8).connect_with(options.clone()).await?, pool(8).connect_with(options).await?),
         };
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&write).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&write).await?,
-        }
-        Ok(Self { write, read, backend })
+        let decisions = match backend {
+            Backend::Sqlite => {
+                SQLITE_MIGRATIONS.run(&write).await?;
+                decision_log::DecisionLog::sqlite(sqlite_path(&url)?, sqlite_sync)?
+            }
+            Backend::Postgres => {
+                POSTGRES_MIGRATIONS.run(&write).await?;
+                decision_log::DecisionLog::postgres(write.clone())
+            }
+        };
+        Ok(Self { write, read, backend, decisions })
     }
 
     pub fn backend(&self) -> Backend {
@@ -192,6 +202,26 @@ impl Store {
         let v: i64 =
             sqlx::query_scalar("SELECT value FROM meta WHERE name = 'directory_version'").fetch_one(&self.read).await?;
         Ok(v)
+    }
+}
+
+/// The file of a `sqlite:` URL (`sqlite://lintel.db`, `sqlite:///abs/path.db?mode=rwc`).
+fn sqlite_path(url: &str) -> Result<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let file = rest.split('?').next().unwrap_or(rest);
+    if file.is_empty() || file.contains(":memory:") {
+        return Err(StoreError::Invalid(
+            "lintel needs a database file (sqlite://FILE), not an in-memory database".into(),
+        ));
+    }
+    Ok(std::path::PathBuf::from(file))
+}
+
+impl Store {
+    /// Records one decision through the group commit; answers once it is durable. The
+    /// event may come back as a denial when what the decision would use up is gone.
+    pub async fn commit_decision(&self, decision: PendingDecision) -> Result<CommittedDecision> {
+        self.decisions.commit(decision).await
     }
 }
 

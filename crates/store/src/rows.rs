@@ -93,39 +93,58 @@ pub(crate) fn credential(row: &AnyRow) -> Result<Credential> {
     })
 }
 
+/// The columns a credential's index entry is made of, however they were read.
+pub(crate) struct CredentialParts {
+    pub pk: Pk,
+    pub person_pk: Option<Pk>,
+    pub kind: String,
+    pub card_uid: Option<String>,
+    pub revocation_code: Option<String>,
+    pub digest: Option<String>,
+    pub status: String,
+}
+
 pub(crate) fn index_credential(row: &AnyRow) -> Result<(CredentialKey, IndexCredential)> {
-    let kind = kind(row)?;
+    index_credential_from(CredentialParts {
+        pk: row.try_get("pk")?,
+        person_pk: row.try_get("person_pk")?,
+        kind: row.try_get("kind")?,
+        card_uid: row.try_get("card_uid")?,
+        revocation_code: row.try_get("revocation_code")?,
+        digest: row.try_get("digest")?,
+        status: row.try_get("status")?,
+    })
+}
+
+pub(crate) fn index_credential_from(c: CredentialParts) -> Result<(CredentialKey, IndexCredential)> {
+    let kind =
+        CredentialKind::parse(&c.kind).ok_or_else(|| StoreError::Corrupt(format!("credential kind {:?}", c.kind)))?;
+    let status = CredentialStatus::parse(&c.status)
+        .ok_or_else(|| StoreError::Corrupt(format!("credential status {:?}", c.status)))?;
     let corrupt = || StoreError::Corrupt("credential without its lookup value".into());
     let digest = match kind {
         CredentialKind::Card => None,
         _ => {
-            let hex: Option<String> = row.try_get("digest")?;
-            let bytes = hex::decode(hex.ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+            let bytes = hex::decode(c.digest.ok_or_else(corrupt)?).map_err(|_| corrupt())?;
             Some(Box::new(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| corrupt())?))
         }
     };
     let key = match (kind, &digest) {
-        (CredentialKind::Card, _) => {
-            let uid: Option<String> = row.try_get("card_uid")?;
-            CredentialKey::card(&uid.ok_or_else(corrupt)?).map_err(|_| corrupt())?
-        }
+        (CredentialKind::Card, _) => CredentialKey::card(&c.card_uid.ok_or_else(corrupt)?).map_err(|_| corrupt())?,
         (CredentialKind::Pin, Some(d)) => CredentialKey::pin(d),
         (CredentialKind::Secret, Some(d)) => CredentialKey::secret(d),
         (CredentialKind::BackupCode, Some(d)) => CredentialKey::backup_code(d),
         _ => return Err(corrupt()),
     };
-    let revocation: Option<String> = row.try_get("revocation_code")?;
-    Ok((
-        key,
-        IndexCredential {
-            pk: row.try_get("pk")?,
-            person: row.try_get("person_pk")?,
-            kind,
-            status: status(row)?,
-            revocation: revocation_hash(revocation.as_deref()),
-            digest,
-        },
-    ))
+    let credential = IndexCredential {
+        pk: c.pk,
+        person: c.person_pk,
+        kind,
+        status,
+        revocation: revocation_hash(c.revocation_code.as_deref()),
+        digest,
+    };
+    Ok((key, credential))
 }
 
 pub(crate) const DOOR_COLUMNS: &str = "pk, id, name, driver, fail_mode, required_skill, open_seconds, attendance, online, last_seen, last_opened, last_error, created_at, updated_at";

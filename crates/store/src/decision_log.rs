@@ -1,0 +1,362 @@
+//! The group commit of decisions. Callers hand over one decision each and wait; one
+//! writer takes everything that queued up meanwhile and commits it in one transaction,
+//! using up passes and backup codes exactly once, so that a burst of taps costs one
+//! commit and every answer leaves only once its event is durable.
+//!
+//! On SQLite the writer is a thread of its own with a plain SQLite connection: this is
+//! the hot path of every tap, and a direct call costs a fraction of an async driver's
+//! round trips. On PostgreSQL it is a task on the pool.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use lintel_core::{Change, Pk};
+use lintel_proto::{Event, Reason};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::events::NewEvent;
+use crate::rows::{CredentialParts, index_credential, index_credential_from, time};
+use crate::{Result, SqliteSync, StoreError};
+
+const MAX_BATCH: usize = 512;
+
+/// A decision waiting for the group commit, with what it would use up.
+#[derive(Debug, Clone)]
+pub struct PendingDecision {
+    pub event: NewEvent,
+    /// Use one pass of this grant; when none is left the decision becomes a denial.
+    pub pass_grant: Option<Pk>,
+    /// Mark this backup code used; when it already is, the decision becomes a denial.
+    pub backup_code: Option<Pk>,
+}
+
+/// A recorded decision: its event as stored (possibly turned into a denial) and the
+/// changes its consumption made to the directory.
+#[derive(Debug, Clone)]
+pub struct CommittedDecision {
+    pub event: Event,
+    pub changes: Vec<Change>,
+}
+
+fn deny(event: &mut NewEvent, reason: Reason, detail: &str) {
+    event.allowed = Some(false);
+    event.reason = Some(reason);
+    if let serde_json::Value::Object(map) = &mut event.data {
+        map.insert("detail".into(), detail.into());
+    }
+}
+
+/// The event as stored under its sequence number.
+fn stored(e: &NewEvent, seq: i64) -> Result<Event> {
+    Ok(Event {
+        id: seq.to_string(),
+        at: time(e.at)?,
+        kind: e.kind.clone(),
+        allowed: e.allowed,
+        reason: e.reason,
+        person_id: e.person_id.clone(),
+        door: e.door_id.clone(),
+        credential_id: e.credential_id.clone(),
+        grant_id: e.grant_id.clone(),
+        data: e.data.clone(),
+    })
+}
+
+pub(crate) struct Job {
+    decision: PendingDecision,
+    reply: oneshot::Sender<Result<CommittedDecision, String>>,
+}
+
+#[derive(Clone)]
+pub(crate) enum DecisionLog {
+    Sqlite(std_mpsc::SyncSender<Job>),
+    Postgres(mpsc::Sender<Job>),
+}
+
+impl DecisionLog {
+    /// Opens the SQLite writer's own connection (the migrations have run) and starts it.
+    pub(crate) fn sqlite(path: PathBuf, sync: SqliteSync) -> Result<Self> {
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", if sync == SqliteSync::Full { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoints run on a thread of their own, so a tap never waits for one.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoints = rusqlite::Connection::open(&path)?;
+        checkpoints.busy_timeout(Duration::from_secs(10))?;
+        let (jobs, rx) = std_mpsc::sync_channel(16 * MAX_BATCH);
+        let (stop, stopped) = std_mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("lintel-checkpoint".into())
+            .spawn(move || {
+                while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(1)) {
+                    if let Err(e) = checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Invalid(format!("cannot start a thread: {e}")))?;
+        std::thread::Builder::new()
+            .name("lintel-decision-log".into())
+            .spawn(move || sqlite_writer(conn, rx, stop))
+            .map_err(|e| StoreError::Invalid(format!("cannot start a thread: {e}")))?;
+        Ok(Self::Sqlite(jobs))
+    }
+
+    pub(crate) fn postgres(pool: AnyPool) -> Self {
+        let (jobs, rx) = mpsc::channel(16 * MAX_BATCH);
+        tokio::spawn(any_writer(pool, rx));
+        Self::Postgres(jobs)
+    }
+
+    pub(crate) async fn commit(&self, decision: PendingDecision) -> Result<CommittedDecision> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { decision, reply };
+        let sent = match self {
+            Self::Sqlite(jobs) => jobs.send(job).is_ok(),
+            Self::Postgres(jobs) => jobs.send(job).await.is_ok(),
+        };
+        let stopped = || StoreError::Invalid("the decision log has stopped".into());
+        if !sent {
+            return Err(stopped());
+        }
+        answer.await.map_err(|_| stopped())?.map_err(StoreError::Invalid)
+    }
+}
+
+fn reply_all(replies: Vec<oneshot::Sender<Result<CommittedDecision, String>>>, result: Result<Vec<CommittedDecision>>) {
+    match result {
+        Ok(committed) => {
+            for (reply, c) in replies.into_iter().zip(committed) {
+                let _ = reply.send(Ok(c));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed; the decisions in it are refused");
+            for reply in replies {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+}
+
+fn sqlite_writer(mut conn: rusqlite::Connection, rx: std_mpsc::Receiver<Job>, _stop_checkpoints: std_mpsc::Sender<()>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (decisions, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.decision, j.reply)).unzip();
+        reply_all(replies, commit_sqlite(&mut conn, decisions));
+    }
+}
+
+fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<PendingDecision>) -> Result<Vec<CommittedDecision>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(batch.len());
+    for mut pending in batch {
+        let changes = consume_sqlite(&tx, &mut pending)?;
+        let e = &pending.event;
+        tx.prepare_cached(
+            "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            e.at,
+            e.kind,
+            e.allowed.map(i64::from),
+            e.reason.map(|r| r.as_str()),
+            e.person_id,
+            e.door_id,
+            e.credential_id,
+            e.grant_id,
+            serde_json::to_string(&e.data).expect("JSON values serialize"),
+        ])?;
+        out.push(CommittedDecision { event: stored(e, tx.last_insert_rowid())?, changes });
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn consume_sqlite(tx: &rusqlite::Transaction<'_>, pending: &mut PendingDecision) -> Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    if let Some(grant) = pending.pass_grant {
+        let used: Option<i64> = tx
+            .prepare_cached(
+                "UPDATE grants SET passes_used = passes_used + 1 \
+                 WHERE pk = ?1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
+            )?
+            .query_row([grant], |r| r.get(0))
+            .optional()?;
+        match used {
+            Some(used) => changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) }),
+            None => deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used"),
+        }
+    }
+    if let (Some(credential), true) = (pending.backup_code, pending.event.allowed == Some(true)) {
+        let done = tx
+            .prepare_cached(
+                "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = ?2 \
+                 WHERE pk = ?1 AND status = 'active'",
+            )?
+            .execute(params![credential, pending.event.at])?;
+        if done == 1 {
+            let parts = tx.query_row(
+                "SELECT pk, person_pk, kind, card_uid, revocation_code, digest, status FROM credentials WHERE pk = ?1",
+                [credential],
+                |r| {
+                    Ok(CredentialParts {
+                        pk: r.get(0)?,
+                        person_pk: r.get(1)?,
+                        kind: r.get(2)?,
+                        card_uid: r.get(3)?,
+                        revocation_code: r.get(4)?,
+                        digest: r.get(5)?,
+                        status: r.get(6)?,
+                    })
+                },
+            )?;
+            let (key, cred) = index_credential_from(parts)?;
+            changes.push(Change::Credential(key, cred));
+        } else {
+            // Give back the pass this decision took: it did not let anyone in.
+            if let Some(Change::PassesUsed { grant, .. }) = changes.pop() {
+                tx.execute("UPDATE grants SET passes_used = passes_used - 1 WHERE pk = ?1", [grant])?;
+            }
+            deny(&mut pending.event, Reason::CredentialRevoked, "the backup code has already been used");
+        }
+    }
+    Ok(changes)
+}
+
+async fn any_writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (decisions, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|j| (j.decision, j.reply)).unzip();
+        reply_all(replies, commit_any(&pool, decisions).await);
+    }
+}
+
+async fn commit_any(pool: &AnyPool, batch: Vec<PendingDecision>) -> Result<Vec<CommittedDecision>> {
+    let mut tx = pool.begin().await?;
+    // The same lock as every other event writer on PostgreSQL: sequence numbers become
+    // visible in order.
+    sqlx::query("SELECT pg_advisory_xact_lock(7152)").execute(&mut *tx).await?;
+    let mut events = Vec::with_capacity(batch.len());
+    let mut all_changes = Vec::with_capacity(batch.len());
+    for mut pending in batch {
+        all_changes.push(consume_any(&mut tx, &mut pending).await?);
+        events.push(pending.event);
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        out.extend(insert_many(&mut *tx, chunk).await?);
+    }
+    tx.commit().await?;
+    Ok(out.into_iter().zip(all_changes).map(|(event, changes)| CommittedDecision { event, changes }).collect())
+}
+
+/// The most events one statement carries (9 parameters each, well under the limits).
+const EVENTS_PER_STATEMENT: usize = 500;
+
+/// Appends events with one statement; the sequence numbers come back in insertion order.
+async fn insert_many<'e, E>(exec: E, events: &[NewEvent]) -> Result<Vec<Event>>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let values: Vec<String> = (0..events.len())
+        .map(|i| {
+            let b = i * 9;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) VALUES {} RETURNING seq",
+        values.join(", ")
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+    for e in events {
+        query = query
+            .bind(e.at)
+            .bind(&e.kind)
+            .bind(e.allowed.map(i64::from))
+            .bind(e.reason.map(|r| r.as_str()))
+            .bind(&e.person_id)
+            .bind(&e.door_id)
+            .bind(&e.credential_id)
+            .bind(&e.grant_id)
+            .bind(serde_json::to_string(&e.data).expect("JSON values serialize"));
+    }
+    let mut seqs = query.fetch_all(exec).await?;
+    // One statement assigns its rows ascending numbers in the order of its VALUES.
+    seqs.sort_unstable();
+    events.iter().zip(seqs).map(|(e, seq)| stored(e, seq)).collect()
+}
+
+/// Uses up what an allowed decision spends, or turns it into a denial when it is gone.
+async fn consume_any(tx: &mut Transaction<'static, Any>, pending: &mut PendingDecision) -> Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    if let Some(grant) = pending.pass_grant {
+        let used: Option<i64> = sqlx::query_scalar(
+            "UPDATE grants SET passes_used = passes_used + 1 \
+             WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
+        )
+        .bind(grant)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match used {
+            Some(used) => changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) }),
+            None => deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used"),
+        }
+    }
+    if let (Some(credential), true) = (pending.backup_code, pending.event.allowed == Some(true)) {
+        let done = sqlx::query(
+            "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = $2 \
+             WHERE pk = $1 AND status = 'active'",
+        )
+        .bind(credential)
+        .bind(pending.event.at)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {} FROM {} WHERE c.pk = $1",
+                crate::rows::CREDENTIAL_COLUMNS,
+                crate::rows::CREDENTIAL_FROM
+            )))
+            .bind(credential)
+            .fetch_one(&mut **tx)
+            .await?;
+            let (key, cred) = index_credential(&row)?;
+            changes.push(Change::Credential(key, cred));
+        } else {
+            // Give back the pass this decision took: it did not let anyone in.
+            if let Some(Change::PassesUsed { grant, .. }) = changes.pop() {
+                sqlx::query("UPDATE grants SET passes_used = passes_used - 1 WHERE pk = $1")
+                    .bind(grant)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            deny(&mut pending.event, Reason::CredentialRevoked, "the backup code has already been used");
+        }
+    }
+    Ok(changes)
+}
