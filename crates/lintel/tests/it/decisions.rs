@@ -64,6 +64,18 @@ async fn walkthrough_and_reasons(b: Backend) {
     assert_eq!(s.ok("/api/v1/decisions", at("2026-11-30T23:00:00Z"), 200).await["reason"], "granted");
     assert_eq!(s.ok("/api/v1/decisions", at("2026-12-31T23:00:00Z"), 200).await["reason"], "expired");
 
+    // Opening as an admin takes an empty body, whatever the content type says (as curl
+    // sends it with a JSON header).
+    let opened = s
+        .client
+        .post(format!("{}/api/v1/doors/front/open", s.base))
+        .bearer_auth(crate::harness::ADMIN)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
+
     // Revocation takes effect at once, and the card stays known as revoked.
     let creds = s.get("/api/v1/people/alice/credentials").await.1;
     let id = creds[0]["id"].as_str().unwrap().to_owned();
