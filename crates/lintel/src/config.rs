@@ -159,7 +159,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lintel-config-typo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("lintel.toml");
-        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\n").unwrap();
+        std::fs::write(&file, "listne = \"0.0.0.0:9000\"\n").unwrap();
         assert!(load(Some(&file), std::iter::empty()).is_err());
     }
 }

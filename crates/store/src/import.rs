@@ -212,9 +212,10 @@ impl Store {
             for row in batch {
                 q = q.bind(&row.id).bind(&row.name).bind(&row.email).bind(row.status.as_str());
             }
+            let by_id: HashMap<&str, &ImportRow> = batch.iter().map(|row| (row.id.as_str(), *row)).collect();
             for r in q.bind(now).fetch_all(&mut *tx).await? {
                 let id: String = r.try_get("id")?;
-                let row = batch.iter().find(|row| row.id == id).expect("returned id was inserted");
+                let row = by_id[id.as_str()];
                 pks.insert(&row.id, r.try_get("pk")?);
             }
             report.created += batch.len() as u64;
@@ -282,19 +283,10 @@ impl Store {
             for r in q.fetch_all(&mut *tx).await? {
                 current.insert((r.try_get("person_pk")?, r.try_get("group_pk")?));
             }
+            let mut added: Vec<(Pk, Pk)> = Vec::new();
             for (row, person) in &with_groups {
                 let wanted: HashSet<Pk> = row.groups.iter().flatten().map(|g| groups[g]).collect();
-                for group in &wanted {
-                    if !current.contains(&(*person, *group)) {
-                        sqlx::query("INSERT INTO group_members (group_pk, person_pk, created_at) VALUES ($1, $2, $3)")
-                            .bind(*group)
-                            .bind(*person)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                        report.memberships_added += 1;
-                    }
-                }
+                added.extend(wanted.iter().filter(|g| !current.contains(&(*person, **g))).map(|g| (*g, *person)));
                 for (p, group) in current.iter().filter(|(p, _)| p == person) {
                     if !wanted.contains(group) {
                         sqlx::query("DELETE FROM group_members WHERE group_pk = $1 AND person_pk = $2")
@@ -306,6 +298,19 @@ impl Store {
                     }
                 }
             }
+            for batch in added.chunks(500) {
+                let values: Vec<String> = (0..batch.len())
+                    .map(|i| format!("(${}, ${}, ${})", i * 2 + 1, i * 2 + 2, batch.len() * 2 + 1))
+                    .collect();
+                let sql =
+                    format!("INSERT INTO group_members (group_pk, person_pk, created_at) VALUES {}", values.join(", "));
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for (group, person) in batch {
+                    q = q.bind(*group).bind(*person);
+                }
+                q.bind(now).execute(&mut *tx).await?;
+            }
+            report.memberships_added += added.len() as u64;
         }
 
         let changed = report.created
