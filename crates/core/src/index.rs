@@ -622,13 +622,16 @@ impl Index {
                     group_grants_changed = true;
                 }
                 Change::Group(pk, group) => {
-                    // Memberships of a removed group may linger in people's lists: without
-                    // the group, no grant is derived for them, so they grant nothing.
                     let groups = Arc::make_mut(&mut next.groups);
                     match group {
-                        Some(group) => groups.insert(*pk, group.clone()),
-                        None => groups.remove(pk),
-                    };
+                        Some(group) => {
+                            groups.insert(*pk, group.clone());
+                        }
+                        None => {
+                            groups.remove(pk);
+                            next.forget_group(*pk);
+                        }
+                    }
                     group_grants_changed = true;
                 }
                 Change::Membership { group, person, member } => {
@@ -690,13 +693,33 @@ impl Index {
         self.grants.remove(&grant.pk);
     }
 
+    /// What the store's cascade does when a group is deleted: its memberships and the
+    /// grants of or to it go with it (a rare path: the server reloads instead).
+    fn forget_group(&mut self, group: Pk) {
+        let doomed: Vec<Arc<IndexGrant>> = self
+            .grants
+            .values()
+            .filter(|g| g.subject == Subject::Group(group) || g.doors == DoorSet::Group(group))
+            .cloned()
+            .collect();
+        for grant in doomed {
+            self.drop_grant(&grant);
+        }
+        for chunk in &mut self.person_groups.chunks {
+            if chunk.iter().flatten().any(|list| list.iter().any(|g| g == group)) {
+                for slot in Arc::make_mut(chunk).iter_mut() {
+                    if let Some(list) = slot.as_ref().filter(|l| l.iter().any(|g| g == group)) {
+                        *slot = GroupList::from_iter(list.iter().filter(|g| *g != group));
+                    }
+                }
+            }
+        }
+    }
+
     fn derive_group_grants(&mut self) {
         let mut by_door: FastMap<(Pk, Pk), Vec<Arc<IndexGrant>>> = FastMap::default();
         for grant in self.grants.values() {
             let Subject::Group(subject) = grant.subject else { continue };
-            if !self.groups.contains_key(&subject) {
-                continue;
-            }
             let doors: &[Pk] = match &grant.doors {
                 DoorSet::Doors(d) => d,
                 DoorSet::Group(g) => self.groups.get(g).map(|g| &*g.doors).unwrap_or(&[]),
