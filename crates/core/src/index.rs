@@ -137,6 +137,9 @@ pub struct Decision {
     pub person: Option<Pk>,
     pub grant: Option<Pk>,
     pub consume: Consume,
+    /// Other pass grants that allow entry now, in order of preference: the store falls
+    /// back on them when the chosen grant's last pass went meanwhile.
+    pub fallback_grants: Vec<Pk>,
 }
 
 impl Decision {
@@ -153,6 +156,7 @@ impl Decision {
             person: None,
             grant: None,
             consume: Consume::default(),
+            fallback_grants: Vec::new(),
         }
     }
 }
@@ -573,7 +577,7 @@ impl Index {
                 }
             }
         }
-        let Best { allowed: best_allowed, failure: best_failure } = best;
+        let Best { allowed: best_allowed, mut with_passes, failure: best_failure } = best;
         match (best_allowed, best_failure) {
             (Some(grant), _) => {
                 d.reason = Reason::Granted;
@@ -581,6 +585,10 @@ impl Index {
                 d.grant = Some(grant.pk);
                 d.consume =
                     Consume { pass: grant.passes.is_some(), backup_code: cred.kind == CredentialKind::BackupCode };
+                if grant.passes.is_some() {
+                    with_passes.sort_by_key(|g| preference(g));
+                    d.fallback_grants = with_passes.iter().map(|g| g.pk).filter(|pk| *pk != grant.pk).collect();
+                }
             }
             (None, Some(reason)) => {
                 d.reason = reason;
@@ -745,6 +753,8 @@ impl Index {
 #[derive(Default)]
 struct Best<'a> {
     allowed: Option<&'a IndexGrant>,
+    /// Every allowing grant with passes (rarely more than one).
+    with_passes: Vec<&'a IndexGrant>,
     failure: Option<Reason>,
 }
 
@@ -754,6 +764,9 @@ impl<'a> Best<'a> {
             Ok(()) => {
                 if self.allowed.is_none_or(|b| prefer(grant, b)) {
                     self.allowed = Some(grant);
+                }
+                if grant.passes.is_some() {
+                    self.with_passes.push(grant);
                 }
             }
             Err(r) => {
@@ -768,8 +781,11 @@ impl<'a> Best<'a> {
 /// Among grants that allow entry, spend nothing when possible: unlimited grants first,
 /// then the pass grant that expires first; ties go to the oldest grant.
 fn prefer(candidate: &IndexGrant, current: &IndexGrant) -> bool {
-    let key = |g: &IndexGrant| (g.passes.is_some(), g.valid_until, g.pk);
-    key(candidate) < key(current)
+    preference(candidate) < preference(current)
+}
+
+fn preference(g: &IndexGrant) -> (bool, i64, Pk) {
+    (g.passes.is_some(), g.valid_until, g.pk)
 }
 
 #[cfg(test)]

@@ -87,6 +87,7 @@ impl Decider {
                 person: None,
                 grant: None,
                 consume: Default::default(),
+                fallback_grants: Vec::new(),
             },
             None => index.decide(&Query {
                 door: ask.door,
@@ -129,7 +130,10 @@ impl Decider {
         }
         let pending = PendingDecision {
             event,
-            pass_grant: decision.consume.pass.then_some(decision.grant).flatten(),
+            pass_grants: match (decision.consume.pass, decision.grant) {
+                (true, Some(grant)) => std::iter::once(grant).chain(decision.fallback_grants.iter().copied()).collect(),
+                _ => Vec::new(),
+            },
             backup_code: decision.consume.backup_code.then_some(decision.credential).flatten(),
         };
         let committed = self.directory.store.commit_decision(pending).await.map_err(|e| {

@@ -18,7 +18,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::NewEvent;
-use crate::rows::{CredentialParts, index_credential, index_credential_from, time};
+use crate::rows::{CredentialParts, grant_id, index_credential, index_credential_from, time};
 use crate::{Result, SqliteSync, StoreError};
 
 const MAX_BATCH: usize = 512;
@@ -27,8 +27,9 @@ const MAX_BATCH: usize = 512;
 #[derive(Debug, Clone)]
 pub struct PendingDecision {
     pub event: NewEvent,
-    /// Use one pass of this grant; when none is left the decision becomes a denial.
-    pub pass_grant: Option<Pk>,
+    /// Use one pass of the first of these grants that has one left; when none has, the
+    /// decision becomes a denial.
+    pub pass_grants: Vec<Pk>,
     /// Mark this backup code used; when it already is, the decision becomes a denial.
     pub backup_code: Option<Pk>,
 }
@@ -44,6 +45,7 @@ pub struct CommittedDecision {
 fn deny(event: &mut NewEvent, reason: Reason, detail: &str) {
     event.allowed = Some(false);
     event.reason = Some(reason);
+    event.grant_id = None;
     if let serde_json::Value::Object(map) = &mut event.data {
         map.insert("detail".into(), detail.into());
     }
@@ -187,17 +189,37 @@ fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<PendingDecision>) -
 
 fn consume_sqlite(tx: &rusqlite::Transaction<'_>, pending: &mut PendingDecision) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
-    if let Some(grant) = pending.pass_grant {
-        let used: Option<i64> = tx
-            .prepare_cached(
-                "UPDATE grants SET passes_used = passes_used + 1 \
-                 WHERE pk = ?1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
-            )?
-            .query_row([grant], |r| r.get(0))
-            .optional()?;
-        match used {
-            Some(used) => changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) }),
-            None => deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used"),
+    if !pending.pass_grants.is_empty() {
+        let mut used_one = false;
+        for &grant in &pending.pass_grants {
+            let used: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE grants SET passes_used = passes_used + 1 \
+                     WHERE pk = ?1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
+                )?
+                .query_row([grant], |r| r.get(0))
+                .optional()?;
+            match used {
+                Some(used) => {
+                    changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) });
+                    pending.event.grant_id = Some(grant_id(grant));
+                    used_one = true;
+                    break;
+                }
+                None => {
+                    // Used up elsewhere (another tap, another node): tell the index.
+                    let passes: Option<i64> = tx
+                        .query_row("SELECT passes FROM grants WHERE pk = ?1", [grant], |r| r.get(0))
+                        .optional()?
+                        .flatten();
+                    if let Some(passes) = passes {
+                        changes.push(Change::PassesUsed { grant, used: u32::try_from(passes).unwrap_or(u32::MAX) });
+                    }
+                }
+            }
+        }
+        if !used_one {
+            deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used");
         }
     }
     if let (Some(credential), true) = (pending.backup_code, pending.event.allowed == Some(true)) {
@@ -314,17 +336,38 @@ where
 /// Uses up what an allowed decision spends, or turns it into a denial when it is gone.
 async fn consume_any(tx: &mut Transaction<'static, Any>, pending: &mut PendingDecision) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
-    if let Some(grant) = pending.pass_grant {
-        let used: Option<i64> = sqlx::query_scalar(
-            "UPDATE grants SET passes_used = passes_used + 1 \
-             WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
-        )
-        .bind(grant)
-        .fetch_optional(&mut **tx)
-        .await?;
-        match used {
-            Some(used) => changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) }),
-            None => deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used"),
+    if !pending.pass_grants.is_empty() {
+        let mut used_one = false;
+        for &grant in &pending.pass_grants {
+            let used: Option<i64> = sqlx::query_scalar(
+                "UPDATE grants SET passes_used = passes_used + 1 \
+                 WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
+            )
+            .bind(grant)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match used {
+                Some(used) => {
+                    changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) });
+                    pending.event.grant_id = Some(grant_id(grant));
+                    used_one = true;
+                    break;
+                }
+                None => {
+                    // Used up elsewhere (another tap, another node): tell the index.
+                    let passes: Option<Option<i64>> = sqlx::query_scalar("SELECT passes FROM grants WHERE pk = $1")
+                        .bind(grant)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    let passes = passes.flatten();
+                    if let Some(passes) = passes {
+                        changes.push(Change::PassesUsed { grant, used: u32::try_from(passes).unwrap_or(u32::MAX) });
+                    }
+                }
+            }
+        }
+        if !used_one {
+            deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used");
         }
     }
     if let (Some(credential), true) = (pending.backup_code, pending.event.allowed == Some(true)) {

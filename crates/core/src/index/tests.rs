@@ -243,6 +243,7 @@ fn a_granted_decision_names_door_credential_person_and_grant() {
             person: Some(ALICE),
             grant: Some(7),
             consume: Consume::default(),
+            fallback_grants: Vec::new(),
         }
     );
     assert!(d.allowed());

@@ -1,7 +1,7 @@
 //! The walk-through, every reason code reachable over HTTP, passes under concurrency,
 //! durability across kill -9.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::{Backend, Database, Server, card, small_world};
 
@@ -132,6 +132,32 @@ async fn passes_are_used_exactly_once_under_concurrent_taps(b: Backend) {
     assert_eq!(events.iter().filter(|e| e["kind"] == "decision" && e["allowed"] == true).count(), 3);
 }
 
+async fn a_used_up_pass_grant_falls_back_on_another(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    s.ok("/api/v1/doors", json!({"id": "front", "name": "Front"}), 201).await;
+    s.ok("/api/v1/people", json!({"id": "bob", "name": "Bob"}), 201).await;
+    s.ok("/api/v1/people/bob/credentials", json!({"kind": "card", "uid": "B0B0B0B0"}), 201).await;
+    // The one-pass grant expires first, so it is preferred; then the big one takes over.
+    let one = s
+        .ok(
+            "/api/v1/grants",
+            json!({"person_id": "bob", "doors": ["front"], "passes": 1, "valid_until": "2030-01-01T00:00:00Z"}),
+            201,
+        )
+        .await;
+    let many = s.ok("/api/v1/grants", json!({"person_id": "bob", "doors": ["front"], "passes": 100}), 201).await;
+    let taps = (0..20).map(|_| s.decide("front", card("B0B0B0B0", None)));
+    let answers = futures::future::join_all(taps).await;
+    assert!(answers.iter().all(|a| a["allowed"] == true), "a pass was left on the other grant: {answers:?}");
+    let used = |g: &Value| g["id"].as_str().unwrap().to_owned();
+    let (one, many) = (used(&one), used(&many));
+    assert_eq!(s.get(&format!("/api/v1/grants/{one}")).await.1["passes_used"], 1);
+    assert_eq!(s.get(&format!("/api/v1/grants/{many}")).await.1["passes_used"], 19);
+    let via_many = answers.iter().filter(|a| a["grant_id"] == many.as_str()).count();
+    assert_eq!(via_many, 19, "each answer names the grant whose pass it used: {answers:?}");
+}
+
 async fn decisions_survive_kill_9(b: Backend) {
     let db = Database::new(b);
     let s = Server::start(&db);
@@ -154,5 +180,6 @@ crate::on_both_backends!(
     walkthrough_and_reasons,
     groups_and_group_grants,
     passes_are_used_exactly_once_under_concurrent_taps,
+    a_used_up_pass_grant_falls_back_on_another,
     decisions_survive_kill_9,
 );
