@@ -12,7 +12,7 @@ use lintel_proto::{DecisionResponse, PresentedCredential};
 use lintel_store::{NewEvent, PendingDecision, credential_id, grant_id};
 
 use crate::directory::Directory;
-use crate::limiter::{FailureLimiter, LimiterConfig};
+use crate::limiter::{FailureLimiter, LimiterConfig, Lock};
 use crate::problem::ApiError;
 use crate::secrets;
 
@@ -78,8 +78,9 @@ impl Decider {
         let now = Instant::now();
         let index = self.directory.index();
         let started = Instant::now();
-        let decision = match presented.guessable.then(|| self.limiter.locked(&ask.source, now)).flatten() {
-            Some(wait) => Decision {
+        let lock = presented.guessable.then(|| self.limiter.locked(&ask.source, now)).flatten();
+        let decision = match lock {
+            Some(Lock { wait, .. }) => Decision {
                 reason: Reason::RateLimited,
                 detail: format!("too many wrong attempts from here; try again in {} s", wait.as_secs().max(1)).into(),
                 door: index.door(ask.door).map(|d| d.pk),
@@ -98,7 +99,8 @@ impl Decider {
             }),
         };
         metrics::histogram!("lintel_decision_seconds").record(started.elapsed().as_secs_f64());
-        if presented.guessable && decision.reason == Reason::UnknownCredential {
+        // A wrong guess, or a probe for door ids, counts against the source.
+        if presented.guessable && matches!(decision.reason, Reason::UnknownCredential | Reason::UnknownDoor) {
             self.limiter.failure(&ask.source, now);
         }
         let person_id = decision.person.and_then(|pk| index.person(pk)).map(|p| p.id.to_string());
@@ -111,7 +113,11 @@ impl Decider {
             event_id: None,
         };
         drop(index);
-        if ask.dry_run {
+        if ask.dry_run || lock.is_some_and(|l| !l.first_refusal) {
+            if !ask.dry_run {
+                metrics::counter!("lintel_decisions_total", "result" => "denied", "reason" => Reason::RateLimited.as_str())
+                    .increment(1);
+            }
             return Ok(response);
         }
         let mut event = NewEvent::new("decision").door(ask.door).with("detail", &response.detail);
@@ -136,19 +142,32 @@ impl Decider {
             },
             backup_code: decision.consume.backup_code.then_some(decision.credential).flatten(),
         };
-        let committed = self.directory.store.commit_decision(pending).await.map_err(|e| {
-            tracing::error!(error = %e, "decision not recorded; refusing it");
-            ApiError::unavailable("the decision could not be recorded, so the door stays shut")
-        })?;
-        if !committed.changes.is_empty() {
-            // Passes and backup codes used up: the next decision must see it.
-            self.directory.lock().await.apply(&committed.changes);
-        }
-        self.directory.publish(std::slice::from_ref(&committed.event));
+        // A task of its own, so that a client hanging up cannot leave what the decision
+        // used up out of the index.
+        let directory = self.directory.clone();
+        let recorded = tokio::spawn(async move {
+            let committed = directory.store.commit_decision(pending).await?;
+            if !committed.changes.is_empty() {
+                // Passes and backup codes used up: the next decision must see it.
+                directory.lock().await.apply(&committed.changes);
+            }
+            directory.publish(std::slice::from_ref(&committed.event));
+            Ok::<_, lintel_store::StoreError>(committed)
+        });
+        let committed = match recorded.await {
+            Ok(Ok(committed)) => committed,
+            outcome => {
+                let error =
+                    outcome.map_or_else(|e| e.to_string(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
+                tracing::error!(%error, "decision not recorded; refusing it");
+                return Err(ApiError::unavailable("the decision could not be recorded, so the door stays shut"));
+            }
+        };
         let event = committed.event;
         // The commit may have turned an allowance into a denial (a pass used up meanwhile).
         response.allowed = event.allowed == Some(true);
         response.reason = event.reason.unwrap_or(response.reason);
+        response.grant_id = event.grant_id.clone();
         if let Some(detail) = event.data.get("detail").and_then(|d| d.as_str()) {
             response.detail = detail.to_owned();
         }

@@ -52,16 +52,24 @@ impl Directory {
         WriteGuard { directory: self, version: self.version.lock().await }
     }
 
-    /// Runs a store write under the lock and brings the index up to date with it.
-    pub async fn write<T, F>(&self, write: F) -> Result<Written<T>, StoreError>
+    /// Runs a store write under the lock and brings the index up to date with it. It
+    /// runs as a task of its own: a caller that goes away (a client hanging up) cannot
+    /// leave a committed write out of the index.
+    pub async fn write<T, F, Fut>(self: &Arc<Self>, write: F) -> Result<Written<T>, StoreError>
     where
-        F: Future<Output = Result<Written<T>, StoreError>>,
+        F: FnOnce(Store) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Written<T>, StoreError>> + Send,
+        T: Send + Sync + 'static,
     {
-        let mut guard = self.lock().await;
-        let written = write.await?;
-        guard.absorb(&written).await?;
-        self.publish(&written.events);
-        Ok(written)
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let mut guard = me.lock().await;
+            let written = write(me.store.clone()).await?;
+            guard.absorb(&written).await?;
+            me.publish(&written.events);
+            Ok(written)
+        });
+        task.await.map_err(|e| StoreError::Invalid(format!("the write task failed: {e}")))?
     }
 
     /// Reloads the index when another process changed the directory. Called on a timer.

@@ -32,6 +32,16 @@ struct Record {
     failures: u32,
     last_failure: Instant,
     locked_until: Option<Instant>,
+    /// Whether a refusal under the current lock was already recorded.
+    refusal_recorded: bool,
+}
+
+/// A source's lock: how long it still lasts, and whether this is the first refusal under
+/// it (only that one is recorded, so a locked-out guesser cannot fill the event log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lock {
+    pub wait: Duration,
+    pub first_refusal: bool,
 }
 
 pub struct FailureLimiter {
@@ -45,10 +55,12 @@ impl FailureLimiter {
     }
 
     /// Whether the source is locked now, and for how much longer.
-    pub fn locked(&self, source: &str, now: Instant) -> Option<Duration> {
-        let sources = self.sources.lock().expect("limiter lock");
-        let until = sources.get(source)?.locked_until?;
-        (until > now).then(|| until - now)
+    pub fn locked(&self, source: &str, now: Instant) -> Option<Lock> {
+        let mut sources = self.sources.lock().expect("limiter lock");
+        let record = sources.get_mut(source)?;
+        let until = record.locked_until.filter(|until| *until > now)?;
+        let first_refusal = !std::mem::replace(&mut record.refusal_recorded, true);
+        Some(Lock { wait: until - now, first_refusal })
     }
 
     pub fn failure(&self, source: &str, now: Instant) {
@@ -57,9 +69,17 @@ impl FailureLimiter {
             // Bounded memory under a spray of sources: forget the stale ones.
             let forget = self.config.forget_after;
             sources.retain(|_, r| now.duration_since(r.last_failure) < forget);
+            if sources.len() > 100_000 {
+                // Still too many fresh ones (a spray of addresses): keep only the locked.
+                sources.retain(|_, r| r.locked_until.is_some_and(|until| until > now));
+            }
         }
-        let record =
-            sources.entry(source.to_owned()).or_insert(Record { failures: 0, last_failure: now, locked_until: None });
+        let record = sources.entry(source.to_owned()).or_insert(Record {
+            failures: 0,
+            last_failure: now,
+            locked_until: None,
+            refusal_recorded: false,
+        });
         if now.duration_since(record.last_failure) >= self.config.forget_after {
             record.failures = 0;
         }
@@ -69,6 +89,7 @@ impl FailureLimiter {
             let doublings = (record.failures - self.config.free_failures).min(16);
             let lock = self.config.first_lock.saturating_mul(1 << doublings).min(self.config.max_lock);
             record.locked_until = Some(now + lock);
+            record.refusal_recorded = false;
         }
     }
 }
@@ -95,7 +116,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(31);
         assert_eq!(l.locked("door:front", t1), None, "the lock ends");
         l.failure("door:front", t1);
-        assert_eq!(l.locked("door:front", t1), Some(Duration::from_secs(60)));
+        assert_eq!(l.locked("door:front", t1).map(|l| l.wait), Some(Duration::from_secs(60)));
     }
 
     #[test]
@@ -105,7 +126,7 @@ mod tests {
         for _ in 0..40 {
             l.failure("ip:1", t0);
         }
-        assert_eq!(l.locked("ip:1", t0), Some(Duration::from_secs(3600)));
+        assert_eq!(l.locked("ip:1", t0).map(|l| l.wait), Some(Duration::from_secs(3600)));
         let later = t0 + Duration::from_secs(3600 + 901);
         l.failure("ip:1", later);
         assert_eq!(l.locked("ip:1", later), None, "an old streak is forgotten");

@@ -131,6 +131,11 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| ApiError::bad_request(format!("the query string does not fit: {e}")))?;
+        if pairs.iter().any(|(k, v)| has_control(k) || has_control(v)) {
+            return Err(ApiError::bad_request("the query string has control characters"));
+        }
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| ApiError::bad_request(format!("the query string does not fit: {e}")))
@@ -146,8 +151,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
-            .map(|axum::extract::Path(v)| ApiPath(v))
             .map_err(|e| ApiError::bad_request(format!("the path does not fit: {e}")))
+            .and_then(|axum::extract::Path(v)| {
+                if parts.uri.path().contains('%') && percent_decoded_has_control(parts.uri.path()) {
+                    return Err(ApiError::bad_request("the path has control characters"));
+                }
+                Ok(ApiPath(v))
+            })
     }
 }
 
@@ -168,4 +178,20 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         }
         parse_json(&bytes).map(OptionalJson)
     }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// Whether a path, once percent-decoded, holds control characters (`%00`, `%0A`, ...).
+fn percent_decoded_has_control(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .is_some_and(|b| b < 0x20 || b == 0x7f)
+    })
 }

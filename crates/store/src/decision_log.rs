@@ -72,10 +72,10 @@ pub(crate) struct Job {
     reply: oneshot::Sender<Result<CommittedDecision, String>>,
 }
 
+/// Where decisions queue for the writer (a thread on SQLite, a task on PostgreSQL).
 #[derive(Clone)]
-pub(crate) enum DecisionLog {
-    Sqlite(std_mpsc::SyncSender<Job>),
-    Postgres(mpsc::Sender<Job>),
+pub(crate) struct DecisionLog {
+    jobs: mpsc::Sender<Job>,
 }
 
 impl DecisionLog {
@@ -90,7 +90,7 @@ impl DecisionLog {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpoints = rusqlite::Connection::open(&path)?;
         checkpoints.busy_timeout(Duration::from_secs(10))?;
-        let (jobs, rx) = std_mpsc::sync_channel(16 * MAX_BATCH);
+        let (jobs, rx) = mpsc::channel(16 * MAX_BATCH);
         let (stop, stopped) = std_mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("lintel-checkpoint".into())
@@ -106,22 +106,19 @@ impl DecisionLog {
             .name("lintel-decision-log".into())
             .spawn(move || sqlite_writer(conn, rx, stop))
             .map_err(|e| StoreError::Invalid(format!("cannot start a thread: {e}")))?;
-        Ok(Self::Sqlite(jobs))
+        Ok(Self { jobs })
     }
 
     pub(crate) fn postgres(pool: AnyPool) -> Self {
         let (jobs, rx) = mpsc::channel(16 * MAX_BATCH);
         tokio::spawn(any_writer(pool, rx));
-        Self::Postgres(jobs)
+        Self { jobs }
     }
 
     pub(crate) async fn commit(&self, decision: PendingDecision) -> Result<CommittedDecision> {
         let (reply, answer) = oneshot::channel();
         let job = Job { decision, reply };
-        let sent = match self {
-            Self::Sqlite(jobs) => jobs.send(job).is_ok(),
-            Self::Postgres(jobs) => jobs.send(job).await.is_ok(),
-        };
+        let sent = self.jobs.send(job).await.is_ok();
         let stopped = || StoreError::Invalid("the decision log has stopped".into());
         if !sent {
             return Err(stopped());
@@ -146,8 +143,8 @@ fn reply_all(replies: Vec<oneshot::Sender<Result<CommittedDecision, String>>>, r
     }
 }
 
-fn sqlite_writer(mut conn: rusqlite::Connection, rx: std_mpsc::Receiver<Job>, _stop_checkpoints: std_mpsc::Sender<()>) {
-    while let Ok(first) = rx.recv() {
+fn sqlite_writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Job>, _stop_checkpoints: std_mpsc::Sender<()>) {
+    while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -156,7 +153,16 @@ fn sqlite_writer(mut conn: rusqlite::Connection, rx: std_mpsc::Receiver<Job>, _s
             }
         }
         let (decisions, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.decision, j.reply)).unzip();
-        reply_all(replies, commit_sqlite(&mut conn, decisions));
+        match commit_sqlite(&mut conn, decisions.clone()) {
+            Ok(committed) => reply_all(replies, Ok(committed)),
+            // One bad decision must not take the others down with it: commit them one by one.
+            Err(_) if decisions.len() > 1 => {
+                for (decision, reply) in decisions.into_iter().zip(replies) {
+                    reply_all(vec![reply], commit_sqlite(&mut conn, vec![decision]));
+                }
+            }
+            Err(e) => reply_all(replies, Err(e)),
+        }
     }
 }
 
@@ -262,7 +268,16 @@ async fn any_writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (decisions, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|j| (j.decision, j.reply)).unzip();
-        reply_all(replies, commit_any(&pool, decisions).await);
+        match commit_any(&pool, decisions.clone()).await {
+            Ok(committed) => reply_all(replies, Ok(committed)),
+            // One bad decision must not take the others down with it: commit them one by one.
+            Err(_) if decisions.len() > 1 => {
+                for (decision, reply) in decisions.into_iter().zip(replies) {
+                    reply_all(vec![reply], commit_any(&pool, vec![decision]).await);
+                }
+            }
+            Err(e) => reply_all(replies, Err(e)),
+        }
     }
 }
 

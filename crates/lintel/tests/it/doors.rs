@@ -602,8 +602,9 @@ async fn open_with_a_personal_secret(b: Backend) {
     let basic = send(s.client.post(format!("{}/open/front", s.base)).basic_auth("alice", Some(&secret))).await;
     assert_problem(&basic, 401, "basic instead of bearer");
     let unknown_door = open_with_secret(&s, "cellar", &secret).await;
-    assert_problem(&unknown_door, 404, "unknown door");
-    assert_eq!(unknown_door.body["reason"], "unknown_door");
+    // An anonymous caller cannot tell an unknown door from a wrong secret.
+    assert_problem(&unknown_door, 403, "unknown door");
+    assert_eq!(unknown_door.body["reason"], "unknown_credential");
     let wrong = open_with_secret(&s, "front", "lsk_not-the-secret").await;
     assert_problem(&wrong, 403, "wrong secret");
     assert_eq!(wrong.body["reason"], "unknown_credential");

@@ -74,16 +74,21 @@ async fn a_locked_keypad_refuses_even_the_right_pin_and_only_there(b: Backend) {
     let db = Database::new(b);
     let s = Server::start(&db);
     keypad_world(&s).await;
-    for guess in ["0000", "1111", "2222", "3333", "4444", "5555"] {
-        let answer = s.decide("front", pin(guess)).await;
-        assert!(matches!(answer["reason"].as_str(), Some("unknown_credential" | "rate_limited")), "{answer}");
+    for guess in ["0000", "1111", "2222", "3333", "4444"] {
+        assert_eq!(s.decide("front", pin(guess)).await["reason"], "unknown_credential");
     }
+    let first = s.decide("front", pin("5555")).await;
+    assert_eq!(first["reason"], "rate_limited", "the attempt after five wrong ones is refused: {first}");
+    assert!(first["event_id"].is_string(), "the first refusal under a lock is recorded: {first}");
     let locked = s.decide("front", pin("4711")).await;
     assert_eq!(locked["allowed"], false, "{locked}");
     assert_eq!(locked["reason"], "rate_limited");
     assert!(locked["person_id"].is_null(), "a refused guess does not tell whose PIN it was: {locked}");
     assert!(locked["detail"].as_str().is_some_and(|d| d.contains("try again")), "{locked}");
-    assert!(locked["event_id"].is_string(), "the refusal is recorded");
+    assert!(
+        locked["event_id"].is_null(),
+        "later refusals under the same lock are only counted, not recorded: {locked}"
+    );
     // Another keypad is not affected; cards are not guesses.
     assert_eq!(s.decide("side", pin("4711")).await["reason"], "granted");
     assert_eq!(s.decide("front", card("04A1B2C3", None)).await["reason"], "granted");

@@ -24,6 +24,7 @@ pub async fn decide(
     _: Admin,
     ApiJson(q): ApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>, ApiError> {
+    crate::validate::id("door", &q.door)?;
     let ask = Ask {
         door: &q.door,
         credential: &q.credential,
@@ -73,10 +74,20 @@ async fn drive(s: &AppState, door_id: &str, seconds: Option<u32>, person_id: Opt
 }
 
 fn open_answer(door: &str, decision: DecisionResponse, driven: Option<Driven>) -> Response {
+    open_answer_as(door, decision, driven, true)
+}
+
+/// `tell_unknown_door`: an admin learns that a door does not exist; an anonymous caller
+/// of `/open` gets the same 403 as for a wrong secret, so door ids cannot be probed.
+fn open_answer_as(door: &str, decision: DecisionResponse, driven: Option<Driven>, tell_unknown_door: bool) -> Response {
     let driven = driven.unwrap_or(Driven { opened: false, confirmed: false, error: None });
+    let reason = match decision.reason {
+        Reason::UnknownDoor if !tell_unknown_door => Reason::UnknownCredential,
+        reason => reason,
+    };
     let body = OpenResponse {
         allowed: decision.allowed,
-        reason: decision.reason,
+        reason,
         detail: decision.detail,
         person_id: decision.person_id,
         door: door.to_owned(),
@@ -90,7 +101,12 @@ fn open_answer(door: &str, decision: DecisionResponse, driven: Option<Driven>) -
             (StatusCode::BAD_GATEWAY, "driver-failed", format!("allowed, but the door did not open: {e}"))
         }
         (None, true, _) => return Json(body).into_response(),
-        (None, false, Reason::UnknownDoor) => (StatusCode::NOT_FOUND, "unknown-door", body.detail.clone()),
+        (None, false, Reason::UnknownDoor) if tell_unknown_door => {
+            (StatusCode::NOT_FOUND, "unknown-door", body.detail.clone())
+        }
+        (None, false, Reason::UnknownDoor | Reason::UnknownCredential) => {
+            (StatusCode::FORBIDDEN, "denied", "this secret does not open this door".to_owned())
+        }
         (None, false, Reason::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", body.detail.clone()),
         (None, false, _) => (StatusCode::FORBIDDEN, "denied", body.detail.clone()),
     };
@@ -168,12 +184,15 @@ pub async fn open_with_secret(
         .map(|(_, token)| token.trim().to_owned())
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or_else(|| ApiError::unauthorized("send your personal secret as Authorization: Bearer <secret>"))?;
+    if crate::validate::id("door", &door).is_err() {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "denied", "this secret does not open this door"));
+    }
     let credential = PresentedCredential::Secret { secret };
     let ask =
         Ask { door: &door, credential: &credential, at: None, dry_run: false, source: format!("ip:{}", peer.ip()) };
     let decision = s.inner.decider.decide(ask).await?;
     if !decision.allowed {
-        return Ok(open_answer(&door, decision, None));
+        return Ok(open_answer_as(&door, decision, None, false));
     }
     let driven = drive(&s, &door, None, decision.person_id.as_deref()).await?;
     Ok(open_answer(&door, decision, Some(driven)))

@@ -77,7 +77,7 @@ pub async fn create_person(
         Some(&p.external_ids),
     )?;
     let d = &s.inner.directory;
-    let written = d.write(d.store.create_person(&p, &id)).await?;
+    let written = d.write(move |store| async move { store.create_person(&p, &id).await }).await?;
     Ok((StatusCode::CREATED, Json(written.value)))
 }
 
@@ -145,7 +145,7 @@ pub async fn patch_person(
         p.external_ids.as_ref(),
     )?;
     let d = &s.inner.directory;
-    Ok(Json(d.write(d.store.patch_person(&id, &p)).await?.value))
+    Ok(Json(d.write(move |store| async move { store.patch_person(&id, &p).await }).await?.value))
 }
 
 /// Remove a person; their credentials are revoked at once.
@@ -153,7 +153,7 @@ pub async fn patch_person(
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
-    d.write(d.store.delete_person(&id)).await?;
+    d.write(move |store| async move { store.delete_person(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -210,7 +210,7 @@ pub async fn issue_credential(
         }
     };
     let d = &s.inner.directory;
-    let mut credential = d.write(d.store.issue_credential(&id, &record)).await?.value;
+    let mut credential = d.write(move |store| async move { store.issue_credential(&id, &record).await }).await?.value;
     credential.secret = shown_once;
     Ok((StatusCode::CREATED, Json(credential)))
 }
@@ -247,7 +247,7 @@ pub async fn revoke_credential(
 ) -> ApiResult<Json<Credential>> {
     let d = &s.inner.directory;
     let reason = format!("revoked by admin token {by:?}");
-    Ok(Json(d.write(d.store.revoke_credential(&id, &reason)).await?.value))
+    Ok(Json(d.write(move |store| async move { store.revoke_credential(&id, &reason).await }).await?.value))
 }
 
 fn check_door_fields(
@@ -284,7 +284,11 @@ pub async fn create_door(
     validate::id("id", &door.id)?;
     check_door_fields(Some(&door.name), Some(&door.driver), door.required_skill.as_deref(), door.open_seconds)?;
     let d = &s.inner.directory;
-    let written = d.write(d.store.create_door(&door, door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS))).await?;
+    let written =
+        d.write(move |store| async move {
+            store.create_door(&door, door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS)).await
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(redacted(written.value))))
 }
 
@@ -322,7 +326,7 @@ pub async fn patch_door(
         p.open_seconds,
     )?;
     let d = &s.inner.directory;
-    Ok(Json(redacted(d.write(d.store.patch_door(&id, &p)).await?.value)))
+    Ok(Json(redacted(d.write(move |store| async move { store.patch_door(&id, &p).await }).await?.value)))
 }
 
 /// Remove a door (and it from every group and grant).
@@ -330,7 +334,7 @@ pub async fn patch_door(
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
-    d.write(d.store.delete_door(&id)).await?;
+    d.write(move |store| async move { store.delete_door(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -346,7 +350,7 @@ pub async fn create_group(
     validate::name("name", &g.name)?;
     g.doors.iter().try_for_each(|door| validate::id("a door", door))?;
     let d = &s.inner.directory;
-    let written = d.write(d.store.create_group(&g.id, &g.name, &g.doors)).await?;
+    let written = d.write(move |store| async move { store.create_group(&g.id, &g.name, &g.doors).await }).await?;
     Ok((StatusCode::CREATED, Json(written.value)))
 }
 
@@ -368,7 +372,7 @@ pub async fn get_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
-    d.write(d.store.delete_group(&id)).await?;
+    d.write(move |store| async move { store.delete_group(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -381,7 +385,7 @@ pub async fn add_member(
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
-    d.write(d.store.set_member(&group, &person, true)).await?;
+    d.write(move |store| async move { store.set_member(&group, &person, true).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -394,7 +398,7 @@ pub async fn remove_member(
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
-    d.write(d.store.set_member(&group, &person, false)).await?;
+    d.write(move |store| async move { store.set_member(&group, &person, false).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -445,7 +449,7 @@ pub async fn create_grant(
         source: g.source,
     };
     let d = &s.inner.directory;
-    let written = d.write(d.store.create_grant(&record)).await?;
+    let written = d.write(move |store| async move { store.create_grant(&record).await }).await?;
     Ok((StatusCode::CREATED, Json(written.value)))
 }
 
@@ -479,6 +483,6 @@ pub async fn get_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     let d = &s.inner.directory;
-    d.write(d.store.delete_grant(&id)).await?;
+    d.write(move |store| async move { store.delete_grant(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -123,7 +123,12 @@ pub async fn stream_events(
             return;
         }
         loop {
-            match live.recv().await {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                // With a filter that matches nothing, only this notices a client gone.
+                () = tx.closed() => return,
+            };
+            match received {
                 Ok(e) => {
                     let this = seq(&e);
                     if this <= last {
