@@ -109,9 +109,10 @@ mod tests {
         l.failure("door:front", t0);
         assert_eq!(
             l.locked("door:front", t0),
-            Some(Duration::from_secs(30)),
+            Some(Lock { wait: Duration::from_secs(30), first_refusal: true }),
             "the attempt after five wrong ones is refused"
         );
+        assert_eq!(l.locked("door:front", t0).map(|l| l.first_refusal), Some(false), "recorded once per lock");
         assert_eq!(l.locked("door:back", t0), None, "other sources are not affected");
         let t1 = t0 + Duration::from_secs(31);
         assert_eq!(l.locked("door:front", t1), None, "the lock ends");
