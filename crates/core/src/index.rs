@@ -82,8 +82,9 @@ pub struct IndexGrant {
     pub passes_used: u32,
 }
 
-/// The hash kept for a revocation code: codes are not secret, so a keyed 64-bit hash
-/// (fixed keys, stable within a process) saves memory with no practical collision risk.
+/// The hash kept for a revocation code: codes are not secret, so a 64-bit SipHash (with
+/// fixed keys) saves memory; finding another code with the same hash would take about
+/// 2^64 tries, and knowing the current code is needed to aim at it.
 pub fn revocation_hash(code: Option<&str>) -> u64 {
     match code {
         None => 0,

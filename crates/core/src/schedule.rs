@@ -33,7 +33,7 @@ pub struct CompiledSchedule {
 fn parse_time(s: &str, allow_24: bool) -> Result<u16, ScheduleError> {
     let bad = || ScheduleError::BadTime(s.to_owned());
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
+    if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
     let h: u16 = h.parse().map_err(|_| bad())?;
@@ -171,6 +171,7 @@ mod tests {
         assert!(matches!(bad("Mars/Olympus", "08:00", "09:00"), Err(ScheduleError::UnknownTimeZone(_))));
         assert!(matches!(bad("UTC", "24:00", "09:00"), Err(ScheduleError::BadTime(_))));
         assert!(matches!(bad("UTC", "8:00", "09:00"), Err(ScheduleError::BadTime(_))));
+        assert!(matches!(bad("UTC", "+8:00", "09:00"), Err(ScheduleError::BadTime(_))));
         assert!(matches!(bad("UTC", "08:60", "09:00"), Err(ScheduleError::BadTime(_))));
         assert!(matches!(bad("UTC", "08:00", "08:00"), Err(ScheduleError::EmptyRange(_))));
     }

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use lintel_core::credential::normalize_uid;
 use lintel_proto::PersonStatus;
+use lintel_server::validate;
 use lintel_store::{ImportReport, ImportRow, RejectedRow, Store};
 
 const CHUNK: usize = 2000;
@@ -38,38 +39,28 @@ fn columns(headers: &csv::StringRecord) -> anyhow::Result<Columns> {
     })
 }
 
-fn is_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@' | '+'))
-}
-
 /// Checks one record; what the store must check (cards of other people, groups) it does.
 fn parse_row(c: &Columns, record: &csv::StringRecord, line: u64) -> Result<ImportRow, RejectedRow> {
     let reject = |reason: String| RejectedRow { line, reason };
     let get = |i: usize| record.get(i).map(str::trim).unwrap_or("");
+    // The same checks as the API's, so that a row is accepted exactly when the
+    // equivalent API call would be.
+    let checked = |r: Result<(), lintel_server::problem::ApiError>| r.map_err(|e| reject(e.detail));
     let id = get(c.id);
-    if !is_id(id) {
-        return Err(reject(format!("id {id:?} is not a valid id (letters, digits, . _ - : @ +)")));
-    }
+    checked(validate::id("id", id))?;
     let name = get(c.name);
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(reject("name is empty, too long or has control characters".into()));
-    }
+    checked(validate::name("name", name))?;
     let email = Some(get(c.email)).filter(|e| !e.is_empty());
-    if let Some(e) = email
-        && (!e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.')) || e.len() > 254)
-    {
-        return Err(reject(format!("email {e:?} is not an address")));
+    if let Some(e) = email {
+        checked(validate::email(e))?;
     }
     let card_uid = match get(c.card_uid) {
         "" => None,
         uid => Some(normalize_uid(uid).map_err(|e| reject(format!("card_uid {uid:?}: {e}")))?),
     };
     let revocation_code = c.revocation_code.map(get).filter(|r| !r.is_empty()).map(str::to_owned);
-    if revocation_code.as_ref().is_some_and(|r| r.len() > 64) {
-        return Err(reject("revocation_code is longer than 64 characters".into()));
+    if let Some(code) = &revocation_code {
+        checked(validate::text("revocation_code", code, 64))?;
     }
     if revocation_code.is_some() && card_uid.is_none() {
         return Err(reject("revocation_code given without a card_uid".into()));
@@ -79,8 +70,8 @@ fn parse_row(c: &Columns, record: &csv::StringRecord, line: u64) -> Result<Impor
         Some(i) => {
             let set: BTreeSet<String> =
                 get(i).split(';').map(str::trim).filter(|g| !g.is_empty()).map(str::to_owned).collect();
-            if let Some(bad) = set.iter().find(|g| !is_id(g)) {
-                return Err(reject(format!("group {bad:?} is not a valid id")));
+            for group in &set {
+                checked(validate::id("a group", group))?;
             }
             Some(set)
         }

@@ -45,3 +45,9 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<[u8; 32]> {
         Err(e) => Err(e).with_context(|| format!("reading the key file {}", path.display())),
     }
 }
+
+/// A fingerprint of the key that tells keys apart without revealing them.
+pub fn fingerprint(key: &[u8; 32]) -> i64 {
+    let digest = lintel_core::credential::pin_digest(key, "lintel key fingerprint");
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}

@@ -144,6 +144,13 @@ async fn main() -> anyhow::Result<()> {
             let key_file = config.key_file.clone().unwrap_or_else(|| keys::default_path(&config.database_url));
             let pin_key = keys::load_or_create(&key_file)?;
             let store = open_store(&config).await?;
+            if !store.check_key_fingerprint(keys::fingerprint(&pin_key)).await? {
+                anyhow::bail!(
+                    "the key file {} is not the one this database was set up with; PINs would all be unknown. \
+                     Use the original key file (set key_file / LINTEL_KEY_FILE), or restore it from your backup",
+                    key_file.display()
+                );
+            }
             let server = ServerConfig {
                 listen,
                 admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),

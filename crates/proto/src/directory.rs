@@ -257,17 +257,34 @@ impl Default for DriverConfig {
     }
 }
 
-/// `http://user:password@host/` with the password replaced by [`REDACTED`].
+/// A URL with its password and its query (where API keys often sit) replaced by
+/// [`REDACTED`]: `http://user:********@host/path?********`.
 fn redact_url(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((base, _)) => (base, Some(REDACTED)),
+        None => (url, None),
+    };
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let base = match rest[..authority_end].rfind('@') {
         Some(at) => match rest[..at].split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:{REDACTED}{}", &rest[at..]),
             None => url.to_owned(),
         },
         None => url.to_owned(),
+    };
+    match query {
+        Some(q) => format!("{base}?{q}"),
+        None => base,
     }
+}
+
+/// `scheme://host:port` of a URL, without credentials: where secrets would be sent.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
 }
 
 /// Puts the stored password back into a URL that came back redacted.
@@ -295,9 +312,12 @@ impl DriverConfig {
                     *password = Some(REDACTED.into());
                 }
             }
-            Self::Http { url, headers, .. } => {
+            Self::Http { url, headers, body, .. } => {
                 *url = redact_url(url);
                 headers.values_mut().for_each(|v| *v = REDACTED.into());
+                if body.is_some() {
+                    *body = Some(serde_json::Value::String(REDACTED.into()));
+                }
             }
             Self::None {} => {}
         }
@@ -305,8 +325,18 @@ impl DriverConfig {
     }
 
     /// A configuration written back as it was read keeps the stored secrets: every
-    /// [`REDACTED`] placeholder takes the stored value again.
+    /// [`REDACTED`] placeholder takes the stored value again, but only while the device
+    /// stays where it was (the same scheme, host and port), so that a changed URL can
+    /// never carry the stored secrets somewhere else.
     pub fn with_secrets_from(mut self, stored: &DriverConfig) -> Self {
+        let same_place = match (&self, stored) {
+            (Self::Shelly { url, .. }, Self::Shelly { url: old, .. })
+            | (Self::Http { url, .. }, Self::Http { url: old, .. }) => origin(url) == origin(old),
+            _ => false,
+        };
+        if !same_place {
+            return self;
+        }
         match (&mut self, stored) {
             (Self::Shelly { url, password, .. }, Self::Shelly { url: old_url, password: old_password, .. }) => {
                 *url = restore_url(url, old_url);
@@ -314,8 +344,14 @@ impl DriverConfig {
                     password.clone_from(old_password);
                 }
             }
-            (Self::Http { url, headers, .. }, Self::Http { url: old_url, headers: old_headers, .. }) => {
+            (
+                Self::Http { url, headers, body, .. },
+                Self::Http { url: old_url, headers: old_headers, body: old_body, .. },
+            ) => {
                 *url = restore_url(url, old_url);
+                if body.as_ref().and_then(|b| b.as_str()) == Some(REDACTED) {
+                    body.clone_from(old_body);
+                }
                 for (name, value) in headers.iter_mut() {
                     if value == REDACTED
                         && let Some(old) = old_headers.get(name)
@@ -496,9 +532,20 @@ mod tests {
         };
         let shown = stored.redacted();
         let DriverConfig::Http { url, headers, .. } = &shown else { unreachable!() };
-        assert_eq!(url, "http://admin:********@10.0.0.5/unlock?x=1");
+        assert_eq!(url, "http://admin:********@10.0.0.5/unlock?********");
         assert_eq!(headers["X-Api-Key"], REDACTED);
         assert_eq!(shown.clone().with_secrets_from(&stored), stored);
+        // Moved to another host, the placeholders stay placeholders.
+        let DriverConfig::Http { headers: moved, .. } = DriverConfig::Http {
+            url: "http://evil.example/unlock".into(),
+            method: "POST".into(),
+            headers: [("X-Api-Key".to_owned(), REDACTED.to_owned())].into(),
+            body: None,
+        }
+        .with_secrets_from(&stored) else {
+            unreachable!()
+        };
+        assert_eq!(moved["X-Api-Key"], REDACTED);
         let plain = DriverConfig::Shelly {
             url: "http://10.0.0.9".into(),
             generation: 2,

@@ -7,9 +7,9 @@ mod auth;
 mod decide;
 mod directory;
 mod limiter;
-mod problem;
+pub mod problem;
 pub mod secrets;
-mod validate;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

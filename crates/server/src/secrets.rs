@@ -22,9 +22,14 @@ pub fn digest(secret: &str) -> Digest {
 /// in groups of five (about 100 bits). Compared without dashes, spaces or case.
 pub fn generate_backup_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789"; // 30 symbols, no 0/O, 1/I/L, U
-    let mut bytes = [0u8; 20];
-    getrandom::fill(&mut bytes).expect("the OS random number generator is available");
-    let symbols: Vec<char> = bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    // Bytes of 240 and above are drawn again, so that every symbol is equally likely.
+    let mut symbols = Vec::with_capacity(20);
+    while symbols.len() < 20 {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the OS random number generator is available");
+        symbols.extend(bytes.iter().filter(|b| **b < 240).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char));
+    }
+    symbols.truncate(20);
     symbols.chunks(5).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
 }
 

@@ -117,7 +117,7 @@ async fn complete_people(exec: &mut sqlx::AnyConnection, people: &mut [(Pk, Pers
     }
     let pks: Vec<Pk> = people.iter().map(|(pk, _)| *pk).collect();
     let list = placeholders(1, pks.len());
-    let mut by_pk: HashMap<Pk, usize> = pks.iter().enumerate().map(|(i, pk)| (*pk, i)).collect();
+    let by_pk: HashMap<Pk, usize> = pks.iter().enumerate().map(|(i, pk)| (*pk, i)).collect();
     let sql =
         format!("SELECT person_pk, system, external_id FROM external_ids WHERE person_pk IN {list} ORDER BY system");
     let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -140,7 +140,6 @@ async fn complete_people(exec: &mut sqlx::AnyConnection, people: &mut [(Pk, Pers
         let i = by_pk[&row.try_get::<i64, _>("person_pk")?];
         people[i].1.groups.push(row.try_get("id")?);
     }
-    by_pk.clear();
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! The append-only event log, and the group commit of decisions.
+//! The append-only event log: appending, paging, attendance entries. Decisions are
+//! appended through the group commit in `decision_log`.
 
 use lintel_proto::{Event, Reason};
 use sqlx::AssertSqlSafe;

@@ -1,8 +1,9 @@
 //! lintel's storage. One set of SQL serves SQLite (the default: a file in WAL mode) and
-//! PostgreSQL (for several nodes): both speak `$1` placeholders, `RETURNING` and
-//! `ON CONFLICT`, and only the DDL differs (see `migrations/`). Every directory write is
-//! one transaction that also appends its events and bumps the directory version, and
-//! returns the index changes read back inside that transaction.
+//! PostgreSQL (for several nodes) through sqlx: both speak `$1` placeholders, `RETURNING`
+//! and `ON CONFLICT`, and only the DDL differs (see `migrations/`). Every directory write
+//! is one transaction that also appends its events and bumps the directory version, and
+//! returns the index changes read back inside that transaction. The one exception is the
+//! hot path of decisions on SQLite (`decision_log`), which has a connection of its own.
 
 mod decision_log;
 mod directory;
@@ -95,7 +96,7 @@ pub enum IndexUpdate {
 
 #[derive(Clone)]
 pub struct Store {
-    /// Writes go through here; SQLite has one writer, so this pool holds one connection.
+    /// Directory writes go through here; on SQLite this pool holds one connection.
     write: AnyPool,
     read: AnyPool,
     backend: Backend,

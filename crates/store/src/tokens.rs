@@ -49,3 +49,27 @@ impl Store {
         Ok(done.rows_affected())
     }
 }
+
+impl Store {
+    /// Ties the database to the server's key: the first start records the key's
+    /// fingerprint, later starts must present the same one (a different key file would
+    /// silently make every PIN unknown).
+    pub async fn check_key_fingerprint(&self, fingerprint: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let stored: Option<i64> = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'key_fingerprint'")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let matches = match stored {
+            Some(stored) => stored == fingerprint,
+            None => {
+                sqlx::query("INSERT INTO meta (name, value) VALUES ('key_fingerprint', $1)")
+                    .bind(fingerprint)
+                    .execute(&mut *tx)
+                    .await?;
+                true
+            }
+        };
+        tx.commit().await?;
+        Ok(matches)
+    }
+}

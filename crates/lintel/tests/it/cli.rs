@@ -102,4 +102,26 @@ async fn import_refuses_a_file_without_the_required_columns(b: Backend) {
     assert!(err.contains("email"), "{err}");
 }
 
-crate::on_both_backends!(import_reports_rejects_and_is_idempotent, import_refuses_a_file_without_the_required_columns);
+async fn a_server_refuses_a_key_file_that_is_not_the_databases(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start_with(&db, &[("LINTEL_KEY_FILE", "first.key")]);
+    s.kill();
+    let out = lintel()
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
+        .env("LINTEL_KEY_FILE", "second.key")
+        .current_dir(&db.dir)
+        .output()
+        .expect("lintel runs");
+    assert!(!out.status.success(), "a server with another key must not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("second.key") && err.contains("not the one"), "{err}");
+    // With its own key it starts again.
+    let s = Server::start_with(&db, &[("LINTEL_KEY_FILE", "first.key")]);
+    assert_eq!(s.get("/readyz").await.0, 200);
+}
+
+crate::on_both_backends!(
+    import_reports_rejects_and_is_idempotent,
+    import_refuses_a_file_without_the_required_columns,
+    a_server_refuses_a_key_file_that_is_not_the_databases,
+);

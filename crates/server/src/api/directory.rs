@@ -434,6 +434,9 @@ pub async fn create_grant(
         }
         CompiledSchedule::compile(schedule).map_err(|e| ApiError::invalid(format!("schedule: {e}")))?;
     }
+    if g.passes == Some(0) {
+        return Err(ApiError::invalid("passes is at least 1 (leave it out for unlimited entry)"));
+    }
     if let Some(source) = &g.source {
         validate::text("source", source, 200)?;
     }
