@@ -10,7 +10,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use lintel_proto::{CredentialKind, CredentialStatus, Reason};
+use std::num::NonZeroI64;
 
 use crate::credential::{CredentialKey, Digest, digests_equal};
 use crate::schedule::CompiledSchedule;
@@ -23,7 +25,8 @@ const CHUNK: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexPerson {
-    pub id: Box<str>,
+    /// Short ids (up to 24 bytes) are kept inline, without an allocation.
+    pub id: CompactString,
     pub suspended: bool,
     pub skills: Box<[Box<str>]>,
 }
@@ -80,6 +83,44 @@ pub struct IndexGrant {
     pub valid_until: i64,
     pub passes: Option<u32>,
     pub passes_used: u32,
+}
+
+/// A credential as the index keeps it: [`IndexCredential`] in 40 bytes.
+#[derive(Debug, Clone, PartialEq)]
+struct StoredCredential {
+    pk: Pk,
+    person: Option<NonZeroI64>,
+    revocation: u64,
+    digest: Option<Box<Digest>>,
+    kind: CredentialKind,
+    status: CredentialStatus,
+}
+
+impl From<IndexCredential> for StoredCredential {
+    fn from(c: IndexCredential) -> Self {
+        Self {
+            pk: c.pk,
+            person: c.person.and_then(NonZeroI64::new),
+            revocation: c.revocation,
+            digest: c.digest,
+            kind: c.kind,
+            status: c.status,
+        }
+    }
+}
+
+/// A person's slot in the dense table: the person and their groups side by side, so a
+/// decision finds both in one place.
+#[derive(Debug, Clone, Default)]
+struct PersonSlot {
+    person: Option<IndexPerson>,
+    groups: Option<GroupList>,
+}
+
+impl PersonSlot {
+    fn occupied(self) -> Option<Self> {
+        (self.person.is_some() || self.groups.is_some()).then_some(self)
+    }
 }
 
 /// The hash kept for a revocation code: codes are not secret, so a 64-bit SipHash (with
@@ -240,7 +281,8 @@ impl<K: ShardKey + Hash + Eq + Clone, V: Clone> Sharded<K, V> {
 /// A dense table indexed by primary key, in chunks shared between snapshots.
 #[derive(Clone)]
 struct Chunked<T> {
-    chunks: Vec<Arc<Vec<Option<T>>>>,
+    /// `Arc<[_]>` rather than `Arc<Vec<_>>`: one pointer less to follow per look-up.
+    chunks: Vec<Arc<[Option<T>]>>,
 }
 
 impl<T> Default for Chunked<T> {
@@ -258,13 +300,13 @@ impl<T: Clone> Chunked<T> {
     fn set(&mut self, pk: Pk, value: Option<T>) {
         let Ok(i) = usize::try_from(pk) else { return };
         while self.chunks.len() <= i / CHUNK {
-            self.chunks.push(Arc::new(vec![None; CHUNK]));
+            self.chunks.push(std::iter::repeat_n(None, CHUNK).collect());
         }
         Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK] = value;
     }
 
-    fn count(&self) -> usize {
-        self.chunks.iter().map(|c| c.iter().filter(|v| v.is_some()).count()).sum()
+    fn count(&self, counts: impl Fn(&T) -> bool) -> usize {
+        self.chunks.iter().map(|c| c.iter().flatten().filter(|v| counts(v)).count()).sum()
     }
 }
 
@@ -318,9 +360,8 @@ pub struct Index {
     groups: Arc<FastMap<Pk, IndexGroup>>,
     /// Grants whose subject is a group, by (door, group) (derived, rebuilt on change).
     group_grants: Arc<GroupGrants>,
-    people: Chunked<IndexPerson>,
-    person_groups: Chunked<GroupList>,
-    credentials: Sharded<CredentialKey, IndexCredential>,
+    people: Chunked<PersonSlot>,
+    credentials: Sharded<CredentialKey, StoredCredential>,
     grants: Sharded<Pk, Arc<IndexGrant>>,
     person_grants: Sharded<Pk, Box<[Pk]>>,
 }
@@ -332,7 +373,6 @@ impl Default for Index {
             groups: Default::default(),
             group_grants: Default::default(),
             people: Default::default(),
-            person_groups: Default::default(),
             credentials: Sharded::new(),
             grants: Sharded::new(),
             person_grants: Sharded::new(),
@@ -353,7 +393,7 @@ pub struct IndexStats {
 /// Collects a whole snapshot at once (start-up, full reloads), sizing every map exactly.
 pub struct IndexBuilder {
     people: Vec<(Pk, IndexPerson)>,
-    credentials: Vec<FastMap<CredentialKey, IndexCredential>>,
+    credentials: Vec<FastMap<CredentialKey, StoredCredential>>,
     doors: Vec<IndexDoor>,
     groups: FastMap<Pk, IndexGroup>,
     memberships: FastMap<Pk, Vec<Pk>>,
@@ -379,7 +419,7 @@ impl IndexBuilder {
     }
 
     pub fn credential(&mut self, key: CredentialKey, credential: IndexCredential) {
-        upsert_credential(&mut self.credentials[key.shard()], key, credential);
+        upsert_credential(&mut self.credentials[key.shard()], key, credential.into());
     }
 
     pub fn door(&mut self, door: IndexDoor) {
@@ -399,20 +439,20 @@ impl IndexBuilder {
     }
 
     pub fn build(self) -> Index {
+        let mut memberships = self.memberships;
         let mut people = Chunked::default();
         for (pk, person) in self.people {
-            people.set(pk, Some(person));
+            let groups = memberships.remove(&pk).and_then(GroupList::from_iter);
+            people.set(pk, PersonSlot { person: Some(person), groups }.occupied());
         }
-        let mut person_groups = Chunked::default();
-        for (person, groups) in self.memberships {
-            person_groups.set(person, GroupList::from_iter(groups));
+        for (pk, groups) in memberships {
+            people.set(pk, PersonSlot { person: None, groups: GroupList::from_iter(groups) }.occupied());
         }
         let mut index = Index {
             doors_by_id: Arc::new(self.doors.into_iter().map(|d| (d.id.clone(), d)).collect()),
             groups: Arc::new(self.groups),
             group_grants: Default::default(),
             people,
-            person_groups,
             credentials: Sharded::from_shards(self.credentials),
             grants: Sharded::new(),
             person_grants: Sharded::new(),
@@ -428,9 +468,9 @@ impl IndexBuilder {
 /// Two credentials may share a key (a revoked card and its re-issued successor): the
 /// active one wins, so a revoked row never shadows a live card.
 fn upsert_credential(
-    map: &mut FastMap<CredentialKey, IndexCredential>,
+    map: &mut FastMap<CredentialKey, StoredCredential>,
     key: CredentialKey,
-    credential: IndexCredential,
+    credential: StoredCredential,
 ) {
     match map.get(&key) {
         Some(existing)
@@ -480,7 +520,7 @@ pub fn grant_allows(grant: &IndexGrant, at: DateTime<Utc>) -> Result<(), Reason>
 impl Index {
     pub fn stats(&self) -> IndexStats {
         IndexStats {
-            people: self.people.count(),
+            people: self.people.count(|slot| slot.person.is_some()),
             credentials: self.credentials.len(),
             doors: self.doors_by_id.len(),
             groups: self.groups.len(),
@@ -493,7 +533,7 @@ impl Index {
     }
 
     pub fn person(&self, pk: Pk) -> Option<&IndexPerson> {
-        self.people.get(pk)
+        self.people.get(pk).and_then(|slot| slot.person.as_ref())
     }
 
     pub fn grant(&self, pk: Pk) -> Option<&IndexGrant> {
@@ -523,7 +563,7 @@ impl Index {
         }
         let mut d = Decision::deny(Reason::CredentialRevoked, "");
         d.credential = Some(cred.pk);
-        d.person = cred.person;
+        d.person = cred.person.map(NonZeroI64::get);
         match cred.status {
             CredentialStatus::Active => {}
             CredentialStatus::Revoked => {
@@ -543,11 +583,12 @@ impl Index {
             d.detail = "the card's revocation code is not the current one".into();
             return d;
         }
-        let Some(person_pk) = cred.person else {
+        let Some(person_pk) = cred.person.map(NonZeroI64::get) else {
             d.detail = "the credential's person was deleted".into();
             return d;
         };
-        let Some(person) = self.people.get(person_pk) else {
+        let slot = self.people.get(person_pk);
+        let Some(person) = slot.and_then(|s| s.person.as_ref()) else {
             d.detail = "the credential's person was deleted".into();
             return d;
         };
@@ -571,7 +612,7 @@ impl Index {
                 }
             }
         }
-        if let Some(groups) = self.person_groups.get(person_pk) {
+        if let Some(groups) = slot.and_then(|s| s.groups.as_ref()) {
             for group in groups.iter() {
                 for grant in self.group_grants.get(&(door.pk, group)).into_iter().flatten() {
                     best.consider(grant, q.at);
@@ -620,8 +661,13 @@ impl Index {
         let mut group_grants_changed = false;
         for change in changes {
             match change {
-                Change::Person(pk, person) => next.people.set(*pk, person.clone()),
-                Change::Credential(key, cred) => upsert_credential(next.credentials.shard_mut(key), *key, cred.clone()),
+                Change::Person(pk, person) => {
+                    let groups = next.people.get(*pk).and_then(|slot| slot.groups.clone());
+                    next.people.set(*pk, PersonSlot { person: person.clone(), groups }.occupied());
+                }
+                Change::Credential(key, cred) => {
+                    upsert_credential(next.credentials.shard_mut(key), *key, cred.clone().into())
+                }
                 Change::Door(pk, door) => {
                     let doors = Arc::make_mut(&mut next.doors_by_id);
                     doors.retain(|_, d| d.pk != *pk);
@@ -644,10 +690,11 @@ impl Index {
                     group_grants_changed = true;
                 }
                 Change::Membership { group, person, member } => {
-                    let current =
-                        next.person_groups.get(*person).map(|g| g.iter().collect::<Vec<_>>()).unwrap_or_default();
+                    let mut slot = next.people.get(*person).cloned().unwrap_or_default();
+                    let current: Vec<Pk> = slot.groups.iter().flat_map(|g| g.iter()).collect();
                     let updated = current.into_iter().filter(|g| g != group).chain(member.then_some(*group));
-                    next.person_groups.set(*person, GroupList::from_iter(updated));
+                    slot.groups = GroupList::from_iter(updated);
+                    next.people.set(*person, slot.occupied());
                 }
                 Change::Grant(pk, grant) => {
                     if let Some(old) = next.grants.get(pk).cloned() {
@@ -714,11 +761,14 @@ impl Index {
         for grant in doomed {
             self.drop_grant(&grant);
         }
-        for chunk in &mut self.person_groups.chunks {
-            if chunk.iter().flatten().any(|list| list.iter().any(|g| g == group)) {
-                for slot in Arc::make_mut(chunk).iter_mut() {
-                    if let Some(list) = slot.as_ref().filter(|l| l.iter().any(|g| g == group)) {
-                        *slot = GroupList::from_iter(list.iter().filter(|g| *g != group));
+        let member = |slot: &PersonSlot| slot.groups.as_ref().is_some_and(|l| l.iter().any(|g| g == group));
+        for chunk in &mut self.people.chunks {
+            if chunk.iter().flatten().any(member) {
+                for entry in Arc::make_mut(chunk).iter_mut() {
+                    if let Some(slot) = entry.take() {
+                        let groups =
+                            slot.groups.as_ref().and_then(|l| GroupList::from_iter(l.iter().filter(|g| *g != group)));
+                        *entry = PersonSlot { person: slot.person, groups }.occupied();
                     }
                 }
             }

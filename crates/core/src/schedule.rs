@@ -2,7 +2,7 @@
 //! means 08:00 on the clock by the door, in winter and in summer alike. A range whose end
 //! is before its start runs past midnight into the next day.
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use lintel_proto::{Schedule, Weekday};
 
@@ -81,10 +81,12 @@ impl CompiledSchedule {
 
     /// Whether `at` falls inside the schedule, read on the local clock of its time zone.
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
-        let local = at.with_timezone(&self.tz);
-        let minute = local.weekday().num_days_from_monday() as u16 * MINUTES_PER_DAY
-            + local.hour() as u16 * 60
-            + local.minute() as u16;
+        // Only the zone's offset comes from the tz database; the rest is arithmetic on
+        // the local timestamp (1970-01-01 was a Thursday, day 3 counting from Monday).
+        let offset = self.tz.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc();
+        let local = at.timestamp() + i64::from(offset);
+        let weekday = (local.div_euclid(86_400) + 3).rem_euclid(7) as u16;
+        let minute = weekday * MINUTES_PER_DAY + (local.rem_euclid(86_400) / 60) as u16;
         self.ranges.iter().any(|&(start, end)| start <= minute && minute < end)
     }
 }

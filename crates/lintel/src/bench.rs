@@ -62,6 +62,9 @@ pub struct Args {
     /// Seconds per HTTP load run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Only the in-process figures (latency, memory): no database, no HTTP.
+    #[arg(long)]
+    in_process_only: bool,
     /// Where to put the benchmark's database (a temporary directory by default).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -184,6 +187,17 @@ fn in_process(n: u64) -> InProcess {
     }
 }
 
+fn print_in_process(rows: &[InProcess]) {
+    println!("| in-process decisions | p50 | p99 | index bytes/credential | patch (one change) |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} credentials | {} ns | {} ns | {:.0} | {:.0} µs |",
+            r.credentials, r.p50_ns, r.p99_ns, r.bytes_per_credential, r.patch_us
+        );
+    }
+}
+
 /// A trivial HTTP server: answers every request with the same 60-byte JSON.
 pub async fn floor(args: FloorArgs) -> anyhow::Result<()> {
     const ANSWER: &str = r#"{"allowed":true,"reason":"granted","detail":"a fixed answer"}"#;
@@ -264,6 +278,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rows.push(in_process(n));
     }
 
+    if args.in_process_only {
+        print_in_process(&rows);
+        return Ok(());
+    }
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("lintel-bench-{}", std::process::id())),
@@ -388,14 +406,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     println!();
-    println!("| in-process decisions | p50 | p99 | index bytes/credential | patch (one change) |");
-    println!("|---|---|---|---|---|");
-    for r in &rows {
-        println!(
-            "| {} credentials | {} ns | {} ns | {:.0} | {:.0} µs |",
-            r.credentials, r.p50_ns, r.p99_ns, r.bytes_per_credential, r.patch_us
-        );
-    }
+    print_in_process(&rows);
     println!();
     println!("| HTTP decisions (wrk, {seconds} s) | floor req/s | lintel req/s | lintel / floor | lintel p99 |");
     println!("|---|---|---|---|---|");
