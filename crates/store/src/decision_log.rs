@@ -17,8 +17,8 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events::NewEvent;
-use crate::rows::{CredentialParts, grant_id, index_credential, index_credential_from, time};
+use crate::events::{NewEvent, stored};
+use crate::rows::{CredentialParts, grant_id, index_credential, index_credential_from};
 use crate::{Result, SqliteSync, StoreError};
 
 const MAX_BATCH: usize = 512;
@@ -49,22 +49,6 @@ fn deny(event: &mut NewEvent, reason: Reason, detail: &str) {
     if let serde_json::Value::Object(map) = &mut event.data {
         map.insert("detail".into(), detail.into());
     }
-}
-
-/// The event as stored under its sequence number.
-fn stored(e: &NewEvent, seq: i64) -> Result<Event> {
-    Ok(Event {
-        id: seq.to_string(),
-        at: time(e.at)?,
-        kind: e.kind.clone(),
-        allowed: e.allowed,
-        reason: e.reason,
-        person_id: e.person_id.clone(),
-        door: e.door_id.clone(),
-        credential_id: e.credential_id.clone(),
-        grant_id: e.grant_id.clone(),
-        data: e.data.clone(),
-    })
 }
 
 pub(crate) struct Job {

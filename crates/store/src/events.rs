@@ -105,6 +105,11 @@ pub(crate) async fn insert(tx: &mut Transaction<'static, Any>, e: &NewEvent) -> 
     .bind(data)
     .fetch_one(&mut **tx)
     .await?;
+    stored(e, seq)
+}
+
+/// The event as stored under its sequence number.
+pub(crate) fn stored(e: &NewEvent, seq: i64) -> Result<Event> {
     Ok(Event {
         id: seq.to_string(),
         at: time(e.at)?,
