@@ -22,7 +22,12 @@ static ALLOCATOR: bench::CountingAlloc = bench::CountingAlloc;
 /// groups and grants; decides whether a credential may open a door now; drives the door;
 /// and records every decision.
 #[derive(Parser)]
-#[command(name = "lintel", version, about, long_about = None)]
+#[command(
+    name = "lintel",
+    version,
+    about,
+    after_help = "Getting started:\n  lintel serve                       start on 127.0.0.1:8080 with ./lintel.db (SQLite)\n  lintel token create --name me      print an admin token for the API\n  lintel import people.csv           bring in people and their cards\n\nThe HTTP API is described at GET /openapi.json; the README has a walk-through."
+)]
 struct Cli {
     /// A TOML config file; every key can also be set as LINTEL_<SECTION>_<KEY>.
     #[arg(long, global = true, env = "LINTEL_CONFIG")]
