@@ -51,7 +51,7 @@ impl Tokens {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let Ok(version) = store.directory_version().await else { continue };
+                let Ok(version) = store.tokens_version().await else { continue };
                 if seen == Some(version) {
                     continue;
                 }

@@ -3,7 +3,21 @@
 use sqlx::Row;
 
 use crate::events::{NewEvent, insert};
-use crate::{Result, Store, StoreError, bump_version, now_micros};
+use sqlx::{Any, Transaction};
+
+use crate::{Result, Store, StoreError, now_micros};
+
+/// Tokens have a version of their own: a new token is no reason to reload the decision
+/// index.
+async fn bump_tokens_version(tx: &mut Transaction<'static, Any>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO meta (name, value) VALUES ('tokens_version', 1) \
+         ON CONFLICT (name) DO UPDATE SET value = meta.value + 1",
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 #[derive(Debug, Clone)]
 pub struct TokenInfo {
@@ -21,9 +35,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         insert(&mut tx, &NewEvent::new("token.created").with("name", name)).await?;
-        bump_version(&mut tx).await?;
+        bump_tokens_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Bumped by every token change, of any process.
+    pub async fn tokens_version(&self) -> Result<i64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'tokens_version'")
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(v.unwrap_or(0))
     }
 
     /// Every token's name and digest (hex), for the server's in-memory check.
@@ -44,7 +66,7 @@ impl Store {
             return Err(StoreError::not_found("token", name));
         }
         insert(&mut tx, &NewEvent::new("token.revoked").with("name", name)).await?;
-        bump_version(&mut tx).await?;
+        bump_tokens_version(&mut tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
