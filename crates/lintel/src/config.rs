@@ -78,7 +78,24 @@ impl Default for LimitsConfig {
     }
 }
 
-const SECTIONS: &[&str] = &["sqlite", "limits"];
+/// The keys that environment variables may set: top-level ones, then `section.key`.
+const KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "admin_token",
+    "key_file",
+    "timezone",
+    "max_body_bytes",
+    "follow_interval_ms",
+    "log_format",
+    "sqlite.synchronous",
+    "limits.free_failures",
+    "limits.first_lock_seconds",
+    "limits.max_lock_seconds",
+];
+
+/// Keys whose values stay text even when they look like numbers.
+const TEXT_KEYS: &[&str] = &["admin_token", "database_url", "listen", "key_file", "timezone", "log_format"];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.
 fn env_value(raw: &str) -> toml::Value {
@@ -103,25 +120,23 @@ pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
     for (name, raw) in env {
         let Some(key) = name.strip_prefix("LINTEL_") else { continue };
         let key = key.to_ascii_lowercase();
-        if matches!(key.as_str(), "config") {
+        // `LINTEL_SECTION_KEY` names `section.key`; section names have no underscore.
+        let Some(dotted) = KEYS.iter().find(|k| k.replace('.', "_") == key) else {
+            // Not a setting (LINTEL_CONFIG, the tests' own variables, a typo): say so.
+            if key != "config" && !key.starts_with("test_") {
+                eprintln!("lintel: ignoring {name}: not a configuration key (see the README)");
+            }
             continue;
-        }
-        let section = SECTIONS.iter().find(|s| key.starts_with(&format!("{s}_")));
-        match section {
-            Some(section) => {
-                let entry = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
+        };
+        let value = if TEXT_KEYS.contains(dotted) { toml::Value::String(raw) } else { env_value(&raw) };
+        match dotted.split_once('.') {
+            Some((section, field)) => {
+                let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(Default::default()));
                 let Some(t) = entry.as_table_mut() else { bail!("[{section}] in the config file must be a table") };
-                t.insert(key[section.len() + 1..].to_owned(), env_value(&raw));
+                t.insert(field.to_owned(), value);
             }
             None => {
-                // Secrets and URLs stay text even when they look like numbers.
-                let value = match key.as_str() {
-                    "admin_token" | "database_url" | "listen" | "key_file" | "timezone" | "log_format" => {
-                        toml::Value::String(raw)
-                    }
-                    _ => env_value(&raw),
-                };
-                table.insert(key, value);
+                table.insert((*dotted).to_owned(), value);
             }
         }
     }
@@ -145,6 +160,8 @@ mod tests {
             ("LINTEL_LIMITS_FREE_FAILURES", "3"),
             ("LINTEL_ADMIN_TOKEN", "12345"),
             ("PATH", "/bin"),
+            ("LINTEL_TEST_POSTGRES", "skip"),
+            ("LINTEL_NO_SUCH_KEY", "1"),
         ];
         let c = load(Some(&file), env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
