@@ -17,7 +17,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events::{NewEvent, stored};
+use crate::events::{NewEvent, insert_many, stored};
 use crate::rows::{CredentialParts, grant_id, index_credential, index_credential_from};
 use crate::{Result, SqliteSync, StoreError};
 
@@ -286,51 +286,6 @@ async fn commit_any(pool: &AnyPool, batch: Vec<PendingDecision>) -> Result<Vec<C
 
 /// The most events one statement carries (9 parameters each, well under the limits).
 const EVENTS_PER_STATEMENT: usize = 500;
-
-/// Appends events with one statement; the sequence numbers come back in insertion order.
-async fn insert_many<'e, E>(exec: E, events: &[NewEvent]) -> Result<Vec<Event>>
-where
-    E: sqlx::Executor<'e, Database = Any>,
-{
-    let values: Vec<String> = (0..events.len())
-        .map(|i| {
-            let b = i * 9;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) VALUES {} RETURNING seq",
-        values.join(", ")
-    );
-    let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
-    for e in events {
-        query = query
-            .bind(e.at)
-            .bind(&e.kind)
-            .bind(e.allowed.map(i64::from))
-            .bind(e.reason.map(|r| r.as_str()))
-            .bind(&e.person_id)
-            .bind(&e.door_id)
-            .bind(&e.credential_id)
-            .bind(&e.grant_id)
-            .bind(serde_json::to_string(&e.data).expect("JSON values serialize"));
-    }
-    let mut seqs = query.fetch_all(exec).await?;
-    // One statement assigns its rows ascending numbers in the order of its VALUES.
-    seqs.sort_unstable();
-    events.iter().zip(seqs).map(|(e, seq)| stored(e, seq)).collect()
-}
 
 /// Uses up what an allowed decision spends, or turns it into a denial when it is gone.
 async fn consume_any(tx: &mut Transaction<'static, Any>, pending: &mut PendingDecision) -> Result<Vec<Change>> {

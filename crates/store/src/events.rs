@@ -89,23 +89,53 @@ fn event(row: &AnyRow) -> Result<Event> {
 }
 
 pub(crate) async fn insert(tx: &mut Transaction<'static, Any>, e: &NewEvent) -> Result<Event> {
-    let data = serde_json::to_string(&e.data).expect("JSON values serialize");
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
-    )
-    .bind(e.at)
-    .bind(&e.kind)
-    .bind(e.allowed.map(i64::from))
-    .bind(e.reason.map(|r| r.as_str()))
-    .bind(&e.person_id)
-    .bind(&e.door_id)
-    .bind(&e.credential_id)
-    .bind(&e.grant_id)
-    .bind(data)
-    .fetch_one(&mut **tx)
-    .await?;
-    stored(e, seq)
+    let mut stored = insert_many(&mut **tx, std::slice::from_ref(e)).await?;
+    Ok(stored.pop().expect("one event in, one out"))
+}
+
+/// Appends events with one statement; the sequence numbers come back in insertion order.
+pub(crate) async fn insert_many<'e, E>(exec: E, events: &[NewEvent]) -> Result<Vec<Event>>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let values: Vec<String> = (0..events.len())
+        .map(|i| {
+            let b = i * 9;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) VALUES {} RETURNING seq",
+        values.join(", ")
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+    for e in events {
+        query = query
+            .bind(e.at)
+            .bind(&e.kind)
+            .bind(e.allowed.map(i64::from))
+            .bind(e.reason.map(|r| r.as_str()))
+            .bind(&e.person_id)
+            .bind(&e.door_id)
+            .bind(&e.credential_id)
+            .bind(&e.grant_id)
+            .bind(serde_json::to_string(&e.data).expect("JSON values serialize"));
+    }
+    let mut seqs = query.fetch_all(exec).await?;
+    // One statement assigns its rows ascending numbers in the order of its VALUES.
+    seqs.sort_unstable();
+    events.iter().zip(seqs).map(|(e, seq)| stored(e, seq)).collect()
 }
 
 /// The event as stored under its sequence number.
