@@ -16,20 +16,33 @@ use tokio::sync::{Mutex, MutexGuard, broadcast};
 pub struct Directory {
     pub store: Store,
     index: ArcSwap<Index>,
-    /// Held for every write; guards the directory version the index reflects.
-    version: Mutex<i64>,
+    /// Held for every write; guards which directory versions the index reflects.
+    version: Mutex<Versions>,
     events: broadcast::Sender<Event>,
+}
+
+/// The index reflects every directory change up to `complete`, and our own writes up to
+/// `newest_patch` (beyond `complete` when another process wrote in between).
+#[derive(Debug, Clone, Copy)]
+struct Versions {
+    complete: i64,
+    newest_patch: i64,
 }
 
 pub struct WriteGuard<'a> {
     directory: &'a Directory,
-    version: MutexGuard<'a, i64>,
+    version: MutexGuard<'a, Versions>,
 }
 
 impl Directory {
     pub async fn load(store: Store, events: broadcast::Sender<Event>) -> Result<Arc<Self>, StoreError> {
         let (index, version) = store.load_index().await?;
-        Ok(Arc::new(Self { store, index: ArcSwap::from_pointee(index), version: Mutex::new(version), events }))
+        Ok(Arc::new(Self {
+            store,
+            index: ArcSwap::from_pointee(index),
+            version: Mutex::new(Versions { complete: version, newest_patch: version }),
+            events,
+        }))
     }
 
     /// The current snapshot; readers never wait.
@@ -66,20 +79,41 @@ impl Directory {
             let mut guard = me.lock().await;
             let written = write(me.store.clone()).await?;
             guard.absorb(&written).await?;
+            let behind = guard.version.complete < written.version;
+            drop(guard);
             me.publish(&written.events);
+            if behind {
+                // Another process wrote too: fetch its changes now, not at the next tick.
+                let me = me.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = me.follow().await {
+                        tracing::warn!(error = %e, "could not reload the index");
+                    }
+                });
+            }
             Ok(written)
         });
         task.await.map_err(|e| StoreError::Invalid(format!("the write task failed: {e}")))?
     }
 
     /// Reloads the index when another process changed the directory. Called on a timer.
+    /// The load runs without the write lock (at a million people it takes seconds): the
+    /// lock is taken only to swap, and only if no write of ours came after the load's
+    /// snapshot (its patch would be lost).
     pub async fn follow(&self) -> Result<bool, StoreError> {
         let stored = self.store.directory_version().await?;
-        let mut guard = self.lock().await;
-        if stored == *guard.version {
+        if stored == self.version.lock().await.complete {
             return Ok(false);
         }
-        guard.reload().await?;
+        let (index, version) = self.store.load_index().await?;
+        let mut guard = self.lock().await;
+        if guard.version.newest_patch > version {
+            // A write of ours landed during the load: load again, this time holding the lock.
+            guard.reload().await?;
+            return Ok(true);
+        }
+        self.index.store(Arc::new(index));
+        *guard.version = Versions { complete: version, newest_patch: version };
         Ok(true)
     }
 
@@ -111,20 +145,27 @@ impl WriteGuard<'_> {
 
     async fn absorb<T>(&mut self, written: &Written<T>) -> Result<(), StoreError> {
         match &written.index {
-            // Only our own write happened since the index was built: patch it.
-            IndexUpdate::Patch(changes) if written.version == *self.version + 1 => {
+            IndexUpdate::Patch(changes) => {
+                // The rows read back are current, so the patch is right even when another
+                // process wrote meanwhile; its other changes come with the follower's
+                // reload, which sees the version gap (the version only moves on when
+                // there was none).
                 self.apply(changes);
-                *self.version = written.version;
+                let v = &mut *self.version;
+                v.newest_patch = v.newest_patch.max(written.version);
+                if written.version == v.complete + 1 {
+                    v.complete = written.version;
+                }
                 Ok(())
             }
-            _ => self.reload().await,
+            IndexUpdate::Reload => self.reload().await,
         }
     }
 
     async fn reload(&mut self) -> Result<(), StoreError> {
         let (index, version) = self.directory.store.load_index().await?;
         self.directory.index.store(Arc::new(index));
-        *self.version = version;
+        *self.version = Versions { complete: version, newest_patch: version };
         Ok(())
     }
 }

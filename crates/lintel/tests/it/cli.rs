@@ -88,6 +88,30 @@ async fn import_reports_rejects_and_is_idempotent(b: Backend) {
     assert_eq!(s.decide("front", card("04A1B2C3", Some("1"))).await["reason"], "revoked_card");
 }
 
+/// A write of ours right after another process wrote (a version gap) still shows at once;
+/// the other process's changes follow with the next reload.
+async fn own_writes_show_at_once_across_a_foreign_write(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start_with(&db, &[("LINTEL_FOLLOW_INTERVAL_MS", "60000")]);
+    s.ok("/api/v1/doors", json!({"id": "front", "name": "Front"}), 201).await;
+    s.ok("/api/v1/groups", json!({"id": "members", "name": "Members", "doors": ["front"]}), 201).await;
+    s.ok("/api/v1/grants", json!({"group_id": "members"}), 201).await;
+    let file = write_file(&db.dir, "p.csv", "id,name,email,card_uid,groups\nhal,Hal,,0A0A0A0A,members\n");
+    assert_eq!(import(&db, &file).0, 0);
+    // The server has not reloaded yet (its follower waits a minute) ...
+    assert_eq!(s.decide("front", card("0A0A0A0A", None)).await["reason"], "unknown_credential");
+    // ... but what it writes itself counts at once, and the gap it notices makes it fetch
+    // the other process's changes right away.
+    s.ok("/api/v1/people/hal/credentials", json!({"kind": "card", "uid": "0B0B0B0B"}), 201).await;
+    assert_ne!(s.decide("front", card("0B0B0B0B", None)).await["reason"], "unknown_credential");
+    assert_eq!(eventually(&s, card("0A0A0A0A", None), "granted").await["reason"], "granted");
+    assert_eq!(s.decide("front", card("0B0B0B0B", None)).await["reason"], "granted");
+    s.ok("/api/v1/people", json!({"id": "ivy", "name": "Ivy"}), 201).await;
+    s.ok("/api/v1/people/ivy/credentials", json!({"kind": "card", "uid": "0C0C0C0C"}), 201).await;
+    assert_eq!(s.put("/api/v1/groups/members/members/ivy").await.0, 204);
+    assert_eq!(s.decide("front", card("0C0C0C0C", None)).await["reason"], "granted");
+}
+
 async fn import_refuses_a_file_without_the_required_columns(b: Backend) {
     let db = Database::new(b);
     let file = write_file(&db.dir, "bad.csv", "id,name\nx,X\n");
@@ -124,4 +148,5 @@ crate::on_both_backends!(
     import_reports_rejects_and_is_idempotent,
     import_refuses_a_file_without_the_required_columns,
     a_server_refuses_a_key_file_that_is_not_the_databases,
+    own_writes_show_at_once_across_a_foreign_write,
 );
