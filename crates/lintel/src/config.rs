@@ -23,6 +23,25 @@ pub struct Config {
     pub log_format: LogFormat,
     pub sqlite: SqliteConfig,
     pub limits: LimitsConfig,
+    pub slack: Option<SlackSection>,
+}
+
+/// `[slack]`: the Slack app (see the README for creating it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSection {
+    pub signing_secret: String,
+    pub bot_token: String,
+    #[serde(default = "default_slack_api")]
+    pub api_base_url: String,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub allow_guests: bool,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -62,6 +81,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             sqlite: SqliteConfig::default(),
             limits: LimitsConfig::default(),
+            slack: None,
         }
     }
 }
@@ -92,10 +112,26 @@ const KEYS: &[&str] = &[
     "limits.free_failures",
     "limits.first_lock_seconds",
     "limits.max_lock_seconds",
+    "slack.signing_secret",
+    "slack.bot_token",
+    "slack.api_base_url",
+    "slack.group",
+    "slack.allow_guests",
 ];
 
 /// Keys whose values stay text even when they look like numbers.
-const TEXT_KEYS: &[&str] = &["admin_token", "database_url", "listen", "key_file", "timezone", "log_format"];
+const TEXT_KEYS: &[&str] = &[
+    "admin_token",
+    "database_url",
+    "listen",
+    "key_file",
+    "timezone",
+    "log_format",
+    "slack.signing_secret",
+    "slack.bot_token",
+    "slack.api_base_url",
+    "slack.group",
+];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.
 fn env_value(raw: &str) -> toml::Value {

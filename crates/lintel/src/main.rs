@@ -169,6 +169,13 @@ async fn main() -> anyhow::Result<()> {
                     max_lock: Duration::from_secs(config.limits.max_lock_seconds),
                     ..LimiterConfig::default()
                 },
+                slack: config.slack.clone().map(|s| lintel_server::SlackConfig {
+                    signing_secret: s.signing_secret,
+                    bot_token: s.bot_token,
+                    api_base_url: s.api_base_url,
+                    group: s.group,
+                    allow_guests: s.allow_guests,
+                }),
             };
             lintel_server::serve(store, server, shutdown_signal()).await?;
         }

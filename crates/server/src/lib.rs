@@ -21,6 +21,7 @@ use chrono_tz::Tz;
 use lintel_store::Store;
 use tokio::net::TcpListener;
 
+pub use api::slack::SlackConfig;
 pub use directory::Directory;
 pub use limiter::LimiterConfig;
 
@@ -39,6 +40,8 @@ pub struct ServerConfig {
     /// How often to look for directory changes made by other processes.
     pub follow_every: Duration,
     pub limiter: LimiterConfig,
+    /// The Slack app, when `[slack]` is configured.
+    pub slack: Option<SlackConfig>,
 }
 
 #[derive(Clone)]
@@ -51,6 +54,7 @@ struct Inner {
     decider: decide::Decider,
     tokens: auth::Tokens,
     devices: reqwest::Client,
+    slack: Option<api::slack::Slack>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     config: ServerConfig,
 }
@@ -79,6 +83,7 @@ impl AppState {
                 decider,
                 tokens,
                 devices: lintel_doors::device_client(),
+                slack: config.slack.clone().map(api::slack::Slack::new),
                 metrics: api::ops::metrics_handle(),
                 config,
             }),

@@ -860,3 +860,42 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("person_id")?, r.try_get("group_id")?))).collect()
     }
 }
+
+impl Store {
+    /// Revokes a person's live credentials (of one kind, or all) at once, saying why.
+    pub async fn revoke_person_credentials(
+        &self,
+        person_id: &str,
+        kind: Option<CredentialKind>,
+        reason: &str,
+    ) -> Result<Written<Vec<Credential>>> {
+        let mut tx = self.begin().await?;
+        let person = person_pk(&mut tx, person_id).await?;
+        let live: Vec<Pk> = sqlx::query_scalar(
+            "SELECT pk FROM credentials WHERE person_pk = $1 AND status = 'active' AND ($2 IS NULL OR kind = $2)",
+        )
+        .bind(person)
+        .bind(kind.map(CredentialKind::as_str))
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = now_micros();
+        let mut revoked = Vec::with_capacity(live.len());
+        let mut changes = Vec::with_capacity(live.len());
+        let mut events = Vec::with_capacity(live.len());
+        for pk in live {
+            sqlx::query("UPDATE credentials SET status = 'revoked', status_reason = $2, revoked_at = $3 WHERE pk = $1")
+                .bind(pk)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let (credential, change) = read_credential(&mut tx, pk).await?;
+            events.push(
+                NewEvent::new("credential.revoked").person(person_id).credential(&credential.id).with("reason", reason),
+            );
+            revoked.push(credential);
+            changes.push(change);
+        }
+        finish(tx, revoked, IndexUpdate::Patch(changes), events).await
+    }
+}

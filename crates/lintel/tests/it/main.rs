@@ -10,3 +10,4 @@ mod doors;
 mod events;
 mod operations;
 mod security;
+mod slack;

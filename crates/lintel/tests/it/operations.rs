@@ -226,8 +226,11 @@ async fn openapi_describes_every_route(b: Backend) {
             };
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let answer = send(s.client.request(method.clone(), format!("{}{concrete}", s.base))).await;
+            // Hooks of integrations this server has not configured say so.
+            let unconfigured_hook =
+                path.starts_with("/hooks/") && answer.status == 404 && answer.text.contains("not configured");
             assert!(
-                matches!(answer.status, 200 | 401),
+                matches!(answer.status, 200 | 401) || unconfigured_hook,
                 "{method} {concrete} (documented as {path}): {} {}",
                 answer.status,
                 answer.text

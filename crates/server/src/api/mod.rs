@@ -4,6 +4,7 @@ mod decisions;
 mod directory;
 mod events;
 pub mod ops;
+pub mod slack;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -21,6 +22,7 @@ use crate::AppState;
         (name = "decisions", description = "May this credential open this door now?"),
         (name = "events", description = "The event log and attendance"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "slack", description = "The Slack app: slash commands and events"),
     )
 )]
 struct ApiDoc;
@@ -55,6 +57,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list_events))
         .routes(routes!(events::stream_events))
         .routes(routes!(events::attendance))
+        .routes(routes!(slack::commands))
+        .routes(routes!(slack::events))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -1,0 +1,4 @@
+//! Sources of people. One module per system; each speaks that system's protocol and
+//! knows nothing of lintel's store: the server wires them to the directory.
+
+pub mod slack;
