@@ -38,6 +38,13 @@ pub struct SlackSection {
     pub group: Option<String>,
     #[serde(default)]
     pub allow_guests: bool,
+    /// Minutes between reconciliations with `users.list`.
+    #[serde(default = "default_reconcile_minutes")]
+    pub reconcile_minutes: u64,
+}
+
+fn default_reconcile_minutes() -> u64 {
+    60
 }
 
 fn default_slack_api() -> String {
@@ -117,6 +124,7 @@ const KEYS: &[&str] = &[
     "slack.api_base_url",
     "slack.group",
     "slack.allow_guests",
+    "slack.reconcile_minutes",
 ];
 
 /// Keys whose values stay text even when they look like numbers.

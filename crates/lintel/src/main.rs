@@ -175,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
                     api_base_url: s.api_base_url,
                     group: s.group,
                     allow_guests: s.allow_guests,
+                    reconcile_every: Duration::from_secs(s.reconcile_minutes.max(1) * 60),
                 }),
             };
             lintel_server::serve(store, server, shutdown_signal()).await?;

@@ -112,6 +112,9 @@ pub async fn serve(
         TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
     let state = AppState::new(store, config).await?;
+    if let Some(slack) = &state.inner.config.slack {
+        api::slack::spawn_reconciler(state.clone(), slack.reconcile_every);
+    }
     let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, "lintel is ready");
     println!("lintel listening on http://{addr}");

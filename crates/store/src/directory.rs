@@ -899,3 +899,17 @@ impl Store {
         finish(tx, revoked, IndexUpdate::Patch(changes), events).await
     }
 }
+
+impl Store {
+    /// Every (person id, id in that system) for one external system, e.g. `slack`.
+    pub async fn external_ids(&self, system: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT p.id AS person_id, e.external_id FROM external_ids e JOIN people p ON p.pk = e.person_pk \
+             WHERE e.system = $1 ORDER BY p.pk",
+        )
+        .bind(system)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("person_id")?, r.try_get("external_id")?))).collect()
+    }
+}

@@ -28,7 +28,20 @@ async fn fake_slack() -> String {
         };
         axum::Json(body)
     }
-    let app = axum::Router::new().route("/users.info", get(users_info));
+    // Two pages; U1 is not in the workspace any more, U5 left (deleted).
+    async fn users_list(Query(q): Query<std::collections::HashMap<String, String>>) -> axum::Json<Value> {
+        let body = match q.get("cursor").map(String::as_str) {
+            None | Some("") => {
+                json!({"ok": true, "members": [{"id": "U2", "is_restricted": true}, {"id": "U3", "is_bot": true}],
+                                      "response_metadata": {"next_cursor": "page2"}})
+            }
+            Some("page2") => json!({"ok": true, "members": [{"id": "U4"}, {"id": "U5", "deleted": true}],
+                                    "response_metadata": {"next_cursor": ""}}),
+            Some(_) => json!({"ok": false, "error": "invalid_cursor"}),
+        };
+        axum::Json(body)
+    }
+    let app = axum::Router::new().route("/users.info", get(users_info)).route("/users.list", get(users_list));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -157,6 +170,23 @@ async fn leaving_the_workspace_revokes_everything(b: Backend) {
     assert!(revoked.iter().all(|e| e["data"]["reason"] == "left the Slack workspace"));
 }
 
+async fn reconciliation_with_users_list_catches_missed_events(b: Backend) {
+    let (_db, s) = slack_server(b).await;
+    let secret = secret_in(&command(&s, "U1", "/door-secret").await.1);
+    assert_eq!(open(&s, &secret).await, 200);
+    // A person linked to a user who is still there keeps access.
+    s.ok("/api/v1/people", json!({"id": "dee", "name": "Dee", "external_ids": {"slack": "U4"}}), 201).await;
+    s.ok("/api/v1/people/dee/credentials", json!({"kind": "card", "uid": "0D0D0D0D"}), 201).await;
+    s.put("/api/v1/groups/members/members/dee").await;
+    let (status, report) = s.post("/api/v1/slack/reconcile", json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report, json!({"members": 3, "departed": 1, "revoked": 1}), "U1 is gone from both pages");
+    assert_eq!(open(&s, &secret).await, 403);
+    assert_eq!(s.decide("front", json!({"kind": "card", "uid": "0D0D0D0D"})).await["reason"], "granted");
+    // Running it again finds nothing more to do.
+    assert_eq!(s.post("/api/v1/slack/reconcile", json!({})).await.1["revoked"], 0);
+}
+
 async fn forged_stale_replayed_and_malformed_requests_change_nothing(b: Backend) {
     let (_db, s) = slack_server(b).await;
     let before = s.events().await.len();
@@ -225,6 +255,7 @@ async fn requests_signed_by_slacks_own_sdk_are_accepted(b: Backend) {
 crate::on_both_backends!(
     door_secrets_from_slash_commands,
     leaving_the_workspace_revokes_everything,
+    reconciliation_with_users_list_catches_missed_events,
     forged_stale_replayed_and_malformed_requests_change_nothing,
     requests_signed_by_slacks_own_sdk_are_accepted,
 );

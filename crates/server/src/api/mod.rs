@@ -59,6 +59,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events::attendance))
         .routes(routes!(slack::commands))
         .routes(routes!(slack::events))
+        .routes(routes!(slack::reconcile_now))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

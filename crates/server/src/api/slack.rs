@@ -31,6 +31,8 @@ pub struct SlackConfig {
     pub group: Option<String>,
     /// Whether guests (restricted accounts) may have door secrets.
     pub allow_guests: bool,
+    /// How often to reconcile with `users.list`.
+    pub reconcile_every: std::time::Duration,
 }
 
 pub struct Slack {
@@ -212,6 +214,57 @@ pub async fn events(
         }
         Envelope::Other => Ok((StatusCode::OK, Json(json!({"ok": true})))),
     }
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Reconciled {
+    /// Workspace members listed by `users.list`.
+    pub members: usize,
+    /// People linked to a Slack user who is deleted or gone.
+    pub departed: usize,
+    /// Credentials revoked now.
+    pub revoked: usize,
+}
+
+/// Compares the people linked to Slack with `users.list`: whoever is deleted or no longer
+/// listed loses every credential. Events can be missed; this heals it.
+pub async fn reconcile(s: &AppState) -> Result<Reconciled, ApiError> {
+    let slack = slack_of(s)?;
+    let users = slack.client.users().await.map_err(|e| ApiError::unavailable(format!("users.list: {e}")))?;
+    let active: std::collections::HashSet<&str> = users.iter().filter(|u| !u.deleted).map(|u| u.id.as_str()).collect();
+    let linked = s.inner.directory.store.external_ids("slack").await?;
+    let mut result = Reconciled { members: active.len(), departed: 0, revoked: 0 };
+    for (_, user_id) in linked.iter().filter(|(_, u)| !active.contains(u.as_str())) {
+        result.departed += 1;
+        result.revoked += revoke_user(s, user_id, "no longer in the Slack workspace").await?;
+    }
+    Ok(result)
+}
+
+/// Reconcile with Slack's `users.list` now (it also runs on a schedule).
+#[utoipa::path(post, path = "/api/v1/slack/reconcile", tag = "slack", security(("admin" = [])),
+    responses((status = 200, body = Reconciled), (status = 404, description = "Slack is not configured"), (status = 503, description = "Slack unreachable")))]
+pub async fn reconcile_now(State(s): State<AppState>, _: crate::auth::Admin) -> Result<Json<Reconciled>, ApiError> {
+    Ok(Json(reconcile(&s).await?))
+}
+
+/// Runs [`reconcile`] every `every` while the server runs.
+pub fn spawn_reconciler(s: AppState, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match reconcile(&s).await {
+                Ok(r) if r.revoked > 0 => {
+                    tracing::info!(departed = r.departed, revoked = r.revoked, "Slack reconciliation revoked access")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e.detail, "Slack reconciliation failed"),
+            }
+        }
+    });
 }
 
 /// Revokes every credential of the person with this Slack id, if there is one.
