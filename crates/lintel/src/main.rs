@@ -1,5 +1,6 @@
 //! The `lintel` binary: the server and the operator's commands.
 
+mod backup_codes;
 mod bench;
 mod config;
 mod import;
@@ -62,6 +63,14 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Print single-use backup codes for a door (each opens it once, typed at a keypad or
+    /// sent as the bearer token of POST /open/{door}).
+    BackupCodes {
+        #[arg(long)]
+        door: String,
+        #[arg(long, default_value_t = 10)]
+        count: u32,
     },
     /// Measure decision latency, HTTP throughput, import speed, index memory and
     /// write-to-decision delay, and print a table.
@@ -217,6 +226,15 @@ async fn main() -> anyhow::Result<()> {
             if !report.rejected.is_empty() {
                 std::process::exit(1);
             }
+        }
+        Command::BackupCodes { door, count } => {
+            let store = open_store(&config).await?;
+            let codes = backup_codes::run(&store, &door, count).await?;
+            store.close().await;
+            for code in codes {
+                println!("{code}");
+            }
+            eprintln!("{count} single-use codes for door {door:?}; each works once. Keep them somewhere safe.");
         }
         Command::Bench(args) => bench::run(args).await?,
         Command::Floor(args) => bench::floor(args).await?,

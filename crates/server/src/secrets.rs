@@ -33,6 +33,12 @@ pub fn generate_backup_code() -> String {
     symbols.chunks(5).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
 }
 
+/// Four groups of five letters and digits, as [`generate_backup_code`] writes them.
+pub fn looks_like_backup_code(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 4 && groups.iter().all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 pub fn backup_code_digest(code: &str) -> Digest {
     let normalized: String =
         code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase();
@@ -64,5 +70,7 @@ mod tests {
         let code = generate_backup_code();
         assert_eq!(code.len(), 23);
         assert_eq!(backup_code_digest(&code), backup_code_digest(&code.replace('-', " ").to_lowercase()));
+        assert!(looks_like_backup_code(&code));
+        assert!(!looks_like_backup_code(&generate("lsk_")));
     }
 }

@@ -112,6 +112,44 @@ async fn own_writes_show_at_once_across_a_foreign_write(b: Backend) {
     assert_eq!(s.decide("front", card("0C0C0C0C", None)).await["reason"], "granted");
 }
 
+async fn backup_codes_open_a_door_once_each(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    s.ok("/api/v1/doors", json!({"id": "front", "name": "Front"}), 201).await;
+    s.ok("/api/v1/doors", json!({"id": "lab", "name": "Lab"}), 201).await;
+    let out = lintel()
+        .args(["backup-codes", "--door", "front", "--count", "3", "--database-url", &db.url])
+        .current_dir(&db.dir)
+        .output()
+        .expect("lintel runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let codes: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(codes.len(), 3, "{codes:?}");
+    let code = |c: &str| json!({"kind": "backup_code", "code": c});
+    // The server picks the codes up from the store, then each opens the door once.
+    let first = eventually(&s, code(&codes[0]), "granted").await;
+    assert_eq!(first["reason"], "granted", "{first}");
+    assert_eq!(s.decide("front", code(&codes[0])).await["reason"], "credential_revoked", "used once, then never");
+    assert_eq!(s.decide("lab", code(&codes[1])).await["reason"], "no_grant", "only for its door");
+    let open = |c: &str| s.client.post(format!("{}/open/front", s.base)).bearer_auth(c.to_owned()).send();
+    assert_eq!(open(&codes[1]).await.unwrap().status(), 200, "a code works as the bearer of /open too");
+    assert_eq!(open(&codes[1]).await.unwrap().status(), 403);
+    // More codes for the same door reuse the holder and its grant.
+    let again = lintel()
+        .args(["backup-codes", "--door", "front", "--count", "1", "--database-url", &db.url])
+        .current_dir(&db.dir)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(s.get("/api/v1/grants?person_id=backup-front").await.1.as_array().map(Vec::len), Some(1));
+    let unknown = lintel()
+        .args(["backup-codes", "--door", "nope", "--database-url", &db.url])
+        .current_dir(&db.dir)
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+}
+
 async fn import_refuses_a_file_without_the_required_columns(b: Backend) {
     let db = Database::new(b);
     let file = write_file(&db.dir, "bad.csv", "id,name\nx,X\n");
@@ -149,4 +187,5 @@ crate::on_both_backends!(
     import_refuses_a_file_without_the_required_columns,
     a_server_refuses_a_key_file_that_is_not_the_databases,
     own_writes_show_at_once_across_a_foreign_write,
+    backup_codes_open_a_door_once_each,
 );

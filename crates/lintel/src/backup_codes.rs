@@ -1,0 +1,47 @@
+//! `lintel backup-codes --door front --count 10`: single-use codes for the day the chat
+//! workspace or the internet is gone. They belong to a person of their own per door
+//! (`backup-<door>`), whose one grant is that door, so revoking them is one DELETE.
+
+use anyhow::{Context, bail};
+use lintel_proto::{CredentialKind, NewPerson};
+use lintel_server::secrets;
+use lintel_store::{NewCredentialRecord, NewGrantRecord, Store, StoreError};
+
+pub async fn run(store: &Store, door: &str, count: u32) -> anyhow::Result<Vec<String>> {
+    if !(1..=100).contains(&count) {
+        bail!("--count is 1 to 100");
+    }
+    let door = store.door(door).await.with_context(|| format!("door {door:?}"))?;
+    let holder = format!("backup-{}", door.id);
+    match store.person(&holder).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound { .. }) => {
+            let person = NewPerson { name: format!("Backup codes for {}", door.name), ..Default::default() };
+            store.create_person(&person, &holder).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let grants = store.grants(Some(&holder)).await?;
+    if !grants.iter().any(|g| g.doors.as_deref() == Some(std::slice::from_ref(&door.id))) {
+        let grant = NewGrantRecord {
+            person_id: Some(holder.clone()),
+            doors: Some(vec![door.id.clone()]),
+            source: Some("backup-codes".into()),
+            ..Default::default()
+        };
+        store.create_grant(&grant).await?;
+    }
+    let mut codes = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let code = secrets::generate_backup_code();
+        let record = NewCredentialRecord {
+            kind: CredentialKind::BackupCode,
+            card_uid: None,
+            revocation_code: None,
+            digest: Some(hex::encode(secrets::backup_code_digest(&code))),
+        };
+        store.issue_credential(&holder, &record).await?;
+        codes.push(code);
+    }
+    Ok(codes)
+}
