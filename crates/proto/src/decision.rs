@@ -103,6 +103,9 @@ pub struct DecisionResponse {
     pub grant_id: Option<String>,
     /// The event that records this decision; `null` for a dry run.
     pub event_id: Option<String>,
+    /// With `rate_limited`: seconds until this source may try again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// The answer to an open request: the decision and, when allowed, what the door did.

@@ -111,6 +111,7 @@ impl Decider {
             person_id,
             grant_id: decision.grant.map(grant_id),
             event_id: None,
+            retry_after: lock.map(|l| l.wait.as_secs().max(1)),
         };
         drop(index);
         if ask.dry_run || lock.is_some_and(|l| !l.first_refusal) {

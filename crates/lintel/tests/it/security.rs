@@ -80,6 +80,7 @@ async fn a_locked_keypad_refuses_even_the_right_pin_and_only_there(b: Backend) {
     let first = s.decide("front", pin("5555")).await;
     assert_eq!(first["reason"], "rate_limited", "the attempt after five wrong ones is refused: {first}");
     assert!(first["event_id"].is_string(), "the first refusal under a lock is recorded: {first}");
+    assert!(first["retry_after"].as_u64().is_some_and(|s| (1..=30).contains(&s)), "says when to try again: {first}");
     let locked = s.decide("front", pin("4711")).await;
     assert_eq!(locked["allowed"], false, "{locked}");
     assert_eq!(locked["reason"], "rate_limited");
@@ -135,6 +136,8 @@ async fn open_locks_after_five_wrong_secrets(b: Backend) {
     let limited = open_with_secret(&s, "front", &secret).await;
     assert_problem(&limited, 429, "the sixth request after five wrong secrets");
     assert_eq!(limited.body["reason"], "rate_limited");
+    let wait: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "Retry-After: {wait}");
     assert!(relay.seen().is_empty());
 }
 

@@ -81,6 +81,7 @@ fn open_answer(door: &str, decision: DecisionResponse, driven: Option<Driven>) -
 /// of `/open` gets the same 403 as for a wrong secret, so door ids cannot be probed.
 fn open_answer_as(door: &str, decision: DecisionResponse, driven: Option<Driven>, tell_unknown_door: bool) -> Response {
     let driven = driven.unwrap_or(Driven { opened: false, confirmed: false, error: None });
+    let decision_retry = decision.retry_after;
     let reason = match decision.reason {
         Reason::UnknownDoor if !tell_unknown_door => Reason::UnknownCredential,
         reason => reason,
@@ -110,7 +111,7 @@ fn open_answer_as(door: &str, decision: DecisionResponse, driven: Option<Driven>
         (None, false, Reason::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", body.detail.clone()),
         (None, false, _) => (StatusCode::FORBIDDEN, "denied", body.detail.clone()),
     };
-    let retry_after = (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_seconds(&body.detail));
+    let retry_after = (status == StatusCode::TOO_MANY_REQUESTS).then_some(decision_retry).flatten();
     let mut problem = ApiError::new(status, slug, detail);
     if let serde_json::Value::Object(fields) = serde_json::to_value(&body).unwrap_or_default() {
         problem.extensions.extend(fields.into_iter().filter(|(k, _)| k != "detail"));
@@ -120,11 +121,6 @@ fn open_answer_as(door: &str, decision: DecisionResponse, driven: Option<Driven>
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
     }
     response
-}
-
-/// The wait named in a `rate_limited` detail ("... try again in N s").
-fn retry_seconds(detail: &str) -> u64 {
-    detail.split_whitespace().rev().nth(1).and_then(|n| n.parse().ok()).unwrap_or(1)
 }
 
 /// Open a door as an administrator; recorded with the token's name.
@@ -160,6 +156,7 @@ pub async fn admin_open(
         person_id: None,
         grant_id: None,
         event_id: recorded.first().map(|e| e.id.clone()),
+        retry_after: None,
     };
     let driven = drive(&s, &door, request.seconds, None).await?;
     Ok(open_answer(&door, decision, Some(driven)))
