@@ -83,10 +83,23 @@ pub(crate) async fn group_pk(tx: &mut Tx, id: &str) -> Result<Pk> {
         .ok_or_else(|| StoreError::not_found("group", id))
 }
 
-/// `($1, $2, ...)` starting at `$first`, for `IN` lists.
-pub(crate) fn placeholders(first: usize, count: usize) -> String {
-    let list: Vec<String> = (first..first + count).map(|i| format!("${i}")).collect();
-    format!("({})", list.join(", "))
+/// A query whose `{IN}` becomes `($1, $2, ...)`, bound to `values` in order. Only the
+/// placeholders are spliced into the SQL; the values travel as parameters. Callers pass
+/// at least one value (`IN ()` is not SQL).
+pub(crate) fn query_in<'q, V>(
+    sql: &str,
+    values: impl IntoIterator<Item = V>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>
+where
+    V: 'q + Send + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
+{
+    let values: Vec<V> = values.into_iter().collect();
+    let list: Vec<String> = (1..=values.len()).map(|i| format!("${i}")).collect();
+    let mut query = sqlx::query(AssertSqlSafe(sql.replace("{IN}", &format!("({})", list.join(", ")))));
+    for value in values {
+        query = query.bind(value);
+    }
+    query
 }
 
 fn base_person(row: &AnyRow) -> Result<(Pk, Person)> {
@@ -116,27 +129,21 @@ async fn complete_people(exec: &mut sqlx::AnyConnection, people: &mut [(Pk, Pers
         return Ok(());
     }
     let pks: Vec<Pk> = people.iter().map(|(pk, _)| *pk).collect();
-    let list = placeholders(1, pks.len());
     let by_pk: HashMap<Pk, usize> = pks.iter().enumerate().map(|(i, pk)| (*pk, i)).collect();
-    let sql =
-        format!("SELECT person_pk, system, external_id FROM external_ids WHERE person_pk IN {list} ORDER BY system");
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for pk in &pks {
-        q = q.bind(*pk);
-    }
-    for row in q.fetch_all(&mut *exec).await? {
+    let ids = query_in(
+        "SELECT person_pk, system, external_id FROM external_ids WHERE person_pk IN {IN} ORDER BY system",
+        pks.iter().copied(),
+    );
+    for row in ids.fetch_all(&mut *exec).await? {
         let i = by_pk[&row.try_get::<i64, _>("person_pk")?];
         people[i].1.external_ids.insert(row.try_get("system")?, row.try_get("external_id")?);
     }
-    let sql = format!(
+    let groups = query_in(
         "SELECT m.person_pk, g.id FROM group_members m JOIN access_groups g ON g.pk = m.group_pk \
-         WHERE m.person_pk IN {list} ORDER BY g.id"
+         WHERE m.person_pk IN {IN} ORDER BY g.id",
+        pks.iter().copied(),
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for pk in &pks {
-        q = q.bind(*pk);
-    }
-    for row in q.fetch_all(&mut *exec).await? {
+    for row in groups.fetch_all(&mut *exec).await? {
         let i = by_pk[&row.try_get::<i64, _>("person_pk")?];
         people[i].1.groups.push(row.try_get("id")?);
     }

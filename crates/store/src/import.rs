@@ -9,7 +9,7 @@ use lintel_proto::PersonStatus;
 use sqlx::AssertSqlSafe;
 use sqlx::Row;
 
-use crate::directory::placeholders;
+use crate::directory::query_in;
 use crate::events::{NewEvent, insert};
 use crate::{Result, Store, bump_version, now_micros};
 
@@ -90,12 +90,10 @@ impl Store {
             .map(|r| Ok((r.try_get("id")?, r.try_get("pk")?)))
             .collect::<Result<_, sqlx::Error>>()?;
 
-        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        let sql = format!("SELECT pk, id, name, email, status FROM people WHERE id IN {}", placeholders(1, ids.len()));
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for id in &ids {
-            q = q.bind(*id);
-        }
+        let q = query_in(
+            "SELECT pk, id, name, email, status FROM people WHERE id IN {IN}",
+            rows.iter().map(|r| r.id.as_str()),
+        );
         let mut existing: HashMap<String, Existing> = HashMap::new();
         for r in q.fetch_all(&mut *tx).await? {
             existing.insert(
@@ -112,14 +110,10 @@ impl Store {
         let uids: Vec<&str> = rows.iter().filter_map(|r| r.card_uid.as_deref()).collect();
         let mut cards: HashMap<String, (Pk, Option<Pk>, Option<String>)> = HashMap::new();
         if !uids.is_empty() {
-            let sql = format!(
-                "SELECT pk, card_uid, person_pk, revocation_code FROM credentials WHERE status = 'active' AND card_uid IN {}",
-                placeholders(1, uids.len())
+            let q = query_in(
+                "SELECT pk, card_uid, person_pk, revocation_code FROM credentials WHERE status = 'active' AND card_uid IN {IN}",
+                uids.iter().copied(),
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for uid in &uids {
-                q = q.bind(*uid);
-            }
             for r in q.fetch_all(&mut *tx).await? {
                 cards.insert(
                     r.try_get("card_uid")?,
@@ -271,14 +265,10 @@ impl Store {
         let with_groups: Vec<(&ImportRow, Pk)> =
             accepted.iter().filter(|(r, _)| r.groups.is_some()).map(|(r, _)| (*r, pks[r.id.as_str()])).collect();
         if !with_groups.is_empty() {
-            let sql = format!(
-                "SELECT person_pk, group_pk FROM group_members WHERE person_pk IN {}",
-                placeholders(1, with_groups.len())
+            let q = query_in(
+                "SELECT person_pk, group_pk FROM group_members WHERE person_pk IN {IN}",
+                with_groups.iter().map(|(_, pk)| *pk),
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (_, pk) in &with_groups {
-                q = q.bind(*pk);
-            }
             let mut current: HashSet<(Pk, Pk)> = HashSet::new();
             for r in q.fetch_all(&mut *tx).await? {
                 current.insert((r.try_get("person_pk")?, r.try_get("group_pk")?));

@@ -108,13 +108,8 @@ async fn person_for(s: &AppState, slack: &Slack, user_id: &str) -> Result<Result
         status: PersonStatus::Active,
         ..Default::default()
     };
-    let d = &s.inner.directory;
     let person_id = id.clone();
-    d.write(move |store| async move { store.create_person(&new, &person_id).await }).await?;
-    if let Some(group) = slack.config.group.clone() {
-        let person_id = id.clone();
-        d.write(move |store| async move { store.set_member(&group, &person_id, true).await }).await?;
-    }
+    s.inner.directory.write(move |store| async move { store.create_person(&new, &person_id).await }).await?;
     Ok(Ok(id))
 }
 
@@ -156,6 +151,20 @@ pub async fn commands(State(s): State<AppState>, headers: HeaderMap, body: Bytes
         Ok(person) => person,
         Err(refusal) => return Ok(ephemeral(refusal)),
     };
+    // Membership is asserted on every call (it is idempotent), so a person created while
+    // `group` was missing or misnamed gets in once the configuration is fixed.
+    if let Some(group) = slack.config.group.clone() {
+        let member = person.clone();
+        let joined =
+            s.inner.directory.write(move |store| async move { store.set_member(&group, &member, true).await }).await;
+        if let Err(lintel_store::StoreError::NotFound { .. }) = joined {
+            tracing::error!("[slack] group names a group that does not exist");
+            return Ok(ephemeral(
+                "lintel's Slack setup is incomplete (its group does not exist); please tell an admin.",
+            ));
+        }
+        joined?;
+    }
     let store = &s.inner.directory.store;
     let has_secret = store
         .person_credentials(&person)
