@@ -1,4 +1,5 @@
-//! Sources of people. One module per system; each speaks that system's protocol and
-//! knows nothing of lintel's store: the server wires them to the directory.
+//! The other systems lintel talks to. One module per system; each speaks that system's
+//! protocol and knows nothing of lintel's store: the server wires them to the directory.
 
+pub mod doorbell;
 pub mod slack;

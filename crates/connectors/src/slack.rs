@@ -145,29 +145,53 @@ struct Metadata {
     next_cursor: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct Posted {
+    channel: String,
+    ts: String,
+}
+
+/// Where a posted message is: what `chat.update` needs to change it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    pub channel: String,
+    pub ts: String,
+}
+
+fn unreachable(e: reqwest::Error) -> ApiError {
+    // The error's text may hold the URL (a response_url is a capability): keep it out.
+    ApiError::Unreachable(if e.is_timeout() { "timed out".into() } else { "request failed".into() })
+}
+
 impl Client {
     /// `base` is `https://slack.com/api` in production; tests point it at a fake.
     pub fn new(base: &str, token: &str) -> Self {
-        // Slack gives a slash command 3 seconds: a look-up that takes longer fails in
-        // time for lintel to say so.
+        // Callers that must answer Slack within 3 seconds wait less than this and carry
+        // on through the response_url.
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(2500))
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a client with these settings always builds");
         Self { http, base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, method: &str, query: &[(&str, &str)]) -> Result<T, ApiError> {
-        let response = self
-            .http
-            .get(format!("{}/{method}", self.base))
-            .bearer_auth(&self.token)
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| {
-                ApiError::Unreachable(if e.is_timeout() { "timed out".into() } else { "request failed".into() })
-            })?;
+        let request = self.http.get(format!("{}/{method}", self.base)).query(query);
+        self.send(request).await
+    }
+
+    /// Methods that take a JSON body (`chat.postMessage`, `chat.update`).
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ApiError> {
+        self.send(self.http.post(format!("{}/{method}", self.base)).json(body)).await
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, ApiError> {
+        let response = request.bearer_auth(&self.token).send().await.map_err(unreachable)?;
         let envelope: Envelope<T> =
             response.json().await.map_err(|e| ApiError::Refused(format!("something unreadable: {e}")))?;
         match (envelope.ok, envelope.body) {
@@ -178,6 +202,40 @@ impl Client {
 
     pub async fn user(&self, id: &str) -> Result<User, ApiError> {
         Ok(self.call::<UserInfo>("users.info", &[("user", id)]).await?.user)
+    }
+
+    /// Posts a message with Block Kit `blocks` (`text` is the notification's fallback).
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        text: &str,
+        blocks: &serde_json::Value,
+    ) -> Result<MessageRef, ApiError> {
+        let body = serde_json::json!({"channel": channel, "text": text, "blocks": blocks});
+        let posted: Posted = self.post("chat.postMessage", &body).await?;
+        Ok(MessageRef { channel: posted.channel, ts: posted.ts })
+    }
+
+    /// Replaces a message lintel posted.
+    pub async fn update_message(
+        &self,
+        message: &MessageRef,
+        text: &str,
+        blocks: &serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let body = serde_json::json!({"channel": message.channel, "ts": message.ts, "text": text, "blocks": blocks});
+        self.post::<serde_json::Value>("chat.update", &body).await.map(drop)
+    }
+
+    /// Answers through a `response_url` (no token: the URL is the capability). The caller
+    /// checks that the URL is Slack's before handing it here.
+    pub async fn respond(&self, response_url: &str, message: &serde_json::Value) -> Result<(), ApiError> {
+        let response = self.http.post(response_url).json(message).send().await.map_err(unreachable)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(ApiError::Refused(format!("HTTP {}", response.status().as_u16())))
+        }
     }
 
     /// Every member of the workspace, following the cursor.

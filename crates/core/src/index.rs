@@ -587,8 +587,37 @@ impl Index {
             d.detail = "the credential's person was deleted".into();
             return d;
         };
+        self.decide_person_at_door(d, door, person_pk, q.at, cred.kind == CredentialKind::BackupCode)
+    }
+
+    /// May this person open this door at this moment, on their own authority rather than
+    /// a presented credential (a button in chat, a signed operation)? Pure, like [`Self::decide`].
+    pub fn decide_for_person(&self, door: &str, person: Pk, at: DateTime<Utc>) -> Decision {
+        let Some(door) = self.doors_by_id.get(door) else {
+            return Decision::deny(Reason::UnknownDoor, "no door has this id");
+        };
+        let mut d = Decision::deny(Reason::UnknownCredential, "no such person");
+        d.door = Some(door.pk);
+        if self.person(person).is_none() {
+            return d;
+        }
+        d.person = Some(person);
+        self.decide_person_at_door(d, door, person, at, false)
+    }
+
+    /// The checks after the credential: the person, the door's skill, then the grants.
+    /// `d` arrives as a denial naming the credential and person.
+    fn decide_person_at_door(
+        &self,
+        mut d: Decision,
+        door: &IndexDoor,
+        person_pk: Pk,
+        at: DateTime<Utc>,
+        backup_code: bool,
+    ) -> Decision {
         let slot = self.people.get(person_pk);
         let Some(person) = slot.and_then(|s| s.person.as_ref()) else {
+            d.reason = Reason::CredentialRevoked;
             d.detail = "the credential's person was deleted".into();
             return d;
         };
@@ -608,14 +637,14 @@ impl Index {
         if let Some(pks) = self.person_grants.get(&person_pk) {
             for grant in pks.iter().filter_map(|pk| self.grants.get(pk)) {
                 if self.covers(grant, door.pk) {
-                    best.consider(grant, q.at);
+                    best.consider(grant, at);
                 }
             }
         }
         if let Some(groups) = slot.and_then(|s| s.groups.as_ref()) {
             for group in groups.iter() {
                 for grant in self.group_grants.get(&(door.pk, group)).into_iter().flatten() {
-                    best.consider(grant, q.at);
+                    best.consider(grant, at);
                 }
             }
         }
@@ -625,8 +654,7 @@ impl Index {
                 d.reason = Reason::Granted;
                 d.detail = "a grant allows entry now".into();
                 d.grant = Some(grant.pk);
-                d.consume =
-                    Consume { pass: grant.passes.is_some(), backup_code: cred.kind == CredentialKind::BackupCode };
+                d.consume = Consume { pass: grant.passes.is_some(), backup_code };
                 if grant.passes.is_some() {
                     with_passes.sort_by_key(|g| preference(g));
                     d.fallback_grants = with_passes.iter().map(|g| g.pk).filter(|pk| *pk != grant.pk).collect();

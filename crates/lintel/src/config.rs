@@ -24,6 +24,42 @@ pub struct Config {
     pub sqlite: SqliteConfig,
     pub limits: LimitsConfig,
     pub slack: Option<SlackSection>,
+    pub doorbell: Option<DoorbellSection>,
+    /// The address the outside world reaches lintel at, e.g. `https://doors.example.org`
+    /// (links lintel hands out, such as the doorbell's picture in Slack).
+    pub public_url: Option<String>,
+}
+
+/// `[doorbell]`: a doorbell camera that posts to `[slack] doorbell_channel`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoorbellSection {
+    /// The camera calls `POST /hooks/doorbell?token=...`.
+    pub token: String,
+    /// The door its Open button opens.
+    pub door: String,
+}
+
+impl Config {
+    /// The doorbell's settings, checked against the Slack section it posts through.
+    pub fn doorbell_config(&self) -> anyhow::Result<Option<lintel_server::DoorbellConfig>> {
+        let Some(doorbell) = &self.doorbell else { return Ok(None) };
+        // The token is all that stands between the internet and a message with an Open
+        // button in the channel: it must not be guessable.
+        if doorbell.token.len() < 24 {
+            bail!("[doorbell] token must be at least 24 characters (e.g. `openssl rand -hex 16`)");
+        }
+        let channel = self.slack.as_ref().and_then(|s| s.doorbell_channel.clone());
+        let Some(channel) = channel else {
+            bail!("[doorbell] posts to Slack: set [slack] doorbell_channel (and the rest of [slack])");
+        };
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            bail!("public_url must start with https:// (or http://)");
+        }
+        Ok(Some(lintel_server::DoorbellConfig { token: doorbell.token.clone(), door: doorbell.door.clone(), channel }))
+    }
 }
 
 /// `[slack]`: the Slack app (see the README for creating it).
@@ -41,6 +77,9 @@ pub struct SlackSection {
     /// Minutes between reconciliations with `users.list`.
     #[serde(default = "default_reconcile_minutes")]
     pub reconcile_minutes: u64,
+    /// The channel the doorbell posts to (its id, e.g. `C0123456`).
+    #[serde(default)]
+    pub doorbell_channel: Option<String>,
 }
 
 fn default_reconcile_minutes() -> u64 {
@@ -89,6 +128,8 @@ impl Default for Config {
             sqlite: SqliteConfig::default(),
             limits: LimitsConfig::default(),
             slack: None,
+            doorbell: None,
+            public_url: None,
         }
     }
 }
@@ -125,6 +166,10 @@ const KEYS: &[&str] = &[
     "slack.group",
     "slack.allow_guests",
     "slack.reconcile_minutes",
+    "slack.doorbell_channel",
+    "doorbell.token",
+    "doorbell.door",
+    "public_url",
 ];
 
 /// Keys whose values stay text even when they look like numbers.
@@ -139,6 +184,10 @@ const TEXT_KEYS: &[&str] = &[
     "slack.bot_token",
     "slack.api_base_url",
     "slack.group",
+    "slack.doorbell_channel",
+    "doorbell.token",
+    "doorbell.door",
+    "public_url",
 ];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.

@@ -185,7 +185,10 @@ async fn main() -> anyhow::Result<()> {
                     group: s.group,
                     allow_guests: s.allow_guests,
                     reconcile_every: Duration::from_secs(s.reconcile_minutes.max(1) * 60),
+                    doorbell_channel: s.doorbell_channel,
                 }),
+                doorbell: config.doorbell_config()?,
+                public_url: config.public_url.clone(),
             };
             lintel_server::serve(store, server, shutdown_signal()).await?;
         }

@@ -103,16 +103,8 @@ impl Decider {
         if presented.guessable && matches!(decision.reason, Reason::UnknownCredential | Reason::UnknownDoor) {
             self.limiter.failure(&ask.source, now);
         }
-        let person_id = decision.person.and_then(|pk| index.person(pk)).map(|p| p.id.to_string());
-        let mut response = DecisionResponse {
-            allowed: decision.allowed(),
-            reason: decision.reason,
-            detail: decision.detail.to_string(),
-            person_id,
-            grant_id: decision.grant.map(grant_id),
-            event_id: None,
-            retry_after: lock.map(|l| l.wait.as_secs().max(1)),
-        };
+        let mut response = response_for(&index, &decision);
+        response.retry_after = lock.map(|l| l.wait.as_secs().max(1));
         drop(index);
         if ask.dry_run || lock.is_some_and(|l| !l.first_refusal) {
             if !ask.dry_run {
@@ -121,13 +113,7 @@ impl Decider {
             }
             return Ok(response);
         }
-        let mut event = NewEvent::new("decision").door(ask.door).with("detail", &response.detail);
-        event.at = at.timestamp_micros();
-        event.allowed = Some(response.allowed);
-        event.reason = Some(response.reason);
-        event.person_id = response.person_id.clone();
-        event.credential_id = decision.credential.map(credential_id);
-        event.grant_id = response.grant_id.clone();
+        let mut event = decision_event(ask.door, at, &response, &decision);
         event.data["credential_kind"] = credential_kind(ask.credential).into();
         // An unknown card's UID is what an operator needs to enrol it.
         if let PresentedCredential::Card { uid, .. } = ask.credential
@@ -135,6 +121,40 @@ impl Decider {
         {
             event.data["uid"] = normalize_uid(uid).unwrap_or_default().into();
         }
+        self.record(decision, event, response).await
+    }
+
+    /// May this person open this door now, on their own authority (a button in chat, a
+    /// signed operation)? `via` names the channel in the event, e.g. `slack`; `data` is
+    /// added to the event. Recorded like every decision.
+    pub async fn decide_for_person(
+        &self,
+        door: &str,
+        person: lintel_core::Pk,
+        via: &str,
+        data: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<DecisionResponse, ApiError> {
+        let at = Utc::now();
+        let index = self.directory.index();
+        let decision = index.decide_for_person(door, person, at);
+        let response = response_for(&index, &decision);
+        drop(index);
+        let mut event = decision_event(door, at, &response, &decision);
+        event.data["credential_kind"] = via.into();
+        if let serde_json::Value::Object(fields) = &mut event.data {
+            fields.extend(data);
+        }
+        self.record(decision, event, response).await
+    }
+
+    /// Commits the decision's event and what it used up (through the group commit), then
+    /// answers with what was committed.
+    async fn record(
+        &self,
+        decision: Decision,
+        event: NewEvent,
+        mut response: DecisionResponse,
+    ) -> Result<DecisionResponse, ApiError> {
         let pending = PendingDecision {
             event,
             pass_grants: match (decision.consume.pass, decision.grant) {
@@ -178,6 +198,29 @@ impl Decider {
             .increment(1);
         Ok(response)
     }
+}
+
+fn response_for(index: &lintel_core::Index, decision: &Decision) -> DecisionResponse {
+    DecisionResponse {
+        allowed: decision.allowed(),
+        reason: decision.reason,
+        detail: decision.detail.to_string(),
+        person_id: decision.person.and_then(|pk| index.person(pk)).map(|p| p.id.to_string()),
+        grant_id: decision.grant.map(grant_id),
+        event_id: None,
+        retry_after: None,
+    }
+}
+
+fn decision_event(door: &str, at: DateTime<Utc>, response: &DecisionResponse, decision: &Decision) -> NewEvent {
+    let mut event = NewEvent::new("decision").door(door).with("detail", &response.detail);
+    event.at = at.timestamp_micros();
+    event.allowed = Some(response.allowed);
+    event.reason = Some(response.reason);
+    event.person_id = response.person_id.clone();
+    event.credential_id = decision.credential.map(credential_id);
+    event.grant_id = response.grant_id.clone();
+    event
 }
 
 fn credential_kind(c: &PresentedCredential) -> &'static str {

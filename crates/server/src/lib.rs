@@ -21,6 +21,7 @@ use chrono_tz::Tz;
 use lintel_store::Store;
 use tokio::net::TcpListener;
 
+pub use api::doorbell::DoorbellConfig;
 pub use api::slack::SlackConfig;
 pub use directory::Directory;
 pub use limiter::LimiterConfig;
@@ -42,6 +43,11 @@ pub struct ServerConfig {
     pub limiter: LimiterConfig,
     /// The Slack app, when `[slack]` is configured.
     pub slack: Option<SlackConfig>,
+    /// The doorbell camera, when `[doorbell]` is configured (it posts through Slack).
+    pub doorbell: Option<DoorbellConfig>,
+    /// The address the outside world reaches lintel at (for links lintel hands out,
+    /// such as the doorbell's picture in Slack).
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone)]
@@ -55,6 +61,7 @@ struct Inner {
     tokens: auth::Tokens,
     devices: reqwest::Client,
     slack: Option<api::slack::Slack>,
+    doorbell: Option<api::doorbell::Doorbell>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     config: ServerConfig,
 }
@@ -84,6 +91,7 @@ impl AppState {
                 tokens,
                 devices: lintel_doors::device_client(),
                 slack: config.slack.clone().map(api::slack::Slack::new),
+                doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
                 metrics: api::ops::metrics_handle(),
                 config,
             }),

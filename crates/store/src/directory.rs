@@ -340,6 +340,11 @@ impl Store {
         Ok(people.pop().expect("one person").1)
     }
 
+    /// The key a person has in the decision index (for deciding on a person's own authority).
+    pub async fn person_pk(&self, id: &str) -> Result<Option<Pk>> {
+        Ok(sqlx::query_scalar("SELECT pk FROM people WHERE id = $1").bind(id).fetch_optional(&self.read).await?)
+    }
+
     pub async fn people(&self, f: &PersonFilter) -> Result<(Vec<Person>, Option<String>)> {
         let mut sql = format!("SELECT {PERSON_COLUMNS} FROM people WHERE pk > $1");
         let mut binds: Vec<String> = Vec::new();

@@ -11,6 +11,7 @@ mod events;
 mod import;
 mod index_load;
 mod rows;
+mod snapshots;
 mod tokens;
 pub use tokens::TokenInfo;
 

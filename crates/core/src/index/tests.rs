@@ -159,6 +159,37 @@ fn failing(pk: Pk, why: Reason) -> IndexGrant {
 }
 
 // ---------------------------------------------------------------------------------------
+// Deciding for a person (a chat button, a signed operation): the same rules after the credential
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_person_is_decided_on_by_the_same_rules_as_their_card() {
+    let mut b = base();
+    b.person(12, IndexPerson { suspended: true, ..person("carol", &[]) });
+    b.grant(person_grant(1, ALICE, &[FRONT, LAB]));
+    b.grant(person_grant(2, BOB, &[LAB]));
+    b.grant(person_grant(3, 12, &[FRONT]));
+    b.grant(IndexGrant { pk: 4, passes: Some(2), ..person_grant(4, BOB, &[STORE]) });
+    let index = b.build();
+    let by_person = |door: &str, person: Pk| index.decide_for_person(door, person, now());
+    for (door, person, card) in [("front", ALICE, alice_card()), ("lab", ALICE, alice_card()), ("lab", BOB, bob_card())]
+    {
+        let (mine, theirs) = (by_person(door, person), ask(&index, door, card));
+        assert_eq!((mine.reason, mine.grant, mine.person), (theirs.reason, theirs.grant, theirs.person), "{door}");
+        assert_eq!(mine.credential, None, "no credential was presented");
+    }
+    assert_eq!(by_person("front", ALICE).reason, Reason::Granted);
+    assert_eq!(by_person("lab", BOB).reason, Reason::MissingSkill);
+    assert_eq!(by_person("front", BOB).reason, Reason::NoGrant);
+    assert_eq!(by_person("front", 12).reason, Reason::PersonSuspended);
+    assert_eq!(by_person("nowhere", ALICE).reason, Reason::UnknownDoor);
+    let nobody = by_person("front", 999);
+    assert_eq!((nobody.reason, nobody.person), (Reason::UnknownCredential, None));
+    let pass = by_person("store", BOB);
+    assert_eq!((pass.reason, pass.consume), (Reason::Granted, Consume { pass: true, backup_code: false }));
+}
+
+// ---------------------------------------------------------------------------------------
 // Reasons and the order of checks
 // ---------------------------------------------------------------------------------------
 

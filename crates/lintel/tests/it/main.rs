@@ -6,6 +6,7 @@ mod harness;
 mod bad_input;
 mod cli;
 mod decisions;
+mod doorbell;
 mod doors;
 mod events;
 mod operations;

@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 
 use crate::harness::{Backend, Database, Server};
 
-const SECRET: &str = "slack-signing-secret-for-tests-0123456789";
+pub const SECRET: &str = "slack-signing-secret-for-tests-0123456789";
+
+/// What the fake's response URLs (`/respond/{id}`) received, by id.
+static RESPONSES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Value>>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// A fake Slack Web API: `users.info` for three users (a member, a guest, a bot).
 async fn fake_slack() -> String {
@@ -22,6 +26,11 @@ async fn fake_slack() -> String {
         };
         let body = match q.get("user").map(String::as_str) {
             Some("U1") => json!({"ok": true, "user": user("U1", json!({}))}),
+            Some("U7") => {
+                // Slower than the 3 seconds Slack gives a slash command.
+                tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+                json!({"ok": true, "user": user("U7", json!({}))})
+            }
             Some("U2") => json!({"ok": true, "user": user("U2", json!({"is_restricted": true}))}),
             Some("U3") => json!({"ok": true, "user": user("U3", json!({"is_bot": true}))}),
             _ => json!({"ok": false, "error": "user_not_found"}),
@@ -41,18 +50,24 @@ async fn fake_slack() -> String {
         };
         axum::Json(body)
     }
-    let app = axum::Router::new().route("/users.info", get(users_info)).route("/users.list", get(users_list));
+    async fn respond(axum::extract::Path(id): axum::extract::Path<String>, axum::Json(body): axum::Json<Value>) {
+        RESPONSES.lock().unwrap().insert(id, body);
+    }
+    let app = axum::Router::new()
+        .route("/users.info", get(users_info))
+        .route("/users.list", get(users_list))
+        .route("/respond/{id}", axum::routing::post(respond));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
 }
 
-fn now() -> String {
+pub fn now() -> String {
     chrono::Utc::now().timestamp().to_string()
 }
 
-async fn post_signed(
+pub async fn post_signed(
     s: &Server,
     path: &str,
     body: &str,
@@ -75,13 +90,23 @@ async fn post_signed(
 }
 
 async fn command(s: &Server, user: &str, name: &str) -> (u16, Value) {
+    command_answering_at(s, user, name, "http://127.0.0.1/r").await
+}
+
+async fn command_answering_at(s: &Server, user: &str, name: &str, response_url: &str) -> (u16, Value) {
     // Every real request carries its own trigger id, so no two are byte-for-byte equal.
     static TRIGGER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let trigger = TRIGGER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let body = format!(
-        "command={}&text=&user_id={user}&user_name=x&team_id=T1&trigger_id={trigger}&response_url=http%3A%2F%2F127.0.0.1%2Fr",
-        name.replace('/', "%2F")
-    );
+    let body = serde_urlencoded::to_string([
+        ("command", name),
+        ("text", ""),
+        ("user_id", user),
+        ("user_name", "x"),
+        ("team_id", "T1"),
+        ("trigger_id", &trigger.to_string()),
+        ("response_url", response_url),
+    ])
+    .unwrap();
     let ts = now();
     let sig = lintel_connectors::slack::sign(SECRET, &ts, body.as_bytes());
     post_signed(s, "/hooks/slack/commands", &body, &ts, &sig, "application/x-www-form-urlencoded").await
@@ -98,6 +123,11 @@ async fn open(s: &Server, secret: &str) -> u16 {
 }
 
 async fn slack_server(b: Backend) -> (Database, Server) {
+    let (db, s, _) = slack_server_and_fake(b).await;
+    (db, s)
+}
+
+async fn slack_server_and_fake(b: Backend) -> (Database, Server, String) {
     let db = Database::new(b);
     let api = fake_slack().await;
     let s = Server::start_with(
@@ -112,7 +142,29 @@ async fn slack_server(b: Backend) -> (Database, Server) {
     s.ok("/api/v1/doors", json!({"id": "front", "name": "Front"}), 201).await;
     s.ok("/api/v1/groups", json!({"id": "members", "name": "Members", "doors": ["front"]}), 201).await;
     s.ok("/api/v1/grants", json!({"group_id": "members"}), 201).await;
-    (db, s)
+    (db, s, api)
+}
+
+/// A look-up slower than Slack's 3 seconds: "one moment" at once, then the secret through
+/// the response_url (and only a response_url of Slack's).
+async fn slow_lookups_answer_through_the_response_url(b: Backend) {
+    let (_db, s, api) = slack_server_and_fake(b).await;
+    let id = format!("slow-{}", std::process::id());
+    let (status, first) = command_answering_at(&s, "U7", "/door-secret", &format!("{api}/respond/{id}")).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(first["text"].as_str().unwrap().contains("One moment"), "{first}");
+    assert!(!first["text"].as_str().unwrap().contains("lsk_"));
+    let mut later = None;
+    for _ in 0..200 {
+        later = RESPONSES.lock().unwrap().remove(&id);
+        if later.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let later = later.expect("the answer arrived through the response_url");
+    assert_eq!(later["response_type"], "ephemeral");
+    assert_eq!(open(&s, &secret_in(&later)).await, 200, "the secret delivered later works");
 }
 
 async fn door_secrets_from_slash_commands(b: Backend) {
@@ -254,6 +306,7 @@ async fn requests_signed_by_slacks_own_sdk_are_accepted(b: Backend) {
 
 crate::on_both_backends!(
     door_secrets_from_slash_commands,
+    slow_lookups_answer_through_the_response_url,
     leaving_the_workspace_revokes_everything,
     reconciliation_with_users_list_catches_missed_events,
     forged_stale_replayed_and_malformed_requests_change_nothing,

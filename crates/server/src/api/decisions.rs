@@ -35,14 +35,19 @@ pub async fn decide(
     Ok(Json(s.inner.decider.decide(ask).await?))
 }
 
-struct Driven {
-    opened: bool,
-    confirmed: bool,
-    error: Option<String>,
+pub(crate) struct Driven {
+    pub opened: bool,
+    pub confirmed: bool,
+    pub error: Option<String>,
 }
 
 /// Drives an allowed door and records what the device did.
-async fn drive(s: &AppState, door_id: &str, seconds: Option<u32>, person_id: Option<&str>) -> Result<Driven, ApiError> {
+pub(crate) async fn drive(
+    s: &AppState,
+    door_id: &str,
+    seconds: Option<u32>,
+    person_id: Option<&str>,
+) -> Result<Driven, ApiError> {
     let store = &s.inner.directory.store;
     let door = store.door(door_id).await?;
     let driver = lintel_doors::driver_for(&door.driver, &s.inner.devices);

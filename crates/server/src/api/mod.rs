@@ -2,6 +2,7 @@
 
 mod decisions;
 mod directory;
+pub mod doorbell;
 mod events;
 pub mod ops;
 pub mod slack;
@@ -22,7 +23,7 @@ use crate::AppState;
         (name = "decisions", description = "May this credential open this door now?"),
         (name = "events", description = "The event log and attendance"),
         (name = "operations", description = "Health, readiness and metrics"),
-        (name = "slack", description = "The Slack app: slash commands and events"),
+        (name = "slack", description = "The Slack app: slash commands, events, the doorbell and its Open door button"),
     )
 )]
 struct ApiDoc;
@@ -59,6 +60,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events::attendance))
         .routes(routes!(slack::commands))
         .routes(routes!(slack::events))
+        .routes(routes!(slack::interactions))
+        .routes(routes!(doorbell::ring))
+        .routes(routes!(doorbell::snapshot))
         .routes(routes!(slack::reconcile_now))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

@@ -33,11 +33,13 @@ pub struct SlackConfig {
     pub allow_guests: bool,
     /// How often to reconcile with `users.list`.
     pub reconcile_every: std::time::Duration,
+    /// Where the doorbell posts (a channel id such as `C0123456`).
+    pub doorbell_channel: Option<String>,
 }
 
 pub struct Slack {
     config: SlackConfig,
-    client: slack::Client,
+    pub(crate) client: slack::Client,
     /// Signatures seen in the last five minutes: a replayed request is refused.
     seen: Mutex<HashMap<String, i64>>,
 }
@@ -61,9 +63,29 @@ impl Slack {
         }
         Ok(())
     }
+
+    /// A `response_url` comes inside the (signed) request, but lintel posts only to Slack:
+    /// `https://hooks.slack.com/...`, or the origin of `api_base_url` (a test's fake).
+    fn response_url_is_slack(&self, url: &str) -> bool {
+        let Ok(url) = reqwest::Url::parse(url) else { return false };
+        let api = reqwest::Url::parse(&self.config.api_base_url).ok();
+        (url.scheme() == "https" && url.host_str() == Some("hooks.slack.com"))
+            || api.is_some_and(|api| api.origin() == url.origin())
+    }
+
+    /// Posts `message` to the request's `response_url`, if it is Slack's.
+    async fn respond(&self, response_url: &str, message: Value) {
+        if !self.response_url_is_slack(response_url) {
+            tracing::warn!("a Slack request named a response_url outside Slack; not answering there");
+            return;
+        }
+        if let Err(e) = self.client.respond(response_url, &message).await {
+            tracing::warn!(error = %e, "answer through response_url failed");
+        }
+    }
 }
 
-fn slack_of(s: &AppState) -> Result<&Slack, ApiError> {
+pub(crate) fn slack_of(s: &AppState) -> Result<&Slack, ApiError> {
     s.inner.slack.as_ref().ok_or_else(|| ApiError::not_found("Slack is not configured ([slack] in the config)"))
 }
 
@@ -75,7 +97,13 @@ fn ephemeral(text: impl Into<String>) -> Json<Value> {
 pub struct SlashCommand {
     command: String,
     user_id: String,
+    #[serde(default)]
+    response_url: Option<String>,
 }
+
+/// How long a slash command may take before lintel answers "one moment" and sends the
+/// real answer through the `response_url` (Slack gives 3 seconds).
+const COMMAND_PATIENCE: std::time::Duration = std::time::Duration::from_millis(2000);
 
 /// The person behind a Slack user: found by their Slack id, or created from `users.info`
 /// on first use (bots, deleted users and, unless allowed, guests are refused).
@@ -142,12 +170,43 @@ pub async fn commands(State(s): State<AppState>, headers: HeaderMap, body: Bytes
     slack.check(&headers, &body)?;
     let command: SlashCommand =
         serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::bad_request(format!("not a slash command: {e}")))?;
+    let response_url = command.response_url.clone();
+    let state = s.clone();
+    // Its own task: it finishes (and its answer is delivered) even if Slack hangs up.
+    let mut work = tokio::spawn(async move { answer_command(&state, command).await });
+    let finished = tokio::time::timeout(COMMAND_PATIENCE, &mut work).await;
+    match (finished, response_url) {
+        (Ok(answer), _) => answer.map_err(|e| {
+            tracing::error!(error = %e, "slash command failed");
+            ApiError::unavailable("the command failed")
+        })?,
+        (Err(_), Some(response_url)) => {
+            tokio::spawn(async move {
+                let answer = match work.await {
+                    Ok(Ok(Json(answer))) => answer,
+                    Ok(Err(e)) => {
+                        json!({"response_type": "ephemeral", "text": format!("That did not work: {}", e.detail)})
+                    }
+                    Err(_) => json!({"response_type": "ephemeral", "text": "That did not work; please try again."}),
+                };
+                if let Some(slack) = s.inner.slack.as_ref() {
+                    slack.respond(&response_url, answer).await;
+                }
+            });
+            Ok(ephemeral("One moment…"))
+        }
+        (Err(_), None) => Ok(ephemeral("This is taking longer than it should; please try again in a minute.")),
+    }
+}
+
+async fn answer_command(s: &AppState, command: SlashCommand) -> Result<Json<Value>, ApiError> {
+    let slack = slack_of(s)?;
     let regenerate = match command.command.as_str() {
         "/door-secret" => false,
         "/regenerate-door-secret" => true,
         other => return Ok(ephemeral(format!("lintel does not know {other}."))),
     };
-    let person = match person_for(&s, slack, &command.user_id).await? {
+    let person = match person_for(s, slack, &command.user_id).await? {
         Ok(person) => person,
         Err(refusal) => return Ok(ephemeral(refusal)),
     };
@@ -185,7 +244,7 @@ pub async fn commands(State(s): State<AppState>, headers: HeaderMap, body: Bytes
             })
             .await?;
     }
-    Ok(ephemeral(secret_message(&issue_secret(&s, &person).await?)))
+    Ok(ephemeral(secret_message(&issue_secret(s, &person).await?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,4 +346,203 @@ pub async fn revoke_user(s: &AppState, user_id: &str, reason: &str) -> Result<us
         .write(move |store| async move { store.revoke_person_credentials(&person.id, None, &reason).await })
         .await?;
     Ok(written.value.len())
+}
+
+/// The doorbell's message: the text, the picture when there is one, and the button.
+pub(crate) fn doorbell_blocks(text: &str, image_url: Option<&str>, door: &str) -> Value {
+    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})];
+    if let Some(url) = image_url {
+        blocks.push(json!({"type": "image", "image_url": url, "alt_text": "the doorbell camera's picture"}));
+    }
+    blocks.push(json!({"type": "actions", "block_id": "doorbell", "elements": [{
+        "type": "button", "action_id": OPEN_DOOR, "style": "primary", "value": door,
+        "text": {"type": "plain_text", "text": "Open door"},
+    }]}));
+    Value::Array(blocks)
+}
+
+const OPEN_DOOR: &str = "open_door";
+
+#[derive(Debug, Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Interaction {
+    #[serde(rename = "type")]
+    kind: String,
+    user: UserRef,
+    #[serde(default)]
+    actions: Vec<Action>,
+    #[serde(default)]
+    response_url: Option<String>,
+    #[serde(default)]
+    channel: Option<IdRef>,
+    #[serde(default)]
+    container: Option<Container>,
+    #[serde(default)]
+    message: Option<Message>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserRef {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdRef {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Action {
+    action_id: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Container {
+    #[serde(default)]
+    message_ts: Option<String>,
+    #[serde(default)]
+    channel_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    #[serde(default)]
+    ts: Option<String>,
+    #[serde(default)]
+    blocks: Vec<Value>,
+}
+
+/// Interactivity: the doorbell's **Open door** button. The click is decided at once for
+/// the member who clicked (recorded like any decision); driving the door and updating
+/// the message continue after the answer, since Slack waits only 3 seconds.
+#[utoipa::path(post, path = "/hooks/slack/interactions", tag = "slack",
+    responses((status = 200, description = "acknowledged"), (status = 400, description = "not an interaction payload"),
+        (status = 401, description = "bad signature")))]
+pub async fn interactions(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+    let slack = slack_of(&s)?;
+    slack.check(&headers, &body)?;
+    let form: InteractionForm =
+        serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::bad_request(format!("no payload field: {e}")))?;
+    let interaction: Interaction = parse_json(form.payload.as_bytes())?;
+    let Some(door) = interaction.actions.iter().find(|a| a.action_id == OPEN_DOOR).and_then(|a| a.value.clone()) else {
+        return Ok(StatusCode::OK);
+    };
+    if interaction.kind != "block_actions" {
+        return Ok(StatusCode::OK);
+    }
+    crate::validate::id("door", &door)?;
+    let user = interaction.user.id.clone();
+    let filter = PersonFilter { external_id: Some(("slack".into(), user.clone())), limit: 1, ..Default::default() };
+    let store = &s.inner.directory.store;
+    let person = match store.people(&filter).await?.0.pop() {
+        Some(person) => store.person_pk(&person.id).await?.map(|pk| (person, pk)),
+        None => None,
+    };
+    let decision = match person {
+        Some((_, pk)) => {
+            let data = serde_json::Map::from_iter([("slack_user".to_owned(), Value::from(user.as_str()))]);
+            Some(s.inner.decider.decide_for_person(&door, pk, "slack", data).await?)
+        }
+        None => None,
+    };
+    let state = s.clone();
+    tokio::spawn(async move { follow_up_click(&state, interaction, door, decision).await });
+    Ok(StatusCode::OK)
+}
+
+/// After the click was acknowledged: open the door and update the message, or tell the
+/// clicker (only them) why not.
+async fn follow_up_click(
+    s: &AppState,
+    interaction: Interaction,
+    door: String,
+    decision: Option<lintel_proto::DecisionResponse>,
+) {
+    let Some(slack) = s.inner.slack.as_ref() else { return };
+    let user = &interaction.user.id;
+    let response_url = interaction.response_url.as_deref();
+    let tell_clicker = |text: String| async move {
+        if let Some(url) = response_url {
+            slack.respond(url, json!({"response_type": "ephemeral", "replace_original": false, "text": text})).await;
+        }
+    };
+    let decision =
+        match decision {
+            Some(d) if d.allowed => d,
+            Some(d) => return tell_clicker(format!("You cannot open this door: {}.", d.detail)).await,
+            None => return tell_clicker(
+                "You cannot open this door: lintel does not know you (ask for a `/door-secret` first, or an admin)."
+                    .into(),
+            )
+            .await,
+        };
+    let driven = match super::decisions::drive(s, &door, None, decision.person_id.as_deref()).await {
+        Ok(driven) if driven.error.is_none() => driven,
+        Ok(driven) => {
+            let error = driven.error.unwrap_or_default();
+            return tell_clicker(format!("You may open this door, but it did not respond: {error}")).await;
+        }
+        Err(e) => return tell_clicker(format!("The door could not be opened: {}", e.detail)).await,
+    };
+    let at = chrono::Utc::now().with_timezone(&s.inner.config.timezone).format("%H:%M");
+    let opened = if driven.confirmed { "Opened" } else { "Opening sent" };
+    let note = format!("{opened} by <@{user}> at {at}");
+    let channel = interaction
+        .channel
+        .as_ref()
+        .map(|c| c.id.clone())
+        .or(interaction.container.as_ref().and_then(|c| c.channel_id.clone()));
+    let ts = interaction
+        .message
+        .as_ref()
+        .and_then(|m| m.ts.clone())
+        .or(interaction.container.as_ref().and_then(|c| c.message_ts.clone()));
+    let (Some(channel), Some(ts)) = (channel, ts) else {
+        return tell_clicker(format!("{note}.")).await;
+    };
+    // The message keeps its text and picture; the button gives way to who opened and when.
+    let mut blocks: Vec<Value> = interaction.message.as_ref().map(|m| m.blocks.clone()).unwrap_or_default();
+    blocks.retain(|b| b["type"] != "actions");
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(":unlock: {note}")}]}));
+    let message = slack::MessageRef { channel, ts };
+    if let Err(e) = slack.client.update_message(&message, &note, &Value::Array(blocks)).await {
+        tracing::warn!(error = %e, "doorbell message not updated");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_go_only_to_slack_or_the_configured_api_origin() {
+        let slack = Slack::new(SlackConfig {
+            signing_secret: "s".into(),
+            bot_token: "xoxb".into(),
+            api_base_url: "http://127.0.0.1:4100/api".into(),
+            group: None,
+            allow_guests: false,
+            reconcile_every: std::time::Duration::from_secs(60),
+            doorbell_channel: None,
+        });
+        for good in ["https://hooks.slack.com/actions/T1/1/abc", "http://127.0.0.1:4100/respond/1"] {
+            assert!(slack.response_url_is_slack(good), "{good}");
+        }
+        for bad in [
+            "http://hooks.slack.com/actions/T1/1/abc",
+            "https://hooks.slack.com.evil.example/x",
+            "https://evil.example/?hooks.slack.com",
+            "http://127.0.0.1:4101/respond/1",
+            "http://169.254.169.254/latest/meta-data",
+            "not a url",
+        ] {
+            assert!(!slack.response_url_is_slack(bad), "{bad}");
+        }
+    }
 }
