@@ -540,6 +540,18 @@ impl Index {
         self.grants.get(&pk).map(|g| &**g)
     }
 
+    /// The person holding this active personal secret, unless suspended: users sign in
+    /// with it to manage their keys, outside of any door.
+    pub fn secret_holder(&self, key: &CredentialKey, digest: &Digest) -> Option<Pk> {
+        let cred = self.credentials.get(key)?;
+        let matches = cred.digest.as_ref().is_some_and(|stored| digests_equal(stored, digest));
+        if !matches || cred.kind != CredentialKind::Secret || cred.status != CredentialStatus::Active {
+            return None;
+        }
+        let pk = cred.person.map(NonZeroI64::get)?;
+        self.person(pk).filter(|p| !p.suspended).map(|_| pk)
+    }
+
     /// May this credential open this door at this moment? Pure: the caller records the
     /// decision and applies its `consume`.
     pub fn decide(&self, q: &Query<'_>) -> Decision {

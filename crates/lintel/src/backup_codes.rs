@@ -31,17 +31,17 @@ pub async fn run(store: &Store, door: &str, count: u32) -> anyhow::Result<Vec<St
         };
         store.create_grant(&grant).await?;
     }
-    let mut codes = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let code = secrets::generate_backup_code();
-        let record = NewCredentialRecord {
+    let codes: Vec<String> = (0..count).map(|_| secrets::generate_backup_code()).collect();
+    let records: Vec<NewCredentialRecord> = codes
+        .iter()
+        .map(|code| NewCredentialRecord {
             kind: CredentialKind::BackupCode,
             card_uid: None,
             revocation_code: None,
-            digest: Some(hex::encode(secrets::backup_code_digest(&code))),
-        };
-        store.issue_credential(&holder, &record).await?;
-        codes.push(code);
-    }
+            digest: Some(hex::encode(secrets::backup_code_digest(code))),
+        })
+        .collect();
+    // One transaction: a running server sees all the printed codes at once, or none.
+    store.issue_credentials(&holder, &records).await?;
     Ok(codes)
 }

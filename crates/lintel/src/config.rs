@@ -28,6 +28,17 @@ pub struct Config {
     /// The address the outside world reaches lintel at, e.g. `https://doors.example.org`
     /// (links lintel hands out, such as the doorbell's picture in Slack).
     pub public_url: Option<String>,
+    pub oidc: Option<OidcSection>,
+}
+
+/// `[oidc]`: the OpenID Connect issuer users may sign in with (for signed operations).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    pub issuer: String,
+    pub jwks_url: String,
+    /// The client id ID tokens must be issued for.
+    pub audience: String,
 }
 
 /// `[doorbell]`: a doorbell camera that posts to `[slack] doorbell_channel`.
@@ -130,6 +141,7 @@ impl Default for Config {
             slack: None,
             doorbell: None,
             public_url: None,
+            oidc: None,
         }
     }
 }
@@ -170,6 +182,9 @@ const KEYS: &[&str] = &[
     "doorbell.token",
     "doorbell.door",
     "public_url",
+    "oidc.issuer",
+    "oidc.jwks_url",
+    "oidc.audience",
 ];
 
 /// Keys whose values stay text even when they look like numbers.
@@ -188,6 +203,9 @@ const TEXT_KEYS: &[&str] = &[
     "doorbell.token",
     "doorbell.door",
     "public_url",
+    "oidc.issuer",
+    "oidc.jwks_url",
+    "oidc.audience",
 ];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.

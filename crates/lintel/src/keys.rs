@@ -19,6 +19,14 @@ pub fn default_path(database_url: &str) -> PathBuf {
     }
 }
 
+/// lintel's Ed25519 signing key (the authority of users' certificates) lives beside the
+/// key file: `lintel.key` -> `lintel.signing.key`. A file of its own, so that the PIN key
+/// and the signing key can be rotated or guarded apart.
+pub fn signing_key_path(key_file: &Path) -> PathBuf {
+    key_file.with_extension("signing.key")
+}
+
+/// Reads a 32-byte key (hex), or creates one from the OS's randomness with mode 0600.
 pub fn load_or_create(path: &Path) -> anyhow::Result<[u8; 32]> {
     match std::fs::read_to_string(path) {
         Ok(text) => {

@@ -189,6 +189,12 @@ async fn main() -> anyhow::Result<()> {
                 }),
                 doorbell: config.doorbell_config()?,
                 public_url: config.public_url.clone(),
+                signing_key: keys::load_or_create(&keys::signing_key_path(&key_file))?,
+                oidc: config.oidc.clone().map(|o| lintel_server::OidcConfig {
+                    issuer: o.issuer,
+                    jwks_url: o.jwks_url,
+                    audience: o.audience,
+                }),
             };
             lintel_server::serve(store, server, shutdown_signal()).await?;
         }

@@ -6,11 +6,13 @@ mod decision;
 mod directory;
 mod events;
 mod problem;
+mod signed;
 
 pub use decision::*;
 pub use directory::*;
 pub use events::*;
 pub use problem::*;
+pub use signed::*;
 
 /// A page of items with the cursor of the next page, when there is one.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

@@ -124,6 +124,30 @@ impl Decider {
         self.record(decision, event, response).await
     }
 
+    /// The holder of a personal secret, for signing in outside of any door. Wrong
+    /// secrets count against the source like wrong guesses at a door.
+    pub fn authenticate(
+        &self,
+        key: &CredentialKey,
+        digest: &Digest,
+        source: &str,
+    ) -> Result<lintel_core::Pk, ApiError> {
+        let now = Instant::now();
+        if let Some(Lock { wait, .. }) = self.limiter.locked(source, now) {
+            let mut error = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!("too many wrong attempts from here; try again in {} s", wait.as_secs().max(1)),
+            );
+            error.extensions.insert("retry_after".into(), wait.as_secs().max(1).into());
+            return Err(error);
+        }
+        self.directory.index().secret_holder(key, digest).ok_or_else(|| {
+            self.limiter.failure(source, now);
+            ApiError::unauthorized("this secret is not valid")
+        })
+    }
+
     /// May this person open this door now, on their own authority (a button in chat, a
     /// signed operation)? `via` names the channel in the event, e.g. `slack`; `data` is
     /// added to the event. Recorded like every decision.

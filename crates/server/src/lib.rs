@@ -9,6 +9,7 @@ mod directory;
 mod limiter;
 pub mod problem;
 pub mod secrets;
+mod users;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ pub use api::doorbell::DoorbellConfig;
 pub use api::slack::SlackConfig;
 pub use directory::Directory;
 pub use limiter::LimiterConfig;
+pub use users::OidcConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
 /// environment.
@@ -48,6 +50,11 @@ pub struct ServerConfig {
     /// The address the outside world reaches lintel at (for links lintel hands out,
     /// such as the doorbell's picture in Slack).
     pub public_url: Option<String>,
+    /// lintel's Ed25519 signing key (the authority of users' certificates), from its own
+    /// key file, never the database.
+    pub signing_key: [u8; 32],
+    /// The OpenID Connect issuer users may sign in with.
+    pub oidc: Option<OidcConfig>,
 }
 
 #[derive(Clone)]
@@ -62,6 +69,8 @@ struct Inner {
     devices: reqwest::Client,
     slack: Option<api::slack::Slack>,
     doorbell: Option<api::doorbell::Doorbell>,
+    authority: lintel_signed::Authority,
+    oidc: Option<users::Oidc>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     config: ServerConfig,
 }
@@ -74,6 +83,8 @@ pub enum ServeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the signing key is not usable: {0}")]
+    SigningKey(#[from] lintel_signed::CertError),
 }
 
 impl AppState {
@@ -84,6 +95,7 @@ impl AppState {
         let tokens = auth::Tokens::load(&store, config.admin_token.as_deref()).await?;
         tokens.spawn_refresher(store.clone(), config.follow_every);
         let decider = decide::Decider::new(directory.clone(), config.pin_key, config.limiter);
+        let authority = lintel_signed::Authority::from_secret_bytes(&config.signing_key)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 directory,
@@ -92,6 +104,8 @@ impl AppState {
                 devices: lintel_doors::device_client(),
                 slack: config.slack.clone().map(api::slack::Slack::new),
                 doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
+                authority,
+                oidc: config.oidc.clone().map(users::Oidc::new),
                 metrics: api::ops::metrics_handle(),
                 config,
             }),
@@ -123,6 +137,7 @@ pub async fn serve(
     if let Some(slack) = &state.inner.config.slack {
         api::slack::spawn_reconciler(state.clone(), slack.reconcile_every);
     }
+    api::signed::spawn_queue_worker(state.clone(), Duration::from_secs(1));
     let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, "lintel is ready");
     println!("lintel listening on http://{addr}");

@@ -35,6 +35,7 @@ pub mod oidc;
 pub mod operation;
 
 pub use cert::{Authority, CertError, Certified, Chain, key_fingerprint, verify_chain};
+pub use jsonwebtoken::jwk::JwkSet;
 pub use oidc::{IdClaims, OidcError, verify_id_token};
 pub use operation::{Operation, Refusal, Role, Share, SignedOperation, verify_operation};
 

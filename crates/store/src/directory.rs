@@ -22,6 +22,7 @@ type Tx = Transaction<'static, Any>;
 #[derive(Debug, Clone, Default)]
 pub struct PersonFilter {
     pub email: Option<String>,
+    pub phone: Option<String>,
     pub external_id: Option<(String, String)>,
     pub q: Option<String>,
     pub after: Option<Pk>,
@@ -352,6 +353,10 @@ impl Store {
             binds.push(email.to_lowercase());
             sql.push_str(&format!(" AND lower(email) = ${}", binds.len() + 1));
         }
+        if let Some(phone) = &f.phone {
+            binds.push(phone.clone());
+            sql.push_str(&format!(" AND phone = ${}", binds.len() + 1));
+        }
         if let Some((system, id)) = &f.external_id {
             binds.push(system.clone());
             binds.push(id.clone());
@@ -483,61 +488,27 @@ impl Store {
         person_id: &str,
         c: &crate::NewCredentialRecord,
     ) -> Result<Written<Credential>> {
+        let written = self.issue_credentials(person_id, std::slice::from_ref(c)).await?;
+        let Written { value, index, events, version } = written;
+        Ok(Written { value: value.into_iter().next().expect("one credential issued"), index, events, version })
+    }
+
+    /// Issues several credentials in one transaction: all of them, or none.
+    pub async fn issue_credentials(
+        &self,
+        person_id: &str,
+        records: &[crate::NewCredentialRecord],
+    ) -> Result<Written<Vec<Credential>>> {
         let mut tx = self.begin().await?;
         let person = person_pk(&mut tx, person_id).await?;
         let now = now_micros();
         let mut changes = Vec::new();
         let mut events = Vec::new();
-        if let Some(uid) = &c.card_uid {
-            // Re-issuing a person's own card (a new revocation code) replaces the old one;
-            // a card that belongs to someone else is a conflict.
-            let holder: Option<(Pk, Option<Pk>)> =
-                sqlx::query("SELECT pk, person_pk FROM credentials WHERE card_uid = $1 AND status = 'active'")
-                    .bind(uid)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| Ok::<_, sqlx::Error>((r.try_get("pk")?, r.try_get("person_pk")?)))
-                    .transpose()?;
-            if let Some((old, holder)) = holder {
-                if holder != Some(person) {
-                    return Err(StoreError::Conflict(format!("card {uid} is already issued to another person")));
-                }
-                sqlx::query("UPDATE credentials SET status = 'revoked', status_reason = 'replaced', revoked_at = $2 WHERE pk = $1")
-                    .bind(old)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                changes.push(read_credential(&mut tx, old).await?.1);
-                events.push(
-                    NewEvent::new("credential.revoked")
-                        .person(person_id)
-                        .credential(rows::credential_id(old))
-                        .with("reason", "replaced"),
-                );
-            }
+        let mut issued = Vec::with_capacity(records.len());
+        for c in records {
+            issued.push(issue_in(&mut tx, person, person_id, c, now, &mut changes, &mut events).await?);
         }
-        let pk: Pk = sqlx::query_scalar(
-            "INSERT INTO credentials (person_pk, kind, card_uid, revocation_code, digest, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'active', $6) RETURNING pk",
-        )
-        .bind(person)
-        .bind(c.kind.as_str())
-        .bind(&c.card_uid)
-        .bind(&c.revocation_code)
-        .bind(&c.digest)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, || format!("this {} is already in use", c.kind.as_str())))?;
-        let (credential, change) = read_credential(&mut tx, pk).await?;
-        changes.push(change);
-        events.push(
-            NewEvent::new("credential.issued")
-                .person(person_id)
-                .credential(&credential.id)
-                .with("kind", c.kind.as_str()),
-        );
-        finish(tx, credential, IndexUpdate::Patch(changes), events).await
+        finish(tx, issued, IndexUpdate::Patch(changes), events).await
     }
 
     pub async fn revoke_credential(&self, id: &str, reason: &str) -> Result<Written<Credential>> {
@@ -924,4 +895,64 @@ impl Store {
         .await?;
         rows.iter().map(|r| Ok((r.try_get("person_id")?, r.try_get("external_id")?))).collect()
     }
+}
+
+async fn issue_in(
+    tx: &mut Tx,
+    person: Pk,
+    person_id: &str,
+    c: &crate::NewCredentialRecord,
+    now: i64,
+    changes: &mut Vec<Change>,
+    events: &mut Vec<NewEvent>,
+) -> Result<Credential> {
+    if let Some(uid) = &c.card_uid {
+        // Re-issuing a person's own card (a new revocation code) replaces the old one;
+        // a card that belongs to someone else is a conflict.
+        let holder: Option<(Pk, Option<Pk>)> =
+            sqlx::query("SELECT pk, person_pk FROM credentials WHERE card_uid = $1 AND status = 'active'")
+                .bind(uid)
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get("pk")?, r.try_get("person_pk")?)))
+                .transpose()?;
+        if let Some((old, holder)) = holder {
+            if holder != Some(person) {
+                return Err(StoreError::Conflict(format!("card {uid} is already issued to another person")));
+            }
+            sqlx::query(
+                "UPDATE credentials SET status = 'revoked', status_reason = 'replaced', revoked_at = $2 WHERE pk = $1",
+            )
+            .bind(old)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            changes.push(read_credential(tx, old).await?.1);
+            events.push(
+                NewEvent::new("credential.revoked")
+                    .person(person_id)
+                    .credential(rows::credential_id(old))
+                    .with("reason", "replaced"),
+            );
+        }
+    }
+    let pk: Pk = sqlx::query_scalar(
+        "INSERT INTO credentials (person_pk, kind, card_uid, revocation_code, digest, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'active', $6) RETURNING pk",
+    )
+    .bind(person)
+    .bind(c.kind.as_str())
+    .bind(&c.card_uid)
+    .bind(&c.revocation_code)
+    .bind(&c.digest)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, || format!("this {} is already in use", c.kind.as_str())))?;
+    let (credential, change) = read_credential(tx, pk).await?;
+    changes.push(change);
+    events.push(
+        NewEvent::new("credential.issued").person(person_id).credential(&credential.id).with("kind", c.kind.as_str()),
+    );
+    Ok(credential)
 }

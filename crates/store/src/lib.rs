@@ -11,6 +11,7 @@ mod events;
 mod import;
 mod index_load;
 mod rows;
+mod signed;
 mod snapshots;
 mod tokens;
 pub use tokens::TokenInfo;
@@ -27,6 +28,7 @@ pub use events::{EventFilter, NewEvent};
 pub use import::{ImportReport, ImportRow, RejectedRow};
 pub use lintel_core::Change;
 pub use rows::{credential_id, grant_id, parse_credential_id, parse_grant_id};
+pub use signed::QueuedOperation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -189,6 +189,27 @@ fn a_person_is_decided_on_by_the_same_rules_as_their_card() {
     assert_eq!((pass.reason, pass.consume), (Reason::Granted, Consume { pass: true, backup_code: false }));
 }
 
+#[test]
+fn only_an_active_secret_of_an_unsuspended_person_identifies_its_holder() {
+    let (mine, pin, revoked, carols) = (sha256(b"alice's"), sha256(b"1234"), sha256(b"old"), sha256(b"carol's"));
+    let mut b = base();
+    b.person(12, IndexPerson { suspended: true, ..person("carol", &[]) });
+    b.credential(CredentialKey::secret(&mine), with_digest(200, ALICE, CredentialKind::Secret, &mine));
+    b.credential(CredentialKey::pin(&pin), with_digest(201, ALICE, CredentialKind::Pin, &pin));
+    let old = IndexCredential {
+        status: CredentialStatus::Revoked,
+        ..with_digest(202, ALICE, CredentialKind::Secret, &revoked)
+    };
+    b.credential(CredentialKey::secret(&revoked), old);
+    b.credential(CredentialKey::secret(&carols), with_digest(203, 12, CredentialKind::Secret, &carols));
+    let index = b.build();
+    assert_eq!(index.secret_holder(&CredentialKey::secret(&mine), &mine), Some(ALICE));
+    assert_eq!(index.secret_holder(&CredentialKey::secret(&mine), &sha256(b"other")), None, "digest must match");
+    assert_eq!(index.secret_holder(&CredentialKey::pin(&pin), &pin), None, "a PIN is not a secret");
+    assert_eq!(index.secret_holder(&CredentialKey::secret(&revoked), &revoked), None, "revoked");
+    assert_eq!(index.secret_holder(&CredentialKey::secret(&carols), &carols), None, "suspended");
+}
+
 // ---------------------------------------------------------------------------------------
 // Reasons and the order of checks
 // ---------------------------------------------------------------------------------------

@@ -229,8 +229,10 @@ async fn openapi_describes_every_route(b: Backend) {
             // Hooks of integrations this server has not configured say so.
             let unconfigured_hook =
                 path.starts_with("/hooks/") && answer.status == 404 && answer.text.contains("not configured");
+            // A signed operation is its own authentication: an empty one is malformed.
+            let self_authenticating = *path == "/api/v1/operations" && answer.status == 400;
             assert!(
-                matches!(answer.status, 200 | 401) || unconfigured_hook,
+                matches!(answer.status, 200 | 401) || unconfigured_hook || self_authenticating,
                 "{method} {concrete} (documented as {path}): {} {}",
                 answer.status,
                 answer.text

@@ -115,7 +115,14 @@ pub async fn list_people(
         .after
         .map(|a| a.parse::<i64>().map_err(|_| ApiError::bad_request("after is a cursor from a previous page")))
         .transpose()?;
-    let filter = PersonFilter { email: q.email, external_id, q: q.q, after, limit: q.limit.unwrap_or(100) };
+    let filter = PersonFilter {
+        email: q.email,
+        external_id,
+        q: q.q,
+        after,
+        limit: q.limit.unwrap_or(100),
+        ..Default::default()
+    };
     let (items, next) = s.inner.directory.store.people(&filter).await?;
     Ok(Json(Page { items, next }))
 }

@@ -46,6 +46,10 @@ impl Doorbell {
     }
 }
 
+fn not_configured() -> ApiError {
+    ApiError::not_found("the doorbell is not configured ([doorbell] in the config)")
+}
+
 #[derive(Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,
@@ -72,7 +76,7 @@ pub async fn ring(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let doorbell = s.inner.doorbell.as_ref().ok_or_else(|| ApiError::not_found("no doorbell is configured"))?;
+    let doorbell = s.inner.doorbell.as_ref().ok_or_else(not_configured)?;
     let header_token = headers.get("x-doorbell-token").and_then(|v| v.to_str().ok());
     if !doorbell.admits(query.token.as_deref().or(header_token)) {
         return Err(ApiError::unauthorized("wrong or missing doorbell token"));
@@ -137,6 +141,9 @@ pub async fn ring(
 #[utoipa::path(get, path = "/hooks/doorbell/snapshots/{id}", tag = "slack",
     responses((status = 200, description = "the image"), (status = 404, description = "unknown or expired")))]
 pub async fn snapshot(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    if s.inner.doorbell.is_none() {
+        return Err(not_configured());
+    }
     let gone = || ApiError::not_found("no such snapshot (they are kept for a day)");
     if !id.starts_with("snap_") || id.len() > 64 {
         return Err(gone());

@@ -5,6 +5,7 @@ mod directory;
 pub mod doorbell;
 mod events;
 pub mod ops;
+pub mod signed;
 pub mod slack;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,6 +24,7 @@ use crate::AppState;
         (name = "decisions", description = "May this credential open this door now?"),
         (name = "events", description = "The event log and attendance"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "signed operations", description = "Users' keys and the operations they sign: unlock, share, remove; the user directory"),
         (name = "slack", description = "The Slack app: slash commands, events, the doorbell and its Open door button"),
     )
 )]
@@ -35,7 +37,9 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         let bearer = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
         components.add_security_scheme("admin", bearer.clone());
-        components.add_security_scheme("personal_secret", bearer);
+        components.add_security_scheme("personal_secret", bearer.clone());
+        // Users (not admins): a personal secret or an OpenID Connect ID token.
+        components.add_security_scheme("user", bearer);
     }
 }
 
@@ -64,6 +68,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(doorbell::ring))
         .routes(routes!(doorbell::snapshot))
         .routes(routes!(slack::reconcile_now))
+        .routes(routes!(signed::add_lock_admin, signed::remove_lock_admin))
+        .routes(routes!(signed::list_lock_admins))
+        .routes(routes!(signed::me))
+        .routes(routes!(signed::register_key, signed::list_keys))
+        .routes(routes!(signed::revoke_key))
+        .routes(routes!(signed::lookup_user))
+        .routes(routes!(signed::shareable_locks))
+        .routes(routes!(signed::submit_operation))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
