@@ -29,6 +29,55 @@ pub struct Config {
     /// (links lintel hands out, such as the doorbell's picture in Slack).
     pub public_url: Option<String>,
     pub oidc: Option<OidcSection>,
+    pub cobot: Option<CobotSection>,
+}
+
+/// `[cobot]`: the coworking membership platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CobotSection {
+    /// The space's API base, e.g. `https://yourspace.cobot.me`: the only host lintel fetches.
+    pub base_url: String,
+    /// The OAuth2 access token.
+    pub token: String,
+    /// lintel's own URL for the webhook subscriptions (default: the top-level public_url).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The group every member joins.
+    #[serde(default)]
+    pub default_group: Option<String>,
+    /// Space plan id -> group: a table, or (from the environment) `42=members,43=flex`.
+    #[serde(default, deserialize_with = "pairs")]
+    pub plan_groups: std::collections::BTreeMap<String, String>,
+    /// Minutes between full reconciliations.
+    #[serde(default = "default_sync_minutes")]
+    pub sync_minutes: u64,
+}
+
+fn default_sync_minutes() -> u64 {
+    15
+}
+
+/// A table of text, or `key=value,key=value` text (what an environment variable can hold).
+fn pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Pairs {
+        Table(std::collections::BTreeMap<String, String>),
+        Text(String),
+    }
+    match Pairs::deserialize(d)? {
+        Pairs::Table(t) => Ok(t),
+        Pairs::Text(text) => text
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let (k, v) =
+                    p.split_once('=').ok_or_else(|| serde::de::Error::custom(format!("{p:?} is not key=value")))?;
+                Ok((k.trim().to_owned(), v.trim().to_owned()))
+            })
+            .collect(),
+    }
 }
 
 /// `[oidc]`: the OpenID Connect issuer users may sign in with (for signed operations).
@@ -52,6 +101,23 @@ pub struct DoorbellSection {
 }
 
 impl Config {
+    /// The platform's settings, checked.
+    pub fn cobot_config(&self, timezone: chrono_tz::Tz) -> anyhow::Result<Option<lintel_server::CobotConfig>> {
+        let Some(c) = &self.cobot else { return Ok(None) };
+        if !(c.base_url.starts_with("https://") || c.base_url.starts_with("http://")) {
+            bail!("[cobot] base_url must be the space's https:// URL");
+        }
+        Ok(Some(lintel_server::CobotConfig {
+            base_url: c.base_url.clone(),
+            token: c.token.clone(),
+            public_url: c.public_url.clone(),
+            default_group: c.default_group.clone(),
+            plan_groups: c.plan_groups.clone(),
+            sync_every: std::time::Duration::from_secs(c.sync_minutes.max(1) * 60),
+            timezone,
+        }))
+    }
+
     /// The doorbell's settings, checked against the Slack section it posts through.
     pub fn doorbell_config(&self) -> anyhow::Result<Option<lintel_server::DoorbellConfig>> {
         let Some(doorbell) = &self.doorbell else { return Ok(None) };
@@ -142,6 +208,7 @@ impl Default for Config {
             doorbell: None,
             public_url: None,
             oidc: None,
+            cobot: None,
         }
     }
 }
@@ -185,6 +252,12 @@ const KEYS: &[&str] = &[
     "oidc.issuer",
     "oidc.jwks_url",
     "oidc.audience",
+    "cobot.base_url",
+    "cobot.token",
+    "cobot.public_url",
+    "cobot.default_group",
+    "cobot.plan_groups",
+    "cobot.sync_minutes",
 ];
 
 /// Keys whose values stay text even when they look like numbers.
@@ -206,6 +279,11 @@ const TEXT_KEYS: &[&str] = &[
     "oidc.issuer",
     "oidc.jwks_url",
     "oidc.audience",
+    "cobot.base_url",
+    "cobot.token",
+    "cobot.public_url",
+    "cobot.default_group",
+    "cobot.plan_groups",
 ];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.

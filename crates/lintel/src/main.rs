@@ -72,12 +72,43 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         count: u32,
     },
+    /// The coworking membership platform ([cobot] in the config).
+    Cobot {
+        #[command(subcommand)]
+        command: CobotCommand,
+    },
+    /// Calls to other systems: list what is pending or failed (and why), or retry the failed.
+    Outbox {
+        #[command(subcommand)]
+        command: Option<OutboxCommand>,
+        /// Only entries in this state: pending, done or failed.
+        #[arg(long)]
+        state: Option<String>,
+    },
     /// Measure decision latency, HTTP throughput, import speed, index memory and
     /// write-to-decision delay, and print a table.
     Bench(bench::Args),
     /// The benchmark's floor: a trivial server that answers a fixed 60-byte JSON.
     #[command(hide = true)]
     Floor(bench::FloorArgs),
+}
+
+#[derive(Subcommand)]
+enum CobotCommand {
+    /// Create the webhook subscriptions lintel needs, pointing at its public_url.
+    Subscribe,
+    /// Reconcile now: every membership, plan and time pass, with progress.
+    Sync {
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Queue every failed call again (after fixing what made it fail).
+    Retry,
 }
 
 #[derive(Subcommand)]
@@ -149,54 +180,65 @@ async fn main() -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
-            let listen: SocketAddr =
-                config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
-            let timezone = config
-                .timezone
-                .parse()
-                .map_err(|_| anyhow::anyhow!("timezone {:?} is not an IANA name", config.timezone))?;
-            let key_file = config.key_file.clone().unwrap_or_else(|| keys::default_path(&config.database_url));
-            let pin_key = keys::load_or_create(&key_file)?;
-            let store = open_store(&config).await?;
-            if !store.check_key_fingerprint(keys::fingerprint(&pin_key)).await? {
-                anyhow::bail!(
-                    "the key file {} is not the one this database was set up with; PINs would all be unknown. \
-                     Use the original key file (set key_file / LINTEL_KEY_FILE), or restore it from your backup",
-                    key_file.display()
-                );
-            }
-            let server = ServerConfig {
-                listen,
-                admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
-                pin_key,
-                max_body_bytes: config.max_body_bytes,
-                timezone,
-                follow_every: Duration::from_millis(config.follow_interval_ms.max(50)),
-                limiter: LimiterConfig {
-                    free_failures: config.limits.free_failures,
-                    first_lock: Duration::from_secs(config.limits.first_lock_seconds),
-                    max_lock: Duration::from_secs(config.limits.max_lock_seconds),
-                    ..LimiterConfig::default()
-                },
-                slack: config.slack.clone().map(|s| lintel_server::SlackConfig {
-                    signing_secret: s.signing_secret,
-                    bot_token: s.bot_token,
-                    api_base_url: s.api_base_url,
-                    group: s.group,
-                    allow_guests: s.allow_guests,
-                    reconcile_every: Duration::from_secs(s.reconcile_minutes.max(1) * 60),
-                    doorbell_channel: s.doorbell_channel,
-                }),
-                doorbell: config.doorbell_config()?,
-                public_url: config.public_url.clone(),
-                signing_key: keys::load_or_create(&keys::signing_key_path(&key_file))?,
-                oidc: config.oidc.clone().map(|o| lintel_server::OidcConfig {
-                    issuer: o.issuer,
-                    jwks_url: o.jwks_url,
-                    audience: o.audience,
-                }),
-            };
+            let (store, server) = open_server(&config).await?;
             lintel_server::serve(store, server, shutdown_signal()).await?;
+        }
+        Command::Cobot { command } => {
+            let (store, server) = open_server(&config).await?;
+            let state = lintel_server::AppState::new(store.clone(), server).await?;
+            match command {
+                CobotCommand::Subscribe => {
+                    for callback in lintel_server::cobot::subscribe(&state).await.map_err(api_error)? {
+                        println!("subscribed: {callback}");
+                    }
+                }
+                CobotCommand::Sync { quiet } => {
+                    let bar = progress_bar(quiet, "memberships");
+                    let report = lintel_server::cobot::sync(&state, &|done, total| {
+                        bar.set_length(total as u64);
+                        bar.set_position(done as u64);
+                    })
+                    .await
+                    .map_err(api_error)?;
+                    bar.finish_and_clear();
+                    println!(
+                        "{} memberships: {} new, {} without access now, {} with time passes; {} gone from the platform",
+                        report.memberships, report.created, report.inactive, report.with_passes, report.gone
+                    );
+                }
+            }
+            store.close().await;
+        }
+        Command::Outbox { command, state } => {
+            let store = open_store(&config).await?;
+            match command {
+                Some(OutboxCommand::Retry) => {
+                    println!("{} failed calls queued again", store.retry_failed_outbox().await?)
+                }
+                None => {
+                    let state = state
+                        .as_deref()
+                        .map(|s| lintel_proto::WorkState::parse(s).context("--state is pending, done or failed"))
+                        .transpose()?;
+                    let (inbox_pending, inbox_failed, pending, failed) = store.work_backlog().await?;
+                    println!(
+                        "outbox: {pending} pending, {failed} failed; inbox: {inbox_pending} pending, {inbox_failed} failed"
+                    );
+                    for e in store.outbox(state, 100).await? {
+                        let why = e.last_error.as_deref().unwrap_or("");
+                        println!(
+                            "{}\t{}\t{}\t{}\t{} attempts\t{}\t{why}",
+                            e.id,
+                            e.state.as_str(),
+                            e.target,
+                            e.kind,
+                            e.attempts,
+                            e.idempotency_key
+                        );
+                    }
+                }
+            }
+            store.close().await;
         }
         Command::Token { command } => {
             let store = open_store(&config).await?;
@@ -249,4 +291,70 @@ async fn main() -> anyhow::Result<()> {
         Command::Floor(args) => bench::floor(args).await?,
     }
     Ok(())
+}
+
+/// The store and the server's configuration, with key material loaded (created on first use).
+async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
+    let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
+    let timezone =
+        config.timezone.parse().map_err(|_| anyhow::anyhow!("timezone {:?} is not an IANA name", config.timezone))?;
+    let key_file = config.key_file.clone().unwrap_or_else(|| keys::default_path(&config.database_url));
+    let pin_key = keys::load_or_create(&key_file)?;
+    let store = open_store(config).await?;
+    if !store.check_key_fingerprint(keys::fingerprint(&pin_key)).await? {
+        anyhow::bail!(
+            "the key file {} is not the one this database was set up with; PINs would all be unknown. \
+             Use the original key file (set key_file / LINTEL_KEY_FILE), or restore it from your backup",
+            key_file.display()
+        );
+    }
+    let server = ServerConfig {
+        listen,
+        admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+        pin_key,
+        max_body_bytes: config.max_body_bytes,
+        timezone,
+        follow_every: Duration::from_millis(config.follow_interval_ms.max(50)),
+        limiter: LimiterConfig {
+            free_failures: config.limits.free_failures,
+            first_lock: Duration::from_secs(config.limits.first_lock_seconds),
+            max_lock: Duration::from_secs(config.limits.max_lock_seconds),
+            ..LimiterConfig::default()
+        },
+        slack: config.slack.clone().map(|s| lintel_server::SlackConfig {
+            signing_secret: s.signing_secret,
+            bot_token: s.bot_token,
+            api_base_url: s.api_base_url,
+            group: s.group,
+            allow_guests: s.allow_guests,
+            reconcile_every: Duration::from_secs(s.reconcile_minutes.max(1) * 60),
+            doorbell_channel: s.doorbell_channel,
+        }),
+        doorbell: config.doorbell_config()?,
+        public_url: config.public_url.clone(),
+        signing_key: keys::load_or_create(&keys::signing_key_path(&key_file))?,
+        oidc: config.oidc.clone().map(|o| lintel_server::OidcConfig {
+            issuer: o.issuer,
+            jwks_url: o.jwks_url,
+            audience: o.audience,
+        }),
+        cobot: config.cobot_config(timezone)?,
+    };
+    Ok((store, server))
+}
+
+fn api_error(e: lintel_server::problem::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.detail)
+}
+
+fn progress_bar(quiet: bool, what: &str) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what} ({{eta}} left)");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }

@@ -5,12 +5,14 @@
 mod decision;
 mod directory;
 mod events;
+mod integrations;
 mod problem;
 mod signed;
 
 pub use decision::*;
 pub use directory::*;
 pub use events::*;
+pub use integrations::*;
 pub use problem::*;
 pub use signed::*;
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+pub mod cobot;
 mod decide;
 mod directory;
 mod limiter;
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 
 pub use api::doorbell::DoorbellConfig;
 pub use api::slack::SlackConfig;
+pub use cobot::CobotConfig;
 pub use directory::Directory;
 pub use limiter::LimiterConfig;
 pub use users::OidcConfig;
@@ -55,6 +57,8 @@ pub struct ServerConfig {
     pub signing_key: [u8; 32],
     /// The OpenID Connect issuer users may sign in with.
     pub oidc: Option<OidcConfig>,
+    /// The coworking membership platform, when `[cobot]` is configured.
+    pub cobot: Option<CobotConfig>,
 }
 
 #[derive(Clone)]
@@ -71,6 +75,7 @@ struct Inner {
     doorbell: Option<api::doorbell::Doorbell>,
     authority: lintel_signed::Authority,
     oidc: Option<users::Oidc>,
+    cobot: Option<cobot::Cobot>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     config: ServerConfig,
 }
@@ -83,6 +88,8 @@ pub enum ServeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("[cobot] is not usable: {0}")]
+    Cobot(#[from] lintel_connectors::cobot::CobotError),
     #[error("the signing key is not usable: {0}")]
     SigningKey(#[from] lintel_signed::CertError),
 }
@@ -96,6 +103,7 @@ impl AppState {
         tokens.spawn_refresher(store.clone(), config.follow_every);
         let decider = decide::Decider::new(directory.clone(), config.pin_key, config.limiter);
         let authority = lintel_signed::Authority::from_secret_bytes(&config.signing_key)?;
+        let cobot = config.cobot.clone().map(cobot::Cobot::new).transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 directory,
@@ -106,6 +114,7 @@ impl AppState {
                 doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
                 authority,
                 oidc: config.oidc.clone().map(users::Oidc::new),
+                cobot,
                 metrics: api::ops::metrics_handle(),
                 config,
             }),
@@ -138,6 +147,9 @@ pub async fn serve(
         api::slack::spawn_reconciler(state.clone(), slack.reconcile_every);
     }
     api::signed::spawn_queue_worker(state.clone(), Duration::from_secs(1));
+    if state.inner.cobot.is_some() {
+        cobot::spawn_workers(state.clone());
+    }
     let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, "lintel is ready");
     println!("lintel listening on http://{addr}");

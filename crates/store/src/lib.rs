@@ -5,6 +5,7 @@
 //! returns the index changes read back inside that transaction. The one exception is the
 //! hot path of decisions on SQLite (`decision_log`), which has a connection of its own.
 
+mod cobot;
 mod decision_log;
 mod directory;
 mod events;
@@ -14,6 +15,7 @@ mod rows;
 mod signed;
 mod snapshots;
 mod tokens;
+mod work;
 pub use tokens::TokenInfo;
 
 use std::str::FromStr;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
 
+pub use cobot::{CobotMember, valid_membership_id};
 pub use decision_log::{CommittedDecision, PendingDecision};
 pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFilter};
 pub use events::{EventFilter, NewEvent};
@@ -29,6 +32,7 @@ pub use import::{ImportReport, ImportRow, RejectedRow};
 pub use lintel_core::Change;
 pub use rows::{credential_id, grant_id, parse_credential_id, parse_grant_id};
 pub use signed::QueuedOperation;
+pub use work::{Attempt, WorkItem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -5,6 +5,7 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod cobot;
 mod decisions;
 mod doorbell;
 mod doors;

@@ -1,5 +1,6 @@
 //! Routes, grouped as in `shared/design/api.md`.
 
+pub mod cobot;
 mod decisions;
 mod directory;
 pub mod doorbell;
@@ -24,6 +25,7 @@ use crate::AppState;
         (name = "decisions", description = "May this credential open this door now?"),
         (name = "events", description = "The event log and attendance"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "integrations", description = "The membership platform's webhooks and sync; the inbox and outbox of work with other systems"),
         (name = "signed operations", description = "Users' keys and the operations they sign: unlock, share, remove; the user directory"),
         (name = "slack", description = "The Slack app: slash commands, events, the doorbell and its Open door button"),
     )
@@ -76,6 +78,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(signed::lookup_user))
         .routes(routes!(signed::shareable_locks))
         .routes(routes!(signed::submit_operation))
+        .routes(routes!(cobot::webhook))
+        .routes(routes!(cobot::sync_now))
+        .routes(routes!(cobot::subscribe))
+        .routes(routes!(cobot::outbox))
+        .routes(routes!(cobot::retry_outbox))
+        .routes(routes!(cobot::inbox))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -1,0 +1,338 @@
+//! A coworking membership platform (Cobot-style, API v1): memberships, plans with time
+//! passes, check-in tokens and check-ins, and webhook subscriptions.
+//!
+//! Webhook deliveries are not signed; they only name a URL. Trust comes from fetching that
+//! URL with our own token, and only from the configured space's origin: [`Client::fetch`]
+//! refuses any other scheme, host or port, so a forged delivery cannot make lintel call
+//! anywhere else.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CobotError {
+    #[error("the URL is not on the configured space ({0})")]
+    ForeignUrl(String),
+    #[error("the platform is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the platform answered HTTP {status}: {reason}")]
+    Status { status: u16, reason: String },
+    #[error("the platform's answer does not parse: {0}")]
+    Unparsable(String),
+}
+
+impl CobotError {
+    /// Worth trying again later (the platform is down or busy), as opposed to an answer
+    /// that will not change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable(_) => true,
+            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::ForeignUrl(_) | Self::Unparsable(_) => false,
+        }
+    }
+}
+
+/// Ids are numbers or strings depending on the endpoint; lintel keeps them as text.
+fn id_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!("an id, not {other}"))),
+    }
+}
+
+/// Dates come as `2026/03/31` (API v1) or `2026-03-31`; a time after the date is ignored.
+fn date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    let day = text.get(..10).unwrap_or(&text).replace('/', "-");
+    NaiveDate::parse_from_str(&day, "%Y-%m-%d").map(Some).map_err(serde::de::Error::custom)
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PlanRef {
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct MembershipPlan {
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A plan assigned to a membership is a copy of the space's plan: this is the original.
+    #[serde(default)]
+    pub parent_plan: Option<PlanRef>,
+}
+
+impl MembershipPlan {
+    /// The space's plan id, the safe key (names can be edited per membership).
+    pub fn space_plan_id(&self) -> &str {
+        self.parent_plan.as_ref().map_or(&self.id, |p| &p.id)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Membership {
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub plan: MembershipPlan,
+    #[serde(default, deserialize_with = "date")]
+    pub starts_at: Option<NaiveDate>,
+    /// The last day of a canceled membership.
+    #[serde(default, deserialize_with = "date")]
+    pub canceled_to: Option<NaiveDate>,
+    #[serde(default)]
+    pub custom_fields: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Timespan {
+    pub weekdays: Vec<String>,
+    pub from_hour: u32,
+    #[serde(default)]
+    pub from_minute: u32,
+    pub to_hour: u32,
+    #[serde(default)]
+    pub to_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PassType {
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub parsed_timespans: Vec<Timespan>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Plan {
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub time_passes: Vec<PassType>,
+}
+
+/// One unused pass of a membership.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct UnusedPass {
+    /// The pass type, when the platform says which.
+    #[serde(default, deserialize_with = "optional_id")]
+    pub time_pass_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn optional_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(serde::de::Error::custom(format!("an id, not {other}"))),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Resource {
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A check-in, as a `created_checkin` delivery points at it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct CheckIn {
+    #[serde(default, deserialize_with = "optional_id")]
+    pub membership_id: Option<String>,
+    #[serde(default)]
+    pub membership: Option<IdOnly>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct IdOnly {
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+}
+
+impl CheckIn {
+    pub fn membership(&self) -> Option<&str> {
+        self.membership_id.as_deref().or(self.membership.as_ref().map(|m| m.id.as_str()))
+    }
+}
+
+/// A client for one space, with its OAuth2 bearer token.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    token: String,
+}
+
+impl Client {
+    /// `base` is the space's API base, e.g. `https://space.cobot.me`.
+    pub fn new(base: &str, token: &str) -> Result<Self, CobotError> {
+        let base = reqwest::Url::parse(base.trim_end_matches('/'))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| CobotError::ForeignUrl(format!("{base:?} is not an http(s) URL")))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client with these settings always builds");
+        Ok(Self { http, base, token: token.to_owned() })
+    }
+
+    /// The URL of a path on the space.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
+    }
+
+    /// Whether a URL is on the configured space (same scheme, host and port).
+    pub fn owns(&self, url: &str) -> bool {
+        reqwest::Url::parse(url).is_ok_and(|u| u.origin() == self.base.origin())
+    }
+
+    /// Fetches a URL on the space (what a webhook delivery names) with our token.
+    pub async fn fetch<T: DeserializeOwned>(&self, url: &str) -> Result<T, CobotError> {
+        if !self.owns(url) {
+            return Err(CobotError::ForeignUrl(url.chars().take(200).collect()));
+        }
+        self.send(self.http.get(url)).await
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, CobotError> {
+        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
+            CobotError::Unreachable(if e.is_timeout() { "timed out".into() } else { "request failed".into() })
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|_| CobotError::Unreachable("the answer broke off".into()))?;
+        if !status.is_success() {
+            return Err(CobotError::Status { status: status.as_u16(), reason: reason_of(&body) });
+        }
+        serde_json::from_slice(&body).map_err(|e| CobotError::Unparsable(e.to_string()))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, CobotError> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn memberships(&self) -> Result<Vec<Membership>, CobotError> {
+        self.fetch(&self.url("/api/memberships")).await
+    }
+
+    pub async fn membership(&self, id: &str) -> Result<Membership, CobotError> {
+        self.fetch(&self.url(&format!("/api/memberships/{id}"))).await
+    }
+
+    pub async fn plans(&self) -> Result<Vec<Plan>, CobotError> {
+        self.fetch(&self.url("/api/plans")).await
+    }
+
+    pub async fn resources(&self) -> Result<Vec<Resource>, CobotError> {
+        self.fetch(&self.url("/api/resources")).await
+    }
+
+    pub async fn unused_passes(&self, membership_id: &str) -> Result<Vec<UnusedPass>, CobotError> {
+        self.fetch(&self.url(&format!("/api/memberships/{membership_id}/time_passes/unused"))).await
+    }
+
+    pub async fn subscribe(&self, event: &str, callback_url: &str) -> Result<Value, CobotError> {
+        self.post("/api/subscriptions", &serde_json::json!({"event": event, "callback_url": callback_url})).await
+    }
+
+    /// Tells the platform the opaque token lintel will check this member in with.
+    pub async fn register_check_in_token(&self, membership_id: &str, token: &str) -> Result<(), CobotError> {
+        let body = serde_json::json!({"membership_id": membership_id, "token": token});
+        self.post("/api/check_in_tokens", &body).await.map(drop)
+    }
+
+    /// Checks the member with this token in (which uses up a pass where the plan has them).
+    pub async fn check_in(&self, token: &str) -> Result<(), CobotError> {
+        self.post("/api/check_ins", &serde_json::json!({"token": token})).await.map(drop)
+    }
+}
+
+/// The platform's own words for a refusal (`{"error": ...}` or `{"errors": ...}`), short.
+fn reason_of(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => v.get("error").or_else(|| v.get("errors")).or_else(|| v.get("message")).unwrap_or(&v).to_string(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
+/// The events lintel subscribes to.
+pub const EVENTS: &[&str] = &[
+    "confirmed_membership",
+    "canceled_membership",
+    "membership_cancellation_date_reached",
+    "reactivated_membership",
+    "changed_membership_plan",
+    "membership_plan_change_date_reached",
+    "membership_added_time_passes",
+    "membership_removed_time_passes",
+    "created_checkin",
+    "updated_custom_field",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memberships_parse_with_either_date_style_and_numeric_ids() {
+        let m: Membership = serde_json::from_str(
+            r#"{"id": 93207605, "name": "Ann", "email": "ann@example.org",
+                "plan": {"id": "p-copy", "name": "Full time (edited)", "parent_plan": {"id": 42}},
+                "starts_at": "2026/01/01", "canceled_to": "2026-03-31T00:00:00+01:00"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.id, "93207605");
+        assert_eq!(m.plan.space_plan_id(), "42");
+        assert_eq!(m.canceled_to, NaiveDate::from_ymd_opt(2026, 3, 31));
+        assert_eq!(m.starts_at, NaiveDate::from_ymd_opt(2026, 1, 1));
+        let plain: Membership = serde_json::from_str(r#"{"id": "7", "plan": {"id": "9"}}"#).unwrap();
+        assert_eq!((plain.plan.space_plan_id(), plain.canceled_to), ("9", None));
+    }
+
+    #[test]
+    fn only_urls_on_the_configured_space_are_fetched() {
+        let client = Client::new("https://space.cobot.me", "t").unwrap();
+        assert!(client.owns("https://space.cobot.me/api/memberships/1"));
+        for foreign in [
+            "https://other.cobot.me/api/memberships/1",
+            "http://space.cobot.me/api/memberships/1",
+            "https://space.cobot.me:8443/api/memberships/1",
+            "https://space.cobot.me.evil.example/api",
+            "https://evil.example/?space.cobot.me",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(!client.owns(foreign), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_told_from_outages() {
+        let refused = CobotError::Status { status: 422, reason: "no time passes left".into() };
+        assert!(!refused.is_transient());
+        assert!(CobotError::Status { status: 503, reason: String::new() }.is_transient());
+        assert!(CobotError::Unreachable("x".into()).is_transient());
+        assert_eq!(reason_of(br#"{"error": "no time passes left"}"#), "\"no time passes left\"");
+    }
+}

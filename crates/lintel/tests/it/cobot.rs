@@ -1,0 +1,457 @@
+//! The coworking membership platform against a fake of its API v1 on loopback: members
+//! follow their memberships (plans to groups, cancellation, reactivation, time passes),
+//! webhooks are stored before they are acknowledged and only ever make lintel fetch from
+//! the configured space, and entries become check-ins exactly once, also across an outage.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, Database, Server, lintel};
+
+/// The platform's state, as the fake keeps it.
+#[derive(Default)]
+struct Platform {
+    memberships: HashMap<String, Value>,
+    plans: Vec<Value>,
+    /// Membership id -> unused passes.
+    unused: HashMap<String, Vec<Value>>,
+    check_in_tokens: HashMap<String, String>,
+    /// Tokens checked in, in order.
+    check_ins: Vec<String>,
+    subscriptions: Vec<Value>,
+    /// While true, check-ins answer 503 (the platform is down).
+    down: bool,
+    /// Bearer tokens seen.
+    bearer_ok: bool,
+}
+
+type Shared = Arc<Mutex<Platform>>;
+
+struct FakePlatform {
+    url: String,
+    state: Shared,
+}
+
+impl FakePlatform {
+    fn with<R>(&self, f: impl FnOnce(&mut Platform) -> R) -> R {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    fn membership_url(&self, id: &str) -> String {
+        format!("{}/api/memberships/{id}", self.url)
+    }
+}
+
+const TOKEN: &str = "cobot-oauth-token";
+
+fn authorized(headers: &axum::http::HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
+}
+
+async fn fake_platform() -> FakePlatform {
+    async fn memberships(State(p): State<Shared>, headers: axum::http::HeaderMap) -> Response {
+        if !authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        let mut p = p.lock().unwrap();
+        p.bearer_ok = true;
+        let mut all: Vec<Value> = p.memberships.values().cloned().collect();
+        all.sort_by_key(|m| m["id"].to_string());
+        Json(all).into_response()
+    }
+    async fn membership(State(p): State<Shared>, Path(id): Path<String>, headers: axum::http::HeaderMap) -> Response {
+        if !authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        let mut p = p.lock().unwrap();
+        p.bearer_ok = true;
+        match p.memberships.get(&id) {
+            Some(m) => Json(m.clone()).into_response(),
+            None => (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response(),
+        }
+    }
+    async fn unused(State(p): State<Shared>, Path(id): Path<String>) -> Json<Value> {
+        Json(Value::Array(p.lock().unwrap().unused.get(&id).cloned().unwrap_or_default()))
+    }
+    async fn plans(State(p): State<Shared>) -> Json<Value> {
+        Json(Value::Array(p.lock().unwrap().plans.clone()))
+    }
+    async fn check_in_tokens(State(p): State<Shared>, Json(body): Json<Value>) -> Response {
+        let mut p = p.lock().unwrap();
+        let membership = body["membership_id"].as_str().unwrap_or_default().to_owned();
+        p.check_in_tokens.insert(body["token"].as_str().unwrap_or_default().to_owned(), membership);
+        (StatusCode::CREATED, Json(json!({"ok": true}))).into_response()
+    }
+    async fn check_ins(State(p): State<Shared>, Json(body): Json<Value>) -> Response {
+        let mut p = p.lock().unwrap();
+        if p.down {
+            return (StatusCode::SERVICE_UNAVAILABLE, "maintenance").into_response();
+        }
+        let token = body["token"].as_str().unwrap_or_default().to_owned();
+        let Some(membership) = p.check_in_tokens.get(&token).cloned() else {
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "unknown token"}))).into_response();
+        };
+        // A plan with passes uses one up; none left is a refusal.
+        if let Some(passes) = p.unused.get_mut(&membership) {
+            if passes.is_empty() {
+                return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "no time passes left"})))
+                    .into_response();
+            }
+            passes.pop();
+        }
+        p.check_ins.push(token);
+        (StatusCode::CREATED, Json(json!({"membership_id": membership}))).into_response()
+    }
+    async fn check_in(Path(id): Path<String>) -> Json<Value> {
+        // The fake's check-in n belongs to membership n.
+        Json(json!({"id": id, "membership_id": id}))
+    }
+    async fn subscriptions(State(p): State<Shared>, Json(body): Json<Value>) -> Response {
+        p.lock().unwrap().subscriptions.push(body.clone());
+        (StatusCode::CREATED, Json(body)).into_response()
+    }
+    let state: Shared = Arc::default();
+    let app = axum::Router::new()
+        .route("/api/memberships", get(memberships))
+        .route("/api/memberships/{id}", get(membership))
+        .route("/api/memberships/{id}/time_passes/unused", get(unused))
+        .route("/api/plans", get(plans))
+        .route("/api/check_in_tokens", post(check_in_tokens))
+        .route("/api/check_ins", post(check_ins))
+        .route("/api/check_ins/{id}", get(check_in))
+        .route("/api/subscriptions", post(subscriptions))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    FakePlatform { url, state }
+}
+
+fn membership(id: &str, name: &str, plan: Value, canceled_to: Option<&str>) -> Value {
+    json!({"id": id, "name": name, "email": format!("{}@example.org", name.to_lowercase()), "plan": plan,
+           "starts_at": "2020/01/01", "canceled_to": canceled_to})
+}
+
+/// Ann on a copy of plan 42 "Full time" (mapped to the studio); Bob on plan 43 "Flex"
+/// with one unused pass, usable any day.
+fn seed(p: &FakePlatform) {
+    p.with(|p| {
+        p.plans = vec![
+            json!({"id": 42, "name": "Full time", "time_passes": []}),
+            json!({"id": 43, "name": "Flex", "time_passes": [{"id": 7, "name": "Day pass", "parsed_timespans": [
+                {"weekdays": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
+                 "from_hour": 0, "from_minute": 0, "to_hour": 24, "to_minute": 0}]}]}),
+            json!({"id": 44, "name": "Weekend", "time_passes": []}),
+        ];
+        let copy_of_42 = json!({"id": "c-1", "name": "Full time (Ann's)", "parent_plan": {"id": 42}});
+        p.memberships.insert("1".into(), membership("1", "Ann", copy_of_42, None));
+        p.memberships.insert("2".into(), membership("2", "Bob", json!({"id": 43, "name": "Flex"}), None));
+        p.unused.insert("2".into(), vec![json!({"id": 900, "time_pass_id": 7})]);
+    });
+}
+
+struct Setup {
+    _db: Database,
+    s: Server,
+    platform: FakePlatform,
+}
+
+fn cobot_env(platform: &FakePlatform) -> Vec<(&'static str, String)> {
+    vec![
+        ("LINTEL_COBOT_BASE_URL", platform.url.clone()),
+        ("LINTEL_COBOT_TOKEN", TOKEN.to_owned()),
+        ("LINTEL_COBOT_DEFAULT_GROUP", "members".to_owned()),
+        ("LINTEL_COBOT_PLAN_GROUPS", "42=studio".to_owned()),
+        ("LINTEL_PUBLIC_URL", "https://doors.example.org".to_owned()),
+        ("LINTEL_TIMEZONE", "Europe/Berlin".to_owned()),
+    ]
+}
+
+async fn setup(b: Backend) -> Setup {
+    let db = Database::new(b);
+    let platform = fake_platform().await;
+    seed(&platform);
+    let env = cobot_env(&platform);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Server::start_with(&db, &env);
+    s.ok("/api/v1/doors", json!({"id": "front", "name": "Front", "attendance": true}), 201).await;
+    s.ok("/api/v1/doors", json!({"id": "studio", "name": "Studio", "attendance": false}), 201).await;
+    s.ok("/api/v1/groups", json!({"id": "members", "name": "Members", "doors": ["front"]}), 201).await;
+    s.ok("/api/v1/groups", json!({"id": "studio", "name": "Studio", "doors": ["front", "studio"]}), 201).await;
+    s.ok("/api/v1/grants", json!({"group_id": "members"}), 201).await;
+    s.ok("/api/v1/grants", json!({"group_id": "studio"}), 201).await;
+    Setup { _db: db, s, platform }
+}
+
+async fn sync(s: &Server) -> Value {
+    let (status, report) = s.post("/api/v1/cobot/sync", json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    report
+}
+
+/// Gives a member a card (operators hand out cards; the membership gives the access).
+async fn card_for(s: &Server, person: &str, uid: &str) {
+    s.ok(&format!("/api/v1/people/{person}/credentials"), json!({"kind": "card", "uid": uid}), 201).await;
+}
+
+fn card(uid: &str) -> Value {
+    json!({"kind": "card", "uid": uid})
+}
+
+async fn deliver(s: &Server, event: &str, body: Value) -> (u16, Value) {
+    s.post(&format!("/hooks/cobot/{event}"), body).await
+}
+
+/// Asks until the decision's reason is `want` (webhooks are processed after the answer).
+async fn eventually_reason(s: &Server, door: &str, uid: &str, want: &str) {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = s
+            .client
+            .post(format!("{}/api/v1/decisions", s.base))
+            .bearer_auth(crate::harness::ADMIN)
+            .json(&json!({"door": door, "credential": card(uid), "dry_run": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if last["reason"] == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{uid} at {door}: wanted {want}, last {last}");
+}
+
+async fn members_follow_their_memberships(b: Backend) {
+    let Setup { _db, s, platform } = setup(b).await;
+    let report = sync(&s).await;
+    assert_eq!(report["memberships"], 2, "{report}");
+    assert_eq!((&report["created"], &report["with_passes"]), (&json!(2), &json!(1)), "{report}");
+    let ann = s.get("/api/v1/people/cobot-1").await.1;
+    assert_eq!((&ann["name"], &ann["email"]), (&json!("Ann"), &json!("ann@example.org")));
+    assert_eq!(ann["external_ids"]["cobot"], "1");
+    assert_eq!(ann["groups"], json!(["members", "studio"]), "the parent plan 42 maps to the studio");
+    card_for(&s, "cobot-1", "A1A1A1A1").await;
+    card_for(&s, "cobot-2", "B2B2B2B2").await;
+    eventually_reason(&s, "studio", "A1A1A1A1", "granted").await;
+    assert_eq!(s.get("/api/v1/people/cobot-2").await.1["groups"], json!([]), "passes, not groups");
+
+    // A plan change moves her: plan 44 maps to no group, so only the default group stays.
+    platform.with(|p| p.memberships.get_mut("1").unwrap()["plan"] = json!({"id": 44, "name": "Weekend"}));
+    let (status, _) = deliver(&s, "changed_membership_plan", json!({"url": platform.membership_url("1")})).await;
+    assert_eq!(status, 202);
+    eventually_reason(&s, "studio", "A1A1A1A1", "no_grant").await;
+    eventually_reason(&s, "front", "A1A1A1A1", "granted").await;
+
+    // The cancellation date passed: access ends at once; a reactivation restores it.
+    platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = json!("2021/12/31"));
+    deliver(&s, "membership_cancellation_date_reached", json!({"url": platform.membership_url("1")})).await;
+    eventually_reason(&s, "front", "A1A1A1A1", "person_suspended").await;
+    platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = Value::Null);
+    deliver(&s, "reactivated_membership", json!({"url": platform.membership_url("1")})).await;
+    eventually_reason(&s, "front", "A1A1A1A1", "granted").await;
+
+    // A canceled membership keeps access through its last day (tomorrow here).
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y/%m/%d").to_string();
+    platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = json!(tomorrow));
+    deliver(&s, "canceled_membership", json!({"url": platform.membership_url("1")})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually_reason(&s, "front", "A1A1A1A1", "granted").await;
+
+    // Gone from the platform altogether: the next sync takes access away.
+    platform.with(|p| p.memberships.remove("2"));
+    let report = sync(&s).await;
+    assert_eq!(report["gone"], 1, "{report}");
+    eventually_reason(&s, "front", "B2B2B2B2", "person_suspended").await;
+}
+
+async fn time_passes_limit_entry_and_follow_the_platform(b: Backend) {
+    let Setup { _db, s, platform } = setup(b).await;
+    sync(&s).await;
+    card_for(&s, "cobot-2", "B2B2B2B2").await;
+    let grants = s.get("/api/v1/grants?person_id=cobot-2").await.1;
+    let grant = &grants[0];
+    assert_eq!((&grant["passes"], &grant["doors"]), (&json!(1), &json!(["front"])), "{grants}");
+    assert_eq!(grant["schedule"]["tz"], "Europe/Berlin", "{grants}");
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted");
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "no_passes_left", "one pass, one entry");
+
+    // The entry becomes a check-in that uses the pass on the platform too; its
+    // created_checkin delivery refreshes the count (zero).
+    for _ in 0..100 {
+        if platform.with(|p| p.check_ins.len()) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(platform.with(|p| p.check_ins.len()), 1, "checked in on the platform");
+    deliver(&s, "created_checkin", json!({"url": format!("{}/api/check_ins/2", platform.url)})).await;
+    eventually_reason(&s, "front", "B2B2B2B2", "no_grant").await;
+
+    // Passes bought: access again within seconds of the webhook.
+    platform.with(|p| p.unused.insert("2".into(), vec![json!({"time_pass_id": 7}), json!({"time_pass_id": 7})]));
+    deliver(&s, "membership_added_time_passes", json!({"url": platform.membership_url("2")})).await;
+    eventually_reason(&s, "front", "B2B2B2B2", "granted").await;
+    let grants = s.get("/api/v1/grants?person_id=cobot-2").await.1;
+    assert_eq!(grants[0]["passes"], 2, "{grants}");
+}
+
+async fn check_ins_arrive_exactly_once_across_an_outage(b: Backend) {
+    let Setup { _db, s, platform } = setup(b).await;
+    sync(&s).await;
+    card_for(&s, "cobot-1", "A1A1A1A1").await;
+    // The platform learns Ann's check-in token first.
+    for _ in 0..100 {
+        if platform.with(|p| p.check_in_tokens.values().any(|m| m == "1")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(platform.with(|p| p.check_in_tokens.values().any(|m| m == "1")), "token registered");
+
+    platform.with(|p| p.down = true);
+    for _ in 0..3 {
+        assert_eq!(s.decide("front", card("A1A1A1A1")).await["reason"], "granted");
+    }
+    // The studio does not count attendance: no check-in for it.
+    assert_eq!(s.decide("studio", card("A1A1A1A1")).await["reason"], "granted");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pending = s.get("/api/v1/outbox?state=pending").await.1;
+    let waiting: Vec<&Value> =
+        pending["items"].as_array().unwrap().iter().filter(|e| e["kind"] == "check_in").collect();
+    assert_eq!(waiting.len(), 3, "{pending}");
+    assert!(waiting.iter().all(|e| e["last_error"].as_str().unwrap_or_default().contains("503")), "{pending}");
+    assert_eq!(platform.with(|p| p.check_ins.len()), 0);
+
+    platform.with(|p| p.down = false);
+    for _ in 0..300 {
+        if platform.with(|p| p.check_ins.len()) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let check_ins = platform.with(|p| p.check_ins.clone());
+    assert_eq!(check_ins.len(), 3, "each entry exactly once: {check_ins:?}");
+    let done = s.get("/api/v1/outbox?state=done").await.1;
+    assert_eq!(done["items"].as_array().unwrap().iter().filter(|e| e["kind"] == "check_in").count(), 3, "{done}");
+}
+
+async fn deliveries_are_checked_stored_and_idempotent(b: Backend) {
+    let Setup { _db, s, platform } = setup(b).await;
+    let events_before = s.events().await.len();
+    let foreign = deliver(&s, "confirmed_membership", json!({"url": "http://169.254.169.254/api/memberships/1"})).await;
+    assert_eq!(foreign.0, 422, "{}", foreign.1);
+    let other_port =
+        platform.url.rsplit_once(':').map(|(h, p)| format!("{h}:{}", p.parse::<u16>().unwrap() + 1)).unwrap();
+    assert_eq!(
+        deliver(&s, "confirmed_membership", json!({"url": format!("{other_port}/api/memberships/1")})).await.0,
+        422
+    );
+    for (body, want) in [(json!([1, 2]), 422), (json!({"url": 7}), 422), (json!({}), 422)] {
+        assert_eq!(deliver(&s, "confirmed_membership", body.clone()).await.0, want, "{body}");
+    }
+    let raw = s.client.post(format!("{}/hooks/cobot/confirmed_membership", s.base)).body("{nope").send().await.unwrap();
+    assert_eq!(raw.status(), 400);
+    assert_eq!(deliver(&s, "Bad-Event", json!({"url": platform.membership_url("1")})).await.0, 422);
+    assert_eq!(s.get("/api/v1/inbox").await.1["items"], json!([]), "nothing refused was stored");
+    assert_eq!(s.events().await.len(), events_before);
+
+    // The same delivery twice: one person, one creation.
+    for _ in 0..2 {
+        let (status, answer) = deliver(&s, "confirmed_membership", json!({"url": platform.membership_url("1")})).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    for _ in 0..100 {
+        let inbox = s.get("/api/v1/inbox?state=done").await.1;
+        if inbox["items"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.get("/api/v1/inbox?state=done").await.1["items"].as_array().unwrap().len(), 2);
+    let created: Vec<Value> =
+        s.events().await.into_iter().filter(|e| e["kind"] == "person.created" && e["person_id"] == "cobot-1").collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(platform.with(|p| p.bearer_ok), "fetched with the configured token");
+
+    // Deleted memberships arrive whole; the member loses access.
+    card_for(&s, "cobot-1", "A1A1A1A1").await;
+    eventually_reason(&s, "front", "A1A1A1A1", "granted").await;
+    platform.with(|p| p.memberships.remove("1"));
+    let whole = membership("1", "Ann", json!({"id": 42}), None);
+    assert_eq!(deliver(&s, "deleted_membership", whole).await.0, 202);
+    eventually_reason(&s, "front", "A1A1A1A1", "person_suspended").await;
+}
+
+/// Without `[cobot]`, a delivery gets a 503 (the platform retries later), never a 410
+/// (which would end the subscription).
+async fn an_unconfigured_platform_is_told_to_retry(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let (status, problem) =
+        deliver(&s, "confirmed_membership", json!({"url": "https://x.cobot.me/api/memberships/1"})).await;
+    assert_eq!(status, 503, "{problem}");
+}
+
+/// `lintel cobot subscribe` and `lintel cobot sync` work from the command line.
+async fn the_cli_subscribes_and_syncs(b: Backend) {
+    let db = Database::new(b);
+    let platform = fake_platform().await;
+    seed(&platform);
+    let s = Server::start(&db);
+    s.ok("/api/v1/groups", json!({"id": "members", "name": "Members", "doors": []}), 201).await;
+    s.ok("/api/v1/groups", json!({"id": "studio", "name": "Studio", "doors": []}), 201).await;
+    let run = |args: &'static [&'static str]| {
+        let mut cmd = lintel();
+        cmd.args(args).args(["--database-url", &db.url]).current_dir(&db.dir);
+        for (k, v) in cobot_env(&platform) {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("lintel runs")
+    };
+    let out = tokio::task::block_in_place(|| run(&["cobot", "subscribe"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let subscriptions = platform.with(|p| p.subscriptions.clone());
+    assert!(subscriptions.len() >= 8, "{subscriptions:?}");
+    assert!(subscriptions.iter().any(|s| s["event"] == "created_checkin"
+        && s["callback_url"] == "https://doors.example.org/hooks/cobot/created_checkin"));
+    let out = tokio::task::block_in_place(|| run(&["cobot", "sync", "--quiet"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("2 memberships: 2 new"), "{printed}");
+    // The running server sees the people the CLI created.
+    for _ in 0..50 {
+        if s.get("/api/v1/people/cobot-1").await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.get("/api/v1/people/cobot-1").await.1["groups"], json!(["members", "studio"]));
+    let out = tokio::task::block_in_place(|| run(&["outbox"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("check_in_token"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+crate::on_both_backends!(
+    members_follow_their_memberships,
+    time_passes_limit_entry_and_follow_the_platform,
+    check_ins_arrive_exactly_once_across_an_outage,
+    deliveries_are_checked_stored_and_idempotent,
+    an_unconfigured_platform_is_told_to_retry,
+    the_cli_subscribes_and_syncs,
+);

@@ -1,0 +1,65 @@
+//! Work with other systems: the inbox of webhook deliveries and the outbox of calls.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where a piece of work stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    Done,
+    /// Given up: a refusal that will not change, or too many attempts. Kept, with why.
+    Failed,
+}
+
+impl WorkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Done, Self::Failed].into_iter().find(|w| w.as_str() == s)
+    }
+}
+
+/// A call lintel makes (or made) to another system.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OutboxEntry {
+    pub id: i64,
+    /// The system, e.g. `cobot`.
+    pub target: String,
+    /// What it does, e.g. `check_in`.
+    pub kind: String,
+    /// Unique: the same work is never queued twice.
+    pub idempotency_key: String,
+    pub state: WorkState,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub done_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// A webhook delivery lintel received.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboxEntry {
+    pub id: i64,
+    pub source: String,
+    pub event: String,
+    pub state: WorkState,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub done_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}

@@ -1,0 +1,111 @@
+//! The membership platform's webhooks, its admin routes, and the inbox and outbox views.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use lintel_proto::{InboxEntry, OutboxEntry, Page, Problem, WorkState};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Admin;
+use crate::cobot::{SyncReport, cobot_of};
+use crate::problem::{ApiError, ApiPath, ApiQuery, parse_json};
+
+/// A webhook delivery from the platform: `{"url": "<the changed resource>"}`, or the whole
+/// object of a deleted one. Stored before it is acknowledged (202), processed afterwards
+/// by fetching the URL with lintel's own token. Only URLs on the configured space are
+/// taken; anything else is a 422. Never a 410, which would end the subscription.
+#[utoipa::path(post, path = "/hooks/cobot/{event}", tag = "integrations",
+    responses((status = 202, description = "stored; it will be processed"), (status = 400, body = Problem),
+        (status = 422, body = Problem), (status = 503, description = "the platform is not configured")))]
+pub async fn webhook(
+    State(s): State<AppState>,
+    ApiPath(event): ApiPath<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // Unconfigured: 503, so that the platform retries once the operator has set it up.
+    let cobot = cobot_of(&s).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-configured", e.detail))?;
+    let valid_event =
+        !event.is_empty() && event.len() <= 64 && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if !valid_event {
+        return Err(ApiError::invalid("the event name is snake_case letters"));
+    }
+    let payload: Value = parse_json(&body)?;
+    let Some(fields) = payload.as_object() else { return Err(ApiError::invalid("the delivery is a JSON object")) };
+    match fields.get("url") {
+        Some(Value::String(url)) if cobot.client.owns(url) => {}
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid("refusing a URL outside the configured space (base_url)"));
+        }
+        Some(_) => return Err(ApiError::invalid("url is a string")),
+        // Deleted resources come whole: an object with an id.
+        None if fields.get("id").is_some_and(|id| id.is_string() || id.is_number()) => {}
+        None => return Err(ApiError::invalid("the delivery has neither url nor id")),
+    }
+    let id = s.inner.directory.store.receive("cobot", &event, &payload).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"received": id}))))
+}
+
+/// Reconcile with the platform now: every membership, plan and pass (it also runs on a
+/// schedule).
+#[utoipa::path(post, path = "/api/v1/cobot/sync", tag = "integrations", security(("admin" = [])),
+    responses((status = 200, body = SyncReport), (status = 404, body = Problem), (status = 502, body = Problem)))]
+pub async fn sync_now(State(s): State<AppState>, _: Admin) -> Result<Json<SyncReport>, ApiError> {
+    Ok(Json(crate::cobot::sync(&s, &|_, _| {}).await?))
+}
+
+/// Create the webhook subscriptions lintel needs at the platform.
+#[utoipa::path(post, path = "/api/v1/cobot/subscriptions", tag = "integrations", security(("admin" = [])),
+    responses((status = 200, description = "`{callbacks: [...]}`"), (status = 404, body = Problem), (status = 502, body = Problem)))]
+pub async fn subscribe(State(s): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"callbacks": crate::cobot::subscribe(&s).await?})))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WorkQuery {
+    /// `pending`, `done` or `failed`.
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+fn work_filter(q: &WorkQuery) -> Result<(Option<WorkState>, i64), ApiError> {
+    let state = match &q.state {
+        Some(s) => Some(WorkState::parse(s).ok_or_else(|| ApiError::invalid("state is pending, done or failed"))?),
+        None => None,
+    };
+    Ok((state, q.limit.unwrap_or(100).clamp(1, 1000)))
+}
+
+/// Calls to other systems: what is pending (and why it waits) or failed (and why).
+#[utoipa::path(get, path = "/api/v1/outbox", tag = "integrations", params(WorkQuery), security(("admin" = [])),
+    responses((status = 200, description = "`{items: [OutboxEntry]}`, newest first")))]
+pub async fn outbox(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<WorkQuery>,
+) -> Result<Json<Page<OutboxEntry>>, ApiError> {
+    let (state, limit) = work_filter(&q)?;
+    Ok(Json(Page { items: s.inner.directory.store.outbox(state, limit).await?, next: None }))
+}
+
+/// Put failed calls back in the queue (after fixing their cause).
+#[utoipa::path(post, path = "/api/v1/outbox/retry", tag = "integrations", security(("admin" = [])),
+    responses((status = 200, description = "`{requeued: n}`")))]
+pub async fn retry_outbox(State(s): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"requeued": s.inner.directory.store.retry_failed_outbox().await?})))
+}
+
+/// Webhook deliveries received, and what became of them.
+#[utoipa::path(get, path = "/api/v1/inbox", tag = "integrations", params(WorkQuery), security(("admin" = [])),
+    responses((status = 200, description = "`{items: [InboxEntry]}`, newest first")))]
+pub async fn inbox(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<WorkQuery>,
+) -> Result<Json<Page<InboxEntry>>, ApiError> {
+    let (state, limit) = work_filter(&q)?;
+    Ok(Json(Page { items: s.inner.directory.store.inbox(state, limit).await?, next: None }))
+}

@@ -1,0 +1,220 @@
+//! The inbox (webhook deliveries, stored before they are acknowledged) and the outbox
+//! (calls to other systems, each under a unique idempotency key). Workers take what is
+//! due, and record done, a retry with its time, or failure with the reason: nothing is
+//! dropped silently.
+
+use lintel_proto::{InboxEntry, OutboxEntry, WorkState};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::rows::{opt_time, time};
+use crate::{Result, Store, StoreError, now_micros};
+
+/// A unit of work as a worker sees it.
+#[derive(Debug, Clone)]
+pub struct WorkItem {
+    pub pk: i64,
+    /// The inbox's event, or the outbox's kind.
+    pub kind: String,
+    pub payload: Value,
+    pub attempts: i64,
+}
+
+/// What became of an attempt.
+#[derive(Debug, Clone)]
+pub enum Attempt {
+    Done,
+    /// Try again at this time (unix microseconds).
+    RetryAt(i64, String),
+    /// Give up, keeping why.
+    Failed(String),
+}
+
+fn work_item(row: &AnyRow, kind_column: &str) -> Result<WorkItem> {
+    let payload: String = row.try_get("payload")?;
+    Ok(WorkItem {
+        pk: row.try_get("pk")?,
+        kind: row.try_get(kind_column)?,
+        payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        attempts: row.try_get("attempts")?,
+    })
+}
+
+fn state(row: &AnyRow) -> Result<WorkState> {
+    let s: String = row.try_get("state")?;
+    WorkState::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("work state {s:?}")))
+}
+
+fn payload(row: &AnyRow) -> Result<Value> {
+    serde_json::from_str(&row.try_get::<String, _>("payload")?).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Stores a webhook delivery; once this returns, it may be acknowledged.
+    pub async fn receive(&self, source: &str, event: &str, payload: &Value) -> Result<i64> {
+        let now = now_micros();
+        Ok(sqlx::query_scalar(
+            "INSERT INTO inbox (source, event, payload, received_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4) \
+             RETURNING pk",
+        )
+        .bind(source)
+        .bind(event)
+        .bind(payload.to_string())
+        .bind(now)
+        .fetch_one(&self.write)
+        .await?)
+    }
+
+    pub async fn due_inbox(&self, source: &str, limit: i64) -> Result<Vec<WorkItem>> {
+        let rows = sqlx::query(
+            "SELECT pk, event, payload, attempts FROM inbox WHERE source = $1 AND state = 'pending' \
+             AND next_attempt_at <= $2 ORDER BY pk LIMIT $3",
+        )
+        .bind(source)
+        .bind(now_micros())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| work_item(r, "event")).collect()
+    }
+
+    pub async fn inbox_attempted(&self, pk: i64, attempt: &Attempt) -> Result<()> {
+        self.attempted("inbox", pk, attempt).await
+    }
+
+    /// Queues a call; `false` if work under this key exists already (it is not queued again).
+    pub async fn enqueue(&self, target: &str, kind: &str, key: &str, payload: &Value) -> Result<bool> {
+        let now = now_micros();
+        let inserted = sqlx::query(
+            "INSERT INTO outbox (target, kind, idempotency_key, payload, created_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(target)
+        .bind(kind)
+        .bind(key)
+        .bind(payload.to_string())
+        .bind(now)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    pub async fn due_outbox(&self, target: &str, limit: i64) -> Result<Vec<WorkItem>> {
+        let rows = sqlx::query(
+            "SELECT pk, kind, payload, attempts FROM outbox WHERE target = $1 AND state = 'pending' \
+             AND next_attempt_at <= $2 ORDER BY pk LIMIT $3",
+        )
+        .bind(target)
+        .bind(now_micros())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| work_item(r, "kind")).collect()
+    }
+
+    pub async fn outbox_attempted(&self, pk: i64, attempt: &Attempt) -> Result<()> {
+        self.attempted("outbox", pk, attempt).await
+    }
+
+    async fn attempted(&self, table: &'static str, pk: i64, attempt: &Attempt) -> Result<()> {
+        let now = now_micros();
+        let (state, next, error) = match attempt {
+            Attempt::Done => ("done", now, None),
+            Attempt::RetryAt(at, why) => ("pending", *at, Some(why.as_str())),
+            Attempt::Failed(why) => ("failed", now, Some(why.as_str())),
+        };
+        let done_at = (state != "pending").then_some(now);
+        let sql = format!(
+            "UPDATE {table} SET state = $1, next_attempt_at = $2, last_error = COALESCE($3, last_error), \
+             done_at = $4, attempts = attempts + 1 WHERE pk = $5"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state)
+            .bind(next)
+            .bind(error)
+            .bind(done_at)
+            .bind(pk)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Puts failed outbox work back in the queue (after the operator fixed the cause).
+    pub async fn retry_failed_outbox(&self) -> Result<u64> {
+        Ok(sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at = $1 WHERE state = 'failed'")
+            .bind(now_micros())
+            .execute(&self.write)
+            .await?
+            .rows_affected())
+    }
+
+    /// Outbox entries, newest first, optionally in one state.
+    pub async fn outbox(&self, state_filter: Option<WorkState>, limit: i64) -> Result<Vec<OutboxEntry>> {
+        let rows = sqlx::query(
+            "SELECT pk, target, kind, idempotency_key, payload, created_at, state, attempts, next_attempt_at, \
+             last_error, done_at FROM outbox WHERE ($1 = '' OR state = $1) ORDER BY pk DESC LIMIT $2",
+        )
+        .bind(state_filter.map_or("", WorkState::as_str))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    id: r.try_get("pk")?,
+                    target: r.try_get("target")?,
+                    kind: r.try_get("kind")?,
+                    idempotency_key: r.try_get("idempotency_key")?,
+                    state: state(r)?,
+                    attempts: r.try_get("attempts")?,
+                    last_error: r.try_get("last_error")?,
+                    created_at: time(r.try_get("created_at")?)?,
+                    next_attempt_at: time(r.try_get("next_attempt_at")?)?,
+                    done_at: opt_time(r.try_get("done_at")?)?,
+                    payload: payload(r)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Inbox entries, newest first, optionally in one state.
+    pub async fn inbox(&self, state_filter: Option<WorkState>, limit: i64) -> Result<Vec<InboxEntry>> {
+        let rows = sqlx::query(
+            "SELECT pk, source, event, payload, received_at, state, attempts, last_error, done_at FROM inbox \
+             WHERE ($1 = '' OR state = $1) ORDER BY pk DESC LIMIT $2",
+        )
+        .bind(state_filter.map_or("", WorkState::as_str))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InboxEntry {
+                    id: r.try_get("pk")?,
+                    source: r.try_get("source")?,
+                    event: r.try_get("event")?,
+                    state: state(r)?,
+                    attempts: r.try_get("attempts")?,
+                    last_error: r.try_get("last_error")?,
+                    received_at: time(r.try_get("received_at")?)?,
+                    done_at: opt_time(r.try_get("done_at")?)?,
+                    payload: payload(r)?,
+                })
+            })
+            .collect()
+    }
+
+    /// How much work waits or failed, per table: (pending inbox, failed inbox, pending
+    /// outbox, failed outbox).
+    pub async fn work_backlog(&self) -> Result<(i64, i64, i64, i64)> {
+        let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.read).await };
+        Ok((
+            count("SELECT COUNT(*) FROM inbox WHERE state = 'pending'").await?,
+            count("SELECT COUNT(*) FROM inbox WHERE state = 'failed'").await?,
+            count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").await?,
+            count("SELECT COUNT(*) FROM outbox WHERE state = 'failed'").await?,
+        ))
+    }
+}
