@@ -12,4 +12,5 @@ mod doors;
 mod events;
 mod operations;
 mod security;
+mod signed;
 mod slack;
