@@ -174,6 +174,35 @@ impl CheckIn {
     }
 }
 
+/// Booking times come as RFC 3339 or as API v1's `2026/11/23 10:00:00 +0100`.
+fn instant<'de, D: Deserializer<'de>>(d: D) -> Result<chrono::DateTime<chrono::Utc>, D::Error> {
+    let text = String::deserialize(d)?;
+    chrono::DateTime::parse_from_rfc3339(&text)
+        .or_else(|_| chrono::DateTime::parse_from_str(&text, "%Y/%m/%d %H:%M:%S %z"))
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a time")))
+}
+
+/// A room booking; a visitor's (external) booking has no membership, but a contact.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Booking {
+    #[serde(deserialize_with = "id_text")]
+    pub id: String,
+    #[serde(deserialize_with = "instant")]
+    pub from: chrono::DateTime<chrono::Utc>,
+    #[serde(deserialize_with = "instant")]
+    pub to: chrono::DateTime<chrono::Utc>,
+    pub resource: Resource,
+    #[serde(default)]
+    pub membership: Option<IdOnly>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
 /// A client for one space, with its OAuth2 bearer token.
 #[derive(Clone)]
 pub struct Client {
@@ -251,6 +280,12 @@ impl Client {
         self.fetch(&self.url(&format!("/api/memberships/{membership_id}/time_passes/unused"))).await
     }
 
+    /// Bookings between two days (the sync's look at what is coming).
+    pub async fn bookings(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Booking>, CobotError> {
+        let url = self.url(&format!("/api/bookings?from={}&to={}", from.format("%Y-%m-%d"), to.format("%Y-%m-%d")));
+        self.fetch(&url).await
+    }
+
     pub async fn subscribe(&self, event: &str, callback_url: &str) -> Result<Value, CobotError> {
         self.post("/api/subscriptions", &serde_json::json!({"event": event, "callback_url": callback_url})).await
     }
@@ -288,6 +323,12 @@ pub const EVENTS: &[&str] = &[
     "membership_removed_time_passes",
     "created_checkin",
     "updated_custom_field",
+    "created_booking",
+    "updated_booking",
+    "deleted_booking",
+    "booking_will_begin",
+    "booking_has_ended",
+    "approved_external_booking",
 ];
 
 #[cfg(test)]
@@ -308,6 +349,22 @@ mod tests {
         assert_eq!(m.starts_at, NaiveDate::from_ymd_opt(2026, 1, 1));
         let plain: Membership = serde_json::from_str(r#"{"id": "7", "plan": {"id": "9"}}"#).unwrap();
         assert_eq!((plain.plan.space_plan_id(), plain.canceled_to), ("9", None));
+    }
+
+    #[test]
+    fn bookings_parse_in_both_time_styles() {
+        let b: Booking = serde_json::from_str(
+            r#"{"id": 5, "from": "2026/11/23 10:00:00 +0100", "to": "2026-11-23T12:00:00+01:00",
+                "resource": {"id": 3, "name": "Room"}, "membership": null, "email": "v@example.org"}"#,
+        )
+        .unwrap();
+        assert_eq!((b.id.as_str(), b.resource.id.as_str()), ("5", "3"));
+        assert_eq!((b.to - b.from).num_hours(), 2);
+        assert_eq!(b.membership, None);
+        assert!(
+            serde_json::from_str::<Booking>(r#"{"id": 5, "from": "soon", "to": "later", "resource": {"id": 3}}"#)
+                .is_err()
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub oidc: Option<OidcSection>,
     pub cobot: Option<CobotSection>,
+    pub smtp: Option<SmtpSection>,
+    pub sms: Option<SmsSection>,
 }
 
 /// `[cobot]`: the coworking membership platform.
@@ -52,6 +54,59 @@ pub struct CobotSection {
     /// Minutes between full reconciliations.
     #[serde(default = "default_sync_minutes")]
     pub sync_minutes: u64,
+    /// A booking opens its doors this long before it starts and after it ends.
+    #[serde(default = "default_buffer_minutes")]
+    pub buffer_minutes: i64,
+    /// Resource id -> doors (the room's and those on the way): a table of lists, or (from
+    /// the environment) `7=studio;front,8=lab`.
+    #[serde(default, deserialize_with = "pair_lists")]
+    pub resource_doors: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn default_buffer_minutes() -> i64 {
+    10
+}
+
+/// `[smtp]`: where invitations are mailed from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    /// `smtp://host:25`, `smtps://user:pass@host:465`, `smtp://host:587?tls=required`.
+    pub url: String,
+    pub from: String,
+}
+
+/// `[sms]`: the SMS gateway's webhook (`POST {"to", "text"}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSection {
+    pub webhook_url: String,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// A table of lists of text, or `key=a;b,key=c` text.
+fn pair_lists<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lists {
+        Table(std::collections::BTreeMap<String, Vec<String>>),
+        Text(String),
+    }
+    match Lists::deserialize(d)? {
+        Lists::Table(t) => Ok(t),
+        Lists::Text(text) => text
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let (k, v) =
+                    p.split_once('=').ok_or_else(|| serde::de::Error::custom(format!("{p:?} is not key=a;b")))?;
+                Ok((k.trim().to_owned(), v.split(';').map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).collect()))
+            })
+            .collect(),
+    }
 }
 
 fn default_sync_minutes() -> u64 {
@@ -115,6 +170,8 @@ impl Config {
             plan_groups: c.plan_groups.clone(),
             sync_every: std::time::Duration::from_secs(c.sync_minutes.max(1) * 60),
             timezone,
+            buffer_minutes: c.buffer_minutes.clamp(0, 24 * 60),
+            resource_doors: c.resource_doors.clone(),
         }))
     }
 
@@ -209,6 +266,8 @@ impl Default for Config {
             public_url: None,
             oidc: None,
             cobot: None,
+            smtp: None,
+            sms: None,
         }
     }
 }
@@ -258,6 +317,12 @@ const KEYS: &[&str] = &[
     "cobot.default_group",
     "cobot.plan_groups",
     "cobot.sync_minutes",
+    "cobot.buffer_minutes",
+    "cobot.resource_doors",
+    "smtp.url",
+    "smtp.from",
+    "sms.webhook_url",
+    "sms.token",
 ];
 
 /// Keys whose values stay text even when they look like numbers.
@@ -284,6 +349,11 @@ const TEXT_KEYS: &[&str] = &[
     "cobot.public_url",
     "cobot.default_group",
     "cobot.plan_groups",
+    "cobot.resource_doors",
+    "smtp.url",
+    "smtp.from",
+    "sms.webhook_url",
+    "sms.token",
 ];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.

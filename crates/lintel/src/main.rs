@@ -339,6 +339,8 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             audience: o.audience,
         }),
         cobot: config.cobot_config(timezone)?,
+        smtp: config.smtp.clone().map(|m| lintel_server::SmtpConfig { url: m.url, from: m.from }),
+        sms: config.sms.clone().map(|m| lintel_server::SmsConfig { webhook_url: m.webhook_url, token: m.token }),
     };
     Ok((store, server))
 }

@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
-use lintel_connectors::cobot::{self, CobotError, Membership, PassType, Plan, UnusedPass};
+use lintel_connectors::cobot::{self, Booking, CobotError, Membership, PassType, Plan, UnusedPass};
+use lintel_proto::CredentialKind;
 use lintel_proto::{NewPerson, PersonPatch, PersonStatus, Schedule, ScheduleRule, Weekday};
-use lintel_store::{Attempt, CobotMember, NewGrantRecord, PersonFilter, StoreError, WorkItem, valid_membership_id};
+use lintel_store::{
+    Attempt, CobotMember, NewCredentialRecord, NewGrantRecord, PersonFilter, StoreError, WorkItem, valid_membership_id,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -36,6 +39,10 @@ pub struct CobotConfig {
     pub sync_every: Duration,
     /// The space's time zone: cancellation dates and pass timespans are local to it.
     pub timezone: Tz,
+    /// A booking opens its doors this long before it starts and after it ends.
+    pub buffer_minutes: i64,
+    /// Resource id -> the room's door and the doors on the way to it.
+    pub resource_doors: BTreeMap<String, Vec<String>>,
 }
 
 pub struct Cobot {
@@ -83,6 +90,8 @@ pub struct SyncReport {
     /// Members lintel knew who are gone from the platform.
     pub gone: usize,
     pub with_passes: usize,
+    /// Upcoming bookings of rooms with doors.
+    pub bookings: usize,
 }
 
 /// Whether a membership gives access on `today`, and until when (end of the last day).
@@ -319,6 +328,16 @@ pub async fn sync(s: &AppState, progress: &(dyn Fn(usize, usize) + Sync)) -> Res
         listed.insert(m.id.clone());
         progress(n + 1, memberships.len());
     }
+    if !cobot.config.resource_doors.is_empty() {
+        let today = Utc::now().with_timezone(&cobot.config.timezone).date_naive();
+        let upcoming = cobot_call(cobot.client.bookings(today, today + chrono::Days::new(31)).await)?;
+        for booking in &upcoming {
+            match apply_booking(s, cobot, booking).await {
+                Ok(()) => report.bookings += 1,
+                Err(e) => tracing::warn!(booking = %booking.id, error = %e.detail, "booking not applied"),
+            }
+        }
+    }
     for member in s.inner.directory.store.cobot_members().await? {
         if !listed.contains(&member.membership_id) {
             report.gone += 1;
@@ -332,6 +351,8 @@ pub async fn sync(s: &AppState, progress: &(dyn Fn(usize, usize) + Sync)) -> Res
 enum Target {
     Membership(Membership),
     Gone(String),
+    Booking(Booking),
+    BookingGone(String),
     Ignored,
 }
 
@@ -339,7 +360,23 @@ enum Target {
 async fn process(s: &AppState, cobot: &Cobot, item: &WorkItem) -> Result<(), CobotError> {
     let url = item.payload.get("url").and_then(Value::as_str);
     let membership_url = |u: &str| u.contains("/memberships/");
+    let booking_event = item.kind.contains("booking");
     let target = match (item.kind.as_str(), url) {
+        ("booking_has_ended", Some(u)) => match cobot.client.fetch::<Booking>(u).await {
+            Ok(b) => Target::BookingGone(b.id),
+            Err(CobotError::Status { status: 404 | 410, .. }) => Target::BookingGone(last_segment(u)),
+            Err(e) => return Err(e),
+        },
+        (_, Some(u)) if booking_event => match cobot.client.fetch::<Booking>(u).await {
+            Ok(b) => Target::Booking(b),
+            Err(CobotError::Status { status: 404 | 410, .. }) => Target::BookingGone(last_segment(u)),
+            Err(e) => return Err(e),
+        },
+        // A deleted booking arrives whole.
+        (_, None) if booking_event => match item.payload.get("id") {
+            Some(id) => Target::BookingGone(id.as_str().map_or_else(|| id.to_string(), str::to_owned)),
+            None => Target::Ignored,
+        },
         ("created_checkin", Some(u)) => {
             let check_in: cobot::CheckIn = cobot.client.fetch(u).await?;
             match check_in.membership() {
@@ -349,9 +386,7 @@ async fn process(s: &AppState, cobot: &Cobot, item: &WorkItem) -> Result<(), Cob
         }
         (_, Some(u)) if membership_url(u) => match cobot.client.fetch::<Membership>(u).await {
             Ok(m) => Target::Membership(m),
-            Err(CobotError::Status { status: 404 | 410, .. }) => {
-                Target::Gone(u.rsplit('/').next().unwrap_or_default().to_owned())
-            }
+            Err(CobotError::Status { status: 404 | 410, .. }) => Target::Gone(last_segment(u)),
             Err(e) => return Err(e),
         },
         // A deleted membership arrives as the whole object.
@@ -371,10 +406,138 @@ async fn process(s: &AppState, cobot: &Cobot, item: &WorkItem) -> Result<(), Cob
             apply_membership(s, cobot, &m, &plans).await.map(drop)
         }
         Target::Gone(id) => suspend(s, &person_id(&id)).await,
+        Target::Booking(b) => apply_booking(s, cobot, &b).await,
+        Target::BookingGone(id) => end_booking(s, &id).await,
         Target::Ignored => Ok(()),
     };
     // The store failing is lintel's problem, not the delivery's: try again later.
     applied.map_err(|e| CobotError::Unreachable(e.detail))
+}
+
+fn last_segment(url: &str) -> String {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+/// The source of a booking's grant.
+fn booking_source(booking_id: &str) -> String {
+    format!("cobot-booking:{booking_id}")
+}
+
+/// A booking of a room with a door: its booker (a member, or a visitor lintel creates and
+/// invites) may open the room's door and the doors on the way, from the start minus the
+/// buffer to the end plus the buffer. A moved booking moves the grant. Idempotent.
+pub async fn apply_booking(s: &AppState, cobot: &Cobot, b: &Booking) -> Result<(), ApiError> {
+    let Some(doors) = cobot.config.resource_doors.get(&b.resource.id) else { return Ok(()) };
+    if !valid_membership_id(&b.id) {
+        return Err(ApiError::invalid(format!("booking id {:?} is not usable", b.id)));
+    }
+    let buffer = chrono::Duration::minutes(cobot.config.buffer_minutes);
+    let (from, until) = ((b.from - buffer).timestamp_micros(), (b.to + buffer).timestamp_micros());
+    let store = &s.inner.directory.store;
+    let (person, visitor) = match &b.membership {
+        Some(m) if valid_membership_id(&m.id) => {
+            let id = person_id(&m.id);
+            if store.person_pk(&id).await?.is_none() {
+                let membership = cobot_call(cobot.client.membership(&m.id).await)?;
+                apply_membership(s, cobot, &membership, &plans_by_id(cobot).await?).await?;
+            }
+            (id, false)
+        }
+        Some(m) => return Err(ApiError::invalid(format!("membership id {:?} is not usable", m.id))),
+        None => (visitor(s, b, doors).await?, true),
+    };
+    let source = booking_source(&b.id);
+    let wanted = NewGrantRecord {
+        person_id: Some(person.clone()),
+        doors: Some(doors.clone()),
+        valid_from: Some(from),
+        valid_until: Some(until),
+        source: Some(source.clone()),
+        ..Default::default()
+    };
+    let existing: Vec<_> =
+        store.grants(Some(&person)).await?.into_iter().filter(|g| g.source.as_deref() == Some(&source)).collect();
+    let sorted = |d: &[String]| d.iter().cloned().collect::<BTreeSet<_>>();
+    let same = existing.len() == 1
+        && existing[0].valid_from.map(|t| t.timestamp_micros()) == Some(from)
+        && existing[0].valid_until.map(|t| t.timestamp_micros()) == Some(until)
+        && existing[0].doors.as_deref().map(sorted) == Some(sorted(doors));
+    if !same {
+        for grant in existing {
+            s.inner.directory.write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
+        }
+        s.inner.directory.write(move |store| async move { store.create_grant(&wanted).await }).await?;
+    }
+    store.save_cobot_booking(&b.id, &person, visitor, until).await?;
+    Ok(())
+}
+
+/// The visitor of an external booking: created (with a personal secret, sent to them as
+/// an invitation) the first time the booking is seen.
+async fn visitor(s: &AppState, b: &Booking, doors: &[String]) -> Result<String, ApiError> {
+    let store = &s.inner.directory.store;
+    let id = format!("cobot-visitor-{}", b.id);
+    if store.person_pk(&id).await?.is_some() {
+        return Ok(id);
+    }
+    let email = b.email.clone().filter(|e| crate::validate::email(e).is_ok());
+    let phone = b.phone.clone().map(|p| p.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>());
+    let phone = phone.filter(|p| (6..=20).contains(&p.len()));
+    if email.is_none() && phone.is_none() {
+        return Err(ApiError::invalid("an external booking needs an email address or a phone number"));
+    }
+    let name: String = b
+        .name
+        .clone()
+        .or_else(|| email.clone())
+        .unwrap_or_else(|| format!("Visitor {}", b.id))
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let new = NewPerson {
+        id: Some(id.clone()),
+        name: name.clone(),
+        email: email.clone(),
+        phone: phone.clone(),
+        external_ids: [("cobot-booking".to_owned(), b.id.clone())].into(),
+        attributes: serde_json::Map::from_iter([("visitor".to_owned(), Value::Bool(true))]),
+        ..Default::default()
+    };
+    let pid = id.clone();
+    s.inner.directory.write(move |store| async move { store.create_person(&new, &pid).await }).await?;
+    let secret = crate::secrets::generate("lsk_");
+    let record = NewCredentialRecord {
+        kind: CredentialKind::Secret,
+        card_uid: None,
+        revocation_code: None,
+        digest: Some(hex::encode(crate::secrets::digest(&secret))),
+    };
+    let pid = id.clone();
+    s.inner.directory.write(move |store| async move { store.issue_credential(&pid, &record).await }).await?;
+    crate::notify::invite(s, &id, &name, email.as_deref(), phone.as_deref(), &secret, doors, b).await?;
+    Ok(id)
+}
+
+/// A booking deleted or over: its grant goes; a visitor goes altogether (which revokes
+/// their secret).
+async fn end_booking(s: &AppState, booking_id: &str) -> Result<(), ApiError> {
+    let store = &s.inner.directory.store;
+    let Some((person, visitor)) = store.cobot_booking(booking_id).await? else { return Ok(()) };
+    if visitor {
+        let id = person.clone();
+        match s.inner.directory.write(move |store| async move { store.delete_person(&id).await }).await {
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        let source = booking_source(booking_id);
+        for grant in store.grants(Some(&person)).await?.into_iter().filter(|g| g.source.as_deref() == Some(&source)) {
+            s.inner.directory.write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
+        }
+    }
+    store.forget_cobot_booking(booking_id).await?;
+    Ok(())
 }
 
 async fn fetch_membership(cobot: &Cobot, id: &str) -> Result<Target, CobotError> {
@@ -446,9 +609,13 @@ async fn run_inbox(s: &AppState, cobot: &Cobot) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Suspends members whose cancellation date has passed (the webhook may be missed).
+/// Suspends members whose cancellation date has passed and ends bookings that are over
+/// (the webhooks may be missed).
 async fn expire_members(s: &AppState) -> Result<(), ApiError> {
     let now = Utc::now().timestamp_micros();
+    for (booking, _, _) in s.inner.directory.store.ended_cobot_bookings(now).await? {
+        end_booking(s, &booking).await?;
+    }
     for member in s.inner.directory.store.cobot_members().await? {
         if member.access_until.is_some_and(|until| until <= now) {
             suspend(s, &member.person_id).await?;
@@ -482,7 +649,7 @@ pub fn spawn_workers(s: AppState) {
             if let Err(e) = run_outbox(&s, cobot).await {
                 tracing::warn!(error = %e, "outbox not processed");
             }
-            if ticks.is_multiple_of(30)
+            if ticks.is_multiple_of(5)
                 && let Err(e) = expire_members(&s).await
             {
                 tracing::warn!(error = %e.detail, "expiries not applied");

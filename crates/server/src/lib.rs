@@ -8,6 +8,7 @@ pub mod cobot;
 mod decide;
 mod directory;
 mod limiter;
+mod notify;
 pub mod problem;
 pub mod secrets;
 mod users;
@@ -28,6 +29,7 @@ pub use api::slack::SlackConfig;
 pub use cobot::CobotConfig;
 pub use directory::Directory;
 pub use limiter::LimiterConfig;
+pub use notify::{SmsConfig, SmtpConfig};
 pub use users::OidcConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
@@ -59,6 +61,10 @@ pub struct ServerConfig {
     pub oidc: Option<OidcConfig>,
     /// The coworking membership platform, when `[cobot]` is configured.
     pub cobot: Option<CobotConfig>,
+    /// Where invitations are mailed from.
+    pub smtp: Option<SmtpConfig>,
+    /// The SMS gateway invitations are texted through.
+    pub sms: Option<SmsConfig>,
 }
 
 #[derive(Clone)]
@@ -149,6 +155,9 @@ pub async fn serve(
     api::signed::spawn_queue_worker(state.clone(), Duration::from_secs(1));
     if state.inner.cobot.is_some() {
         cobot::spawn_workers(state.clone());
+    }
+    if state.inner.config.smtp.is_some() || state.inner.config.sms.is_some() {
+        notify::spawn_sender(state.clone());
     }
     let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, "lintel is ready");

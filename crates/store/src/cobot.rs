@@ -106,4 +106,51 @@ impl Store {
         .await?
         .rows_affected())
     }
+
+    /// Records the person a booking gave access to, until when.
+    pub async fn save_cobot_booking(
+        &self,
+        booking_id: &str,
+        person_id: &str,
+        visitor: bool,
+        ends_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO cobot_bookings (booking_id, person_id, visitor, ends_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (booking_id) DO UPDATE SET person_id = excluded.person_id, visitor = excluded.visitor, \
+             ends_at = excluded.ends_at",
+        )
+        .bind(booking_id)
+        .bind(person_id)
+        .bind(i64::from(visitor))
+        .bind(ends_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The person of a booking and whether they are a visitor lintel created.
+    pub async fn cobot_booking(&self, booking_id: &str) -> Result<Option<(String, bool)>> {
+        let row = sqlx::query("SELECT person_id, visitor FROM cobot_bookings WHERE booking_id = $1")
+            .bind(booking_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| Ok((r.try_get("person_id")?, r.try_get::<i64, _>("visitor")? != 0))).transpose()
+    }
+
+    pub async fn forget_cobot_booking(&self, booking_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM cobot_bookings WHERE booking_id = $1").bind(booking_id).execute(&self.write).await?;
+        Ok(())
+    }
+
+    /// Bookings whose access has ended: (booking id, person, visitor).
+    pub async fn ended_cobot_bookings(&self, now: i64) -> Result<Vec<(String, String, bool)>> {
+        let rows = sqlx::query("SELECT booking_id, person_id, visitor FROM cobot_bookings WHERE ends_at <= $1")
+            .bind(now)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("booking_id")?, r.try_get("person_id")?, r.try_get::<i64, _>("visitor")? != 0)))
+            .collect()
+    }
 }

@@ -141,6 +141,17 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a done entry's payload, so that what only the call needed (an invitation's
+    /// secret) does not stay in the database.
+    pub async fn scrub_outbox(&self, pk: i64, payload: &Value) -> Result<()> {
+        sqlx::query("UPDATE outbox SET payload = $1 WHERE pk = $2")
+            .bind(payload.to_string())
+            .bind(pk)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     /// Puts failed outbox work back in the queue (after the operator fixed the cause).
     pub async fn retry_failed_outbox(&self) -> Result<u64> {
         Ok(sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at = $1 WHERE state = 'failed'")

@@ -27,6 +27,7 @@ struct Platform {
     /// Tokens checked in, in order.
     check_ins: Vec<String>,
     subscriptions: Vec<Value>,
+    bookings: HashMap<String, Value>,
     /// While true, check-ins answer 503 (the platform is down).
     down: bool,
     /// Bearer tokens seen.
@@ -114,6 +115,15 @@ async fn fake_platform() -> FakePlatform {
         // The fake's check-in n belongs to membership n.
         Json(json!({"id": id, "membership_id": id}))
     }
+    async fn booking(State(p): State<Shared>, Path(id): Path<String>) -> Response {
+        match p.lock().unwrap().bookings.get(&id) {
+            Some(b) => Json(b.clone()).into_response(),
+            None => (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response(),
+        }
+    }
+    async fn bookings(State(p): State<Shared>) -> Json<Value> {
+        Json(Value::Array(p.lock().unwrap().bookings.values().cloned().collect()))
+    }
     async fn subscriptions(State(p): State<Shared>, Json(body): Json<Value>) -> Response {
         p.lock().unwrap().subscriptions.push(body.clone());
         (StatusCode::CREATED, Json(body)).into_response()
@@ -128,6 +138,8 @@ async fn fake_platform() -> FakePlatform {
         .route("/api/check_ins", post(check_ins))
         .route("/api/check_ins/{id}", get(check_in))
         .route("/api/subscriptions", post(subscriptions))
+        .route("/api/bookings", get(bookings))
+        .route("/api/bookings/{id}", get(booking))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -172,14 +184,20 @@ fn cobot_env(platform: &FakePlatform) -> Vec<(&'static str, String)> {
         ("LINTEL_COBOT_PLAN_GROUPS", "42=studio".to_owned()),
         ("LINTEL_PUBLIC_URL", "https://doors.example.org".to_owned()),
         ("LINTEL_TIMEZONE", "Europe/Berlin".to_owned()),
+        ("LINTEL_COBOT_RESOURCE_DOORS", "7=studio;front".to_owned()),
     ]
 }
 
 async fn setup(b: Backend) -> Setup {
+    setup_with(b, &[]).await
+}
+
+async fn setup_with(b: Backend, extra: &[(&'static str, String)]) -> Setup {
     let db = Database::new(b);
     let platform = fake_platform().await;
     seed(&platform);
-    let env = cobot_env(&platform);
+    let mut env = cobot_env(&platform);
+    env.extend(extra.iter().cloned());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let s = Server::start_with(&db, &env);
     s.ok("/api/v1/doors", json!({"id": "front", "name": "Front", "attendance": true}), 201).await;
@@ -447,7 +465,160 @@ async fn the_cli_subscribes_and_syncs(b: Backend) {
     );
 }
 
+fn booking(id: &str, membership: Option<&str>, from: chrono::DateTime<chrono::Utc>, minutes: i64) -> Value {
+    let to = from + chrono::Duration::minutes(minutes);
+    json!({"id": id, "from": from.to_rfc3339(), "to": to.to_rfc3339(), "resource": {"id": 7, "name": "Studio"},
+           "membership": membership.map(|m| json!({"id": m}))})
+}
+
+async fn a_booking_opens_its_room_around_its_time(b: Backend) {
+    let Setup { _db, s, platform } = setup(b).await;
+    platform.with(|p| {
+        p.memberships.insert("3".into(), membership("3", "Carol", json!({"id": 44, "name": "Weekend"}), None));
+    });
+    sync(&s).await;
+    card_for(&s, "cobot-3", "C3C3C3C3").await;
+    eventually_reason(&s, "studio", "C3C3C3C3", "no_grant").await;
+    let now = chrono::Utc::now();
+    // Starts in 5 minutes: with the 10-minute buffer, the studio is open to her now.
+    platform
+        .with(|p| p.bookings.insert("500".into(), booking("500", Some("3"), now + chrono::Duration::minutes(5), 60)));
+    let url = format!("{}/api/bookings/500", platform.url);
+    assert_eq!(deliver(&s, "created_booking", json!({"url": url})).await.0, 202);
+    eventually_reason(&s, "studio", "C3C3C3C3", "granted").await;
+    let grants = s.get("/api/v1/grants?person_id=cobot-3").await.1;
+    let grant = grants.as_array().unwrap().iter().find(|g| g["source"] == "cobot-booking:500").unwrap().clone();
+    assert_eq!(grant["doors"], json!(["front", "studio"]), "the room and the way to it");
+    let from = chrono::DateTime::parse_from_rfc3339(grant["valid_from"].as_str().unwrap()).unwrap();
+    assert_eq!((now + chrono::Duration::minutes(5) - from.with_timezone(&chrono::Utc)).num_minutes(), 10);
+
+    // Moved to start in half an hour: not yet.
+    platform
+        .with(|p| p.bookings.insert("500".into(), booking("500", Some("3"), now + chrono::Duration::minutes(30), 60)));
+    deliver(&s, "updated_booking", json!({"url": url})).await;
+    eventually_reason(&s, "studio", "C3C3C3C3", "not_yet_valid").await;
+    // Deleted (it arrives whole): the grant goes.
+    let whole = platform.with(|p| p.bookings.remove("500")).unwrap();
+    deliver(&s, "deleted_booking", whole).await;
+    eventually_reason(&s, "studio", "C3C3C3C3", "no_grant").await;
+    let left = s.get("/api/v1/grants?person_id=cobot-3").await.1;
+    assert!(left.as_array().unwrap().iter().all(|g| g["source"] != "cobot-booking:500"), "{left}");
+}
+
+/// A minimal SMTP server that keeps what it receives.
+async fn smtp_sink() -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("smtp://{}", listener.local_addr().unwrap());
+    let mail = Arc::new(Mutex::new(Vec::new()));
+    let kept = mail.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink ready\r\n").await.ok();
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(body) = data.as_mut() {
+                        if line == "." {
+                            kept.lock().unwrap().push(data.take().unwrap());
+                            write.write_all(b"250 kept\r\n").await.ok();
+                        } else {
+                            body.push_str(&line);
+                            body.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                    let answer: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go on\r\n"
+                        }
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await.ok();
+                            break;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    write.write_all(answer).await.ok();
+                }
+            });
+        }
+    });
+    (url, mail)
+}
+
+async fn a_visitor_is_invited_and_disappears_after_the_booking(b: Backend) {
+    let (smtp, mail) = smtp_sink().await;
+    let sms = crate::doors::FakeDevice::start(|_, _| StatusCode::ACCEPTED.into_response()).await;
+    let extra = [
+        ("LINTEL_SMTP_URL", smtp),
+        ("LINTEL_SMTP_FROM", "lintel <doors@example.org>".to_owned()),
+        ("LINTEL_SMS_WEBHOOK_URL", format!("{}/send", sms.url)),
+        ("LINTEL_COBOT_BUFFER_MINUTES", "0".to_owned()),
+    ];
+    let Setup { _db, s, platform } = setup_with(b, &extra).await;
+    let now = chrono::Utc::now();
+    let mut external = booking("600", None, now - chrono::Duration::minutes(1), 0);
+    external["to"] = json!((now + chrono::Duration::seconds(20)).to_rfc3339());
+    external["name"] = json!("Vera Visitor");
+    external["email"] = json!("vera@example.org");
+    external["phone"] = json!("+49 170 1234567");
+    platform.with(|p| p.bookings.insert("600".into(), external));
+    let url = format!("{}/api/bookings/600", platform.url);
+    assert_eq!(deliver(&s, "approved_external_booking", json!({"url": url})).await.0, 202);
+
+    let mut message = None;
+    for _ in 0..100 {
+        message = mail.lock().unwrap().first().cloned();
+        if message.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Mail bodies travel quoted-printable: undo soft line breaks and `=3D`.
+    let message = message.expect("an invitation was mailed").replace("=\n", "").replace("=3D", "=");
+    assert!(message.contains("vera@example.org") && message.contains("Studio"), "{message}");
+    let link_at =
+        message.find("https://doors.example.org/visit#doors=studio,front&secret=").expect("the personal link");
+    let secret: String = message[link_at..]
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    assert!(secret.starts_with("lsk_"), "{secret}");
+    let open = |door: &'static str| s.client.post(format!("{}/open/{door}", s.base)).bearer_auth(secret.clone()).send();
+    assert_eq!(open("studio").await.unwrap().status(), 200, "the link's secret opens the room");
+    let texted = sms.seen();
+    assert_eq!(texted.len(), 1, "{texted:?}");
+    assert_eq!(texted[0].json()["to"], "+491701234567");
+    assert!(texted[0].json()["text"].as_str().unwrap().contains(&secret));
+    let outbox = s.get("/api/v1/outbox").await.1.to_string();
+    assert!(!outbox.contains(&secret), "a sent invitation's secret is scrubbed from the outbox: {outbox}");
+    let page = s.client.get(format!("{}/visit", s.base)).send().await.unwrap();
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    assert!(page.text().await.unwrap().contains("/visit.js"));
+
+    // The booking ends (no buffer here): the visitor and their secret are gone.
+    for _ in 0..300 {
+        if s.get("/api/v1/people/cobot-visitor-600").await.0 == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.get("/api/v1/people/cobot-visitor-600").await.0, 404, "the visitor disappears after the booking");
+    assert_eq!(open("studio").await.unwrap().status(), 403);
+}
+
 crate::on_both_backends!(
+    a_booking_opens_its_room_around_its_time,
+    a_visitor_is_invited_and_disappears_after_the_booking,
     members_follow_their_memberships,
     time_passes_limit_entry_and_follow_the_platform,
     check_ins_arrive_exactly_once_across_an_outage,

@@ -8,6 +8,7 @@ mod events;
 pub mod ops;
 pub mod signed;
 pub mod slack;
+mod visit;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -84,6 +85,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cobot::outbox))
         .routes(routes!(cobot::retry_outbox))
         .routes(routes!(cobot::inbox))
+        .routes(routes!(visit::page))
+        .routes(routes!(visit::script))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -41,3 +41,11 @@ CREATE TABLE cobot_members (
     token_registered BIGINT NOT NULL DEFAULT 0,
     synced_at BIGINT NOT NULL
 );
+
+-- Room bookings lintel turned into grants, and the visitors it created for them.
+CREATE TABLE cobot_bookings (
+    booking_id TEXT PRIMARY KEY,
+    person_id TEXT NOT NULL,
+    visitor BIGINT NOT NULL,
+    ends_at BIGINT NOT NULL
+);
