@@ -2,5 +2,7 @@
 //! protocol and knows nothing of lintel's store: the server wires them to the directory.
 
 pub mod cobot;
+pub mod crm;
 pub mod doorbell;
+pub mod lockcloud;
 pub mod slack;

@@ -32,6 +32,24 @@ pub struct Config {
     pub cobot: Option<CobotSection>,
     pub smtp: Option<SmtpSection>,
     pub sms: Option<SmsSection>,
+    pub crm: Option<CrmSection>,
+    pub lockcloud: Option<LockCloudSection>,
+}
+
+/// `[lockcloud]`: a lock vendor's cloud for doors that live there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockCloudSection {
+    pub base_url: String,
+    /// The header the token goes in, e.g. `X-Api-Key` or `Authorization`.
+    pub token_header: String,
+    pub token: String,
+    /// What the cloud's webhook must carry (`?token=` or `X-Webhook-Token`).
+    #[serde(default)]
+    pub webhook_token: Option<String>,
+    /// Door id -> the cloud's lock id: a table, or `front=L-1,studio=L-2`.
+    #[serde(default, deserialize_with = "pairs")]
+    pub door_locks: std::collections::BTreeMap<String, String>,
 }
 
 /// `[cobot]`: the coworking membership platform.
@@ -65,6 +83,68 @@ pub struct CobotSection {
 
 fn default_buffer_minutes() -> i64 {
     10
+}
+
+/// `[crm]`: the makerspace CRM (Amilia-style).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmSection {
+    /// The CRM's API base (people are `{base_url}/persons/{id}`): the only origin asked about people.
+    pub base_url: String,
+    /// Where the OAuth2 token is obtained (password grant with `username` and `password`).
+    pub token_url: String,
+    pub username: String,
+    pub password: String,
+    /// The membership (its id or name) that means good standing; any membership when absent.
+    #[serde(default)]
+    pub membership: Option<String>,
+    /// Seconds after which a member's data is looked up again when their card is presented.
+    #[serde(default = "default_stale_after")]
+    pub stale_after: u64,
+    /// The group members are put in (its grants open their doors).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Where photos are kept (default: `photos` beside the SQLite file, else `./photos`).
+    #[serde(default)]
+    pub photos_dir: Option<PathBuf>,
+    /// How long a door waits for the CRM, in milliseconds.
+    #[serde(default = "default_crm_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_stale_after() -> u64 {
+    3600
+}
+
+fn default_crm_timeout_ms() -> u64 {
+    2000
+}
+
+impl Config {
+    /// The CRM's settings, checked.
+    pub fn crm_config(&self) -> anyhow::Result<Option<lintel_server::CrmConfig>> {
+        let Some(c) = &self.crm else { return Ok(None) };
+        for (key, url) in [("base_url", &c.base_url), ("token_url", &c.token_url)] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                bail!("[crm] {key} must be an https:// URL");
+            }
+        }
+        let photos_dir = c
+            .photos_dir
+            .clone()
+            .unwrap_or_else(|| crate::keys::default_path(&self.database_url).with_file_name("photos"));
+        Ok(Some(lintel_server::CrmConfig {
+            base_url: c.base_url.clone(),
+            token_url: c.token_url.clone(),
+            username: c.username.clone(),
+            password: c.password.clone(),
+            membership: c.membership.clone().filter(|m| !m.trim().is_empty()),
+            stale_after: std::time::Duration::from_secs(c.stale_after),
+            group: c.group.clone().filter(|g| !g.trim().is_empty()),
+            photos_dir,
+            timeout: std::time::Duration::from_millis(c.timeout_ms.clamp(100, 30_000)),
+        }))
+    }
 }
 
 /// `[smtp]`: where invitations are mailed from.
@@ -268,6 +348,8 @@ impl Default for Config {
             cobot: None,
             smtp: None,
             sms: None,
+            crm: None,
+            lockcloud: None,
         }
     }
 }
@@ -323,6 +405,20 @@ const KEYS: &[&str] = &[
     "smtp.from",
     "sms.webhook_url",
     "sms.token",
+    "crm.base_url",
+    "crm.token_url",
+    "crm.username",
+    "crm.password",
+    "crm.membership",
+    "crm.stale_after",
+    "crm.group",
+    "crm.photos_dir",
+    "crm.timeout_ms",
+    "lockcloud.base_url",
+    "lockcloud.token_header",
+    "lockcloud.token",
+    "lockcloud.webhook_token",
+    "lockcloud.door_locks",
 ];
 
 /// Keys whose values stay text even when they look like numbers.
@@ -354,6 +450,18 @@ const TEXT_KEYS: &[&str] = &[
     "smtp.from",
     "sms.webhook_url",
     "sms.token",
+    "crm.base_url",
+    "crm.token_url",
+    "crm.username",
+    "crm.password",
+    "crm.membership",
+    "crm.group",
+    "crm.photos_dir",
+    "lockcloud.base_url",
+    "lockcloud.token_header",
+    "lockcloud.token",
+    "lockcloud.webhook_token",
+    "lockcloud.door_locks",
 ];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.

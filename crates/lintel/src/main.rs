@@ -77,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: CobotCommand,
     },
+    /// Members' cards from the makerspace CRM ([crm] in the config).
+    Card {
+        #[command(subcommand)]
+        command: CardCommand,
+    },
     /// Calls to other systems: list what is pending or failed (and why), or retry the failed.
     Outbox {
         #[command(subcommand)]
@@ -102,6 +107,17 @@ enum CobotCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CardCommand {
+    /// Look a member up in the CRM (updating lintel's copy) and print, as JSON, what to
+    /// write on their card: the UID and the current revocation code.
+    Issue {
+        /// The member's CRM person id.
+        #[arg(long)]
+        member: String,
     },
 }
 
@@ -208,6 +224,19 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             store.close().await;
+        }
+        Command::Card { command: CardCommand::Issue { member } } => {
+            let (store, server) = open_server(&config).await?;
+            let state = lintel_server::AppState::new(store.clone(), server).await?;
+            let card = lintel_server::crm::issue_card(&state, &member).await.map_err(api_error);
+            store.close().await;
+            let card = card?;
+            println!("{}", serde_json::to_string(&card)?);
+            let code = card.revocation_code.as_deref().map_or("no revocation code".into(), |c| format!("code {c:?}"));
+            eprintln!("member {}: write UID {} with {code} on the card", card.member, card.uid);
+            if !card.in_good_standing {
+                eprintln!("note: member {} does not hold the membership; the card will be refused", card.member);
+            }
         }
         Command::Outbox { command, state } => {
             let store = open_store(&config).await?;
@@ -341,6 +370,14 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         cobot: config.cobot_config(timezone)?,
         smtp: config.smtp.clone().map(|m| lintel_server::SmtpConfig { url: m.url, from: m.from }),
         sms: config.sms.clone().map(|m| lintel_server::SmsConfig { webhook_url: m.webhook_url, token: m.token }),
+        crm: config.crm_config()?,
+        lockcloud: config.lockcloud.clone().map(|c| lintel_server::LockCloudConfig {
+            base_url: c.base_url,
+            token_header: c.token_header,
+            token: c.token,
+            webhook_token: c.webhook_token,
+            door_locks: c.door_locks,
+        }),
     };
     Ok((store, server))
 }

@@ -8,6 +8,8 @@ use utoipa::ToSchema;
 pub enum Reason {
     Granted,
     UnknownCredential,
+    /// A card whose number the makerspace CRM does not know (looked up, not found).
+    UnknownMember,
     UnknownDoor,
     PersonSuspended,
     CredentialRevoked,
@@ -22,9 +24,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Self::Granted,
         Self::UnknownCredential,
+        Self::UnknownMember,
         Self::UnknownDoor,
         Self::PersonSuspended,
         Self::CredentialRevoked,
@@ -42,6 +45,7 @@ impl Reason {
         match self {
             Self::Granted => "granted",
             Self::UnknownCredential => "unknown_credential",
+            Self::UnknownMember => "unknown_member",
             Self::UnknownDoor => "unknown_door",
             Self::PersonSuspended => "person_suspended",
             Self::CredentialRevoked => "credential_revoked",

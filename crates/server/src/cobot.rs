@@ -98,7 +98,13 @@ pub struct SyncReport {
 fn access(m: &Membership, today: NaiveDate, tz: Tz) -> (bool, Option<i64>) {
     let started = m.starts_at.is_none_or(|d| d <= today);
     let until = m.canceled_to.and_then(|d| d.succ_opt()).and_then(|next| {
-        tz.from_local_datetime(&next.and_hms_opt(0, 0, 0)?).earliest().map(|t| t.with_timezone(&Utc).timestamp_micros())
+        // Midnight may not exist (a DST change at 00:00): then the first instant after it.
+        let midnight = next.and_hms_opt(0, 0, 0)?;
+        let start = tz
+            .from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| tz.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest());
+        start.map(|t| t.with_timezone(&Utc).timestamp_micros())
     });
     let ended = m.canceled_to.is_some_and(|d| d < today);
     (started && !ended, until)
@@ -347,75 +353,100 @@ pub async fn sync(s: &AppState, progress: &(dyn Fn(usize, usize) + Sync)) -> Res
     Ok(report)
 }
 
-/// Which resource a delivery names, for reconciliation.
-enum Target {
-    Membership(Membership),
-    Gone(String),
-    Booking(Booking),
-    BookingGone(String),
-    Ignored,
+/// The kinds of resource a delivery may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    Membership,
+    Booking,
+    CheckIn,
+}
+
+impl Resource {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Membership => "memberships",
+            Self::Booking => "bookings",
+            Self::CheckIn => "check_ins",
+        }
+    }
+}
+
+/// What a delivery names: a resource kind and id. Nothing else of a delivery is trusted:
+/// the resource is fetched from its canonical URL on the space, and only that answer
+/// (or its 404) counts. A URL must be exactly `<base_url>/api/<kind>/<id>`.
+fn named(cobot: &Cobot, event: &str, payload: &Value) -> Option<(Resource, String)> {
+    let (resource, id) = match payload.get("url").and_then(Value::as_str) {
+        Some(url) => {
+            if !cobot.client.owns(url) {
+                return None;
+            }
+            let path = reqwest::Url::parse(url).ok()?.path().to_owned();
+            let base = reqwest::Url::parse(&cobot.config.base_url).ok()?.path().trim_end_matches('/').to_owned();
+            let rest = path.strip_prefix(&base)?.strip_prefix("/api/")?;
+            let (kind, id) = rest.split_once('/')?;
+            let resource =
+                [Resource::Membership, Resource::Booking, Resource::CheckIn].into_iter().find(|r| r.path() == kind)?;
+            (resource, id.to_owned())
+        }
+        // A deleted resource arrives whole; only its id is taken from it.
+        None => {
+            let id = payload.get("id")?;
+            let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
+            let resource = if event.contains("booking") { Resource::Booking } else { Resource::Membership };
+            (resource, id)
+        }
+    };
+    valid_membership_id(&id).then_some((resource, id))
 }
 
 /// Processes one inbox delivery. `Err` with a transient cause is retried.
 async fn process(s: &AppState, cobot: &Cobot, item: &WorkItem) -> Result<(), CobotError> {
-    let url = item.payload.get("url").and_then(Value::as_str);
-    let membership_url = |u: &str| u.contains("/memberships/");
-    let booking_event = item.kind.contains("booking");
-    let target = match (item.kind.as_str(), url) {
-        ("booking_has_ended", Some(u)) => match cobot.client.fetch::<Booking>(u).await {
-            Ok(b) => Target::BookingGone(b.id),
-            Err(CobotError::Status { status: 404 | 410, .. }) => Target::BookingGone(last_segment(u)),
-            Err(e) => return Err(e),
-        },
-        (_, Some(u)) if booking_event => match cobot.client.fetch::<Booking>(u).await {
-            Ok(b) => Target::Booking(b),
-            Err(CobotError::Status { status: 404 | 410, .. }) => Target::BookingGone(last_segment(u)),
-            Err(e) => return Err(e),
-        },
-        // A deleted booking arrives whole.
-        (_, None) if booking_event => match item.payload.get("id") {
-            Some(id) => Target::BookingGone(id.as_str().map_or_else(|| id.to_string(), str::to_owned)),
-            None => Target::Ignored,
-        },
-        ("created_checkin", Some(u)) => {
-            let check_in: cobot::CheckIn = cobot.client.fetch(u).await?;
+    let Some((resource, id)) = named(cobot, &item.kind, &item.payload) else {
+        return Err(CobotError::Unparsable("the delivery names no resource lintel follows".into()));
+    };
+    let store_failed = |e: ApiError| CobotError::Unreachable(e.detail);
+    match resource {
+        Resource::Membership => reconcile_membership(s, cobot, &id).await,
+        Resource::CheckIn => {
+            let url = cobot.client.url(&format!("/api/check_ins/{id}"));
+            let check_in: cobot::CheckIn = cobot.client.fetch(&url).await?;
             match check_in.membership() {
-                Some(id) if valid_membership_id(id) => fetch_membership(cobot, id).await?,
-                _ => Target::Ignored,
+                Some(membership) if valid_membership_id(membership) => reconcile_membership(s, cobot, membership).await,
+                _ => Ok(()),
             }
         }
-        (_, Some(u)) if membership_url(u) => match cobot.client.fetch::<Membership>(u).await {
-            Ok(m) => Target::Membership(m),
-            Err(CobotError::Status { status: 404 | 410, .. }) => Target::Gone(last_segment(u)),
-            Err(e) => return Err(e),
-        },
-        // A deleted membership arrives as the whole object.
-        (_, None) => match serde_json::from_value::<Membership>(item.payload.clone()) {
-            Ok(m) if item.kind.contains("delete") => Target::Gone(m.id),
-            Ok(m) => Target::Membership(m),
-            Err(_) => Target::Ignored,
-        },
-        _ => Target::Ignored,
-    };
-    let applied = match target {
-        Target::Membership(m) => {
-            let plans = match plans_by_id(cobot).await {
-                Ok(p) => p,
-                Err(e) => return Err(CobotError::Unreachable(e.detail)),
-            };
-            apply_membership(s, cobot, &m, &plans).await.map(drop)
+        Resource::Booking => {
+            let url = cobot.client.url(&format!("/api/bookings/{id}"));
+            match cobot.client.fetch::<Booking>(&url).await {
+                Ok(b) if b.id == id => {
+                    let buffer = chrono::Duration::minutes(cobot.config.buffer_minutes);
+                    // Over is over, whatever the event said; not over is applied.
+                    if b.to + buffer <= Utc::now() {
+                        end_booking(s, &id).await.map_err(store_failed)
+                    } else {
+                        apply_booking(s, cobot, &b).await.map_err(store_failed)
+                    }
+                }
+                Ok(_) => Err(CobotError::Unparsable("the platform answered with another booking".into())),
+                Err(CobotError::Status { status: 404 | 410, .. }) => end_booking(s, &id).await.map_err(store_failed),
+                Err(e) => Err(e),
+            }
         }
-        Target::Gone(id) => suspend(s, &person_id(&id)).await,
-        Target::Booking(b) => apply_booking(s, cobot, &b).await,
-        Target::BookingGone(id) => end_booking(s, &id).await,
-        Target::Ignored => Ok(()),
-    };
-    // The store failing is lintel's problem, not the delivery's: try again later.
-    applied.map_err(|e| CobotError::Unreachable(e.detail))
+    }
 }
 
-fn last_segment(url: &str) -> String {
-    url.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned()
+/// Fetches a membership from its canonical URL and applies it; gone (404) suspends.
+async fn reconcile_membership(s: &AppState, cobot: &Cobot, id: &str) -> Result<(), CobotError> {
+    let store_failed = |e: ApiError| CobotError::Unreachable(e.detail);
+    match cobot.client.membership(id).await {
+        Ok(m) if m.id == id => {
+            let plans = plans_by_id(cobot).await.map_err(|e| CobotError::Unreachable(e.detail))?;
+            apply_membership(s, cobot, &m, &plans).await.map(drop).map_err(store_failed)
+        }
+        Ok(_) => Err(CobotError::Unparsable("the platform answered with another membership".into())),
+        Err(CobotError::Status { status: 404 | 410, .. }) => suspend(s, &person_id(id)).await.map_err(store_failed),
+        Err(e) => Err(e),
+    }
 }
 
 /// The source of a booking's grant.
@@ -433,6 +464,10 @@ pub async fn apply_booking(s: &AppState, cobot: &Cobot, b: &Booking) -> Result<(
     }
     let buffer = chrono::Duration::minutes(cobot.config.buffer_minutes);
     let (from, until) = ((b.from - buffer).timestamp_micros(), (b.to + buffer).timestamp_micros());
+    if until <= Utc::now().timestamp_micros() {
+        // Over already (the sync also lists today's past bookings): nothing to open.
+        return Ok(());
+    }
     let store = &s.inner.directory.store;
     let (person, visitor) = match &b.membership {
         Some(m) if valid_membership_id(&m.id) => {
@@ -468,6 +503,7 @@ pub async fn apply_booking(s: &AppState, cobot: &Cobot, b: &Booking) -> Result<(
         }
         s.inner.directory.write(move |store| async move { store.create_grant(&wanted).await }).await?;
     }
+    crate::lockcloud::booking_changed(s, &b.id, &person, doors, from, until).await?;
     store.save_cobot_booking(&b.id, &person, visitor, until).await?;
     Ok(())
 }
@@ -536,16 +572,9 @@ async fn end_booking(s: &AppState, booking_id: &str) -> Result<(), ApiError> {
             s.inner.directory.write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
         }
     }
+    crate::lockcloud::booking_ended(s, booking_id).await?;
     store.forget_cobot_booking(booking_id).await?;
     Ok(())
-}
-
-async fn fetch_membership(cobot: &Cobot, id: &str) -> Result<Target, CobotError> {
-    match cobot.client.membership(id).await {
-        Ok(m) => Ok(Target::Membership(m)),
-        Err(CobotError::Status { status: 404 | 410, .. }) => Ok(Target::Gone(id.to_owned())),
-        Err(e) => Err(e),
-    }
 }
 
 /// Exponential backoff: 5 s, 10 s, 20 s, ... capped at 30 minutes; given up after a
@@ -648,6 +677,12 @@ pub fn spawn_workers(s: AppState) {
             }
             if let Err(e) = run_outbox(&s, cobot).await {
                 tracing::warn!(error = %e, "outbox not processed");
+            }
+            if ticks.is_multiple_of(3600) {
+                let month_ago = (Utc::now() - chrono::Duration::days(30)).timestamp_micros();
+                if let Err(e) = s.inner.directory.store.prune_inbox(month_ago).await {
+                    tracing::warn!(error = %e, "inbox not pruned");
+                }
             }
             if ticks.is_multiple_of(5)
                 && let Err(e) = expire_members(&s).await

@@ -20,6 +20,8 @@ pub struct Decider {
     directory: Arc<Directory>,
     limiter: FailureLimiter,
     pin_key: [u8; 32],
+    /// The makerspace CRM, asked about unknown cards and stale members (see crm.rs).
+    crm: Option<Arc<crate::crm::Crm>>,
 }
 
 /// A question as it arrives, with where it came from (for guessing protection).
@@ -42,7 +44,11 @@ struct Presented {
 
 impl Decider {
     pub fn new(directory: Arc<Directory>, pin_key: [u8; 32], limiter: LimiterConfig) -> Self {
-        Self { directory, limiter: FailureLimiter::new(limiter), pin_key }
+        Self { directory, limiter: FailureLimiter::new(limiter), pin_key, crm: None }
+    }
+
+    pub fn with_crm(self, crm: Option<Arc<crate::crm::Crm>>) -> Self {
+        Self { crm, ..self }
     }
 
     fn present(&self, credential: &PresentedCredential) -> Result<Presented, ApiError> {
@@ -76,10 +82,17 @@ impl Decider {
         let presented = self.present(ask.credential)?;
         let at = ask.at.unwrap_or_else(Utc::now);
         let now = Instant::now();
-        let index = self.directory.index();
+        let mut index = self.directory.index();
         let started = Instant::now();
         let lock = presented.guessable.then(|| self.limiter.locked(&ask.source, now)).flatten();
-        let decision = match lock {
+        let query = Query {
+            door: ask.door,
+            key: presented.key,
+            digest: presented.digest.as_ref(),
+            revocation_code: presented.revocation_code.as_deref(),
+            at,
+        };
+        let mut decision = match lock {
             Some(Lock { wait, .. }) => Decision {
                 reason: Reason::RateLimited,
                 detail: format!("too many wrong attempts from here; try again in {} s", wait.as_secs().max(1)).into(),
@@ -90,15 +103,21 @@ impl Decider {
                 consume: Default::default(),
                 fallback_grants: Vec::new(),
             },
-            None => index.decide(&Query {
-                door: ask.door,
-                key: presented.key,
-                digest: presented.digest.as_ref(),
-                revocation_code: presented.revocation_code.as_deref(),
-                at,
-            }),
+            None => index.decide(&query),
         };
         metrics::histogram!("lintel_decision_seconds").record(started.elapsed().as_secs_f64());
+        // The makerspace CRM is asked first about an unknown card that carries a member's id,
+        // or about a member whose data is stale (crm.rs); no other decision waits for it.
+        let mut looked = None;
+        if let Some(crm) = self.crm.as_ref().filter(|_| lock.is_none() && !ask.dry_run)
+            && let Some(wanted) = crm.wants(&index, &decision, ask.credential)
+        {
+            drop(index);
+            let outcome = crm.refresh(wanted).await;
+            index = self.directory.index();
+            decision = outcome.adjust(index.decide(&query));
+            looked = Some(outcome);
+        }
         // A wrong guess, or a probe for door ids, counts against the source.
         if presented.guessable && matches!(decision.reason, Reason::UnknownCredential | Reason::UnknownDoor) {
             self.limiter.failure(&ask.source, now);
@@ -120,6 +139,9 @@ impl Decider {
             && decision.credential.is_none()
         {
             event.data["uid"] = normalize_uid(uid).unwrap_or_default().into();
+        }
+        if let Some(looked) = &looked {
+            looked.annotate(&mut event.data);
         }
         self.record(decision, event, response).await
     }

@@ -5,12 +5,15 @@
 mod api;
 mod auth;
 pub mod cobot;
+pub mod crm;
 mod decide;
 mod directory;
 mod limiter;
+pub mod lockcloud;
 mod notify;
 pub mod problem;
 pub mod secrets;
+mod ui;
 mod users;
 pub mod validate;
 
@@ -27,8 +30,10 @@ use tokio::net::TcpListener;
 pub use api::doorbell::DoorbellConfig;
 pub use api::slack::SlackConfig;
 pub use cobot::CobotConfig;
+pub use crm::CrmConfig;
 pub use directory::Directory;
 pub use limiter::LimiterConfig;
+pub use lockcloud::LockCloudConfig;
 pub use notify::{SmsConfig, SmtpConfig};
 pub use users::OidcConfig;
 
@@ -65,6 +70,10 @@ pub struct ServerConfig {
     pub smtp: Option<SmtpConfig>,
     /// The SMS gateway invitations are texted through.
     pub sms: Option<SmsConfig>,
+    /// The makerspace CRM, when `[crm]` is configured.
+    pub crm: Option<CrmConfig>,
+    /// A lock vendor's cloud, when `[lockcloud]` is configured.
+    pub lockcloud: Option<LockCloudConfig>,
 }
 
 #[derive(Clone)]
@@ -82,6 +91,8 @@ struct Inner {
     authority: lintel_signed::Authority,
     oidc: Option<users::Oidc>,
     cobot: Option<cobot::Cobot>,
+    crm: Option<Arc<crm::Crm>>,
+    lockcloud: Option<lockcloud::LockCloud>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     config: ServerConfig,
 }
@@ -94,8 +105,12 @@ pub enum ServeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("[lockcloud] is not usable: {0}")]
+    LockCloud(#[from] lintel_connectors::lockcloud::CloudError),
     #[error("[cobot] is not usable: {0}")]
     Cobot(#[from] lintel_connectors::cobot::CobotError),
+    #[error("[crm] is not usable: {0}")]
+    Crm(#[from] lintel_connectors::crm::CrmError),
     #[error("the signing key is not usable: {0}")]
     SigningKey(#[from] lintel_signed::CertError),
 }
@@ -107,9 +122,14 @@ impl AppState {
         directory.spawn_follower(config.follow_every);
         let tokens = auth::Tokens::load(&store, config.admin_token.as_deref()).await?;
         tokens.spawn_refresher(store.clone(), config.follow_every);
-        let decider = decide::Decider::new(directory.clone(), config.pin_key, config.limiter);
+        let crm = match config.crm.clone() {
+            Some(c) => Some(Arc::new(crm::Crm::load(c, directory.clone()).await?)),
+            None => None,
+        };
+        let decider = decide::Decider::new(directory.clone(), config.pin_key, config.limiter).with_crm(crm.clone());
         let authority = lintel_signed::Authority::from_secret_bytes(&config.signing_key)?;
         let cobot = config.cobot.clone().map(cobot::Cobot::new).transpose()?;
+        let lockcloud = config.lockcloud.clone().map(lockcloud::LockCloud::new).transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 directory,
@@ -121,6 +141,8 @@ impl AppState {
                 authority,
                 oidc: config.oidc.clone().map(users::Oidc::new),
                 cobot,
+                crm,
+                lockcloud,
                 metrics: api::ops::metrics_handle(),
                 config,
             }),
@@ -131,6 +153,7 @@ impl AppState {
         let (router, openapi) = api::router().split_for_parts();
         let openapi = Arc::new(openapi);
         router
+            .merge(ui::router(self))
             .route("/openapi.json", axum::routing::get(move || api::ops::openapi(openapi.clone())))
             .fallback(api::ops::not_found)
             .method_not_allowed_fallback(api::ops::method_not_allowed)
@@ -155,6 +178,9 @@ pub async fn serve(
     api::signed::spawn_queue_worker(state.clone(), Duration::from_secs(1));
     if state.inner.cobot.is_some() {
         cobot::spawn_workers(state.clone());
+    }
+    if state.inner.lockcloud.is_some() {
+        lockcloud::spawn_workers(state.clone());
     }
     if state.inner.config.smtp.is_some() || state.inner.config.sms.is_some() {
         notify::spawn_sender(state.clone());

@@ -143,12 +143,16 @@ async fn run(s: &AppState, http: &reqwest::Client) -> Result<(), StoreError> {
             };
             match sent {
                 Ok(()) => {
-                    store.outbox_attempted(item.pk, &Attempt::Done).await?;
-                    store.scrub_outbox(item.pk, &json!({"to": item.payload["to"], "sent": true})).await?;
+                    store.outbox_done_scrubbed(item.pk, &json!({"to": item.payload["to"], "sent": true})).await?;
                 }
                 Err(e) => {
                     tracing::warn!(target, error = %e, "invitation not sent");
-                    store.outbox_attempted(item.pk, &next_attempt(item.attempts, &e)).await?;
+                    let attempt = next_attempt(item.attempts, &e);
+                    store.outbox_attempted(item.pk, &attempt).await?;
+                    if matches!(attempt, Attempt::Failed(_)) {
+                        // Given up: the secret is of no use to anyone in the outbox.
+                        store.scrub_outbox(item.pk, &json!({"to": item.payload["to"], "sent": false})).await?;
+                    }
                 }
             }
         }

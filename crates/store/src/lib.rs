@@ -6,11 +6,13 @@
 //! hot path of decisions on SQLite (`decision_log`), which has a connection of its own.
 
 mod cobot;
+mod crm;
 mod decision_log;
 mod directory;
 mod events;
 mod import;
 mod index_load;
+mod lockcloud;
 mod rows;
 mod signed;
 mod snapshots;
@@ -25,6 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
 
 pub use cobot::{CobotMember, valid_membership_id};
+pub use crm::CrmMember;
 pub use decision_log::{CommittedDecision, PendingDecision};
 pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFilter};
 pub use events::{EventFilter, NewEvent};

@@ -205,6 +205,17 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Forgets a claimed operation id whose operation could not be applied (a store or
+    /// device failure), so that the client's retry is not taken for a replay.
+    pub async fn release_operation(&self, issuer: &str, jti: &str) -> Result<()> {
+        sqlx::query("DELETE FROM used_operations WHERE issuer = $1 AND jti = $2")
+            .bind(issuer)
+            .bind(jti)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     pub async fn queue_operation(&self, op: &QueuedOperation) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(

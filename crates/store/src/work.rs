@@ -66,6 +66,16 @@ impl Store {
         .await?)
     }
 
+    /// Forgets processed deliveries older than `before` (unix microseconds); failed ones
+    /// stay for the operator.
+    pub async fn prune_inbox(&self, before: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM inbox WHERE state = 'done' AND done_at < $1")
+            .bind(before)
+            .execute(&self.write)
+            .await?
+            .rows_affected())
+    }
+
     pub async fn due_inbox(&self, source: &str, limit: i64) -> Result<Vec<WorkItem>> {
         let rows = sqlx::query(
             "SELECT pk, event, payload, attempts FROM inbox WHERE source = $1 AND state = 'pending' \
@@ -141,8 +151,23 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a done entry's payload, so that what only the call needed (an invitation's
-    /// secret) does not stay in the database.
+    /// Marks an entry done and replaces its payload in the same statement, so that what
+    /// only the call needed (an invitation's secret) never outlives the call.
+    pub async fn outbox_done_scrubbed(&self, pk: i64, payload: &Value) -> Result<()> {
+        let now = now_micros();
+        sqlx::query(
+            "UPDATE outbox SET state = 'done', payload = $1, done_at = $2, next_attempt_at = $2, \
+             attempts = attempts + 1 WHERE pk = $3",
+        )
+        .bind(payload.to_string())
+        .bind(now)
+        .bind(pk)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces an entry's payload (a failed invitation's secret is of use to no one).
     pub async fn scrub_outbox(&self, pk: i64, payload: &Value) -> Result<()> {
         sqlx::query("UPDATE outbox SET payload = $1 WHERE pk = $2")
             .bind(payload.to_string())

@@ -382,7 +382,9 @@ async fn deliveries_are_checked_stored_and_idempotent(b: Backend) {
     }
     let raw = s.client.post(format!("{}/hooks/cobot/confirmed_membership", s.base)).body("{nope").send().await.unwrap();
     assert_eq!(raw.status(), 400);
-    assert_eq!(deliver(&s, "Bad-Event", json!({"url": platform.membership_url("1")})).await.0, 422);
+    for event in ["Bad-Event", "deleted_everything"] {
+        assert_eq!(deliver(&s, event, json!({"url": platform.membership_url("1")})).await.0, 422, "{event}");
+    }
     assert_eq!(s.get("/api/v1/inbox").await.1["items"], json!([]), "nothing refused was stored");
     assert_eq!(s.events().await.len(), events_before);
 
@@ -404,13 +406,42 @@ async fn deliveries_are_checked_stored_and_idempotent(b: Backend) {
     assert_eq!(created.len(), 1, "{created:?}");
     assert!(platform.with(|p| p.bearer_ok), "fetched with the configured token");
 
-    // Deleted memberships arrive whole; the member loses access.
+    // A delivery's body is never trusted: a forged "confirmed" body for a canceled member
+    // only makes lintel fetch the membership, which says canceled.
     card_for(&s, "cobot-1", "A1A1A1A1").await;
     eventually_reason(&s, "front", "A1A1A1A1", "granted").await;
-    platform.with(|p| p.memberships.remove("1"));
-    let whole = membership("1", "Ann", json!({"id": 42}), None);
-    assert_eq!(deliver(&s, "deleted_membership", whole).await.0, 202);
+    platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = json!("2021/12/31"));
+    deliver(&s, "canceled_membership", json!({"url": platform.membership_url("1")})).await;
     eventually_reason(&s, "front", "A1A1A1A1", "person_suspended").await;
+    let forged = membership("1", "Ann", json!({"id": 42}), None);
+    assert_eq!(deliver(&s, "confirmed_membership", forged).await.0, 202);
+    let bogus = json!({"url": format!("{}/nope/memberships/2", platform.url)});
+    assert_eq!(deliver(&s, "confirmed_membership", bogus).await.0, 202);
+    for _ in 0..100 {
+        let inbox = s.get("/api/v1/inbox").await.1;
+        if inbox["items"].as_array().unwrap().iter().all(|i| i["state"] != "pending") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.decide("front", card("A1A1A1A1")).await["reason"], "person_suspended", "the forgery changed nothing");
+    let failed = s.get("/api/v1/inbox?state=failed").await.1;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 1, "a URL that names no followed resource: {failed}");
+    assert_eq!(s.get("/api/v1/people/cobot-2").await.0, 404, "nothing was made of it");
+
+    // A deleted membership arrives whole: its id is looked up, the platform says 404, and
+    // the member loses access.
+    sync(&s).await;
+    assert_eq!(s.get("/api/v1/people/cobot-2").await.1["status"], "active");
+    let whole = platform.with(|p| p.memberships.remove("2")).unwrap();
+    assert_eq!(deliver(&s, "canceled_membership", whole).await.0, 202);
+    for _ in 0..100 {
+        if s.get("/api/v1/people/cobot-2").await.1["status"] == "suspended" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.get("/api/v1/people/cobot-2").await.1["status"], "suspended");
 }
 
 /// Without `[cobot]`, a delivery gets a 503 (the platform retries later), never a 410
@@ -616,7 +647,100 @@ async fn a_visitor_is_invited_and_disappears_after_the_booking(b: Backend) {
     assert_eq!(open("studio").await.unwrap().status(), 403);
 }
 
+/// Waits (up to 10 s) until `device` saw a request matching `what`.
+async fn seen_request(
+    device: &crate::doors::FakeDevice,
+    what: impl Fn(&crate::doors::Seen) -> bool,
+) -> crate::doors::Seen {
+    for _ in 0..100 {
+        if let Some(seen) = device.seen().into_iter().find(|r| what(r)) {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "not seen; the cloud got {:?}",
+        device.seen().iter().map(|r| format!("{} {} {}", r.method, r.uri, r.body)).collect::<Vec<_>>()
+    );
+}
+
+async fn a_lock_cloud_mirrors_people_and_bookings_and_reports_entries(b: Backend) {
+    let cloud = crate::doors::FakeDevice::start(|_, _| StatusCode::NO_CONTENT.into_response()).await;
+    let hook_token = "cloud-webhook-token-0123456789";
+    let extra = [
+        ("LINTEL_LOCKCLOUD_BASE_URL", cloud.url.clone()),
+        ("LINTEL_LOCKCLOUD_TOKEN_HEADER", "X-Api-Key".to_owned()),
+        ("LINTEL_LOCKCLOUD_TOKEN", "cloud-api-key".to_owned()),
+        ("LINTEL_LOCKCLOUD_WEBHOOK_TOKEN", hook_token.to_owned()),
+        ("LINTEL_LOCKCLOUD_DOOR_LOCKS", "studio=L-STUDIO,front=L-FRONT".to_owned()),
+    ];
+    let Setup { _db, s, platform } = setup_with(b, &extra).await;
+    platform.with(|p| {
+        p.memberships.insert("3".into(), membership("3", "Carol", json!({"id": 44, "name": "Weekend"}), None));
+    });
+    sync(&s).await;
+    let ann = seen_request(&cloud, |r| r.method == "PUT" && r.uri == "/users/cobot-1").await;
+    assert_eq!(ann.header("x-api-key"), Some("cloud-api-key"), "the token in the configured header");
+    assert_eq!(ann.json(), json!({"email": "ann@example.org", "name": "Ann", "active": true}));
+
+    // The cloud reports Ann opening the front door: one entry, one check-in, however often
+    // it is delivered.
+    let opened = json!({"id": "evt-1", "event": "lock.opened", "lock_id": "L-FRONT", "user_id": "cobot-1"});
+    let hook = |token: &'static str, body: Value| {
+        s.client.post(format!("{}/hooks/lockcloud", s.base)).query(&[("token", token)]).json(&body).send()
+    };
+    assert_eq!(hook("wrong-token-0123456789abcdef", opened.clone()).await.unwrap().status(), 401);
+    for _ in 0..2 {
+        assert_eq!(hook(hook_token, opened.clone()).await.unwrap().status(), 200);
+    }
+    let unmapped = json!({"id": "evt-2", "event": "lock.opened", "lock_id": "L-ELSEWHERE"});
+    assert_eq!(hook(hook_token, unmapped).await.unwrap().status(), 422);
+    let entries: Vec<Value> = s
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "decision" && e["data"]["credential_kind"] == "lockcloud")
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        (&entries[0]["door"], &entries[0]["person_id"], &entries[0]["allowed"]),
+        (&json!("front"), &json!("cobot-1"), &json!(true))
+    );
+    for _ in 0..100 {
+        if platform.with(|p| p.check_ins.len()) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(platform.with(|p| p.check_ins.len()), 1, "the cloud's entry became one check-in");
+
+    // Ann's membership ends: the cloud deactivates her.
+    platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = json!("2021/12/31"));
+    deliver(&s, "membership_cancellation_date_reached", json!({"url": platform.membership_url("1")})).await;
+    let off = seen_request(&cloud, |r| r.uri == "/users/cobot-1" && r.json()["active"] == false).await;
+    assert_eq!(off.method, "PUT");
+
+    // Carol books the studio: a temporary access group for its cloud locks; deleted, it goes.
+    let now = chrono::Utc::now();
+    platform
+        .with(|p| p.bookings.insert("500".into(), booking("500", Some("3"), now + chrono::Duration::minutes(5), 60)));
+    deliver(&s, "created_booking", json!({"url": format!("{}/api/bookings/500", platform.url)})).await;
+    let group = seen_request(&cloud, |r| r.method == "PUT" && r.uri == "/access-groups/booking-500").await.json();
+    assert_eq!((&group["locks"], &group["users"]), (&json!(["L-STUDIO", "L-FRONT"]), &json!(["cobot-3"])), "{group}");
+    let starts = chrono::DateTime::parse_from_rfc3339(group["starts_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (now + chrono::Duration::minutes(5) - starts.with_timezone(&chrono::Utc)).num_minutes(),
+        10,
+        "with the buffer"
+    );
+    let whole = platform.with(|p| p.bookings.remove("500")).unwrap();
+    deliver(&s, "deleted_booking", whole).await;
+    seen_request(&cloud, |r| r.method == "DELETE" && r.uri == "/access-groups/booking-500").await;
+}
+
 crate::on_both_backends!(
+    a_lock_cloud_mirrors_people_and_bookings_and_reports_entries,
     a_booking_opens_its_room_around_its_time,
     a_visitor_is_invited_and_disappears_after_the_booking,
     members_follow_their_memberships,

@@ -27,10 +27,9 @@ pub async fn webhook(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // Unconfigured: 503, so that the platform retries once the operator has set it up.
     let cobot = cobot_of(&s).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-configured", e.detail))?;
-    let valid_event =
-        !event.is_empty() && event.len() <= 64 && event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-    if !valid_event {
-        return Err(ApiError::invalid("the event name is snake_case letters"));
+    // Only the events lintel subscribes to: anything else would only fill the inbox.
+    if !lintel_connectors::cobot::EVENTS.contains(&event.as_str()) {
+        return Err(ApiError::invalid("lintel does not follow this event"));
     }
     let payload: Value = parse_json(&body)?;
     let Some(fields) = payload.as_object() else { return Err(ApiError::invalid("the delivery is a JSON object")) };

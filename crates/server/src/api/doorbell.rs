@@ -81,6 +81,7 @@ pub async fn ring(
     if !doorbell.admits(query.token.as_deref().or(header_token)) {
         return Err(ApiError::unauthorized("wrong or missing doorbell token"));
     }
+    let slack = super::slack::slack_of(&s)?;
     let webhook: Webhook = parse_json(&body)?;
     if !webhook.is_ring() {
         return Ok((StatusCode::ACCEPTED, Json(json!({"ignored": "not a ring"}))).into_response());
@@ -120,7 +121,6 @@ pub async fn ring(
     s.inner.directory.publish(&recorded);
     let event_id = recorded.first().map(|e| e.id.clone()).unwrap_or_default();
 
-    let slack = super::slack::slack_of(&s)?;
     let door_name = s.inner.directory.store.door(&config.door).await.map(|d| d.name).unwrap_or(config.door.clone());
     let at = chrono::Utc::now().with_timezone(&s.inner.config.timezone).format("%H:%M");
     let text = format!(":bell: Someone is at the {door_name} ({at})");

@@ -1,7 +1,8 @@
 //! Routes, grouped as in `shared/design/api.md`.
 
 pub mod cobot;
-mod decisions;
+mod crm;
+pub(crate) mod decisions;
 mod directory;
 pub mod doorbell;
 mod events;
@@ -80,11 +81,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(signed::shareable_locks))
         .routes(routes!(signed::submit_operation))
         .routes(routes!(cobot::webhook))
+        .routes(routes!(crate::lockcloud::webhook))
         .routes(routes!(cobot::sync_now))
         .routes(routes!(cobot::subscribe))
         .routes(routes!(cobot::outbox))
         .routes(routes!(cobot::retry_outbox))
         .routes(routes!(cobot::inbox))
+        .routes(routes!(crm::issue_card))
+        .routes(routes!(crm::photo))
         .routes(routes!(visit::page))
         .routes(routes!(visit::script))
         .routes(routes!(ops::healthz))

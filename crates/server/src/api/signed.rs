@@ -251,6 +251,19 @@ fn unavailable(e: StoreError) -> Refused {
     }
 }
 
+fn unavailable_api(e: ApiError) -> Refused {
+    if e.status.is_server_error() {
+        Refused {
+            reason: "unavailable",
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            detail: e.detail,
+            decision_reason: None,
+        }
+    } else {
+        Refused::new("bad_operation", e.detail)
+    }
+}
+
 /// Why an operation was refused: the API's `reason`, a status and words for people.
 struct Refused {
     reason: &'static str,
@@ -355,12 +368,36 @@ async fn apply(s: &AppState, op: &SignedOperation) -> Result<(StatusCode, Operat
         .await
         .map_err(unavailable)?
         .ok_or_else(|| Refused::new("unknown_user", "the signer is not a user here"))?;
+    if s.inner.directory.index().person(signer_pk).is_none_or(|p| p.suspended) {
+        // A suspended user keeps their keys, but neither opens nor shares anything.
+        return Err(Refused::new("signer_suspended", "the signer is suspended"));
+    }
     if s.inner.directory.index().door(&op.lock).is_none() {
         return Err(Refused::new("unknown_lock", format!("no lock has the id {:?}", op.lock)));
     }
     if !store.claim_operation(signer, &op.jti, op.expires_at.timestamp_micros()).await.map_err(unavailable)? {
         return Err(Refused::new("replayed", "this operation (jti) was submitted before"));
     }
+    let applied = apply_claimed(s, op, signer_pk).await;
+    if let Err(refused) = &applied
+        && refused.status == StatusCode::SERVICE_UNAVAILABLE
+    {
+        // Nothing happened, and the answer says "try again": the retry must not be a replay.
+        if let Err(e) = store.release_operation(signer, &op.jti).await {
+            tracing::error!(error = %e, "an operation id could not be released");
+        }
+    }
+    applied
+}
+
+/// The operation itself, once its id is claimed.
+async fn apply_claimed(
+    s: &AppState,
+    op: &SignedOperation,
+    signer_pk: lintel_core::Pk,
+) -> Result<(StatusCode, OperationOutcome), Refused> {
+    let store = &s.inner.directory.store;
+    let signer = &op.signer.user_id;
     let mut outcome = OperationOutcome {
         operation: op_name(&op.operation).into(),
         lock: op.lock.clone(),
@@ -489,15 +526,13 @@ async fn unlock(
         .decider
         .decide_for_person(&op.lock, signer_pk, "signed_operation", data)
         .await
-        .map_err(|e| Refused::new("unavailable", e.detail))?;
+        .map_err(unavailable_api)?;
     if !decision.allowed {
         let mut refused = Refused::new("denied", format!("the signer may not open this door now: {}", decision.detail));
         refused.decision_reason = Some(decision.reason.as_str());
         return Err(refused);
     }
-    let driven = super::decisions::drive(s, &op.lock, None, Some(&op.signer.user_id))
-        .await
-        .map_err(|e| Refused::new("unavailable", e.detail))?;
+    let driven = super::decisions::drive(s, &op.lock, None, Some(&op.signer.user_id)).await.map_err(unavailable_api)?;
     if driven.error.is_some() {
         let queued = QueuedOperation {
             issuer: op.signer.user_id.clone(),
@@ -552,7 +587,7 @@ async fn retry_queued(s: &AppState) -> Result<(), StoreError> {
             store.dequeue_operation(&op, event).await?;
             continue;
         }
-        let driven = match super::decisions::drive(s, &op.door_id, None, Some(&op.issuer)).await {
+        let driven = match super::decisions::drive_quietly(s, &op.door_id, Some(&op.issuer)).await {
             Ok(driven) => driven,
             Err(e) => {
                 tracing::warn!(error = %e.detail, "a queued unlock could not be driven");

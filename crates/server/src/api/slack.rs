@@ -195,7 +195,11 @@ pub async fn commands(State(s): State<AppState>, headers: HeaderMap, body: Bytes
             });
             Ok(ephemeral("One moment…"))
         }
-        (Err(_), None) => Ok(ephemeral("This is taking longer than it should; please try again in a minute.")),
+        // Nowhere to send a late answer: wait for it (a regenerated secret must be shown).
+        (Err(_), None) => work.await.map_err(|e| {
+            tracing::error!(error = %e, "slash command failed");
+            ApiError::unavailable("the command failed")
+        })?,
     }
 }
 

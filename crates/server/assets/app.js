@@ -1,0 +1,62 @@
+// lintel's web UI: live lists fed by Server-Sent Events (the dashboard's feed, the
+// facility display) and the display's clock. The HTML of each new item comes rendered
+// and escaped from the server. No inline scripts: the pages' CSP allows only files.
+(function () {
+  'use strict';
+
+  function startLive(list) {
+    var max = parseInt(list.getAttribute('data-max') || '50', 10);
+    var status = document.querySelector('[data-live-status]');
+    var show = function (text, on) {
+      if (status) {
+        status.textContent = text;
+        status.className = 'live-status ' + (on ? 'on' : 'off');
+      }
+    };
+    var source = new EventSource(list.getAttribute('data-live'));
+    source.addEventListener('open', function () {
+      list.setAttribute('data-live-state', 'open');
+      show('live', true);
+    });
+    source.addEventListener('error', function () {
+      list.setAttribute('data-live-state', 'reconnecting');
+      show('reconnecting…', false);
+    });
+    source.addEventListener('item', function (e) {
+      var t = document.createElement('template');
+      t.innerHTML = e.data;
+      var node = t.content.firstElementChild;
+      if (!node || (node.id && document.getElementById(node.id))) {
+        return;
+      }
+      node.classList.add('fresh');
+      list.insertBefore(node, list.firstChild);
+      while (list.children.length > max) {
+        list.removeChild(list.lastElementChild);
+      }
+      var empty = list.parentNode.querySelector('[data-empty]');
+      if (empty) {
+        empty.parentNode.removeChild(empty);
+      }
+    });
+    window.addEventListener('pagehide', function () { source.close(); });
+  }
+
+  function startClock(el) {
+    var tick = function () {
+      el.textContent = new Date().toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    };
+    tick();
+    setInterval(tick, 5000);
+  }
+
+  document.addEventListener('DOMContentLoaded', function () {
+    Array.prototype.forEach.call(document.querySelectorAll('[data-live]'), startLive);
+    Array.prototype.forEach.call(document.querySelectorAll('[data-clock]'), startClock);
+    if (document.body.classList.contains('display')) {
+      // A wall screen stays signed in by coming back now and then (and shows the
+      // sign-in page when its session has ended).
+      setTimeout(function () { window.location.reload(); }, 30 * 60 * 1000);
+    }
+  });
+})();

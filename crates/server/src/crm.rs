@@ -1,0 +1,559 @@
+//! The makerspace CRM (Amilia-style): a card carries its member's CRM id, and lintel asks
+//! the CRM about the member when the card is new to it or what it knows is older than
+//! `[crm] stale_after`. A member becomes the person `crm-<id>`: active while in good
+//! standing (holding the configured membership), suspended otherwise, with their equipment
+//! checkoffs as skills, in `[crm] group`, and with one card whose UID is the id and whose
+//! revocation code is the CRM's external-id field.
+//!
+//! **The door never waits long.** A decision asks the CRM only for an unknown card that
+//! carries a CRM id, or for a CRM member whose data is stale; everything else decides on the
+//! index alone. Whether a member is stale is answered from memory: a map from person key to
+//! when they were fetched, loaded from the store at start and updated on every fetch, so
+//! deciding never adds a store query. Only when that map says "stale" does lintel read the
+//! store's own record (another node, or the CLI, may have fetched them meanwhile), and only
+//! then the CRM, for at most `timeout` (2 s by default). When the CRM fails or is slow, the
+//! decision is made on what lintel has, and its event says so (`stale: true`, `crm_error`).
+//! After a lookup timed out, doors do not ask again for 30 s, so that a CRM outage costs one
+//! person one wait, not everyone.
+//!
+//! **Card UIDs.** The CRM's person ids are whole numbers. A card's UID is the id's decimal
+//! digits, with one leading `0` when their count is odd (UIDs are whole bytes): member 1001
+//! is UID `1001`, member 12345 is UID `012345`. A UID that is not such a number (a card's
+//! factory serial such as `04A1B2C3`) is never looked up.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use lintel_connectors::crm::{self, CrmError, Person as CrmPerson};
+use lintel_core::credential::normalize_uid;
+use lintel_core::{Decision, Index, Pk, Reason};
+use lintel_proto::{CredentialKind, CredentialStatus, NewPerson, PersonPatch, PersonStatus, PresentedCredential};
+use lintel_store::{CrmMember, NewCredentialRecord, StoreError};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::directory::Directory;
+use crate::problem::ApiError;
+use crate::{AppState, ServeError};
+
+/// The `[crm]` settings.
+#[derive(Clone, Debug)]
+pub struct CrmConfig {
+    /// The CRM's API base (`{base_url}/persons/{id}`): the only origin asked about people.
+    pub base_url: String,
+    /// Where the OAuth2 token is obtained (password grant).
+    pub token_url: String,
+    pub username: String,
+    pub password: String,
+    /// The membership that means good standing (its id or name); any membership when absent.
+    pub membership: Option<String>,
+    /// Data older than this is looked up again when the card is presented.
+    pub stale_after: Duration,
+    /// The group members are put in (its grants open their doors).
+    pub group: Option<String>,
+    /// Where photos are kept, as `<person id>.jpg`.
+    pub photos_dir: PathBuf,
+    /// How long a door waits for the CRM.
+    pub timeout: Duration,
+}
+
+/// After a lookup at a door timed out, doors do not ask the CRM for this long.
+const PAUSE_AFTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Crm {
+    pub config: CrmConfig,
+    client: crm::Client,
+    directory: Arc<Directory>,
+    /// Person key -> when their data was fetched (unix microseconds).
+    fetched: RwLock<HashMap<Pk, i64>>,
+    /// Fetched data is applied one member at a time, so two taps of a new card make one person.
+    applying: tokio::sync::Mutex<()>,
+    /// Until when doors do not ask the CRM, and why.
+    paused: Mutex<Option<(Instant, String)>>,
+}
+
+/// The person a CRM member is in lintel.
+pub fn person_id(crm_id: &str) -> String {
+    format!("crm-{crm_id}")
+}
+
+/// The UID written on a member's card: the id's digits, with a leading `0` when their
+/// count is odd.
+pub fn card_uid(crm_id: &str) -> String {
+    if crm_id.len().is_multiple_of(2) { crm_id.to_owned() } else { format!("0{crm_id}") }
+}
+
+/// The CRM id a presented card UID carries, if it is one (see the module's documentation).
+pub fn crm_id_of_uid(uid: &str) -> Option<String> {
+    let uid = normalize_uid(uid).ok()?;
+    let id = if uid.len() > 1 && uid.starts_with('0') { &uid[1..] } else { uid.as_str() };
+    (crm::valid_id(id) && card_uid(id) == uid).then(|| id.to_owned())
+}
+
+/// A member id as an operator may type it (`00123` is member 123).
+fn member_id(typed: &str) -> Result<String, ApiError> {
+    let digits = typed.trim();
+    let id = digits.trim_start_matches('0');
+    let id = if id.is_empty() && !digits.is_empty() { "0" } else { id };
+    if crm::valid_id(id) {
+        Ok(id.to_owned())
+    } else {
+        Err(ApiError::invalid("member must be the CRM's person id: 1 to 32 digits"))
+    }
+}
+
+/// A decision wants the CRM: this member, whom lintel knows (as this person) or not.
+pub(crate) struct Wanted {
+    crm_id: String,
+    known: Option<Pk>,
+}
+
+/// What asking the CRM at a door came to.
+pub(crate) enum Looked {
+    /// Another node or the CLI fetched them recently: nothing asked.
+    Fresh,
+    /// Fetched and applied: the decision is made again on the new data.
+    Found,
+    /// The CRM has no such member.
+    NotFound,
+    /// The CRM failed or was slow: decided on what lintel had.
+    Failed(String),
+}
+
+impl Looked {
+    /// The decision made after the lookup, as it should be answered.
+    pub(crate) fn adjust(&self, mut d: Decision) -> Decision {
+        if matches!(self, Self::NotFound) {
+            d.reason = Reason::UnknownMember;
+            d.detail = "the makerspace CRM has no member with this card's number".into();
+            d.grant = None;
+            d.consume = Default::default();
+            d.fallback_grants.clear();
+        }
+        d
+    }
+
+    /// What the decision's event says about the lookup.
+    pub(crate) fn annotate(&self, data: &mut Value) {
+        match self {
+            Self::Fresh => {}
+            Self::Found => data["crm"] = "fetched".into(),
+            Self::NotFound => data["crm"] = "not_found".into(),
+            Self::Failed(error) => {
+                data["crm"] = "failed".into();
+                data["stale"] = true.into();
+                data["crm_error"] = error.as_str().into();
+            }
+        }
+    }
+}
+
+/// What to write on a member's card.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CardToWrite {
+    /// The member's CRM id.
+    pub member: String,
+    /// The card's UID (the id, with a leading 0 when its digit count is odd).
+    pub uid: String,
+    /// The CRM's current revocation code (its external-id field); `null` when it has none.
+    pub revocation_code: Option<String>,
+    /// The member's person in lintel.
+    pub person_id: String,
+    /// Whether they hold the configured membership (a card of a member who does not is
+    /// refused with `person_suspended`).
+    pub in_good_standing: bool,
+}
+
+impl Crm {
+    pub async fn load(config: CrmConfig, directory: Arc<Directory>) -> Result<Self, ServeError> {
+        let client =
+            crm::Client::new(&config.base_url, &config.token_url, &config.username, &config.password, config.timeout)?;
+        let fetched = directory.store.crm_fetched().await?.into_iter().collect();
+        Ok(Self {
+            config,
+            client,
+            directory,
+            fetched: RwLock::new(fetched),
+            applying: tokio::sync::Mutex::new(()),
+            paused: Mutex::new(None),
+        })
+    }
+
+    fn is_fresh(&self, fetched_at: i64) -> bool {
+        let age = Utc::now().timestamp_micros().saturating_sub(fetched_at);
+        age < i64::try_from(self.config.stale_after.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    fn remember(&self, person: Pk, fetched_at: i64) {
+        self.fetched.write().unwrap_or_else(PoisonError::into_inner).insert(person, fetched_at);
+    }
+
+    /// Whether this decision should ask the CRM first. Runs on every card decision when
+    /// `[crm]` is configured: a prefix test, and for CRM members one look into a map.
+    pub(crate) fn wants(&self, index: &Index, decision: &Decision, credential: &PresentedCredential) -> Option<Wanted> {
+        let PresentedCredential::Card { uid, .. } = credential else { return None };
+        match decision.reason {
+            Reason::UnknownCredential => crm_id_of_uid(uid).map(|crm_id| Wanted { crm_id, known: None }),
+            Reason::UnknownDoor | Reason::RateLimited => None,
+            _ => {
+                let pk = decision.person?;
+                let crm_id = index.person(pk)?.id.strip_prefix("crm-")?;
+                if !crm::valid_id(crm_id) {
+                    return None;
+                }
+                let fetched = self.fetched.read().unwrap_or_else(PoisonError::into_inner).get(&pk).copied();
+                let fresh = fetched.is_some_and(|at| self.is_fresh(at));
+                (!fresh).then(|| Wanted { crm_id: crm_id.to_owned(), known: Some(pk) })
+            }
+        }
+    }
+
+    fn paused(&self) -> Option<String> {
+        let paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
+        paused.as_ref().filter(|(until, _)| Instant::now() < *until).map(|(_, why)| why.clone())
+    }
+
+    async fn fetch(&self, crm_id: &str, within: Duration) -> Result<Option<CrmPerson>, CrmError> {
+        let answer = tokio::time::timeout(within, self.client.person(crm_id)).await.unwrap_or(Err(CrmError::TimedOut));
+        if answer.is_ok() {
+            // The CRM answers again: doors may ask it again.
+            *self.paused.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        answer
+    }
+
+    /// Asks the CRM about a member for a decision at a door (see [`Self::wants`]).
+    pub(crate) async fn refresh(self: &Arc<Self>, wanted: Wanted) -> Looked {
+        let looked = self.look_up(wanted).await;
+        let outcome = match &looked {
+            Looked::Fresh => "fresh",
+            Looked::Found => "found",
+            Looked::NotFound => "not_found",
+            Looked::Failed(_) => "failed",
+        };
+        metrics::counter!("lintel_crm_lookups_total", "outcome" => outcome).increment(1);
+        looked
+    }
+
+    async fn look_up(self: &Arc<Self>, wanted: Wanted) -> Looked {
+        let store = &self.directory.store;
+        if let Ok(Some(m)) = store.crm_member(&wanted.crm_id).await
+            && self.is_fresh(m.fetched_at)
+        {
+            // Fetched meanwhile by another node or the CLI: what it wrote is in the store.
+            if wanted.known.is_none()
+                && let Err(e) = self.directory.follow().await
+            {
+                tracing::warn!(error = %e, "could not reload the index");
+            }
+            if let Ok(Some(pk)) = store.person_pk(&m.person_id).await {
+                self.remember(pk, m.fetched_at);
+            }
+            return Looked::Fresh;
+        }
+        if let Some(why) = self.paused() {
+            return Looked::Failed(why);
+        }
+        match self.fetch(&wanted.crm_id, self.config.timeout).await {
+            Ok(Some(person)) => match self.apply(&wanted.crm_id, &person).await {
+                Ok(applied) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.save_photo(&applied.person_id, &applied.member).await });
+                    Looked::Found
+                }
+                Err(e) => {
+                    tracing::warn!(member = %wanted.crm_id, error = %e.detail, "CRM member not applied");
+                    Looked::Failed(format!("the CRM's answer was not applied: {}", e.detail))
+                }
+            },
+            Ok(None) => {
+                if wanted.known.is_some()
+                    && let Err(e) = self.gone(&wanted.crm_id).await
+                {
+                    tracing::warn!(member = %wanted.crm_id, error = %e.detail, "gone CRM member not suspended");
+                }
+                Looked::NotFound
+            }
+            Err(e) => {
+                if matches!(e, CrmError::TimedOut) {
+                    let ms = self.config.timeout.as_millis();
+                    let why = format!("the CRM did not answer within {ms} ms; not asked again for 30 s");
+                    *self.paused.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some((Instant::now() + PAUSE_AFTER_TIMEOUT, why));
+                }
+                tracing::warn!(member = %wanted.crm_id, error = %e, "CRM lookup failed; deciding on cached data");
+                Looked::Failed(e.to_string())
+            }
+        }
+    }
+
+    /// Makes the directory match what the CRM says about a member. Idempotent: nothing is
+    /// written when nothing changed.
+    async fn apply(&self, crm_id: &str, p: &CrmPerson) -> Result<CardToWrite, ApiError> {
+        let code = p.external_id.clone();
+        if let Some(code) = &code {
+            crate::validate::text("the CRM's external id (the revocation code)", code, 64)?;
+        }
+        let _one_at_a_time = self.applying.lock().await;
+        let directory = &self.directory;
+        let store = &directory.store;
+        let id = person_id(crm_id);
+        let full = p.full_name();
+        let name: String = if full.is_empty() { format!("Member {crm_id}") } else { full };
+        let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+        let email = p.email.clone().filter(|e| crate::validate::email(e).is_ok());
+        let good = p.holds(self.config.membership.as_deref());
+        let status = if good { PersonStatus::Active } else { PersonStatus::Suspended };
+        let skills: Vec<String> =
+            p.skills.iter().filter(|s| crate::validate::text("a skill", s, 64).is_ok()).take(100).cloned().collect();
+        let groups = match store.person(&id).await {
+            Ok(person) => {
+                let mut external_ids = person.external_ids.clone();
+                external_ids.insert("crm".into(), crm_id.to_owned());
+                let patch = PersonPatch {
+                    name: (person.name != name).then(|| name.clone()),
+                    email: (person.email != email).then(|| email.clone()),
+                    status: (person.status != status).then_some(status),
+                    skills: (person.skills != skills).then(|| skills.clone()),
+                    external_ids: (person.external_ids != external_ids).then_some(external_ids),
+                    ..Default::default()
+                };
+                let changed = patch.name.is_some()
+                    || patch.email.is_some()
+                    || patch.status.is_some()
+                    || patch.skills.is_some()
+                    || patch.external_ids.is_some();
+                if changed {
+                    let pid = id.clone();
+                    directory.write(move |store| async move { store.patch_person(&pid, &patch).await }).await?;
+                }
+                person.groups
+            }
+            Err(StoreError::NotFound { .. }) => {
+                let new = NewPerson {
+                    id: Some(id.clone()),
+                    name,
+                    email,
+                    status,
+                    skills,
+                    external_ids: [("crm".to_owned(), crm_id.to_owned())].into(),
+                    ..Default::default()
+                };
+                let pid = id.clone();
+                directory.write(move |store| async move { store.create_person(&new, &pid).await }).await?;
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(group) = self.config.group.clone()
+            && !groups.contains(&group)
+        {
+            let pid = id.clone();
+            match directory.write(move |store| async move { store.set_member(&group, &pid, true).await }).await {
+                Ok(_) => {}
+                Err(StoreError::NotFound { what: "group", .. }) => {
+                    tracing::error!(group = ?self.config.group, "the [crm] group does not exist");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The member's card: a new revocation code replaces it; a card revoked in lintel
+        // stays revoked until the CRM gives it a new code (a new card).
+        let uid = card_uid(crm_id);
+        let cards: Vec<_> = store
+            .person_credentials(&id)
+            .await?
+            .into_iter()
+            .filter(|c| c.kind == CredentialKind::Card && c.uid.as_deref() == Some(uid.as_str()))
+            .collect();
+        let issue = match cards.iter().find(|c| c.status == CredentialStatus::Active) {
+            Some(active) => active.revocation_code != code,
+            None => !cards.iter().any(|c| c.revocation_code == code),
+        };
+        if issue {
+            let record = NewCredentialRecord {
+                kind: CredentialKind::Card,
+                card_uid: Some(uid.clone()),
+                revocation_code: code.clone(),
+                digest: None,
+            };
+            let pid = id.clone();
+            directory.write(move |store| async move { store.issue_credential(&pid, &record).await }).await?;
+        }
+        let now = Utc::now().timestamp_micros();
+        let member = CrmMember {
+            crm_id: crm_id.to_owned(),
+            person_id: id.clone(),
+            fetched_at: now,
+            in_good_standing: good,
+            revocation_code: code.clone(),
+        };
+        store.save_crm_member(&member).await?;
+        if let Some(pk) = store.person_pk(&id).await? {
+            self.remember(pk, now);
+        }
+        Ok(CardToWrite { member: crm_id.to_owned(), uid, revocation_code: code, person_id: id, in_good_standing: good })
+    }
+
+    /// The CRM no longer has a member lintel knows: their person is suspended.
+    async fn gone(&self, crm_id: &str) -> Result<(), ApiError> {
+        let _one_at_a_time = self.applying.lock().await;
+        let store = &self.directory.store;
+        let id = person_id(crm_id);
+        let person = match store.person(&id).await {
+            Ok(p) => p,
+            Err(StoreError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if person.status != PersonStatus::Suspended {
+            let patch = PersonPatch { status: Some(PersonStatus::Suspended), ..Default::default() };
+            let pid = id.clone();
+            self.directory.write(move |store| async move { store.patch_person(&pid, &patch).await }).await?;
+        }
+        let now = Utc::now().timestamp_micros();
+        let known = store.crm_member(crm_id).await?;
+        let member = CrmMember {
+            crm_id: crm_id.to_owned(),
+            person_id: id.clone(),
+            fetched_at: now,
+            in_good_standing: false,
+            revocation_code: known.and_then(|k| k.revocation_code),
+        };
+        store.save_crm_member(&member).await?;
+        if let Some(pk) = store.person_pk(&id).await? {
+            self.remember(pk, now);
+        }
+        Ok(())
+    }
+
+    /// Looks a member up (whatever lintel knows) and brings lintel's copy up to date: what
+    /// an operator does before writing a card.
+    pub async fn issue_card(&self, member: &str) -> Result<CardToWrite, ApiError> {
+        let crm_id = member_id(member)?;
+        // An operator waits longer than a door: the token may have to be fetched too.
+        let person = match self.fetch(&crm_id, self.config.timeout * 3).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                self.gone(&crm_id).await?;
+                return Err(ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "unknown-member",
+                    format!("the makerspace CRM has no member {crm_id}"),
+                ));
+            }
+            Err(e) => return Err(crm_unreachable(&e)),
+        };
+        let card = self.apply(&crm_id, &person).await?;
+        self.save_photo(&card.person_id, &crm_id).await;
+        Ok(card)
+    }
+
+    /// Where a person's photo is kept; `None` for an id that could leave the folder.
+    pub fn photo_path(&self, person_id: &str) -> Option<PathBuf> {
+        let safe = crate::validate::id("id", person_id).is_ok() && !person_id.contains("..");
+        safe.then(|| self.config.photos_dir.join(format!("{person_id}.jpg")))
+    }
+
+    /// Fetches a member's photo into the photos folder (best effort: a failure is logged
+    /// and the photo kept as it was; a photo the CRM no longer has is removed).
+    async fn save_photo(&self, person_id: &str, crm_id: &str) {
+        let Some(path) = self.photo_path(person_id) else { return };
+        let fetched = tokio::time::timeout(self.config.timeout * 5, self.client.photo(crm_id)).await;
+        let result = match fetched.unwrap_or(Err(CrmError::TimedOut)) {
+            Ok(Some(jpeg)) => {
+                let partial = path.with_extension("jpg.partial");
+                async {
+                    tokio::fs::create_dir_all(&self.config.photos_dir).await?;
+                    tokio::fs::write(&partial, &jpeg).await?;
+                    tokio::fs::rename(&partial, &path).await
+                }
+                .await
+                .map_err(|e| format!("not saved in {}: {e}", self.config.photos_dir.display()))
+            }
+            Ok(None) => match tokio::fs::remove_file(&path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(person = person_id, %error, "member photo not fetched");
+        }
+    }
+}
+
+fn crm_unreachable(e: &CrmError) -> ApiError {
+    ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "crm-unreachable", e.to_string())
+}
+
+pub(crate) fn crm_of(s: &AppState) -> Result<&Arc<Crm>, ApiError> {
+    s.inner.crm.as_ref().ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not-configured",
+            "the makerspace CRM is not configured ([crm])",
+        )
+    })
+}
+
+/// Looks a member up in the CRM, updates lintel's copy, and says what to write on their
+/// card (`lintel card issue --member ID`, `POST /api/v1/crm/cards`).
+pub async fn issue_card(s: &AppState, member: &str) -> Result<CardToWrite, ApiError> {
+    crm_of(s)?.issue_card(member).await
+}
+
+/// A person's photo (JPEG), for the API and the web UI; `None` when there is none (or no
+/// `[crm]`, which is what keeps the photos folder). An unknown person is a 404.
+pub async fn photo(s: &AppState, person_id: &str) -> Result<Option<Vec<u8>>, ApiError> {
+    let Some(path) = s.inner.crm.as_ref().and_then(|crm| crm.photo_path(person_id)) else { return Ok(None) };
+    s.inner.directory.store.person(person_id).await?;
+    match tokio::fs::read(&path).await {
+        Ok(jpeg) => Ok(Some(jpeg)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "photo not readable");
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_uids_carry_crm_ids_and_nothing_else() {
+        assert_eq!((card_uid("1001"), card_uid("12345"), card_uid("7")), ("1001".into(), "012345".into(), "07".into()));
+        for id in ["1001", "12345", "7", "0", "98765432109876543210"] {
+            assert_eq!(crm_id_of_uid(&card_uid(id)).as_deref(), Some(id), "{id}");
+        }
+        assert_eq!(crm_id_of_uid("01:23").as_deref(), Some("123"), "any accepted UID spelling");
+        // A factory serial, a UID that another id's card would never carry, odd lengths.
+        for uid in ["04A1B2C3", "0012", "00001001", "123", "", "1001X"] {
+            assert_eq!(crm_id_of_uid(uid), None, "{uid}");
+        }
+    }
+
+    #[test]
+    fn typed_member_ids_are_numbers() {
+        assert_eq!(member_id(" 00123 ").unwrap(), "123");
+        assert_eq!(member_id("0").unwrap(), "0");
+        for bad in ["", "abc", "12-3", "1/2", &"1".repeat(33)] {
+            assert!(member_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_lookup_says_what_it_did_in_the_event() {
+        let mut data = serde_json::json!({});
+        Looked::Failed("the CRM answered HTTP 503: down".into()).annotate(&mut data);
+        assert_eq!(data["stale"], true);
+        assert_eq!(data["crm_error"], "the CRM answered HTTP 503: down");
+        let mut data = serde_json::json!({});
+        Looked::Found.annotate(&mut data);
+        assert_eq!((data["crm"].as_str(), data.get("stale")), (Some("fetched"), None));
+    }
+}

@@ -1,0 +1,199 @@
+//! The operator's web UI under `/ui/`: server-rendered HTML (askama templates compiled
+//! into the binary), enhanced with htmx and a small script of our own, all served from the
+//! binary (no CDN, no build step). It talks to the store and the decision index directly,
+//! like the API handlers.
+//!
+//! Sign-in is with an admin token or, when `[oidc]` is configured, the OpenID issuer (for
+//! people the directory marks as operators). Sessions are kept in memory (one node: a
+//! restart signs everyone out); the cookie holds only a random 256-bit id. Every request
+//! that changes something carries the session's CSRF token. Pages are sent with a
+//! Content-Security-Policy that allows nothing but lintel itself: no inline scripts, no
+//! inline styles.
+
+mod live;
+mod oidc;
+mod pages;
+mod session;
+mod words;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use lintel_store::StoreError;
+
+use crate::AppState;
+use crate::limiter::FailureLimiter;
+
+/// The UI's own state beside the server's.
+#[derive(Clone)]
+pub(crate) struct Ui {
+    app: AppState,
+    sessions: Arc<session::Sessions>,
+    /// Wrong admin tokens at the login form, per client address.
+    login_failures: Arc<FailureLimiter>,
+    oidc: Arc<oidc::OidcLogin>,
+    /// Whether cookies get `Secure` (lintel is reached over https).
+    secure: bool,
+}
+
+/// The UI's routes, to merge into the server's router.
+pub(crate) fn router(app: &AppState) -> Router<AppState> {
+    let config = &app.inner.config;
+    let ui = Ui {
+        app: app.clone(),
+        sessions: Arc::new(session::Sessions::default()),
+        login_failures: Arc::new(FailureLimiter::new(config.limiter)),
+        oidc: Arc::new(oidc::OidcLogin::new(config.oidc.clone())),
+        secure: config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+    };
+    let signed_in = Router::new()
+        .route("/ui/", get(pages::dashboard))
+        .route("/ui/people", get(pages::people))
+        .route("/ui/people/search", get(pages::people_search))
+        .route("/ui/people/{id}", get(pages::person))
+        .route("/ui/people/{id}/why", get(pages::why))
+        .route("/ui/people/{id}/credentials", post(pages::issue_credential))
+        .route("/ui/people/{id}/credentials/{credential}/revoke", post(pages::revoke_credential))
+        .route("/ui/people/{id}/credentials/{credential}/regenerate", post(pages::regenerate_credential))
+        .route("/ui/doors", get(pages::doors))
+        .route("/ui/doors/{id}", get(pages::door))
+        .route("/ui/doors/{id}/open", get(pages::confirm_open).post(pages::open_door))
+        .route("/ui/attendance", get(pages::attendance))
+        .route("/ui/attendance.csv", get(pages::attendance_csv))
+        .route("/ui/display", get(pages::display))
+        .route("/ui/live", get(live::stream))
+        .route("/ui/logout", post(session::logout))
+        .route("/ui/{*rest}", get(pages::not_found))
+        .route_layer(middleware::from_fn_with_state(ui.clone(), session::guard));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/login", get(session::login_page).post(session::login))
+        .route("/ui/login/oidc", get(oidc::start).post(oidc::callback))
+        .route("/ui/assets/{name}", get(asset))
+        .merge(signed_in)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(ui)
+}
+
+/// Nothing but lintel itself may run, style, frame or receive forms from a UI page.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Pages show secrets once and personal data: never kept by a cache.
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    ("app.css", "text/css; charset=utf-8", include_bytes!("../../assets/app.css")),
+    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/app.js")),
+    ("htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/htmx.min.js")),
+    ("favicon.svg", "image/svg+xml", include_bytes!("../../assets/favicon.svg")),
+];
+
+/// The UI's static files, compiled into the binary.
+async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => {
+            ([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "public, max-age=300")], *body)
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+/// An error shown as a page (or, to htmx, as a notice in place).
+#[derive(Debug)]
+pub(crate) struct UiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl UiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+}
+
+impl From<StoreError> for UiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => Self::not_found(e.to_string()),
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            StoreError::Invalid(m) => Self::invalid(m),
+            other => {
+                tracing::error!(error = %other, "store failure in the web UI");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the store could not complete the request; nothing was changed",
+                )
+            }
+        }
+    }
+}
+
+impl From<crate::problem::ApiError> for UiError {
+    fn from(e: crate::problem::ApiError) -> Self {
+        Self::new(e.status, e.detail)
+    }
+}
+
+impl From<askama::Error> for UiError {
+    fn from(e: askama::Error) -> Self {
+        tracing::error!(error = %e, "a UI template failed to render");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    title: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let page = ErrorPage { status: self.status.as_u16(), title, message: &self.message };
+        match page.render() {
+            Ok(html) => (self.status, Html(html)).into_response(),
+            Err(_) => (self.status, self.message).into_response(),
+        }
+    }
+}
+
+type UiResult<T = Response> = Result<T, UiError>;
+
+/// Renders a template as a 200 page.
+fn html(t: &impl Template) -> UiResult {
+    Ok(Html(t.render()?).into_response())
+}
+
+/// Whether htmx sent the request (it then wants a fragment, not a page).
+fn is_htmx(headers: &HeaderMap) -> bool {
+    headers.get("hx-request").is_some_and(|v| v == "true")
+}
