@@ -233,6 +233,23 @@ pub struct DoorbellSection {
     pub token: String,
     /// The door its Open button opens.
     pub door: String,
+    /// Hosts the snapshot may be fetched from (empty: any): a list, or `a.example,b.example`.
+    #[serde(default, deserialize_with = "list")]
+    pub snapshot_hosts: Vec<String>,
+}
+
+/// A list of text, or `a,b` text (what an environment variable can hold).
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Items(Vec<String>),
+        Text(String),
+    }
+    Ok(match List::deserialize(d)? {
+        List::Items(items) => items,
+        List::Text(text) => text.split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect(),
+    })
 }
 
 impl Config {
@@ -272,7 +289,12 @@ impl Config {
         {
             bail!("public_url must start with https:// (or http://)");
         }
-        Ok(Some(lintel_server::DoorbellConfig { token: doorbell.token.clone(), door: doorbell.door.clone(), channel }))
+        Ok(Some(lintel_server::DoorbellConfig {
+            token: doorbell.token.clone(),
+            door: doorbell.door.clone(),
+            channel,
+            snapshot_hosts: doorbell.snapshot_hosts.clone(),
+        }))
     }
 }
 
@@ -389,6 +411,7 @@ const KEYS: &[&str] = &[
     "slack.doorbell_channel",
     "doorbell.token",
     "doorbell.door",
+    "doorbell.snapshot_hosts",
     "public_url",
     "oidc.issuer",
     "oidc.jwks_url",
@@ -436,6 +459,7 @@ const TEXT_KEYS: &[&str] = &[
     "slack.doorbell_channel",
     "doorbell.token",
     "doorbell.door",
+    "doorbell.snapshot_hosts",
     "public_url",
     "oidc.issuer",
     "oidc.jwks_url",

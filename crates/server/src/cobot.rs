@@ -662,14 +662,24 @@ pub fn spawn_workers(s: AppState) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Catch up on entries made while lintel was not running its workers.
         let mut window = chrono::Duration::hours(48);
+        let mut seen_seq: Option<i64> = None;
         let mut last_sync = tokio::time::Instant::now();
         let mut ticks: u64 = 0;
         loop {
             tick.tick().await;
             ticks += 1;
+            // By time (the last 15 minutes; 48 hours at start) and by number (everything
+            // stored since the last run, with a margin for commits that land out of order).
             let since = (Utc::now() - window).timestamp_micros();
-            match s.inner.directory.store.enqueue_cobot_check_ins(since).await {
-                Ok(_) => window = chrono::Duration::minutes(15),
+            let store = &s.inner.directory.store;
+            match store.last_event_seq().await {
+                Ok(newest) => match store.enqueue_cobot_check_ins(since, seen_seq.unwrap_or(newest) - 1000).await {
+                    Ok(_) => {
+                        window = chrono::Duration::minutes(15);
+                        seen_seq = Some(newest);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "check-ins not queued"),
+                },
                 Err(e) => tracing::warn!(error = %e, "check-ins not queued"),
             }
             if let Err(e) = run_inbox(&s, cobot).await {

@@ -85,22 +85,24 @@ impl Store {
         Ok(())
     }
 
-    /// Queues a check-in for every allowed entry since `since` (unix microseconds) at a
-    /// door that counts attendance, by a member of the platform. The event's number is the
-    /// idempotency key, so each entry is queued exactly once however often this runs (it
-    /// runs over a window, not from a cursor: a transaction that commits late still counts).
-    pub async fn enqueue_cobot_check_ins(&self, since: i64) -> Result<u64> {
+    /// Queues a check-in for every allowed entry at a door that counts attendance, by a
+    /// member of the platform, that happened since `since_at` or was stored after event
+    /// `since_seq` (an entry may be reported late, with an earlier time). The event's
+    /// number is the idempotency key, so each entry is queued exactly once however often
+    /// this runs over the same events.
+    pub async fn enqueue_cobot_check_ins(&self, since_at: i64, since_seq: i64) -> Result<u64> {
         let now = now_micros();
         Ok(sqlx::query(
             "INSERT INTO outbox (target, kind, idempotency_key, payload, created_at, next_attempt_at) \
              SELECT 'cobot', 'check_in', 'cobot-check-in:' || CAST(e.seq AS TEXT), \
-             '{\"membership_id\":\"' || m.membership_id || '\",\"event_id\":\"' || CAST(e.seq AS TEXT) || '\"}', $2, $2 \
+             '{\"membership_id\":\"' || m.membership_id || '\",\"event_id\":\"' || CAST(e.seq AS TEXT) || '\"}', $3, $3 \
              FROM events e JOIN doors d ON d.id = e.door_id JOIN cobot_members m ON m.person_id = e.person_id \
-             WHERE e.kind = 'decision' AND e.allowed = 1 AND d.attendance = 1 AND e.at >= $1 \
+             WHERE e.kind = 'decision' AND e.allowed = 1 AND d.attendance = 1 AND (e.at >= $1 OR e.seq > $2) \
              ORDER BY e.seq \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
-        .bind(since)
+        .bind(since_at)
+        .bind(since_seq)
         .bind(now)
         .execute(&self.write)
         .await?

@@ -714,6 +714,18 @@ async fn a_lock_cloud_mirrors_people_and_bookings_and_reports_entries(b: Backend
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(platform.with(|p| p.check_ins.len()), 1, "the cloud's entry became one check-in");
+    // An entry reported late (two hours ago) still becomes a check-in.
+    let two_hours_ago = (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
+    let late =
+        json!({"id": "evt-3", "event": "lock.opened", "lock_id": "L-FRONT", "user_id": "cobot-1", "at": two_hours_ago});
+    assert_eq!(hook(hook_token, late).await.unwrap().status(), 200);
+    for _ in 0..100 {
+        if platform.with(|p| p.check_ins.len()) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(platform.with(|p| p.check_ins.len()), 2, "the late entry was checked in too");
 
     // Ann's membership ends: the cloud deactivates her.
     platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = json!("2021/12/31"));

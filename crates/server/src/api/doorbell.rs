@@ -27,6 +27,9 @@ pub struct DoorbellConfig {
     /// The door the button opens.
     pub door: String,
     pub channel: String,
+    /// Hosts snapshots may be fetched from (empty: any). The URL comes from the webhook,
+    /// so this keeps lintel from fetching anywhere a leaked token points it at.
+    pub snapshot_hosts: Vec<String>,
 }
 
 pub struct Doorbell {
@@ -87,7 +90,17 @@ pub async fn ring(
         return Ok((StatusCode::ACCEPTED, Json(json!({"ignored": "not a ring"}))).into_response());
     }
     let config = &doorbell.config;
+    let allowed_host = |url: &str| {
+        config.snapshot_hosts.is_empty()
+            || reqwest::Url::parse(url).is_ok_and(|u| {
+                u.host_str().is_some_and(|h| config.snapshot_hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
+            })
+    };
     let snapshot = match webhook.snapshot_url.as_deref() {
+        Some(url) if !allowed_host(url) => {
+            tracing::warn!("doorbell snapshot URL is not on [doorbell] snapshot_hosts; posting without it");
+            None
+        }
         Some(url) => match doorbell.fetcher.fetch(url).await {
             Ok(snapshot) => Some(snapshot),
             Err(e) => {

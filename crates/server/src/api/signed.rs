@@ -317,6 +317,13 @@ pub async fn submit_operation(
     };
     match outcome {
         Ok((status, outcome)) => Ok((status, Json(outcome)).into_response()),
+        // A malformed token says nothing about anyone: answered, not recorded (the log is
+        // not for anyone on the internet to fill).
+        Err(refused) if refused.status == StatusCode::BAD_REQUEST => {
+            let mut error = ApiError::new(refused.status, "malformed-operation", refused.detail);
+            error.extensions.insert("reason".into(), refused.reason.into());
+            Err(error)
+        }
         Err(refused) => {
             let mut event = NewEvent::new("operation.refused").with("reason", refused.reason);
             if let Some(lock) = unverified_lock(token) {
@@ -324,9 +331,7 @@ pub async fn submit_operation(
             }
             let recorded = s.inner.directory.store.append_events(&[event]).await?;
             s.inner.directory.publish(&recorded);
-            let slug =
-                if refused.status == StatusCode::BAD_REQUEST { "malformed-operation" } else { "operation-refused" };
-            let mut error = ApiError::new(refused.status, slug, refused.detail);
+            let mut error = ApiError::new(refused.status, "operation-refused", refused.detail);
             error.extensions.insert("reason".into(), refused.reason.into());
             if let Some(reason) = refused.decision_reason {
                 error.extensions.insert("decision_reason".into(), reason.into());
