@@ -592,7 +592,7 @@ fn next_attempt(attempts: i64, error: &CobotError) -> Attempt {
 /// Runs the outbox's calls to the platform that are due.
 async fn run_outbox(s: &AppState, cobot: &Cobot) -> Result<(), StoreError> {
     let store = &s.inner.directory.store;
-    for item in store.due_outbox("cobot", 50).await? {
+    for item in store.due_outbox("cobot", 20).await? {
         let membership = item.payload["membership_id"].as_str().unwrap_or_default().to_owned();
         let result = match item.kind.as_str() {
             "check_in_token" => {
@@ -625,7 +625,7 @@ async fn run_outbox(s: &AppState, cobot: &Cobot) -> Result<(), StoreError> {
 
 async fn run_inbox(s: &AppState, cobot: &Cobot) -> Result<(), StoreError> {
     let store = &s.inner.directory.store;
-    for item in store.due_inbox("cobot", 50).await? {
+    for item in store.due_inbox("cobot", 20).await? {
         let attempt = match process(s, cobot, &item).await {
             Ok(()) => Attempt::Done,
             Err(e) => {

@@ -139,7 +139,7 @@ pub async fn booking_ended(s: &AppState, booking: &str) -> Result<(), StoreError
 
 async fn run_outbox(s: &AppState, cloud: &LockCloud) -> Result<(), StoreError> {
     let store = &s.inner.directory.store;
-    for item in store.due_outbox("lockcloud", 50).await? {
+    for item in store.due_outbox("lockcloud", 20).await? {
         let p = &item.payload;
         let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
         let mut sent_state = None;

@@ -11,6 +11,10 @@ use sqlx::any::AnyRow;
 use crate::rows::{opt_time, time};
 use crate::{Result, Store, StoreError, now_micros};
 
+/// How long a worker holds the work it took before another may take it: longer than a
+/// batch of calls takes (each call gives up after 15 s).
+pub const LEASE_MICROS: i64 = 10 * 60 * 1_000_000;
+
 /// A unit of work as a worker sees it.
 #[derive(Debug, Clone)]
 pub struct WorkItem {
@@ -76,17 +80,9 @@ impl Store {
             .rows_affected())
     }
 
+    /// Claims up to `limit` due deliveries of a source (see [`Store::claim`]).
     pub async fn due_inbox(&self, source: &str, limit: i64) -> Result<Vec<WorkItem>> {
-        let rows = sqlx::query(
-            "SELECT pk, event, payload, attempts FROM inbox WHERE source = $1 AND state = 'pending' \
-             AND next_attempt_at <= $2 ORDER BY pk LIMIT $3",
-        )
-        .bind(source)
-        .bind(now_micros())
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(|r| work_item(r, "event")).collect()
+        self.claim("inbox", "source", source, "event", limit).await
     }
 
     pub async fn inbox_attempted(&self, pk: i64, attempt: &Attempt) -> Result<()> {
@@ -111,17 +107,39 @@ impl Store {
         Ok(inserted == 1)
     }
 
+    /// Claims up to `limit` due calls to a system (see [`Store::claim`]).
     pub async fn due_outbox(&self, target: &str, limit: i64) -> Result<Vec<WorkItem>> {
-        let rows = sqlx::query(
-            "SELECT pk, kind, payload, attempts FROM outbox WHERE target = $1 AND state = 'pending' \
-             AND next_attempt_at <= $2 ORDER BY pk LIMIT $3",
-        )
-        .bind(target)
-        .bind(now_micros())
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(|r| work_item(r, "kind")).collect()
+        self.claim("outbox", "target", target, "kind", limit).await
+    }
+
+    /// Takes due work for this worker: its next attempt moves [`LEASE_MICROS`] ahead in the
+    /// same statement, so another node's worker (PostgreSQL re-checks the condition on a
+    /// row another transaction just changed) does not take it too. Work whose worker died
+    /// is due again when the lease runs out.
+    async fn claim(
+        &self,
+        table: &'static str,
+        group: &'static str,
+        value: &str,
+        kind: &'static str,
+        limit: i64,
+    ) -> Result<Vec<WorkItem>> {
+        let now = now_micros();
+        let sql = format!(
+            "UPDATE {table} SET next_attempt_at = $3 WHERE state = 'pending' AND next_attempt_at <= $2 \
+             AND {group} = $1 AND pk IN (SELECT pk FROM {table} WHERE {group} = $1 AND state = 'pending' \
+             AND next_attempt_at <= $2 ORDER BY pk LIMIT $4) RETURNING pk, {kind}, payload, attempts"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(now)
+            .bind(now + LEASE_MICROS)
+            .bind(limit)
+            .fetch_all(&self.write)
+            .await?;
+        let mut items = rows.iter().map(|r| work_item(r, kind)).collect::<Result<Vec<_>>>()?;
+        items.sort_by_key(|i| i.pk);
+        Ok(items)
     }
 
     pub async fn outbox_attempted(&self, pk: i64, attempt: &Attempt) -> Result<()> {

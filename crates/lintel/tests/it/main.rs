@@ -15,3 +15,4 @@ mod operations;
 mod security;
 mod signed;
 mod slack;
+mod work;
