@@ -8,6 +8,7 @@ pub mod cobot;
 pub mod crm;
 mod decide;
 mod directory;
+mod follow;
 mod limiter;
 pub mod lockcloud;
 mod notify;

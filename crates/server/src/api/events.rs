@@ -14,7 +14,6 @@ use futures::Stream;
 use lintel_proto::{Attendance, AttendanceDay, AttendanceEntry, Event, Page, Problem};
 use lintel_store::EventFilter;
 use serde::Deserialize;
-use tokio::sync::{broadcast, mpsc};
 use utoipa::IntoParams;
 
 use crate::AppState;
@@ -64,16 +63,6 @@ pub struct StreamQuery {
     door: Option<String>,
 }
 
-fn matches(e: &Event, q: &StreamQuery) -> bool {
-    q.kind.as_ref().is_none_or(|k| *k == e.kind)
-        && q.person_id.as_ref().is_none_or(|p| Some(p) == e.person_id.as_ref())
-        && q.door.as_ref().is_none_or(|d| Some(d) == e.door.as_ref())
-}
-
-fn seq(e: &Event) -> i64 {
-    e.id.parse().unwrap_or(0)
-}
-
 /// Live events as Server-Sent Events; reconnecting with `Last-Event-ID` resumes without
 /// a gap, from the stored log.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(StreamQuery), security(("admin" = [])),
@@ -89,71 +78,12 @@ pub async fn stream_events(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::bad_request("Last-Event-ID is an event id")));
     let directory = s.inner.directory.clone();
-    // Subscribe before reading the backlog, so nothing falls between the two.
-    let mut live = directory.subscribe();
-    let mut last = match resume.transpose()?.or(q.after) {
+    let last = match resume.transpose()?.or(q.after) {
         Some(after) => after,
         None => directory.store.last_event_seq().await?,
     };
-    let (tx, rx) = mpsc::channel::<Event>(256);
-    tokio::spawn(async move {
-        // Delivers the stored events after `last` (and before `before`), page by page.
-        let replay = async |last: &mut i64, before: Option<i64>| -> Result<(), ()> {
-            loop {
-                let filter = EventFilter {
-                    after: Some(*last),
-                    before,
-                    kind: q.kind.clone(),
-                    person_id: q.person_id.clone(),
-                    door: q.door.clone(),
-                    limit: 500,
-                };
-                let page = directory.store.events(&filter).await.map_err(|_| ())?;
-                let full = page.len() == 500;
-                for e in page {
-                    *last = seq(&e);
-                    tx.send(e).await.map_err(|_| ())?;
-                }
-                if !full {
-                    return Ok(());
-                }
-            }
-        };
-        if replay(&mut last, None).await.is_err() {
-            return;
-        }
-        loop {
-            let received = tokio::select! {
-                received = live.recv() => received,
-                // With a filter that matches nothing, only this notices a client gone.
-                () = tx.closed() => return,
-            };
-            match received {
-                Ok(e) => {
-                    let this = seq(&e);
-                    if this <= last {
-                        continue; // already delivered from the store
-                    }
-                    // Events are published after their commits, not always in order; but
-                    // once this one is committed, every earlier one is too: take any gap
-                    // from the store.
-                    if this > last + 1 && replay(&mut last, Some(this)).await.is_err() {
-                        return;
-                    }
-                    last = this;
-                    if matches(&e, &q) && tx.send(e).await.is_err() {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if replay(&mut last, None).await.is_err() {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
+    let filter = EventFilter { kind: q.kind, person_id: q.person_id, door: q.door, ..Default::default() };
+    let rx = crate::follow::follow(directory, last, filter);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let e = rx.recv().await?;
         let sse = SseEvent::default().id(e.id.clone()).event(e.kind.clone()).json_data(&e).unwrap_or_default();

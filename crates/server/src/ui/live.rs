@@ -10,10 +10,9 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
-use lintel_proto::Event;
 use lintel_store::EventFilter;
 use serde::Deserialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::{Ui, pages};
 
@@ -29,10 +28,6 @@ pub struct LiveQuery {
     view: View,
 }
 
-fn seq(e: &Event) -> i64 {
-    e.id.parse().unwrap_or(0)
-}
-
 pub async fn stream(
     State(ui): State<Ui>,
     headers: HeaderMap,
@@ -40,60 +35,19 @@ pub async fn stream(
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let app = ui.app.clone();
     let directory = app.inner.directory.clone();
-    // Subscribe first, so that nothing falls between the backlog and the live events.
-    let mut live = directory.subscribe();
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+    let last = match resume {
+        Some(after) => after,
+        None => directory.store.last_event_seq().await.unwrap_or(0),
+    };
+    let mut events = crate::follow::follow(directory, last, EventFilter::default());
     let (tx, rx) = mpsc::channel::<(String, String)>(64);
     tokio::spawn(async move {
-        let mut last = match resume {
-            Some(after) => after,
-            None => directory.store.last_event_seq().await.unwrap_or(0),
-        };
-        let send = async |e: &Event| -> bool {
-            match pages::live_fragment(&app, e, q.view).await {
-                Some(html) => tx.send((e.id.clone(), html.replace(['\r', '\n'], " "))).await.is_ok(),
-                None => true,
-            }
-        };
-        // What the log has after `last` and before `before` (a reconnecting browser's
-        // gap, a lag, or events published out of order).
-        let backlog = async |last: i64, before: Option<i64>| -> Vec<Event> {
-            let filter = EventFilter { after: Some(last), before, limit: 200, ..Default::default() };
-            directory.store.events(&filter).await.unwrap_or_default()
-        };
-        loop {
-            for e in backlog(last, None).await {
-                last = seq(&e);
-                if !send(&e).await {
-                    return;
-                }
-            }
-            loop {
-                let received = tokio::select! {
-                    received = live.recv() => received,
-                    () = tx.closed() => return,
-                };
-                match received {
-                    Ok(e) if seq(&e) > last => {
-                        // Events are published after their commits, not always in order;
-                        // once this one is committed, the earlier ones are too.
-                        if seq(&e) > last + 1 {
-                            for earlier in backlog(last, Some(seq(&e))).await {
-                                if !send(&earlier).await {
-                                    return;
-                                }
-                            }
-                        }
-                        last = seq(&e);
-                        if !send(&e).await {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    // Fell behind: catch up from the log.
-                    Err(broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
+        while let Some(e) = events.recv().await {
+            if let Some(html) = pages::live_fragment(&app, &e, q.view).await
+                && tx.send((e.id.clone(), html.replace(['\r', '\n'], " "))).await.is_err()
+            {
+                return;
             }
         }
     });
