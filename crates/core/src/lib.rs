@@ -2,6 +2,7 @@
 //! index (an immutable snapshot that answers "may this credential open this door now?").
 //! Nothing here does I/O; the store builds the index and the server swaps it.
 
+pub mod badge;
 pub mod credential;
 pub mod index;
 pub mod schedule;

@@ -34,6 +34,44 @@ pub struct Config {
     pub sms: Option<SmsSection>,
     pub crm: Option<CrmSection>,
     pub lockcloud: Option<LockCloudSection>,
+    pub lookup: Option<LookupSection>,
+}
+
+/// `[lookup]`: the badge identity lookup (GroundControl-style).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupSection {
+    /// Where the client asks, `[DATA]` standing for the raw badge id (hex):
+    /// `/lookup?id=[DATA]` or `/lookup/[DATA]`.
+    pub path_template: String,
+    /// The conversion steps, in order: a list, or `reverse_bytes,hex_to_decimal`.
+    #[serde(default, deserialize_with = "list")]
+    pub conversions: Vec<String>,
+    /// The field answered as `user` (default `user`).
+    #[serde(default)]
+    pub user_attribute: Option<String>,
+    /// The fields answered besides `user`: a list, or `fullname,email`.
+    #[serde(default, deserialize_with = "list")]
+    pub attributes: Vec<String>,
+    /// `user:password` the client must send (basic auth); none when absent.
+    #[serde(default)]
+    pub basic_auth: Option<String>,
+}
+
+impl Config {
+    /// The badge lookup's settings, checked (its route and conversion steps).
+    pub fn lookup_config(&self) -> anyhow::Result<Option<lintel_server::LookupConfig>> {
+        let Some(l) = &self.lookup else { return Ok(None) };
+        let config = lintel_server::LookupConfig::new(
+            &l.path_template,
+            &l.conversions,
+            l.user_attribute.as_deref(),
+            l.attributes.clone(),
+            l.basic_auth.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("[lookup] {e}"))?;
+        Ok(Some(config))
+    }
 }
 
 /// `[lockcloud]`: a lock vendor's cloud for doors that live there.
@@ -372,6 +410,7 @@ impl Default for Config {
             sms: None,
             crm: None,
             lockcloud: None,
+            lookup: None,
         }
     }
 }
@@ -442,6 +481,11 @@ const KEYS: &[&str] = &[
     "lockcloud.token",
     "lockcloud.webhook_token",
     "lockcloud.door_locks",
+    "lookup.path_template",
+    "lookup.conversions",
+    "lookup.user_attribute",
+    "lookup.attributes",
+    "lookup.basic_auth",
 ];
 
 /// Keys whose values stay text even when they look like numbers.
@@ -486,6 +530,11 @@ const TEXT_KEYS: &[&str] = &[
     "lockcloud.token",
     "lockcloud.webhook_token",
     "lockcloud.door_locks",
+    "lookup.path_template",
+    "lookup.conversions",
+    "lookup.user_attribute",
+    "lookup.attributes",
+    "lookup.basic_auth",
 ];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.
@@ -560,6 +609,28 @@ mod tests {
         assert_eq!(c.sqlite.synchronous, "full");
         assert_eq!(c.limits.free_failures, 3);
         assert_eq!(c.admin_token.as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn lookup_from_the_environment() {
+        let env = [
+            ("LINTEL_LOOKUP_PATH_TEMPLATE", "/lookup?id=[DATA]"),
+            ("LINTEL_LOOKUP_CONVERSIONS", "width:38, bits:0:19+bits:19:19"),
+            ("LINTEL_LOOKUP_ATTRIBUTES", "fullname,email"),
+            ("LINTEL_LOOKUP_BASIC_AUTH", "gc:1234"),
+        ];
+        let c = load(None, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        let l = c.lookup.as_ref().unwrap();
+        assert_eq!(l.conversions, ["width:38", "bits:0:19+bits:19:19"]);
+        assert_eq!(l.attributes, ["fullname", "email"]);
+        assert_eq!(l.basic_auth.as_deref(), Some("gc:1234"));
+        assert!(c.lookup_config().unwrap().is_some());
+        let env = [("LINTEL_LOOKUP_PATH_TEMPLATE", "/api/v1/lookup/[DATA]")];
+        let c = load(None, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert!(c.lookup_config().is_err());
+        let env = [("LINTEL_LOOKUP_PATH_TEMPLATE", "/lookup/[DATA]"), ("LINTEL_LOOKUP_CONVERSIONS", "rot13")];
+        let c = load(None, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert!(c.lookup_config().is_err());
     }
 
     #[test]

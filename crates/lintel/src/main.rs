@@ -1,6 +1,7 @@
 //! The `lintel` binary: the server and the operator's commands.
 
 mod backup_codes;
+mod badges;
 mod bench;
 mod config;
 mod import;
@@ -57,12 +58,17 @@ enum Command {
         command: TokenCommand,
     },
     /// Import people and their cards from CSV: a header row with id,name,email,card_uid
-    /// and optionally revocation_code, groups (`;`-separated group ids) and status.
+    /// and optionally revocation_code, groups (`;`-separated group ids) and status. A file
+    /// whose header has a `badge` column (and no card_uid) is a badge system's export for
+    /// the badge lookup: badge,user,... (it replaces the badges imported before).
     Import {
         file: PathBuf,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// The file is a badge export (badge,user,...), whatever its header says.
+        #[arg(long)]
+        badges: bool,
     },
     /// Print single-use backup codes for a door (each opens it once, typed at a keypad or
     /// sent as the bearer token of POST /open/{door}).
@@ -297,8 +303,19 @@ async fn main() -> anyhow::Result<()> {
             }
             store.close().await;
         }
-        Command::Import { file, quiet } => {
+        Command::Import { file, quiet, badges } => {
             import::check_file(&file)?;
+            if badges || badges::is_badge_file(&file)? {
+                let store = open_store(&config).await?;
+                let report = badges::run(&store, &file, quiet).await;
+                store.close().await;
+                let report = report?;
+                badges::print(&report);
+                if !report.rejected.is_empty() {
+                    std::process::exit(1);
+                }
+                return Ok(());
+            }
             let store = open_store(&config).await?;
             let report = import::run(&store, &file, quiet).await?;
             store.close().await;
@@ -378,6 +395,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             webhook_token: c.webhook_token,
             door_locks: c.door_locks,
         }),
+        lookup: config.lookup_config()?,
     };
     Ok((store, server))
 }

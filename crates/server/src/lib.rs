@@ -11,6 +11,7 @@ mod directory;
 mod follow;
 mod limiter;
 pub mod lockcloud;
+pub mod lookup;
 mod notify;
 pub mod problem;
 pub mod secrets;
@@ -35,6 +36,7 @@ pub use crm::CrmConfig;
 pub use directory::Directory;
 pub use limiter::LimiterConfig;
 pub use lockcloud::LockCloudConfig;
+pub use lookup::LookupConfig;
 pub use notify::{SmsConfig, SmtpConfig};
 pub use users::OidcConfig;
 
@@ -75,6 +77,8 @@ pub struct ServerConfig {
     pub crm: Option<CrmConfig>,
     /// A lock vendor's cloud, when `[lockcloud]` is configured.
     pub lockcloud: Option<LockCloudConfig>,
+    /// The badge identity lookup, when `[lookup]` is configured (its route is the operator's).
+    pub lookup: Option<LookupConfig>,
 }
 
 #[derive(Clone)]
@@ -155,6 +159,7 @@ impl AppState {
         let openapi = Arc::new(openapi);
         router
             .merge(ui::router(self))
+            .merge(lookup::router(self))
             .route("/openapi.json", axum::routing::get(move || api::ops::openapi(openapi.clone())))
             .fallback(api::ops::not_found)
             .method_not_allowed_fallback(api::ops::method_not_allowed)

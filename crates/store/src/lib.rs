@@ -5,6 +5,7 @@
 //! returns the index changes read back inside that transaction. The one exception is the
 //! hot path of decisions on SQLite (`decision_log`), which has a connection of its own.
 
+mod badges;
 mod cobot;
 mod crm;
 mod decision_log;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
 
+pub use badges::{BadgeRow, CardHolder, normalize_badge};
 pub use cobot::{CobotMember, valid_membership_id};
 pub use crm::CrmMember;
 pub use decision_log::{CommittedDecision, PendingDecision};

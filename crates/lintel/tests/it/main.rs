@@ -11,6 +11,7 @@ mod decisions;
 mod doorbell;
 mod doors;
 mod events;
+mod lookup;
 mod operations;
 mod security;
 mod signed;

@@ -149,7 +149,9 @@ async fn slack_server_and_fake(b: Backend) -> (Database, Server, String) {
 /// the response_url (and only a response_url of Slack's).
 async fn slow_lookups_answer_through_the_response_url(b: Backend) {
     let (_db, s, api) = slack_server_and_fake(b).await;
-    let id = format!("slow-{}", std::process::id());
+    // One key per test run: the SQLite and PostgreSQL runs share this process.
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let id = format!("slow-{}", RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let (status, first) = command_answering_at(&s, "U7", "/door-secret", &format!("{api}/respond/{id}")).await;
     assert_eq!(status, 200, "{first}");
     assert!(first["text"].as_str().unwrap().contains("One moment"), "{first}");
