@@ -23,6 +23,9 @@ pub enum CobotError {
     Status { status: u16, reason: String },
     #[error("the platform's answer does not parse: {0}")]
     Unparsable(String),
+    /// lintel's own refusal of a piece of work (a delivery naming nothing it follows).
+    #[error("not processed: {0}")]
+    Rejected(String),
 }
 
 impl CobotError {
@@ -32,7 +35,7 @@ impl CobotError {
         match self {
             Self::Unreachable(_) => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
-            Self::ForeignUrl(_) | Self::Unparsable(_) => false,
+            Self::ForeignUrl(_) | Self::Unparsable(_) | Self::Rejected(_) => false,
         }
     }
 }

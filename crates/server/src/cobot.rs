@@ -402,7 +402,7 @@ fn named(cobot: &Cobot, event: &str, payload: &Value) -> Option<(Resource, Strin
 /// Processes one inbox delivery. `Err` with a transient cause is retried.
 async fn process(s: &AppState, cobot: &Cobot, item: &WorkItem) -> Result<(), CobotError> {
     let Some((resource, id)) = named(cobot, &item.kind, &item.payload) else {
-        return Err(CobotError::Unparsable("the delivery names no resource lintel follows".into()));
+        return Err(CobotError::Rejected("the delivery names no resource lintel follows".into()));
     };
     let store_failed = |e: ApiError| CobotError::Unreachable(e.detail);
     match resource {
@@ -607,9 +607,9 @@ async fn run_outbox(s: &AppState, cobot: &Cobot) -> Result<(), StoreError> {
                 Some(m) if m.token_registered => cobot.client.check_in(&m.check_in_token).await,
                 // The token is not registered yet: its own outbox entry comes first.
                 Some(_) => Err(CobotError::Unreachable("waiting for the member's check-in token".into())),
-                None => Err(CobotError::Unparsable(format!("no member {membership:?}"))),
+                None => Err(CobotError::Rejected(format!("no member {membership:?}"))),
             },
-            other => Err(CobotError::Unparsable(format!("unknown outbox kind {other:?}"))),
+            other => Err(CobotError::Rejected(format!("unknown outbox kind {other:?}"))),
         };
         let attempt = match result {
             Ok(()) => Attempt::Done,
