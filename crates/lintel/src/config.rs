@@ -488,53 +488,20 @@ const KEYS: &[&str] = &[
     "lookup.basic_auth",
 ];
 
-/// Keys whose values stay text even when they look like numbers.
-const TEXT_KEYS: &[&str] = &[
-    "admin_token",
-    "database_url",
-    "listen",
-    "key_file",
-    "timezone",
-    "log_format",
-    "slack.signing_secret",
-    "slack.bot_token",
-    "slack.api_base_url",
-    "slack.group",
-    "slack.doorbell_channel",
-    "doorbell.token",
-    "doorbell.door",
-    "doorbell.snapshot_hosts",
-    "public_url",
-    "oidc.issuer",
-    "oidc.jwks_url",
-    "oidc.audience",
-    "cobot.base_url",
-    "cobot.token",
-    "cobot.public_url",
-    "cobot.default_group",
-    "cobot.plan_groups",
-    "cobot.resource_doors",
-    "smtp.url",
-    "smtp.from",
-    "sms.webhook_url",
-    "sms.token",
-    "crm.base_url",
-    "crm.token_url",
-    "crm.username",
-    "crm.password",
-    "crm.membership",
-    "crm.group",
-    "crm.photos_dir",
-    "lockcloud.base_url",
-    "lockcloud.token_header",
-    "lockcloud.token",
-    "lockcloud.webhook_token",
-    "lockcloud.door_locks",
-    "lookup.path_template",
-    "lookup.conversions",
-    "lookup.user_attribute",
-    "lookup.attributes",
-    "lookup.basic_auth",
+/// The keys whose values are numbers or booleans; every other key's value stays text,
+/// even when it looks like a number (a token, a plan id).
+const SCALAR_KEYS: &[&str] = &[
+    "max_body_bytes",
+    "follow_interval_ms",
+    "limits.free_failures",
+    "limits.first_lock_seconds",
+    "limits.max_lock_seconds",
+    "slack.allow_guests",
+    "slack.reconcile_minutes",
+    "cobot.sync_minutes",
+    "cobot.buffer_minutes",
+    "crm.stale_after",
+    "crm.timeout_ms",
 ];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.
@@ -568,7 +535,7 @@ pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
             }
             continue;
         };
-        let value = if TEXT_KEYS.contains(dotted) { toml::Value::String(raw) } else { env_value(&raw) };
+        let value = if SCALAR_KEYS.contains(dotted) { env_value(&raw) } else { toml::Value::String(raw) };
         match dotted.split_once('.') {
             Some((section, field)) => {
                 let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(Default::default()));
@@ -631,6 +598,13 @@ mod tests {
         let env = [("LINTEL_LOOKUP_PATH_TEMPLATE", "/lookup/[DATA]"), ("LINTEL_LOOKUP_CONVERSIONS", "rot13")];
         let c = load(None, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
         assert!(c.lookup_config().is_err());
+    }
+
+    #[test]
+    fn scalar_keys_are_settable_keys() {
+        for key in SCALAR_KEYS {
+            assert!(KEYS.contains(key), "{key} is not in KEYS");
+        }
     }
 
     #[test]

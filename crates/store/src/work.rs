@@ -204,16 +204,27 @@ impl Store {
             .rows_affected())
     }
 
+    /// A table's entries, newest first, optionally in one state.
+    async fn listing(
+        &self,
+        table: &'static str,
+        columns: &'static str,
+        state_filter: Option<WorkState>,
+        limit: i64,
+    ) -> Result<Vec<AnyRow>> {
+        let sql = format!("SELECT {columns} FROM {table} WHERE ($1 = '' OR state = $1) ORDER BY pk DESC LIMIT $2");
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state_filter.map_or("", WorkState::as_str))
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
     /// Outbox entries, newest first, optionally in one state.
     pub async fn outbox(&self, state_filter: Option<WorkState>, limit: i64) -> Result<Vec<OutboxEntry>> {
-        let rows = sqlx::query(
-            "SELECT pk, target, kind, idempotency_key, payload, created_at, state, attempts, next_attempt_at, \
-             last_error, done_at FROM outbox WHERE ($1 = '' OR state = $1) ORDER BY pk DESC LIMIT $2",
-        )
-        .bind(state_filter.map_or("", WorkState::as_str))
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
+        let columns = "pk, target, kind, idempotency_key, payload, created_at, state, attempts, next_attempt_at, \
+                       last_error, done_at";
+        let rows = self.listing("outbox", columns, state_filter, limit).await?;
         rows.iter()
             .map(|r| {
                 Ok(OutboxEntry {
@@ -235,14 +246,8 @@ impl Store {
 
     /// Inbox entries, newest first, optionally in one state.
     pub async fn inbox(&self, state_filter: Option<WorkState>, limit: i64) -> Result<Vec<InboxEntry>> {
-        let rows = sqlx::query(
-            "SELECT pk, source, event, payload, received_at, state, attempts, last_error, done_at FROM inbox \
-             WHERE ($1 = '' OR state = $1) ORDER BY pk DESC LIMIT $2",
-        )
-        .bind(state_filter.map_or("", WorkState::as_str))
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
+        let columns = "pk, source, event, payload, received_at, state, attempts, last_error, done_at";
+        let rows = self.listing("inbox", columns, state_filter, limit).await?;
         rows.iter()
             .map(|r| {
                 Ok(InboxEntry {
