@@ -3,6 +3,7 @@
 //! the directory keeps the decision index in step, and the core decides.
 
 mod api;
+mod attendance;
 mod auth;
 pub mod cobot;
 pub mod crm;

@@ -1,6 +1,5 @@
 //! The event log (paged and live) and attendance.
 
-use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -8,10 +7,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
 use futures::Stream;
-use lintel_proto::{Attendance, AttendanceDay, AttendanceEntry, Event, Page, Problem};
+use lintel_proto::{Attendance, AttendanceDay, Event, Page, Problem};
 use lintel_store::EventFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -105,12 +104,6 @@ pub struct AttendanceQuery {
     tz: Option<String>,
 }
 
-fn local_midnight(tz: &Tz, day: NaiveDate) -> DateTime<Utc> {
-    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
-    // Where midnight is skipped by a DST change, the day starts at the first instant after.
-    tz.from_local_datetime(&midnight).earliest().unwrap_or_else(|| tz.from_utc_datetime(&midnight)).with_timezone(&Utc)
-}
-
 /// People present per day: who, first and last entry, how many entries.
 #[utoipa::path(get, path = "/api/v1/attendance", tag = "events", params(AttendanceQuery), security(("admin" = [])),
     responses((status = 200, body = Attendance), (status = 400, body = Problem), (status = 422, body = Problem)))]
@@ -131,41 +124,10 @@ pub async fn attendance(
     if q.to < q.from || (q.to - q.from).num_days() > 366 {
         return Err(ApiError::invalid("to is on or after from, and at most 366 days later"));
     }
-    let end = q.to.checked_add_days(Days::new(1)).ok_or_else(|| ApiError::invalid("to is out of range"))?;
-    let store = &s.inner.directory.store;
-    let entries = store
-        .entries_between(local_midnight(&tz, q.from).timestamp_micros(), local_midnight(&tz, end).timestamp_micros())
-        .await?;
-    let groups: HashMap<String, Vec<String>> = if by_group {
-        let mut map: HashMap<String, Vec<String>> = HashMap::new();
-        for (person, group) in store.memberships().await? {
-            map.entry(person).or_default().push(group);
-        }
-        map
-    } else {
-        HashMap::new()
-    };
-    // (day, group) -> person -> entry
-    let mut days: BTreeMap<(NaiveDate, Option<String>), BTreeMap<String, AttendanceEntry>> = BTreeMap::new();
-    for (person, micros) in entries {
-        let Some(at) = DateTime::from_timestamp_micros(micros) else { continue };
-        let day = at.with_timezone(&tz).date_naive();
-        let keys: Vec<Option<String>> = match groups.get(&person) {
-            Some(gs) if by_group => gs.iter().cloned().map(Some).collect(),
-            _ => vec![None],
-        };
-        for key in keys {
-            let entry = days.entry((day, key)).or_default().entry(person.clone()).or_insert(AttendanceEntry {
-                person_id: person.clone(),
-                first_entry: at,
-                last_entry: at,
-                entries: 0,
-            });
-            entry.first_entry = entry.first_entry.min(at);
-            entry.last_entry = entry.last_entry.max(at);
-            entry.entries += 1;
-        }
+    if q.to.checked_add_days(Days::new(1)).is_none() {
+        return Err(ApiError::invalid("to is out of range"));
     }
+    let days = crate::attendance::days(&s.inner.directory.store, tz, q.from, q.to, by_group).await?;
     let days = days
         .into_iter()
         .map(|((date, group), people)| AttendanceDay {

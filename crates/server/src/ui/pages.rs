@@ -1,7 +1,7 @@
 //! The UI's pages: dashboard, people (search, a person, credentials, "why"), doors (and
 //! opening one), attendance (chart and CSV) and the facility display.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use askama::Template;
 use axum::Extension;
@@ -9,7 +9,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use lintel_core::credential::{normalize_uid, pin_digest, validate_pin};
 use lintel_core::{CredentialKey, Decision, Index, Pk, Query as IndexQuery};
@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use super::session::Signed;
 use super::{Ui, UiError, UiResult, html, is_htmx, words};
+use crate::attendance::{ByDay, local_midnight, next_day};
 use crate::{AppState, secrets, validate};
 
 /// What every page's frame shows.
@@ -193,15 +194,6 @@ pub struct Health {
     pub state: &'static str,
     pub tone: &'static str,
     pub detail: String,
-}
-
-fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
-    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
-    tz.from_local_datetime(&midnight).earliest().unwrap_or_else(|| tz.from_utc_datetime(&midnight)).with_timezone(&Utc)
-}
-
-fn next_day(day: NaiveDate) -> NaiveDate {
-    day.checked_add_days(Days::new(1)).unwrap_or(day)
 }
 
 #[derive(Template)]
@@ -1143,40 +1135,9 @@ fn range(q: &AttendanceQuery, today: NaiveDate) -> Result<Range, UiError> {
     Ok(Range { from, to, by_group: q.by.as_deref() == Some("group") })
 }
 
-/// Per day (and group): person -> (first entry, last entry, entries).
-type Days_ = BTreeMap<(NaiveDate, Option<String>), BTreeMap<String, (DateTime<Utc>, DateTime<Utc>, u64)>>;
-
-async fn attendance_days(app: &AppState, r: &Range) -> Result<Days_, UiError> {
-    let tz = app.inner.config.timezone;
+async fn attendance_days(app: &AppState, r: &Range) -> Result<ByDay, UiError> {
     let store = &app.inner.directory.store;
-    let entries = store
-        .entries_between(
-            local_midnight(tz, r.from).timestamp_micros(),
-            local_midnight(tz, next_day(r.to)).timestamp_micros(),
-        )
-        .await?;
-    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
-    if r.by_group {
-        for (person, group) in store.memberships().await? {
-            groups.entry(person).or_default().push(group);
-        }
-    }
-    let mut days: Days_ = BTreeMap::new();
-    for (person, micros) in entries {
-        let Some(at) = DateTime::from_timestamp_micros(micros) else { continue };
-        let day = at.with_timezone(&tz).date_naive();
-        let keys: Vec<Option<String>> = match groups.get(&person) {
-            Some(gs) if r.by_group => gs.iter().cloned().map(Some).collect(),
-            _ => vec![None],
-        };
-        for key in keys {
-            let e = days.entry((day, key)).or_default().entry(person.clone()).or_insert((at, at, 0));
-            e.0 = e.0.min(at);
-            e.1 = e.1.max(at);
-            e.2 += 1;
-        }
-    }
-    Ok(days)
+    Ok(crate::attendance::days(store, app.inner.config.timezone, r.from, r.to, r.by_group).await?)
 }
 
 pub struct Bar {
@@ -1226,7 +1187,7 @@ struct AttendancePage {
     csv: String,
 }
 
-fn chart(r: &Range, days: &Days_, group_names: &HashMap<String, String>) -> (Chart, Vec<DayRow>) {
+fn chart(r: &Range, days: &ByDay, group_names: &HashMap<String, String>) -> (Chart, Vec<DayRow>) {
     const W: u32 = 800;
     const H: u32 = 260;
     const LEFT: u32 = 40;
@@ -1367,7 +1328,7 @@ pub async fn attendance_csv(State(ui): State<Ui>, Query(q): Query<AttendanceQuer
     let failed = |e: csv::Error| UiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     out.write_record(&header).map_err(failed)?;
     for ((day, group), people) in &days {
-        for (person, (first, last, entries)) in people {
+        for (person, entry) in people {
             if !names.contains_key(person) {
                 let name = store.person(person).await.map(|p| p.name).unwrap_or_default();
                 names.insert(person.clone(), name);
@@ -1379,9 +1340,9 @@ pub async fn attendance_csv(State(ui): State<Ui>, Query(q): Query<AttendanceQuer
             record.extend([
                 cell(person),
                 cell(&names[person]),
-                first.with_timezone(&tz).to_rfc3339(),
-                last.with_timezone(&tz).to_rfc3339(),
-                entries.to_string(),
+                entry.first_entry.with_timezone(&tz).to_rfc3339(),
+                entry.last_entry.with_timezone(&tz).to_rfc3339(),
+                entry.entries.to_string(),
             ]);
             out.write_record(&record).map_err(failed)?;
         }
