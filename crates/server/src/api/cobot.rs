@@ -87,7 +87,15 @@ pub async fn outbox(
     ApiQuery(q): ApiQuery<WorkQuery>,
 ) -> Result<Json<Page<OutboxEntry>>, ApiError> {
     let (state, limit) = work_filter(&q)?;
-    Ok(Json(Page { items: s.inner.directory.store.outbox(state, limit).await?, next: None }))
+    let mut items = s.inner.directory.store.outbox(state, limit).await?;
+    // An invitation not yet sent carries the visitor's secret: the operator sees where it
+    // goes, not what it says.
+    for entry in items.iter_mut().filter(|e| e.kind == "invitation") {
+        if let Some(text) = entry.payload.get_mut("text") {
+            *text = Value::from("(withheld: it carries a personal secret)");
+        }
+    }
+    Ok(Json(Page { items, next: None }))
 }
 
 /// Put failed calls back in the queue (after fixing their cause).
