@@ -108,6 +108,13 @@ impl CredentialKey {
     pub fn is_card(&self) -> bool {
         self.0[0] == TAG_CARD
     }
+
+    /// A card's UID bytes, when the key keeps them verbatim (UIDs of up to 14 bytes;
+    /// longer ones are only a hash here).
+    pub fn card_uid(&self) -> Option<&[u8]> {
+        let len = usize::from(self.0[1]);
+        (self.is_card() && len <= MAX_INLINE_UID).then(|| &self.0[2..2 + len])
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +136,13 @@ mod tests {
         for uid in ["", "0", "XYZ1", "04A1B2C", &"AB".repeat(33)] {
             assert_eq!(CredentialKey::card(uid), Err(KeyError::BadUid), "{uid:?}");
         }
+    }
+
+    #[test]
+    fn short_uids_can_be_read_back_from_their_key() {
+        assert_eq!(CredentialKey::card("04:a1:b2:c3").unwrap().card_uid(), Some(&[0x04, 0xA1, 0xB2, 0xC3][..]));
+        assert_eq!(CredentialKey::card(&"AB".repeat(15)).unwrap().card_uid(), None);
+        assert_eq!(CredentialKey::pin(&[7; 32]).card_uid(), None);
     }
 
     #[test]

@@ -276,6 +276,10 @@ impl<K: ShardKey + Hash + Eq + Clone, V: Clone> Sharded<K, V> {
     fn values(&self) -> impl Iterator<Item = &V> {
         self.shards.iter().flat_map(|s| s.values())
     }
+
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
 }
 
 /// A dense table indexed by primary key, in chunks shared between snapshots.
@@ -878,6 +882,9 @@ fn prefer(candidate: &IndexGrant, current: &IndexGrant) -> bool {
 fn preference(g: &IndexGrant) -> (bool, i64, Pk) {
     (g.passes.is_some(), g.valid_until, g.pk)
 }
+
+mod offline;
+pub use offline::CardRights;
 
 #[cfg(test)]
 mod tests;

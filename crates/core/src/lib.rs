@@ -5,6 +5,7 @@
 pub mod badge;
 pub mod credential;
 pub mod index;
+pub mod offline;
 pub mod schedule;
 
 pub use credential::{CredentialKey, Digest, KeyError};

@@ -2,6 +2,7 @@
 //! open for some seconds and says whether the device confirmed; it never decides.
 
 mod http;
+pub mod mqtt;
 mod shelly;
 
 use std::sync::Arc;
@@ -58,7 +59,16 @@ pub fn device_client() -> reqwest::Client {
         .expect("a client with these settings always builds")
 }
 
-pub fn driver_for(config: &DriverConfig, client: &reqwest::Client) -> Arc<dyn Driver> {
+/// The connections drivers use: an HTTP client for relays and clouds, and the MQTT link
+/// to door controllers when `[mqtt]` is configured.
+#[derive(Clone)]
+pub struct Links {
+    pub http: reqwest::Client,
+    pub mqtt: Option<Arc<mqtt::MqttLink>>,
+}
+
+pub fn driver_for(config: &DriverConfig, door: &str, links: &Links) -> Arc<dyn Driver> {
+    let client = &links.http;
     match config {
         DriverConfig::None {} => Arc::new(NoDriver),
         DriverConfig::Shelly { url, generation, channel, username, password } => Arc::new(shelly::Shelly {
@@ -76,6 +86,9 @@ pub fn driver_for(config: &DriverConfig, client: &reqwest::Client) -> Arc<dyn Dr
             headers: headers.clone(),
             body: body.clone(),
         }),
+        DriverConfig::Mqtt { controller, .. } => {
+            Arc::new(mqtt::MqttDoor { link: links.mqtt.clone(), controller: controller.clone(), door: door.to_owned() })
+        }
     }
 }
 
@@ -106,6 +119,15 @@ pub fn validate(config: &DriverConfig) -> Result<(), DriverError> {
                     .map_err(|_| DriverError::Config(format!("header name {name:?}")))?;
                 reqwest::header::HeaderValue::from_str(value)
                     .map_err(|_| DriverError::Config(format!("header {name:?} has an invalid value")))?;
+            }
+            Ok(())
+        }
+        DriverConfig::Mqtt { controller, offline_max_age } => {
+            if !lintel_proto::controller::valid_id(controller) {
+                return Err(DriverError::Config(format!("controller {controller:?}: 1 to 64 of A-Z a-z 0-9 . _ -")));
+            }
+            if !(60..=30 * 86_400).contains(offline_max_age) {
+                return Err(DriverError::Config("offline_max_age is 60 s to 30 days (2592000)".into()));
             }
             Ok(())
         }

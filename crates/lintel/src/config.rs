@@ -35,6 +35,22 @@ pub struct Config {
     pub crm: Option<CrmSection>,
     pub lockcloud: Option<LockCloudSection>,
     pub lookup: Option<LookupSection>,
+    pub mqtt: Option<MqttSection>,
+}
+
+/// `[mqtt]`: the broker MQTT door controllers hang off (docs/mqtt.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://[user:password@]host[:port]`.
+    pub url: String,
+    /// Topics are `<topic_prefix>/c/<controller>/...` (default `lintel`).
+    #[serde(default)]
+    pub topic_prefix: Option<String>,
+    /// lintel's MQTT client id (default `lintel`); its session on the broker is kept
+    /// under it, so taps sent while lintel is down are delivered when it is back.
+    #[serde(default)]
+    pub client_id: Option<String>,
 }
 
 /// `[lookup]`: the badge identity lookup (GroundControl-style).
@@ -59,6 +75,14 @@ pub struct LookupSection {
 }
 
 impl Config {
+    pub fn mqtt_config(&self) -> Option<lintel_doors::mqtt::MqttConfig> {
+        self.mqtt.as_ref().map(|m| lintel_doors::mqtt::MqttConfig {
+            url: m.url.clone(),
+            topic_prefix: m.topic_prefix.clone().unwrap_or_else(|| "lintel".into()),
+            client_id: m.client_id.clone().unwrap_or_else(|| "lintel".into()),
+        })
+    }
+
     /// The badge lookup's settings, checked (its route and conversion steps).
     pub fn lookup_config(&self) -> anyhow::Result<Option<lintel_server::LookupConfig>> {
         let Some(l) = &self.lookup else { return Ok(None) };
@@ -411,6 +435,7 @@ impl Default for Config {
             crm: None,
             lockcloud: None,
             lookup: None,
+            mqtt: None,
         }
     }
 }
@@ -486,6 +511,9 @@ const KEYS: &[&str] = &[
     "lookup.user_attribute",
     "lookup.attributes",
     "lookup.basic_auth",
+    "mqtt.url",
+    "mqtt.topic_prefix",
+    "mqtt.client_id",
 ];
 
 /// The keys whose values are numbers or booleans; every other key's value stays text,

@@ -4,6 +4,7 @@ mod backup_codes;
 mod badges;
 mod bench;
 mod config;
+mod controller_sim;
 mod import;
 mod keys;
 
@@ -96,6 +97,13 @@ enum Command {
         #[arg(long)]
         state: Option<String>,
     },
+    /// MQTT door controllers: their state and allow-list versions (as GET /api/v1/controllers).
+    Controllers,
+    /// Print lintel's public key (hex), which controllers are given to verify their lists.
+    ControllerKey,
+    /// A reference MQTT door controller (docs/mqtt.md): taps from standard input
+    /// (`tap DOOR UID [CODE]`), events as JSON lines; decides offline from its signed list.
+    ControllerSim(controller_sim::Args),
     /// Measure decision latency, HTTP throughput, import speed, index memory and
     /// write-to-decision delay, and print a table.
     Bench(bench::Args),
@@ -206,7 +214,9 @@ async fn main() -> anyhow::Result<()> {
             lintel_server::serve(store, server, shutdown_signal()).await?;
         }
         Command::Cobot { command } => {
-            let (store, server) = open_server(&config).await?;
+            let (store, mut server) = open_server(&config).await?;
+            // The server's MQTT session is its own; a command must not take it over.
+            server.mqtt = None;
             let state = lintel_server::AppState::new(store.clone(), server).await?;
             match command {
                 CobotCommand::Subscribe => {
@@ -232,7 +242,8 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Card { command: CardCommand::Issue { member } } => {
-            let (store, server) = open_server(&config).await?;
+            let (store, mut server) = open_server(&config).await?;
+            server.mqtt = None;
             let state = lintel_server::AppState::new(store.clone(), server).await?;
             let card = lintel_server::crm::issue_card(&state, &member).await.map_err(api_error);
             store.close().await;
@@ -333,6 +344,37 @@ async fn main() -> anyhow::Result<()> {
             }
             eprintln!("{count} single-use codes for door {door:?}; each works once. Keep them somewhere safe.");
         }
+        Command::Controllers => {
+            let (store, mut server) = open_server(&config).await?;
+            server.mqtt = None;
+            let state = lintel_server::AppState::new(store.clone(), server).await?;
+            let controllers = lintel_server::controllers_overview(&state).await;
+            store.close().await;
+            for c in controllers? {
+                let online = match c.online {
+                    Some(true) => "online",
+                    Some(false) => "offline",
+                    None => "never seen",
+                };
+                let drift = if c.drift { "  DRIFT: not acknowledged yet" } else { "" };
+                let refused = c.refused.map(|r| format!("  refused: {r}")).unwrap_or_default();
+                println!(
+                    "{}  {online}  doors {}  list v{} ({} cards), acknowledged v{}{drift}{refused}",
+                    c.id,
+                    c.doors.join(","),
+                    c.list_version,
+                    c.cards,
+                    c.acknowledged_version
+                );
+            }
+        }
+        Command::ControllerKey => {
+            let (store, server) = open_server(&config).await?;
+            store.close().await;
+            let authority = lintel_signed::Authority::from_secret_bytes(&server.signing_key)?;
+            println!("{}", hex::encode(authority.verifying_key().as_bytes()));
+        }
+        Command::ControllerSim(args) => controller_sim::run(args).await?,
         Command::Bench(args) => bench::run(args).await?,
         Command::Floor(args) => bench::floor(args).await?,
     }
@@ -396,6 +438,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             door_locks: c.door_locks,
         }),
         lookup: config.lookup_config()?,
+        mqtt: config.mqtt_config(),
     };
     Ok((store, server))
 }

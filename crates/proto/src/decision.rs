@@ -21,10 +21,13 @@ pub enum Reason {
     NoPassesLeft,
     MissingSkill,
     RateLimited,
+    /// An MQTT controller decided offline on an allow-list older than the door's
+    /// `offline_max_age` (a fail-secure door then refuses everyone).
+    ListExpired,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Self::Granted,
         Self::UnknownCredential,
         Self::UnknownMember,
@@ -39,6 +42,7 @@ impl Reason {
         Self::NoPassesLeft,
         Self::MissingSkill,
         Self::RateLimited,
+        Self::ListExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Reason {
             Self::NoPassesLeft => "no_passes_left",
             Self::MissingSkill => "missing_skill",
             Self::RateLimited => "rate_limited",
+            Self::ListExpired => "list_expired",
         }
     }
 

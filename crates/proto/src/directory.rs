@@ -241,6 +241,19 @@ pub enum DriverConfig {
         #[schema(value_type = Option<Object>)]
         body: Option<serde_json::Value>,
     },
+    /// A door on an MQTT controller (`docs/mqtt.md`): lintel sends `open` commands, and
+    /// the controller decides from its signed allow-list while it cannot reach lintel.
+    Mqtt {
+        controller: String,
+        /// Seconds after it was issued that the controller's list lapses for this door
+        /// (then a fail-secure door refuses everyone, a fail-safe one admits everyone).
+        #[serde(default = "default_offline_max_age")]
+        offline_max_age: u32,
+    },
+}
+
+fn default_offline_max_age() -> u32 {
+    86_400
 }
 
 fn default_shelly_generation() -> u8 {
@@ -298,6 +311,7 @@ impl DriverConfig {
             Self::None {} => "none",
             Self::Shelly { .. } => "shelly",
             Self::Http { .. } => "http",
+            Self::Mqtt { .. } => "mqtt",
         }
     }
 
@@ -319,7 +333,7 @@ impl DriverConfig {
                     *body = Some(serde_json::Value::String(REDACTED.into()));
                 }
             }
-            Self::None {} => {}
+            Self::None {} | Self::Mqtt { .. } => {}
         }
         shown
     }

@@ -2,6 +2,7 @@
 //! CLI and the tests. Request types reject unknown fields: a typo in a field name is a
 //! 400, never a silently ignored setting.
 
+pub mod controller;
 mod decision;
 mod directory;
 mod events;

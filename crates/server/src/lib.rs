@@ -6,6 +6,7 @@ mod api;
 mod attendance;
 mod auth;
 pub mod cobot;
+mod controllers;
 pub mod crm;
 mod decide;
 mod directory;
@@ -80,6 +81,8 @@ pub struct ServerConfig {
     pub lockcloud: Option<LockCloudConfig>,
     /// The badge identity lookup, when `[lookup]` is configured (its route is the operator's).
     pub lookup: Option<LookupConfig>,
+    /// The MQTT broker door controllers hang off, when `[mqtt]` is configured.
+    pub mqtt: Option<lintel_doors::mqtt::MqttConfig>,
 }
 
 #[derive(Clone)]
@@ -91,7 +94,11 @@ struct Inner {
     directory: Arc<Directory>,
     decider: decide::Decider,
     tokens: auth::Tokens,
-    devices: reqwest::Client,
+    devices: lintel_doors::Links,
+    /// MQTT door controllers, when `[mqtt]` is configured.
+    controllers: Option<controllers::Controllers>,
+    /// The MQTT link's events, until `serve` starts the controllers' worker.
+    link_events: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<lintel_doors::mqtt::LinkEvent>>>,
     slack: Option<api::slack::Slack>,
     doorbell: Option<api::doorbell::Doorbell>,
     authority: lintel_signed::Authority,
@@ -119,6 +126,8 @@ pub enum ServeError {
     Crm(#[from] lintel_connectors::crm::CrmError),
     #[error("the signing key is not usable: {0}")]
     SigningKey(#[from] lintel_signed::CertError),
+    #[error(transparent)]
+    Mqtt(#[from] lintel_doors::mqtt::MqttError),
 }
 
 impl AppState {
@@ -136,12 +145,21 @@ impl AppState {
         let authority = lintel_signed::Authority::from_secret_bytes(&config.signing_key)?;
         let cobot = config.cobot.clone().map(cobot::Cobot::new).transpose()?;
         let lockcloud = config.lockcloud.clone().map(lockcloud::LockCloud::new).transpose()?;
+        let (link, link_events) = match &config.mqtt {
+            Some(mqtt) => {
+                let (link, events) = lintel_doors::mqtt::MqttLink::start(mqtt)?;
+                (Some(link), Some(events))
+            }
+            None => (None, None),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 directory,
                 decider,
                 tokens,
-                devices: lintel_doors::device_client(),
+                devices: lintel_doors::Links { http: lintel_doors::device_client(), mqtt: link.clone() },
+                controllers: link.map(controllers::Controllers::new),
+                link_events: std::sync::Mutex::new(link_events),
                 slack: config.slack.clone().map(api::slack::Slack::new),
                 doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
                 authority,
@@ -169,6 +187,13 @@ impl AppState {
     }
 }
 
+/// The MQTT door controllers with their list versions (for `lintel controllers`).
+pub async fn controllers_overview(
+    state: &AppState,
+) -> Result<Vec<lintel_proto::controller::Controller>, lintel_store::StoreError> {
+    controllers::list(state).await
+}
+
 /// Serves until `shutdown` resolves; prints the address it listens on once ready.
 pub async fn serve(
     store: Store,
@@ -188,6 +213,10 @@ pub async fn serve(
     }
     if state.inner.lockcloud.is_some() {
         lockcloud::spawn_workers(state.clone());
+    }
+    let link_events = state.inner.link_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    if let Some(events) = link_events {
+        controllers::spawn(state.clone(), events);
     }
     if state.inner.config.smtp.is_some() || state.inner.config.sms.is_some() {
         notify::spawn_sender(state.clone());

@@ -141,7 +141,7 @@ impl Chain {
 
 /// lintel's signing authority. Debug output never shows the key.
 pub struct Authority {
-    key: SigningKey,
+    pub(crate) key: SigningKey,
     root_params: CertificateParams,
     root_der: Vec<u8>,
 }

@@ -28,12 +28,14 @@
 //! [`oidc`] verifies OpenID Connect ID tokens against a JWKS document, for the user
 //! directory's "find a user by their OpenID identity".
 
+pub mod allow_list;
 pub mod cert;
 mod ids;
 mod jws;
 pub mod oidc;
 pub mod operation;
 
+pub use allow_list::{ListError, verify_allow_list};
 pub use cert::{Authority, CertError, Certified, Chain, key_fingerprint, verify_chain};
 pub use jsonwebtoken::jwk::JwkSet;
 pub use oidc::{IdClaims, OidcError, verify_id_token};

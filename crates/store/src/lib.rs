@@ -7,6 +7,7 @@
 
 mod badges;
 mod cobot;
+mod controllers;
 mod crm;
 mod decision_log;
 mod directory;
@@ -29,6 +30,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
 
 pub use badges::{BadgeRow, CardHolder, normalize_badge};
 pub use cobot::{CobotMember, valid_membership_id};
+pub use controllers::ControllerRow;
 pub use crm::CrmMember;
 pub use decision_log::{CommittedDecision, PendingDecision};
 pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFilter};

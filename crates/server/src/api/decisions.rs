@@ -66,7 +66,7 @@ async fn drive_with(
 ) -> Result<Driven, ApiError> {
     let store = &s.inner.directory.store;
     let door = store.door(door_id).await?;
-    let driver = lintel_doors::driver_for(&door.driver, &s.inner.devices);
+    let driver = lintel_doors::driver_for(&door.driver, &door.id, &s.inner.devices);
     let seconds = seconds.unwrap_or(door.open_seconds);
     let outcome = driver.open(seconds).await;
     let mut event = NewEvent::new("door.opened").door(door_id).with("driver", driver.kind()).with("seconds", seconds);

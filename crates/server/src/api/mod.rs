@@ -1,6 +1,7 @@
 //! Routes, grouped as in `shared/design/api.md`.
 
 pub mod cobot;
+mod controllers;
 mod crm;
 pub(crate) mod decisions;
 mod directory;
@@ -60,6 +61,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(directory::add_member, directory::remove_member))
         .routes(routes!(directory::create_grant, directory::list_grants))
         .routes(routes!(directory::get_grant, directory::delete_grant))
+        .routes(routes!(controllers::list_controllers))
         .routes(routes!(decisions::decide))
         .routes(routes!(decisions::admin_open))
         .routes(routes!(decisions::open_with_secret))

@@ -989,6 +989,9 @@ fn door_view(d: &Door, tz: Tz) -> DoorView {
                 format!("{url} (Shelly generation {generation}, channel {channel})")
             }
             DriverConfig::Http { url, method, .. } => format!("{method} {url}"),
+            DriverConfig::Mqtt { controller, offline_max_age } => {
+                format!("MQTT controller {controller} (offline list holds {} h)", offline_max_age / 3600)
+            }
             DriverConfig::None {} => String::new(),
         },
         state,

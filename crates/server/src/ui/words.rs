@@ -119,6 +119,7 @@ pub fn reason(r: Reason) -> &'static str {
         Reason::NoPassesLeft => "every pass of the grant for this door is used up",
         Reason::MissingSkill => "the door needs a skill the person does not have",
         Reason::RateLimited => "too many wrong attempts came from there; it is locked for a while",
+        Reason::ListExpired => "the door's controller was offline longer than its allow-list holds",
     }
 }
 

@@ -1,0 +1,247 @@
+//! The offline allow-list of an MQTT door controller: what it may decide on its own while
+//! it cannot reach lintel, and how it decides. lintel builds the list here, signs it
+//! (`lintel-signed`), and the controller (`lintel controller-sim` is the reference)
+//! verifies it and calls [`decide_offline`].
+//!
+//! Schedules and validity windows become plain `[from, until)` intervals in Unix seconds,
+//! expanded by lintel up to the moment the list lapses: a controller needs a clock, but
+//! no time-zone database and no schedule logic, and it cannot get summer time wrong. The
+//! intervals come from [`CompiledSchedule::contains`], the very function online decisions
+//! use, minute by minute (schedules are minute-exact).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lintel_proto::controller::{AllowList, OfflineCard, OfflineDoor};
+use lintel_proto::{FailMode, Reason};
+use sha2::{Digest as _, Sha256};
+
+use crate::index::{CardRights, IndexGrant};
+
+/// One of the controller's doors, with what the list needs to know of it.
+#[derive(Debug, Clone)]
+pub struct ListDoor {
+    pub id: String,
+    pub fail_mode: FailMode,
+    pub open_seconds: u32,
+    /// How long after `issued_at` the list holds for this door.
+    pub max_age_seconds: i64,
+}
+
+/// Everything a list is made of; the caller gathers it (the snapshot's [`CardRights`],
+/// the revocation codes from the store) and supplies randomness and the clock.
+pub struct ListInput<'a> {
+    pub controller: &'a str,
+    pub version: u64,
+    pub issued_at: i64,
+    pub salt: [u8; 16],
+    pub doors: &'a [ListDoor],
+    pub cards: &'a [CardRights],
+    /// Revocation codes of the cards that carry one, by credential.
+    pub revocation_codes: &'a HashMap<i64, String>,
+}
+
+pub fn card_hash(salt: &[u8], uid: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(uid);
+    hex::encode(h.finalize())
+}
+
+pub fn revocation_code_hash(salt: &[u8], code: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(b"revocation:");
+    h.update(code.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// How finely a list's horizon moves: a quarter of the shortest `max_age_seconds`, between
+/// a minute and an hour. Lists made within one such period have the same content.
+pub fn period(doors: &[ListDoor]) -> i64 {
+    (doors.iter().map(|d| d.max_age_seconds).min().unwrap_or(3600) / 4).clamp(60, 3600)
+}
+
+/// Builds the list. Its windows start at the beginning of the current [`period`], and each
+/// door's list lapses `max_age_seconds` after that (so between one period early and on
+/// time): a list made again within the period has the same content.
+pub fn build_list(input: &ListInput<'_>) -> AllowList {
+    let period = period(input.doors);
+    let start = input.issued_at - input.issued_at.rem_euclid(period);
+    let lapses: Vec<i64> = input.doors.iter().map(|d| start + d.max_age_seconds.max(period)).collect();
+    let end = lapses.iter().copied().max().unwrap_or(start);
+    let mut grant_windows: HashMap<i64, Vec<[i64; 2]>> = HashMap::new();
+    let mut window_sets: Vec<Vec<[i64; 2]>> = Vec::new();
+    let mut set_index: HashMap<Vec<[i64; 2]>, usize> = HashMap::new();
+    let mut cards = Vec::with_capacity(input.cards.len());
+    for card in input.cards {
+        let mut doors = BTreeMap::new();
+        for (position, grants) in &card.doors {
+            let Some(door) = input.doors.get(*position) else { continue };
+            let mut union = Vec::new();
+            for grant in grants {
+                let w = grant_windows.entry(grant.pk).or_insert_with(|| windows(grant, start, end));
+                union.extend_from_slice(w);
+            }
+            let union = clip(merge(union), lapses[*position]);
+            if union.is_empty() {
+                continue;
+            }
+            let next = window_sets.len();
+            let i = *set_index.entry(union.clone()).or_insert_with(|| {
+                window_sets.push(union);
+                next
+            });
+            doors.insert(door.id.clone(), i);
+        }
+        if doors.is_empty() {
+            continue;
+        }
+        let revocation = match (card.has_revocation_code, input.revocation_codes.get(&card.credential)) {
+            (false, _) => None,
+            (true, Some(code)) => Some(revocation_code_hash(&input.salt, code)),
+            // The store and the snapshot disagree (a write in between): leave the card
+            // out rather than let it in without its code.
+            (true, None) => continue,
+        };
+        cards.push(OfflineCard { hash: card_hash(&input.salt, &card.uid), revocation, doors });
+    }
+    cards.sort_by(|a, b| a.hash.cmp(&b.hash));
+    AllowList {
+        controller: input.controller.to_owned(),
+        version: input.version,
+        issued_at: input.issued_at,
+        salt: hex::encode(input.salt),
+        doors: input
+            .doors
+            .iter()
+            .zip(&lapses)
+            .map(|(d, lapses_at)| {
+                (
+                    d.id.clone(),
+                    OfflineDoor { lapses_at: *lapses_at, fail_mode: d.fail_mode, open_seconds: d.open_seconds },
+                )
+            })
+            .collect(),
+        windows: window_sets,
+        cards,
+    }
+}
+
+/// A digest of what a list grants, without its version and issue time: lintel issues a
+/// new version only when this changes.
+pub fn content_digest(list: &AllowList) -> String {
+    let mut content = list.clone();
+    content.version = 0;
+    content.issued_at = 0;
+    let bytes = serde_json::to_vec(&content).expect("a list always serializes");
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The `[from, until)` seconds within `[start, end)` in which a grant allows entry,
+/// passes aside (lists leave pass grants out).
+fn windows(grant: &Arc<IndexGrant>, start: i64, end: i64) -> Vec<[i64; 2]> {
+    let from = start.max(grant.valid_from.div_euclid(1_000_000));
+    // valid_until is exclusive, in microseconds: round up to the next whole second.
+    let until = end.min(grant.valid_until.saturating_add(999_999).div_euclid(1_000_000));
+    if from >= until {
+        return Vec::new();
+    }
+    let Some(schedule) = &grant.schedule else { return vec![[from, until]] };
+    let mut out: Vec<[i64; 2]> = Vec::new();
+    // Schedules change state only on whole minutes (UTC offsets are whole minutes too).
+    let mut minute = from - from.rem_euclid(60);
+    while minute < until {
+        let open = DateTime::<Utc>::from_timestamp(minute, 0).is_some_and(|t| schedule.contains(t));
+        if open {
+            let a = minute.max(from);
+            let b = (minute + 60).min(until);
+            match out.last_mut() {
+                Some(last) if last[1] == a => last[1] = b,
+                _ => out.push([a, b]),
+            }
+        }
+        minute += 60;
+    }
+    out
+}
+
+fn merge(mut windows: Vec<[i64; 2]>) -> Vec<[i64; 2]> {
+    windows.sort_unstable();
+    let mut out: Vec<[i64; 2]> = Vec::with_capacity(windows.len());
+    for w in windows {
+        match out.last_mut() {
+            Some(last) if w[0] <= last[1] => last[1] = last[1].max(w[1]),
+            _ => out.push(w),
+        }
+    }
+    out
+}
+
+fn clip(windows: Vec<[i64; 2]>, lapses_at: i64) -> Vec<[i64; 2]> {
+    windows.into_iter().filter(|w| w[0] < lapses_at).map(|w| [w[0], w[1].min(lapses_at)]).collect()
+}
+
+/// What a controller decided on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfflineVerdict {
+    pub allowed: bool,
+    pub reason: Reason,
+    /// Let in only because the door is fail-safe and its list lapsed.
+    pub fail_safe: bool,
+}
+
+impl OfflineVerdict {
+    fn deny(reason: Reason) -> Self {
+        Self { allowed: false, reason, fail_safe: false }
+    }
+}
+
+/// A list made ready for look-ups: card hashes in a map.
+pub struct InstalledList {
+    pub list: AllowList,
+    salt: Vec<u8>,
+    by_hash: HashMap<String, usize>,
+}
+
+impl InstalledList {
+    pub fn new(list: AllowList) -> Self {
+        let salt = hex::decode(&list.salt).unwrap_or_default();
+        let by_hash = list.cards.iter().enumerate().map(|(i, c)| (c.hash.clone(), i)).collect();
+        Self { list, salt, by_hash }
+    }
+
+    /// Decides a card tap at `now` (Unix seconds) as the controller must while offline:
+    /// the door's list must not have lapsed (a lapsed list lets everyone in at a fail-safe
+    /// door and nobody at a fail-secure one), the card must be listed with its current
+    /// revocation code, and one of its windows for the door must hold `now`.
+    pub fn decide(&self, door: &str, uid: &[u8], revocation_code: Option<&str>, now: i64) -> OfflineVerdict {
+        let Some(d) = self.list.doors.get(door) else { return OfflineVerdict::deny(Reason::UnknownDoor) };
+        if now >= d.lapses_at {
+            return match d.fail_mode {
+                FailMode::Secure => OfflineVerdict::deny(Reason::ListExpired),
+                FailMode::Safe => OfflineVerdict { allowed: true, reason: Reason::Granted, fail_safe: true },
+            };
+        }
+        let Some(card) = self.by_hash.get(&card_hash(&self.salt, uid)).map(|i| &self.list.cards[*i]) else {
+            return OfflineVerdict::deny(Reason::UnknownCredential);
+        };
+        if let Some(expected) = &card.revocation
+            && revocation_code.map(|c| revocation_code_hash(&self.salt, c)).as_ref() != Some(expected)
+        {
+            return OfflineVerdict::deny(Reason::RevokedCard);
+        }
+        let Some(set) = card.doors.get(door).and_then(|i| self.list.windows.get(*i)) else {
+            return OfflineVerdict::deny(Reason::NoGrant);
+        };
+        if set.iter().any(|w| w[0] <= now && now < w[1]) {
+            OfflineVerdict { allowed: true, reason: Reason::Granted, fail_safe: false }
+        } else {
+            OfflineVerdict::deny(Reason::OutsideSchedule)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! The offline list against the online decision: whatever the list lets a controller
+//! decide must be what lintel itself would have decided at that moment.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use lintel_proto::{CredentialKind, CredentialStatus, FailMode, Reason, Schedule, ScheduleRule, Weekday};
+
+use super::*;
+use crate::index::{
+    DoorSet, Index, IndexBuilder, IndexCredential, IndexDoor, IndexGrant, IndexGroup, IndexPerson, Query, Subject,
+};
+use crate::{CompiledSchedule, CredentialKey, revocation_hash};
+
+const FRONT: i64 = 1;
+const LAB: i64 = 2;
+
+fn utc(s: &str) -> i64 {
+    s.parse::<DateTime<Utc>>().unwrap().timestamp()
+}
+
+fn grant(pk: i64, subject: Subject, doors: DoorSet, schedule: Option<Schedule>) -> IndexGrant {
+    IndexGrant {
+        pk,
+        subject,
+        doors,
+        schedule: schedule.map(|s| CompiledSchedule::compile(&s).unwrap()),
+        valid_from: i64::MIN,
+        valid_until: i64::MAX,
+        passes: None,
+        passes_used: 0,
+    }
+}
+
+fn card(pk: i64, person: i64, revocation: Option<&str>) -> IndexCredential {
+    IndexCredential {
+        pk,
+        person: Some(person),
+        kind: CredentialKind::Card,
+        status: CredentialStatus::Active,
+        revocation: revocation_hash(revocation),
+        digest: None,
+    }
+}
+
+fn person(id: &str, skills: &[&str]) -> IndexPerson {
+    IndexPerson { id: id.into(), suspended: false, skills: skills.iter().map(|s| (*s).into()).collect() }
+}
+
+/// Ann: weekday office hours in Berlin through the "staff" group, plus the lab (she has the
+/// skill). Bo: the front door always, his own grant, but he carries an old revocation
+/// code. Cy: a 10-pass grant only (not offline). Di: suspended.
+fn world() -> Index {
+    let mut b = IndexBuilder::default();
+    b.door(IndexDoor { pk: FRONT, id: "front".into(), required_skill: None });
+    b.door(IndexDoor { pk: LAB, id: "lab".into(), required_skill: Some("laser".into()) });
+    b.door(IndexDoor { pk: 3, id: "elsewhere".into(), required_skill: None });
+    b.person(10, person("ann", &["laser"]));
+    b.person(11, person("bo", &[]));
+    b.person(12, person("cy", &[]));
+    b.person(13, IndexPerson { suspended: true, ..person("di", &[]) });
+    b.group(50, IndexGroup { id: "staff".into(), doors: vec![FRONT, LAB].into() });
+    b.member(50, 10);
+    b.member(50, 13);
+    let office = Schedule {
+        tz: "Europe/Berlin".into(),
+        rules: vec![ScheduleRule {
+            weekdays: vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri],
+            from: "08:00".into(),
+            to: "18:00".into(),
+        }],
+    };
+    b.grant(grant(1, Subject::Group(50), DoorSet::SubjectGroup, Some(office)));
+    b.grant(grant(2, Subject::Person(11), DoorSet::Doors(vec![FRONT].into()), None));
+    b.grant(IndexGrant { passes: Some(10), ..grant(3, Subject::Person(12), DoorSet::Doors(vec![FRONT].into()), None) });
+    b.credential(CredentialKey::card("04A1B2C3").unwrap(), card(100, 10, None));
+    b.credential(CredentialKey::card("04B0B0B0").unwrap(), card(101, 11, Some("R2")));
+    b.credential(CredentialKey::card("04C0C0C0").unwrap(), card(102, 12, None));
+    b.credential(CredentialKey::card("04D0D0D0").unwrap(), card(103, 13, None));
+    b.build()
+}
+
+fn doors() -> Vec<ListDoor> {
+    vec![
+        ListDoor { id: "front".into(), fail_mode: FailMode::Secure, open_seconds: 5, max_age_seconds: 86_400 },
+        ListDoor { id: "lab".into(), fail_mode: FailMode::Safe, open_seconds: 3, max_age_seconds: 86_400 },
+    ]
+}
+
+fn list_at(index: &Index, issued_at: i64) -> AllowList {
+    let doors = doors();
+    let cards = index.offline_cards(&["front", "lab"]);
+    let codes = HashMap::from([(101, "R2".to_owned())]);
+    build_list(&ListInput {
+        controller: "ctl-1",
+        version: 7,
+        issued_at,
+        salt: [9; 16],
+        doors: &doors,
+        cards: &cards,
+        revocation_codes: &codes,
+    })
+}
+
+#[test]
+fn only_active_cards_with_lasting_grants_are_listed() {
+    let index = world();
+    let cards = index.offline_cards(&["front", "lab"]);
+    let holders: Vec<i64> = cards.iter().map(|c| c.credential).collect();
+    // Cy's grant counts passes and Di is suspended.
+    assert_eq!(holders, vec![100, 101]);
+    assert!(cards[1].has_revocation_code);
+    assert_eq!(cards[0].doors.iter().map(|(d, _)| *d).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(cards[1].doors.iter().map(|(d, _)| *d).collect::<Vec<_>>(), vec![0]);
+}
+
+#[test]
+fn offline_verdicts_match_online_decisions_minute_by_minute() {
+    let index = world();
+    // A Friday morning in March, over the night of the change to summer time.
+    let issued = utc("2026-03-27T06:10:00Z");
+    let installed = InstalledList::new(list_at(&index, issued));
+    let uids = [("04A1B2C3", Some("x")), ("04B0B0B0", Some("R2")), ("04B0B0B0", Some("R1")), ("04C0C0C0", None)];
+    let lapse = installed.list.doors["front"].lapses_at;
+    let mut t = issued;
+    while t < lapse {
+        for door in ["front", "lab"] {
+            for (uid, code) in uids {
+                let code = if uid == "04A1B2C3" { None } else { code };
+                let offline = installed.decide(door, &hex::decode(uid).unwrap(), code, t);
+                let online = index.decide(&Query {
+                    door,
+                    key: CredentialKey::card(uid).unwrap(),
+                    digest: None,
+                    revocation_code: code,
+                    at: DateTime::from_timestamp(t, 0).unwrap(),
+                });
+                if uid == "04C0C0C0" {
+                    // Pass grants are not offline: an unknown card there.
+                    assert_eq!(offline.reason, Reason::UnknownCredential);
+                    assert_eq!(online.allowed(), door == "front");
+                    continue;
+                }
+                assert_eq!(offline.allowed, online.allowed(), "{door} {uid} {code:?} at {t}");
+                if !online.allowed() {
+                    // The list does not say why a card lacks a door (a skill or a grant).
+                    let expected = if online.reason == Reason::MissingSkill { Reason::NoGrant } else { online.reason };
+                    assert_eq!(offline.reason, expected, "{door} {uid} at {t}");
+                }
+            }
+        }
+        t += 7 * 60 + 13;
+    }
+}
+
+#[test]
+fn a_lapsed_list_refuses_at_secure_doors_and_admits_at_safe_ones() {
+    let index = world();
+    let issued = utc("2026-06-10T10:30:00Z");
+    let installed = InstalledList::new(list_at(&index, issued));
+    let lapse = installed.list.doors["front"].lapses_at;
+    assert!(lapse <= issued + 86_400 && lapse > issued + 86_400 - 3600, "lapses within the period before a day");
+    let ann = hex::decode("04A1B2C3").unwrap();
+    let bo = hex::decode("04B0B0B0").unwrap();
+    assert!(installed.decide("front", &bo, Some("R2"), lapse - 1).allowed);
+    let secure = installed.decide("front", &bo, Some("R2"), lapse);
+    assert!(!installed.decide("front", &ann, None, lapse).allowed);
+    assert_eq!((secure.allowed, secure.reason), (false, Reason::ListExpired));
+    let safe = installed.decide("lab", &hex::decode("FFFF").unwrap(), None, lapse);
+    assert!(safe.allowed && safe.fail_safe);
+}
+
+#[test]
+fn content_is_stable_within_a_period_and_changes_with_the_directory() {
+    let index = world();
+    let a = list_at(&index, utc("2026-06-10T10:05:00Z"));
+    let b = list_at(&index, utc("2026-06-10T10:55:00Z"));
+    assert_eq!(content_digest(&a), content_digest(&b));
+    let next_hour = list_at(&index, utc("2026-06-10T11:05:00Z"));
+    assert_ne!(content_digest(&a), content_digest(&next_hour));
+    let revoked = index.apply(&[crate::Change::Credential(
+        CredentialKey::card("04B0B0B0").unwrap(),
+        IndexCredential { status: CredentialStatus::Revoked, ..card(101, 11, Some("R2")) },
+    )]);
+    let c = list_at(&revoked, utc("2026-06-10T10:05:00Z"));
+    assert_ne!(content_digest(&a), content_digest(&c));
+    assert_eq!(c.cards.len(), 1);
+}
+
+#[test]
+fn hashes_hide_uids_and_codes() {
+    let list = list_at(&world(), utc("2026-06-10T10:05:00Z"));
+    let text = serde_json::to_string(&list).unwrap();
+    for secret in ["04A1B2C3", "04a1b2c3", "R2"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}

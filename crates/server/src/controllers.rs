@@ -1,0 +1,553 @@
+//! MQTT door controllers (`docs/mqtt.md`): taps are decided like every other credential
+//! and answered with actions; each controller is kept supplied with a signed allow-list
+//! for the time it cannot reach lintel; offline decisions it uploads join the event log
+//! exactly once; its online state comes from its retained status and Last Will.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use lintel_core::offline::{ListDoor, ListInput, build_list, content_digest, period};
+use lintel_doors::mqtt::{Delivery, LinkEvent, MqttLink, Topic};
+use lintel_proto::controller::Controller;
+use lintel_proto::controller::{
+    Action, BuzzerPattern, DecisionMessage, LedColor, ListAck, OfflineDecision, Status, Tap, Upload, UploadAck,
+};
+use lintel_proto::{DriverConfig, FailMode, PresentedCredential, Reason};
+use lintel_store::{NewEvent, StoreError, credential_id};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::decide::Ask;
+
+/// How often the lists are checked against the directory: a revocation reaches the
+/// controllers within this (plus the time to build and publish).
+const LIST_CHECK_EVERY: Duration = Duration::from_millis(200);
+/// How often a list a controller has not acknowledged is sent again.
+const RESEND_EVERY: Duration = Duration::from_secs(5);
+/// Taps remembered per node to answer a redelivered tap the same way.
+const REMEMBERED_TAPS: usize = 4096;
+
+/// A door on a controller, as the lists and taps need it.
+#[derive(Debug, Clone)]
+struct ControllerDoor {
+    id: String,
+    fail_mode: FailMode,
+    open_seconds: u32,
+    offline_max_age: u32,
+}
+
+/// What lintel currently wants each controller to hold.
+#[derive(Default)]
+struct Lists {
+    /// Controller -> its doors, from the doors' drivers.
+    doors: BTreeMap<String, Vec<ControllerDoor>>,
+    /// Controller -> (version, signed list) last issued.
+    issued: HashMap<String, (u64, Arc<String>)>,
+}
+
+pub(crate) struct Controllers {
+    pub(crate) link: Arc<MqttLink>,
+    lists: Mutex<Lists>,
+    taps: Mutex<RecentTaps>,
+}
+
+/// Answers to recent taps by (controller, tap id), and the order they came in.
+type TapKey = (String, String);
+#[derive(Default)]
+struct RecentTaps {
+    answers: HashMap<TapKey, Arc<Vec<u8>>>,
+    order: VecDeque<TapKey>,
+}
+
+impl Controllers {
+    pub(crate) fn new(link: Arc<MqttLink>) -> Self {
+        Self { link, lists: Mutex::default(), taps: Mutex::default() }
+    }
+
+    fn door_of(&self, controller: &str, door: &str) -> Option<ControllerDoor> {
+        let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        lists.doors.get(controller)?.iter().find(|d| d.id == door).cloned()
+    }
+
+    fn door_ids(&self, controller: &str) -> Vec<String> {
+        let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        lists.doors.get(controller).map(|d| d.iter().map(|d| d.id.clone()).collect()).unwrap_or_default()
+    }
+
+    fn remembered_tap(&self, key: &TapKey) -> Option<Arc<Vec<u8>>> {
+        self.taps.lock().unwrap_or_else(PoisonError::into_inner).answers.get(key).cloned()
+    }
+
+    fn remember_tap(&self, key: TapKey, answer: Arc<Vec<u8>>) {
+        let mut taps = self.taps.lock().unwrap_or_else(PoisonError::into_inner);
+        if taps.answers.insert(key.clone(), answer).is_none() {
+            taps.order.push_back(key);
+        }
+        while taps.order.len() > REMEMBERED_TAPS {
+            if let Some(old) = taps.order.pop_front() {
+                taps.answers.remove(&old);
+            }
+        }
+    }
+}
+
+pub(crate) fn spawn(s: AppState, events: mpsc::Receiver<LinkEvent>) {
+    tokio::spawn(async move {
+        // Messages are read only once lintel knows which doors each controller drives.
+        let Some(controllers) = s.inner.controllers.as_ref() else { return };
+        loop {
+            let index = s.inner.directory.index().clone();
+            match refresh_lists(&s, controllers, &index, Utc::now().timestamp()).await {
+                Ok(()) => break,
+                Err(e) => tracing::warn!(error = %e, "allow-lists not built yet; trying again"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tokio::spawn(receive(s.clone(), events));
+        keep_lists(s).await;
+    });
+}
+
+async fn receive(s: AppState, mut events: mpsc::Receiver<LinkEvent>) {
+    let Some(controllers) = s.inner.controllers.as_ref() else { return };
+    while let Some(event) = events.recv().await {
+        match event {
+            LinkEvent::Connected => {
+                // The broker may have lost the retained lists (a restart without persistence).
+                let issued: Vec<_> = {
+                    let lists = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner);
+                    lists.issued.iter().map(|(c, (_, jws))| (c.clone(), jws.clone())).collect()
+                };
+                for (controller, jws) in issued {
+                    publish_list(controllers, &controller, &jws).await;
+                }
+            }
+            LinkEvent::Delivery(delivery) => {
+                // Taps are decided side by side (their decisions share group commits);
+                // everything else in order of arrival.
+                if delivery.topic == Topic::Tap {
+                    tokio::spawn(handle_tap(s.clone(), delivery));
+                } else {
+                    handle(&s, controllers, delivery).await;
+                }
+            }
+        }
+    }
+}
+
+async fn handle(s: &AppState, controllers: &Controllers, delivery: Delivery) {
+    let controller = delivery.controller.clone();
+    let outcome = match delivery.topic {
+        Topic::Status => handle_status(s, controllers, &controller, &delivery.payload).await,
+        Topic::ListAck => handle_list_ack(s, &controller, &delivery.payload).await,
+        Topic::Upload => handle_upload(s, controllers, &controller, &delivery.payload).await,
+        Topic::Tap => unreachable!("taps are handled on their own"),
+    };
+    match outcome {
+        Ok(()) => controllers.link.done(delivery).await,
+        // Not acknowledged to the broker: it delivers the message again on reconnection.
+        Err(Failure::Store(e)) => {
+            tracing::error!(controller, error = %e, "MQTT message not recorded; will be redelivered")
+        }
+        Err(Failure::Refused(why)) => {
+            tracing::warn!(controller, topic = ?delivery.topic, why, "MQTT message refused");
+            controllers.link.done(delivery).await;
+        }
+    }
+}
+
+enum Failure {
+    Store(StoreError),
+    /// Bad input from the device: logged and dropped (redelivery would not help).
+    Refused(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<lintel_proto::controller::PayloadError> for Failure {
+    fn from(e: lintel_proto::controller::PayloadError) -> Self {
+        Self::Refused(e.to_string())
+    }
+}
+
+async fn handle_status(
+    s: &AppState,
+    controllers: &Controllers,
+    controller: &str,
+    payload: &[u8],
+) -> Result<(), Failure> {
+    // An empty retained message clears the status; treat it as offline.
+    let status = if payload.is_empty() {
+        Status { online: false, list_version: 0, firmware: None }
+    } else {
+        Status::parse(payload)?
+    };
+    let doors = controllers.door_ids(controller);
+    if doors.is_empty() {
+        return Err(Failure::Refused("no door names this controller".into()));
+    }
+    s.inner.directory.store.set_controller_online(controller, status.online, &doors).await?;
+    tracing::info!(controller, online = status.online, list_version = status.list_version, "controller status");
+    if status.online {
+        let issued = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).issued.get(controller).cloned();
+        if let Some((version, jws)) = issued.filter(|(v, _)| *v != status.list_version) {
+            tracing::info!(controller, version, "controller holds another list version; sending the current one");
+            publish_list(controllers, controller, &jws).await;
+        }
+    }
+    Ok(())
+}
+
+async fn handle_list_ack(s: &AppState, controller: &str, payload: &[u8]) -> Result<(), Failure> {
+    let ack = ListAck::parse(payload)?;
+    if let Some(why) = &ack.refused {
+        tracing::warn!(controller, version = ack.version, why, "the controller refused its allow-list");
+    }
+    s.inner.directory.store.list_acknowledged(controller, ack.version, ack.refused.as_deref()).await?;
+    Ok(())
+}
+
+/// Records the controller's offline decisions (each id once), then tells it which it may
+/// forget: all of them, including those recorded before.
+async fn handle_upload(
+    s: &AppState,
+    controllers: &Controllers,
+    controller: &str,
+    payload: &[u8],
+) -> Result<(), Failure> {
+    let upload = Upload::parse(payload)?;
+    let own_doors = controllers.door_ids(controller);
+    let index = s.inner.directory.index();
+    let mut records = Vec::with_capacity(upload.decisions.len());
+    for d in &upload.decisions {
+        let mut event = offline_event(&index, controller, d);
+        // Kept all the same (the door may have moved to another controller since), but marked.
+        if !own_doors.contains(&d.door) {
+            tracing::warn!(controller, door = d.door, "offline decision at a door this controller does not drive");
+            event = event.with("unexpected_door", true);
+        }
+        records.push((d.id.clone(), event));
+    }
+    drop(index);
+    let appended = s.inner.directory.store.record_offline_decisions(controller, &records).await?;
+    tracing::info!(controller, received = records.len(), recorded = appended.len(), "offline decisions uploaded");
+    s.inner.directory.publish(&appended);
+    let ack = UploadAck { ids: upload.decisions.into_iter().map(|d| d.id).collect() };
+    let payload = serde_json::to_vec(&ack).expect("an ack always serializes");
+    controllers
+        .link
+        .publish(controller, "upload/ack", payload, false)
+        .await
+        .map_err(|e| Failure::Refused(e.to_string()))?;
+    Ok(())
+}
+
+fn offline_event(index: &lintel_core::Index, controller: &str, d: &OfflineDecision) -> NewEvent {
+    let mut event = NewEvent::new("decision").door(&d.door);
+    event.at = d.at.timestamp_micros();
+    event.allowed = Some(d.allowed);
+    event.reason = Some(d.reason);
+    // Who it was, as far as lintel knows the card now.
+    if let PresentedCredential::Card { uid, .. } = &d.credential
+        && let Ok(key) = lintel_core::CredentialKey::card(uid)
+    {
+        let found =
+            index.decide(&lintel_core::Query { door: &d.door, key, digest: None, revocation_code: None, at: d.at });
+        event.person_id = found.person.and_then(|pk| index.person(pk)).map(|p| p.id.to_string());
+        event.credential_id = found.credential.map(credential_id);
+        if found.credential.is_none() {
+            event = event.with("uid", lintel_core::credential::normalize_uid(uid).unwrap_or_default());
+        }
+    }
+    event
+        .with(
+            "detail",
+            if d.allowed { "the controller let them in while offline" } else { "the controller refused while offline" },
+        )
+        .with("credential_kind", "card")
+        .with("offline", true)
+        .with("controller", controller)
+        .with("offline_id", &d.id)
+        .with("list_version", d.list_version)
+        .with("fail_safe", d.fail_safe)
+}
+
+async fn handle_tap(s: AppState, delivery: Delivery) {
+    let Some(controllers) = s.inner.controllers.as_ref() else { return };
+    let controller = delivery.controller.clone();
+    let tap = match Tap::parse(&delivery.payload) {
+        Ok(tap) => tap,
+        Err(e) => {
+            tracing::warn!(controller, error = %e, "tap refused");
+            controllers.link.done(delivery).await;
+            return;
+        }
+    };
+    if tap.deadline.is_some_and(|deadline| deadline < Utc::now()) {
+        tracing::info!(controller, tap = tap.id, "tap arrived after its deadline; the controller decided it offline");
+        controllers.link.done(delivery).await;
+        return;
+    }
+    let key = (controller.clone(), tap.id.clone());
+    let answer = match controllers.remembered_tap(&key) {
+        Some(answer) => Some(answer),
+        None => match decide_tap(&s, controllers, &controller, &tap).await {
+            Ok(message) => {
+                let answer = Arc::new(serde_json::to_vec(&message).expect("a decision always serializes"));
+                controllers.remember_tap(key, answer.clone());
+                Some(answer)
+            }
+            Err(e) => {
+                tracing::error!(controller, error = e.detail, "tap not decided; will be redelivered");
+                None
+            }
+        },
+    };
+    let Some(answer) = answer else { return };
+    if let Err(e) = controllers.link.publish(&controller, "decision", answer.to_vec(), false).await {
+        tracing::warn!(controller, error = %e, "decision not published");
+    }
+    controllers.link.done(delivery).await;
+}
+
+async fn decide_tap(
+    s: &AppState,
+    controllers: &Controllers,
+    controller: &str,
+    tap: &Tap,
+) -> Result<DecisionMessage, crate::problem::ApiError> {
+    let Some(door) = controllers.door_of(controller, &tap.door) else {
+        // A controller asks only about its own doors; anything else is not recorded.
+        tracing::warn!(controller, door = tap.door, "tap at a door this controller does not drive");
+        return Ok(refusal(tap, Reason::UnknownDoor, None));
+    };
+    let ask = Ask {
+        door: &tap.door,
+        credential: &tap.credential,
+        at: None,
+        dry_run: false,
+        source: format!("mqtt:{controller}"),
+    };
+    let decision = match s.inner.decider.decide(ask).await {
+        Ok(d) => d,
+        // A malformed credential (a bad UID) is the device's mistake: a plain refusal.
+        Err(e) if e.status.is_client_error() => return Ok(refusal(tap, Reason::UnknownCredential, None)),
+        Err(e) => return Err(e),
+    };
+    if !decision.allowed {
+        return Ok(refusal(tap, decision.reason, decision.person_id));
+    }
+    Ok(DecisionMessage {
+        id: tap.id.clone(),
+        door: tap.door.clone(),
+        allowed: true,
+        reason: decision.reason,
+        person_id: decision.person_id,
+        actions: vec![
+            Action::Open { seconds: door.open_seconds },
+            Action::Led { color: LedColor::Green, seconds: door.open_seconds },
+            Action::Buzzer { pattern: BuzzerPattern::Short },
+        ],
+    })
+}
+
+fn refusal(tap: &Tap, reason: Reason, person_id: Option<String>) -> DecisionMessage {
+    DecisionMessage {
+        id: tap.id.clone(),
+        door: tap.door.clone(),
+        allowed: false,
+        reason,
+        person_id,
+        actions: vec![
+            Action::Led { color: LedColor::Red, seconds: 2 },
+            Action::Buzzer { pattern: BuzzerPattern::Long },
+        ],
+    }
+}
+
+async fn publish_list(controllers: &Controllers, controller: &str, jws: &str) {
+    if let Err(e) = controllers.link.publish(controller, "list", jws.as_bytes().to_vec(), true).await {
+        tracing::warn!(controller, error = %e, "allow-list not published");
+    }
+}
+
+/// Keeps every controller's list in step with the directory and the clock, and sends it
+/// again until the controller acknowledges it.
+async fn keep_lists(s: AppState) {
+    let Some(controllers) = s.inner.controllers.as_ref() else { return };
+    let mut tick = tokio::time::interval(LIST_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen_index: Option<Arc<lintel_core::Index>> = None;
+    let mut seen_period: Option<i64> = None;
+    let mut last_resend = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let index = s.inner.directory.index().clone();
+        let now = Utc::now().timestamp();
+        let changed = seen_index.as_ref().is_none_or(|seen| !Arc::ptr_eq(seen, &index));
+        let period_now = {
+            let lists = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner);
+            let doors: Vec<ListDoor> = lists.doors.values().flatten().map(list_door).collect();
+            now - now.rem_euclid(period(&doors))
+        };
+        if changed || seen_period != Some(period_now) {
+            match refresh_lists(&s, controllers, &index, now).await {
+                Ok(()) => {
+                    seen_index = Some(index);
+                    seen_period = Some(period_now);
+                }
+                Err(e) => tracing::warn!(error = %e, "allow-lists not refreshed; trying again"),
+            }
+        }
+        if last_resend.elapsed() >= RESEND_EVERY {
+            last_resend = tokio::time::Instant::now();
+            if let Err(e) = resend_drifting(&s, controllers).await {
+                tracing::warn!(error = %e, "could not check controllers for drift");
+            }
+        }
+    }
+}
+
+fn list_door(d: &ControllerDoor) -> ListDoor {
+    ListDoor {
+        id: d.id.clone(),
+        fail_mode: d.fail_mode,
+        open_seconds: d.open_seconds,
+        max_age_seconds: i64::from(d.offline_max_age),
+    }
+}
+
+async fn refresh_lists(
+    s: &AppState,
+    controllers: &Controllers,
+    index: &lintel_core::Index,
+    now: i64,
+) -> Result<(), StoreError> {
+    let store = &s.inner.directory.store;
+    let mut doors: BTreeMap<String, Vec<ControllerDoor>> = BTreeMap::new();
+    for door in store.doors().await? {
+        if let DriverConfig::Mqtt { controller, offline_max_age } = &door.driver {
+            doors.entry(controller.clone()).or_default().push(ControllerDoor {
+                id: door.id.clone(),
+                fail_mode: door.fail_mode,
+                open_seconds: door.open_seconds,
+                offline_max_age: *offline_max_age,
+            });
+        }
+    }
+    // Controllers no door names any more get an empty list, so they forget the old one.
+    for row in store.controllers().await? {
+        doors.entry(row.id).or_default();
+    }
+    controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).doors = doors.clone();
+    let codes = store.card_revocation_codes().await?;
+    for (controller, controller_doors) in &doors {
+        let ids: Vec<&str> = controller_doors.iter().map(|d| d.id.as_str()).collect();
+        let list_doors: Vec<ListDoor> = controller_doors.iter().map(list_door).collect();
+        let cards = index.offline_cards(&ids);
+        let row = store.ensure_controller(controller, random_salt()).await?;
+        let mut list = build_list(&ListInput {
+            controller,
+            version: 0,
+            issued_at: now,
+            salt: row.salt,
+            doors: &list_doors,
+            cards: &cards,
+            revocation_codes: &codes,
+        });
+        let digest = content_digest(&list);
+        let known = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).issued.contains_key(controller);
+        if row.list_digest.as_deref() == Some(digest.as_str()) && known {
+            continue;
+        }
+        // Same content as the stored version (lintel restarted): re-sign it under that
+        // version rather than count up.
+        list.version = if row.list_digest.as_deref() == Some(digest.as_str()) {
+            row.list_version
+        } else {
+            store.next_list_version(controller, &digest, now, list.cards.len() as u64).await?
+        };
+        let jws = Arc::new(s.inner.authority.sign_allow_list(&list));
+        tracing::info!(controller, version = list.version, cards = list.cards.len(), "allow-list issued");
+        controllers
+            .lists
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .issued
+            .insert(controller.clone(), (list.version, jws.clone()));
+        publish_list(controllers, controller, &jws).await;
+    }
+    Ok(())
+}
+
+async fn resend_drifting(s: &AppState, controllers: &Controllers) -> Result<(), StoreError> {
+    for row in s.inner.directory.store.controllers().await? {
+        if row.acked_version == row.list_version || row.online == Some(false) {
+            continue;
+        }
+        let issued = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).issued.get(&row.id).cloned();
+        if let Some((version, jws)) = issued.filter(|(v, _)| *v == row.list_version) {
+            tracing::debug!(
+                controller = row.id,
+                version,
+                acknowledged = row.acked_version,
+                "re-sending the allow-list"
+            );
+            publish_list(controllers, &row.id, &jws).await;
+        }
+    }
+    Ok(())
+}
+
+fn random_salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).expect("the OS has randomness");
+    salt
+}
+
+/// `GET /api/v1/controllers`: each controller with its doors, state and list versions.
+pub(crate) async fn list(s: &AppState) -> Result<Vec<Controller>, StoreError> {
+    let store = &s.inner.directory.store;
+    let mut doors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for door in store.doors().await? {
+        if let DriverConfig::Mqtt { controller, .. } = door.driver {
+            doors.entry(controller).or_default().push(door.id);
+        }
+    }
+    let rows = store.controllers().await?;
+    let mut out: Vec<Controller> = rows
+        .into_iter()
+        .map(|row| Controller {
+            doors: doors.remove(&row.id).unwrap_or_default(),
+            online: row.online,
+            last_seen: row.last_seen.and_then(chrono::DateTime::from_timestamp_micros),
+            list_version: row.list_version,
+            acknowledged_version: row.acked_version,
+            drift: row.list_version != row.acked_version,
+            refused: row.refused,
+            list_issued_at: row.list_issued_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+            cards: row.list_cards,
+            id: row.id,
+        })
+        .collect();
+    // Named by a door but not yet given a list (lintel started without [mqtt]).
+    out.extend(doors.into_iter().map(|(id, doors)| Controller {
+        id,
+        doors,
+        online: None,
+        last_seen: None,
+        list_version: 0,
+        acknowledged_version: 0,
+        drift: false,
+        refused: None,
+        list_issued_at: None,
+        cards: 0,
+    }));
+    Ok(out)
+}
