@@ -141,7 +141,7 @@ async fn handle(s: &AppState, controllers: &Controllers, delivery: Delivery) {
     let controller = delivery.controller.clone();
     let outcome = match delivery.topic {
         Topic::Status => handle_status(s, controllers, &controller, &delivery.payload).await,
-        Topic::ListAck => handle_list_ack(s, &controller, &delivery.payload).await,
+        Topic::ListAck => handle_list_ack(s, controllers, &controller, &delivery.payload).await,
         Topic::Upload => handle_upload(s, controllers, &controller, &delivery.payload).await,
         Topic::Tap => unreachable!("taps are handled on their own"),
     };
@@ -188,9 +188,17 @@ async fn handle_status(
     } else {
         Status::parse(payload)?
     };
-    let doors = controllers.door_ids(controller);
+    let mut doors = controllers.door_ids(controller);
     if doors.is_empty() {
-        return Err(Failure::Refused("no door names this controller".into()));
+        // A door may have named it a moment ago: look again before calling it a stranger.
+        let index = s.inner.directory.index().clone();
+        refresh_lists(s, controllers, &index, Utc::now().timestamp()).await?;
+        doors = controllers.door_ids(controller);
+    }
+    if doors.is_empty() {
+        // Kept all the same, so that an operator sees the new controller and can give it doors.
+        tracing::warn!(controller, "a controller no door names announced itself");
+        s.inner.directory.store.ensure_controller(controller, random_salt()).await?;
     }
     s.inner.directory.store.set_controller_online(controller, status.online, &doors).await?;
     tracing::info!(controller, online = status.online, list_version = status.list_version, "controller status");
@@ -204,12 +212,27 @@ async fn handle_status(
     Ok(())
 }
 
-async fn handle_list_ack(s: &AppState, controller: &str, payload: &[u8]) -> Result<(), Failure> {
+async fn handle_list_ack(
+    s: &AppState,
+    controllers: &Controllers,
+    controller: &str,
+    payload: &[u8],
+) -> Result<(), Failure> {
     let ack = ListAck::parse(payload)?;
-    if let Some(why) = &ack.refused {
-        tracing::warn!(controller, version = ack.version, why, "the controller refused its allow-list");
-    }
     s.inner.directory.store.list_acknowledged(controller, ack.version, ack.refused.as_deref()).await?;
+    if let Some(why) = &ack.refused {
+        // Someone else's list may sit retained on the topic now: put lintel's back.
+        tracing::warn!(
+            controller,
+            version = ack.version,
+            why,
+            "the controller refused a list; publishing lintel's again"
+        );
+        let issued = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).issued.get(controller).cloned();
+        if let Some((_, jws)) = issued {
+            publish_list(controllers, controller, &jws).await;
+        }
+    }
     Ok(())
 }
 
@@ -445,13 +468,18 @@ async fn refresh_lists(
     for row in store.controllers().await? {
         doors.entry(row.id).or_default();
     }
+    // Rows first: a status that arrives once the doors are known must find its row.
+    let mut rows = HashMap::new();
+    for controller in doors.keys() {
+        rows.insert(controller.clone(), store.ensure_controller(controller, random_salt()).await?);
+    }
     controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).doors = doors.clone();
     let codes = store.card_revocation_codes().await?;
     for (controller, controller_doors) in &doors {
         let ids: Vec<&str> = controller_doors.iter().map(|d| d.id.as_str()).collect();
         let list_doors: Vec<ListDoor> = controller_doors.iter().map(list_door).collect();
         let cards = index.offline_cards(&ids);
-        let row = store.ensure_controller(controller, random_salt()).await?;
+        let row = &rows[controller];
         let mut list = build_list(&ListInput {
             controller,
             version: 0,

@@ -1696,7 +1696,10 @@ fn random_worlds_reach_every_reason() {
     eprintln!(
         "8000 random questions: {counts:?}; {pass_grants} passes, {backup_codes} backup codes, {choices} choices"
     );
-    for r in Reason::ALL.into_iter().filter(|r| !matches!(r, Reason::RateLimited | Reason::UnknownMember | Reason::ListExpired)) {
+    for r in Reason::ALL
+        .into_iter()
+        .filter(|r| !matches!(r, Reason::RateLimited | Reason::UnknownMember | Reason::ListExpired))
+    {
         assert!(counts.get(&r).copied().unwrap_or(0) >= 20, "{r:?} is rare: {counts:?}");
     }
     assert!(pass_grants >= 20 && backup_codes >= 20 && choices >= 20, "{pass_grants} {backup_codes} {choices}");

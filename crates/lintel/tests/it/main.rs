@@ -12,6 +12,7 @@ mod doorbell;
 mod doors;
 mod events;
 mod lookup;
+mod mqtt;
 mod operations;
 mod security;
 mod signed;
