@@ -241,6 +241,29 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
             detail: format!("{offline} offline; {failed_count} failed openings in the last 24 h"),
         },
     });
+    if config.mqtt.is_some() {
+        let controllers = crate::controllers::list(app).await?;
+        let offline = controllers.iter().filter(|c| c.online == Some(false)).count();
+        let drifting: Vec<&str> = controllers.iter().filter(|c| c.drift).map(|c| c.id.as_str()).collect();
+        let refused = controllers.iter().filter(|c| c.refused.is_some()).count();
+        let detail = format!(
+            "{} controllers, {offline} offline; {}{}",
+            controllers.len(),
+            if drifting.is_empty() {
+                "every allow-list acknowledged".to_owned()
+            } else {
+                format!("allow-list not acknowledged yet by {}", drifting.join(", "))
+            },
+            if refused > 0 { format!("; {refused} refused a list") } else { String::new() }
+        );
+        let fine = offline == 0 && drifting.is_empty() && refused == 0;
+        health.push(Health {
+            name: "MQTT controllers",
+            state: if fine { "fine" } else { "attention" },
+            tone: if fine { "ok" } else { "bad" },
+            detail,
+        });
+    }
     health.push(match &config.slack {
         Some(slack) => Health {
             name: "Slack",
