@@ -310,6 +310,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the id, the filter is one equality test whose value is the id, byte for
+        /// byte (compared with the same filter written with every byte escaped).
+        #[test]
+        fn any_id_is_one_value(id in "(?s:.{1,40})") {
+            let d = LdapDirectory::new(LdapConfig { filter: "(employeeNumber=[DATA])".into(), ..config() }).unwrap();
+            let every_byte_escaped: String = id.bytes().map(|b| format!("\\{b:02x}")).collect();
+            let expected = ldap3::parse_filter(format!("(employeeNumber={every_byte_escaped})"));
+            proptest::prop_assert!(expected.is_ok());
+            proptest::prop_assert_eq!(ldap3::parse_filter(d.filter_for(&id)), expected);
+        }
+    }
+
     #[test]
     fn bad_settings_are_refused() {
         let bad = [
