@@ -153,9 +153,14 @@ impl Slapd {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("slapd starts");
+            // Ready once it wrote its pid, which it does after opening its listeners: a port
+            // that answers might be another process's that took it meanwhile.
+            let pidfile = dir.join("slapd.pid");
+            let pid = child.id().to_string();
+            let ours = || std::fs::read_to_string(&pidfile).is_ok_and(|p| p.trim() == pid);
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if ours() && TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     return Self { url: format!("ldap://127.0.0.1:{port}"), port, ldaps_url, child, dir };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
