@@ -180,9 +180,12 @@ impl LdapDirectory {
         let filter = self.filter_for(id);
         // Its own task: ldap3 panics on an entry it cannot parse (a hostile or broken
         // server); that must end this query only.
-        let query = tokio::spawn(async move { this.query(&filter).await });
-        match tokio::time::timeout(timeout, query).await {
-            Err(_) => Err(LdapError::TimedOut(timeout)),
+        let mut query = tokio::spawn(async move { this.query(&filter).await });
+        match tokio::time::timeout(timeout, &mut query).await {
+            Err(_) => {
+                query.abort(); // drops its connection too
+                Err(LdapError::TimedOut(timeout))
+            }
             Ok(Err(join)) => Err(LdapError::Search(format!("the directory's answer broke the client: {join}"))),
             Ok(Ok(result)) => result,
         }
