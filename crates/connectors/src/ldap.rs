@@ -14,6 +14,7 @@
 //! **Answers.** No entry is [`None`]; one entry gives the value of `user_attribute` and of
 //! each mapped attribute (attribute names compare case-insensitively, as LDAP's do); two or
 //! more entries are [`LdapError::Ambiguous`]: a badge that names two people names none.
+//! Values that are not UTF-8 text (`jpegPhoto`, `objectGUID`) are left out.
 //!
 //! **TLS.** rustls with aws-lc-rs (no OpenSSL). The server's certificate is checked against
 //! `ca_file` (PEM) when given, else against the system's roots; there is no switch to skip
