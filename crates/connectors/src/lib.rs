@@ -4,5 +4,6 @@
 pub mod cobot;
 pub mod crm;
 pub mod doorbell;
+pub mod ldap;
 pub mod lockcloud;
 pub mod slack;

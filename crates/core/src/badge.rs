@@ -337,10 +337,39 @@ fn apply(step: &Step, value: &str, width: Option<u32>) -> Result<String, Convert
     })
 }
 
+/// The longest value a pipeline may produce from the longest raw id.
+pub const MAX_VALUE_CHARS: usize = 1024;
+
+/// The longest value a step can make of a value of `len` characters.
+fn longest(step: &Step, len: usize) -> usize {
+    match step {
+        Step::HexToDecimal => u128::MAX.to_string().len(),
+        Step::DecimalToHex => 32,
+        Step::Bits { pad, .. } => (*pad).max(u128::MAX.to_string().len()),
+        Step::Join(parts) => parts.iter().map(|p| longest(p, len)).fold(0, usize::saturating_add),
+        // `65535:524287`, the widest a facility code and card number get.
+        Step::Wiegand(..) => 12,
+        Step::Pad(n) => len.max(*n),
+        Step::ReverseBytes | Step::Width(_) | Step::StripLeadingZeros | Step::Upper | Step::Lower => len,
+    }
+}
+
 impl Pipeline {
-    /// Parses the configured steps; an unknown step or a bad argument is a config error.
+    /// Parses the configured steps; an unknown step or a bad argument is a config error, and
+    /// so is a pipeline whose values could grow without bound (`upper+upper` doubles the
+    /// value: thirty of them would want gigabytes for one lookup).
     pub fn parse<S: AsRef<str>>(steps: &[S]) -> Result<Self, StepError> {
         let parsed = steps.iter().map(|s| parse_step(s.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        let mut len = MAX_RAW_DIGITS;
+        for (step, text) in parsed.iter().zip(steps) {
+            len = longest(step, len);
+            if len > MAX_VALUE_CHARS {
+                return Err(StepError {
+                    step: text.as_ref().trim().to_owned(),
+                    reason: format!("makes values longer than {MAX_VALUE_CHARS} characters"),
+                });
+            }
+        }
         Ok(Self { steps: parsed, text: steps.iter().map(|s| s.as_ref().trim().to_owned()).collect() })
     }
 
@@ -490,6 +519,21 @@ mod tests {
         assert_eq!(convert(&["hex_to_decimal", "pad:10"], "FF").unwrap(), "0000000255");
         assert_eq!(convert(&["lower"], "ABCD").unwrap(), "abcd");
         assert_eq!(convert(&["lower", "upper"], "abcd").unwrap(), "ABCD");
+    }
+
+    /// Found writing the fuzz target's invariants: each `upper+upper` doubled the value, so a
+    /// few dozen of them made one lookup allocate gigabytes. Now refused at start.
+    #[test]
+    fn values_cannot_grow_without_bound() {
+        let doubling = vec!["upper+upper"; 40];
+        let e = Pipeline::parse(&doubling).unwrap_err();
+        assert!(e.reason.contains("longer than 1024"), "{e}");
+        assert!(Pipeline::parse(&["pad:64+pad:64+pad:64+pad:64"; 2]).is_ok());
+        assert!(Pipeline::parse(&["pad:64+pad:64+pad:64+pad:64"; 3]).is_err());
+        assert!(Pipeline::parse(&["reverse_bytes+reverse_bytes", "lower+upper+lower+upper"]).is_ok());
+        // Every accepted pipeline keeps to the bound, whatever the id.
+        let widest = Pipeline::parse(&["upper+upper", "upper+upper", "upper+upper", "upper+upper"]).unwrap();
+        assert_eq!(widest.convert(&"A".repeat(MAX_RAW_DIGITS)).unwrap().len(), MAX_VALUE_CHARS);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub struct Config {
     pub lockcloud: Option<LockCloudSection>,
     pub lookup: Option<LookupSection>,
     pub mqtt: Option<MqttSection>,
+    pub ldap: Option<LdapSection>,
 }
 
 /// `[mqtt]`: the broker MQTT door controllers hang off (docs/mqtt.md).
@@ -83,9 +84,15 @@ impl Config {
         })
     }
 
-    /// The badge lookup's settings, checked (its route and conversion steps).
+    /// The badge lookup's settings, checked (its route and conversion steps, and `[ldap]`).
     pub fn lookup_config(&self) -> anyhow::Result<Option<lintel_server::LookupConfig>> {
-        let Some(l) = &self.lookup else { return Ok(None) };
+        let Some(l) = &self.lookup else {
+            // `[ldap]` serves the badge lookup only: alone it would be a setting that does nothing.
+            if self.ldap.is_some() {
+                bail!("[ldap] is asked by the badge lookup only: configure [lookup] too (its path_template)");
+            }
+            return Ok(None);
+        };
         let config = lintel_server::LookupConfig::new(
             &l.path_template,
             &l.conversions,
@@ -94,8 +101,75 @@ impl Config {
             l.basic_auth.clone(),
         )
         .map_err(|e| anyhow::anyhow!("[lookup] {e}"))?;
-        Ok(Some(config))
+        let Some(d) = &self.ldap else { return Ok(Some(config)) };
+        let ldap = lintel_server::lookup::LdapDirectory::new(lintel_server::lookup::LdapConfig {
+            url: d.url.clone(),
+            starttls: d.starttls,
+            bind_dn: d.bind_dn.clone().filter(|b| !b.trim().is_empty()),
+            bind_password: d.bind_password.clone().filter(|p| !p.is_empty()),
+            base: d.base.clone(),
+            filter: d.filter.clone(),
+            user_attribute: d.user_attribute.clone(),
+            attributes: d.attributes.clone(),
+            timeout: std::time::Duration::from_millis(d.timeout_ms.clamp(100, 30_000)),
+            ca_file: d.ca_file.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("[ldap] {e}"))?;
+        Ok(Some(config.with_ldap(ldap)))
     }
+}
+
+/// `[ldap]`: an LDAP / Active Directory directory the badge lookup asks (after the
+/// imported badges, before lintel's own cards).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSection {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// Upgrade `ldap://` with StartTLS before binding.
+    #[serde(default)]
+    pub starttls: bool,
+    /// The account lintel binds as (anonymous when absent).
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    #[serde(default)]
+    pub bind_password: Option<String>,
+    /// Where the search starts (its whole subtree).
+    pub base: String,
+    /// The filter, `[DATA]` standing for the converted badge id: `(employeeNumber=[DATA])`.
+    pub filter: String,
+    /// The LDAP attribute answered as `user` (`uid`; `sAMAccountName` in Active Directory).
+    #[serde(default = "default_ldap_user_attribute")]
+    pub user_attribute: String,
+    /// Answer attribute -> LDAP attribute: a table, or `fullname=cn,email=mail`.
+    #[serde(default, deserialize_with = "pairs")]
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// The deadline of one query (connect, bind, search), 100 to 30000.
+    #[serde(default = "default_ldap_timeout_ms")]
+    pub timeout_ms: u64,
+    /// CA certificates (PEM) for ldaps:// or StartTLS; the system's roots when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for LdapSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapSection")
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password", &self.bind_password.as_ref().map(|_| "***"))
+            .field("base", &self.base)
+            .field("filter", &self.filter)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_ldap_user_attribute() -> String {
+    "uid".into()
+}
+
+fn default_ldap_timeout_ms() -> u64 {
+    3000
 }
 
 /// `[lockcloud]`: a lock vendor's cloud for doors that live there.
@@ -436,6 +510,7 @@ impl Default for Config {
             lockcloud: None,
             lookup: None,
             mqtt: None,
+            ldap: None,
         }
     }
 }
@@ -514,6 +589,16 @@ const KEYS: &[&str] = &[
     "mqtt.url",
     "mqtt.topic_prefix",
     "mqtt.client_id",
+    "ldap.url",
+    "ldap.starttls",
+    "ldap.bind_dn",
+    "ldap.bind_password",
+    "ldap.base",
+    "ldap.filter",
+    "ldap.user_attribute",
+    "ldap.attributes",
+    "ldap.timeout_ms",
+    "ldap.ca_file",
 ];
 
 /// The keys whose values are numbers or booleans; every other key's value stays text,
@@ -530,6 +615,8 @@ const SCALAR_KEYS: &[&str] = &[
     "cobot.buffer_minutes",
     "crm.stale_after",
     "crm.timeout_ms",
+    "ldap.starttls",
+    "ldap.timeout_ms",
 ];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.

@@ -2,11 +2,19 @@
 //! with the reader's raw badge id (hex) in the query or a path segment, answered with
 //! `200 {"user": ..., attributes}` or a `404` problem document.
 //!
-//! The raw id passes the configured conversion pipeline; the result is looked up among
-//! the imported badges (`lintel import badges.csv`). When no badge matches, the raw id
-//! (normalized hex) is looked up among lintel's own active cards, whose UIDs are stored
-//! as readers send them. A card's fields are `id` (also `user`), `name` (also
-//! `fullname`), `email` and `status`; a badge's are its CSV columns.
+//! The raw id passes the configured conversion pipeline, then the sources are asked in
+//! order, the first that knows the badge answering:
+//!
+//! 1. the imported badges (`lintel import badges.csv`), matched by the converted id;
+//! 2. the LDAP / Active Directory directory, when `[ldap]` is configured, searched with
+//!    the converted id (its answer is `user` and the attributes `[ldap]` maps);
+//! 3. lintel's own active cards, matched by the raw id (normalized hex), since their
+//!    UIDs are stored as readers send them.
+//!
+//! A source that fails (the directory down, slow, or refusing lintel's bind) ends the
+//! lookup with `503`: a later source might answer differently from the one that could not.
+//! A card's fields are `id` (also `user`), `name` (also `fullname`), `email` and `status`;
+//! a badge's are its CSV columns.
 
 use axum::Router;
 use std::net::SocketAddr;
@@ -18,6 +26,8 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+pub use lintel_connectors::ldap::{LdapConfig, LdapDirectory};
+use lintel_connectors::ldap::{LdapError, LdapMatch};
 use lintel_core::badge::{ConvertError, Pipeline};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -46,6 +56,8 @@ pub struct LookupConfig {
     pub attributes: Vec<String>,
     /// `user:password` the client must send as basic auth.
     pub basic_auth: Option<String>,
+    /// The directory asked after the imported badges, when `[ldap]` is configured.
+    pub ldap: Option<LdapDirectory>,
 }
 
 impl std::fmt::Debug for LookupConfig {
@@ -56,6 +68,7 @@ impl std::fmt::Debug for LookupConfig {
             .field("user_attribute", &self.user_attribute)
             .field("attributes", &self.attributes)
             .field("basic_auth", &self.basic_auth.as_ref().map(|_| "***"))
+            .field("ldap", &self.ldap)
             .finish()
     }
 }
@@ -163,7 +176,13 @@ impl LookupConfig {
             user_attribute: user_attribute.map(str::trim).filter(|u| !u.is_empty()).unwrap_or("user").to_owned(),
             attributes: attributes.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
             basic_auth,
+            ldap: None,
         })
+    }
+
+    /// Asks this directory after the imported badges.
+    pub fn with_ldap(self, ldap: LdapDirectory) -> Self {
+        Self { ldap: Some(ldap), ..self }
     }
 }
 
@@ -303,26 +322,39 @@ async fn find(state: &AppState, lookup: &LookupConfig, raw: &str) -> Result<Opti
     let raw = lintel_core::badge::normalize_raw(raw).map_err(convert_error)?;
     let converted = lookup.conversions.convert(&raw).map_err(convert_error)?;
     let store = &state.inner.directory.store;
-    let record = match store.badge(&converted).await? {
-        Some(record) => Some(record),
-        None if raw.len() % 2 == 0 => store.card_holder(&raw).await?.map(|holder| {
-            let mut record = Map::new();
-            record.insert("id".into(), holder.id.clone().into());
-            record.insert("user".into(), holder.id.into());
-            record.insert("name".into(), holder.name.clone().into());
-            record.insert("fullname".into(), holder.name.into());
-            if let Some(email) = holder.email {
-                record.insert("email".into(), email.into());
+    if let Some(record) = store.badge(&converted).await? {
+        return Ok(answer(lookup, &record));
+    }
+    if let Some(ldap) = &lookup.ldap {
+        match ldap.find(&converted).await {
+            Ok(Some(found)) => {
+                tracing::debug!(dn = %found.dn, "badge lookup: found in the LDAP directory");
+                return Ok(Some(ldap_answer(found)));
             }
-            record.insert("status".into(), holder.status.into());
-            record
-        }),
-        None => None,
-    };
-    let Some(record) = record else { return Ok(None) };
-    let Some(user) = record.get(&lookup.user_attribute).filter(|u| !u.is_null() && *u != "") else {
+            Ok(None) => {}
+            Err(e) => return Err(ldap_error(e)),
+        }
+    }
+    if raw.len() % 2 == 1 {
         return Ok(None);
-    };
+    }
+    let Some(holder) = store.card_holder(&raw).await? else { return Ok(None) };
+    let mut record = Map::new();
+    record.insert("id".into(), holder.id.clone().into());
+    record.insert("user".into(), holder.id.into());
+    record.insert("name".into(), holder.name.clone().into());
+    record.insert("fullname".into(), holder.name.into());
+    if let Some(email) = holder.email {
+        record.insert("email".into(), email.into());
+    }
+    record.insert("status".into(), holder.status.into());
+    Ok(answer(lookup, &record))
+}
+
+/// A badge's or card's record as answered: the configured `user_attribute` as `user`, and
+/// the configured attributes the record has; `None` without a user.
+fn answer(lookup: &LookupConfig, record: &Map<String, Value>) -> Option<Map<String, Value>> {
+    let user = record.get(&lookup.user_attribute).filter(|u| !u.is_null() && *u != "")?;
     let mut body = Map::new();
     body.insert("user".into(), user.clone());
     for attribute in &lookup.attributes {
@@ -333,7 +365,34 @@ async fn find(state: &AppState, lookup: &LookupConfig, raw: &str) -> Result<Opti
             body.insert(attribute.clone(), value.clone());
         }
     }
-    Ok(Some(body))
+    Some(body)
+}
+
+/// A directory entry as answered: `user`, and each mapped attribute as text (one value) or
+/// a list (several, such as `memberOf`).
+fn ldap_answer(found: LdapMatch) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("user".into(), found.user.into());
+    for (name, mut values) in found.attributes {
+        let value = if values.len() == 1 { values.remove(0).into() } else { values.into() };
+        body.insert(name, value);
+    }
+    body
+}
+
+/// The directory's failure as the client sees it: the details (hosts, DNs, the server's
+/// words) go to the log, never to the door; never counted as a wrong guess.
+fn ldap_error(e: LdapError) -> ApiError {
+    match e {
+        LdapError::Ambiguous { .. } => {
+            tracing::warn!(error = %e, "badge lookup: the badge is ambiguous in the LDAP directory");
+            ApiError::new(StatusCode::CONFLICT, "conflict", "several directory entries carry this badge")
+        }
+        e => {
+            tracing::error!(error = %e, "badge lookup: the LDAP directory could not be asked");
+            ApiError::unavailable("the badge directory (LDAP) is not available; try again later")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -111,6 +111,11 @@ impl Server {
     }
 
     pub fn start_with(db: &Database, env: &[(&str, &str)]) -> Self {
+        Self::start_with_stderr(db, env, Stdio::inherit())
+    }
+
+    /// Like `start_with`, the server's log going where the test reads it (a file).
+    pub fn start_with_stderr(db: &Database, env: &[(&str, &str)], stderr: impl Into<Stdio>) -> Self {
         let mut cmd = lintel();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
             .current_dir(&db.dir)
@@ -119,7 +124,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -11,6 +11,7 @@ mod decisions;
 mod doorbell;
 mod doors;
 mod events;
+mod ldap;
 mod lookup;
 mod mqtt;
 mod operations;
