@@ -2,6 +2,7 @@
 //! open for some seconds and says whether the device confirmed; it never decides.
 
 mod http;
+pub mod osdp;
 mod shelly;
 
 use std::sync::Arc;

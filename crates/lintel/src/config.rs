@@ -35,6 +35,7 @@ pub struct Config {
     pub crm: Option<CrmSection>,
     pub lockcloud: Option<LockCloudSection>,
     pub lookup: Option<LookupSection>,
+    pub osdp: Option<OsdpSection>,
 }
 
 /// `[lookup]`: the badge identity lookup (GroundControl-style).
@@ -71,6 +72,75 @@ impl Config {
         )
         .map_err(|e| anyhow::anyhow!("[lookup] {e}"))?;
         Ok(Some(config))
+    }
+}
+
+/// `[osdp]`: OSDP readers, each a `[[osdp.readers]]` table (file only: lists of tables
+/// have no environment form).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsdpSection {
+    pub readers: Vec<OsdpReaderSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsdpReaderSection {
+    /// How lintel calls the reader (default: its door's id).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The door the reader stands at.
+    pub door: String,
+    /// The serial device, e.g. `/dev/ttyUSB0`.
+    pub port: String,
+    /// The reader's OSDP address (0-126).
+    pub address: u8,
+    #[serde(default = "default_osdp_baud")]
+    pub baud: u32,
+    /// The Secure Channel base key, 32 hex digits; plain text when absent.
+    #[serde(default)]
+    pub scbk: Option<String>,
+    /// Hand `scbk` to a reader that still has the default key (once).
+    #[serde(default)]
+    pub install_mode: bool,
+    /// The reader's output that releases the door when a card is allowed.
+    #[serde(default)]
+    pub output: Option<u8>,
+}
+
+fn default_osdp_baud() -> u32 {
+    9600
+}
+
+impl Config {
+    /// The OSDP readers, checked (keys, addresses, names) before any port is opened.
+    pub fn osdp_config(&self) -> anyhow::Result<Option<lintel_server::OsdpConfig>> {
+        let Some(o) = &self.osdp else { return Ok(None) };
+        let mut readers = Vec::with_capacity(o.readers.len());
+        for r in &o.readers {
+            let name = r.name.clone().unwrap_or_else(|| r.door.clone());
+            let scbk = r
+                .scbk
+                .as_deref()
+                .map(|k| lintel_doors::osdp::Scbk::parse(&name, k))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("[osdp] {e}"))?;
+            readers.push(lintel_server::osdp::ReaderAtDoor {
+                reader: lintel_doors::osdp::ReaderConfig {
+                    name,
+                    port: r.port.clone(),
+                    address: r.address,
+                    baud: r.baud,
+                    scbk,
+                    install_mode: r.install_mode,
+                },
+                door: r.door.clone(),
+                output: r.output,
+            });
+        }
+        let configs: Vec<_> = readers.iter().map(|r| r.reader.clone()).collect();
+        lintel_doors::osdp::check(&configs).map_err(|e| anyhow::anyhow!("[osdp] {e}"))?;
+        Ok(Some(lintel_server::OsdpConfig { readers }))
     }
 }
 
@@ -411,6 +481,7 @@ impl Default for Config {
             crm: None,
             lockcloud: None,
             lookup: None,
+            osdp: None,
         }
     }
 }

@@ -396,6 +396,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             door_locks: c.door_locks,
         }),
         lookup: config.lookup_config()?,
+        osdp: config.osdp_config()?,
     };
     Ok((store, server))
 }

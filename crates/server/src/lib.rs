@@ -14,6 +14,7 @@ mod limiter;
 pub mod lockcloud;
 pub mod lookup;
 mod notify;
+pub mod osdp;
 pub mod problem;
 pub mod secrets;
 mod ui;
@@ -39,6 +40,7 @@ pub use limiter::LimiterConfig;
 pub use lockcloud::LockCloudConfig;
 pub use lookup::LookupConfig;
 pub use notify::{SmsConfig, SmtpConfig};
+pub use osdp::OsdpConfig;
 pub use users::OidcConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
@@ -80,6 +82,8 @@ pub struct ServerConfig {
     pub lockcloud: Option<LockCloudConfig>,
     /// The badge identity lookup, when `[lookup]` is configured (its route is the operator's).
     pub lookup: Option<LookupConfig>,
+    /// The OSDP readers, when `[osdp]` is configured.
+    pub osdp: Option<OsdpConfig>,
 }
 
 #[derive(Clone)]
@@ -119,6 +123,8 @@ pub enum ServeError {
     Crm(#[from] lintel_connectors::crm::CrmError),
     #[error("the signing key is not usable: {0}")]
     SigningKey(#[from] lintel_signed::CertError),
+    #[error("[osdp] is not usable: {0}")]
+    Osdp(#[from] lintel_doors::osdp::OsdpError),
 }
 
 impl AppState {
@@ -191,6 +197,9 @@ pub async fn serve(
     }
     if state.inner.config.smtp.is_some() || state.inner.config.sms.is_some() {
         notify::spawn_sender(state.clone());
+    }
+    if let Some(osdp) = state.inner.config.osdp.clone() {
+        osdp::spawn(state.clone(), osdp)?;
     }
     let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, "lintel is ready");

@@ -1,0 +1,117 @@
+"""An OSDP reader for lintel's tests: libosdp's peripheral device (PyPI `libosdp`, the
+reference implementation) on the far end of a pseudo-terminal.
+
+Prints `PORT <path>` first: the serial device lintel opens. Then reads requests from
+stdin, one a line, and prints one line per happening:
+
+    card <hex> <bits>   the reader reads a card (bits left-justified in <hex>)
+    status              -> STATUS online=<0|1> secure=<0|1>
+    (end of input)      the reader stops
+
+Every command lintel sends is printed as `COMMAND <json>` (bytes as hex), in order.
+Options: --address N, --scbk HEX (absent: plain text), --install-mode (the reader has
+no key of its own yet and takes one over a session with the default key).
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import tty
+
+import osdp
+
+out = threading.Lock()
+
+
+def say(line):
+    with out:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+class PtyLink(osdp.Channel):
+    """The master side of a pseudo-terminal; lintel holds the slave like a serial port."""
+
+    def __init__(self, master):
+        super().__init__()
+        self.master = master
+
+    def read(self, max_bytes):
+        try:
+            return os.read(self.master, max_bytes)
+        except (BlockingIOError, OSError):
+            # EIO until lintel opens the slave side: nothing to read yet.
+            return b""
+
+    def write(self, buf):
+        try:
+            return os.write(self.master, buf)
+        except BlockingIOError:
+            return 0
+
+    def flush(self):
+        pass
+
+
+def printable(value):
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex().upper()
+    return value
+
+
+def on_command(command):
+    say("COMMAND " + json.dumps({k: printable(v) for k, v in command.items()}, sort_keys=True))
+    return 0, None
+
+
+def main():
+    args = argparse.ArgumentParser()
+    args.add_argument("--address", type=int, default=1)
+    args.add_argument("--scbk")
+    args.add_argument("--install-mode", action="store_true")
+    opts = args.parse_args()
+
+    master, slave = os.openpty()
+    # Raw from the start: no echo, no line discipline between the two ends.
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+
+    flags = [osdp.LibFlag.InstallMode] if opts.install_mode else []
+    scbk = bytes.fromhex(opts.scbk) if opts.scbk else None
+    info = osdp.PDInfo(opts.address, PtyLink(master), scbk=scbk, flags=flags, name="it-reader")
+    capabilities = osdp.PDCapabilities([
+        (osdp.Capability.OutputControl, 1, 1),
+        (osdp.Capability.LEDControl, 1, 1),
+        (osdp.Capability.AudibleControl, 1, 1),
+    ])
+    pd = osdp.PeripheralDevice(info, capabilities, log_level=osdp.LogLevel.Warning, command_handler=on_command)
+    pd.start()
+    say("PORT " + os.ttyname(slave))
+
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "card":
+            data = bytes.fromhex(words[1])
+            pd.submit_event({
+                "event": osdp.Event.CardRead,
+                "reader_no": 0,
+                "direction": 0,
+                "format": osdp.CardFormat.Unspecified,
+                "length": int(words[2]),
+                "data": data,
+            })
+        elif words[0] == "status":
+            say(f"STATUS online={int(pd.is_online())} secure={int(pd.is_sc_active())}")
+        else:
+            say("ERROR unknown request " + words[0])
+    pd.teardown()
+    os.close(slave)
+    os.close(master)
+
+
+if __name__ == "__main__":
+    main()
