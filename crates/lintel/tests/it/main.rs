@@ -13,6 +13,7 @@ mod doors;
 mod events;
 mod lookup;
 mod operations;
+mod osdp;
 mod security;
 mod signed;
 mod slack;
