@@ -77,6 +77,9 @@ pub fn driver_for(config: &DriverConfig, client: &reqwest::Client) -> Arc<dyn Dr
             headers: headers.clone(),
             body: body.clone(),
         }),
+        DriverConfig::Osdp { reader, output } => {
+            Arc::new(osdp::OutputDriver { reader: reader.clone(), output: *output })
+        }
     }
 }
 
@@ -107,6 +110,12 @@ pub fn validate(config: &DriverConfig) -> Result<(), DriverError> {
                     .map_err(|_| DriverError::Config(format!("header name {name:?}")))?;
                 reqwest::header::HeaderValue::from_str(value)
                     .map_err(|_| DriverError::Config(format!("header {name:?} has an invalid value")))?;
+            }
+            Ok(())
+        }
+        DriverConfig::Osdp { reader, .. } => {
+            if reader.trim().is_empty() || reader.len() > 100 {
+                return Err(DriverError::Config("osdp reader: the name of one of the [[osdp.readers]]".into()));
             }
             Ok(())
         }

@@ -61,6 +61,8 @@ pub enum OsdpError {
     UnknownReader(String),
     #[error("the OSDP port thread of reader {0:?} is gone")]
     PortGone(String),
+    #[error("OSDP reader {0:?} is offline")]
+    Offline(String),
 }
 
 /// A Secure Channel base key; never printed.
@@ -139,7 +141,8 @@ pub fn check(readers: &[ReaderConfig]) -> Result<(), OsdpError> {
 pub enum ReaderEvent {
     /// A card was read; `uid` is upper-case hex (see `lintel_core::card_bits`).
     Card { reader: String, uid: String, bits: usize },
-    /// The reader started or stopped answering polls (`secure`: over Secure Channel).
+    /// The reader started or stopped answering polls (`secure`: over Secure Channel). A
+    /// reader with a key is online only over Secure Channel.
     Status { reader: String, online: bool, secure: bool },
 }
 
@@ -198,11 +201,17 @@ fn release_command(r: Release) -> OsdpCommand {
 
 type PortCommand = (i32, Vec<OsdpCommand>);
 
+/// Where a reader's commands go, and whether it answers (kept by its port thread).
+struct Route {
+    queue: Sender<PortCommand>,
+    index: i32,
+    online: Arc<AtomicBool>,
+}
+
 /// The running readers: where to send their commands.
 #[derive(Clone)]
 pub struct Readers {
-    /// Reader name -> its port's command queue and its index on that port.
-    routes: Arc<BTreeMap<String, (Sender<PortCommand>, i32)>>,
+    routes: Arc<BTreeMap<String, Route>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -226,17 +235,23 @@ impl Readers {
         let mut routes = BTreeMap::new();
         for (port, readers) in ports {
             let (commands, queue) = std::sync::mpsc::channel();
+            let mut flags = Vec::with_capacity(readers.len());
             for (i, r) in readers.iter().enumerate() {
-                routes.insert(r.name.clone(), (commands.clone(), i as i32));
+                let online = Arc::new(AtomicBool::new(false));
+                flags.push(online.clone());
+                routes.insert(r.name.clone(), Route { queue: commands.clone(), index: i as i32, online });
             }
             let events = events.clone();
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("osdp {port}"))
-                .spawn(move || run_port(&port, readers, queue, events, &stop))
+                .spawn(move || run_port(&port, readers, flags, queue, events, &stop))
                 .expect("a thread starts");
         }
-        Ok((Self { routes: Arc::new(routes), stop }, received))
+        let readers = Self { routes: Arc::new(routes), stop };
+        // One set of readers per process: the server starts them once.
+        let _ = RUNNING.set(readers.clone());
+        Ok((readers, received))
     }
 
     /// Queues what the reader shows and sounds after a decision.
@@ -250,13 +265,42 @@ impl Readers {
     }
 
     fn send(&self, reader: &str, commands: Vec<OsdpCommand>) -> Result<(), OsdpError> {
-        let (queue, index) = self.routes.get(reader).ok_or_else(|| OsdpError::UnknownReader(reader.to_owned()))?;
-        queue.send((*index, commands)).map_err(|_| OsdpError::PortGone(reader.to_owned()))
+        let route = self.routes.get(reader).ok_or_else(|| OsdpError::UnknownReader(reader.to_owned()))?;
+        if !route.online.load(Ordering::Relaxed) {
+            return Err(OsdpError::Offline(reader.to_owned()));
+        }
+        route.queue.send((route.index, commands)).map_err(|_| OsdpError::PortGone(reader.to_owned()))
     }
 
     /// Stops the port threads (they close their ports).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The readers lintel polls, for the door drivers that switch their outputs.
+static RUNNING: std::sync::OnceLock<Readers> = std::sync::OnceLock::new();
+
+/// The `osdp` door driver: a reader's output, switched on for the opening.
+pub(crate) struct OutputDriver {
+    pub reader: String,
+    pub output: u8,
+}
+
+impl crate::Driver for OutputDriver {
+    fn kind(&self) -> &'static str {
+        "osdp"
+    }
+
+    fn open(&self, seconds: u32) -> futures::future::BoxFuture<'_, Result<crate::Opening, crate::DriverError>> {
+        let sent = match RUNNING.get() {
+            Some(readers) => readers
+                .release(&self.reader, Release { output: self.output, seconds })
+                .map_err(|e| crate::DriverError::Config(e.to_string())),
+            None => Err(crate::DriverError::Config(format!("no [[osdp.readers]] is called {:?}", self.reader))),
+        };
+        // Queued for the reader; libosdp does not tell when it acknowledged the command.
+        Box::pin(async move { sent.map(|()| crate::Opening { confirmed: false }) })
     }
 }
 
@@ -305,6 +349,8 @@ impl Channel for SerialLink {
 /// What the port thread remembers about a reader.
 struct Polled {
     config: ReaderConfig,
+    /// Online and usable, shared with [`Readers`].
+    usable: Arc<AtomicBool>,
     online: bool,
     secure: bool,
     /// Install mode is over: the reader took its key, so only that key is accepted now.
@@ -314,6 +360,7 @@ struct Polled {
 fn run_port(
     port: &str,
     readers: Vec<ReaderConfig>,
+    flags: Vec<Arc<AtomicBool>>,
     queue: Receiver<PortCommand>,
     events: UnboundedSender<ReaderEvent>,
     stop: &AtomicBool,
@@ -344,8 +391,11 @@ fn run_port(
         inbox.lock().expect("the port thread never panics holding it").push((pd, event));
         0
     });
-    let mut polled: Vec<Polled> =
-        readers.into_iter().map(|config| Polled { config, online: false, secure: false, enforced: false }).collect();
+    let mut polled: Vec<Polled> = readers
+        .into_iter()
+        .zip(flags)
+        .map(|(config, usable)| Polled { config, usable, online: false, secure: false, enforced: false })
+        .collect();
     tracing::info!(port, readers = polled.len(), "polling OSDP readers");
     while !stop.load(Ordering::Relaxed) {
         cp.refresh();
@@ -353,10 +403,14 @@ fn run_port(
             let (online, secure) = (cp.is_online(i as i32), cp.is_sc_active(i as i32));
             if (online, secure) != (r.online, r.secure) {
                 (r.online, r.secure) = (online, secure);
-                if online && r.config.scbk.is_some() && !secure {
+                // A reader with a key that answers in clear (libosdp's fallback in install
+                // mode) is not one lintel works with.
+                let usable = online && (secure || r.config.scbk.is_none());
+                if online && !usable {
                     tracing::error!(reader = r.config.name, "reader answers without Secure Channel; ignoring it");
                 }
-                let status = ReaderEvent::Status { reader: r.config.name.clone(), online, secure };
+                r.usable.store(usable, Ordering::Relaxed);
+                let status = ReaderEvent::Status { reader: r.config.name.clone(), online: usable, secure };
                 if events.send(status).is_err() {
                     return;
                 }

@@ -672,6 +672,30 @@ mod tests {
     }
 
     #[test]
+    fn osdp_readers_are_checked_at_start() {
+        let dir = std::env::temp_dir().join(format!("lintel-config-osdp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lintel.toml");
+        let reader = |address: u8, scbk: &str| {
+            format!("[[osdp.readers]]\ndoor = \"front\"\nport = \"/dev/ttyUSB0\"\naddress = {address}\n{scbk}\n")
+        };
+        let config = |text: String| {
+            std::fs::write(&file, text).unwrap();
+            load(Some(&file), std::iter::empty()).unwrap().osdp_config()
+        };
+        let key = "scbk = \"4F1A9C22D07B3E58A16C0B9D72E4F385\"";
+        let readers = config(reader(1, key)).unwrap().unwrap().readers;
+        assert_eq!((readers[0].reader.name.as_str(), readers[0].reader.baud), ("front", 9600));
+        assert!(readers[0].reader.scbk.is_some());
+        let error = |text: String| config(text).unwrap_err().to_string();
+        assert!(error(reader(1, "scbk = \"303132333435363738393A3B3C3D3E3F\"")).contains("SCBK-D"));
+        assert!(error(reader(1, "scbk = \"4F1A\"")).contains("32 hex digits"));
+        let second = reader(1, key).replace("door = \"front\"", "door = \"back\"");
+        assert!(error(reader(1, key) + &second).contains("both have address 1"));
+        assert!(config(reader(1, key) + &second.replace("address = 1", "address = 2")).is_ok());
+    }
+
+    #[test]
     fn scalar_keys_are_settable_keys() {
         for key in SCALAR_KEYS {
             assert!(KEYS.contains(key), "{key} is not in KEYS");

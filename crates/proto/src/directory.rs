@@ -241,6 +241,13 @@ pub enum DriverConfig {
         #[schema(value_type = Option<Object>)]
         body: Option<serde_json::Value>,
     },
+    /// An OSDP reader's output (a relay wired to the strike), switched on for the opening;
+    /// the reader is one of the `[[osdp.readers]]` in the configuration, by name.
+    Osdp {
+        reader: String,
+        #[serde(default)]
+        output: u8,
+    },
 }
 
 fn default_shelly_generation() -> u8 {
@@ -298,6 +305,7 @@ impl DriverConfig {
             Self::None {} => "none",
             Self::Shelly { .. } => "shelly",
             Self::Http { .. } => "http",
+            Self::Osdp { .. } => "osdp",
         }
     }
 
@@ -320,6 +328,8 @@ impl DriverConfig {
                 }
             }
             Self::None {} => {}
+            // Only a reader's name and an output number: nothing secret.
+            Self::Osdp { .. } => {}
         }
         shown
     }

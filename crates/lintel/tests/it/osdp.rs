@@ -244,8 +244,34 @@ async fn install_mode_hands_the_key_over_once(b: Backend) {
     assert_eq!(led["on_color"], GREEN, "{led}");
 }
 
+/// The `osdp` door driver: opening a door from the API switches the reader's output on
+/// for the given seconds; a driver naming no configured reader fails as a driver does.
+async fn door_driver_switches_the_readers_output(b: Backend) {
+    let db = Database::new(b);
+    let mut reader = Reader::start(&["--address", "1"]).await;
+    let s = serve(&db, &[reader_table("front-in", &reader.port, "")]).await;
+    world(&s).await;
+    let driver = json!({"kind": "osdp", "reader": "front-in", "output": 0});
+    s.ok("/api/v1/doors", json!({"id": "gate", "name": "Gate", "driver": driver, "open_seconds": 6}), 201).await;
+    let nowhere = json!({"kind": "osdp", "reader": "nowhere"});
+    s.ok("/api/v1/doors", json!({"id": "shed", "name": "Shed", "driver": nowhere}), 201).await;
+    wait_online(&s, "front-in").await;
+
+    let opened = s.ok("/api/v1/doors/gate/open", json!({"seconds": 3}), 200).await;
+    assert_eq!(opened["opened"], true, "{opened}");
+    let out = reader.command(Duration::from_secs(10)).await.expect("the reader's output is switched");
+    assert_eq!((out["command"].clone(), out["output_no"].clone()), (json!(OUTPUT), json!(0)), "{out}");
+    assert_eq!(out["control_code"], 5, "temporarily on: {out}");
+    assert_eq!(out["timer_count"], 30, "3 s in 100 ms units: {out}");
+
+    let (status, failed) = s.post("/api/v1/doors/shed/open", json!({})).await;
+    assert_eq!(status, 502, "{failed}");
+    assert!(failed["detail"].as_str().is_some_and(|d| d.contains("nowhere")), "{failed}");
+}
+
 crate::on_both_backends!(
     plain_reader_allows_and_denies,
+    door_driver_switches_the_readers_output,
     secure_channel_with_the_key,
     readers_without_the_key_get_nothing,
     install_mode_hands_the_key_over_once,

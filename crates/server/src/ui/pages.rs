@@ -990,6 +990,7 @@ fn door_view(d: &Door, tz: Tz) -> DoorView {
             }
             DriverConfig::Http { url, method, .. } => format!("{method} {url}"),
             DriverConfig::None {} => String::new(),
+            DriverConfig::Osdp { reader, output } => format!("OSDP reader {reader}, output {output}"),
         },
         state,
         tone,
