@@ -144,6 +144,8 @@ pub enum ReaderEvent {
     /// The reader started or stopped answering polls (`secure`: over Secure Channel). A
     /// reader with a key is online only over Secure Channel.
     Status { reader: String, online: bool, secure: bool },
+    /// The reader in install mode took its key and works with it: install mode is over.
+    KeySet { reader: String },
 }
 
 /// What lintel tells a reader after a decision.
@@ -424,6 +426,9 @@ fn run_port(
                     reader = r.config.name,
                     "install mode is over: the reader has its key; remove install_mode from the configuration"
                 );
+                if events.send(ReaderEvent::KeySet { reader: r.config.name.clone() }).is_err() {
+                    return;
+                }
             }
         }
         let arrived = std::mem::take(&mut *received.lock().expect("the callback never panics holding it"));

@@ -199,7 +199,7 @@ pub async fn serve(
         notify::spawn_sender(state.clone());
     }
     if let Some(osdp) = state.inner.config.osdp.clone() {
-        osdp::spawn(state.clone(), osdp)?;
+        osdp::spawn(state.clone(), osdp).await?;
     }
     let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, "lintel is ready");

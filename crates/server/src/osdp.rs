@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use lintel_doors::osdp::{Answer, ReaderConfig, ReaderEvent, Readers, Release};
 use lintel_proto::PresentedCredential;
+use lintel_store::{EventFilter, NewEvent};
 
 use crate::AppState;
 use crate::decide::Ask;
@@ -28,8 +29,25 @@ pub struct ReaderAtDoor {
     pub output: Option<u8>,
 }
 
+/// The event that ends a reader's install mode for good (kept across restarts).
+const KEY_SET: &str = "osdp.key_set";
+
 /// Starts polling the readers and deciding their cards.
-pub fn spawn(s: AppState, config: OsdpConfig) -> Result<(), lintel_doors::osdp::OsdpError> {
+pub async fn spawn(s: AppState, mut config: OsdpConfig) -> Result<(), crate::ServeError> {
+    // Install mode offers the key to whatever answers with the default key: once a reader
+    // took its key, a start with install_mode still set must not offer it again.
+    let filter = EventFilter { kind: Some(KEY_SET.into()), limit: 1000, ..EventFilter::default() };
+    let keys_set = s.inner.directory.store.events(&filter).await?;
+    for r in config.readers.iter_mut().filter(|r| r.reader.install_mode) {
+        if keys_set.iter().any(|e| e.data["reader"] == r.reader.name.as_str()) {
+            tracing::warn!(
+                reader = r.reader.name,
+                "install mode was used before: the reader has its key; install_mode is ignored \
+                 (a replacement reader needs a new name)"
+            );
+            r.reader.install_mode = false;
+        }
+    }
     let index = s.inner.directory.index();
     for r in &config.readers {
         if r.reader.scbk.is_none() {
@@ -62,6 +80,14 @@ pub fn spawn(s: AppState, config: OsdpConfig) -> Result<(), lintel_doors::osdp::
                         tracing::warn!(reader, door, "OSDP reader offline (not answering polls)");
                     }
                     metrics::gauge!("lintel_osdp_reader_online", "reader" => reader).set(f64::from(u8::from(online)));
+                }
+                ReaderEvent::KeySet { reader } => {
+                    let door = doors.get(&reader).map(|(d, _)| d.clone()).unwrap_or_default();
+                    let event = NewEvent::new(KEY_SET).with("reader", &reader).with("door", door);
+                    match s.inner.directory.store.append_events(&[event]).await {
+                        Ok(recorded) => s.inner.directory.publish(&recorded),
+                        Err(e) => tracing::error!(reader, error = %e, "the end of install mode was not recorded"),
+                    }
                 }
             }
         }

@@ -228,7 +228,8 @@ async fn readers_without_the_key_get_nothing(b: Backend) {
 }
 
 /// Install mode: a reader with only the default key takes the configured key (KEYSET over
-/// a session with SCBK-D), then works over Secure Channel with it.
+/// a session with SCBK-D), then works over Secure Channel with it; install mode is over
+/// for that reader, also after a restart.
 async fn install_mode_hands_the_key_over_once(b: Backend) {
     let db = Database::new(b);
     let mut reader = Reader::start(&["--address", "1", "--install-mode"]).await;
@@ -242,6 +243,23 @@ async fn install_mode_hands_the_key_over_once(b: Backend) {
     reader.tell("card 04A1B2C3 32");
     let (led, _) = reader.answer().await;
     assert_eq!(led["on_color"], GREEN, "{led}");
+    let events = s.events().await;
+    let key_set: Vec<_> = events.iter().filter(|e| e["kind"] == "osdp.key_set").collect();
+    assert_eq!(key_set.len(), 1, "{key_set:?}");
+    assert_eq!(key_set[0]["data"]["reader"], "front-in", "{key_set:?}");
+
+    // Install mode is over for good: started again with install_mode still set, lintel
+    // offers the key to no device that answers with the default key.
+    s.kill();
+    drop(reader);
+    let mut impostor = Reader::start(&["--address", "1", "--install-mode"]).await;
+    let table = reader_table("front-in", &impostor.port, &format!("scbk = \"{KEY}\"\ninstall_mode = true"));
+    let s = serve(&db, &[table]).await;
+    assert_eq!(impostor.command(Duration::from_secs(3)).await, None, "no KEYSET for a device with the default key");
+    assert!(!impostor.secure().await, "no Secure Channel session");
+    impostor.tell("card 04A1B2C3 32");
+    assert_eq!(impostor.command(Duration::from_secs(2)).await, None, "its cards are not answered");
+    assert_eq!(osdp_decisions(&s.events().await).len(), 1, "only the card read before the restart");
 }
 
 /// The `osdp` door driver: opening a door from the API switches the reader's output on
