@@ -51,6 +51,8 @@ pub enum OsdpError {
     Address { reader: String, address: u8 },
     #[error("reader {reader:?}: baud {baud} is not one of {BAUD_RATES:?}")]
     Baud { reader: String, baud: u32 },
+    #[error("reader {0:?}: a name and a port are non-empty text without control characters")]
+    BadText(String),
     #[error("reader name {0:?} is used twice")]
     DuplicateName(String),
     #[error("readers {first:?} and {second:?} both have address {address} on {port}")]
@@ -108,7 +110,11 @@ pub fn check(readers: &[ReaderConfig]) -> Result<(), OsdpError> {
     let mut names = std::collections::HashSet::new();
     let mut addresses: HashMap<(&str, u8), &str> = HashMap::new();
     let mut bauds: HashMap<&str, u32> = HashMap::new();
+    let text = |t: &str| !t.trim().is_empty() && !t.chars().any(char::is_control);
     for r in readers {
+        if !text(&r.name) || !text(&r.port) {
+            return Err(OsdpError::BadText(r.name.clone()));
+        }
         if !names.insert(r.name.as_str()) {
             return Err(OsdpError::DuplicateName(r.name.clone()));
         }
@@ -527,6 +533,8 @@ mod tests {
             Err(OsdpError::DuplicateName(_))
         ));
         assert!(matches!(check(&[reader("a", "/dev/ttyS0", 127)]), Err(OsdpError::Address { .. })));
+        assert!(matches!(check(&[reader("a", "/dev/tty\0", 1)]), Err(OsdpError::BadText(_))));
+        assert!(matches!(check(&[reader(" ", "/dev/ttyS0", 1)]), Err(OsdpError::BadText(_))));
         assert!(matches!(
             check(&[ReaderConfig { baud: 1200, ..reader("a", "/dev/ttyS0", 1) }]),
             Err(OsdpError::Baud { .. })
