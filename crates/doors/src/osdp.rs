@@ -315,11 +315,23 @@ impl crate::Driver for OutputDriver {
 /// A serial port, raw, 8N1, without blocking.
 pub struct SerialLink {
     port: serialport::TTYPort,
+    /// Set when the port fails (not a mere "no data yet"): the port thread reopens it.
+    broken: Arc<AtomicBool>,
 }
 
 fn open_serial(path: &str, baud: u32) -> std::io::Result<SerialLink> {
     let port = serialport::new(path, baud).timeout(Duration::ZERO).open_native()?;
-    Ok(SerialLink { port })
+    Ok(SerialLink { port, broken: Arc::default() })
+}
+
+impl SerialLink {
+    fn failed(&self, e: std::io::Error) -> Result<usize, ChannelError> {
+        if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+            return Ok(0);
+        }
+        self.broken.store(true, Ordering::Relaxed);
+        Err(e.into())
+    }
 }
 
 impl Channel for SerialLink {
@@ -328,19 +340,11 @@ impl Channel for SerialLink {
     }
 
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, ChannelError> {
-        match std::io::Read::read(&mut self.port, buf) {
-            Ok(n) => Ok(n),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => Ok(0),
-            Err(e) => Err(e.into()),
-        }
+        std::io::Read::read(&mut self.port, buf).or_else(|e| self.failed(e))
     }
 
     fn write(&mut self, buf: &[u8]) -> Result<usize, ChannelError> {
-        match std::io::Write::write(&mut self.port, buf) {
-            Ok(n) => Ok(n),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => Ok(0),
-            Err(e) => Err(e.into()),
-        }
+        std::io::Write::write(&mut self.port, buf).or_else(|e| self.failed(e))
     }
 
     /// libosdp flushes before it sends: stale bytes from a broken frame are dropped.
@@ -356,13 +360,20 @@ impl Channel for SerialLink {
 
 /// What the port thread remembers about a reader.
 struct Polled {
+    /// Its configuration; `install_mode` is cleared once the reader took its key.
     config: ReaderConfig,
     /// Online and usable, shared with [`Readers`].
     usable: Arc<AtomicBool>,
     online: bool,
     secure: bool,
-    /// Install mode is over: the reader took its key, so only that key is accepted now.
-    enforced: bool,
+}
+
+/// Why a port's polling ended.
+enum Ended {
+    /// lintel stops, or nobody listens any more.
+    Stopped,
+    /// The port failed (a USB adapter unplugged): open it again.
+    PortFailed,
 }
 
 fn run_port(
@@ -374,39 +385,71 @@ fn run_port(
     stop: &AtomicBool,
 ) {
     let baud = readers[0].baud;
-    let link = loop {
-        match open_serial(port, baud) {
-            Ok(link) => break link,
+    let mut polled: Vec<Polled> = readers
+        .into_iter()
+        .zip(flags)
+        .map(|(config, usable)| Polled { config, usable, online: false, secure: false })
+        .collect();
+    loop {
+        let link = match open_serial(port, baud) {
+            Ok(link) => link,
             Err(e) => {
                 tracing::error!(port, error = %e, "cannot open the OSDP port; trying again in 5 s");
                 std::thread::sleep(REOPEN_AFTER);
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
+                continue;
+            }
+        };
+        let broken = link.broken.clone();
+        let configs: Vec<ReaderConfig> = polled.iter().map(|r| r.config.clone()).collect();
+        let cp = match control_panel(link, &configs) {
+            Ok(cp) => cp,
+            Err(e) => {
+                tracing::error!(port, error = %e, "libosdp refused the readers of this port");
+                return;
+            }
+        };
+        tracing::info!(port, readers = polled.len(), "polling OSDP readers");
+        match poll(cp, &mut polled, &broken, &queue, &events, stop) {
+            Ended::Stopped => return,
+            Ended::PortFailed => {
+                tracing::error!(port, "the OSDP port failed; opening it again in 5 s");
+                for r in polled.iter_mut().filter(|r| r.online) {
+                    (r.online, r.secure) = (false, false);
+                    r.usable.store(false, Ordering::Relaxed);
+                    let status = ReaderEvent::Status { reader: r.config.name.clone(), online: false, secure: false };
+                    if events.send(status).is_err() {
+                        return;
+                    }
+                }
+                std::thread::sleep(REOPEN_AFTER);
             }
         }
-    };
-    let mut cp = match control_panel(link, &readers) {
-        Ok(cp) => cp,
-        Err(e) => {
-            tracing::error!(port, error = %e, "libosdp refused the readers of this port");
-            return;
-        }
-    };
+    }
+}
+
+/// Runs libosdp's state machine for one opening of a port.
+fn poll(
+    mut cp: ControlPanel,
+    polled: &mut [Polled],
+    broken: &AtomicBool,
+    queue: &Receiver<PortCommand>,
+    events: &UnboundedSender<ReaderEvent>,
+    stop: &AtomicBool,
+) -> Ended {
     let received: Arc<Mutex<Vec<(i32, OsdpEvent)>>> = Arc::default();
     let inbox = received.clone();
     cp.set_event_callback(move |pd, event| {
         inbox.lock().expect("the port thread never panics holding it").push((pd, event));
         0
     });
-    let mut polled: Vec<Polled> = readers
-        .into_iter()
-        .zip(flags)
-        .map(|(config, usable)| Polled { config, usable, online: false, secure: false, enforced: false })
-        .collect();
-    tracing::info!(port, readers = polled.len(), "polling OSDP readers");
     while !stop.load(Ordering::Relaxed) {
         cp.refresh();
+        if broken.load(Ordering::Relaxed) {
+            return Ended::PortFailed;
+        }
         for (i, r) in polled.iter_mut().enumerate() {
             let (online, secure) = (cp.is_online(i as i32), cp.is_sc_active(i as i32));
             if (online, secure) != (r.online, r.secure) {
@@ -420,20 +463,20 @@ fn run_port(
                 r.usable.store(usable, Ordering::Relaxed);
                 let status = ReaderEvent::Status { reader: r.config.name.clone(), online: usable, secure };
                 if events.send(status).is_err() {
-                    return;
+                    return Ended::Stopped;
                 }
             }
-            if r.config.install_mode && !r.enforced && online && secure {
+            if r.config.install_mode && online && secure {
                 // Online over Secure Channel means the configured key works (a session
                 // with SCBK-D is never online: libosdp sets the key first).
                 cp.set_flag(i as i32, OsdpFlag::EnforceSecure, true);
-                r.enforced = true;
+                r.config.install_mode = false;
                 tracing::warn!(
                     reader = r.config.name,
                     "install mode is over: the reader has its key; remove install_mode from the configuration"
                 );
                 if events.send(ReaderEvent::KeySet { reader: r.config.name.clone() }).is_err() {
-                    return;
+                    return Ended::Stopped;
                 }
             }
         }
@@ -443,7 +486,7 @@ fn run_port(
             if let Some(card) = card_event(r, cp.is_sc_active(pd), event)
                 && events.send(card).is_err()
             {
-                return;
+                return Ended::Stopped;
             }
         }
         loop {
@@ -458,11 +501,12 @@ fn run_port(
                     }
                 }
                 Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Disconnected) => return Ended::Stopped,
             }
         }
         std::thread::sleep(TICK);
     }
+    Ended::Stopped
 }
 
 /// A reader's event as lintel takes it: card reads only, and only over Secure Channel

@@ -88,6 +88,21 @@ impl Reader {
         (led, buzzer)
     }
 
+    /// The line goes dead; the reader goes on at a new pseudo-terminal, whose path it returns.
+    async fn hang_up(&mut self) -> String {
+        self.tell("hangup");
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(10), self.lines.recv())
+                .await
+                .ok()
+                .flatten()
+                .expect("the reader hangs up");
+            if let Some(port) = line.strip_prefix("PORT ") {
+                return port.to_owned();
+            }
+        }
+    }
+
     /// Whether the reader itself sees a Secure Channel session.
     async fn secure(&mut self) -> bool {
         self.tell("status");
@@ -287,7 +302,41 @@ async fn door_driver_switches_the_readers_output(b: Backend) {
     assert!(failed["detail"].as_str().is_some_and(|d| d.contains("nowhere")), "{failed}");
 }
 
+/// A port that fails (a USB adapter unplugged and plugged in again, its udev name now
+/// pointing at the new device) is opened again, and the reader works as before.
+async fn a_failed_port_is_opened_again(b: Backend) {
+    let db = Database::new(b);
+    let mut reader = Reader::start(&["--address", "1"]).await;
+    let link = db.dir.join("ttyOSDP");
+    std::os::unix::fs::symlink(&reader.port, &link).expect("symlink");
+    let s = serve(&db, &[reader_table("front-in", link.to_str().unwrap(), "")]).await;
+    world(&s).await;
+    wait_online(&s, "front-in").await;
+
+    let port = reader.hang_up().await;
+    let moved = db.dir.join("ttyOSDP.new");
+    std::os::unix::fs::symlink(&port, &moved).expect("symlink");
+    std::fs::rename(&moved, &link).expect("the link points at the new device");
+    // lintel notices the dead line, reports the reader offline, and opens the port again.
+    let offline = "lintel_osdp_reader_online{reader=\"front-in\"} 0";
+    let mut seen_offline = false;
+    for _ in 0..50 {
+        let (_, metrics) = s.get("/metrics").await;
+        if metrics.as_str().is_some_and(|m| m.contains(offline)) {
+            seen_offline = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen_offline, "lintel reports the reader offline when its port fails");
+    wait_online(&s, "front-in").await;
+    reader.tell("card 04A1B2C3 32");
+    let (led, _) = reader.answer().await;
+    assert_eq!(led["on_color"], GREEN, "{led}");
+}
+
 crate::on_both_backends!(
+    a_failed_port_is_opened_again,
     plain_reader_allows_and_denies,
     door_driver_switches_the_readers_output,
     secure_channel_with_the_key,

@@ -6,6 +6,8 @@ stdin, one a line, and prints one line per happening:
 
     card <hex> <bits>   the reader reads a card (bits left-justified in <hex>)
     status              -> STATUS online=<0|1> secure=<0|1>
+    hangup              the line goes dead (lintel's side sees a hang-up); the reader
+                        goes on at a new pseudo-terminal -> PORT <path>
     (end of input)      the reader stops
 
 Every command lintel sends is printed as `COMMAND <json>` (bytes as hex), in order.
@@ -55,6 +57,14 @@ class PtyLink(osdp.Channel):
         pass
 
 
+def new_line():
+    """A pseudo-terminal, raw from the start: no echo, no line discipline in between."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    return master, slave
+
+
 def printable(value):
     if isinstance(value, (bytes, bytearray)):
         return value.hex().upper()
@@ -73,14 +83,12 @@ def main():
     args.add_argument("--install-mode", action="store_true")
     opts = args.parse_args()
 
-    master, slave = os.openpty()
-    # Raw from the start: no echo, no line discipline between the two ends.
-    tty.setraw(slave)
-    os.set_blocking(master, False)
+    master, slave = new_line()
 
     flags = [osdp.LibFlag.InstallMode] if opts.install_mode else []
     scbk = bytes.fromhex(opts.scbk) if opts.scbk else None
-    info = osdp.PDInfo(opts.address, PtyLink(master), scbk=scbk, flags=flags, name="it-reader")
+    link = PtyLink(master)
+    info = osdp.PDInfo(opts.address, link, scbk=scbk, flags=flags, name="it-reader")
     capabilities = osdp.PDCapabilities([
         (osdp.Capability.OutputControl, 1, 1),
         (osdp.Capability.LEDControl, 1, 1),
@@ -104,13 +112,20 @@ def main():
                 "length": int(words[2]),
                 "data": data,
             })
+        elif words[0] == "hangup":
+            old_master, old_slave = link.master, slave
+            master, slave = new_line()
+            link.master = master
+            os.close(old_slave)
+            os.close(old_master)
+            say("PORT " + os.ttyname(slave))
         elif words[0] == "status":
             say(f"STATUS online={int(pd.is_online())} secure={int(pd.is_sc_active())}")
         else:
             say("ERROR unknown request " + words[0])
     pd.teardown()
     os.close(slave)
-    os.close(master)
+    os.close(link.master)
 
 
 if __name__ == "__main__":
