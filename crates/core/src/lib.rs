@@ -3,6 +3,7 @@
 //! Nothing here does I/O; the store builds the index and the server swaps it.
 
 pub mod badge;
+pub mod card_bits;
 pub mod credential;
 pub mod index;
 pub mod offline;

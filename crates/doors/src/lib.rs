@@ -3,6 +3,7 @@
 
 mod http;
 pub mod mqtt;
+pub mod osdp;
 mod shelly;
 
 use std::sync::Arc;
@@ -89,6 +90,9 @@ pub fn driver_for(config: &DriverConfig, door: &str, links: &Links) -> Arc<dyn D
         DriverConfig::Mqtt { controller, .. } => {
             Arc::new(mqtt::MqttDoor { link: links.mqtt.clone(), controller: controller.clone(), door: door.to_owned() })
         }
+        DriverConfig::Osdp { reader, output } => {
+            Arc::new(osdp::OutputDriver { reader: reader.clone(), output: *output })
+        }
     }
 }
 
@@ -128,6 +132,12 @@ pub fn validate(config: &DriverConfig) -> Result<(), DriverError> {
             }
             if !(60..=30 * 86_400).contains(offline_max_age) {
                 return Err(DriverError::Config("offline_max_age is 60 s to 30 days (2592000)".into()));
+            }
+            Ok(())
+        }
+        DriverConfig::Osdp { reader, .. } => {
+            if reader.trim().is_empty() || reader.len() > 100 {
+                return Err(DriverError::Config("osdp reader: the name of one of the [[osdp.readers]]".into()));
             }
             Ok(())
         }

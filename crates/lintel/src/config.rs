@@ -37,6 +37,7 @@ pub struct Config {
     pub lookup: Option<LookupSection>,
     pub mqtt: Option<MqttSection>,
     pub ldap: Option<LdapSection>,
+    pub osdp: Option<OsdpSection>,
 }
 
 /// `[mqtt]`: the broker MQTT door controllers hang off (docs/mqtt.md).
@@ -170,6 +171,75 @@ fn default_ldap_user_attribute() -> String {
 
 fn default_ldap_timeout_ms() -> u64 {
     3000
+}
+
+/// `[osdp]`: OSDP readers, each a `[[osdp.readers]]` table (file only: lists of tables
+/// have no environment form).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsdpSection {
+    pub readers: Vec<OsdpReaderSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsdpReaderSection {
+    /// How lintel calls the reader (default: its door's id).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The door the reader stands at.
+    pub door: String,
+    /// The serial device, e.g. `/dev/ttyUSB0`.
+    pub port: String,
+    /// The reader's OSDP address (0-126).
+    pub address: u8,
+    #[serde(default = "default_osdp_baud")]
+    pub baud: u32,
+    /// The Secure Channel base key, 32 hex digits; plain text when absent.
+    #[serde(default)]
+    pub scbk: Option<String>,
+    /// Hand `scbk` to a reader that still has the default key (once).
+    #[serde(default)]
+    pub install_mode: bool,
+    /// The reader's output that releases the door when a card is allowed.
+    #[serde(default)]
+    pub output: Option<u8>,
+}
+
+fn default_osdp_baud() -> u32 {
+    9600
+}
+
+impl Config {
+    /// The OSDP readers, checked (keys, addresses, names) before any port is opened.
+    pub fn osdp_config(&self) -> anyhow::Result<Option<lintel_server::OsdpConfig>> {
+        let Some(o) = &self.osdp else { return Ok(None) };
+        let mut readers = Vec::with_capacity(o.readers.len());
+        for r in &o.readers {
+            let name = r.name.clone().unwrap_or_else(|| r.door.clone());
+            let scbk = r
+                .scbk
+                .as_deref()
+                .map(|k| lintel_doors::osdp::Scbk::parse(&name, k))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("[osdp] {e}"))?;
+            readers.push(lintel_server::osdp::ReaderAtDoor {
+                reader: lintel_doors::osdp::ReaderConfig {
+                    name,
+                    port: r.port.clone(),
+                    address: r.address,
+                    baud: r.baud,
+                    scbk,
+                    install_mode: r.install_mode,
+                },
+                door: r.door.clone(),
+                output: r.output,
+            });
+        }
+        let configs: Vec<_> = readers.iter().map(|r| r.reader.clone()).collect();
+        lintel_doors::osdp::check(&configs).map_err(|e| anyhow::anyhow!("[osdp] {e}"))?;
+        Ok(Some(lintel_server::OsdpConfig { readers }))
+    }
 }
 
 /// `[lockcloud]`: a lock vendor's cloud for doors that live there.
@@ -511,6 +581,7 @@ impl Default for Config {
             lookup: None,
             mqtt: None,
             ldap: None,
+            osdp: None,
         }
     }
 }
@@ -713,6 +784,30 @@ mod tests {
         let env = [("LINTEL_LOOKUP_PATH_TEMPLATE", "/lookup/[DATA]"), ("LINTEL_LOOKUP_CONVERSIONS", "rot13")];
         let c = load(None, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
         assert!(c.lookup_config().is_err());
+    }
+
+    #[test]
+    fn osdp_readers_are_checked_at_start() {
+        let dir = std::env::temp_dir().join(format!("lintel-config-osdp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lintel.toml");
+        let reader = |address: u8, scbk: &str| {
+            format!("[[osdp.readers]]\ndoor = \"front\"\nport = \"/dev/ttyUSB0\"\naddress = {address}\n{scbk}\n")
+        };
+        let config = |text: String| {
+            std::fs::write(&file, text).unwrap();
+            load(Some(&file), std::iter::empty()).unwrap().osdp_config()
+        };
+        let key = "scbk = \"4F1A9C22D07B3E58A16C0B9D72E4F385\"";
+        let readers = config(reader(1, key)).unwrap().unwrap().readers;
+        assert_eq!((readers[0].reader.name.as_str(), readers[0].reader.baud), ("front", 9600));
+        assert!(readers[0].reader.scbk.is_some());
+        let error = |text: String| config(text).unwrap_err().to_string();
+        assert!(error(reader(1, "scbk = \"303132333435363738393A3B3C3D3E3F\"")).contains("SCBK-D"));
+        assert!(error(reader(1, "scbk = \"4F1A\"")).contains("32 hex digits"));
+        let second = reader(1, key).replace("door = \"front\"", "door = \"back\"");
+        assert!(error(reader(1, key) + &second).contains("both have address 1"));
+        assert!(config(reader(1, key) + &second.replace("address = 1", "address = 2")).is_ok());
     }
 
     #[test]

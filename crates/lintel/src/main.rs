@@ -439,6 +439,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         }),
         lookup: config.lookup_config()?,
         mqtt: config.mqtt_config(),
+        osdp: config.osdp_config()?,
     };
     Ok((store, server))
 }

@@ -250,6 +250,13 @@ pub enum DriverConfig {
         #[serde(default = "default_offline_max_age")]
         offline_max_age: u32,
     },
+    /// An OSDP reader's output (a relay wired to the strike), switched on for the opening;
+    /// the reader is one of the `[[osdp.readers]]` in the configuration, by name.
+    Osdp {
+        reader: String,
+        #[serde(default)]
+        output: u8,
+    },
 }
 
 fn default_offline_max_age() -> u32 {
@@ -312,6 +319,7 @@ impl DriverConfig {
             Self::Shelly { .. } => "shelly",
             Self::Http { .. } => "http",
             Self::Mqtt { .. } => "mqtt",
+            Self::Osdp { .. } => "osdp",
         }
     }
 
@@ -333,7 +341,8 @@ impl DriverConfig {
                     *body = Some(serde_json::Value::String(REDACTED.into()));
                 }
             }
-            Self::None {} | Self::Mqtt { .. } => {}
+            // A controller's id, a reader's name and an output number: nothing secret.
+            Self::None {} | Self::Mqtt { .. } | Self::Osdp { .. } => {}
         }
         shown
     }

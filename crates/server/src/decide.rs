@@ -79,6 +79,15 @@ impl Decider {
     }
 
     pub async fn decide(&self, ask: Ask<'_>) -> Result<DecisionResponse, ApiError> {
+        self.decide_noting(ask, serde_json::Map::new()).await
+    }
+
+    /// [`Decider::decide`], adding `note` to the decision's event (e.g. which reader asked).
+    pub async fn decide_noting(
+        &self,
+        ask: Ask<'_>,
+        note: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<DecisionResponse, ApiError> {
         let presented = self.present(ask.credential)?;
         let at = ask.at.unwrap_or_else(Utc::now);
         let now = Instant::now();
@@ -142,6 +151,9 @@ impl Decider {
         }
         if let Some(looked) = &looked {
             looked.annotate(&mut event.data);
+        }
+        if let serde_json::Value::Object(fields) = &mut event.data {
+            fields.extend(note);
         }
         self.record(decision, event, response).await
     }

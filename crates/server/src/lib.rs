@@ -15,6 +15,7 @@ mod limiter;
 pub mod lockcloud;
 pub mod lookup;
 mod notify;
+pub mod osdp;
 pub mod problem;
 pub mod secrets;
 mod ui;
@@ -40,6 +41,7 @@ pub use limiter::LimiterConfig;
 pub use lockcloud::LockCloudConfig;
 pub use lookup::LookupConfig;
 pub use notify::{SmsConfig, SmtpConfig};
+pub use osdp::OsdpConfig;
 pub use users::OidcConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
@@ -83,6 +85,8 @@ pub struct ServerConfig {
     pub lookup: Option<LookupConfig>,
     /// The MQTT broker door controllers hang off, when `[mqtt]` is configured.
     pub mqtt: Option<lintel_doors::mqtt::MqttConfig>,
+    /// The OSDP readers, when `[osdp]` is configured.
+    pub osdp: Option<OsdpConfig>,
 }
 
 #[derive(Clone)]
@@ -128,6 +132,8 @@ pub enum ServeError {
     SigningKey(#[from] lintel_signed::CertError),
     #[error(transparent)]
     Mqtt(#[from] lintel_doors::mqtt::MqttError),
+    #[error("[osdp] is not usable: {0}")]
+    Osdp(#[from] lintel_doors::osdp::OsdpError),
 }
 
 impl AppState {
@@ -220,6 +226,9 @@ pub async fn serve(
     }
     if state.inner.config.smtp.is_some() || state.inner.config.sms.is_some() {
         notify::spawn_sender(state.clone());
+    }
+    if let Some(osdp) = state.inner.config.osdp.clone() {
+        osdp::spawn(state.clone(), osdp).await?;
     }
     let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%addr, "lintel is ready");

@@ -15,6 +15,7 @@ mod ldap;
 mod lookup;
 mod mqtt;
 mod operations;
+mod osdp;
 mod security;
 mod signed;
 mod slack;

@@ -1016,6 +1016,7 @@ fn door_view(d: &Door, tz: Tz) -> DoorView {
                 format!("MQTT controller {controller} (offline list holds {} h)", offline_max_age / 3600)
             }
             DriverConfig::None {} => String::new(),
+            DriverConfig::Osdp { reader, output } => format!("OSDP reader {reader}, output {output}"),
         },
         state,
         tone,
