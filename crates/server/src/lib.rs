@@ -80,6 +80,9 @@ pub struct ServerConfig {
     pub lockcloud: Option<LockCloudConfig>,
     /// The badge identity lookup, when `[lookup]` is configured (its route is the operator's).
     pub lookup: Option<LookupConfig>,
+    /// Where people's photos are kept as `<person id>.jpg` (the CRM fetches its members'
+    /// there; an operator may put anyone's there): `[crm] photos_dir`, else beside the database.
+    pub photos_dir: std::path::PathBuf,
 }
 
 #[derive(Clone)]

@@ -16,4 +16,5 @@ mod operations;
 mod security;
 mod signed;
 mod slack;
+mod stations;
 mod work;
