@@ -123,6 +123,49 @@ impl PersonSlot {
     }
 }
 
+/// A person's newest card that carries a revocation code: what a station's `member` ask
+/// is checked against. Only holders of such cards have one, so people without them cost
+/// nothing. Its code is the person's *current* one: every older card's code stops working
+/// for stations when a newer card is issued, and when this card is revoked the person has
+/// no current code until the next card (an older card never comes back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemberCard {
+    person: Pk,
+    credential: Pk,
+    /// [`revocation_hash`] of the card's code (never 0: only cards with a code count).
+    revocation: u64,
+    active: bool,
+}
+
+impl MemberCard {
+    /// The card a credential is, if it is one that carries a revocation code.
+    fn of(cred: &IndexCredential) -> Option<(Pk, Self)> {
+        let person = cred.person?;
+        (cred.kind == CredentialKind::Card && cred.revocation != 0).then_some((
+            person,
+            Self {
+                person,
+                credential: cred.pk,
+                revocation: cred.revocation,
+                active: cred.status == CredentialStatus::Active,
+            },
+        ))
+    }
+
+    /// The newest card wins, whatever its status (see the type's documentation).
+    fn supersedes(&self, other: &Self) -> bool {
+        other.person != self.person || self.credential >= other.credential
+    }
+}
+
+/// Stations name people by id; the member-card table is keyed by a 64-bit hash of the id
+/// (8 bytes instead of the id itself) and every hit is checked against the person's id.
+fn person_id_hash(id: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
 /// The hash kept for a revocation code: codes are not secret, so a 64-bit SipHash (with
 /// fixed keys) saves memory; finding another code with the same hash would take about
 /// 2^64 tries, and knowing the current code is needed to aim at it.
@@ -157,6 +200,15 @@ pub struct Consume {
     pub pass: bool,
     /// The decision's credential, a single-use backup code.
     pub backup_code: bool,
+}
+
+/// A station's question: the person and revocation code written on its card.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberQuery<'a> {
+    pub door: &'a str,
+    pub person_id: &'a str,
+    pub revocation_code: &'a str,
+    pub at: DateTime<Utc>,
 }
 
 /// The question, with the credential already turned into its key.
@@ -224,6 +276,12 @@ impl ShardKey for CredentialKey {
 impl ShardKey for Pk {
     fn shard(&self) -> usize {
         mix(*self as u64)
+    }
+}
+
+impl ShardKey for u64 {
+    fn shard(&self) -> usize {
+        mix(*self)
     }
 }
 
@@ -368,6 +426,8 @@ pub struct Index {
     credentials: Sharded<CredentialKey, StoredCredential>,
     grants: Sharded<Pk, Arc<IndexGrant>>,
     person_grants: Sharded<Pk, Box<[Pk]>>,
+    /// By [`person_id_hash`] of the holder's id.
+    member_cards: Sharded<u64, MemberCard>,
 }
 
 impl Default for Index {
@@ -380,6 +440,7 @@ impl Default for Index {
             credentials: Sharded::new(),
             grants: Sharded::new(),
             person_grants: Sharded::new(),
+            member_cards: Sharded::new(),
         }
     }
 }
@@ -402,6 +463,8 @@ pub struct IndexBuilder {
     groups: FastMap<Pk, IndexGroup>,
     memberships: FastMap<Pk, Vec<Pk>>,
     grants: Vec<IndexGrant>,
+    /// By person key until the people's ids are known.
+    member_cards: FastMap<Pk, MemberCard>,
 }
 
 impl Default for IndexBuilder {
@@ -413,6 +476,7 @@ impl Default for IndexBuilder {
             groups: FastMap::default(),
             memberships: FastMap::default(),
             grants: Vec::new(),
+            member_cards: FastMap::default(),
         }
     }
 }
@@ -423,6 +487,12 @@ impl IndexBuilder {
     }
 
     pub fn credential(&mut self, key: CredentialKey, credential: IndexCredential) {
+        if let Some((person, card)) = MemberCard::of(&credential) {
+            let slot = self.member_cards.entry(person).or_insert(card);
+            if card.supersedes(slot) {
+                *slot = card;
+            }
+        }
         upsert_credential(&mut self.credentials[key.shard()], key, credential.into());
     }
 
@@ -460,7 +530,13 @@ impl IndexBuilder {
             credentials: Sharded::from_shards(self.credentials),
             grants: Sharded::new(),
             person_grants: Sharded::new(),
+            member_cards: Sharded::new(),
         };
+        for (person, card) in self.member_cards {
+            if let Some(p) = index.person(person) {
+                index.member_cards.insert(person_id_hash(&p.id), card);
+            }
+        }
         for grant in self.grants {
             index.put_grant(grant);
         }
@@ -606,6 +682,43 @@ impl Index {
         self.decide_person_at_door(d, door, person_pk, q.at, cred.kind == CredentialKind::BackupCode)
     }
 
+    /// May the person a station's card names check in at this door (or use this tool)?
+    /// Unknown person, then suspended, then the card's revocation code against the
+    /// person's current one, then skill and grants as for any credential. Pure, like
+    /// [`Self::decide`]; the decision names the person's current card.
+    pub fn decide_member(&self, q: &MemberQuery<'_>) -> Decision {
+        let Some(door) = self.doors_by_id.get(q.door) else {
+            return Decision::deny(Reason::UnknownDoor, "no door has this id");
+        };
+        let card = self
+            .member_cards
+            .get(&person_id_hash(q.person_id))
+            .filter(|card| self.person(card.person).is_some_and(|p| p.id == q.person_id));
+        let Some(card) = card else {
+            let mut d = Decision::deny(Reason::UnknownMember, "nobody with this id holds a card");
+            d.door = Some(door.pk);
+            return d;
+        };
+        let mut d = Decision::deny(Reason::PersonSuspended, "the person is suspended");
+        d.door = Some(door.pk);
+        d.person = Some(card.person);
+        d.credential = Some(card.credential);
+        if self.person(card.person).is_some_and(|p| p.suspended) {
+            return d;
+        }
+        if revocation_hash(Some(q.revocation_code)) != card.revocation {
+            d.reason = Reason::RevokedCard;
+            d.detail = "the card's revocation code is not the person's current one".into();
+            return d;
+        }
+        if !card.active {
+            d.reason = Reason::CredentialRevoked;
+            d.detail = "the person's current card has been revoked".into();
+            return d;
+        }
+        self.decide_person_at_door(d, door, card.person, q.at, false)
+    }
+
     /// May this person open this door at this moment, on their own authority rather than
     /// a presented credential (a button in chat, a signed operation)? Pure, like [`Self::decide`].
     pub fn decide_for_person(&self, door: &str, person: Pk, at: DateTime<Utc>) -> Decision {
@@ -706,10 +819,14 @@ impl Index {
         for change in changes {
             match change {
                 Change::Person(pk, person) => {
+                    if person.is_none() {
+                        next.forget_member_card(*pk);
+                    }
                     let groups = next.people.get(*pk).and_then(|slot| slot.groups.clone());
                     next.people.set(*pk, PersonSlot { person: person.clone(), groups }.occupied());
                 }
                 Change::Credential(key, cred) => {
+                    next.note_member_card(cred);
                     upsert_credential(next.credentials.shard_mut(key), *key, cred.clone().into())
                 }
                 Change::Door(pk, door) => {
@@ -767,6 +884,21 @@ impl Index {
             next.derive_group_grants();
         }
         next
+    }
+
+    fn note_member_card(&mut self, cred: &IndexCredential) {
+        let Some((person, card)) = MemberCard::of(cred) else { return };
+        let Some(id) = self.person(person).map(|p| person_id_hash(&p.id)) else { return };
+        if self.member_cards.get(&id).is_none_or(|old| card.supersedes(old)) {
+            self.member_cards.insert(id, card);
+        }
+    }
+
+    fn forget_member_card(&mut self, person: Pk) {
+        let Some(id) = self.person(person).map(|p| person_id_hash(&p.id)) else { return };
+        if self.member_cards.get(&id).is_some_and(|card| card.person == person) {
+            self.member_cards.remove(&id);
+        }
     }
 
     fn put_grant(&mut self, grant: IndexGrant) {

@@ -1,7 +1,8 @@
 //! `lintel bench`: the figures the foundation asks for, in one table.
 //!
 //! 1. in-process decision latency (p50/p99) and index memory per credential, at 10k,
-//!    100k and 1M credentials;
+//!    100k and 1M credentials: cards read by UID, and station cards (a person id and a
+//!    revocation code, the `member` kind);
 //! 2. importing 100k people with cards into SQLite;
 //! 3. HTTP decisions per second at concurrency 1 and 32, side by side with a trivial
 //!    server answering a fixed 60-byte JSON (the floor), both driven by `wrk`;
@@ -20,7 +21,7 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use lintel_core::{
     Change, CompiledSchedule, CredentialKey, DoorSet, IndexBuilder, IndexCredential, IndexDoor, IndexGrant, IndexGroup,
-    IndexPerson, Query, Subject,
+    IndexPerson, MemberQuery, Query, Subject, revocation_hash,
 };
 use lintel_proto::{CredentialKind, CredentialStatus, Schedule, ScheduleRule, Weekday};
 
@@ -85,7 +86,22 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// How the benchmark's readers ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asks {
+    /// By the card's UID (no revocation code).
+    Cards,
+    /// As a makerspace station: the person's id and the card's revocation code.
+    Stations,
+}
+
+/// The revocation code written on person `i`'s station card.
+fn station_code(i: u64) -> String {
+    format!("r{}", i % 997)
+}
+
 struct InProcess {
+    asks: Asks,
     credentials: u64,
     p50_ns: u64,
     p99_ns: u64,
@@ -95,7 +111,7 @@ struct InProcess {
 
 /// A world like a real space: every person has one card and is in one of ten groups,
 /// each with a group grant on the door (half of them with a weekly schedule).
-fn in_process(n: u64) -> InProcess {
+fn in_process(n: u64, asks: Asks) -> InProcess {
     let before = live_bytes();
     let mut b = IndexBuilder::default();
     b.door(IndexDoor { pk: 1, id: "front".into(), required_skill: None });
@@ -129,7 +145,10 @@ fn in_process(n: u64) -> InProcess {
             person: Some(i),
             kind: CredentialKind::Card,
             status: CredentialStatus::Active,
-            revocation: 0,
+            revocation: match asks {
+                Asks::Cards => 0,
+                Asks::Stations => revocation_hash(Some(&station_code(i as u64))),
+            },
             digest: None,
         };
         b.credential(CredentialKey::card_bytes(&uid(i as u64)), credential);
@@ -139,22 +158,37 @@ fn in_process(n: u64) -> InProcess {
 
     let probes = 1_000_000.min(n * 10);
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let keys: Vec<CredentialKey> = (0..probes)
+    let people: Vec<u64> = (0..probes)
         .map(|_| {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            CredentialKey::card_bytes(&uid(rng % n + 1))
+            rng % n + 1
         })
         .collect();
     let at = Utc::now();
-    let mut times = Vec::with_capacity(keys.len());
+    let mut times = Vec::with_capacity(people.len());
     let mut allowed = 0u64;
-    for key in &keys {
-        let start = Instant::now();
-        let d = index.decide(&Query { door: "front", key: *key, digest: None, revocation_code: None, at });
-        times.push(start.elapsed().as_nanos() as u64);
-        allowed += u64::from(d.allowed());
+    match asks {
+        Asks::Cards => {
+            let keys: Vec<CredentialKey> = people.iter().map(|i| CredentialKey::card_bytes(&uid(*i))).collect();
+            for key in &keys {
+                let start = Instant::now();
+                let d = index.decide(&Query { door: "front", key: *key, digest: None, revocation_code: None, at });
+                times.push(start.elapsed().as_nanos() as u64);
+                allowed += u64::from(d.allowed());
+            }
+        }
+        Asks::Stations => {
+            let cards: Vec<(String, String)> = people.iter().map(|i| (format!("p-{i:08}"), station_code(*i))).collect();
+            for (person_id, code) in &cards {
+                let start = Instant::now();
+                let q = MemberQuery { door: "front", person_id, revocation_code: code, at };
+                let d = index.decide_member(&q);
+                times.push(start.elapsed().as_nanos() as u64);
+                allowed += u64::from(d.allowed());
+            }
+        }
     }
     assert_eq!(allowed, probes, "every probe is an enrolled card with a grant");
     times.sort_unstable();
@@ -179,6 +213,7 @@ fn in_process(n: u64) -> InProcess {
     }
     let patch_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
     InProcess {
+        asks,
         credentials: n,
         p50_ns: percentile(&times, 0.5),
         p99_ns: percentile(&times, 0.99),
@@ -191,8 +226,12 @@ fn print_in_process(rows: &[InProcess]) {
     println!("| in-process decisions | p50 | p99 | index bytes/credential | patch (one change) |");
     println!("|---|---|---|---|---|");
     for r in rows {
+        let what = match r.asks {
+            Asks::Cards => "credentials",
+            Asks::Stations => "station cards (member asks)",
+        };
         println!(
-            "| {} credentials | {} ns | {} ns | {:.0} | {:.0} µs |",
+            "| {} {what} | {} ns | {} ns | {:.0} | {:.0} µs |",
             r.credentials, r.p50_ns, r.p99_ns, r.bytes_per_credential, r.patch_us
         );
     }
@@ -273,9 +312,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let sizes: &[u64] = if args.quick { &[10_000, 100_000] } else { &[10_000, 100_000, 1_000_000] };
     let mut rows = Vec::new();
-    for &n in sizes {
-        eprintln!("in-process: building an index of {n} credentials ...");
-        rows.push(in_process(n));
+    for asks in [Asks::Cards, Asks::Stations] {
+        for &n in sizes {
+            eprintln!("in-process: building an index of {n} credentials ({asks:?}) ...");
+            rows.push(in_process(n, asks));
+        }
     }
 
     if args.in_process_only {

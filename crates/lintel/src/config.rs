@@ -327,6 +327,15 @@ fn default_crm_timeout_ms() -> u64 {
 }
 
 impl Config {
+    /// Where people's photos are kept: `[crm] photos_dir`, else `photos` beside the SQLite
+    /// file (else `./photos`), with or without the CRM.
+    pub fn photos_dir(&self) -> PathBuf {
+        self.crm
+            .as_ref()
+            .and_then(|c| c.photos_dir.clone())
+            .unwrap_or_else(|| crate::keys::default_path(&self.database_url).with_file_name("photos"))
+    }
+
     /// The CRM's settings, checked.
     pub fn crm_config(&self) -> anyhow::Result<Option<lintel_server::CrmConfig>> {
         let Some(c) = &self.crm else { return Ok(None) };
@@ -335,10 +344,7 @@ impl Config {
                 bail!("[crm] {key} must be an https:// URL");
             }
         }
-        let photos_dir = c
-            .photos_dir
-            .clone()
-            .unwrap_or_else(|| crate::keys::default_path(&self.database_url).with_file_name("photos"));
+        let photos_dir = self.photos_dir();
         Ok(Some(lintel_server::CrmConfig {
             base_url: c.base_url.clone(),
             token_url: c.token_url.clone(),

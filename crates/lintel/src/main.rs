@@ -147,8 +147,14 @@ enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// `admin` (everything) or `decisions` (only ask decisions: a station's token).
+        #[arg(long, default_value = "admin", value_parser = ["admin", "decisions"])]
+        scope: String,
+        /// With `--scope decisions`: the only door the token may ask about.
+        #[arg(long)]
+        door: Option<String>,
     },
-    /// List token names.
+    /// List token names (with their scope).
     List,
     /// Revoke a token by name.
     Revoke {
@@ -289,13 +295,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Token { command } => {
             let store = open_store(&config).await?;
             match command {
-                TokenCommand::Create { name } => {
+                TokenCommand::Create { name, scope, door } => {
                     let valid = !name.is_empty()
                         && name.len() <= 64
                         && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
                     anyhow::ensure!(valid, "a token name is 1 to 64 letters, digits, - _ .");
+                    let scope = match (scope.as_str(), door) {
+                        ("admin", None) => lintel_store::TokenScope::Admin,
+                        ("admin", Some(_)) => anyhow::bail!("--door goes with --scope decisions"),
+                        (_, door) => {
+                            if let Some(door) = &door {
+                                lintel_server::validate::id("door", door).map_err(|e| anyhow::anyhow!(e.detail))?;
+                            }
+                            lintel_store::TokenScope::Decisions { door }
+                        }
+                    };
                     let token = lintel_server::secrets::generate("lat_");
-                    store.create_token(&name, &hex::encode(lintel_server::secrets::digest(&token))).await?;
+                    store.create_token(&name, &hex::encode(lintel_server::secrets::digest(&token)), &scope).await?;
                     println!("{token}");
                     eprintln!("token {name:?} created; it is shown only this once");
                 }
@@ -304,7 +320,12 @@ async fn main() -> anyhow::Result<()> {
                         let at = chrono::DateTime::from_timestamp_micros(t.created_at)
                             .map(|t| t.to_rfc3339())
                             .unwrap_or_default();
-                        println!("{}\t{at}", t.name);
+                        let scope = match &t.scope {
+                            lintel_store::TokenScope::Admin => "admin".to_owned(),
+                            lintel_store::TokenScope::Decisions { door: None } => "decisions".to_owned(),
+                            lintel_store::TokenScope::Decisions { door: Some(door) } => format!("decisions:{door}"),
+                        };
+                        println!("{}\t{at}\t{scope}", t.name);
                     }
                 }
                 TokenCommand::Revoke { name } => {
@@ -440,6 +461,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         lookup: config.lookup_config()?,
         mqtt: config.mqtt_config(),
         osdp: config.osdp_config()?,
+        photos_dir: config.photos_dir(),
     };
     Ok((store, server))
 }

@@ -88,6 +88,12 @@ pub enum PresentedCredential {
     BackupCode {
         code: String,
     },
+    /// What a makerspace station reads from its card: the person's id and the card's
+    /// revocation code, which must be the person's current one.
+    Member {
+        person_id: String,
+        revocation_code: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -115,6 +121,9 @@ pub struct DecisionResponse {
     /// With `rate_limited`: seconds until this source may try again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// The person's display name, for a station to show; only in answers to `member` asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// The answer to an open request: the decision and, when allowed, what the door did.

@@ -1,6 +1,7 @@
 //! Admin authentication: `Authorization: Bearer <token>`, checked against the SHA-256
 //! digests of the tokens in the store (cached, refreshed when the directory changes) and
-//! the token from the environment, always in constant time.
+//! the token from the environment, always in constant time. A token scoped to decisions
+//! (a station's) passes only [`Asker`], never [`Admin`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use lintel_core::Digest;
 use lintel_core::credential::digests_equal;
-use lintel_store::{Store, StoreError};
+use lintel_store::{Store, StoreError, TokenScope};
 
 use crate::AppState;
 use crate::problem::ApiError;
@@ -20,17 +21,17 @@ use crate::secrets::digest;
 
 #[derive(Clone)]
 pub struct Tokens {
-    by_digest: Arc<ArcSwap<HashMap<Digest, String>>>,
+    by_digest: Arc<ArcSwap<HashMap<Digest, (String, TokenScope)>>>,
     from_env: Option<Digest>,
 }
 
-async fn read_tokens(store: &Store) -> Result<HashMap<Digest, String>, StoreError> {
+async fn read_tokens(store: &Store) -> Result<HashMap<Digest, (String, TokenScope)>, StoreError> {
     let mut map = HashMap::new();
-    for (name, hex_digest) in store.token_digests().await? {
+    for (name, hex_digest, scope) in store.token_digests().await? {
         if let Ok(bytes) = hex::decode(&hex_digest)
             && let Ok(d) = Digest::try_from(bytes.as_slice())
         {
-            map.insert(d, name);
+            map.insert(d, (name, scope));
         }
     }
     Ok(map)
@@ -66,15 +67,20 @@ impl Tokens {
         });
     }
 
-    /// The name of the token presented, if it is one.
+    /// The name of the admin token presented, if it is one (a scoped token is not).
     pub fn check(&self, presented: &str) -> Option<String> {
+        self.check_scoped(presented).and_then(|(name, scope)| (scope == TokenScope::Admin).then_some(name))
+    }
+
+    /// The name and scope of the token presented, if it is one.
+    pub fn check_scoped(&self, presented: &str) -> Option<(String, TokenScope)> {
         let d = digest(presented);
         if self.from_env.as_ref().is_some_and(|env| digests_equal(env, &d)) {
-            return Some("environment".into());
+            return Some(("environment".into(), TokenScope::Admin));
         }
         let map = self.by_digest.load();
-        let (stored, name) = map.get_key_value(&d)?;
-        digests_equal(stored, &d).then(|| name.clone())
+        let (stored, token) = map.get_key_value(&d)?;
+        digests_equal(stored, &d).then(|| token.clone())
     }
 }
 
@@ -94,5 +100,41 @@ impl FromRequestParts<AppState> for Admin {
         let token = bearer(parts)
             .ok_or_else(|| ApiError::unauthorized("send an admin token as Authorization: Bearer <token>"))?;
         state.inner.tokens.check(token).map(Admin).ok_or_else(|| ApiError::unauthorized("the token is not valid"))
+    }
+}
+
+/// Who may ask decisions: an admin token, or a token scoped to decisions (a station's),
+/// which may be limited to one door.
+pub struct Asker {
+    pub name: String,
+    /// The only door this token may ask about; `None` for any.
+    pub door: Option<String>,
+}
+
+impl Asker {
+    /// Refuses a question about another door than the token's own.
+    pub fn may_ask_at(&self, door: &str) -> Result<(), ApiError> {
+        match &self.door {
+            Some(own) if own != door => Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("the token {:?} may only ask about the door {own:?}", self.name),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Asker {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token =
+            bearer(parts).ok_or_else(|| ApiError::unauthorized("send a token as Authorization: Bearer <token>"))?;
+        match state.inner.tokens.check_scoped(token) {
+            Some((name, TokenScope::Admin)) => Ok(Self { name, door: None }),
+            Some((name, TokenScope::Decisions { door })) => Ok(Self { name, door }),
+            None => Err(ApiError::unauthorized("the token is not valid")),
+        }
     }
 }

@@ -93,6 +93,18 @@ pub fn crm_id_of_uid(uid: &str) -> Option<String> {
     (crm::valid_id(id) && card_uid(id) == uid).then(|| id.to_owned())
 }
 
+/// The person a station's card names, when it carries a CRM number (`1001` is
+/// `crm-1001`); ids of lintel's own people are not numbers alone.
+pub fn member_person_id(presented: &str) -> Option<String> {
+    crm::valid_id(presented).then(|| person_id(presented))
+}
+
+/// The CRM member a station's card names: by number, or as their lintel person.
+fn crm_id_of_member(presented: &str) -> Option<String> {
+    let id = presented.strip_prefix("crm-").unwrap_or(presented);
+    crm::valid_id(id).then(|| id.to_owned())
+}
+
 /// A member id as an operator may type it (`00123` is member 123).
 fn member_id(typed: &str) -> Result<String, ApiError> {
     let digits = typed.trim();
@@ -194,11 +206,15 @@ impl Crm {
     /// Whether this decision should ask the CRM first. Runs on every card decision when
     /// `[crm]` is configured: a prefix test, and for CRM members one look into a map.
     pub(crate) fn wants(&self, index: &Index, decision: &Decision, credential: &PresentedCredential) -> Option<Wanted> {
-        let PresentedCredential::Card { uid, .. } = credential else { return None };
-        match decision.reason {
-            Reason::UnknownCredential => crm_id_of_uid(uid).map(|crm_id| Wanted { crm_id, known: None }),
-            Reason::UnknownDoor | Reason::RateLimited => None,
-            _ => {
+        match (credential, decision.reason) {
+            (_, Reason::UnknownDoor | Reason::RateLimited) => None,
+            (PresentedCredential::Card { uid, .. }, Reason::UnknownCredential) => {
+                crm_id_of_uid(uid).map(|crm_id| Wanted { crm_id, known: None })
+            }
+            (PresentedCredential::Member { person_id, .. }, Reason::UnknownMember) => {
+                crm_id_of_member(person_id).map(|crm_id| Wanted { crm_id, known: None })
+            }
+            (PresentedCredential::Card { .. } | PresentedCredential::Member { .. }, _) => {
                 let pk = decision.person?;
                 let crm_id = index.person(pk)?.id.strip_prefix("crm-")?;
                 if !crm::valid_id(crm_id) {
@@ -208,6 +224,7 @@ impl Crm {
                 let fresh = fetched.is_some_and(|at| self.is_fresh(at));
                 (!fresh).then(|| Wanted { crm_id: crm_id.to_owned(), known: Some(pk) })
             }
+            _ => None,
         }
     }
 
@@ -451,10 +468,8 @@ impl Crm {
         Ok(card)
     }
 
-    /// Where a person's photo is kept; `None` for an id that could leave the folder.
     pub fn photo_path(&self, person_id: &str) -> Option<PathBuf> {
-        let safe = crate::validate::id("id", person_id).is_ok() && !person_id.contains("..");
-        safe.then(|| self.config.photos_dir.join(format!("{person_id}.jpg")))
+        photo_path(&self.config.photos_dir, person_id)
     }
 
     /// Fetches a member's photo into the photos folder (best effort: a failure is logged
@@ -505,10 +520,16 @@ pub async fn issue_card(s: &AppState, member: &str) -> Result<CardToWrite, ApiEr
     crm_of(s)?.issue_card(member).await
 }
 
-/// A person's photo (JPEG), for the API and the web UI; `None` when there is none (or no
-/// `[crm]`, which is what keeps the photos folder). An unknown person is a 404.
+/// Where a person's photo is kept; `None` for an id that could leave the folder.
+fn photo_path(dir: &std::path::Path, person_id: &str) -> Option<PathBuf> {
+    let safe = crate::validate::id("id", person_id).is_ok() && !person_id.contains("..");
+    safe.then(|| dir.join(format!("{person_id}.jpg")))
+}
+
+/// A person's photo (JPEG), for the API and the web UI; `None` when there is none. An
+/// unknown person is a 404.
 pub async fn photo(s: &AppState, person_id: &str) -> Result<Option<Vec<u8>>, ApiError> {
-    let Some(path) = s.inner.crm.as_ref().and_then(|crm| crm.photo_path(person_id)) else { return Ok(None) };
+    let Some(path) = photo_path(&s.inner.config.photos_dir, person_id) else { return Ok(None) };
     s.inner.directory.store.person(person_id).await?;
     match tokio::fs::read(&path).await {
         Ok(jpeg) => Ok(Some(jpeg)),
@@ -518,6 +539,12 @@ pub async fn photo(s: &AppState, person_id: &str) -> Result<Option<Vec<u8>>, Api
             Ok(None)
         }
     }
+}
+
+/// Whether a person has a photo (for pages, which show initials otherwise).
+pub async fn has_photo(s: &AppState, person_id: &str) -> bool {
+    let Some(path) = photo_path(&s.inner.config.photos_dir, person_id) else { return false };
+    tokio::fs::try_exists(&path).await.unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -535,6 +562,17 @@ mod tests {
         for uid in ["04A1B2C3", "0012", "00001001", "123", "", "1001X"] {
             assert_eq!(crm_id_of_uid(uid), None, "{uid}");
         }
+    }
+
+    #[test]
+    fn station_cards_name_crm_members_by_number() {
+        assert_eq!(member_person_id("1001").as_deref(), Some("crm-1001"));
+        for lintel_id in ["ann", "crm-1001", "p-17", "01001", ""] {
+            assert_eq!(member_person_id(lintel_id), None, "{lintel_id}");
+        }
+        assert_eq!(crm_id_of_member("1001").as_deref(), Some("1001"));
+        assert_eq!(crm_id_of_member("crm-1001").as_deref(), Some("1001"));
+        assert_eq!(crm_id_of_member("ann"), None);
     }
 
     #[test]

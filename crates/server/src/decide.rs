@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use lintel_core::credential::{normalize_uid, pin_digest, validate_pin};
-use lintel_core::{CredentialKey, Decision, Digest, Query, Reason};
+use lintel_core::{CredentialKey, Decision, Digest, Index, MemberQuery, Query, Reason};
 use lintel_proto::{DecisionResponse, PresentedCredential};
 use lintel_store::{NewEvent, PendingDecision, credential_id, grant_id};
 
@@ -34,12 +34,39 @@ pub struct Ask<'a> {
     pub source: String,
 }
 
-struct Presented {
-    key: CredentialKey,
-    digest: Option<Digest>,
-    revocation_code: Option<String>,
-    /// Short or typed credentials are what a guesser would try.
-    guessable: bool,
+enum Presented {
+    /// Found by its key in the index.
+    Keyed {
+        key: CredentialKey,
+        digest: Option<Digest>,
+        revocation_code: Option<String>,
+        /// Short or typed credentials are what a guesser would try.
+        guessable: bool,
+    },
+    /// A station's card: the person (as lintel names them) and the card's revocation code.
+    /// Not counted as guessing, like a card: a station reads what its card carries.
+    Member { person_id: String, revocation_code: String },
+}
+
+impl Presented {
+    fn guessable(&self) -> bool {
+        matches!(self, Self::Keyed { guessable: true, .. })
+    }
+
+    fn decide(&self, index: &Index, door: &str, at: DateTime<Utc>) -> Decision {
+        match self {
+            Self::Keyed { key, digest, revocation_code, .. } => index.decide(&Query {
+                door,
+                key: *key,
+                digest: digest.as_ref(),
+                revocation_code: revocation_code.as_deref(),
+                at,
+            }),
+            Self::Member { person_id, revocation_code } => {
+                index.decide_member(&MemberQuery { door, person_id, revocation_code, at })
+            }
+        }
+    }
 }
 
 impl Decider {
@@ -55,25 +82,46 @@ impl Decider {
         Ok(match credential {
             PresentedCredential::Card { uid, revocation_code } => {
                 let key = CredentialKey::card(uid).map_err(|e| ApiError::invalid(e.to_string()))?;
-                Presented { key, digest: None, revocation_code: revocation_code.clone(), guessable: false }
+                Presented::Keyed { key, digest: None, revocation_code: revocation_code.clone(), guessable: false }
             }
             PresentedCredential::Pin { pin } => {
                 validate_pin(pin).map_err(|e| ApiError::invalid(e.to_string()))?;
                 let d = pin_digest(&self.pin_key, pin);
-                Presented { key: CredentialKey::pin(&d), digest: Some(d), revocation_code: None, guessable: true }
+                Presented::Keyed {
+                    key: CredentialKey::pin(&d),
+                    digest: Some(d),
+                    revocation_code: None,
+                    guessable: true,
+                }
             }
             PresentedCredential::Secret { secret } => {
                 let d = secrets::digest(secret);
-                Presented { key: CredentialKey::secret(&d), digest: Some(d), revocation_code: None, guessable: true }
+                Presented::Keyed {
+                    key: CredentialKey::secret(&d),
+                    digest: Some(d),
+                    revocation_code: None,
+                    guessable: true,
+                }
             }
             PresentedCredential::BackupCode { code } => {
                 let d = secrets::backup_code_digest(code);
-                Presented {
+                Presented::Keyed {
                     key: CredentialKey::backup_code(&d),
                     digest: Some(d),
                     revocation_code: None,
                     guessable: true,
                 }
+            }
+            PresentedCredential::Member { person_id, revocation_code } => {
+                crate::validate::id("person_id", person_id)?;
+                crate::validate::text("revocation_code", revocation_code, 64)?;
+                // With the makerspace CRM, a card carries the member's CRM number.
+                let person_id = self
+                    .crm
+                    .as_ref()
+                    .and_then(|_| crate::crm::member_person_id(person_id))
+                    .unwrap_or_else(|| person_id.clone());
+                Presented::Member { person_id, revocation_code: revocation_code.clone() }
             }
         })
     }
@@ -93,14 +141,7 @@ impl Decider {
         let now = Instant::now();
         let mut index = self.directory.index();
         let started = Instant::now();
-        let lock = presented.guessable.then(|| self.limiter.locked(&ask.source, now)).flatten();
-        let query = Query {
-            door: ask.door,
-            key: presented.key,
-            digest: presented.digest.as_ref(),
-            revocation_code: presented.revocation_code.as_deref(),
-            at,
-        };
+        let lock = presented.guessable().then(|| self.limiter.locked(&ask.source, now)).flatten();
         let mut decision = match lock {
             Some(Lock { wait, .. }) => Decision {
                 reason: Reason::RateLimited,
@@ -112,7 +153,7 @@ impl Decider {
                 consume: Default::default(),
                 fallback_grants: Vec::new(),
             },
-            None => index.decide(&query),
+            None => presented.decide(&index, ask.door, at),
         };
         metrics::histogram!("lintel_decision_seconds").record(started.elapsed().as_secs_f64());
         // The makerspace CRM is asked first about an unknown card that carries a member's id,
@@ -124,11 +165,11 @@ impl Decider {
             drop(index);
             let outcome = crm.refresh(wanted).await;
             index = self.directory.index();
-            decision = outcome.adjust(index.decide(&query));
+            decision = outcome.adjust(presented.decide(&index, ask.door, at));
             looked = Some(outcome);
         }
         // A wrong guess, or a probe for door ids, counts against the source.
-        if presented.guessable && matches!(decision.reason, Reason::UnknownCredential | Reason::UnknownDoor) {
+        if presented.guessable() && matches!(decision.reason, Reason::UnknownCredential | Reason::UnknownDoor) {
             self.limiter.failure(&ask.source, now);
         }
         let mut response = response_for(&index, &decision);
@@ -138,6 +179,9 @@ impl Decider {
             if !ask.dry_run {
                 metrics::counter!("lintel_decisions_total", "result" => "denied", "reason" => Reason::RateLimited.as_str())
                     .increment(1);
+            }
+            if matches!(presented, Presented::Member { .. }) {
+                response.name = self.name_of(decision.person).await;
             }
             return Ok(response);
         }
@@ -149,13 +193,35 @@ impl Decider {
         {
             event.data["uid"] = normalize_uid(uid).unwrap_or_default().into();
         }
+        // Likewise the id a station's card named when nobody has it.
+        if let Presented::Member { person_id, .. } = &presented
+            && decision.person.is_none()
+        {
+            event.data["member"] = person_id.as_str().into();
+        }
         if let Some(looked) = &looked {
             looked.annotate(&mut event.data);
         }
         if let serde_json::Value::Object(fields) = &mut event.data {
             fields.extend(note);
         }
-        self.record(decision, event, response).await
+        if !matches!(presented, Presented::Member { .. }) {
+            return self.record(decision, event, response).await;
+        }
+        // A station shows the person's name. Names are not in the index (they would cost
+        // every credential memory), so station asks alone read it, beside the commit.
+        let person = decision.person;
+        let (recorded, name) = tokio::join!(self.record(decision, event, response), self.name_of(person));
+        recorded.map(|response| DecisionResponse { name, ..response })
+    }
+
+    /// What a station shows for the person it asked about (nothing when unknown).
+    async fn name_of(&self, person: Option<lintel_core::Pk>) -> Option<String> {
+        let pk = person?;
+        self.directory.store.person_name(pk).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "person's name not read for a station");
+            None
+        })
     }
 
     /// The holder of a personal secret, for signing in outside of any door. Wrong
@@ -267,6 +333,7 @@ fn response_for(index: &lintel_core::Index, decision: &Decision) -> DecisionResp
         grant_id: decision.grant.map(grant_id),
         event_id: None,
         retry_after: None,
+        name: None,
     }
 }
 
@@ -287,5 +354,6 @@ fn credential_kind(c: &PresentedCredential) -> &'static str {
         PresentedCredential::Pin { .. } => "pin",
         PresentedCredential::Secret { .. } => "secret",
         PresentedCredential::BackupCode { .. } => "backup_code",
+        PresentedCredential::Member { .. } => "member",
     }
 }

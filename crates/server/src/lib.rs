@@ -87,6 +87,9 @@ pub struct ServerConfig {
     pub mqtt: Option<lintel_doors::mqtt::MqttConfig>,
     /// The OSDP readers, when `[osdp]` is configured.
     pub osdp: Option<OsdpConfig>,
+    /// Where people's photos are kept as `<person id>.jpg` (the CRM fetches its members'
+    /// there; an operator may put anyone's there): `[crm] photos_dir`, else beside the database.
+    pub photos_dir: std::path::PathBuf,
 }
 
 #[derive(Clone)]

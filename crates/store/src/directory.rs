@@ -346,6 +346,11 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT pk FROM people WHERE id = $1").bind(id).fetch_optional(&self.read).await?)
     }
 
+    /// A person's display name by their key in the decision index (what a station shows).
+    pub async fn person_name(&self, pk: Pk) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM people WHERE pk = $1").bind(pk).fetch_optional(&self.read).await?)
+    }
+
     pub async fn people(&self, f: &PersonFilter) -> Result<(Vec<Person>, Option<String>)> {
         let mut sql = format!("SELECT {PERSON_COLUMNS} FROM people WHERE pk > $1");
         let mut binds: Vec<String> = Vec::new();

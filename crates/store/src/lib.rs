@@ -20,7 +20,7 @@ mod signed;
 mod snapshots;
 mod tokens;
 mod work;
-pub use tokens::TokenInfo;
+pub use tokens::{TokenInfo, TokenScope};
 
 use std::str::FromStr;
 use std::time::Duration;

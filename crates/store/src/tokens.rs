@@ -23,18 +23,54 @@ async fn bump_tokens_version(tx: &mut Transaction<'static, Any>) -> Result<()> {
 pub struct TokenInfo {
     pub name: String,
     pub created_at: i64,
+    pub scope: TokenScope,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenScope {
+    /// Everything.
+    Admin,
+    /// Only ask decisions (`POST /api/v1/decisions`), at this door only when given: what a
+    /// station on the shop floor holds, so that a stolen one opens nothing else.
+    Decisions { door: Option<String> },
+}
+
+impl TokenScope {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self> {
+        let scope: String = row.try_get("scope")?;
+        match scope.as_str() {
+            "admin" => Ok(Self::Admin),
+            "decisions" => Ok(Self::Decisions { door: row.try_get("door")? }),
+            other => Err(StoreError::Corrupt(format!("token scope {other:?}"))),
+        }
+    }
+
+    fn columns(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::Admin => ("admin", None),
+            Self::Decisions { door } => ("decisions", door.as_deref()),
+        }
+    }
 }
 
 impl Store {
-    pub async fn create_token(&self, name: &str, digest_hex: &str) -> Result<()> {
+    pub async fn create_token(&self, name: &str, digest_hex: &str, scope: &TokenScope) -> Result<()> {
+        let (scope_name, door) = scope.columns();
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO admin_tokens (name, digest, created_at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO admin_tokens (name, digest, created_at, scope, door) VALUES ($1, $2, $3, $4, $5)")
             .bind(name)
             .bind(digest_hex)
             .bind(now_micros())
+            .bind(scope_name)
+            .bind(door)
             .execute(&mut *tx)
             .await?;
-        insert(&mut tx, &NewEvent::new("token.created").with("name", name)).await?;
+        let mut event = NewEvent::new("token.created").with("name", name).with("scope", scope_name);
+        if let Some(door) = door {
+            event = event.with("door", door);
+        }
+        insert(&mut tx, &event).await?;
         bump_tokens_version(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -48,15 +84,25 @@ impl Store {
         Ok(v.unwrap_or(0))
     }
 
-    /// Every token's name and digest (hex), for the server's in-memory check.
-    pub async fn token_digests(&self) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT name, digest FROM admin_tokens").fetch_all(&self.read).await?;
-        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("digest")?))).collect()
+    /// Every token's name, digest (hex) and scope, for the server's in-memory check.
+    pub async fn token_digests(&self) -> Result<Vec<(String, String, TokenScope)>> {
+        let rows = sqlx::query("SELECT name, digest, scope, door FROM admin_tokens").fetch_all(&self.read).await?;
+        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("digest")?, TokenScope::from_row(r)?))).collect()
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
-        let rows = sqlx::query("SELECT name, created_at FROM admin_tokens ORDER BY pk").fetch_all(&self.read).await?;
-        rows.iter().map(|r| Ok(TokenInfo { name: r.try_get("name")?, created_at: r.try_get("created_at")? })).collect()
+        let rows = sqlx::query("SELECT name, created_at, scope, door FROM admin_tokens ORDER BY pk")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenInfo {
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                    scope: TokenScope::from_row(r)?,
+                })
+            })
+            .collect()
     }
 
     pub async fn revoke_token(&self, name: &str) -> Result<u64> {

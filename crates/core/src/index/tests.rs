@@ -267,6 +267,10 @@ fn every_reason_decided_by_the_core_is_reachable() {
         (Reason::Expired, ask(&index, "front", card_key(14))),
         (Reason::NoPassesLeft, ask(&index, "front", card_key(16))),
         (Reason::MissingSkill, ask(&index, "lab", card_key(12))),
+        (
+            Reason::UnknownMember,
+            index.decide_member(&MemberQuery { door: "front", person_id: "nobody", revocation_code: "1", at: now() }),
+        ),
     ];
     let mut seen = HashSet::new();
     for (expected, decision) in &cases {
@@ -276,7 +280,7 @@ fn every_reason_decided_by_the_core_is_reachable() {
         seen.insert(*expected);
     }
     // ListExpired is decided by controllers from their offline list (offline/tests.rs).
-    let decided_outside_the_core = [Reason::RateLimited, Reason::UnknownMember, Reason::ListExpired];
+    let decided_outside_the_core = [Reason::RateLimited, Reason::ListExpired];
     for r in Reason::ALL {
         assert!(seen.contains(&r) || decided_outside_the_core.contains(&r), "no test reaches {}", r.as_str());
     }
@@ -721,6 +725,126 @@ fn a_card_with_a_revocation_code_needs_the_current_one() {
     )]);
     assert_eq!(with_code(&index, Some("7")).reason, Reason::RevokedCard);
     assert_eq!(with_code(&index, Some("8")).reason, Reason::Granted);
+}
+
+// ---------------------------------------------------------------------------------------
+// Makerspace stations: a person id and a revocation code instead of a card UID
+// ---------------------------------------------------------------------------------------
+
+fn station(index: &Index, door: &str, person_id: &str, code: &str) -> Decision {
+    index.decide_member(&MemberQuery { door, person_id, revocation_code: code, at: now() })
+}
+
+fn coded_card(pk: Pk, person: Pk, code: &str) -> IndexCredential {
+    IndexCredential { revocation: revocation_hash(Some(code)), ..card(pk, person) }
+}
+
+/// Alice holds a station card with code "r1" (and her plain card); both may use front and lab.
+fn stations() -> Index {
+    let mut b = base();
+    b.credential(card_key(0x1001), coded_card(150, ALICE, "r1"));
+    b.credential(card_key(0xB1), coded_card(151, BOB, "b1"));
+    b.grant(person_grant(1, ALICE, &[FRONT, LAB]));
+    b.grant(person_grant(2, BOB, &[FRONT, LAB]));
+    b.build()
+}
+
+#[test]
+fn a_station_decides_on_the_person_and_their_current_code() {
+    let index = stations();
+    let d = station(&index, "front", "alice", "r1");
+    assert_eq!(
+        (d.reason, d.person, d.credential, d.grant, d.door),
+        (Reason::Granted, Some(ALICE), Some(150), Some(1), Some(FRONT))
+    );
+    let d = station(&index, "front", "alice", "r0");
+    assert_eq!((d.reason, d.person, d.grant), (Reason::RevokedCard, Some(ALICE), None));
+    // Nobody by that id: its own answer, naming nobody.
+    for id in ["carol", "Alice", "alice ", ""] {
+        let d = station(&index, "front", id, "r1");
+        assert_eq!(
+            (d.reason, d.person, d.credential, d.door),
+            (Reason::UnknownMember, None, None, Some(FRONT)),
+            "{id:?}"
+        );
+    }
+    assert_eq!(station(&index, "back", "alice", "r1").reason, Reason::UnknownDoor);
+    // A tool: bob has no laser checkoff, alice has.
+    assert_eq!(station(&index, "lab", "bob", "b1").reason, Reason::MissingSkill);
+    assert_eq!(station(&index, "lab", "alice", "r1").reason, Reason::Granted);
+    // A person without a card with a code is not someone a station knows.
+    let plain = base().build();
+    assert_eq!(station(&plain, "front", "alice", "r1").reason, Reason::UnknownMember);
+}
+
+#[test]
+fn a_station_checks_suspension_before_the_code() {
+    let index = stations()
+        .apply(&[Change::Person(ALICE, Some(IndexPerson { suspended: true, ..person("alice", &["laser"]) }))]);
+    assert_eq!(station(&index, "front", "alice", "r1").reason, Reason::PersonSuspended);
+    assert_eq!(station(&index, "front", "alice", "wrong").reason, Reason::PersonSuspended);
+}
+
+#[test]
+fn a_new_card_makes_older_codes_stop_working_at_stations() {
+    let index = stations();
+    let newer = index.apply(&[Change::Credential(card_key(0x1002), coded_card(160, ALICE, "r2"))]);
+    assert_eq!(station(&newer, "front", "alice", "r1").reason, Reason::RevokedCard);
+    let d = station(&newer, "front", "alice", "r2");
+    assert_eq!((d.reason, d.credential), (Reason::Granted, Some(160)));
+    // A late update of the older card (say, revoked now) changes nothing.
+    let late = newer.apply(&[Change::Credential(
+        card_key(0x1001),
+        IndexCredential { status: CredentialStatus::Revoked, ..coded_card(150, ALICE, "r1") },
+    )]);
+    assert_eq!(station(&late, "front", "alice", "r2").reason, Reason::Granted);
+    // Revoking the current card leaves no current code: the older one does not come back.
+    let revoked = newer.apply(&[Change::Credential(
+        card_key(0x1002),
+        IndexCredential { status: CredentialStatus::Revoked, ..coded_card(160, ALICE, "r2") },
+    )]);
+    assert_eq!(station(&revoked, "front", "alice", "r2").reason, Reason::CredentialRevoked);
+    assert_eq!(station(&revoked, "front", "alice", "r1").reason, Reason::RevokedCard);
+    // Cards without a code (a key fob) do not change the current code.
+    let fob = newer.apply(&[Change::Credential(card_key(0xF0B), card(170, ALICE))]);
+    assert_eq!(station(&fob, "front", "alice", "r2").reason, Reason::Granted);
+}
+
+#[test]
+fn the_builder_and_apply_agree_on_the_current_card() {
+    // Loaded in the store's order (revoked first): the newest card counts whatever its status.
+    let mut b = base();
+    b.credential(
+        card_key(0x1002),
+        IndexCredential { status: CredentialStatus::Revoked, ..coded_card(160, ALICE, "r2") },
+    );
+    b.credential(card_key(0x1001), coded_card(150, ALICE, "r1"));
+    let built = b.build();
+    let applied = base().build().apply(&[
+        Change::Credential(card_key(0x1001), coded_card(150, ALICE, "r1")),
+        Change::Credential(
+            card_key(0x1002),
+            IndexCredential { status: CredentialStatus::Revoked, ..coded_card(160, ALICE, "r2") },
+        ),
+    ]);
+    for index in [&built, &applied] {
+        assert_eq!(station(index, "front", "alice", "r2").reason, Reason::CredentialRevoked);
+        assert_eq!(station(index, "front", "alice", "r1").reason, Reason::RevokedCard);
+    }
+}
+
+#[test]
+fn a_deleted_person_is_unknown_to_stations() {
+    let index = stations().apply(&[Change::Person(ALICE, None)]);
+    assert_eq!(station(&index, "front", "alice", "r1").reason, Reason::UnknownMember);
+    assert_eq!(station(&index, "front", "bob", "b1").reason, Reason::Granted);
+    // Someone new under the old id, with a card of their own, is found (not the old card).
+    let again = index.apply(&[
+        Change::Person(40, Some(person("alice", &[]))),
+        Change::Credential(card_key(0x40), coded_card(180, 40, "n1")),
+    ]);
+    let d = station(&again, "front", "alice", "n1");
+    assert_eq!((d.reason, d.person, d.credential), (Reason::NoGrant, Some(40), Some(180)));
 }
 
 #[test]

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { generateKeyPairSync, sign, randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, existsSync, rmSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync, rmSync, copyFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -419,6 +419,51 @@ test('live: an event arrives on the dashboard and a check-in on the facility dis
   assert.match(await tile.innerText(), /Front door/);
   await shoot(wall, 'display');
   clean(dash);
+  clean(wall);
+  await context.close();
+});
+
+test('a station\'s check-in appears on the facility display with the person\'s photo', async () => {
+  const context = await browser.newContext();
+  const wall = await newPage(context);
+  await signIn(wall);
+  // A real JPEG of Alice, made by the browser itself, in the photos folder beside the database.
+  const jpeg = await wall.evaluate(() => {
+    const canvas = document.createElement('canvas');
+    canvas.width = 64;
+    canvas.height = 64;
+    const g = canvas.getContext('2d');
+    g.fillStyle = '#c0392b';
+    g.fillRect(0, 0, 64, 64);
+    return canvas.toDataURL('image/jpeg').split(',')[1];
+  });
+  mkdirSync(join(work, 'photos'), { recursive: true });
+  writeFileSync(join(work, 'photos', 'alice.jpg'), Buffer.from(jpeg, 'base64'));
+  await wall.setViewportSize({ width: 1920, height: 1080 });
+  await wall.goto(base + '/ui/display');
+  await wall.locator('#check-ins[data-live-state="open"]').waitFor({ state: 'attached' });
+  // Alice gets a station card (her earlier one was revoked above); the station at the
+  // front door reads it: her id and its revocation code.
+  await api('POST', '/api/v1/people/alice/credentials', { kind: 'card', uid: '5A5A5A5A', revocation_code: 'S1' });
+  const answer = await api('POST', '/api/v1/decisions', {
+    door: 'front', credential: { kind: 'member', person_id: 'alice', revocation_code: 'S1' },
+  });
+  assert.equal(answer.allowed, true);
+  assert.equal(answer.name, 'Alice Liddell');
+  const tile = wall.locator('#check-ins .tile.fresh', { hasText: 'Alice Liddell' });
+  await tile.waitFor();
+  const photo = tile.locator('img.avatar');
+  assert.equal(await photo.getAttribute('src'), '/ui/people/alice/photo');
+  // The image loaded (through the session, under the CSP): it has pixels.
+  await wall.waitForFunction((img) => img.complete && img.naturalWidth === 64, await photo.elementHandle());
+  assert.match(await tile.innerText(), /Front door/);
+  // Bob has no photo: his check-in shows initials.
+  await api('POST', '/api/v1/decisions', { door: 'front', credential: { kind: 'card', uid: 'B0B0B0B0' } });
+  const bob = wall.locator('#check-ins .tile.fresh', { hasText: 'Bob Builder' });
+  await bob.waitFor();
+  assert.equal(await bob.locator('img').count(), 0);
+  assert.equal(await bob.locator('.avatar').innerText(), 'BB');
+  await shoot(wall, 'display-photo');
   clean(wall);
   await context.close();
 });

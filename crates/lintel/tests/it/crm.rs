@@ -485,7 +485,42 @@ async fn cards_are_issued_by_the_cli_and_the_api(b: Backend) {
     assert_eq!((status, &problem["type"]), (404, &json!("urn:lintel:problem:not-configured")), "{problem}");
 }
 
+fn member(person_id: &str, code: &str) -> Value {
+    json!({"kind": "member", "person_id": person_id, "revocation_code": code})
+}
+
+/// A makerspace station names the member by their CRM number (what it wrote on the card)
+/// and gets the same answers as a card would, with the member's name.
+async fn stations_name_crm_members_by_number(b: Backend) {
+    let Setup { db: _db, s, crm } = setup(b, &[("LINTEL_CRM_STALE_AFTER", "1")]).await;
+    // Ann's first tap: looked up, created, checked in, named.
+    let answer = s.decide("front", member("1001", "R1")).await;
+    assert_eq!(
+        (&answer["reason"], &answer["person_id"], &answer["name"]),
+        (&json!("granted"), &json!("crm-1001"), &json!("Ann Lovelace")),
+        "{answer}"
+    );
+    assert_eq!(crm.person_requests(), 1);
+    // Her laser checkoff counts at the tool; her lintel id works as well as her number.
+    assert_eq!(s.decide("laser", member("1001", "R1")).await["reason"], "granted");
+    assert_eq!(s.decide("front", member("crm-1001", "R1")).await["reason"], "granted");
+    assert_eq!(crm.person_requests(), 1, "fresh: not asked again");
+    // Bob holds no Maker membership; Dee lacks the laser checkoff.
+    assert_eq!(s.decide("front", member("1002", "2")).await["reason"], "person_suspended");
+    assert_eq!(s.decide("laser", member("12345", "R5")).await["reason"], "missing_skill");
+    // A number the CRM does not know: its own answer, and nobody is created.
+    let unknown = s.decide("front", member("4242", "X")).await;
+    assert_eq!((&unknown["reason"], unknown.get("name")), (&json!("unknown_member"), None), "{unknown}");
+    assert_eq!(s.get("/api/v1/people/crm-4242").await.0, 404);
+    // A new card in the CRM: once stale, the old code stops working at stations.
+    crm.with(|c| c.persons.insert("1001".into(), ann("R2", &["laser"], true)));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(s.decide("front", member("1001", "R2")).await["reason"], "granted");
+    assert_eq!(s.decide("front", member("1001", "R1")).await["reason"], "revoked_card");
+}
+
 crate::on_both_backends!(
+    stations_name_crm_members_by_number,
     unknown_cards_are_looked_up_in_the_crm,
     stale_members_are_looked_up_again,
     tokens_are_renewed_before_expiry_and_after_a_401,

@@ -19,4 +19,5 @@ mod osdp;
 mod security;
 mod signed;
 mod slack;
+mod stations;
 mod work;

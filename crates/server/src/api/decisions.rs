@@ -12,19 +12,21 @@ use lintel_proto::{
 use lintel_store::NewEvent;
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::{Admin, Asker};
 use crate::decide::Ask;
 use crate::problem::{ApiError, ApiJson, ApiPath, OptionalJson};
 
-/// May this credential open this door now? Recorded as an event unless `dry_run`.
+/// May this credential open this door now? Recorded as an event unless `dry_run`. Asked
+/// with an admin token or a token scoped to decisions (a station's, maybe for its door only).
 #[utoipa::path(post, path = "/api/v1/decisions", tag = "decisions", request_body = DecisionRequest, security(("admin" = [])),
-    responses((status = 200, body = DecisionResponse), (status = 422, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = DecisionResponse), (status = 403, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn decide(
     State(s): State<AppState>,
-    _: Admin,
+    asker: Asker,
     ApiJson(q): ApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>, ApiError> {
     crate::validate::id("door", &q.door)?;
+    asker.may_ask_at(&q.door)?;
     let ask = Ask {
         door: &q.door,
         credential: &q.credential,
@@ -181,6 +183,7 @@ pub async fn admin_open(
         grant_id: None,
         event_id: recorded.first().map(|e| e.id.clone()),
         retry_after: None,
+        name: None,
     };
     let driven = drive(&s, &door, request.seconds, None).await?;
     Ok(open_answer(&door, decision, Some(driven)))

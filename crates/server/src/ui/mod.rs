@@ -58,6 +58,7 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/ui/people/search", get(pages::people_search))
         .route("/ui/people/{id}", get(pages::person))
         .route("/ui/people/{id}/why", get(pages::why))
+        .route("/ui/people/{id}/photo", get(pages::photo))
         .route("/ui/people/{id}/credentials", post(pages::issue_credential))
         .route("/ui/people/{id}/credentials/{credential}/revoke", post(pages::revoke_credential))
         .route("/ui/people/{id}/credentials/{credential}/regenerate", post(pages::regenerate_credential))

@@ -115,6 +115,8 @@ async fn feed(store: &Store, events: &[Event], doors: &[Door], tz: Tz) -> Vec<Fe
 pub struct CheckIn {
     pub id: String,
     pub name: String,
+    /// The person's photo (a UI route), when there is one; their initials otherwise.
+    pub photo: Option<String>,
     pub initials: String,
     pub tint: u8,
     pub door: String,
@@ -126,14 +128,22 @@ fn is_check_in(e: &Event) -> bool {
     e.kind == "decision" && e.allowed == Some(true) && e.person_id.is_some()
 }
 
-async fn check_ins(store: &Store, events: &[&Event], doors: &[Door], tz: Tz) -> Vec<CheckIn> {
-    let names = Names::load(store, events, doors).await;
+async fn check_ins(app: &AppState, events: &[&Event], doors: &[Door], tz: Tz) -> Vec<CheckIn> {
+    let names = Names::load(&app.inner.directory.store, events, doors).await;
+    let mut photos = HashMap::new();
+    for person in events.iter().filter_map(|e| e.person_id.as_deref()) {
+        if !photos.contains_key(person) {
+            photos.insert(person, crate::crm::has_photo(app, person).await);
+        }
+    }
     events
         .iter()
         .map(|e| {
             let name = names.person(e).unwrap_or("Someone").to_owned();
+            let person = e.person_id.as_deref().unwrap_or_default();
             CheckIn {
                 id: e.id.clone(),
+                photo: photos.get(person).copied().unwrap_or(false).then(|| format!("/ui/people/{person}/photo")),
                 initials: words::initials(&name),
                 tint: words::tint(e.person_id.as_deref().unwrap_or_default()),
                 name,
@@ -1399,7 +1409,16 @@ pub async fn display(State(ui): State<Ui>) -> UiResult {
     let recent = recent_events(store, filter, 500).await?;
     let latest: Vec<&Event> = recent.iter().filter(|e| is_check_in(e)).take(DISPLAY_TILES).collect();
     let doors = store.doors().await?;
-    html(&DisplayPage { items: check_ins(store, &latest, &doors, ui.app.inner.config.timezone).await })
+    html(&DisplayPage { items: check_ins(&ui.app, &latest, &doors, ui.app.inner.config.timezone).await })
+}
+
+/// A person's photo for the pages (the display's tiles), behind the UI session: the
+/// API's photo route wants a bearer token, which a page's `<img>` cannot send.
+pub async fn photo(State(ui): State<Ui>, Path(id): Path<String>) -> UiResult {
+    validate::id("id", &id)?;
+    let jpeg = crate::crm::photo(&ui.app, &id).await?.ok_or_else(|| UiError::not_found("There is no photo."))?;
+    let headers = [(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=300")];
+    Ok((headers, jpeg).into_response())
 }
 
 /// One event as the live views show it: a feed line, or a display tile.
@@ -1414,7 +1433,7 @@ pub async fn live_fragment(app: &AppState, e: &Event, view: super::live::View) -
             FeedLine { item: feed_item(e, &names, tz, Utc::now()) }.render().ok()
         }
         View::Display if is_check_in(e) => {
-            let item = check_ins(store, &[e], &doors, tz).await.pop()?;
+            let item = check_ins(app, &[e], &doors, tz).await.pop()?;
             DisplayTile { item }.render().ok()
         }
         View::Display => None,
