@@ -142,9 +142,9 @@ pub fn content_digest(list: &AllowList) -> String {
 /// The `[from, until)` seconds within `[start, end)` in which a grant allows entry,
 /// passes aside (lists leave pass grants out).
 fn windows(grant: &Arc<IndexGrant>, start: i64, end: i64) -> Vec<[i64; 2]> {
-    let from = start.max(grant.valid_from.div_euclid(1_000_000));
-    // valid_until is exclusive, in microseconds: round up to the next whole second.
-    let until = end.min(grant.valid_until.saturating_add(999_999).div_euclid(1_000_000));
+    // Validity is in microseconds: whole seconds inside it, never a fraction outside.
+    let from = start.max(grant.valid_from.saturating_add(999_999).div_euclid(1_000_000));
+    let until = end.min(grant.valid_until.div_euclid(1_000_000));
     if from >= until {
         return Vec::new();
     }

@@ -73,16 +73,22 @@ pub enum LinkEvent {
 pub struct MqttLink {
     client: AsyncClient,
     prefix: String,
-    /// Commands sent, waiting for their `ack`, by command id.
-    waiting: Mutex<HashMap<String, oneshot::Sender<Ack>>>,
+    /// Commands sent, waiting for their `ack`, by command id, with the controller that
+    /// must answer (another controller's ack for the id does not count).
+    waiting: Mutex<HashMap<String, (String, oneshot::Sender<Ack>)>>,
 }
 
 impl MqttLink {
     /// Connects (and keeps reconnecting) in a task of its own; events arrive on the receiver.
     pub fn start(config: &MqttConfig) -> Result<(Arc<Self>, mpsc::Receiver<LinkEvent>), MqttError> {
-        let url = reqwest::Url::parse(&config.url).map_err(|_| MqttError::Url(config.url.clone()))?;
-        let host =
-            url.host_str().filter(|_| url.scheme() == "mqtt").ok_or_else(|| MqttError::Url(config.url.clone()))?;
+        let url = reqwest::Url::parse(&config.url).map_err(|_| MqttError::Url("(not a URL)".into()))?;
+        // Errors name the URL without its password.
+        let shown = || {
+            let mut shown = url.clone();
+            let _ = shown.set_password(None);
+            MqttError::Url(shown.to_string())
+        };
+        let host = url.host_str().filter(|_| url.scheme() == "mqtt").ok_or_else(shown)?;
         let prefix = config.topic_prefix.trim_end_matches('/');
         let prefix_ok = (1..=64).contains(&prefix.len())
             && prefix.split('/').all(|part| part.is_empty() || valid_id(part))
@@ -135,6 +141,16 @@ impl MqttLink {
             .map_err(|e| DriverError::Unreachable(format!("MQTT: {e}")))
     }
 
+    /// Tells the controllers that lintel answers taps now (retained; the Last Will says
+    /// the opposite when the connection drops). The server calls it once it is ready to
+    /// answer, after each (re)connection: earlier, taps would wait for nothing.
+    pub async fn announce_online(&self) {
+        let topic = format!("{}/lintel/status", self.prefix);
+        if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, true, r#"{"online":true}"#).await {
+            tracing::warn!(error = %e, "MQTT: could not announce lintel online");
+        }
+    }
+
     /// Tells the broker a delivery was dealt with; until then it would deliver it again.
     pub async fn done(&self, delivery: Delivery) {
         if let Err(e) = self.client.ack(&delivery.publish).await {
@@ -146,7 +162,7 @@ impl MqttLink {
     pub async fn command(&self, controller: &str, door: &str, action: Action) -> Result<Ack, DriverError> {
         let id = format!("cmd-{}", random_id());
         let (tx, rx) = oneshot::channel();
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), tx);
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), (controller.to_owned(), tx));
         let command = Command { id: id.clone(), door: door.to_owned(), action };
         let payload = serde_json::to_vec(&command).expect("a command always serializes");
         let sent = self.publish(controller, "command", payload, false).await;
@@ -161,8 +177,11 @@ impl MqttLink {
         outcome
     }
 
-    fn acknowledged(&self, ack: Ack) {
-        if let Some(tx) = self.waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(&ack.id) {
+    fn acknowledged(&self, controller: &str, ack: Ack) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiting.get(&ack.id).is_some_and(|(from, _)| from == controller)
+            && let Some((_, tx)) = waiting.remove(&ack.id)
+        {
             let _ = tx.send(ack);
         }
     }
@@ -194,8 +213,6 @@ async fn run(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Sender<Lin
                         tracing::error!(error = %e, "MQTT: could not subscribe");
                     }
                 }
-                let online = format!("{}/lintel/status", link.prefix);
-                let _ = link.client.publish(online, QoS::AtLeastOnce, true, r#"{"online":true}"#).await;
                 if tx.send(LinkEvent::Connected).await.is_err() {
                     return;
                 }
@@ -203,9 +220,9 @@ async fn run(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Sender<Lin
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let name = publish.topic.clone();
                 match link.parse_topic(&name) {
-                    Some((_, None)) => {
+                    Some((controller, None)) => {
                         match Ack::parse(&publish.payload) {
-                            Ok(ack) => link.acknowledged(ack),
+                            Ok(ack) => link.acknowledged(controller, ack),
                             Err(e) => tracing::warn!(topic = %name, error = %e, "MQTT: refused an ack"),
                         }
                         let _ = link.client.ack(&publish).await;

@@ -105,7 +105,7 @@ impl Sim {
             Ok(list) if list.version < self.list_version() => {
                 let why = format!("version {} is older than the installed {}", list.version, self.list_version());
                 say(json!({"event": "list_refused", "reason": why}));
-                json!({"version": list.version, "refused": why})
+                json!({"version": self.list_version(), "refused": why})
             }
             Ok(list) => {
                 let version = list.version;
@@ -119,7 +119,7 @@ impl Sim {
             }
             Err(e) => {
                 say(json!({"event": "list_refused", "reason": e.to_string()}));
-                json!({"version": 0, "refused": e.to_string()})
+                json!({"version": self.list_version(), "refused": e.to_string()})
             }
         }
     }
@@ -138,7 +138,8 @@ impl Sim {
         };
         self.persisted.next_offline_id += 1;
         let decision = OfflineDecision {
-            id: format!("{}-off-{}-{}", self.id, now.timestamp_micros(), self.persisted.next_offline_id),
+            // The topic names the controller; the id only needs to be unique for it.
+            id: format!("off-{}-{}", now.timestamp_micros(), self.persisted.next_offline_id),
             door: door.to_owned(),
             at: now,
             credential: PresentedCredential::Card { uid: uid.to_owned(), revocation_code: code.map(str::to_owned) },
@@ -391,7 +392,7 @@ async fn tap(
             id: id.clone(),
             door: door.to_owned(),
             credential: PresentedCredential::Card { uid: uid.to_owned(), revocation_code: code.map(str::to_owned) },
-            deadline: Some(Utc::now() + timeout),
+            deadline: Utc::now() + timeout,
         };
         client.publish(topic, QoS::AtLeastOnce, false, serde_json::to_vec(&message)?).await?;
         match tokio::time::timeout(timeout, rx).await {
@@ -455,7 +456,7 @@ async fn bench(
         let started = Instant::now();
         let decision = tap(sim, client, door, uid, None, timeout).await?;
         took.push(started.elapsed());
-        if decision.id.contains("-off-") {
+        if decision.id.starts_with("off-") {
             offline += 1;
         }
     }

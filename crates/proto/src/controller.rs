@@ -80,8 +80,7 @@ pub struct Tap {
     /// Until when the controller waits for the answer before it decides offline. lintel
     /// does not decide a tap that arrives later (delivered after lintel or the broker was
     /// down): the controller has decided it and uploads that decision instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<DateTime<Utc>>,
+    pub deadline: DateTime<Utc>,
 }
 
 impl Tap {
@@ -179,7 +178,8 @@ impl Ack {
 }
 
 /// `<prefix>/c/<controller>/list/ack`: the controller verified and installed a list
-/// version, or refused it (`refused` says why: a bad signature, another controller's list).
+/// version, or refused it (`refused` says why: a bad signature, another controller's list,
+/// an older version) and then `version` is the version it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListAck {
@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn taps_with_odd_ids_or_fields_are_refused() {
-        let ok = br#"{"id": "t-1", "door": "front", "credential": {"kind": "card", "uid": "04A1B2C3"}}"#;
+        let ok = br#"{"id": "t-1", "door": "front", "credential": {"kind": "card", "uid": "04A1B2C3"}, "deadline": "2026-12-01T10:00:02Z"}"#;
         assert_eq!(Tap::parse(ok).unwrap().door, "front");
         for bad in [
             &br#"{"id": "t/1", "door": "front", "credential": {"kind": "card", "uid": "04"}}"#[..],

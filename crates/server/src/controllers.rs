@@ -26,8 +26,12 @@ use crate::decide::Ask;
 const LIST_CHECK_EVERY: Duration = Duration::from_millis(200);
 /// How often a list a controller has not acknowledged is sent again.
 const RESEND_EVERY: Duration = Duration::from_secs(5);
-/// Taps remembered per node to answer a redelivered tap the same way.
+/// Taps remembered (in memory) to answer a redelivered tap the same way.
 const REMEMBERED_TAPS: usize = 4096;
+/// How far ahead of lintel's clock an offline decision's time may be.
+const CLOCK_SKEW_SECONDS: i64 = 300;
+/// Taps decided at the same time; more wait (and hold back the link).
+const TAPS_AT_ONCE: usize = 64;
 
 /// A door on a controller, as the lists and taps need it.
 #[derive(Debug, Clone)]
@@ -51,6 +55,13 @@ pub(crate) struct Controllers {
     pub(crate) link: Arc<MqttLink>,
     lists: Mutex<Lists>,
     taps: Mutex<RecentTaps>,
+    /// One list refresh at a time: two would take two versions for the same content.
+    refreshing: tokio::sync::Mutex<()>,
+    /// Wakes the list keeper to issue a new version now.
+    reissue: tokio::sync::Notify,
+    /// When lintel last put its list back after a refusal, by controller.
+    refusal_resent: Mutex<HashMap<String, tokio::time::Instant>>,
+    taps_at_once: Arc<tokio::sync::Semaphore>,
 }
 
 /// Answers to recent taps by (controller, tap id), and the order they came in.
@@ -63,7 +74,15 @@ struct RecentTaps {
 
 impl Controllers {
     pub(crate) fn new(link: Arc<MqttLink>) -> Self {
-        Self { link, lists: Mutex::default(), taps: Mutex::default() }
+        Self {
+            link,
+            lists: Mutex::default(),
+            taps: Mutex::default(),
+            refreshing: tokio::sync::Mutex::new(()),
+            reissue: tokio::sync::Notify::new(),
+            refusal_resent: Mutex::default(),
+            taps_at_once: Arc::new(tokio::sync::Semaphore::new(TAPS_AT_ONCE)),
+        }
     }
 
     fn door_of(&self, controller: &str, door: &str) -> Option<ControllerDoor> {
@@ -115,6 +134,7 @@ async fn receive(s: AppState, mut events: mpsc::Receiver<LinkEvent>) {
     while let Some(event) = events.recv().await {
         match event {
             LinkEvent::Connected => {
+                controllers.link.announce_online().await;
                 // The broker may have lost the retained lists (a restart without persistence).
                 let issued: Vec<_> = {
                     let lists = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner);
@@ -128,7 +148,12 @@ async fn receive(s: AppState, mut events: mpsc::Receiver<LinkEvent>) {
                 // Taps are decided side by side (their decisions share group commits);
                 // everything else in order of arrival.
                 if delivery.topic == Topic::Tap {
-                    tokio::spawn(handle_tap(s.clone(), delivery));
+                    let permit = controllers.taps_at_once.clone().acquire_owned().await;
+                    let s = s.clone();
+                    tokio::spawn(async move {
+                        handle_tap(s, delivery).await;
+                        drop(permit);
+                    });
                 } else {
                     handle(&s, controllers, delivery).await;
                 }
@@ -145,17 +170,20 @@ async fn handle(s: &AppState, controllers: &Controllers, delivery: Delivery) {
         Topic::Upload => handle_upload(s, controllers, &controller, &delivery.payload).await,
         Topic::Tap => unreachable!("taps are handled on their own"),
     };
+    // Acknowledged to the broker in every case: what failed comes again from the protocol
+    // itself (a controller re-sends its upload until `upload/ack`, its status on every
+    // connect, its list ack whenever lintel re-sends the list), whereas an unacknowledged
+    // message would hold one of the broker's few in-flight slots until lintel reconnects.
     match outcome {
-        Ok(()) => controllers.link.done(delivery).await,
-        // Not acknowledged to the broker: it delivers the message again on reconnection.
+        Ok(()) => {}
         Err(Failure::Store(e)) => {
-            tracing::error!(controller, error = %e, "MQTT message not recorded; will be redelivered")
+            tracing::error!(controller, topic = ?delivery.topic, error = %e, "MQTT message not recorded; the controller will send it again")
         }
         Err(Failure::Refused(why)) => {
             tracing::warn!(controller, topic = ?delivery.topic, why, "MQTT message refused");
-            controllers.link.done(delivery).await;
         }
     }
+    controllers.link.done(delivery).await;
 }
 
 enum Failure {
@@ -196,9 +224,8 @@ async fn handle_status(
         doors = controllers.door_ids(controller);
     }
     if doors.is_empty() {
-        // Kept all the same, so that an operator sees the new controller and can give it doors.
-        tracing::warn!(controller, "a controller no door names announced itself");
-        s.inner.directory.store.ensure_controller(controller, random_salt()).await?;
+        // No row for strangers: anyone on the broker could otherwise add controllers.
+        return Err(Failure::Refused("a controller no door names announced itself; give it a door".into()));
     }
     s.inner.directory.store.set_controller_online(controller, status.online, &doors).await?;
     tracing::info!(controller, online = status.online, list_version = status.list_version, "controller status");
@@ -219,19 +246,31 @@ async fn handle_list_ack(
     payload: &[u8],
 ) -> Result<(), Failure> {
     let ack = ListAck::parse(payload)?;
-    s.inner.directory.store.list_acknowledged(controller, ack.version, ack.refused.as_deref()).await?;
-    if let Some(why) = &ack.refused {
-        // Someone else's list may sit retained on the topic now: put lintel's back.
-        tracing::warn!(
-            controller,
-            version = ack.version,
-            why,
-            "the controller refused a list; publishing lintel's again"
-        );
-        let issued = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).issued.get(controller).cloned();
-        if let Some((_, jws)) = issued {
-            publish_list(controllers, controller, &jws).await;
+    let Some(why) = &ack.refused else {
+        s.inner.directory.store.list_acknowledged(controller, ack.version).await?;
+        return Ok(());
+    };
+    // `version` of a refusal is the version the controller holds. Holding one at least as
+    // new as lintel's (lintel's database restored from a backup) makes lintel issue the
+    // next version above it; otherwise someone else's list may sit retained on the topic:
+    // lintel puts its own back, at most once per RESEND_EVERY (two signers would
+    // otherwise take turns as fast as the broker goes).
+    tracing::warn!(controller, holds = ack.version, why, "the controller refused a list");
+    if s.inner.directory.store.list_refused(controller, ack.version, why).await? {
+        controllers.reissue.notify_one();
+        return Ok(());
+    }
+    let due = {
+        let mut last = controllers.refusal_resent.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = last.get(controller).is_none_or(|at| at.elapsed() >= RESEND_EVERY);
+        if due {
+            last.insert(controller.to_owned(), tokio::time::Instant::now());
         }
+        due
+    };
+    let issued = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).issued.get(controller).cloned();
+    if let Some((_, jws)) = issued.filter(|_| due) {
+        publish_list(controllers, controller, &jws).await;
     }
     Ok(())
 }
@@ -246,9 +285,22 @@ async fn handle_upload(
 ) -> Result<(), Failure> {
     let upload = Upload::parse(payload)?;
     let own_doors = controllers.door_ids(controller);
+    if own_doors.is_empty() {
+        return Err(Failure::Refused("an upload from a controller no door names".into()));
+    }
     let index = s.inner.directory.index();
+    let latest = Utc::now() + chrono::Duration::seconds(CLOCK_SKEW_SECONDS);
     let mut records = Vec::with_capacity(upload.decisions.len());
     for d in &upload.decisions {
+        // Never true, whatever the controller's clock: acknowledged below, not recorded.
+        if d.at > latest || d.allowed != (d.reason == Reason::Granted) {
+            tracing::warn!(
+                controller,
+                id = d.id,
+                "an offline decision from the future or with a reason that contradicts it"
+            );
+            continue;
+        }
         let mut event = offline_event(&index, controller, d);
         // Kept all the same (the door may have moved to another controller since), but marked.
         if !own_doors.contains(&d.door) {
@@ -293,7 +345,7 @@ fn offline_event(index: &lintel_core::Index, controller: &str, d: &OfflineDecisi
             "detail",
             if d.allowed { "the controller let them in while offline" } else { "the controller refused while offline" },
         )
-        .with("credential_kind", "card")
+        .with("credential_kind", crate::decide::credential_kind(&d.credential))
         .with("offline", true)
         .with("controller", controller)
         .with("offline_id", &d.id)
@@ -312,7 +364,7 @@ async fn handle_tap(s: AppState, delivery: Delivery) {
             return;
         }
     };
-    if tap.deadline.is_some_and(|deadline| deadline < Utc::now()) {
+    if tap.deadline < Utc::now() {
         tracing::info!(controller, tap = tap.id, "tap arrived after its deadline; the controller decided it offline");
         controllers.link.done(delivery).await;
         return;
@@ -327,12 +379,16 @@ async fn handle_tap(s: AppState, delivery: Delivery) {
                 Some(answer)
             }
             Err(e) => {
-                tracing::error!(controller, error = e.detail, "tap not decided; will be redelivered");
+                // The controller decides it offline once its deadline passes.
+                tracing::error!(controller, error = e.detail, "tap not decided");
                 None
             }
         },
     };
-    let Some(answer) = answer else { return };
+    let Some(answer) = answer else {
+        controllers.link.done(delivery).await;
+        return;
+    };
     if let Err(e) = controllers.link.publish(&controller, "decision", answer.to_vec(), false).await {
         tracing::warn!(controller, error = %e, "decision not published");
     }
@@ -410,7 +466,11 @@ async fn keep_lists(s: AppState) {
     let mut seen_period: Option<i64> = None;
     let mut last_resend = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            // A refusal asked for a new version: build the lists again now.
+            () = controllers.reissue.notified() => seen_index = None,
+        }
         let index = s.inner.directory.index().clone();
         let now = Utc::now().timestamp();
         let changed = seen_index.as_ref().is_none_or(|seen| !Arc::ptr_eq(seen, &index));
@@ -452,6 +512,7 @@ async fn refresh_lists(
     index: &lintel_core::Index,
     now: i64,
 ) -> Result<(), StoreError> {
+    let _one_at_a_time = controllers.refreshing.lock().await;
     let store = &s.inner.directory.store;
     let mut doors: BTreeMap<String, Vec<ControllerDoor>> = BTreeMap::new();
     for door in store.doors().await? {

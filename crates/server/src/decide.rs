@@ -348,7 +348,7 @@ fn decision_event(door: &str, at: DateTime<Utc>, response: &DecisionResponse, de
     event
 }
 
-fn credential_kind(c: &PresentedCredential) -> &'static str {
+pub(crate) fn credential_kind(c: &PresentedCredential) -> &'static str {
     match c {
         PresentedCredential::Card { .. } => "card",
         PresentedCredential::Pin { .. } => "pin",

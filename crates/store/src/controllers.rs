@@ -85,24 +85,45 @@ impl Store {
         Ok(version.max(0) as u64)
     }
 
-    /// The controller installed `version`, or refused it and said why.
-    pub async fn list_acknowledged(&self, id: &str, version: u64, refused: Option<&str>) -> Result<()> {
-        let now = now_micros();
-        match refused {
-            None => {
-                sqlx::query("UPDATE controllers SET acked_version = $2, refused = NULL, last_seen = $3 WHERE id = $1")
-                    .bind(id)
-                    .bind(version as i64)
-                    .bind(now)
-            }
-            Some(why) => sqlx::query("UPDATE controllers SET refused = $2, last_seen = $3 WHERE id = $1")
-                .bind(id)
-                .bind(why)
-                .bind(now),
-        }
+    /// The controller installed `version`. Only a version lintel issued, and not older
+    /// than one acknowledged before, counts (acks may arrive late or out of order).
+    pub async fn list_acknowledged(&self, id: &str, version: u64) -> Result<()> {
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        sqlx::query(
+            "UPDATE controllers SET acked_version = $2, refused = NULL, last_seen = $3 \
+             WHERE id = $1 AND $2 <= list_version AND $2 >= acked_version",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(now_micros())
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    /// The controller refused a list, holding `holds`. When that is newer than lintel's (lintel's database restored from a backup), lintel must issue a version
+    /// above it: the content is forgotten so that the next list takes `holds + 1`.
+    /// Returns whether that is so.
+    pub async fn list_refused(&self, id: &str, holds: u64, why: &str) -> Result<bool> {
+        let holds = i64::try_from(holds).unwrap_or(i64::MAX - 1);
+        let mut tx = self.begin().await?;
+        let ahead = sqlx::query(
+            "UPDATE controllers SET list_version = $2, list_digest = NULL WHERE id = $1 AND list_version < $2",
+        )
+        .bind(id)
+        .bind(holds)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        sqlx::query("UPDATE controllers SET refused = $2, last_seen = $3 WHERE id = $1")
+            .bind(id)
+            .bind(why)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ahead)
     }
 
     /// What the controller's status topic says; `online` also updates its doors' state.
@@ -160,14 +181,7 @@ impl Store {
             if fresh.is_none() {
                 continue;
             }
-            let stored = insert(&mut tx, event).await?;
-            sqlx::query("UPDATE controller_uploads SET event_seq = $3 WHERE controller = $1 AND upload_id = $2")
-                .bind(controller)
-                .bind(upload_id)
-                .bind(stored.id.parse::<i64>().unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
-            appended.push(stored);
+            appended.push(insert(&mut tx, event).await?);
         }
         tx.commit().await?;
         Ok(appended)

@@ -13,6 +13,10 @@ use crate::index::{
 use crate::{CompiledSchedule, CredentialKey, revocation_hash};
 
 const FRONT: i64 = 1;
+const THREE_DAYS: i64 = 3 * 86_400;
+/// 2026-03-28T15:00:00.5Z and 2026-03-29T03:00:00.5Z, in microseconds.
+const EVE_FROM: i64 = 1_774_710_000_500_000;
+const EVE_UNTIL: i64 = 1_774_753_200_500_000;
 const LAB: i64 = 2;
 
 fn utc(s: &str) -> i64 {
@@ -77,13 +81,21 @@ fn world() -> Index {
     b.credential(CredentialKey::card("04B0B0B0").unwrap(), card(101, 11, Some("R2")));
     b.credential(CredentialKey::card("04C0C0C0").unwrap(), card(102, 12, None));
     b.credential(CredentialKey::card("04D0D0D0").unwrap(), card(103, 13, None));
+    // Eve: the front door within a validity window whose ends fall on half seconds.
+    b.person(14, person("eve", &[]));
+    b.grant(IndexGrant {
+        valid_from: EVE_FROM,
+        valid_until: EVE_UNTIL,
+        ..grant(4, Subject::Person(14), DoorSet::Doors(vec![FRONT].into()), None)
+    });
+    b.credential(CredentialKey::card("04E0E0E0").unwrap(), card(104, 14, None));
     b.build()
 }
 
 fn doors() -> Vec<ListDoor> {
     vec![
-        ListDoor { id: "front".into(), fail_mode: FailMode::Secure, open_seconds: 5, max_age_seconds: 86_400 },
-        ListDoor { id: "lab".into(), fail_mode: FailMode::Safe, open_seconds: 3, max_age_seconds: 86_400 },
+        ListDoor { id: "front".into(), fail_mode: FailMode::Secure, open_seconds: 5, max_age_seconds: THREE_DAYS },
+        ListDoor { id: "lab".into(), fail_mode: FailMode::Safe, open_seconds: 3, max_age_seconds: THREE_DAYS },
     ]
 }
 
@@ -108,7 +120,7 @@ fn only_active_cards_with_lasting_grants_are_listed() {
     let cards = index.offline_cards(&["front", "lab"]);
     let holders: Vec<i64> = cards.iter().map(|c| c.credential).collect();
     // Cy's grant counts passes and Di is suspended.
-    assert_eq!(holders, vec![100, 101]);
+    assert_eq!(holders, vec![100, 101, 104]);
     assert!(cards[1].has_revocation_code);
     assert_eq!(cards[0].doors.iter().map(|(d, _)| *d).collect::<Vec<_>>(), vec![0, 1]);
     assert_eq!(cards[1].doors.iter().map(|(d, _)| *d).collect::<Vec<_>>(), vec![0]);
@@ -117,13 +129,23 @@ fn only_active_cards_with_lasting_grants_are_listed() {
 #[test]
 fn offline_verdicts_match_online_decisions_minute_by_minute() {
     let index = world();
-    // A Friday morning in March, over the night of the change to summer time.
-    let issued = utc("2026-03-27T06:10:00Z");
+    // A Saturday in March, over the night of the change to summer time (Sunday 01:00 UTC).
+    let issued = utc("2026-03-28T12:10:00Z");
     let installed = InstalledList::new(list_at(&index, issued));
-    let uids = [("04A1B2C3", Some("x")), ("04B0B0B0", Some("R2")), ("04B0B0B0", Some("R1")), ("04C0C0C0", None)];
+    let uids = [
+        ("04A1B2C3", Some("x")),
+        ("04B0B0B0", Some("R2")),
+        ("04B0B0B0", Some("R1")),
+        ("04C0C0C0", None),
+        ("04E0E0E0", None),
+    ];
     let lapse = installed.list.doors["front"].lapses_at;
-    let mut t = issued;
-    while t < lapse {
+    // Every 7 min 13 s, and each second around Eve's validity's ends.
+    let mut moments: Vec<i64> = (0..).map(|i| issued + i * (7 * 60 + 13)).take_while(|t| *t < lapse).collect();
+    for edge in [EVE_FROM / 1_000_000, EVE_UNTIL / 1_000_000] {
+        moments.extend(edge - 2..=edge + 2);
+    }
+    for t in moments {
         for door in ["front", "lab"] {
             for (uid, code) in uids {
                 let code = if uid == "04A1B2C3" { None } else { code };
@@ -141,15 +163,26 @@ fn offline_verdicts_match_online_decisions_minute_by_minute() {
                     assert_eq!(online.allowed(), door == "front");
                     continue;
                 }
+                assert!(!offline.allowed || online.allowed(), "offline lets in {uid} at {door} at {t}");
+                // A validity that ends on a fraction of a second ends offline on the whole
+                // second before it: the list is never more generous than lintel.
+                if t == EVE_UNTIL / 1_000_000 && uid == "04E0E0E0" && door == "front" {
+                    assert!(online.allowed() && !offline.allowed);
+                    continue;
+                }
                 assert_eq!(offline.allowed, online.allowed(), "{door} {uid} {code:?} at {t}");
                 if !online.allowed() {
                     // The list does not say why a card lacks a door (a skill or a grant).
-                    let expected = if online.reason == Reason::MissingSkill { Reason::NoGrant } else { online.reason };
+                    // Nor whether a time is outside a schedule or a validity window.
+                    let expected = match online.reason {
+                        Reason::MissingSkill => Reason::NoGrant,
+                        Reason::NotYetValid | Reason::Expired => Reason::OutsideSchedule,
+                        other => other,
+                    };
                     assert_eq!(offline.reason, expected, "{door} {uid} at {t}");
                 }
             }
         }
-        t += 7 * 60 + 13;
     }
 }
 
@@ -159,7 +192,7 @@ fn a_lapsed_list_refuses_at_secure_doors_and_admits_at_safe_ones() {
     let issued = utc("2026-06-10T10:30:00Z");
     let installed = InstalledList::new(list_at(&index, issued));
     let lapse = installed.list.doors["front"].lapses_at;
-    assert!(lapse <= issued + 86_400 && lapse > issued + 86_400 - 3600, "lapses within the period before a day");
+    assert!(lapse <= issued + THREE_DAYS && lapse > issued + THREE_DAYS - 3600, "lapses within the period before");
     let ann = hex::decode("04A1B2C3").unwrap();
     let bo = hex::decode("04B0B0B0").unwrap();
     assert!(installed.decide("front", &bo, Some("R2"), lapse - 1).allowed);

@@ -19,6 +19,5 @@ CREATE TABLE controllers (
 CREATE TABLE controller_uploads (
     controller TEXT NOT NULL,
     upload_id TEXT NOT NULL,
-    event_seq BIGINT,
     PRIMARY KEY (controller, upload_id)
 );
