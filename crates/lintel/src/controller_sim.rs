@@ -195,6 +195,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let offline = serde_json::to_vec(&Status { online: false, list_version: 0, firmware: None })?;
     options.set_last_will(LastWill::new(sim.topic("status"), offline, QoS::AtLeastOnce, true));
     let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let sim = Arc::new(Mutex::new(sim));
 
     let events_sim = sim.clone();
@@ -408,21 +411,17 @@ async fn tap(
     }
     let decision = lock(sim).decide_offline(door, uid, code)?;
     let open = lock(sim).list.as_ref().and_then(|l| l.list.doors.get(door).map(|d| d.open_seconds)).unwrap_or(5);
-    let actions = if decision.allowed {
-        json!([{"action": "open", "seconds": open}, {"action": "led", "color": "green", "seconds": open}, {"action": "buzzer", "pattern": "short"}])
-    } else {
-        json!([{"action": "led", "color": "red", "seconds": 2}, {"action": "buzzer", "pattern": "long"}])
-    };
+    let actions = lintel_proto::controller::actions_for(decision.allowed, open);
     say(json!({"event": "decision", "source": "offline", "door": door, "uid": uid, "allowed": decision.allowed,
         "reason": decision.reason, "fail_safe": decision.fail_safe, "list_version": decision.list_version,
-        "id": decision.id, "actions": actions}));
+        "id": decision.id, "actions": &actions}));
     Ok(DecisionMessage {
         id: decision.id,
         door: door.to_owned(),
         allowed: decision.allowed,
         reason: decision.reason,
         person_id: None,
-        actions: serde_json::from_value(actions)?,
+        actions,
     })
 }
 

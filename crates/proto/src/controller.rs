@@ -119,6 +119,20 @@ pub enum BuzzerPattern {
     Long,
 }
 
+/// What a controller does with a decision, online or offline: open for the door's
+/// `open_seconds` with a green LED and a short beep, or a red LED and a long beep.
+pub fn actions_for(allowed: bool, open_seconds: u32) -> Vec<Action> {
+    if allowed {
+        vec![
+            Action::Open { seconds: open_seconds },
+            Action::Led { color: LedColor::Green, seconds: open_seconds },
+            Action::Buzzer { pattern: BuzzerPattern::Short },
+        ]
+    } else {
+        vec![Action::Led { color: LedColor::Red, seconds: 2 }, Action::Buzzer { pattern: BuzzerPattern::Long }]
+    }
+}
+
 /// `<prefix>/c/<controller>/decision`: lintel's answer to a tap, with what to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

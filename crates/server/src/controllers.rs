@@ -12,7 +12,7 @@ use lintel_core::offline::{ListDoor, ListInput, build_list, content_digest, peri
 use lintel_doors::mqtt::{Delivery, LinkEvent, MqttLink, Topic};
 use lintel_proto::controller::Controller;
 use lintel_proto::controller::{
-    Action, BuzzerPattern, DecisionMessage, LedColor, ListAck, OfflineDecision, Status, Tap, Upload, UploadAck,
+    DecisionMessage, ListAck, OfflineDecision, Status, Tap, Upload, UploadAck, actions_for,
 };
 use lintel_proto::{DriverConfig, FailMode, PresentedCredential, Reason};
 use lintel_store::{NewEvent, StoreError, credential_id};
@@ -428,11 +428,7 @@ async fn decide_tap(
         allowed: true,
         reason: decision.reason,
         person_id: decision.person_id,
-        actions: vec![
-            Action::Open { seconds: door.open_seconds },
-            Action::Led { color: LedColor::Green, seconds: door.open_seconds },
-            Action::Buzzer { pattern: BuzzerPattern::Short },
-        ],
+        actions: actions_for(true, door.open_seconds),
     })
 }
 
@@ -443,10 +439,7 @@ fn refusal(tap: &Tap, reason: Reason, person_id: Option<String>) -> DecisionMess
         allowed: false,
         reason,
         person_id,
-        actions: vec![
-            Action::Led { color: LedColor::Red, seconds: 2 },
-            Action::Buzzer { pattern: BuzzerPattern::Long },
-        ],
+        actions: actions_for(false, 0),
     }
 }
 
