@@ -15,7 +15,7 @@ use lintel_proto::controller::{
     DecisionMessage, ListAck, OfflineDecision, Status, Tap, Upload, UploadAck, actions_for,
 };
 use lintel_proto::{DriverConfig, FailMode, PresentedCredential, Reason};
-use lintel_store::{NewEvent, StoreError, credential_id};
+use lintel_store::{ControllerRow, NewEvent, StoreError, credential_id};
 use tokio::sync::mpsc;
 
 use crate::AppState;
@@ -519,13 +519,17 @@ async fn refresh_lists(
         }
     }
     // Controllers no door names any more get an empty list, so they forget the old one.
+    let mut rows: HashMap<String, ControllerRow> = HashMap::new();
     for row in store.controllers().await? {
-        doors.entry(row.id).or_default();
+        doors.entry(row.id.clone()).or_default();
+        rows.insert(row.id.clone(), row);
     }
-    // Rows first: a status that arrives once the doors are known must find its row.
-    let mut rows = HashMap::new();
+    // Rows first (written only for controllers new to lintel, not at every refresh): a
+    // status that arrives once the doors are known must find its row.
     for controller in doors.keys() {
-        rows.insert(controller.clone(), store.ensure_controller(controller, random_salt()).await?);
+        if !rows.contains_key(controller) {
+            rows.insert(controller.clone(), store.ensure_controller(controller, random_salt()).await?);
+        }
     }
     controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).doors = doors.clone();
     let codes = store.card_revocation_codes().await?;
