@@ -38,23 +38,39 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     format!("v0={}", hex::encode(expected(secret, timestamp, body)))
 }
 
-/// Checks a request from Slack. The whole decoded MAC is compared, at its full length and
-/// in constant time: an empty or truncated signature never matches.
+/// A request that verified: its MAC (its identity, for a replay cache) and the second
+/// after which its timestamp is too old to be accepted again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub mac: [u8; 32],
+    pub acceptable_until: i64,
+}
+
+/// Checks a request from Slack. Only the exact form Slack sends is taken (`v0=` and 64 lower-case hex digits):
+/// a MAC has one spelling, so a replay cannot pass as new by re-casing its hex. The whole
+/// decoded MAC is compared in constant time: an empty or truncated signature never matches.
 pub fn verify(
     secret: &str,
     timestamp: Option<&str>,
     signature: Option<&str>,
     body: &[u8],
     now: i64,
-) -> Result<(), SignatureError> {
+) -> Result<Verified, SignatureError> {
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else { return Err(SignatureError::Missing) };
     let sent: i64 = timestamp.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
     if (now - sent).abs() > MAX_AGE_SECONDS {
         return Err(SignatureError::Stale);
     }
-    let given = signature.strip_prefix("v0=").and_then(|h| hex::decode(h).ok()).ok_or(SignatureError::Mismatch)?;
+    let given = signature
+        .strip_prefix("v0=")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .and_then(|h| <[u8; 32]>::try_from(hex::decode(h).ok()?).ok())
+        .ok_or(SignatureError::Mismatch)?;
     let want = expected(secret, timestamp.trim(), body);
-    if given.len() == want.len() && bool::from(given.ct_eq(&want)) { Ok(()) } else { Err(SignatureError::Mismatch) }
+    if !bool::from(given.ct_eq(&want)) {
+        return Err(SignatureError::Mismatch);
+    }
+    Ok(Verified { mac: given, acceptable_until: sent + MAX_AGE_SECONDS })
 }
 
 /// A workspace member, as `users.info` and `users.list` describe one.
@@ -265,7 +281,7 @@ mod tests {
         let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
         let sig = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
         assert_eq!(sign(SECRET, "1531420618", body), sig);
-        assert_eq!(verify(SECRET, Some("1531420618"), Some(sig), body, 1531420618 + 10), Ok(()));
+        assert!(verify(SECRET, Some("1531420618"), Some(sig), body, 1531420618 + 10).is_ok());
     }
 
     #[test]
@@ -274,9 +290,24 @@ mod tests {
         let ts = "1700000000";
         let now = 1_700_000_000;
         let good = sign(SECRET, ts, body);
-        assert_eq!(verify(SECRET, Some(ts), Some(&good), body, now), Ok(()));
-        for bad in ["", "v0=", "v0=00", &good[..good.len() - 2], &good.replace("v0=", "v1="), &sign("other", ts, body)]
-        {
+        let verified = verify(SECRET, Some(ts), Some(&good), body, now).unwrap();
+        assert_eq!(format!("v0={}", hex::encode(verified.mac)), good, "the MAC is the request's identity");
+        assert_eq!(verified.acceptable_until, now + MAX_AGE_SECONDS);
+        let upper = format!("v0={}", good[3..].to_ascii_uppercase());
+        let spaced = format!("{good} ");
+        let long = format!("{good}00");
+        for bad in [
+            "",
+            "v0=",
+            "v0=00",
+            &good[..good.len() - 2],
+            &good.replace("v0=", "v1="),
+            &good.replace("v0=", "V0="),
+            &upper,
+            &spaced,
+            &long,
+            &sign("other", ts, body),
+        ] {
             assert_eq!(verify(SECRET, Some(ts), Some(bad), body, now), Err(SignatureError::Mismatch), "{bad:?}");
         }
         assert_eq!(verify(SECRET, Some(ts), Some(&good), b"a=c", now), Err(SignatureError::Mismatch));

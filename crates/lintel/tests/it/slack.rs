@@ -277,6 +277,15 @@ async fn forged_stale_replayed_and_malformed_requests_change_nothing(b: Backend)
     assert_eq!(status, 200);
     let (status, _) = post_signed(&s, "/hooks/slack/commands", body, &ts, &good, form).await;
     assert_eq!(status, 401, "replayed");
+    // The same MAC spelled in other cases is the same request, not a new one.
+    let hex = good.strip_prefix("v0=").unwrap();
+    let first_letter = hex.find(|c: char| c.is_ascii_alphabetic()).expect("a MAC with a letter in it");
+    let mut one_upper = hex.to_owned();
+    one_upper[first_letter..=first_letter].make_ascii_uppercase();
+    for recased in [format!("v0={}", hex.to_ascii_uppercase()), format!("v0={one_upper}"), format!("V0={hex}")] {
+        let (status, problem) = post_signed(&s, "/hooks/slack/commands", body, &ts, &recased, form).await;
+        assert_eq!(status, 401, "{recased} is the replayed request re-cased: {problem}");
+    }
 }
 
 /// Slack's official Python SDK signs; lintel accepts. (Needs `pip install slack_sdk`.)

@@ -40,8 +40,9 @@ pub struct SlackConfig {
 pub struct Slack {
     config: SlackConfig,
     pub(crate) client: slack::Client,
-    /// Signatures seen in the last five minutes: a replayed request is refused.
-    seen: Mutex<HashMap<String, i64>>,
+    /// The MACs of requests accepted, until their timestamps are too old to pass again: a
+    /// replayed request is refused.
+    seen: Mutex<HashMap<[u8; 32], i64>>,
 }
 
 impl Slack {
@@ -53,12 +54,17 @@ impl Slack {
     fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let now = chrono::Utc::now().timestamp();
-        let signature = header("x-slack-signature");
-        slack::verify(&self.config.signing_secret, header("x-slack-request-timestamp"), signature, body, now)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let verified = slack::verify(
+            &self.config.signing_secret,
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+            body,
+            now,
+        )
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         let mut seen = self.seen.lock().expect("replay cache lock");
-        seen.retain(|_, at| now - *at <= slack::MAX_AGE_SECONDS);
-        if seen.insert(signature.unwrap_or_default().to_owned(), now).is_some() {
+        seen.retain(|_, until| *until >= now);
+        if seen.insert(verified.mac, verified.acceptable_until).is_some() {
             return Err(ApiError::unauthorized("this request was already received"));
         }
         Ok(())
