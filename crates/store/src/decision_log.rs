@@ -74,6 +74,10 @@ pub(crate) struct DecisionLog {
 /// passive checkpoint alone never gets to restart the log, which then grows without bound.
 const WAL_TRUNCATE_BYTES: u64 = 16 << 20;
 
+/// How often the WAL's size is looked at: at tens of thousands of decisions a second it
+/// grows by megabytes between looks.
+const WAL_WATCH_EVERY: Duration = Duration::from_millis(50);
+
 /// What SQLite leaves of a WAL once it restarts it.
 const JOURNAL_SIZE_LIMIT: i64 = 16 << 20;
 
@@ -89,7 +93,9 @@ impl DecisionLog {
         // Checkpoints run on a thread of their own, so a tap never waits for one.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpoints = rusqlite::Connection::open(&path)?;
-        checkpoints.busy_timeout(Duration::from_secs(10))?;
+        // A complete checkpoint holds writers back while it waits for readers: it gives up
+        // soon and tries again, rather than stall taps behind a long read.
+        checkpoints.busy_timeout(Duration::from_millis(250))?;
         checkpoints.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
         let mut wal = path.into_os_string();
         wal.push("-wal");
@@ -99,8 +105,15 @@ impl DecisionLog {
         let checkpointer = std::thread::Builder::new()
             .name("lintel-checkpoint".into())
             .spawn(move || {
-                while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(1)) {
-                    checkpoint(&checkpoints, &wal);
+                let mut last_passive = std::time::Instant::now();
+                while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(WAL_WATCH_EVERY) {
+                    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                    if size > WAL_TRUNCATE_BYTES {
+                        checkpoint(&checkpoints, "TRUNCATE", size);
+                    } else if last_passive.elapsed() >= Duration::from_secs(1) {
+                        checkpoint(&checkpoints, "PASSIVE", size);
+                        last_passive = std::time::Instant::now();
+                    }
                 }
             })
             .map_err(|e| StoreError::Invalid(format!("cannot start a thread: {e}")))?;
@@ -144,17 +157,14 @@ impl DecisionLog {
     }
 }
 
-/// One checkpoint: passive while the WAL is small, complete and truncating past
-/// [`WAL_TRUNCATE_BYTES`].
-fn checkpoint(conn: &rusqlite::Connection, wal: &std::path::Path) {
-    let size = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
-    let sql =
-        if size > WAL_TRUNCATE_BYTES { "PRAGMA wal_checkpoint(TRUNCATE)" } else { "PRAGMA wal_checkpoint(PASSIVE)" };
+/// One checkpoint, `PASSIVE` (never waits) or `TRUNCATE` (complete, restarting the log).
+fn checkpoint(conn: &rusqlite::Connection, mode: &str, wal_bytes: u64) {
+    let sql = if mode == "TRUNCATE" { "PRAGMA wal_checkpoint(TRUNCATE)" } else { "PRAGMA wal_checkpoint(PASSIVE)" };
     match conn.query_row(sql, [], |r| r.get::<_, i64>(0)) {
         Ok(0) => {}
-        // Busy: readers or the writer held on past the busy timeout; next second.
-        Ok(_) => tracing::debug!(wal_bytes = size, "WAL checkpoint could not complete"),
-        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        // Busy: readers or the writer held on past the busy timeout; tried again soon.
+        Ok(_) => tracing::debug!(wal_bytes, mode, "WAL checkpoint could not complete"),
+        Err(e) => tracing::warn!(error = %e, mode, "WAL checkpoint failed"),
     }
 }
 
