@@ -1,6 +1,7 @@
-//! Errors as RFC 9457 problem documents, and a strict JSON extractor that turns every
-//! malformed body into one.
+//! Errors as RFC 9457 problem documents, and extractors that turn every malformed body
+//! (strict JSON, or raw bytes) into one.
 
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -86,7 +87,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json(req.headers()) {
             return Err(unsupported_media_type());
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(body_error)?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -115,7 +116,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-pub fn body_error(e: BytesRejection) -> ApiError {
+/// The body as it came, for routes that read it themselves (webhooks whose signature
+/// covers the bytes, forms, signed operations): too large or unreadable is a problem
+/// document, where axum's own `Bytes` answers in plain text.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(body_error)
+    }
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the body is larger than this endpoint accepts")
     } else {
@@ -169,7 +183,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let json_type = is_json(req.headers());
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(body_error)?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }

@@ -1,7 +1,6 @@
 //! The membership platform's webhooks, its admin routes, and the inbox and outbox views.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lintel_proto::{InboxEntry, OutboxEntry, Page, Problem, WorkState};
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::Admin;
 use crate::cobot::{SyncReport, cobot_of};
-use crate::problem::{ApiError, ApiPath, ApiQuery, parse_json};
+use crate::problem::{ApiError, ApiPath, ApiQuery, RawBody, parse_json};
 
 /// A webhook delivery from the platform: `{"url": "<the changed resource>"}`, or the whole
 /// object of a deleted one. Stored before it is acknowledged (202), processed afterwards
@@ -19,11 +18,12 @@ use crate::problem::{ApiError, ApiPath, ApiQuery, parse_json};
 /// taken; anything else is a 422. Never a 410, which would end the subscription.
 #[utoipa::path(post, path = "/hooks/cobot/{event}", tag = "integrations",
     responses((status = 202, description = "stored; it will be processed"), (status = 400, body = Problem),
-        (status = 422, body = Problem), (status = 503, description = "the platform is not configured")))]
+        (status = 413, body = Problem, description = "larger than max_body_bytes"), (status = 422, body = Problem),
+        (status = 503, description = "the platform is not configured")))]
 pub async fn webhook(
     State(s): State<AppState>,
     ApiPath(event): ApiPath<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // Unconfigured: 503, so that the platform retries once the operator has set it up.
     let cobot = cobot_of(&s).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-configured", e.detail))?;
