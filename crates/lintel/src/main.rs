@@ -430,6 +430,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             max_lock: Duration::from_secs(config.limits.max_lock_seconds),
             ..LimiterConfig::default()
         },
+        max_pending_deliveries: i64::from(config.limits.max_pending_deliveries.max(1)),
         slack: config.slack.clone().map(|s| lintel_server::SlackConfig {
             signing_secret: s.signing_secret,
             bot_token: s.bot_token,

@@ -16,11 +16,18 @@ pub struct ApiError {
     pub slug: &'static str,
     pub detail: String,
     pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// Sent as `Retry-After` (seconds).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, slug, detail: detail.into(), extensions: Default::default() }
+        Self { status, slug, detail: detail.into(), extensions: Default::default(), retry_after: None }
+    }
+
+    /// Tells the client when to try again.
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self { retry_after: Some(seconds), ..self }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -71,6 +78,9 @@ impl IntoResponse for ApiError {
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
