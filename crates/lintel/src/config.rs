@@ -560,6 +560,10 @@ pub struct LimitsConfig {
     pub free_failures: u32,
     pub first_lock_seconds: u64,
     pub max_lock_seconds: u64,
+    /// The longest lock of a keypad: anyone at it can lock it, for every PIN user of the door.
+    pub keypad_max_lock_seconds: u64,
+    /// Webhook deliveries of one source waiting in the inbox before more get a 503.
+    pub max_pending_deliveries: u32,
 }
 
 impl Default for Config {
@@ -600,7 +604,13 @@ impl Default for SqliteConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { free_failures: 5, first_lock_seconds: 30, max_lock_seconds: 3600 }
+        Self {
+            free_failures: 5,
+            first_lock_seconds: 30,
+            max_lock_seconds: 3600,
+            keypad_max_lock_seconds: 300,
+            max_pending_deliveries: 10_000,
+        }
     }
 }
 
@@ -618,6 +628,8 @@ const KEYS: &[&str] = &[
     "limits.free_failures",
     "limits.first_lock_seconds",
     "limits.max_lock_seconds",
+    "limits.keypad_max_lock_seconds",
+    "limits.max_pending_deliveries",
     "slack.signing_secret",
     "slack.bot_token",
     "slack.api_base_url",
@@ -686,6 +698,8 @@ const SCALAR_KEYS: &[&str] = &[
     "limits.free_failures",
     "limits.first_lock_seconds",
     "limits.max_lock_seconds",
+    "limits.keypad_max_lock_seconds",
+    "limits.max_pending_deliveries",
     "slack.allow_guests",
     "slack.reconcile_minutes",
     "cobot.sync_minutes",
@@ -767,6 +781,7 @@ mod tests {
         assert_eq!(c.database_url, "postgres://x@127.0.0.1/test");
         assert_eq!(c.sqlite.synchronous, "full");
         assert_eq!(c.limits.free_failures, 3);
+        assert_eq!((c.limits.keypad_max_lock_seconds, c.limits.max_pending_deliveries), (300, 10_000), "defaults");
         assert_eq!(c.admin_token.as_deref(), Some("12345"));
     }
 

@@ -448,8 +448,10 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             free_failures: config.limits.free_failures,
             first_lock: Duration::from_secs(config.limits.first_lock_seconds),
             max_lock: Duration::from_secs(config.limits.max_lock_seconds),
+            keypad_max_lock: Duration::from_secs(config.limits.keypad_max_lock_seconds),
             ..LimiterConfig::default()
         },
+        max_pending_deliveries: i64::from(config.limits.max_pending_deliveries.max(1)),
         slack: config.slack.clone().map(|s| lintel_server::SlackConfig {
             signing_secret: s.signing_secret,
             bot_token: s.bot_token,

@@ -371,39 +371,65 @@ impl Resource {
     }
 }
 
-/// What a delivery names: a resource kind and id. Nothing else of a delivery is trusted:
-/// the resource is fetched from its canonical URL on the space, and only that answer
-/// (or its 404) counts. A URL must be exactly `<base_url>/api/<kind>/<id>`.
-fn named(cobot: &Cobot, event: &str, payload: &Value) -> Option<(Resource, String)> {
-    let (resource, id) = match payload.get("url").and_then(Value::as_str) {
-        Some(url) => {
+/// What a delivery names: a resource kind and id, or why it names nothing lintel follows.
+/// Nothing else of a delivery is trusted: the resource is fetched from its canonical URL on
+/// the space, and only that answer (or its 404) counts. A URL must be exactly
+/// `<base_url>/api/<kind>/<id>`; a deleted resource arrives whole, and only its id is taken.
+/// The webhook stores only deliveries this accepts, and the processor reads them with it.
+fn named(cobot: &Cobot, event: &str, payload: &Value) -> Result<(Resource, String), &'static str> {
+    let fields = payload.as_object().ok_or("the delivery is a JSON object")?;
+    let (resource, id) = match fields.get("url") {
+        Some(Value::String(url)) => {
             if !cobot.client.owns(url) {
-                return None;
+                return Err("refusing a URL outside the configured space (base_url)");
             }
-            let path = reqwest::Url::parse(url).ok()?.path().to_owned();
-            let base = reqwest::Url::parse(&cobot.config.base_url).ok()?.path().trim_end_matches('/').to_owned();
-            let rest = path.strip_prefix(&base)?.strip_prefix("/api/")?;
-            let (kind, id) = rest.split_once('/')?;
-            let resource =
-                [Resource::Membership, Resource::Booking, Resource::CheckIn].into_iter().find(|r| r.path() == kind)?;
+            let not_followed = "the URL is not <base_url>/api/<memberships|bookings|check_ins>/<id>";
+            let path = reqwest::Url::parse(url).map_err(|_| not_followed)?.path().to_owned();
+            let base = reqwest::Url::parse(&cobot.config.base_url).map_err(|_| not_followed)?;
+            let rest = path
+                .strip_prefix(base.path().trim_end_matches('/'))
+                .and_then(|rest| rest.strip_prefix("/api/"))
+                .ok_or(not_followed)?;
+            let (kind, id) = rest.split_once('/').ok_or(not_followed)?;
+            let resource = [Resource::Membership, Resource::Booking, Resource::CheckIn]
+                .into_iter()
+                .find(|r| r.path() == kind)
+                .ok_or(not_followed)?;
             (resource, id.to_owned())
         }
-        // A deleted resource arrives whole; only its id is taken from it.
+        Some(_) => return Err("url is a string"),
         None => {
-            let id = payload.get("id")?;
-            let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
+            let id = match fields.get("id") {
+                Some(Value::String(id)) => id.clone(),
+                Some(Value::Number(id)) => id.to_string(),
+                Some(_) => return Err("id is a string or a number"),
+                None => return Err("the delivery has neither url nor id"),
+            };
             let resource = if event.contains("booking") { Resource::Booking } else { Resource::Membership };
             (resource, id)
         }
     };
-    valid_membership_id(&id).then_some((resource, id))
+    if !valid_membership_id(&id) {
+        return Err("the id is 1 to 64 letters, digits, - or _");
+    }
+    Ok((resource, id))
+}
+
+/// A delivery as the inbox keeps it: only what [`named`] reads (the canonical URL, or the
+/// id of a deleted resource), so that every stored delivery is one the processor takes,
+/// and each is small.
+pub(crate) fn delivery(cobot: &Cobot, event: &str, payload: &Value) -> Result<Value, ApiError> {
+    let (resource, id) = named(cobot, event, payload).map_err(ApiError::invalid)?;
+    Ok(if payload.get("url").is_some() {
+        json!({"url": cobot.client.url(&format!("/api/{}/{id}", resource.path()))})
+    } else {
+        json!({"id": id})
+    })
 }
 
 /// Processes one inbox delivery. `Err` with a transient cause is retried.
 async fn process(s: &AppState, cobot: &Cobot, item: &WorkItem) -> Result<(), CobotError> {
-    let Some((resource, id)) = named(cobot, &item.kind, &item.payload) else {
-        return Err(CobotError::Rejected("the delivery names no resource lintel follows".into()));
-    };
+    let (resource, id) = named(cobot, &item.kind, &item.payload).map_err(|why| CobotError::Rejected(why.into()))?;
     let store_failed = |e: ApiError| CobotError::Unreachable(e.detail);
     match resource {
         Resource::Membership => reconcile_membership(s, cobot, &id).await,

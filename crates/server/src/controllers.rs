@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::decide::Ask;
+use crate::limiter::Source;
 
 /// How often the lists are checked against the directory: a revocation reaches the
 /// controllers within this (plus the time to build and publish).
@@ -411,7 +412,7 @@ async fn decide_tap(
         credential: &tap.credential,
         at: None,
         dry_run: false,
-        source: format!("mqtt:{controller}"),
+        source: Source::Keypad(format!("mqtt:{controller}")),
     };
     let decision = match s.inner.decider.decide(ask).await {
         Ok(d) => d,

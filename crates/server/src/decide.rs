@@ -12,7 +12,7 @@ use lintel_proto::{DecisionResponse, PresentedCredential};
 use lintel_store::{NewEvent, PendingDecision, credential_id, grant_id};
 
 use crate::directory::Directory;
-use crate::limiter::{FailureLimiter, LimiterConfig, Lock};
+use crate::limiter::{FailureLimiter, LimiterConfig, Lock, Locked, Source};
 use crate::problem::ApiError;
 use crate::secrets;
 
@@ -30,8 +30,8 @@ pub struct Ask<'a> {
     pub credential: &'a PresentedCredential,
     pub at: Option<DateTime<Utc>>,
     pub dry_run: bool,
-    /// e.g. `door:front` for a keypad, `ip:192.0.2.7` for an HTTP client.
-    pub source: String,
+    /// e.g. the keypad `door:front`, the client `ip:192.0.2.7`.
+    pub source: Source,
 }
 
 enum Presented {
@@ -169,9 +169,12 @@ impl Decider {
             looked = Some(outcome);
         }
         // A wrong guess, or a probe for door ids, counts against the source.
-        if presented.guessable() && matches!(decision.reason, Reason::UnknownCredential | Reason::UnknownDoor) {
-            self.limiter.failure(&ask.source, now);
-        }
+        let locked =
+            if presented.guessable() && matches!(decision.reason, Reason::UnknownCredential | Reason::UnknownDoor) {
+                self.limiter.failure(&ask.source, now)
+            } else {
+                None
+            };
         let mut response = response_for(&index, &decision);
         response.retry_after = lock.map(|l| l.wait.as_secs().max(1));
         drop(index);
@@ -183,6 +186,7 @@ impl Decider {
             if matches!(presented, Presented::Member { .. }) {
                 response.name = self.name_of(decision.person).await;
             }
+            self.record_keypad_lock(ask.door, &ask.source, locked).await;
             return Ok(response);
         }
         let mut event = decision_event(ask.door, at, &response, &decision);
@@ -206,13 +210,32 @@ impl Decider {
             fields.extend(note);
         }
         if !matches!(presented, Presented::Member { .. }) {
-            return self.record(decision, event, response).await;
+            let recorded = self.record(decision, event, response).await;
+            // After the decision it follows from.
+            self.record_keypad_lock(ask.door, &ask.source, locked).await;
+            return recorded;
         }
         // A station shows the person's name. Names are not in the index (they would cost
         // every credential memory), so station asks alone read it, beside the commit.
         let person = decision.person;
         let (recorded, name) = tokio::join!(self.record(decision, event, response), self.name_of(person));
         recorded.map(|response| DecisionResponse { name, ..response })
+    }
+
+    /// A keypad just locked: someone is guessing PINs there, and every PIN user of the door
+    /// waits meanwhile. Worth an alarm, so it is an event of its own, once per lock.
+    async fn record_keypad_lock(&self, door: &str, source: &Source, locked: Option<Locked>) {
+        let (Some(locked), Source::Keypad(_)) = (locked, source) else { return };
+        let event = NewEvent::new("keypad.locked")
+            .door(door)
+            .with("source", source.to_string())
+            .with("failures", locked.failures)
+            .with("lock_seconds", locked.lock.as_secs().max(1));
+        match self.directory.store.append_events(&[event]).await {
+            Ok(recorded) => self.directory.publish(&recorded),
+            // The decision stands either way; the lock is in force.
+            Err(e) => tracing::error!(door, %source, error = %e, "a keypad's lock was not recorded"),
+        }
     }
 
     /// What a station shows for the person it asked about (nothing when unknown).
@@ -230,7 +253,7 @@ impl Decider {
         &self,
         key: &CredentialKey,
         digest: &Digest,
-        source: &str,
+        source: &Source,
     ) -> Result<lintel_core::Pk, ApiError> {
         let now = Instant::now();
         if let Some(Lock { wait, .. }) = self.limiter.locked(source, now) {

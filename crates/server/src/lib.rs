@@ -59,6 +59,8 @@ pub struct ServerConfig {
     /// How often to look for directory changes made by other processes.
     pub follow_every: Duration,
     pub limiter: LimiterConfig,
+    /// Webhook deliveries of one source that may wait in the inbox; beyond, a 503.
+    pub max_pending_deliveries: i64,
     /// The Slack app, when `[slack]` is configured.
     pub slack: Option<SlackConfig>,
     /// The doorbell camera, when `[doorbell]` is configured (it posts through Slack).

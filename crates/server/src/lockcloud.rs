@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use lintel_connectors::lockcloud::{Client, CloudError, LockEvent};
@@ -21,7 +20,7 @@ use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::problem::{ApiError, parse_json};
+use crate::problem::{ApiError, ApiQuery, RawBody, parse_json};
 
 /// The `[lockcloud]` settings.
 #[derive(Clone, Debug)]
@@ -213,12 +212,13 @@ pub struct TokenQuery {
 /// at the door that lock is, by the person it names, so that it counts like any entry
 /// (attendance, check-ins).
 #[utoipa::path(post, path = "/hooks/lockcloud", tag = "integrations", params(("token" = Option<String>, Query, description = "the webhook token")),
-    responses((status = 200, description = "recorded (or recorded before)"), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, description = "recorded (or recorded before)"), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 413, body = Problem, description = "larger than max_body_bytes"), (status = 422, body = Problem)))]
 pub async fn webhook(
     State(s): State<AppState>,
-    Query(query): Query<TokenQuery>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let cloud = s
         .inner

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::limiter::FailureLimiter;
+use crate::limiter::{FailureLimiter, Source};
 use crate::problem::{ApiError, ApiPath};
 
 /// Where the endpoint listens and how the id is read from the request.
@@ -203,7 +203,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
 /// Who asks: the client's address (for the failure limiter) and its headers.
 struct Asker {
     headers: HeaderMap,
-    source: String,
+    source: Source,
     failures: Failures,
 }
 
@@ -247,11 +247,11 @@ async fn by_segment(
     respond(&state, lookup, &asker, &raw).await
 }
 
-fn source(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> String {
-    match peer {
+fn source(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Source {
+    Source::Client(match peer {
         Some(Extension(ConnectInfo(addr))) => format!("lookup:{}", addr.ip()),
         None => "lookup".to_owned(),
-    }
+    })
 }
 
 /// Whether the request carries the configured basic auth (compared in constant time).

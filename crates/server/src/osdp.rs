@@ -13,6 +13,7 @@ use lintel_store::{EventFilter, NewEvent};
 
 use crate::AppState;
 use crate::decide::Ask;
+use crate::limiter::Source;
 
 /// The readers, when `[osdp]` is configured.
 #[derive(Debug, Clone)]
@@ -99,7 +100,13 @@ pub async fn spawn(s: AppState, mut config: OsdpConfig) -> Result<(), crate::Ser
 async fn decide_card(s: AppState, readers: Readers, reader: String, door: String, output: Option<u8>, uid: String) {
     let started = Instant::now();
     let credential = PresentedCredential::Card { uid, revocation_code: None };
-    let ask = Ask { door: &door, credential: &credential, at: None, dry_run: false, source: format!("osdp:{reader}") };
+    let ask = Ask {
+        door: &door,
+        credential: &credential,
+        at: None,
+        dry_run: false,
+        source: Source::Keypad(format!("osdp:{reader}")),
+    };
     let note = serde_json::Map::from_iter([("via".into(), "osdp".into()), ("reader".into(), reader.clone().into())]);
     let decision = match s.inner.decider.decide_noting(ask, note).await {
         Ok(decision) => Some(decision),

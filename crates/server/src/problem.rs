@@ -1,6 +1,7 @@
-//! Errors as RFC 9457 problem documents, and a strict JSON extractor that turns every
-//! malformed body into one.
+//! Errors as RFC 9457 problem documents, and extractors that turn every malformed body
+//! (strict JSON, or raw bytes) into one.
 
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -15,11 +16,18 @@ pub struct ApiError {
     pub slug: &'static str,
     pub detail: String,
     pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// Sent as `Retry-After` (seconds).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, slug, detail: detail.into(), extensions: Default::default() }
+        Self { status, slug, detail: detail.into(), extensions: Default::default(), retry_after: None }
+    }
+
+    /// Tells the client when to try again.
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self { retry_after: Some(seconds), ..self }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -71,6 +79,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -86,7 +97,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json(req.headers()) {
             return Err(unsupported_media_type());
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(body_error)?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -115,7 +126,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-pub fn body_error(e: BytesRejection) -> ApiError {
+/// The body as it came, for routes that read it themselves (webhooks whose signature
+/// covers the bytes, forms, signed operations): too large or unreadable is a problem
+/// document, where axum's own `Bytes` answers in plain text.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(body_error)
+    }
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the body is larger than this endpoint accepts")
     } else {
@@ -169,7 +193,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let json_type = is_json(req.headers());
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(body_error)?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }

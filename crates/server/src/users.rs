@@ -13,6 +13,7 @@ use lintel_store::PersonFilter;
 
 use crate::AppState;
 use crate::auth::bearer;
+use crate::limiter::Source;
 use crate::problem::ApiError;
 use crate::secrets;
 
@@ -120,8 +121,8 @@ impl FromRequestParts<AppState> for User {
         let source = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| format!("ip:{}", c.0.ip()))
-            .unwrap_or_else(|| "ip:unknown".into());
+            .map(|c| Source::Client(format!("ip:{}", c.0.ip())))
+            .unwrap_or_else(|| Source::Client("ip:unknown".into()));
         let digest = secrets::digest(token);
         let pk = state.inner.decider.authenticate(&CredentialKey::secret(&digest), &digest, &source)?;
         let index = state.inner.directory.index();

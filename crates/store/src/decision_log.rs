@@ -353,7 +353,7 @@ async fn commit_any(pool: &AnyPool, batch: Vec<PendingDecision>) -> Result<Vec<C
     let mut tx = pool.begin().await?;
     // The same lock as every other event writer on PostgreSQL: sequence numbers become
     // visible in order.
-    sqlx::query("SELECT pg_advisory_xact_lock(7152)").execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(crate::EVENTS_LOCK).execute(&mut *tx).await?;
     let mut events = Vec::with_capacity(batch.len());
     let mut all_changes = Vec::with_capacity(batch.len());
     for mut pending in batch {

@@ -119,6 +119,10 @@ pub struct Store {
     decisions: decision_log::DecisionLog,
 }
 
+/// PostgreSQL advisory locks: writes that append events; writes to the inbox.
+pub(crate) const EVENTS_LOCK: i64 = 7152;
+pub(crate) const INBOX_LOCK: i64 = 7153;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -238,14 +242,20 @@ impl Store {
     /// A write transaction. On SQLite it takes the write lock up front, so it never fails
     /// half-way with "database is locked" when another process (the CLI) writes too.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        // Event sequence numbers must become visible in order, or a reader following the
+        // log with a cursor could skip one that commits late.
+        self.begin_under(EVENTS_LOCK).await
+    }
+
+    /// A write transaction that every node serialises on: SQLite's write lock, taken up
+    /// front, or this PostgreSQL advisory lock (held to the commit).
+    pub(crate) async fn begin_under(&self, lock: i64) -> Result<Transaction<'static, Any>> {
         let mut tx = match self.backend {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write.begin().await?,
         };
         if self.backend == Backend::Postgres {
-            // Event sequence numbers must become visible in order, or a reader following
-            // the log with a cursor could skip one that commits late.
-            sqlx::query("SELECT pg_advisory_xact_lock(7152)").execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock).execute(&mut *tx).await?;
         }
         Ok(tx)
     }

@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::rows::{opt_time, time};
-use crate::{Result, Store, StoreError, now_micros};
+use crate::{INBOX_LOCK, Result, Store, StoreError, now_micros};
 
 /// How long a worker holds the work it took before another may take it: longer than a
 /// batch of calls takes (each call gives up after 15 s).
@@ -55,10 +55,21 @@ fn payload(row: &AnyRow) -> Result<Value> {
 }
 
 impl Store {
-    /// Stores a webhook delivery; once this returns, it may be acknowledged.
-    pub async fn receive(&self, source: &str, event: &str, payload: &Value) -> Result<i64> {
+    /// Stores a webhook delivery, unless `max_pending` deliveries of this source wait
+    /// already: then `None`, and nothing is stored. Once this returns `Some`, the delivery
+    /// may be acknowledged. The count and the insert are one transaction under a lock that
+    /// every node takes, so deliveries arriving together cannot pass the bound.
+    pub async fn receive(&self, source: &str, event: &str, payload: &Value, max_pending: i64) -> Result<Option<i64>> {
+        let mut tx = self.begin_under(INBOX_LOCK).await?;
         let now = now_micros();
-        Ok(sqlx::query_scalar(
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE source = $1 AND state = 'pending'")
+            .bind(source)
+            .fetch_one(&mut *tx)
+            .await?;
+        if pending >= max_pending {
+            return Ok(None);
+        }
+        let pk = sqlx::query_scalar(
             "INSERT INTO inbox (source, event, payload, received_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4) \
              RETURNING pk",
         )
@@ -66,8 +77,10 @@ impl Store {
         .bind(event)
         .bind(payload.to_string())
         .bind(now)
-        .fetch_one(&self.write)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(pk))
     }
 
     /// Forgets processed deliveries older than `before` (unix microseconds); failed ones

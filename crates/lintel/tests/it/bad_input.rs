@@ -716,6 +716,44 @@ async fn oversized_bodies_get_a_problem_on_every_route(b: Backend) {
     assert_eq!(snapshot(&s).await, before);
 }
 
+/// The routes that read their body as raw bytes (webhooks, signed operations) answer a
+/// body over `max_body_bytes` like every other route: a 413 problem document, also in
+/// the OpenAPI document. Their tokens in the query string are read strictly too.
+async fn raw_body_routes_answer_413_with_a_problem(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    world(&s).await;
+    let before = snapshot(&s).await;
+    let big = json!({"note": "n".repeat(70 * 1024)}).to_string();
+    let form = format!("payload={}", "n".repeat(70 * 1024));
+    let json_ct = Some("application/json");
+    let form_ct = Some("application/x-www-form-urlencoded");
+    let routes = [
+        ("/hooks/cobot/confirmed_membership", json_ct, big.as_bytes()),
+        ("/hooks/lockcloud?token=t", json_ct, big.as_bytes()),
+        ("/hooks/doorbell?token=t", json_ct, big.as_bytes()),
+        ("/hooks/slack/commands", form_ct, form.as_bytes()),
+        ("/hooks/slack/events", json_ct, big.as_bytes()),
+        ("/hooks/slack/interactions", form_ct, form.as_bytes()),
+        ("/api/v1/operations", Some("text/plain"), big.as_bytes()),
+    ];
+    let mut cases: Vec<Case> = routes
+        .iter()
+        .map(|(path, ct, body)| with_auth(raw("over 64 KiB", Method::POST, path, *ct, body, 413), Auth::Nobody))
+        .collect();
+    for path in ["/hooks/lockcloud?token=a&token=b", "/hooks/doorbell?token=a&token=b"] {
+        cases.push(with_auth(raw("the token twice", Method::POST, path, json_ct, b"{}", 400), Auth::Nobody));
+    }
+    run_all(&s, &cases).await;
+    assert_eq!(snapshot(&s).await, before);
+    let doc = s.get("/openapi.json").await.1;
+    for (path, _, _) in routes {
+        let path = path.split('?').next().unwrap().replace("confirmed_membership", "{event}");
+        let responses = &doc["paths"][&path]["post"]["responses"];
+        assert!(responses.get("413").is_some(), "POST {path} does not document its 413: {responses}");
+    }
+}
+
 /// Path segments that are not UTF-8 once decoded are bad input like any other.
 async fn undecodable_path_segments_get_a_problem(b: Backend) {
     let db = Database::new(b);
@@ -743,5 +781,6 @@ crate::on_both_backends!(
     rejected_writes_are_not_half_applied,
     fieldless_kinds_refuse_unknown_fields,
     oversized_bodies_get_a_problem_on_every_route,
+    raw_body_routes_answer_413_with_a_problem,
     undecodable_path_segments_get_a_problem,
 );

@@ -30,6 +30,8 @@ struct Platform {
     bookings: HashMap<String, Value>,
     /// While true, check-ins answer 503 (the platform is down).
     down: bool,
+    /// While true, memberships answer 503.
+    memberships_down: bool,
     /// Bearer tokens seen.
     bearer_ok: bool,
 }
@@ -73,6 +75,9 @@ async fn fake_platform() -> FakePlatform {
             return StatusCode::UNAUTHORIZED.into_response();
         }
         let mut p = p.lock().unwrap();
+        if p.memberships_down {
+            return (StatusCode::SERVICE_UNAVAILABLE, "maintenance").into_response();
+        }
         p.bearer_ok = true;
         match p.memberships.get(&id) {
             Some(m) => Json(m.clone()).into_response(),
@@ -390,8 +395,29 @@ async fn deliveries_are_checked_stored_and_idempotent(b: Backend) {
         deliver(&s, "confirmed_membership", json!({"url": format!("{other_port}/api/memberships/1")})).await.0,
         422
     );
-    for (body, want) in [(json!([1, 2]), 422), (json!({"url": 7}), 422), (json!({}), 422)] {
-        assert_eq!(deliver(&s, "confirmed_membership", body.clone()).await.0, want, "{body}");
+    // Only what the processor would act on is stored: a URL exactly
+    // `<base_url>/api/<memberships|bookings|check_ins>/<id>`, or a whole object with a
+    // usable id.
+    let base = &platform.url;
+    for body in [
+        json!([1, 2]),
+        json!({"url": 7}),
+        json!({}),
+        json!({"id": "../../admin"}),
+        json!({"id": "a".repeat(65)}),
+        json!({"id": ""}),
+        json!({"id": {"n": 1}}),
+        json!({"id": true}),
+        json!({"url": format!("{base}/nope/memberships/2")}),
+        json!({"url": format!("{base}/api/plans/42")}),
+        json!({"url": format!("{base}/api/memberships/1/extra")}),
+        json!({"url": format!("{base}/api/memberships/")}),
+        json!({"url": format!("{base}/api/memberships/%2E%2E")}),
+        json!({"url": "not a URL"}),
+    ] {
+        let (status, answer) = deliver(&s, "confirmed_membership", body.clone()).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["type"], "urn:lintel:problem:validation", "{answer}");
     }
     let raw = s.client.post(format!("{}/hooks/cobot/confirmed_membership", s.base)).body("{nope").send().await.unwrap();
     assert_eq!(raw.status(), 400);
@@ -428,13 +454,11 @@ async fn deliveries_are_checked_stored_and_idempotent(b: Backend) {
     eventually_reason(&s, "front", "A1A1A1A1", "person_suspended").await;
     let forged = membership("1", "Ann", json!({"id": 42}), None);
     assert_eq!(deliver(&s, "confirmed_membership", forged).await.0, 202);
-    let bogus = json!({"url": format!("{}/nope/memberships/2", platform.url)});
-    assert_eq!(deliver(&s, "confirmed_membership", bogus).await.0, 202);
     inbox_settled(&s).await;
     assert_eq!(s.decide("front", card("A1A1A1A1")).await["reason"], "person_suspended", "the forgery changed nothing");
     let failed = s.get("/api/v1/inbox?state=failed").await.1;
-    assert_eq!(failed["items"].as_array().unwrap().len(), 1, "a URL that names no followed resource: {failed}");
-    assert_eq!(s.get("/api/v1/people/cobot-2").await.0, 404, "nothing was made of it");
+    assert_eq!(failed["items"], json!([]), "what was stored, the processor took: {failed}");
+    assert_eq!(s.get("/api/v1/people/cobot-2").await.0, 404);
 
     // A deleted membership arrives whole: its id is looked up, the platform says 404, and
     // the member loses access.
@@ -442,6 +466,8 @@ async fn deliveries_are_checked_stored_and_idempotent(b: Backend) {
     assert_eq!(s.get("/api/v1/people/cobot-2").await.1["status"], "active");
     let whole = platform.with(|p| p.memberships.remove("2")).unwrap();
     assert_eq!(deliver(&s, "canceled_membership", whole).await.0, 202);
+    let stored = s.get("/api/v1/inbox?limit=1").await.1;
+    assert_eq!(stored["items"][0]["payload"], json!({"id": "2"}), "only the id is kept of it: {stored}");
     for _ in 0..100 {
         if s.get("/api/v1/people/cobot-2").await.1["status"] == "suspended" {
             break;
@@ -449,6 +475,39 @@ async fn deliveries_are_checked_stored_and_idempotent(b: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(s.get("/api/v1/people/cobot-2").await.1["status"], "suspended");
+}
+
+/// The inbox holds at most `[limits] max_pending_deliveries` waiting deliveries of a
+/// source: beyond that a delivery gets a 503 with `Retry-After` (the platform retries;
+/// never a 410, which would end the subscription), and nothing is stored.
+async fn the_inbox_is_bounded(b: Backend) {
+    let Setup { _db, s, platform } = setup_with(b, &[("LINTEL_LIMITS_MAX_PENDING_DELIVERIES", "3".into())]).await;
+    platform.with(|p| p.memberships_down = true);
+    for id in ["1", "2", "3"] {
+        let (status, answer) = deliver(&s, "confirmed_membership", json!({"url": platform.membership_url(id)})).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let full = crate::bad_input::send(
+        s.client
+            .post(format!("{}/hooks/cobot/confirmed_membership", s.base))
+            .json(&json!({"url": platform.membership_url("4")})),
+    )
+    .await;
+    crate::bad_input::assert_problem(&full, 503, "a delivery beyond the bound");
+    let wait: u64 = full.headers.get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    assert!(wait >= 1, "a 503 that says when to retry: {:?}", full.headers);
+    let inbox = s.get("/api/v1/inbox").await.1;
+    assert_eq!(inbox["items"].as_array().unwrap().len(), 3, "nothing beyond the bound was stored: {inbox}");
+    // Once the waiting deliveries are processed, the inbox takes deliveries again.
+    platform.with(|p| p.memberships_down = false);
+    for _ in 0..300 {
+        if s.get("/api/v1/inbox?state=pending").await.1["items"] == json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.get("/api/v1/inbox?state=done").await.1["items"].as_array().unwrap().len(), 3);
+    assert_eq!(deliver(&s, "confirmed_membership", json!({"url": platform.membership_url("4")})).await.0, 202);
 }
 
 /// Without `[cobot]`, a delivery gets a 503 (the platform retries later), never a 410
@@ -766,6 +825,7 @@ crate::on_both_backends!(
     time_passes_limit_entry_and_follow_the_platform,
     check_ins_arrive_exactly_once_across_an_outage,
     deliveries_are_checked_stored_and_idempotent,
+    the_inbox_is_bounded,
     an_unconfigured_platform_is_told_to_retry,
     the_cli_subscribes_and_syncs,
 );

@@ -126,25 +126,25 @@ async fn event_log_pages_with_a_cursor(b: Backend) {
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone, Default)]
-struct Message {
+pub(crate) struct Message {
     id: Option<String>,
     event: Option<String>,
     data: String,
 }
 
 impl Message {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {:?}", self.data))
     }
 }
 
-struct Stream {
+pub(crate) struct Stream {
     response: reqwest::Response,
     buffer: Vec<u8>,
 }
 
 impl Stream {
-    async fn open(s: &Server, query: &str, last_event_id: Option<&str>) -> Self {
+    pub(crate) async fn open(s: &Server, query: &str, last_event_id: Option<&str>) -> Self {
         // No overall timeout: the stream stays open.
         let client = reqwest::Client::new();
         let mut request = client.get(format!("{}/api/v1/events/stream{query}", s.base)).bearer_auth(ADMIN);
@@ -160,7 +160,7 @@ impl Stream {
 
     /// The next event that carries data (keep-alive comments are skipped), or `None` when
     /// none comes within `wait`.
-    async fn next(&mut self, wait: Duration) -> Option<Message> {
+    pub(crate) async fn next(&mut self, wait: Duration) -> Option<Message> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
@@ -191,7 +191,7 @@ impl Stream {
         }
     }
 
-    async fn expect(&mut self, what: &str) -> Message {
+    pub(crate) async fn expect(&mut self, what: &str) -> Message {
         self.next(Duration::from_secs(10)).await.unwrap_or_else(|| panic!("no event arrived: {what}"))
     }
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::bad_input::{Answer, assert_problem, send};
 use crate::doors::{FakeDevice, create_door, open_with_secret, person_with_secret};
+use crate::events::Stream;
 use crate::harness::{ADMIN, Backend, Database, Server, card, lintel};
 
 fn pin(p: &str) -> Value {
@@ -118,6 +119,55 @@ async fn a_keypad_lock_ends(b: Backend) {
         "granted",
         "the legitimate user is not locked out for good"
     );
+}
+
+/// A keypad's lock is capped (`[limits] keypad_max_lock_seconds`): whoever stands at a
+/// keypad can lock it, and then every PIN user of that door waits. The lock is recorded
+/// once, as `keypad.locked`, in the log and on the live stream. A client on the network
+/// keeps the long lock.
+async fn a_keypad_lock_is_capped_and_recorded_once(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start_with(
+        &db,
+        &[
+            ("LINTEL_LIMITS_FREE_FAILURES", "2"),
+            ("LINTEL_LIMITS_FIRST_LOCK_SECONDS", "60"),
+            ("LINTEL_LIMITS_KEYPAD_MAX_LOCK_SECONDS", "1"),
+        ],
+    );
+    keypad_world(&s).await;
+    let mut stream = Stream::open(&s, "?kind=keypad.locked", None).await;
+    for guess in ["0000", "1111"] {
+        assert_eq!(s.decide("front", pin(guess)).await["reason"], "unknown_credential", "{guess}");
+    }
+    let locked = s.decide("front", pin("4711")).await;
+    assert_eq!(locked["reason"], "rate_limited", "{locked}");
+    assert_eq!(locked["retry_after"], 1, "the keypad's lock is capped at 1 s, not the first lock's 60 s: {locked}");
+    for guess in ["2222", "3333"] {
+        assert_eq!(s.decide("front", pin(guess)).await["reason"], "rate_limited", "{guess}");
+    }
+    let live = stream.expect("the keypad's lock, live").await.json();
+    assert_eq!(live["kind"], "keypad.locked", "{live}");
+    assert_eq!(live["door"], "front", "{live}");
+    assert_eq!(live["data"]["failures"], 2, "{live}");
+    assert_eq!(live["data"]["lock_seconds"], 1, "{live}");
+    assert!(stream.next(Duration::from_millis(500)).await.is_none(), "refusals under the lock do not lock it again");
+    let logged: Vec<Value> = s.events().await.into_iter().filter(|e| e["kind"] == "keypad.locked").collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0]["id"], live["id"]);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(s.decide("front", pin("4711")).await["reason"], "granted", "the lock lasted at most the cap");
+
+    // A client guessing secrets over the network is locked for the first lock's 60 s.
+    for i in 0..2 {
+        assert_problem(&open_with_secret(&s, "side", &format!("lsk_guess-{i}")).await, 403, "a wrong secret");
+    }
+    let limited = open_with_secret(&s, "side", "lsk_guess-2").await;
+    assert_problem(&limited, 429, "the attempt after two wrong secrets");
+    let wait: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((2..=60).contains(&wait), "Retry-After: {wait}");
+    let kinds: Vec<Value> = s.events().await.into_iter().map(|e| e["kind"].clone()).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "keypad.locked").count(), 1, "a client is no keypad: {kinds:?}");
 }
 
 /// Five wrong personal secrets from one client, and the next request is a 429.
@@ -440,6 +490,7 @@ crate::on_both_backends!(
     a_keypad_locks_after_five_wrong_pins,
     a_locked_keypad_refuses_even_the_right_pin_and_only_there,
     a_keypad_lock_ends,
+    a_keypad_lock_is_capped_and_recorded_once,
     open_locks_after_five_wrong_secrets,
     wrong_secrets_lock_out_the_client_not_the_door,
     backup_codes_work_once,

@@ -42,4 +42,29 @@ async fn concurrent_workers_never_take_the_same_work(b: Backend) {
     );
 }
 
-crate::on_both_backends!(concurrent_workers_never_take_the_same_work);
+/// The inbox's bound holds in the database: two nodes storing deliveries of one source at
+/// the same moment never store more than the bound between them.
+async fn the_inbox_bound_holds_across_nodes(b: Backend) {
+    let db = Database::new(b);
+    let store = Store::open(&db.url, SqliteSync::Normal).await.expect("the store opens");
+    let other = Store::open(&db.url, SqliteSync::Normal).await.expect("a second node's store opens");
+    let delivery = json!({"url": "https://space.example/api/memberships/1"});
+    let receive = |s: &Store| {
+        let (s, delivery) = (s.clone(), delivery.clone());
+        async move { s.receive("cobot", "confirmed_membership", &delivery, 10).await.unwrap() }
+    };
+    let attempts = (0..40).map(|n| if n % 2 == 0 { receive(&store) } else { receive(&other) });
+    let stored = futures::future::join_all(attempts).await;
+    assert_eq!(stored.iter().flatten().count(), 10, "stored beyond the bound: {stored:?}");
+    let (pending, ..) = store.work_backlog().await.unwrap();
+    assert_eq!(pending, 10);
+    assert!(store.receive("other", "x", &delivery, 10).await.unwrap().is_some(), "the bound is per source");
+    // Processed deliveries make room.
+    for item in store.due_inbox("cobot", 3).await.unwrap() {
+        store.inbox_attempted(item.pk, &Attempt::Done).await.unwrap();
+    }
+    let again = futures::future::join_all((0..6).map(|_| receive(&other))).await;
+    assert_eq!(again.iter().flatten().count(), 3, "{again:?}");
+}
+
+crate::on_both_backends!(concurrent_workers_never_take_the_same_work, the_inbox_bound_holds_across_nodes);

@@ -1,7 +1,6 @@
 //! The membership platform's webhooks, its admin routes, and the inbox and outbox views.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lintel_proto::{InboxEntry, OutboxEntry, Page, Problem, WorkState};
@@ -11,19 +10,22 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::Admin;
 use crate::cobot::{SyncReport, cobot_of};
-use crate::problem::{ApiError, ApiPath, ApiQuery, parse_json};
+use crate::problem::{ApiError, ApiPath, ApiQuery, RawBody, parse_json};
 
 /// A webhook delivery from the platform: `{"url": "<the changed resource>"}`, or the whole
-/// object of a deleted one. Stored before it is acknowledged (202), processed afterwards
-/// by fetching the URL with lintel's own token. Only URLs on the configured space are
-/// taken; anything else is a 422. Never a 410, which would end the subscription.
+/// object of a deleted one. Checked as the processor reads it (only URLs
+/// `<base_url>/api/<memberships|bookings|check_ins>/<id>` and usable ids; anything else is
+/// a 422), stored before it is acknowledged (202), processed afterwards by fetching the
+/// resource with lintel's own token. With `[limits] max_pending_deliveries` waiting, a 503
+/// with `Retry-After` (the platform retries). Never a 410, which would end the subscription.
 #[utoipa::path(post, path = "/hooks/cobot/{event}", tag = "integrations",
     responses((status = 202, description = "stored; it will be processed"), (status = 400, body = Problem),
-        (status = 422, body = Problem), (status = 503, description = "the platform is not configured")))]
+        (status = 413, body = Problem, description = "larger than max_body_bytes"), (status = 422, body = Problem),
+        (status = 503, body = Problem, description = "the platform is not configured, or too many deliveries wait")))]
 pub async fn webhook(
     State(s): State<AppState>,
     ApiPath(event): ApiPath<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // Unconfigured: 503, so that the platform retries once the operator has set it up.
     let cobot = cobot_of(&s).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-configured", e.detail))?;
@@ -31,21 +33,21 @@ pub async fn webhook(
     if !lintel_connectors::cobot::EVENTS.contains(&event.as_str()) {
         return Err(ApiError::invalid("lintel does not follow this event"));
     }
-    let payload: Value = parse_json(&body)?;
-    let Some(fields) = payload.as_object() else { return Err(ApiError::invalid("the delivery is a JSON object")) };
-    match fields.get("url") {
-        Some(Value::String(url)) if cobot.client.owns(url) => {}
-        Some(Value::String(_)) => {
-            return Err(ApiError::invalid("refusing a URL outside the configured space (base_url)"));
-        }
-        Some(_) => return Err(ApiError::invalid("url is a string")),
-        // Deleted resources come whole: an object with an id.
-        None if fields.get("id").is_some_and(|id| id.is_string() || id.is_number()) => {}
-        None => return Err(ApiError::invalid("the delivery has neither url nor id")),
+    let delivery = crate::cobot::delivery(cobot, &event, &parse_json(&body)?)?;
+    let bound = s.inner.config.max_pending_deliveries;
+    match s.inner.directory.store.receive("cobot", &event, &delivery, bound).await? {
+        Some(id) => Ok((StatusCode::ACCEPTED, Json(json!({"received": id})))),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "inbox-full",
+            format!("{bound} deliveries wait to be processed; try again later"),
+        )
+        .retry_after(INBOX_FULL_RETRY_SECONDS)),
     }
-    let id = s.inner.directory.store.receive("cobot", &event, &payload).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"received": id}))))
 }
+
+/// When a full inbox asks the platform to retry: the workers take 20 deliveries a second.
+const INBOX_FULL_RETRY_SECONDS: u64 = 60;
 
 /// Reconcile with the platform now: every membership, plan and pass (it also runs on a
 /// schedule).

@@ -14,6 +14,7 @@ use lintel_store::NewEvent;
 use crate::AppState;
 use crate::auth::{Admin, Asker};
 use crate::decide::Ask;
+use crate::limiter::Source;
 use crate::problem::{ApiError, ApiJson, ApiPath, OptionalJson};
 
 /// May this credential open this door now? Recorded as an event unless `dry_run`. Asked
@@ -32,7 +33,7 @@ pub async fn decide(
         credential: &q.credential,
         at: q.at,
         dry_run: q.dry_run,
-        source: format!("door:{}", q.door),
+        source: Source::Keypad(format!("door:{}", q.door)),
     };
     Ok(Json(s.inner.decider.decide(ask).await?))
 }
@@ -217,8 +218,13 @@ pub async fn open_with_secret(
     } else {
         PresentedCredential::Secret { secret }
     };
-    let ask =
-        Ask { door: &door, credential: &credential, at: None, dry_run: false, source: format!("ip:{}", peer.ip()) };
+    let ask = Ask {
+        door: &door,
+        credential: &credential,
+        at: None,
+        dry_run: false,
+        source: Source::Client(format!("ip:{}", peer.ip())),
+    };
     let decision = s.inner.decider.decide(ask).await?;
     if !decision.allowed {
         return Ok(open_answer_as(&door, decision, None, false));

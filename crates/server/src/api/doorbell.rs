@@ -3,18 +3,18 @@
 //! The picture is kept by lintel and served to Slack at an unguessable URL for a day.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lintel_connectors::doorbell::{SnapshotFetcher, Webhook};
+use lintel_proto::Problem;
 use lintel_store::NewEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::problem::{ApiError, ApiPath, parse_json};
+use crate::problem::{ApiError, ApiPath, ApiQuery, RawBody, parse_json};
 use crate::secrets;
 
 /// How long a snapshot stays reachable.
@@ -72,12 +72,12 @@ pub struct Rang {
 /// in `?token=` or the `X-Doorbell-Token` header.
 #[utoipa::path(post, path = "/hooks/doorbell", tag = "slack", params(("token" = Option<String>, Query, description = "the doorbell token")),
     responses((status = 200, body = Rang), (status = 202, description = "not a ring; ignored"), (status = 401, description = "wrong token"),
-        (status = 502, description = "recorded, but Slack could not be reached")))]
+        (status = 413, body = Problem, description = "larger than max_body_bytes"), (status = 502, description = "recorded, but Slack could not be reached")))]
 pub async fn ring(
     State(s): State<AppState>,
-    Query(query): Query<TokenQuery>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let doorbell = s.inner.doorbell.as_ref().ok_or_else(not_configured)?;
     let header_token = headers.get("x-doorbell-token").and_then(|v| v.to_str().ok());

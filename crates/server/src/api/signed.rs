@@ -4,7 +4,6 @@
 //! trust model.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +21,7 @@ use serde_json::Value;
 
 use crate::AppState;
 use crate::auth::Admin;
-use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, parse_json};
+use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody, parse_json};
 use crate::users::{Caller, OIDC_SYSTEM, User};
 
 /// The grant source of shares: `share:<signer>:<jti>`.
@@ -293,11 +292,11 @@ impl From<Refusal> for Refused {
 /// authentication: the signature is it. Every refusal names its `reason`.
 #[utoipa::path(post, path = "/api/v1/operations", tag = "signed operations", request_body(content = OperationRequest),
     responses((status = 200, body = OperationOutcome), (status = 202, body = OperationOutcome, description = "queued: the door did not answer"),
-        (status = 400, body = Problem), (status = 403, body = Problem)))]
+        (status = 400, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem, description = "larger than max_body_bytes")))]
 pub async fn submit_operation(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)

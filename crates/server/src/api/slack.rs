@@ -7,17 +7,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use lintel_connectors::slack;
-use lintel_proto::{CredentialKind, NewPerson, PersonStatus};
+use lintel_proto::{CredentialKind, NewPerson, PersonStatus, Problem};
 use lintel_store::{NewCredentialRecord, PersonFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::problem::{ApiError, parse_json};
+use crate::problem::{ApiError, RawBody, parse_json};
 use crate::secrets;
 
 /// The `[slack]` settings.
@@ -170,8 +169,13 @@ fn secret_message(secret: &str) -> String {
 
 /// Slash commands: `/door-secret` and `/regenerate-door-secret`.
 #[utoipa::path(post, path = "/hooks/slack/commands", tag = "slack",
-    responses((status = 200, description = "an ephemeral message for the caller"), (status = 401, description = "bad signature")))]
-pub async fn commands(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "an ephemeral message for the caller"), (status = 401, description = "bad signature"),
+        (status = 413, body = Problem, description = "larger than max_body_bytes")))]
+pub async fn commands(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<Value>, ApiError> {
     let slack = slack_of(&s)?;
     slack.check(&headers, &body)?;
     let command: SlashCommand =
@@ -273,11 +277,12 @@ enum Envelope {
 /// The Events API: `url_verification`, and `user_change` with a deleted user, which
 /// revokes every credential of that person at once.
 #[utoipa::path(post, path = "/hooks/slack/events", tag = "slack",
-    responses((status = 200, description = "acknowledged (or the challenge)"), (status = 401, description = "bad signature")))]
+    responses((status = 200, description = "acknowledged (or the challenge)"), (status = 401, description = "bad signature"),
+        (status = 413, body = Problem, description = "larger than max_body_bytes")))]
 pub async fn events(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let slack = slack_of(&s)?;
     slack.check(&headers, &body)?;
@@ -433,8 +438,12 @@ struct Message {
 /// the message continue after the answer, since Slack waits only 3 seconds.
 #[utoipa::path(post, path = "/hooks/slack/interactions", tag = "slack",
     responses((status = 200, description = "acknowledged"), (status = 400, description = "not an interaction payload"),
-        (status = 401, description = "bad signature")))]
-pub async fn interactions(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+        (status = 401, description = "bad signature"), (status = 413, body = Problem, description = "larger than max_body_bytes")))]
+pub async fn interactions(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<StatusCode, ApiError> {
     let slack = slack_of(&s)?;
     slack.check(&headers, &body)?;
     let form: InteractionForm =

@@ -20,6 +20,7 @@ use lintel_core::credential::digests_equal;
 use serde::Deserialize;
 
 use super::{Ui, UiError, UiResult, html, is_htmx};
+use crate::limiter::Source;
 use crate::secrets;
 
 pub const COOKIE: &str = "lintel_ui";
@@ -275,8 +276,8 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> UiResult {
     let source = match peer {
-        Some(axum::Extension(ConnectInfo(addr))) => format!("ui-login:{}", addr.ip()),
-        None => "ui-login".to_owned(),
+        Some(axum::Extension(ConnectInfo(addr))) => Source::Client(format!("ui-login:{}", addr.ip())),
+        None => Source::Client("ui-login".to_owned()),
     };
     let now = Instant::now();
     let next = safe_next(form.next.as_deref());
