@@ -7,7 +7,11 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::rows::time;
-use crate::{Result, Store, StoreError, now_micros};
+use crate::{EVENT_PEOPLE_LOCK, Result, Store, StoreError, now_micros};
+
+/// The most events one round of indexing by person covers (a bounded transaction; at a
+/// round a second it keeps up with far more decisions than a site makes).
+const EVENT_PEOPLE_PER_ROUND: i64 = 100_000;
 
 /// An event about to be appended.
 #[derive(Debug, Clone)]
@@ -154,6 +158,19 @@ pub(crate) fn stored(e: &NewEvent, seq: i64) -> Result<Event> {
     })
 }
 
+/// ` AND kind = $n AND door_id = $m` for the filter's kind and door, their values pushed
+/// to `binds` (whose parameters start at `$3`).
+fn filter_conditions<'a>(filter: &'a EventFilter, prefix: &str, binds: &mut Vec<&'a str>) -> String {
+    let mut sql = String::new();
+    for (column, value) in [("kind", &filter.kind), ("door_id", &filter.door)] {
+        if let Some(v) = value {
+            binds.push(v);
+            sql.push_str(&format!(" AND {prefix}{column} = ${}", binds.len() + 2));
+        }
+    }
+    sql
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub after: Option<i64>,
@@ -179,23 +196,68 @@ impl Store {
 
     /// Events after a cursor, oldest first.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 AND seq < $2");
-        let mut n = 2;
         let mut binds: Vec<&str> = Vec::new();
-        for (column, value) in [("kind", &filter.kind), ("person_id", &filter.person_id), ("door_id", &filter.door)] {
-            if let Some(v) = value {
-                n += 1;
-                sql.push_str(&format!(" AND {column} = ${n}"));
-                binds.push(v);
+        let limit = filter.limit.clamp(1, 1000);
+        let sql = match &filter.person_id {
+            None => format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 AND seq < $2{} ORDER BY seq LIMIT {limit}",
+                filter_conditions(filter, "", &mut binds)
+            ),
+            // Indexed by person up to a watermark; above it, the short tail is scanned.
+            Some(person) => {
+                binds.push(person);
+                let p = binds.len() + 2;
+                let indexed = "(SELECT value FROM meta WHERE name = 'event_people_indexed')";
+                let qualified: Vec<String> = EVENT_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect();
+                let (head, tail) =
+                    (filter_conditions(filter, "e.", &mut binds), filter_conditions(filter, "", &mut binds));
+                format!(
+                    "SELECT {} FROM event_people p JOIN events e ON e.seq = p.seq \
+                     WHERE p.person_id = ${p} AND p.seq > $1 AND p.seq < $2 AND p.seq <= {indexed}{head} \
+                     UNION ALL \
+                     SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE seq > {indexed} AND seq > $1 AND seq < $2 AND person_id = ${p}{tail} \
+                     ORDER BY seq LIMIT {limit}",
+                    qualified.join(", ")
+                )
             }
-        }
-        sql.push_str(&format!(" ORDER BY seq LIMIT {}", filter.limit.clamp(1, 1000)));
+        };
         let mut query =
             sqlx::query(AssertSqlSafe(sql)).bind(filter.after.unwrap_or(0)).bind(filter.before.unwrap_or(i64::MAX));
         for b in binds {
             query = query.bind(b);
         }
         query.fetch_all(&self.read).await?.iter().map(event).collect()
+    }
+
+    /// Indexes by person the events written since the last round, at most
+    /// [`EVENT_PEOPLE_PER_ROUND`] of them, sorted, in one statement; returns how many
+    /// events it covered. Runs every second (`Store::open`); any process may run it.
+    pub(crate) async fn index_event_people(&self) -> Result<i64> {
+        let mut tx = self.begin_under(EVENT_PEOPLE_LOCK).await?;
+        let indexed: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE name = 'event_people_indexed'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&mut *tx).await?;
+        let upto = newest.min(indexed + EVENT_PEOPLE_PER_ROUND);
+        if upto <= indexed {
+            return Ok(0);
+        }
+        sqlx::query(
+            "INSERT INTO event_people (person_id, seq) SELECT person_id, seq FROM events \
+             WHERE seq > $1 AND seq <= $2 AND person_id IS NOT NULL ORDER BY person_id, seq \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(indexed)
+        .bind(upto)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE meta SET value = $1 WHERE name = 'event_people_indexed'")
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(upto - indexed)
     }
 
     /// Allowed entries (person, time) between two instants at doors that count attendance

@@ -117,11 +117,15 @@ pub struct Store {
     read: AnyPool,
     backend: Backend,
     decisions: decision_log::DecisionLog,
+    /// Indexes events by person every second (see [`Store::index_event_people`]).
+    indexer: std::sync::Arc<std::sync::OnceLock<tokio::task::AbortHandle>>,
 }
 
-/// PostgreSQL advisory locks: writes that append events; writes to the inbox.
+/// PostgreSQL advisory locks: writes that append events; writes to the inbox; indexing
+/// events by person.
 pub(crate) const EVENTS_LOCK: i64 = 7152;
 pub(crate) const INBOX_LOCK: i64 = 7153;
+pub(crate) const EVENT_PEOPLE_LOCK: i64 = 7154;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -204,7 +208,22 @@ impl Store {
                 decision_log::DecisionLog::postgres(write.clone())
             }
         };
-        Ok(Self { write, read, backend, decisions })
+        let store = Self { write, read, backend, decisions, indexer: Default::default() };
+        let indexer = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = store.index_event_people().await {
+                        tracing::warn!(error = %e, "events not indexed by person");
+                    }
+                }
+            }
+        });
+        let _ = store.indexer.set(indexer.abort_handle());
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
@@ -234,6 +253,9 @@ impl Store {
     /// Records the decisions still queued, then closes every connection (on SQLite the
     /// WAL is checkpointed and removed with the last one).
     pub async fn close(&self) {
+        if let Some(indexer) = self.indexer.get() {
+            indexer.abort();
+        }
         self.decisions.close().await;
         self.write.close().await;
         self.read.close().await;
