@@ -18,6 +18,7 @@ mod lookup;
 mod mqtt;
 mod operations;
 mod osdp;
+mod replay;
 mod security;
 mod signed;
 mod slack;
