@@ -7,7 +7,7 @@
 //!
 //! Each request carries its own `at` (a base moment plus its sequence number in
 //! microseconds): that is how a decision in the log is told apart from every other, also
-//! one whose answer the kill cut off. `LINTEL_CRASH_ITERATIONS` (default 6) sets the
+//! one whose answer the kill cut off. `LINTEL_CRASH_ITERATIONS` (default 10) sets the
 //! number of kills, `LINTEL_CRASH_SEED` replays a run; `scripts/crash-loop` runs a long one.
 
 use std::collections::{HashMap, HashSet};
@@ -154,7 +154,7 @@ fn seq_of(event: &Value) -> u64 {
 }
 
 async fn answered_decisions_survive_kill_9_exactly_once(b: Backend) {
-    let iterations = env_number("LINTEL_CRASH_ITERATIONS").unwrap_or(6);
+    let iterations = env_number("LINTEL_CRASH_ITERATIONS").unwrap_or(10);
     let seed = env_number("LINTEL_CRASH_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos() as u64
     });
