@@ -66,6 +66,10 @@ pub struct Args {
     /// Only the in-process figures (latency, memory): no database, no HTTP.
     #[arg(long)]
     in_process_only: bool,
+    /// Seconds of sustained decisions at the highest rate (32 connections), watching the
+    /// SQLite WAL; 600 gives the ten-minute figure.
+    #[arg(long, default_value_t = 60)]
+    sustained_seconds: u64,
     /// Where to put the benchmark's database (a temporary directory by default).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -274,6 +278,7 @@ fn spawn(args: &[&str], env: &[(&str, &str)], prefix: &str) -> anyhow::Result<(P
 struct Load {
     rps: f64,
     p99_ms: f64,
+    requests: u64,
 }
 
 fn wrk(base: &str, script: &Path, connections: u32, seconds: u64) -> anyhow::Result<Load> {
@@ -301,7 +306,67 @@ fn wrk(base: &str, script: &Path, connections: u32, seconds: u64) -> anyhow::Res
     } else {
         p99.strip_suffix('s').and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0) * 1000.0
     };
-    Ok(Load { rps, p99_ms })
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .with_context(|| format!("no request count in wrk's output:\n{text}"))?;
+    Ok(Load { rps, p99_ms, requests })
+}
+
+/// What sustained load does to the SQLite WAL.
+struct Sustained {
+    seconds: u64,
+    decisions: u64,
+    max_wal: u64,
+    end_wal: u64,
+    /// Bytes the server wrote (WAL, checkpoints into the database, logs) per decision.
+    written_per_decision: f64,
+}
+
+/// The bytes a process has written through `write(2)` and friends, from `/proc`.
+fn bytes_written(pid: u32) -> anyhow::Result<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).context("reading /proc/<pid>/io")?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no wchar in /proc/<pid>/io")
+}
+
+/// Decisions at 32 connections for `seconds`, the WAL's size sampled four times a second.
+fn sustained(base: &str, script: &Path, pid: u32, wal: &Path, seconds: u64) -> anyhow::Result<Sustained> {
+    let wal_size = || std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+    let written_before = bytes_written(pid)?;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (done, wal) = (done.clone(), wal.to_owned());
+        move || {
+            let mut max = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            max
+        }
+    });
+    let mut decisions = 0;
+    let mut left = seconds;
+    while left > 0 {
+        let chunk = left.min(30);
+        decisions += wrk(base, script, 32, chunk)?.requests;
+        left -= chunk;
+        eprintln!("sustained: {}/{seconds} s, {decisions} decisions, WAL {} MB", seconds - left, wal_size() >> 20);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let max_wal = sampler.join().map_err(|_| anyhow::anyhow!("the WAL sampler panicked"))?;
+    let written = bytes_written(pid)? - written_before;
+    Ok(Sustained {
+        seconds,
+        decisions,
+        max_wal: max_wal.max(wal_size()),
+        end_wal: wal_size(),
+        written_per_decision: written as f64 / decisions.max(1) as f64,
+    })
 }
 
 const TOKEN: &str = "bench-admin-token-0123456789abcdef0123456789abcdef";
@@ -370,7 +435,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     store.close().await;
 
     eprintln!("http: starting lintel serve and the floor server ...");
-    let (_lintel, lintel_base) = spawn(
+    let (lintel, lintel_base) = spawn(
         &["serve", "--listen", "127.0.0.1:0", "--database-url", &db],
         &[("LINTEL_ADMIN_TOKEN", TOKEN), ("LINTEL_KEY_FILE", &dir.join("bench.key").display().to_string())],
         "lintel listening on ",
@@ -406,6 +471,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         http.push((c, floor, lintel));
     }
 
+    let sustained_seconds = if args.quick { 5 } else { args.sustained_seconds };
+    eprintln!("sustained: {sustained_seconds} s of decisions at 32 connections, watching the WAL ...");
+    let sustained = sustained(&lintel_base, &script, lintel.0.id(), &dir.join("bench.db-wal"), sustained_seconds)?;
+
     eprintln!("write-to-decision: issuing cards and asking at once ...");
     let client = reqwest::Client::new();
     let mut delays = Vec::new();
@@ -439,6 +508,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     delays.sort();
     writes.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mb = |bytes: u64| bytes as f64 / f64::from(1 << 20);
 
     println!();
     println!(
@@ -476,6 +546,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ms(delays[delays.len() * 99 / 100]),
         delays.len()
     );
+    println!();
+    println!("| sustained decisions (SQLite WAL) | figure |");
+    println!("|---|---|");
+    println!(
+        "| {} decisions in {} s | {:.0} decisions/s |",
+        sustained.decisions,
+        sustained.seconds,
+        sustained.decisions as f64 / sustained.seconds.max(1) as f64
+    );
+    println!(
+        "| WAL size, largest seen / at the end | {:.1} / {:.1} MB |",
+        mb(sustained.max_wal),
+        mb(sustained.end_wal)
+    );
+    println!("| bytes written per decision (WAL + checkpoints) | {:.0} |", sustained.written_per_decision);
+    drop(lintel);
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }

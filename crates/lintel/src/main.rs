@@ -200,6 +200,24 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// A file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`) kills a process with SIGXFSZ
+/// by default. Handled, the write fails instead, as on a full disk: lintel refuses what it
+/// cannot record, says so in `/readyz`, and recovers once the limit is raised.
+#[cfg(unix)]
+fn survive_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+        Ok(mut reached) => {
+            tokio::spawn(async move {
+                while reached.recv().await.is_some() {
+                    tracing::error!("a file reached this process's file-size limit (RLIMIT_FSIZE); writes fail");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "SIGXFSZ cannot be handled; a file-size limit would end lintel"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -213,6 +231,8 @@ async fn main() -> anyhow::Result<()> {
     init_logs(config.log_format);
     match cli.command {
         Command::Serve { listen } => {
+            #[cfg(unix)]
+            survive_file_size_limit();
             if let Some(listen) = listen {
                 config.listen = listen;
             }

@@ -56,11 +56,26 @@ pub(crate) struct Job {
     reply: oneshot::Sender<Result<CommittedDecision, String>>,
 }
 
+/// What the writer is asked: record a decision, or record what is queued and stop.
+#[expect(clippy::large_enum_variant, reason = "nearly every message is a decision; boxing would allocate per tap")]
+enum Message {
+    Decide(Job),
+    Close(oneshot::Sender<()>),
+}
+
 /// Where decisions queue for the writer (a thread on SQLite, a task on PostgreSQL).
 #[derive(Clone)]
 pub(crate) struct DecisionLog {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Message>,
 }
+
+/// A WAL past this size is checkpointed completely and truncated (the writer waits for
+/// that moment); below it, checkpoints never make anyone wait. Under continuous writes a
+/// passive checkpoint alone never gets to restart the log, which then grows without bound.
+const WAL_TRUNCATE_BYTES: u64 = 16 << 20;
+
+/// What SQLite leaves of a WAL once it restarts it.
+const JOURNAL_SIZE_LIMIT: i64 = 16 << 20;
 
 impl DecisionLog {
     /// Opens the SQLite writer's own connection (the migrations have run) and starts it.
@@ -70,25 +85,35 @@ impl DecisionLog {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", if sync == SqliteSync::Full { "FULL" } else { "NORMAL" })?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
         // Checkpoints run on a thread of their own, so a tap never waits for one.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpoints = rusqlite::Connection::open(&path)?;
         checkpoints.busy_timeout(Duration::from_secs(10))?;
+        checkpoints.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+        let mut wal = path.into_os_string();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
         let (jobs, rx) = mpsc::channel(16 * MAX_BATCH);
         let (stop, stopped) = std_mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let checkpointer = std::thread::Builder::new()
             .name("lintel-checkpoint".into())
             .spawn(move || {
                 while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(1)) {
-                    if let Err(e) = checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                    }
+                    checkpoint(&checkpoints, &wal);
                 }
             })
             .map_err(|e| StoreError::Invalid(format!("cannot start a thread: {e}")))?;
         std::thread::Builder::new()
             .name("lintel-decision-log".into())
-            .spawn(move || sqlite_writer(conn, rx, stop))
+            .spawn(move || {
+                let closed = sqlite_writer(conn, rx);
+                drop(stop);
+                let _ = checkpointer.join();
+                if let Some(closed) = closed {
+                    let _ = closed.send(());
+                }
+            })
             .map_err(|e| StoreError::Invalid(format!("cannot start a thread: {e}")))?;
         Ok(Self { jobs })
     }
@@ -101,14 +126,49 @@ impl DecisionLog {
 
     pub(crate) async fn commit(&self, decision: PendingDecision) -> Result<CommittedDecision> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { decision, reply };
-        let sent = self.jobs.send(job).await.is_ok();
+        let sent = self.jobs.send(Message::Decide(Job { decision, reply })).await.is_ok();
         let stopped = || StoreError::Invalid("the decision log has stopped".into());
         if !sent {
             return Err(stopped());
         }
         answer.await.map_err(|_| stopped())?.map_err(StoreError::Invalid)
     }
+
+    /// Records what is queued, then stops the writer and closes its connections (on
+    /// SQLite, the last connection to close checkpoints the WAL and removes it).
+    pub(crate) async fn close(&self) {
+        let (closed, done) = oneshot::channel();
+        if self.jobs.send(Message::Close(closed)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+/// One checkpoint: passive while the WAL is small, complete and truncating past
+/// [`WAL_TRUNCATE_BYTES`].
+fn checkpoint(conn: &rusqlite::Connection, wal: &std::path::Path) {
+    let size = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+    let sql =
+        if size > WAL_TRUNCATE_BYTES { "PRAGMA wal_checkpoint(TRUNCATE)" } else { "PRAGMA wal_checkpoint(PASSIVE)" };
+    match conn.query_row(sql, [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => {}
+        // Busy: readers or the writer held on past the busy timeout; next second.
+        Ok(_) => tracing::debug!(wal_bytes = size, "WAL checkpoint could not complete"),
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+    }
+}
+
+/// Takes what queued up behind `first`, up to a batch, stopping at a close.
+fn batch_after(first: Job, rx: &mut mpsc::Receiver<Message>) -> (Vec<Job>, Option<oneshot::Sender<()>>) {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(Message::Decide(job)) => batch.push(job),
+            Ok(Message::Close(closed)) => return (batch, Some(closed)),
+            Err(_) => break,
+        }
+    }
+    (batch, None)
 }
 
 fn reply_all(replies: Vec<oneshot::Sender<Result<CommittedDecision, String>>>, result: Result<Vec<CommittedDecision>>) {
@@ -127,15 +187,14 @@ fn reply_all(replies: Vec<oneshot::Sender<Result<CommittedDecision, String>>>, r
     }
 }
 
-fn sqlite_writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Job>, _stop_checkpoints: std_mpsc::Sender<()>) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+/// Commits batches until asked to close (returns who asked) or every sender is gone.
+fn sqlite_writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Message>) -> Option<oneshot::Sender<()>> {
+    while let Some(message) = rx.blocking_recv() {
+        let first = match message {
+            Message::Decide(job) => job,
+            Message::Close(closed) => return Some(closed),
+        };
+        let (batch, closed) = batch_after(first, &mut rx);
         let (decisions, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.decision, j.reply)).unzip();
         match commit_sqlite(&mut conn, decisions.clone()) {
             Ok(committed) => reply_all(replies, Ok(committed)),
@@ -147,7 +206,11 @@ fn sqlite_writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Job>, _s
             }
             Err(e) => reply_all(replies, Err(e)),
         }
+        if closed.is_some() {
+            return closed;
+        }
     }
+    None
 }
 
 fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<PendingDecision>) -> Result<Vec<CommittedDecision>> {
@@ -248,10 +311,17 @@ fn consume_sqlite(tx: &rusqlite::Transaction<'_>, pending: &mut PendingDecision)
     Ok(changes)
 }
 
-async fn any_writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (decisions, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|j| (j.decision, j.reply)).unzip();
+async fn any_writer(pool: AnyPool, mut rx: mpsc::Receiver<Message>) {
+    while let Some(message) = rx.recv().await {
+        let first = match message {
+            Message::Decide(job) => job,
+            Message::Close(closed) => {
+                let _ = closed.send(());
+                return;
+            }
+        };
+        let (batch, closed) = batch_after(first, &mut rx);
+        let (decisions, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.decision, j.reply)).unzip();
         match commit_any(&pool, decisions.clone()).await {
             Ok(committed) => reply_all(replies, Ok(committed)),
             // One bad decision must not take the others down with it: commit them one by one.
@@ -261,6 +331,10 @@ async fn any_writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
                 }
             }
             Err(e) => reply_all(replies, Err(e)),
+        }
+        if let Some(closed) = closed {
+            let _ = closed.send(());
+            return;
         }
     }
 }

@@ -18,6 +18,8 @@ mod lockcloud;
 mod rows;
 mod signed;
 mod snapshots;
+#[cfg(test)]
+mod tests;
 mod tokens;
 mod work;
 pub use tokens::{TokenInfo, TokenScope};
@@ -26,7 +28,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 
 pub use badges::{BadgeRow, CardHolder, normalize_badge};
 pub use cobot::{CobotMember, valid_membership_id};
@@ -120,6 +122,9 @@ pub struct Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Two pages' worth: the probe needs pages of its own, as a growing table does.
+const WRITE_PROBE_BYTES: usize = 8192;
+
 pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -151,19 +156,35 @@ impl Store {
             SqliteSync::Full => "PRAGMA synchronous = FULL",
         };
         let pool = |max: u32| {
-            AnyPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(10)).after_connect(
-                move |conn, _| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
                         if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute(sync).await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA journal_size_limit = 16777216").await?;
                         }
                         Ok(())
                     })
-                },
-            )
+                })
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        if !conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                            return Ok(true);
+                        }
+                        // SQLite rolls a transaction back by itself when a COMMIT fails (a
+                        // full disk); sqlx's ROLLBACK then fails and the connection believes
+                        // it is still inside one, refusing every later BEGIN. The ping runs
+                        // the queued rollback; a connection still "in" a transaction after it
+                        // is closed, and the pool opens a fresh one.
+                        conn.ping().await?;
+                        Ok(!conn.is_in_transaction())
+                    })
+                })
         };
         let (write, read) = match backend {
             Backend::Sqlite => (pool(1).connect_with(options.clone()).await?, pool(4).connect_with(options).await?),
@@ -192,7 +213,24 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the store can write now: a row big enough to need new pages is written and
+    /// removed again, so a full disk (or a database at its size limit) shows here before
+    /// a revocation fails on it.
+    pub async fn check_writable(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO write_probe (data) VALUES ($1)")
+            .bind(vec![0u8; WRITE_PROBE_BYTES])
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM write_probe").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the decisions still queued, then closes every connection (on SQLite the
+    /// WAL is checkpointed and removed with the last one).
     pub async fn close(&self) {
+        self.decisions.close().await;
         self.write.close().await;
         self.read.close().await;
     }

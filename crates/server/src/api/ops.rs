@@ -18,10 +18,16 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Store reachable and decision index loaded.
+/// Store reachable and writable (a full disk is not ready: nothing could be revoked or
+/// recorded), and decision index loaded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
 pub async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    s.inner.directory.store.ping().await.map_err(|_| ApiError::unavailable("the store does not answer"))?;
+    let store = &s.inner.directory.store;
+    store.ping().await.map_err(|_| ApiError::unavailable("the store does not answer"))?;
+    store.check_writable().await.map_err(|e| {
+        tracing::error!(error = %e, "the store cannot write");
+        ApiError::unavailable("the store cannot write (is the disk full?); see the log")
+    })?;
     let stats = s.inner.directory.index().stats();
     Ok(Json(serde_json::json!({
         "status": "ready",

@@ -1,0 +1,3 @@
+-- Readiness writes (and removes) a row here: the store is ready only when it can write,
+-- with room for new pages (a full disk refuses exactly those).
+CREATE TABLE write_probe (data BYTEA NOT NULL);
