@@ -281,10 +281,12 @@ fn slack_request(route: SlackRoute, slack_url: &str) -> (&'static str, &'static 
     }
 }
 
-/// Waits until the relay has been switched `count` times (clicks open it after answering).
-async fn switched(relay: &FakeDevice, count: usize) -> bool {
-    for _ in 0..100 {
-        if relay.seen().len() >= count {
+/// Waits until a click has opened the door: the relay switched and the opening on record
+/// (a click is answered first, the door opened after).
+async fn opened_after(s: &Server, relay: &FakeDevice, drives: usize, cursor: &str) -> bool {
+    for _ in 0..200 {
+        let recorded = events_after(s, cursor).await.iter().any(|e| e["kind"] == "door.opened");
+        if recorded && relay.seen().len() > drives {
             return true;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -328,7 +330,7 @@ async fn slack_requests_are_never_forged_or_replayed(b: Backend) {
             if let SlackRoute::Click = route {
                 let n = clicks.fetch_add(1, Ordering::SeqCst) as usize + 1;
                 prop_assert!(
-                    switched(relay, drives + 1).await,
+                    opened_after(s, relay, drives, &cursor).await,
                     "{:?}: the genuine click opened nothing ({})",
                     route,
                     n
