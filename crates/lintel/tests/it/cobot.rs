@@ -38,8 +38,8 @@ struct Platform {
 
 type Shared = Arc<Mutex<Platform>>;
 
-struct FakePlatform {
-    url: String,
+pub struct FakePlatform {
+    pub url: String,
     state: Shared,
 }
 
@@ -48,7 +48,7 @@ impl FakePlatform {
         f(&mut self.state.lock().unwrap())
     }
 
-    fn membership_url(&self, id: &str) -> String {
+    pub fn membership_url(&self, id: &str) -> String {
         format!("{}/api/memberships/{id}", self.url)
     }
 }
@@ -59,7 +59,7 @@ fn authorized(headers: &axum::http::HeaderMap) -> bool {
     headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
 }
 
-async fn fake_platform() -> FakePlatform {
+pub async fn fake_platform() -> FakePlatform {
     async fn memberships(State(p): State<Shared>, headers: axum::http::HeaderMap) -> Response {
         if !authorized(&headers) {
             return StatusCode::UNAUTHORIZED.into_response();
@@ -159,7 +159,7 @@ fn membership(id: &str, name: &str, plan: Value, canceled_to: Option<&str>) -> V
 
 /// Ann on a copy of plan 42 "Full time" (mapped to the studio); Bob on plan 43 "Flex"
 /// with one unused pass, usable any day.
-fn seed(p: &FakePlatform) {
+pub fn seed(p: &FakePlatform) {
     p.with(|p| {
         p.plans = vec![
             json!({"id": 42, "name": "Full time", "time_passes": []}),
@@ -181,7 +181,7 @@ struct Setup {
     platform: FakePlatform,
 }
 
-fn cobot_env(platform: &FakePlatform) -> Vec<(&'static str, String)> {
+pub fn cobot_env(platform: &FakePlatform) -> Vec<(&'static str, String)> {
     vec![
         ("LINTEL_COBOT_BASE_URL", platform.url.clone()),
         ("LINTEL_COBOT_TOKEN", TOKEN.to_owned()),

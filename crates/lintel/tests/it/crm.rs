@@ -47,8 +47,8 @@ struct Crm {
 
 type Shared = Arc<Mutex<Crm>>;
 
-struct FakeCrm {
-    url: String,
+pub struct FakeCrm {
+    pub url: String,
     state: Shared,
 }
 
@@ -65,7 +65,7 @@ impl FakeCrm {
         self.with(|c| c.token_requests)
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("LINTEL_CRM_BASE_URL", format!("{}/api", self.url)),
             ("LINTEL_CRM_TOKEN_URL", format!("{}/oauth/token", self.url)),
@@ -98,7 +98,7 @@ fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token"}))).into_response()
 }
 
-async fn fake_crm() -> FakeCrm {
+pub async fn fake_crm() -> FakeCrm {
     async fn token(State(c): State<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
         let mut c = c.lock().unwrap();
         c.token_requests += 1;

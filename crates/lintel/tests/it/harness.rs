@@ -145,6 +145,16 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// The server's process id (for `prlimit`), while it runs.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited, and how (a fault test's server must not die).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(ADMIN);
         if let Some(body) = body {
@@ -187,6 +197,11 @@ impl Server {
         self.ok("/api/v1/decisions", serde_json::json!({"door": door, "credential": credential}), 200).await
     }
 
+    /// Every event matching `filter` (e.g. `kind=decision&door=front`), through all pages.
+    pub async fn all_events(&self, filter: &str) -> Vec<Value> {
+        all_events(&self.client, &self.base, filter).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// All events, oldest first.
     pub async fn events(&self) -> Vec<Value> {
         let (status, page) = self.get("/api/v1/events?limit=1000").await;
@@ -216,6 +231,26 @@ pub async fn small_world(s: &Server) {
     s.ok("/api/v1/grants", serde_json::json!({"person_id": "alice", "doors": ["front"]}), 201).await;
 }
 
+/// Every event matching `filter`, oldest first, page by page; for callers without a
+/// `Server` at hand (a fake device checking lintel's log while lintel drives it).
+pub async fn all_events(client: &reqwest::Client, base: &str, filter: &str) -> Result<Vec<Value>, String> {
+    let mut all = Vec::new();
+    let mut after = "0".to_owned();
+    loop {
+        let url = format!("{base}/api/v1/events?limit=1000&after={after}&{filter}");
+        let response = client.get(&url).bearer_auth(ADMIN).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let status = response.status();
+        let page: Value = response.json().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("GET {url}: {status} {page}"));
+        }
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        let Some(last) = items.last().and_then(|e| e["id"].as_str()) else { return Ok(all) };
+        after = last.to_owned();
+        all.extend(items);
+    }
+}
+
 pub fn card(uid: &str, code: Option<&str>) -> Value {
     match code {
         Some(c) => serde_json::json!({"kind": "card", "uid": uid, "revocation_code": c}),
@@ -229,15 +264,26 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// Runs each listed `async fn(Backend)` as a test on SQLite and on PostgreSQL.
+/// Runs each listed `async fn(Backend)` as a test on SQLite and on PostgreSQL; those
+/// after `; sqlite only:` on SQLite alone (a fault only SQLite can have, or one whose
+/// PostgreSQL run would only repeat the SQLite one, slowly).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
+        $crate::on_both_backends!($($test),* ; sqlite only:);
+    };
+    ($($test:ident),* ; sqlite only: $($only:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test($crate::harness::Backend::Sqlite).await
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $only() {
+                    super::$only($crate::harness::Backend::Sqlite).await
                 }
             )*
         }

@@ -14,14 +14,14 @@ use serde_json::{Value, json};
 use crate::harness::{Backend, Database, Server, lintel};
 
 /// A Mosquitto broker on a free loopback port, killed when dropped.
-struct Broker {
+pub struct Broker {
     port: u16,
     conf: PathBuf,
     child: Option<Child>,
 }
 
 impl Broker {
-    fn start(dir: &Path) -> Self {
+    pub fn start(dir: &Path) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
@@ -34,7 +34,7 @@ impl Broker {
         broker
     }
 
-    fn restart(&mut self) {
+    pub fn restart(&mut self) {
         let mosquitto =
             ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists()).unwrap_or_else(
                 || panic!("the MQTT tests need Mosquitto (apt-get install mosquitto); scripts/test installs it"),
@@ -54,14 +54,14 @@ impl Broker {
         }
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 }
@@ -73,14 +73,16 @@ impl Drop for Broker {
 }
 
 /// `lintel controller-sim`, driven through its standard input and read as JSON lines.
-struct Controller {
+pub struct Controller {
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::Receiver<Value>,
+    /// Every line read so far, also those `wait_for` skipped (for the fault harness).
+    read: std::sync::Mutex<Vec<Value>>,
 }
 
 impl Controller {
-    fn start(broker: &Broker, key: &str, state_dir: &Path) -> Self {
+    pub fn start(broker: &Broker, key: &str, state_dir: &Path) -> Self {
         let mut child = lintel()
             .args(["controller-sim", "--broker", &broker.url(), "--id", "ctl-1", "--lintel-key", key])
             .arg("--state-dir")
@@ -103,33 +105,44 @@ impl Controller {
                 }
             }
         });
-        Self { child, stdin, lines }
+        Self { child, stdin, lines, read: Default::default() }
     }
 
     /// The next line that satisfies `wanted`, skipping others; panics after 15 s.
-    fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if wanted(&line) => return line,
-                Ok(_) => {}
+                Ok(line) => {
+                    self.read.lock().unwrap().push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
                 Err(_) => panic!("the controller never reported {what}"),
             }
         }
     }
 
-    fn event(&self, name: &str) -> Value {
+    /// Every line the controller printed so far, in order.
+    pub fn printed(&self) -> Vec<Value> {
+        let mut read = self.read.lock().unwrap();
+        read.extend(self.lines.try_iter());
+        read.clone()
+    }
+
+    pub fn event(&self, name: &str) -> Value {
         self.wait_for(name, |l| l["event"] == name)
     }
 
-    fn list_version(&self, at_least: u64) -> Value {
+    pub fn list_version(&self, at_least: u64) -> Value {
         self.wait_for(&format!("a list of version {at_least} or later"), |l| {
             l["event"] == "list" && l["version"].as_u64().unwrap_or(0) >= at_least
         })
     }
 
-    fn tap(&mut self, door: &str, uid: &str) -> Value {
+    pub fn tap(&mut self, door: &str, uid: &str) -> Value {
         writeln!(self.stdin, "tap {door} {uid}").unwrap();
         self.event("decision")
     }
@@ -155,13 +168,13 @@ impl Drop for Controller {
     }
 }
 
-fn lintel_key(db: &Database) -> String {
+pub fn lintel_key(db: &Database) -> String {
     let out = lintel().args(["controller-key", "--database-url", &db.url]).current_dir(&db.dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn serve(db: &Database, broker: &Broker, client_id: &str) -> Server {
+pub fn serve(db: &Database, broker: &Broker, client_id: &str) -> Server {
     Server::start_with(
         db,
         &[("LINTEL_MQTT_URL", &broker.url()), ("LINTEL_MQTT_CLIENT_ID", client_id), ("RUST_LOG", "warn")],
@@ -185,7 +198,7 @@ async fn world(s: &Server) {
     s.ok("/api/v1/people/bo/credentials", json!({"kind": "card", "uid": "04B0B0B0"}), 201).await;
 }
 
-async fn controller_row(s: &Server) -> Value {
+pub async fn controller_row(s: &Server) -> Value {
     let (status, list) = s.get("/api/v1/controllers").await;
     assert_eq!(status, 200, "{list}");
     list.as_array().unwrap().iter().find(|c| c["id"] == "ctl-1").cloned().expect("ctl-1 is listed")
@@ -193,7 +206,7 @@ async fn controller_row(s: &Server) -> Value {
 
 /// Waits until `check` holds for the controller's row (lintel records acks and status
 /// as they arrive).
-async fn eventually(s: &Server, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub async fn eventually(s: &Server, what: &str, check: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
     loop {
         let row = controller_row(s).await;

@@ -225,7 +225,7 @@ fn timestamp(value: &Value) -> i64 {
 }
 
 /// Kinds of events that mean something happened (rather than was refused).
-fn is_effect(event: &Value) -> bool {
+pub fn is_effect(event: &Value) -> bool {
     let kind = event["kind"].as_str().unwrap_or_default();
     matches!(kind, "decision" | "door.opened" | "door.driver_failed" | "operation.applied" | "operation.queued")
         || kind.starts_with("grant.")
@@ -234,7 +234,7 @@ fn is_effect(event: &Value) -> bool {
 }
 
 /// Everything a refusal must leave alone.
-async fn state(s: &Server) -> Value {
+pub async fn state(s: &Server) -> Value {
     let mut all = serde_json::Map::new();
     for path in ["/api/v1/grants", "/api/v1/doors/front/admins"] {
         let (status, body) = s.get(path).await;
