@@ -263,7 +263,7 @@ impl Decider {
                 format!("too many wrong attempts from here; try again in {} s", wait.as_secs().max(1)),
             );
             error.extensions.insert("retry_after".into(), wait.as_secs().max(1).into());
-            return Err(error);
+            return Err(error.retry_after(wait.as_secs().max(1)));
         }
         self.directory.index().secret_holder(key, digest).ok_or_else(|| {
             self.limiter.failure(source, now);

@@ -205,6 +205,19 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Whether this is the first replay of a claimed operation id (only that one is
+    /// recorded); `false` for every later one.
+    pub async fn first_replay(&self, issuer: &str, jti: &str) -> Result<bool> {
+        let marked = sqlx::query(
+            "UPDATE used_operations SET replay_recorded = 1 WHERE issuer = $1 AND jti = $2 AND replay_recorded = 0",
+        )
+        .bind(issuer)
+        .bind(jti)
+        .execute(&self.write)
+        .await?;
+        Ok(marked.rows_affected() == 1)
+    }
+
     /// Forgets a claimed operation id whose operation could not be applied (a store or
     /// device failure), so that the client's retry is not taken for a replay.
     pub async fn release_operation(&self, issuer: &str, jti: &str) -> Result<()> {

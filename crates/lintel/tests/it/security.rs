@@ -191,6 +191,22 @@ async fn open_locks_after_five_wrong_secrets(b: Backend) {
     assert!(relay.seen().is_empty());
 }
 
+/// Signing in to the user API with wrong secrets locks the client out the same way, and
+/// the 429 says when to come back in its header too.
+async fn wrong_user_secrets_are_limited_with_retry_after(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let me = |secret: String| send(s.client.get(format!("{}/api/v1/me", s.base)).bearer_auth(secret));
+    for i in 0..5 {
+        assert_problem(&me(format!("lsk_guess-{i}")).await, 401, "a wrong secret");
+    }
+    let limited = me("lsk_guess-5".into()).await;
+    assert_problem(&limited, 429, "the sixth attempt");
+    let wait: u64 = limited.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "Retry-After: {wait}");
+    assert_eq!(limited.body["retry_after"], wait, "the body and the header agree");
+}
+
 async fn wrong_secrets_lock_out_the_client_not_the_door(b: Backend) {
     let db = Database::new(b);
     let s = Server::start(&db);
@@ -493,6 +509,7 @@ crate::on_both_backends!(
     a_keypad_lock_is_capped_and_recorded_once,
     open_locks_after_five_wrong_secrets,
     wrong_secrets_lock_out_the_client_not_the_door,
+    wrong_user_secrets_are_limited_with_retry_after,
     backup_codes_work_once,
     secrets_stay_out_of_events_and_logs,
     cli_tokens_are_accepted_then_refused,

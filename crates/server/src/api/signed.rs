@@ -244,23 +244,13 @@ fn unavailable(e: StoreError) -> Refused {
         StoreError::Invalid(m) | StoreError::Conflict(m) => Refused::new("bad_operation", m),
         other => {
             tracing::error!(error = %other, "store failure while applying an operation");
-            let detail = "the operation could not be applied now; try again".to_owned();
-            Refused { reason: "unavailable", status: StatusCode::SERVICE_UNAVAILABLE, detail, decision_reason: None }
+            Refused::unavailable("the operation could not be applied now; try again")
         }
     }
 }
 
 fn unavailable_api(e: ApiError) -> Refused {
-    if e.status.is_server_error() {
-        Refused {
-            reason: "unavailable",
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            detail: e.detail,
-            decision_reason: None,
-        }
-    } else {
-        Refused::new("bad_operation", e.detail)
-    }
+    if e.status.is_server_error() { Refused::unavailable(e.detail) } else { Refused::new("bad_operation", e.detail) }
 }
 
 /// Why an operation was refused: the API's `reason`, a status and words for people.
@@ -269,21 +259,42 @@ struct Refused {
     status: StatusCode,
     detail: String,
     decision_reason: Option<&'static str>,
+    /// Whether the refusal is an event: only for an operation whose signature is proven
+    /// and whose id was claimed now, or for its first replay, so that nobody can fill the
+    /// log, neither with forgeries nor by replaying a captured token.
+    recorded: bool,
 }
 
 impl Refused {
     fn new(reason: &'static str, detail: impl Into<String>) -> Self {
-        Self { reason, status: StatusCode::FORBIDDEN, detail: detail.into(), decision_reason: None }
+        Self { reason, status: StatusCode::FORBIDDEN, detail: detail.into(), decision_reason: None, recorded: true }
+    }
+
+    /// Nothing happened and the client may try again: not an event (its id is released).
+    fn unavailable(detail: impl Into<String>) -> Self {
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, recorded: false, ..Self::new("unavailable", detail) }
+    }
+
+    fn into_problem(self) -> ApiError {
+        let slug = if self.status == StatusCode::BAD_REQUEST { "malformed-operation" } else { "operation-refused" };
+        let mut error = ApiError::new(self.status, slug, self.detail);
+        error.extensions.insert("reason".into(), self.reason.into());
+        if let Some(reason) = self.decision_reason {
+            error.extensions.insert("decision_reason".into(), reason.into());
+        }
+        error
     }
 }
 
+/// What the token itself fails: answered, never recorded (before its id is claimed, a
+/// token can be replayed, and before its signature is checked, anyone can send one).
 impl From<Refusal> for Refused {
     fn from(r: Refusal) -> Self {
         let status = match r {
             Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::FORBIDDEN,
         };
-        Self { reason: r.code(), status, detail: r.to_string(), decision_reason: None }
+        Self { reason: r.code(), status, detail: r.to_string(), decision_reason: None, recorded: false }
     }
 }
 
@@ -308,44 +319,21 @@ pub async fn submit_operation(
         String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("the operation is not UTF-8 text"))?
     };
     let token = token.trim();
-    let now = Utc::now();
-    let verified = verify_operation(token, &s.inner.authority.verifying_key(), now);
-    let outcome = match verified {
-        Ok(op) => apply(&s, &op).await,
-        Err(refusal) => Err(Refused::from(refusal)),
+    let refused = match verify_operation(token, &s.inner.authority.verifying_key(), Utc::now()) {
+        Ok(op) => match apply(&s, &op).await {
+            Ok((status, outcome)) => return Ok((status, Json(outcome)).into_response()),
+            Err(refused) if refused.recorded => {
+                let event = NewEvent::new("operation.refused").with("reason", refused.reason).with("lock", &op.lock);
+                let recorded = s.inner.directory.store.append_events(&[event]).await?;
+                s.inner.directory.publish(&recorded);
+                refused
+            }
+            Err(refused) => refused,
+        },
+        Err(refusal) => Refused::from(refusal),
     };
-    match outcome {
-        Ok((status, outcome)) => Ok((status, Json(outcome)).into_response()),
-        // A malformed token says nothing about anyone: answered, not recorded (the log is
-        // not for anyone on the internet to fill).
-        Err(refused) if refused.status == StatusCode::BAD_REQUEST => {
-            let mut error = ApiError::new(refused.status, "malformed-operation", refused.detail);
-            error.extensions.insert("reason".into(), refused.reason.into());
-            Err(error)
-        }
-        Err(refused) => {
-            let mut event = NewEvent::new("operation.refused").with("reason", refused.reason);
-            if let Some(lock) = unverified_lock(token) {
-                event = event.with("lock", lock);
-            }
-            let recorded = s.inner.directory.store.append_events(&[event]).await?;
-            s.inner.directory.publish(&recorded);
-            let mut error = ApiError::new(refused.status, "operation-refused", refused.detail);
-            error.extensions.insert("reason".into(), refused.reason.into());
-            if let Some(reason) = refused.decision_reason {
-                error.extensions.insert("decision_reason".into(), reason.into());
-            }
-            Err(error)
-        }
-    }
-}
-
-/// The `sub` of a refused token, for the operator's record only (it is not trusted).
-fn unverified_lock(token: &str) -> Option<String> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
-    let sub = serde_json::from_slice::<Value>(&payload).ok()?.get("sub")?.as_str()?.to_owned();
-    crate::validate::id("lock", &sub).ok().map(|_| sub)
+    metrics::counter!("lintel_operations_refused_total", "reason" => refused.reason).increment(1);
+    Err(refused.into_problem())
 }
 
 fn op_name(op: &Operation) -> &'static str {
@@ -358,6 +346,29 @@ fn op_name(op: &Operation) -> &'static str {
 
 /// The checks that need lintel's state, then the operation itself.
 async fn apply(s: &AppState, op: &SignedOperation) -> Result<(StatusCode, OperationOutcome), Refused> {
+    let store = &s.inner.directory.store;
+    let signer = &op.signer.user_id;
+    // The id first: whatever the outcome, this token is used up, and sending it again is
+    // a replay (recorded the first time only).
+    if !store.claim_operation(signer, &op.jti, op.expires_at.timestamp_micros()).await.map_err(unavailable)? {
+        let mut refused = Refused::new("replayed", "this operation (jti) was submitted before");
+        refused.recorded = store.first_replay(signer, &op.jti).await.map_err(unavailable)?;
+        return Err(refused);
+    }
+    let applied = apply_claimed(s, op).await;
+    if let Err(refused) = &applied
+        && refused.status == StatusCode::SERVICE_UNAVAILABLE
+    {
+        // Nothing happened, and the answer says "try again": the retry must not be a replay.
+        if let Err(e) = store.release_operation(signer, &op.jti).await {
+            tracing::error!(error = %e, "an operation id could not be released");
+        }
+    }
+    applied
+}
+
+/// The operation itself, once its id is claimed: who signed it, then what it does.
+async fn apply_claimed(s: &AppState, op: &SignedOperation) -> Result<(StatusCode, OperationOutcome), Refused> {
     let store = &s.inner.directory.store;
     let signer = &op.signer.user_id;
     let key = store.user_key(&op.signer_fingerprint).await.map_err(unavailable)?;
@@ -379,29 +390,6 @@ async fn apply(s: &AppState, op: &SignedOperation) -> Result<(StatusCode, Operat
     if s.inner.directory.index().door(&op.lock).is_none() {
         return Err(Refused::new("unknown_lock", format!("no lock has the id {:?}", op.lock)));
     }
-    if !store.claim_operation(signer, &op.jti, op.expires_at.timestamp_micros()).await.map_err(unavailable)? {
-        return Err(Refused::new("replayed", "this operation (jti) was submitted before"));
-    }
-    let applied = apply_claimed(s, op, signer_pk).await;
-    if let Err(refused) = &applied
-        && refused.status == StatusCode::SERVICE_UNAVAILABLE
-    {
-        // Nothing happened, and the answer says "try again": the retry must not be a replay.
-        if let Err(e) = store.release_operation(signer, &op.jti).await {
-            tracing::error!(error = %e, "an operation id could not be released");
-        }
-    }
-    applied
-}
-
-/// The operation itself, once its id is claimed.
-async fn apply_claimed(
-    s: &AppState,
-    op: &SignedOperation,
-    signer_pk: lintel_core::Pk,
-) -> Result<(StatusCode, OperationOutcome), Refused> {
-    let store = &s.inner.directory.store;
-    let signer = &op.signer.user_id;
     let mut outcome = OperationOutcome {
         operation: op_name(&op.operation).into(),
         lock: op.lock.clone(),
