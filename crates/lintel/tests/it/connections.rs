@@ -231,16 +231,22 @@ async fn decisions_answer_while_an_attacker_holds_2500_connections() {
     let (opened, held) = (attacker.opened.load(Ordering::Relaxed), attacker.held.load(Ordering::Relaxed));
     attacker.stop().await;
 
-    let mut all: Vec<Duration> = on_kept.iter().chain(&on_new).copied().collect();
-    all.sort();
+    let figures = |took: &[Duration]| {
+        let mut sorted = took.to_vec();
+        sorted.sort();
+        format!(
+            "{} decisions, p50 {:?}, p99 {:?}, max {:?}",
+            sorted.len(),
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.99),
+            sorted.last().unwrap()
+        )
+    };
     eprintln!(
-        "decisions under attack (1024 descriptors, {ATTACKER} attacker connections, {opened} opened in all, {held} held at the end): \
-         {} on the kept-alive connection, {} on new connections; p50 {:?}, p99 {:?}, max {:?}",
-        on_kept.len(),
-        on_new.len(),
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
-        all.last().unwrap()
+        "decisions under attack (1024 descriptors, {ATTACKER} attacker connections, {opened} opened in all, {held} held \
+         at the end, the rest waiting in the kernel): on the kept-alive connection {}; on new connections {}",
+        figures(&on_kept),
+        figures(&on_new)
     );
     assert!(on_kept.len() >= 20 && on_new.len() >= 20, "too few decisions: {} and {}", on_kept.len(), on_new.len());
     assert!(opened > ATTACKER, "lintel shed none of the attacker's connections ({opened} opened)");
@@ -249,7 +255,8 @@ async fn decisions_answer_while_an_attacker_holds_2500_connections() {
 }
 
 /// A half-sent header, one trickled forever, a silent connection, a kept-alive one left
-/// idle and a body that never completes are all closed, each after its own timeout.
+/// idle, a body that never completes and a client that reads none of its answers are all
+/// closed, each after its own timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_connections_are_closed_after_their_timeouts() {
     let db = Database::new(Backend::Sqlite);
@@ -303,8 +310,21 @@ async fn slow_and_idle_connections_are_closed_after_their_timeouts() {
         let answer = tokio::time::timeout(header + slack, read_response(&mut c, &mut Vec::new())).await;
         (began.elapsed(), answer)
     };
-    let (silent, half, trickled, idle, (body_took, body_answer)) =
-        tokio::join!(silent, half, trickled, idle, slow_body);
+    let unread = async {
+        // A small window, so that lintel's answers back up at once.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut c = socket.connect(addr).await.unwrap();
+        let asked = 200;
+        c.write_all(b"GET /openapi.json HTTP/1.1\r\nhost: lintel\r\n\r\n".repeat(asked).as_slice()).await.unwrap();
+        // Reads nothing for longer than the idle timeout, then all there is.
+        tokio::time::sleep(Duration::from_secs(3) + slack).await;
+        let (closed, got) = closed_within(&mut c, Duration::from_secs(10)).await;
+        let answered = got.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+        (closed.is_some(), answered, asked)
+    };
+    let (silent, half, trickled, idle, (body_took, body_answer), unread) =
+        tokio::join!(silent, half, trickled, idle, slow_body, unread);
     eprintln!(
         "closed after: silent {silent:?}, half a header {half:?}, trickled header {trickled:?}, idle keep-alive {idle:?}; \
          slow body answered after {body_took:?}"
@@ -313,6 +333,9 @@ async fn slow_and_idle_connections_are_closed_after_their_timeouts() {
         let took = took.unwrap_or_else(|| panic!("{what} was still open {:?} after the header timeout", slack));
         assert!(took >= header / 2, "{what} was closed after {took:?}, before the header timeout");
     }
+    let (cut, answered, asked) = unread;
+    eprintln!("a client reading nothing: cut {cut}, {answered} of {asked} answers came");
+    assert!(cut && answered < asked, "a client reading nothing was not cut off: {answered} of {asked} answers came");
     let idle = idle.expect("an idle kept-alive connection was still open after the idle timeout");
     assert!(
         idle >= Duration::from_secs(2),
