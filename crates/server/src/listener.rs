@@ -26,7 +26,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response};
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -316,14 +316,11 @@ impl Http {
             Some(n) => n.max(1),
             None => allowed.min(AUTO_MAX_CONNECTIONS),
         };
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // HTTP/1's header timeout is ours (the sweeper): hyper's, left off here (it has no
-        // timer), would also end kept-alive connections after it, with no idle timeout.
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+        // No timer: hyper's HTTP/1 header timeout would also end kept-alive connections
+        // after it (it runs while one waits for its next request), so there would be no
+        // idle timeout of its own; the sweeper keeps both. HTTP/2 keep-alive pings are off
+        // too: an answer to one would count as the start of a request.
+        let builder = auto::Builder::new(TokioExecutor::new());
         Self {
             shared: Arc::new(Shared {
                 config,
