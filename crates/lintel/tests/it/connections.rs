@@ -317,7 +317,8 @@ async fn slow_and_idle_connections_are_closed_after_their_timeouts() {
         let mut c = socket.connect(addr).await.unwrap();
         let asked = 200;
         c.write_all(b"GET /openapi.json HTTP/1.1\r\nhost: lintel\r\n\r\n".repeat(asked).as_slice()).await.unwrap();
-        // Reads nothing for longer than the idle timeout, then all there is.
+        // Reads nothing for longer than the timeouts, then all there is: an answer handed
+        // to the socket ends its request, so the connection is idle or mid-head meanwhile.
         tokio::time::sleep(Duration::from_secs(3) + slack).await;
         let (closed, got) = closed_within(&mut c, Duration::from_secs(10)).await;
         let answered = got.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
