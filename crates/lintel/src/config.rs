@@ -23,6 +23,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub sqlite: SqliteConfig,
     pub limits: LimitsConfig,
+    pub http: HttpSection,
     pub slack: Option<SlackSection>,
     pub doorbell: Option<DoorbellSection>,
     /// The address the outside world reaches lintel at, e.g. `https://doors.example.org`
@@ -553,6 +554,50 @@ pub struct SqliteConfig {
     pub synchronous: String,
 }
 
+/// `[http]`: timeouts, the connection limit, the shutdown grace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// A request's head must arrive within this (from the connection's start for its
+    /// first request, from the first byte for later ones).
+    pub header_timeout_seconds: u64,
+    /// A kept-alive connection waits this long for its next request.
+    pub idle_timeout_seconds: u64,
+    /// A request's body must arrive within this of its head.
+    pub body_timeout_seconds: u64,
+    /// At most this many connections; by default as many as the descriptor limit leaves
+    /// room for (at most 16384).
+    pub max_connections: Option<usize>,
+    /// At shutdown, requests in flight and background work may take this long to finish.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl HttpSection {
+    pub fn config(&self) -> lintel_server::HttpConfig {
+        let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
+        lintel_server::HttpConfig {
+            header_timeout: secs(self.header_timeout_seconds),
+            idle_timeout: secs(self.idle_timeout_seconds),
+            body_timeout: secs(self.body_timeout_seconds),
+            max_connections: self.max_connections,
+            shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let d = lintel_server::HttpConfig::default();
+        Self {
+            header_timeout_seconds: d.header_timeout.as_secs(),
+            idle_timeout_seconds: d.idle_timeout.as_secs(),
+            body_timeout_seconds: d.body_timeout.as_secs(),
+            max_connections: None,
+            shutdown_grace_seconds: d.shutdown_grace.as_secs(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -579,6 +624,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             sqlite: SqliteConfig::default(),
             limits: LimitsConfig::default(),
+            http: HttpSection::default(),
             slack: None,
             doorbell: None,
             public_url: None,
@@ -630,6 +676,11 @@ const KEYS: &[&str] = &[
     "limits.max_lock_seconds",
     "limits.keypad_max_lock_seconds",
     "limits.max_pending_deliveries",
+    "http.header_timeout_seconds",
+    "http.idle_timeout_seconds",
+    "http.body_timeout_seconds",
+    "http.max_connections",
+    "http.shutdown_grace_seconds",
     "slack.signing_secret",
     "slack.bot_token",
     "slack.api_base_url",
@@ -700,6 +751,11 @@ const SCALAR_KEYS: &[&str] = &[
     "limits.max_lock_seconds",
     "limits.keypad_max_lock_seconds",
     "limits.max_pending_deliveries",
+    "http.header_timeout_seconds",
+    "http.idle_timeout_seconds",
+    "http.body_timeout_seconds",
+    "http.max_connections",
+    "http.shutdown_grace_seconds",
     "slack.allow_guests",
     "slack.reconcile_minutes",
     "cobot.sync_minutes",
@@ -771,6 +827,8 @@ mod tests {
         let env = [
             ("LINTEL_DATABASE_URL", "postgres://x@127.0.0.1/test"),
             ("LINTEL_LIMITS_FREE_FAILURES", "3"),
+            ("LINTEL_HTTP_IDLE_TIMEOUT_SECONDS", "5"),
+            ("LINTEL_HTTP_MAX_CONNECTIONS", "100"),
             ("LINTEL_ADMIN_TOKEN", "12345"),
             ("PATH", "/bin"),
             ("LINTEL_TEST_POSTGRES", "skip"),
@@ -782,6 +840,10 @@ mod tests {
         assert_eq!(c.sqlite.synchronous, "full");
         assert_eq!(c.limits.free_failures, 3);
         assert_eq!((c.limits.keypad_max_lock_seconds, c.limits.max_pending_deliveries), (300, 10_000), "defaults");
+        let http = c.http.config();
+        assert_eq!(http.idle_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(http.max_connections, Some(100));
+        assert_eq!(http.header_timeout, lintel_server::HttpConfig::default().header_timeout);
         assert_eq!(c.admin_token.as_deref(), Some("12345"));
     }
 

@@ -442,6 +442,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         pin_key,
         max_body_bytes: config.max_body_bytes,
+        http: config.http.config(),
         timezone,
         follow_every: Duration::from_millis(config.follow_interval_ms.max(50)),
         limiter: LimiterConfig {

@@ -682,7 +682,7 @@ async fn expire_members(s: &AppState) -> Result<(), ApiError> {
 /// The platform's background work while the server runs: the inbox and outbox every
 /// second, check-ins queued from new entries, expiries, and the full sync on schedule.
 pub fn spawn_workers(s: AppState) {
-    tokio::spawn(async move {
+    s.clone().spawn_worker(async move {
         let Some(cobot) = s.inner.cobot.as_ref() else { return };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -691,8 +691,7 @@ pub fn spawn_workers(s: AppState) {
         let mut seen_seq: Option<i64> = None;
         let mut last_sync = tokio::time::Instant::now();
         let mut ticks: u64 = 0;
-        loop {
-            tick.tick().await;
+        while s.unless_stopping(tick.tick()).await.is_some() {
             ticks += 1;
             // By time (the last 15 minutes; 48 hours at start) and by number (everything
             // stored since the last run, with a margin for commits that land out of order).

@@ -114,7 +114,7 @@ impl Controllers {
 }
 
 pub(crate) fn spawn(s: AppState, events: mpsc::Receiver<LinkEvent>) {
-    tokio::spawn(async move {
+    s.clone().spawn_worker(async move {
         // Messages are read only once lintel knows which doors each controller drives.
         let Some(controllers) = s.inner.controllers.as_ref() else { return };
         loop {
@@ -123,16 +123,18 @@ pub(crate) fn spawn(s: AppState, events: mpsc::Receiver<LinkEvent>) {
                 Ok(()) => break,
                 Err(e) => tracing::warn!(error = %e, "allow-lists not built yet; trying again"),
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            if s.unless_stopping(tokio::time::sleep(Duration::from_secs(1))).await.is_none() {
+                return;
+            }
         }
-        tokio::spawn(receive(s.clone(), events));
+        s.spawn_worker(receive(s.clone(), events));
         keep_lists(s).await;
     });
 }
 
 async fn receive(s: AppState, mut events: mpsc::Receiver<LinkEvent>) {
     let Some(controllers) = s.inner.controllers.as_ref() else { return };
-    while let Some(event) = events.recv().await {
+    while let Some(Some(event)) = s.unless_stopping(events.recv()).await {
         match event {
             LinkEvent::Connected => {
                 controllers.link.announce_online().await;
@@ -150,9 +152,9 @@ async fn receive(s: AppState, mut events: mpsc::Receiver<LinkEvent>) {
                 // everything else in order of arrival.
                 if delivery.topic == Topic::Tap {
                     let permit = controllers.taps_at_once.clone().acquire_owned().await;
-                    let s = s.clone();
-                    tokio::spawn(async move {
-                        handle_tap(s, delivery).await;
+                    let tapped = s.clone();
+                    s.spawn_worker(async move {
+                        handle_tap(tapped, delivery).await;
                         drop(permit);
                     });
                 } else {
@@ -464,6 +466,7 @@ async fn keep_lists(s: AppState) {
             _ = tick.tick() => {}
             // A refusal asked for a new version: build the lists again now.
             () = controllers.reissue.notified() => seen_index = None,
+            () = s.stopping() => return,
         }
         let index = s.inner.directory.index().clone();
         let now = Utc::now().timestamp();

@@ -12,6 +12,7 @@ mod decide;
 mod directory;
 mod follow;
 mod limiter;
+mod listener;
 pub mod lockcloud;
 pub mod lookup;
 mod notify;
@@ -30,7 +31,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use chrono_tz::Tz;
 use lintel_store::Store;
-use tokio::net::TcpListener;
 
 pub use api::doorbell::DoorbellConfig;
 pub use api::slack::SlackConfig;
@@ -38,6 +38,7 @@ pub use cobot::CobotConfig;
 pub use crm::CrmConfig;
 pub use directory::Directory;
 pub use limiter::LimiterConfig;
+pub use listener::HttpConfig;
 pub use lockcloud::LockCloudConfig;
 pub use lookup::LookupConfig;
 pub use notify::{SmsConfig, SmtpConfig};
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     /// The key PINs are hashed with (HMAC); from the key file, never the database.
     pub pin_key: [u8; 32],
     pub max_body_bytes: usize,
+    /// Timeouts, the connection limit and the shutdown grace.
+    pub http: HttpConfig,
     /// Where a day begins and ends for attendance.
     pub timezone: Tz,
     /// How often to look for directory changes made by other processes.
@@ -116,6 +119,11 @@ struct Inner {
     crm: Option<Arc<crm::Crm>>,
     lockcloud: Option<lockcloud::LockCloud>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Cancelled when the server begins to shut down: event streams end, workers stop
+    /// taking work.
+    stopping: tokio_util::sync::CancellationToken,
+    /// The background workers, which shutdown waits for.
+    workers: tokio_util::task::TaskTracker,
     config: ServerConfig,
 }
 
@@ -179,9 +187,32 @@ impl AppState {
                 crm,
                 lockcloud,
                 metrics: api::ops::metrics_handle(),
+                stopping: tokio_util::sync::CancellationToken::new(),
+                workers: tokio_util::task::TaskTracker::new(),
                 config,
             }),
         })
+    }
+
+    /// Resolves when the server begins to shut down.
+    pub(crate) fn stopping(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.inner.stopping.clone().cancelled_owned()
+    }
+
+    /// `work`'s outcome, or `None` when the server begins to shut down first: workers wait
+    /// for their next tick or message through it, so that none takes new work then.
+    pub(crate) async fn unless_stopping<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.inner.stopping.cancelled() => None,
+            done = work => Some(done),
+        }
+    }
+
+    /// Runs background work that shutdown waits for (within its grace) before it closes
+    /// the store.
+    pub(crate) fn spawn_worker(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.inner.workers.spawn(work);
     }
 
     pub fn router(&self) -> Router {
@@ -205,14 +236,17 @@ pub async fn controllers_overview(
     controllers::list(state).await
 }
 
-/// Serves until `shutdown` resolves; prints the address it listens on once ready.
+/// Serves until `shutdown` resolves; prints the address it listens on once ready. Then
+/// stops accepting, ends event streams, gives requests in flight and background workers
+/// the grace to finish, and closes the store.
 pub async fn serve(
     store: Store,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let descriptors = listener::raise_descriptor_limit();
     let listener =
-        TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+        listener::bind(config.listen).map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
     let state = AppState::new(store, config).await?;
     if let Some(slack) = &state.inner.config.slack {
@@ -235,9 +269,22 @@ pub async fn serve(
     if let Some(osdp) = state.inner.config.osdp.clone() {
         osdp::spawn(state.clone(), osdp).await?;
     }
-    let app = state.router().into_make_service_with_connect_info::<SocketAddr>();
-    tracing::info!(%addr, "lintel is ready");
+    let http_config = state.inner.config.http;
+    let http = listener::Http::new(http_config, descriptors, state.inner.stopping.clone());
+    tracing::info!(%addr, descriptors, max_connections = http.max_connections(), "lintel is ready");
     println!("lintel listening on http://{addr}");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    http.accept_until(listener, state.router(), shutdown).await;
+
+    let began = tokio::time::Instant::now();
+    let deadline = began + http_config.shutdown_grace;
+    state.inner.stopping.cancel();
+    http.drain(deadline).await;
+    let workers = &state.inner.workers;
+    workers.close();
+    if tokio::time::timeout_at(deadline, workers.wait()).await.is_err() {
+        tracing::warn!(workers = workers.len(), "background work still running at the end of the grace: cut off");
+    }
+    state.inner.directory.store.close().await;
+    tracing::info!(took_ms = began.elapsed().as_millis() as u64, "lintel stopped");
     Ok(())
 }

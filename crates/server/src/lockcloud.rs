@@ -181,13 +181,12 @@ async fn run_outbox(s: &AppState, cloud: &LockCloud) -> Result<(), StoreError> {
 /// Keeps the cloud in step while the server runs: users whenever the directory changes
 /// (and every few minutes regardless), the outbox every second.
 pub fn spawn_workers(s: AppState) {
-    tokio::spawn(async move {
+    s.clone().spawn_worker(async move {
         let Some(cloud) = s.inner.lockcloud.as_ref() else { return };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reconciled: Option<(i64, tokio::time::Instant)> = None;
-        loop {
-            tick.tick().await;
+        while s.unless_stopping(tick.tick()).await.is_some() {
             let version = s.inner.directory.store.directory_version().await.unwrap_or(-1);
             let due = reconciled.is_none_or(|(v, at)| v != version || at.elapsed() > Duration::from_secs(300));
             if due {

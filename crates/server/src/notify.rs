@@ -162,15 +162,14 @@ async fn run(s: &AppState, http: &reqwest::Client) -> Result<(), StoreError> {
 
 /// Sends queued invitations every second while the server runs.
 pub fn spawn_sender(s: AppState) {
-    tokio::spawn(async move {
+    s.clone().spawn_worker(async move {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .expect("a client with these settings always builds");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+        while s.unless_stopping(tick.tick()).await.is_some() {
             if let Err(e) = run(&s, &http).await {
                 tracing::warn!(error = %e, "invitations not processed");
             }

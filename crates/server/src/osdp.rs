@@ -65,13 +65,13 @@ pub async fn spawn(s: AppState, mut config: OsdpConfig) -> Result<(), crate::Ser
     let doors: Arc<HashMap<String, (String, Option<u8>)>> =
         Arc::new(config.readers.iter().map(|r| (r.reader.name.clone(), (r.door.clone(), r.output))).collect());
     let (readers, mut events) = Readers::start(config.readers.into_iter().map(|r| r.reader).collect())?;
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
+    s.clone().spawn_worker(async move {
+        while let Some(Some(event)) = s.unless_stopping(events.recv()).await {
             match event {
                 ReaderEvent::Card { reader, uid, bits } => {
                     let Some((door, output)) = doors.get(&reader).cloned() else { continue };
                     tracing::debug!(reader, bits, "card read");
-                    tokio::spawn(decide_card(s.clone(), readers.clone(), reader, door, output, uid));
+                    s.spawn_worker(decide_card(s.clone(), readers.clone(), reader, door, output, uid));
                 }
                 ReaderEvent::Status { reader, online, secure } => {
                     let door = doors.get(&reader).map(|(d, _)| d.as_str()).unwrap_or_default();

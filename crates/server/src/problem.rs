@@ -142,6 +142,8 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the body is larger than this endpoint accepts")
+    } else if crate::listener::is_body_timeout(&e) {
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "the body did not arrive in time")
     } else {
         ApiError::bad_request(format!("the body could not be read: {e}"))
     }

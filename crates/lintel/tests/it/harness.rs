@@ -116,6 +116,21 @@ impl Server {
 
     /// Like `start_with`, the server's log going where the test reads it (a file).
     pub fn start_with_stderr(db: &Database, env: &[(&str, &str)], stderr: impl Into<Stdio>) -> Self {
+        Self::spawn(Self::command(db, env, stderr))
+    }
+
+    /// Like `start_with`, with the server's descriptor limit (soft and hard) set to `nofile`.
+    pub fn start_with_nofile(db: &Database, env: &[(&str, &str)], nofile: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Self::command(db, env, Stdio::inherit());
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, nofile, nofile));
+        }
+        Self::spawn(cmd)
+    }
+
+    fn command(db: &Database, env: &[(&str, &str)], stderr: impl Into<Stdio>) -> Command {
         let mut cmd = lintel();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
             .current_dir(&db.dir)
@@ -128,6 +143,10 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    fn spawn(mut cmd: Command) -> Self {
         let mut child = cmd.spawn().expect("lintel starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -138,6 +157,27 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
         Self { base, child, client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap() }
+    }
+
+    /// The address it listens on (`127.0.0.1:PORT`).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.strip_prefix("http://").and_then(|a| a.parse().ok()).expect("base is http://ADDR")
+    }
+
+    /// Sends SIGTERM and waits (at most a minute) for the process to end: how long it
+    /// took, and how it ended.
+    pub fn terminate(mut self) -> (Duration, std::process::ExitStatus) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits");
+        let began = std::time::Instant::now();
+        // SAFETY: kill has no memory effects; the pid is our own child's, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+        while began.elapsed() < Duration::from_secs(60) {
+            if let Some(status) = self.child.try_wait().expect("wait for lintel") {
+                return (began.elapsed(), status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("lintel was still running {:?} after SIGTERM", began.elapsed());
     }
 
     pub fn kill(mut self) {

@@ -6,6 +6,7 @@ mod harness;
 mod bad_input;
 mod cli;
 mod cobot;
+mod connections;
 mod crash;
 mod crm;
 mod decisions;

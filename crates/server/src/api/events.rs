@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use lintel_proto::{Attendance, AttendanceDay, Event, Page, Problem};
 use lintel_store::EventFilter;
 use serde::Deserialize;
@@ -88,7 +88,8 @@ pub async fn stream_events(
         let sse = SseEvent::default().id(e.id.clone()).event(e.kind.clone()).json_data(&e).unwrap_or_default();
         Some((Ok(sse), rx))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    // Ends (cleanly, for the client to reconnect) when lintel shuts down.
+    Ok(Sse::new(stream.take_until(s.stopping())).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -548,11 +548,10 @@ async fn unlock(
 /// door answers again, if its window still holds and its signer may still open it;
 /// otherwise it is dropped with an event.
 pub fn spawn_queue_worker(s: AppState, every: std::time::Duration) {
-    tokio::spawn(async move {
+    s.clone().spawn_worker(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+        while s.unless_stopping(tick.tick()).await.is_some() {
             if let Err(e) = retry_queued(&s).await {
                 tracing::warn!(error = %e, "queued operations could not be retried");
             }

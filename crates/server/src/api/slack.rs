@@ -191,7 +191,7 @@ pub async fn commands(
             ApiError::unavailable("the command failed")
         })?,
         (Err(_), Some(response_url)) => {
-            tokio::spawn(async move {
+            s.clone().spawn_worker(async move {
                 let answer = match work.await {
                     Ok(Ok(Json(answer))) => answer,
                     Ok(Err(e)) => {
@@ -333,12 +333,11 @@ pub async fn reconcile_now(State(s): State<AppState>, _: crate::auth::Admin) -> 
 
 /// Runs [`reconcile`] every `every` while the server runs.
 pub fn spawn_reconciler(s: AppState, every: std::time::Duration) {
-    tokio::spawn(async move {
+    s.clone().spawn_worker(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        loop {
-            tick.tick().await;
+        while s.unless_stopping(tick.tick()).await.is_some() {
             match reconcile(&s).await {
                 Ok(r) if r.revoked > 0 => {
                     tracing::info!(departed = r.departed, revoked = r.revoked, "Slack reconciliation revoked access")
@@ -471,7 +470,7 @@ pub async fn interactions(
         None => None,
     };
     let state = s.clone();
-    tokio::spawn(async move { follow_up_click(&state, interaction, door, decision).await });
+    s.spawn_worker(async move { follow_up_click(&state, interaction, door, decision).await });
     Ok(StatusCode::OK)
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use lintel_store::EventFilter;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -34,6 +34,7 @@ pub async fn stream(
     Query(q): Query<LiveQuery>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let app = ui.app.clone();
+    let stopping = app.stopping();
     let directory = app.inner.directory.clone();
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
     let last = match resume {
@@ -43,7 +44,13 @@ pub async fn stream(
     let mut events = crate::follow::follow(directory, last, EventFilter::default());
     let (tx, rx) = mpsc::channel::<(String, String)>(64);
     tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
+        loop {
+            let e = tokio::select! {
+                e = events.recv() => e,
+                // The view is gone: end the follower now, not at the next event.
+                () = tx.closed() => return,
+            };
+            let Some(e) = e else { return };
             if let Some(html) = pages::live_fragment(&app, &e, q.view).await
                 && tx.send((e.id.clone(), html.replace(['\r', '\n'], " "))).await.is_err()
             {
@@ -55,5 +62,6 @@ pub async fn stream(
         let (id, html) = rx.recv().await?;
         Some((Ok(SseEvent::default().id(id).event("item").data(html)), rx))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    // Ends (cleanly, for the browser to reconnect) when lintel shuts down.
+    Sse::new(stream.take_until(stopping)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
