@@ -241,6 +241,17 @@ impl Decision {
         self.reason == Reason::Granted
     }
 
+    /// This decision, turned into a denial because the system that knows the member has
+    /// no such member (`detail` says which system).
+    pub fn unknown_member(mut self, detail: &'static str) -> Self {
+        self.reason = Reason::UnknownMember;
+        self.detail = detail.into();
+        self.grant = None;
+        self.consume = Consume::default();
+        self.fallback_grants.clear();
+        self
+    }
+
     fn deny(reason: Reason, detail: impl Into<Cow<'static, str>>) -> Self {
         Self {
             reason,

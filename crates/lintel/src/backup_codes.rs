@@ -3,9 +3,8 @@
 //! (`backup-<door>`), whose one grant is that door, so revoking them is one DELETE.
 
 use anyhow::{Context, bail};
-use lintel_proto::{CredentialKind, NewPerson};
-use lintel_server::secrets;
-use lintel_store::{NewCredentialRecord, NewGrantRecord, Store, StoreError};
+use lintel_proto::NewPerson;
+use lintel_store::{NewGrantRecord, Store, StoreError};
 
 pub async fn run(store: &Store, door: &str, count: u32) -> anyhow::Result<Vec<String>> {
     if !(1..=100).contains(&count) {
@@ -31,16 +30,9 @@ pub async fn run(store: &Store, door: &str, count: u32) -> anyhow::Result<Vec<St
         };
         store.create_grant(&grant).await?;
     }
-    let codes: Vec<String> = (0..count).map(|_| secrets::generate_backup_code()).collect();
-    let records: Vec<NewCredentialRecord> = codes
-        .iter()
-        .map(|code| NewCredentialRecord {
-            kind: CredentialKind::BackupCode,
-            card_uid: None,
-            revocation_code: None,
-            digest: Some(hex::encode(secrets::backup_code_digest(code))),
-        })
-        .collect();
+    let built: Vec<_> = (0..count).map(|_| lintel_service::credentials::backup_code()).collect();
+    let codes: Vec<String> = built.iter().filter_map(|b| b.shown_once.clone()).collect();
+    let records: Vec<_> = built.into_iter().map(|b| b.record).collect();
     // One transaction: a running server sees all the printed codes at once, or none.
     store.issue_credentials(&holder, &records).await?;
     Ok(codes)

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use lintel_core::credential::normalize_uid;
 use lintel_proto::PersonStatus;
-use lintel_server::validate;
+use lintel_service::validate;
 use lintel_store::{ImportReport, ImportRow, RejectedRow, Store};
 
 const CHUNK: usize = 2000;
@@ -45,7 +45,7 @@ fn parse_row(c: &Columns, record: &csv::StringRecord, line: u64) -> Result<Impor
     let get = |i: usize| record.get(i).map(str::trim).unwrap_or("");
     // The same checks as the API's, so that a row is accepted exactly when the
     // equivalent API call would be.
-    let checked = |r: Result<(), lintel_server::problem::ApiError>| r.map_err(|e| reject(e.detail));
+    let checked = |r: Result<(), lintel_service::ServiceError>| r.map_err(|e| reject(e.to_string()));
     let id = get(c.id);
     checked(validate::id("id", id))?;
     let name = get(c.name);

@@ -166,7 +166,10 @@ enum TokenCommand {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log that cannot be written (a full disk, a file-size limit) loses lines; reporting
+    // that on stderr would panic (eprintln!) in whatever task was logging, a request's.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -325,13 +328,13 @@ async fn main() -> anyhow::Result<()> {
                         ("admin", Some(_)) => anyhow::bail!("--door goes with --scope decisions"),
                         (_, door) => {
                             if let Some(door) = &door {
-                                lintel_server::validate::id("door", door).map_err(|e| anyhow::anyhow!(e.detail))?;
+                                lintel_service::validate::id("door", door)?;
                             }
                             lintel_store::TokenScope::Decisions { door }
                         }
                     };
-                    let token = lintel_server::secrets::generate("lat_");
-                    store.create_token(&name, &hex::encode(lintel_server::secrets::digest(&token)), &scope).await?;
+                    let token = lintel_service::secrets::generate("lat_");
+                    store.create_token(&name, &hex::encode(lintel_service::secrets::digest(&token)), &scope).await?;
                     println!("{token}");
                     eprintln!("token {name:?} created; it is shown only this once");
                 }

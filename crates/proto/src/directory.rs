@@ -63,7 +63,7 @@ pub struct NewPerson {
 }
 
 /// A merge patch of a person: absent fields stay as they are; `null` clears an optional one.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonPatch {
     pub name: Option<String>,

@@ -3,86 +3,13 @@
 //! the token from the environment, always in constant time. A token scoped to decisions
 //! (a station's) passes only [`Asker`], never [`Admin`].
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use arc_swap::ArcSwap;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use lintel_core::Digest;
-use lintel_core::credential::digests_equal;
-use lintel_store::{Store, StoreError, TokenScope};
+use lintel_store::TokenScope;
 
 use crate::AppState;
 use crate::problem::ApiError;
-use crate::secrets::digest;
-
-#[derive(Clone)]
-pub struct Tokens {
-    by_digest: Arc<ArcSwap<HashMap<Digest, (String, TokenScope)>>>,
-    from_env: Option<Digest>,
-}
-
-async fn read_tokens(store: &Store) -> Result<HashMap<Digest, (String, TokenScope)>, StoreError> {
-    let mut map = HashMap::new();
-    for (name, hex_digest, scope) in store.token_digests().await? {
-        if let Ok(bytes) = hex::decode(&hex_digest)
-            && let Ok(d) = Digest::try_from(bytes.as_slice())
-        {
-            map.insert(d, (name, scope));
-        }
-    }
-    Ok(map)
-}
-
-impl Tokens {
-    pub async fn load(store: &Store, env_token: Option<&str>) -> Result<Self, StoreError> {
-        Ok(Self {
-            by_digest: Arc::new(ArcSwap::from_pointee(read_tokens(store).await?)),
-            from_env: env_token.map(digest),
-        })
-    }
-
-    pub fn spawn_refresher(&self, store: Store, every: Duration) {
-        let tokens = self.by_digest.clone();
-        tokio::spawn(async move {
-            let mut seen = None;
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let Ok(version) = store.tokens_version().await else { continue };
-                if seen == Some(version) {
-                    continue;
-                }
-                match read_tokens(&store).await {
-                    Ok(map) => {
-                        tokens.store(Arc::new(map));
-                        seen = Some(version);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not refresh admin tokens"),
-                }
-            }
-        });
-    }
-
-    /// The name of the admin token presented, if it is one (a scoped token is not).
-    pub fn check(&self, presented: &str) -> Option<String> {
-        self.check_scoped(presented).and_then(|(name, scope)| (scope == TokenScope::Admin).then_some(name))
-    }
-
-    /// The name and scope of the token presented, if it is one.
-    pub fn check_scoped(&self, presented: &str) -> Option<(String, TokenScope)> {
-        let d = digest(presented);
-        if self.from_env.as_ref().is_some_and(|env| digests_equal(env, &d)) {
-            return Some(("environment".into(), TokenScope::Admin));
-        }
-        let map = self.by_digest.load();
-        let (stored, token) = map.get_key_value(&d)?;
-        digests_equal(stored, &d).then(|| token.clone())
-    }
-}
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
@@ -99,7 +26,7 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)
             .ok_or_else(|| ApiError::unauthorized("send an admin token as Authorization: Bearer <token>"))?;
-        state.inner.tokens.check(token).map(Admin).ok_or_else(|| ApiError::unauthorized("the token is not valid"))
+        state.services().tokens.check(token).map(Admin).ok_or_else(|| ApiError::unauthorized("the token is not valid"))
     }
 }
 
@@ -131,7 +58,7 @@ impl FromRequestParts<AppState> for Asker {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token =
             bearer(parts).ok_or_else(|| ApiError::unauthorized("send a token as Authorization: Bearer <token>"))?;
-        match state.inner.tokens.check_scoped(token) {
+        match state.services().tokens.check_scoped(token) {
             Some((name, TokenScope::Admin)) => Ok(Self { name, door: None }),
             Some((name, TokenScope::Decisions { door })) => Ok(Self { name, door }),
             None => Err(ApiError::unauthorized("the token is not valid")),

@@ -140,7 +140,7 @@ pub async fn apply_membership(
     if !valid_membership_id(&m.id) {
         return Err(ApiError::invalid(format!("membership id {:?} is not usable", m.id)));
     }
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let tz = cobot.config.timezone;
     let today = Utc::now().with_timezone(&tz).date_naive();
     let (active, access_until) = access(m, today, tz);
@@ -154,7 +154,7 @@ pub async fn apply_membership(
         .filter(|c| !c.is_control())
         .take(200)
         .collect();
-    let email = m.email.clone().filter(|e| crate::validate::email(e).is_ok());
+    let email = m.email.clone().filter(|e| lintel_service::validate::email(e).is_ok());
     let status = if active { PersonStatus::Active } else { PersonStatus::Suspended };
     let known = store.cobot_member(&m.id).await?;
     let created = match store.person(&id).await {
@@ -167,7 +167,7 @@ pub async fn apply_membership(
             };
             if patch.name.is_some() || patch.email.is_some() || patch.status.is_some() {
                 let pid = id.clone();
-                s.inner.directory.write(move |store| async move { store.patch_person(&pid, &patch).await }).await?;
+                s.directory().write(move |store| async move { store.patch_person(&pid, &patch).await }).await?;
             }
             false
         }
@@ -181,7 +181,7 @@ pub async fn apply_membership(
                 ..Default::default()
             };
             let pid = id.clone();
-            s.inner.directory.write(move |store| async move { store.create_person(&new, &pid).await }).await?;
+            s.directory().write(move |store| async move { store.create_person(&new, &pid).await }).await?;
             true
         }
         Err(e) => return Err(e.into()),
@@ -196,7 +196,7 @@ pub async fn apply_membership(
     for group in cobot.managed_groups() {
         let member = in_groups.contains(group);
         let (g, p) = (group.to_owned(), id.clone());
-        match s.inner.directory.write(move |store| async move { store.set_member(&g, &p, member).await }).await {
+        match s.directory().write(move |store| async move { store.set_member(&g, &p, member).await }).await {
             Ok(_) => {}
             Err(StoreError::NotFound { .. }) => tracing::error!(group, "a [cobot] group does not exist"),
             Err(e) => return Err(e.into()),
@@ -205,7 +205,7 @@ pub async fn apply_membership(
     let unused = if pass_types.is_empty() { Vec::new() } else { cobot_call(cobot.client.unused_passes(&m.id).await)? };
     replace_pass_grants(s, &m.id, &id, pass_types, &unused, &targets, tz).await?;
 
-    let token = known.as_ref().map_or_else(|| crate::secrets::generate("lct_"), |k| k.check_in_token.clone());
+    let token = known.as_ref().map_or_else(|| lintel_service::secrets::generate("lct_"), |k| k.check_in_token.clone());
     let record = CobotMember {
         membership_id: m.id.clone(),
         person_id: id.clone(),
@@ -245,7 +245,7 @@ async fn replace_pass_grants(
     groups: &BTreeSet<String>,
     tz: Tz,
 ) -> Result<(), ApiError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let source = pass_source(membership_id);
     let mut wanted: Vec<NewGrantRecord> = Vec::new();
     if !pass_types.is_empty() {
@@ -287,22 +287,22 @@ async fn replace_pass_grants(
         return Ok(());
     }
     for grant in existing {
-        s.inner.directory.write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
+        s.directory().write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
     }
     for grant in wanted {
-        s.inner.directory.write(move |store| async move { store.create_grant(&grant).await }).await?;
+        s.directory().write(move |store| async move { store.create_grant(&grant).await }).await?;
     }
     Ok(())
 }
 
 /// Takes a member's access away when the membership is gone from the platform.
 async fn suspend(s: &AppState, person: &str) -> Result<(), ApiError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     match store.person(person).await {
         Ok(p) if p.status != PersonStatus::Suspended => {
             let patch = PersonPatch { status: Some(PersonStatus::Suspended), ..Default::default() };
             let id = person.to_owned();
-            s.inner.directory.write(move |store| async move { store.patch_person(&id, &patch).await }).await?;
+            s.directory().write(move |store| async move { store.patch_person(&id, &patch).await }).await?;
         }
         Ok(_) | Err(StoreError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
@@ -344,7 +344,7 @@ pub async fn sync(s: &AppState, progress: &(dyn Fn(usize, usize) + Sync)) -> Res
             }
         }
     }
-    for member in s.inner.directory.store.cobot_members().await? {
+    for member in s.store().cobot_members().await? {
         if !listed.contains(&member.membership_id) {
             report.gone += 1;
             suspend(s, &member.person_id).await?;
@@ -494,7 +494,7 @@ pub async fn apply_booking(s: &AppState, cobot: &Cobot, b: &Booking) -> Result<(
         // Over already (the sync also lists today's past bookings): nothing to open.
         return Ok(());
     }
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let (person, visitor) = match &b.membership {
         Some(m) if valid_membership_id(&m.id) => {
             let id = person_id(&m.id);
@@ -525,9 +525,9 @@ pub async fn apply_booking(s: &AppState, cobot: &Cobot, b: &Booking) -> Result<(
         && existing[0].doors.as_deref().map(sorted) == Some(sorted(doors));
     if !same {
         for grant in existing {
-            s.inner.directory.write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
+            s.directory().write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
         }
-        s.inner.directory.write(move |store| async move { store.create_grant(&wanted).await }).await?;
+        s.directory().write(move |store| async move { store.create_grant(&wanted).await }).await?;
     }
     crate::lockcloud::booking_changed(s, &b.id, &person, doors, from, until).await?;
     store.save_cobot_booking(&b.id, &person, visitor, until).await?;
@@ -537,12 +537,12 @@ pub async fn apply_booking(s: &AppState, cobot: &Cobot, b: &Booking) -> Result<(
 /// The visitor of an external booking: created (with a personal secret, sent to them as
 /// an invitation) the first time the booking is seen.
 async fn visitor(s: &AppState, b: &Booking, doors: &[String]) -> Result<String, ApiError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let id = format!("cobot-visitor-{}", b.id);
     if store.person_pk(&id).await?.is_some() {
         return Ok(id);
     }
-    let email = b.email.clone().filter(|e| crate::validate::email(e).is_ok());
+    let email = b.email.clone().filter(|e| lintel_service::validate::email(e).is_ok());
     let phone = b.phone.clone().map(|p| p.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>());
     let phone = phone.filter(|p| (6..=20).contains(&p.len()));
     if email.is_none() && phone.is_none() {
@@ -567,16 +567,16 @@ async fn visitor(s: &AppState, b: &Booking, doors: &[String]) -> Result<String, 
         ..Default::default()
     };
     let pid = id.clone();
-    s.inner.directory.write(move |store| async move { store.create_person(&new, &pid).await }).await?;
-    let secret = crate::secrets::generate("lsk_");
+    s.directory().write(move |store| async move { store.create_person(&new, &pid).await }).await?;
+    let secret = lintel_service::secrets::generate("lsk_");
     let record = NewCredentialRecord {
         kind: CredentialKind::Secret,
         card_uid: None,
         revocation_code: None,
-        digest: Some(hex::encode(crate::secrets::digest(&secret))),
+        digest: Some(hex::encode(lintel_service::secrets::digest(&secret))),
     };
     let pid = id.clone();
-    s.inner.directory.write(move |store| async move { store.issue_credential(&pid, &record).await }).await?;
+    s.directory().write(move |store| async move { store.issue_credential(&pid, &record).await }).await?;
     crate::notify::invite(s, &id, &name, email.as_deref(), phone.as_deref(), &secret, doors, b).await?;
     Ok(id)
 }
@@ -584,18 +584,18 @@ async fn visitor(s: &AppState, b: &Booking, doors: &[String]) -> Result<String, 
 /// A booking deleted or over: its grant goes; a visitor goes altogether (which revokes
 /// their secret).
 async fn end_booking(s: &AppState, booking_id: &str) -> Result<(), ApiError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let Some((person, visitor)) = store.cobot_booking(booking_id).await? else { return Ok(()) };
     if visitor {
         let id = person.clone();
-        match s.inner.directory.write(move |store| async move { store.delete_person(&id).await }).await {
+        match s.directory().write(move |store| async move { store.delete_person(&id).await }).await {
             Ok(_) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     } else {
         let source = booking_source(booking_id);
         for grant in store.grants(Some(&person)).await?.into_iter().filter(|g| g.source.as_deref() == Some(&source)) {
-            s.inner.directory.write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
+            s.directory().write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
         }
     }
     crate::lockcloud::booking_ended(s, booking_id).await?;
@@ -617,7 +617,7 @@ fn next_attempt(attempts: i64, error: &CobotError) -> Attempt {
 
 /// Runs the outbox's calls to the platform that are due.
 async fn run_outbox(s: &AppState, cobot: &Cobot) -> Result<(), StoreError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     for item in store.due_outbox("cobot", 20).await? {
         let membership = item.payload["membership_id"].as_str().unwrap_or_default().to_owned();
         let result = match item.kind.as_str() {
@@ -650,7 +650,7 @@ async fn run_outbox(s: &AppState, cobot: &Cobot) -> Result<(), StoreError> {
 }
 
 async fn run_inbox(s: &AppState, cobot: &Cobot) -> Result<(), StoreError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     for item in store.due_inbox("cobot", 20).await? {
         let attempt = match process(s, cobot, &item).await {
             Ok(()) => Attempt::Done,
@@ -668,10 +668,10 @@ async fn run_inbox(s: &AppState, cobot: &Cobot) -> Result<(), StoreError> {
 /// (the webhooks may be missed).
 async fn expire_members(s: &AppState) -> Result<(), ApiError> {
     let now = Utc::now().timestamp_micros();
-    for (booking, _, _) in s.inner.directory.store.ended_cobot_bookings(now).await? {
+    for (booking, _, _) in s.store().ended_cobot_bookings(now).await? {
         end_booking(s, &booking).await?;
     }
-    for member in s.inner.directory.store.cobot_members().await? {
+    for member in s.store().cobot_members().await? {
         if member.access_until.is_some_and(|until| until <= now) {
             suspend(s, &member.person_id).await?;
         }
@@ -696,7 +696,7 @@ pub fn spawn_workers(s: AppState) {
             // By time (the last 15 minutes; 48 hours at start) and by number (everything
             // stored since the last run, with a margin for commits that land out of order).
             let since = (Utc::now() - window).timestamp_micros();
-            let store = &s.inner.directory.store;
+            let store = &s.store();
             match store.last_event_seq().await {
                 Ok(newest) => match store.enqueue_cobot_check_ins(since, seen_seq.unwrap_or(newest) - 1000).await {
                     Ok(_) => {
@@ -715,7 +715,7 @@ pub fn spawn_workers(s: AppState) {
             }
             if ticks.is_multiple_of(3600) {
                 let month_ago = (Utc::now() - chrono::Duration::days(30)).timestamp_micros();
-                if let Err(e) = s.inner.directory.store.prune_inbox(month_ago).await {
+                if let Err(e) = s.store().prune_inbox(month_ago).await {
                     tracing::warn!(error = %e, "inbox not pruned");
                 }
             }
@@ -755,7 +755,7 @@ pub async fn subscribe(s: &AppState) -> Result<Vec<String>, ApiError> {
 pub async fn member_person(s: &AppState, membership_id: &str) -> Result<Option<String>, ApiError> {
     let filter =
         PersonFilter { external_id: Some(("cobot".into(), membership_id.into())), limit: 1, ..Default::default() };
-    Ok(s.inner.directory.store.people(&filter).await?.0.pop().map(|p| p.id))
+    Ok(s.store().people(&filter).await?.0.pop().map(|p| p.id))
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use lintel_store::{ControllerRow, NewEvent, StoreError, credential_id};
 use tokio::sync::mpsc;
 
 use crate::AppState;
-use crate::decide::Ask;
-use crate::limiter::Source;
+use lintel_service::Ask;
+use lintel_service::decide::Source;
 
 /// How often the lists are checked against the directory: a revocation reaches the
 /// controllers within this (plus the time to build and publish).
@@ -118,7 +118,7 @@ pub(crate) fn spawn(s: AppState, events: mpsc::Receiver<LinkEvent>) {
         // Messages are read only once lintel knows which doors each controller drives.
         let Some(controllers) = s.inner.controllers.as_ref() else { return };
         loop {
-            let index = s.inner.directory.index().clone();
+            let index = s.directory().index().clone();
             match refresh_lists(&s, controllers, &index, Utc::now().timestamp()).await {
                 Ok(()) => break,
                 Err(e) => tracing::warn!(error = %e, "allow-lists not built yet; trying again"),
@@ -222,7 +222,7 @@ async fn handle_status(
     let mut doors = controllers.door_ids(controller);
     if doors.is_empty() {
         // A door may have named it a moment ago: look again before calling it a stranger.
-        let index = s.inner.directory.index().clone();
+        let index = s.directory().index().clone();
         refresh_lists(s, controllers, &index, Utc::now().timestamp()).await?;
         doors = controllers.door_ids(controller);
     }
@@ -230,7 +230,7 @@ async fn handle_status(
         // No row for strangers: anyone on the broker could otherwise add controllers.
         return Err(Failure::Refused("a controller no door names announced itself; give it a door".into()));
     }
-    s.inner.directory.store.set_controller_online(controller, status.online, &doors).await?;
+    s.store().set_controller_online(controller, status.online, &doors).await?;
     tracing::info!(controller, online = status.online, list_version = status.list_version, "controller status");
     if status.online {
         let issued = controllers.lists.lock().unwrap_or_else(PoisonError::into_inner).issued.get(controller).cloned();
@@ -250,7 +250,7 @@ async fn handle_list_ack(
 ) -> Result<(), Failure> {
     let ack = ListAck::parse(payload)?;
     let Some(why) = &ack.refused else {
-        s.inner.directory.store.list_acknowledged(controller, ack.version).await?;
+        s.store().list_acknowledged(controller, ack.version).await?;
         return Ok(());
     };
     // `version` of a refusal is the version the controller holds. Holding one at least as
@@ -259,7 +259,7 @@ async fn handle_list_ack(
     // lintel puts its own back, at most once per RESEND_EVERY (two signers would
     // otherwise take turns as fast as the broker goes).
     tracing::warn!(controller, holds = ack.version, why, "the controller refused a list");
-    if s.inner.directory.store.list_refused(controller, ack.version, why).await? {
+    if s.store().list_refused(controller, ack.version, why).await? {
         controllers.reissue.notify_one();
         return Ok(());
     }
@@ -291,7 +291,7 @@ async fn handle_upload(
     if own_doors.is_empty() {
         return Err(Failure::Refused("an upload from a controller no door names".into()));
     }
-    let index = s.inner.directory.index();
+    let index = s.directory().index();
     let latest = Utc::now() + chrono::Duration::seconds(CLOCK_SKEW_SECONDS);
     let mut records = Vec::with_capacity(upload.decisions.len());
     for d in &upload.decisions {
@@ -313,9 +313,9 @@ async fn handle_upload(
         records.push((d.id.clone(), event));
     }
     drop(index);
-    let appended = s.inner.directory.store.record_offline_decisions(controller, &records).await?;
+    let appended = s.store().record_offline_decisions(controller, &records).await?;
     tracing::info!(controller, received = records.len(), recorded = appended.len(), "offline decisions uploaded");
-    s.inner.directory.publish(&appended);
+    s.directory().publish(&appended);
     let ack = UploadAck { ids: upload.decisions.into_iter().map(|d| d.id).collect() };
     let payload = serde_json::to_vec(&ack).expect("an ack always serializes");
     controllers
@@ -348,7 +348,7 @@ fn offline_event(index: &lintel_core::Index, controller: &str, d: &OfflineDecisi
             "detail",
             if d.allowed { "the controller let them in while offline" } else { "the controller refused while offline" },
         )
-        .with("credential_kind", crate::decide::credential_kind(&d.credential))
+        .with("credential_kind", lintel_service::decide::credential_kind(&d.credential))
         .with("offline", true)
         .with("controller", controller)
         .with("offline_id", &d.id)
@@ -383,7 +383,7 @@ async fn handle_tap(s: AppState, delivery: Delivery) {
             }
             Err(e) => {
                 // The controller decides it offline once its deadline passes.
-                tracing::error!(controller, error = e.detail, "tap not decided");
+                tracing::error!(controller, error = %e, "tap not decided");
                 None
             }
         },
@@ -403,7 +403,7 @@ async fn decide_tap(
     controllers: &Controllers,
     controller: &str,
     tap: &Tap,
-) -> Result<DecisionMessage, crate::problem::ApiError> {
+) -> Result<DecisionMessage, lintel_service::ServiceError> {
     let Some(door) = controllers.door_of(controller, &tap.door) else {
         // A controller asks only about its own doors; anything else is not recorded.
         tracing::warn!(controller, door = tap.door, "tap at a door this controller does not drive");
@@ -416,10 +416,10 @@ async fn decide_tap(
         dry_run: false,
         source: Source::Keypad(format!("mqtt:{controller}")),
     };
-    let decision = match s.inner.decider.decide(ask).await {
+    let decision = match s.services().decider.decide(ask).await {
         Ok(d) => d,
         // A malformed credential (a bad UID) is the device's mistake: a plain refusal.
-        Err(e) if e.status.is_client_error() => return Ok(refusal(tap, Reason::UnknownCredential, None)),
+        Err(lintel_service::ServiceError::Invalid(_)) => return Ok(refusal(tap, Reason::UnknownCredential, None)),
         Err(e) => return Err(e),
     };
     if !decision.allowed {
@@ -468,7 +468,7 @@ async fn keep_lists(s: AppState) {
             () = controllers.reissue.notified() => seen_index = None,
             () = s.stopping() => return,
         }
-        let index = s.inner.directory.index().clone();
+        let index = s.directory().index().clone();
         let now = Utc::now().timestamp();
         let changed = seen_index.as_ref().is_none_or(|seen| !Arc::ptr_eq(seen, &index));
         let period_now = {
@@ -510,7 +510,7 @@ async fn refresh_lists(
     now: i64,
 ) -> Result<(), StoreError> {
     let _one_at_a_time = controllers.refreshing.lock().await;
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let mut doors: BTreeMap<String, Vec<ControllerDoor>> = BTreeMap::new();
     for door in store.doors().await? {
         if let DriverConfig::Mqtt { controller, offline_max_age } = &door.driver {
@@ -577,7 +577,7 @@ async fn refresh_lists(
 }
 
 async fn resend_drifting(s: &AppState, controllers: &Controllers) -> Result<(), StoreError> {
-    for row in s.inner.directory.store.controllers().await? {
+    for row in s.store().controllers().await? {
         if row.acked_version == row.list_version || row.online == Some(false) {
             continue;
         }
@@ -603,7 +603,7 @@ fn random_salt() -> [u8; 16] {
 
 /// `GET /api/v1/controllers`: each controller with its doors, state and list versions.
 pub(crate) async fn list(s: &AppState) -> Result<Vec<Controller>, StoreError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let mut doors: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for door in store.doors().await? {
         if let DriverConfig::Mqtt { controller, .. } = door.driver {

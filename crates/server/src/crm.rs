@@ -31,13 +31,13 @@ use lintel_connectors::crm::{self, CrmError, Person as CrmPerson};
 use lintel_core::credential::normalize_uid;
 use lintel_core::{Decision, Index, Pk, Reason};
 use lintel_proto::{CredentialKind, CredentialStatus, NewPerson, PersonPatch, PersonStatus, PresentedCredential};
-use lintel_store::{CrmMember, NewCredentialRecord, StoreError};
+use lintel_service::decide::{Looked, MemberLookup as Wanted, MemberSource};
+use lintel_store::{CrmMember, StoreError};
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::directory::Directory;
 use crate::problem::ApiError;
 use crate::{AppState, ServeError};
+use lintel_service::Directory;
 
 /// The `[crm]` settings.
 #[derive(Clone, Debug)]
@@ -117,49 +117,27 @@ fn member_id(typed: &str) -> Result<String, ApiError> {
     }
 }
 
-/// A decision wants the CRM: this member, whom lintel knows (as this person) or not.
-pub(crate) struct Wanted {
-    crm_id: String,
-    known: Option<Pk>,
-}
-
-/// What asking the CRM at a door came to.
-pub(crate) enum Looked {
-    /// Another node or the CLI fetched them recently: nothing asked.
-    Fresh,
-    /// Fetched and applied: the decision is made again on the new data.
-    Found,
-    /// The CRM has no such member.
-    NotFound,
-    /// The CRM failed or was slow: decided on what lintel had.
-    Failed(String),
-}
-
-impl Looked {
-    /// The decision made after the lookup, as it should be answered.
-    pub(crate) fn adjust(&self, mut d: Decision) -> Decision {
-        if matches!(self, Self::NotFound) {
-            d.reason = Reason::UnknownMember;
-            d.detail = "the makerspace CRM has no member with this card's number".into();
-            d.grant = None;
-            d.consume = Default::default();
-            d.fallback_grants.clear();
-        }
-        d
+/// The CRM as the decider's member source: asked about an unknown card carrying a CRM id,
+/// or a member whose data is stale.
+impl MemberSource for Crm {
+    fn name(&self) -> &'static str {
+        "crm"
     }
 
-    /// What the decision's event says about the lookup.
-    pub(crate) fn annotate(&self, data: &mut Value) {
-        match self {
-            Self::Fresh => {}
-            Self::Found => data["crm"] = "fetched".into(),
-            Self::NotFound => data["crm"] = "not_found".into(),
-            Self::Failed(error) => {
-                data["crm"] = "failed".into();
-                data["stale"] = true.into();
-                data["crm_error"] = error.as_str().into();
-            }
-        }
+    fn person_for_member(&self, presented: &str) -> Option<String> {
+        member_person_id(presented)
+    }
+
+    fn wants(&self, index: &Index, decision: &Decision, credential: &PresentedCredential) -> Option<Wanted> {
+        Crm::wants(self, index, decision, credential)
+    }
+
+    fn look_up(self: Arc<Self>, lookup: Wanted) -> futures::future::BoxFuture<'static, Looked> {
+        Box::pin(async move { self.refresh(lookup).await })
+    }
+
+    fn unknown_member_detail(&self) -> &'static str {
+        "the makerspace CRM has no member with this card's number"
     }
 }
 
@@ -205,14 +183,14 @@ impl Crm {
 
     /// Whether this decision should ask the CRM first. Runs on every card decision when
     /// `[crm]` is configured: a prefix test, and for CRM members one look into a map.
-    pub(crate) fn wants(&self, index: &Index, decision: &Decision, credential: &PresentedCredential) -> Option<Wanted> {
+    fn wants(&self, index: &Index, decision: &Decision, credential: &PresentedCredential) -> Option<Wanted> {
         match (credential, decision.reason) {
             (_, Reason::UnknownDoor | Reason::RateLimited) => None,
             (PresentedCredential::Card { uid, .. }, Reason::UnknownCredential) => {
-                crm_id_of_uid(uid).map(|crm_id| Wanted { crm_id, known: None })
+                crm_id_of_uid(uid).map(|member| Wanted { member, known: None })
             }
             (PresentedCredential::Member { person_id, .. }, Reason::UnknownMember) => {
-                crm_id_of_member(person_id).map(|crm_id| Wanted { crm_id, known: None })
+                crm_id_of_member(person_id).map(|member| Wanted { member, known: None })
             }
             (PresentedCredential::Card { .. } | PresentedCredential::Member { .. }, _) => {
                 let pk = decision.person?;
@@ -222,7 +200,7 @@ impl Crm {
                 }
                 let fetched = self.fetched.read().unwrap_or_else(PoisonError::into_inner).get(&pk).copied();
                 let fresh = fetched.is_some_and(|at| self.is_fresh(at));
-                (!fresh).then(|| Wanted { crm_id: crm_id.to_owned(), known: Some(pk) })
+                (!fresh).then(|| Wanted { member: crm_id.to_owned(), known: Some(pk) })
             }
             _ => None,
         }
@@ -243,7 +221,7 @@ impl Crm {
     }
 
     /// Asks the CRM about a member for a decision at a door (see [`Self::wants`]).
-    pub(crate) async fn refresh(self: &Arc<Self>, wanted: Wanted) -> Looked {
+    async fn refresh(self: &Arc<Self>, wanted: Wanted) -> Looked {
         let looked = self.look_up(wanted).await;
         let outcome = match &looked {
             Looked::Fresh => "fresh",
@@ -257,7 +235,7 @@ impl Crm {
 
     async fn look_up(self: &Arc<Self>, wanted: Wanted) -> Looked {
         let store = &self.directory.store;
-        if let Ok(Some(m)) = store.crm_member(&wanted.crm_id).await
+        if let Ok(Some(m)) = store.crm_member(&wanted.member).await
             && self.is_fresh(m.fetched_at)
         {
             // Fetched meanwhile by another node or the CLI: what it wrote is in the store.
@@ -274,23 +252,23 @@ impl Crm {
         if let Some(why) = self.paused() {
             return Looked::Failed(why);
         }
-        match self.fetch(&wanted.crm_id, self.config.timeout).await {
-            Ok(Some(person)) => match self.apply(&wanted.crm_id, &person).await {
+        match self.fetch(&wanted.member, self.config.timeout).await {
+            Ok(Some(person)) => match self.apply(&wanted.member, &person).await {
                 Ok(applied) => {
                     let me = self.clone();
                     tokio::spawn(async move { me.save_photo(&applied.person_id, &applied.member).await });
                     Looked::Found
                 }
                 Err(e) => {
-                    tracing::warn!(member = %wanted.crm_id, error = %e.detail, "CRM member not applied");
+                    tracing::warn!(member = %wanted.member, error = %e.detail, "CRM member not applied");
                     Looked::Failed(format!("the CRM's answer was not applied: {}", e.detail))
                 }
             },
             Ok(None) => {
                 if wanted.known.is_some()
-                    && let Err(e) = self.gone(&wanted.crm_id).await
+                    && let Err(e) = self.gone(&wanted.member).await
                 {
-                    tracing::warn!(member = %wanted.crm_id, error = %e.detail, "gone CRM member not suspended");
+                    tracing::warn!(member = %wanted.member, error = %e.detail, "gone CRM member not suspended");
                 }
                 Looked::NotFound
             }
@@ -301,7 +279,7 @@ impl Crm {
                     *self.paused.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some((Instant::now() + PAUSE_AFTER_TIMEOUT, why));
                 }
-                tracing::warn!(member = %wanted.crm_id, error = %e, "CRM lookup failed; deciding on cached data");
+                tracing::warn!(member = %wanted.member, error = %e, "CRM lookup failed; deciding on cached data");
                 Looked::Failed(e.to_string())
             }
         }
@@ -312,7 +290,7 @@ impl Crm {
     async fn apply(&self, crm_id: &str, p: &CrmPerson) -> Result<CardToWrite, ApiError> {
         let code = p.external_id.clone();
         if let Some(code) = &code {
-            crate::validate::text("the CRM's external id (the revocation code)", code, 64)?;
+            lintel_service::validate::text("the CRM's external id (the revocation code)", code, 64)?;
         }
         let _one_at_a_time = self.applying.lock().await;
         let directory = &self.directory;
@@ -321,11 +299,16 @@ impl Crm {
         let full = p.full_name();
         let name: String = if full.is_empty() { format!("Member {crm_id}") } else { full };
         let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
-        let email = p.email.clone().filter(|e| crate::validate::email(e).is_ok());
+        let email = p.email.clone().filter(|e| lintel_service::validate::email(e).is_ok());
         let good = p.holds(self.config.membership.as_deref());
         let status = if good { PersonStatus::Active } else { PersonStatus::Suspended };
-        let skills: Vec<String> =
-            p.skills.iter().filter(|s| crate::validate::text("a skill", s, 64).is_ok()).take(100).cloned().collect();
+        let skills: Vec<String> = p
+            .skills
+            .iter()
+            .filter(|s| lintel_service::validate::text("a skill", s, 64).is_ok())
+            .take(100)
+            .cloned()
+            .collect();
         let groups = match store.person(&id).await {
             Ok(person) => {
                 let mut external_ids = person.external_ids.clone();
@@ -391,12 +374,7 @@ impl Crm {
             None => !cards.iter().any(|c| c.revocation_code == code),
         };
         if issue {
-            let record = NewCredentialRecord {
-                kind: CredentialKind::Card,
-                card_uid: Some(uid.clone()),
-                revocation_code: code.clone(),
-                digest: None,
-            };
+            let record = lintel_service::credentials::card(&uid, code.clone())?.record;
             let pid = id.clone();
             directory.write(move |store| async move { store.issue_credential(&pid, &record).await }).await?;
         }
@@ -522,7 +500,7 @@ pub async fn issue_card(s: &AppState, member: &str) -> Result<CardToWrite, ApiEr
 
 /// Where a person's photo is kept; `None` for an id that could leave the folder.
 fn photo_path(dir: &std::path::Path, person_id: &str) -> Option<PathBuf> {
-    let safe = crate::validate::id("id", person_id).is_ok() && !person_id.contains("..");
+    let safe = lintel_service::validate::id("id", person_id).is_ok() && !person_id.contains("..");
     safe.then(|| dir.join(format!("{person_id}.jpg")))
 }
 
@@ -530,7 +508,7 @@ fn photo_path(dir: &std::path::Path, person_id: &str) -> Option<PathBuf> {
 /// unknown person is a 404.
 pub async fn photo(s: &AppState, person_id: &str) -> Result<Option<Vec<u8>>, ApiError> {
     let Some(path) = photo_path(&s.inner.config.photos_dir, person_id) else { return Ok(None) };
-    s.inner.directory.store.person(person_id).await?;
+    s.store().person(person_id).await?;
     match tokio::fs::read(&path).await {
         Ok(jpeg) => Ok(Some(jpeg)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -582,16 +560,5 @@ mod tests {
         for bad in ["", "abc", "12-3", "1/2", &"1".repeat(33)] {
             assert!(member_id(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn a_lookup_says_what_it_did_in_the_event() {
-        let mut data = serde_json::json!({});
-        Looked::Failed("the CRM answered HTTP 503: down".into()).annotate(&mut data);
-        assert_eq!(data["stale"], true);
-        assert_eq!(data["crm_error"], "the CRM answered HTTP 503: down");
-        let mut data = serde_json::json!({});
-        Looked::Found.annotate(&mut data);
-        assert_eq!((data["crm"].as_str(), data.get("stale")), (Some("fetched"), None));
     }
 }

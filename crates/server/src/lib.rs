@@ -3,25 +3,18 @@
 //! the directory keeps the decision index in step, and the core decides.
 
 mod api;
-mod attendance;
 mod auth;
 pub mod cobot;
 mod controllers;
 pub mod crm;
-mod decide;
-mod directory;
-mod follow;
-mod limiter;
 mod listener;
 pub mod lockcloud;
 pub mod lookup;
 mod notify;
 pub mod osdp;
 pub mod problem;
-pub mod secrets;
 mod ui;
 mod users;
-pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,8 +29,7 @@ pub use api::doorbell::DoorbellConfig;
 pub use api::slack::SlackConfig;
 pub use cobot::CobotConfig;
 pub use crm::CrmConfig;
-pub use directory::Directory;
-pub use limiter::LimiterConfig;
+pub use lintel_service::{Directory, LimiterConfig, secrets, validate};
 pub use listener::HttpConfig;
 pub use lockcloud::LockCloudConfig;
 pub use lookup::LookupConfig;
@@ -103,10 +95,7 @@ pub struct AppState {
 }
 
 struct Inner {
-    directory: Arc<Directory>,
-    decider: decide::Decider,
-    tokens: auth::Tokens,
-    devices: lintel_doors::Links,
+    services: lintel_service::Services,
     /// MQTT door controllers, when `[mqtt]` is configured.
     controllers: Option<controllers::Controllers>,
     /// The MQTT link's events, until `serve` starts the controllers' worker.
@@ -119,11 +108,6 @@ struct Inner {
     crm: Option<Arc<crm::Crm>>,
     lockcloud: Option<lockcloud::LockCloud>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// Cancelled when the server begins to shut down: event streams end, workers stop
-    /// taking work.
-    stopping: tokio_util::sync::CancellationToken,
-    /// The background workers, which shutdown waits for.
-    workers: tokio_util::task::TaskTracker,
     config: ServerConfig,
 }
 
@@ -131,6 +115,8 @@ struct Inner {
 pub enum ServeError {
     #[error(transparent)]
     Store(#[from] lintel_store::StoreError),
+    #[error(transparent)]
+    Service(#[from] lintel_service::ServiceError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
@@ -151,16 +137,11 @@ pub enum ServeError {
 
 impl AppState {
     pub async fn new(store: Store, config: ServerConfig) -> Result<Self, ServeError> {
-        let (events, _) = tokio::sync::broadcast::channel(4096);
-        let directory = Directory::load(store.clone(), events).await?;
-        directory.spawn_follower(config.follow_every);
-        let tokens = auth::Tokens::load(&store, config.admin_token.as_deref()).await?;
-        tokens.spawn_refresher(store.clone(), config.follow_every);
+        let directory = Directory::open(store, config.follow_every).await?;
         let crm = match config.crm.clone() {
             Some(c) => Some(Arc::new(crm::Crm::load(c, directory.clone()).await?)),
             None => None,
         };
-        let decider = decide::Decider::new(directory.clone(), config.pin_key, config.limiter).with_crm(crm.clone());
         let authority = lintel_signed::Authority::from_secret_bytes(&config.signing_key)?;
         let cobot = config.cobot.clone().map(cobot::Cobot::new).transpose()?;
         let lockcloud = config.lockcloud.clone().map(lockcloud::LockCloud::new).transpose()?;
@@ -171,12 +152,18 @@ impl AppState {
             }
             None => (None, None),
         };
+        let core = lintel_service::CoreConfig {
+            admin_token: config.admin_token.clone(),
+            pin_key: config.pin_key,
+            follow_every: config.follow_every,
+            limiter: config.limiter,
+        };
+        let links = lintel_doors::Links { http: lintel_doors::device_client(), mqtt: link.clone() };
+        let members = crm.clone().map(|crm| crm as Arc<dyn lintel_service::MemberSource>);
+        let services = lintel_service::Services::new(directory, &core, links, members).await?;
         Ok(Self {
             inner: Arc::new(Inner {
-                directory,
-                decider,
-                tokens,
-                devices: lintel_doors::Links { http: lintel_doors::device_client(), mqtt: link.clone() },
+                services,
                 controllers: link.map(controllers::Controllers::new),
                 link_events: std::sync::Mutex::new(link_events),
                 slack: config.slack.clone().map(api::slack::Slack::new),
@@ -187,32 +174,36 @@ impl AppState {
                 crm,
                 lockcloud,
                 metrics: api::ops::metrics_handle(),
-                stopping: tokio_util::sync::CancellationToken::new(),
-                workers: tokio_util::task::TaskTracker::new(),
                 config,
             }),
         })
     }
 
+    pub(crate) fn services(&self) -> &lintel_service::Services {
+        &self.inner.services
+    }
+
+    pub(crate) fn directory(&self) -> &Arc<Directory> {
+        &self.inner.services.directory
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.services.directory.store
+    }
+
     /// Resolves when the server begins to shut down.
     pub(crate) fn stopping(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
-        self.inner.stopping.clone().cancelled_owned()
+        self.inner.services.workers.stopping()
     }
 
-    /// `work`'s outcome, or `None` when the server begins to shut down first: workers wait
-    /// for their next tick or message through it, so that none takes new work then.
+    /// `work`'s outcome, or `None` when the server begins to shut down first.
     pub(crate) async fn unless_stopping<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        tokio::select! {
-            biased;
-            () = self.inner.stopping.cancelled() => None,
-            done = work => Some(done),
-        }
+        self.inner.services.workers.unless_stopping(work).await
     }
 
-    /// Runs background work that shutdown waits for (within its grace) before it closes
-    /// the store.
+    /// Runs background work that shutdown waits for (within its grace).
     pub(crate) fn spawn_worker(&self, work: impl Future<Output = ()> + Send + 'static) {
-        self.inner.workers.spawn(work);
+        self.inner.services.workers.spawn(work);
     }
 
     pub fn router(&self) -> Router {
@@ -270,21 +261,18 @@ pub async fn serve(
         osdp::spawn(state.clone(), osdp).await?;
     }
     let http_config = state.inner.config.http;
-    let http = listener::Http::new(http_config, descriptors, state.inner.stopping.clone());
+    let workers = &state.inner.services.workers;
+    let http = listener::Http::new(http_config, descriptors, workers.stopping_token());
     tracing::info!(%addr, descriptors, max_connections = http.max_connections(), "lintel is ready");
     println!("lintel listening on http://{addr}");
     http.accept_until(listener, state.router(), shutdown).await;
 
     let began = tokio::time::Instant::now();
     let deadline = began + http_config.shutdown_grace;
-    state.inner.stopping.cancel();
+    workers.stop();
     http.drain(deadline).await;
-    let workers = &state.inner.workers;
-    workers.close();
-    if tokio::time::timeout_at(deadline, workers.wait()).await.is_err() {
-        tracing::warn!(workers = workers.len(), "background work still running at the end of the grace: cut off");
-    }
-    state.inner.directory.store.close().await;
+    workers.finished_by(deadline).await;
+    state.store().close().await;
     tracing::info!(took_ms = began.elapsed().as_millis() as u64, "lintel stopped");
     Ok(())
 }

@@ -59,7 +59,7 @@ fn user_state(email: &str, name: &str, active: bool) -> String {
 /// The user as the cloud should have it now: `(email, name, active)`. A person deleted,
 /// or without an email, is inactive (with what the cloud was told last kept as is).
 async fn desired_user(s: &AppState, person: &str) -> Result<Option<(String, String, bool)>, StoreError> {
-    match s.inner.directory.store.person(person).await {
+    match s.store().person(person).await {
         Ok(p) => Ok(p.email.map(|email| (email, p.name, p.status == PersonStatus::Active))),
         Err(StoreError::NotFound { .. }) => Ok(Some((String::new(), String::new(), false))),
         Err(e) => Err(e),
@@ -70,7 +70,7 @@ async fn desired_user(s: &AppState, person: &str) -> Result<Option<(String, Stri
 /// difference. The key names the directory version: a change back to an earlier state is
 /// a new change, and the worker always sends the state of the moment it sends.
 async fn reconcile_users(s: &AppState, version: i64) -> Result<usize, StoreError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let told = store.lockcloud_user_states().await?;
     let mut seen = std::collections::HashSet::new();
     let mut differ = Vec::new();
@@ -120,7 +120,7 @@ pub async fn booking_changed(
     let time = |micros: i64| chrono::DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339());
     let group = json!({"id": format!("booking-{booking}"), "booking": booking, "name": format!("Booking {booking}"),
                        "locks": locks, "users": [person], "starts_at": time(from), "ends_at": time(until)});
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let key = format!("lockcloud-group:{booking}:{from}:{until}:{}", store.directory_version().await?);
     store.enqueue("lockcloud", "group", &key, &group).await?;
     Ok(())
@@ -130,14 +130,14 @@ pub async fn booking_ended(s: &AppState, booking: &str) -> Result<(), StoreError
     if s.inner.lockcloud.is_none() {
         return Ok(());
     }
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let key = format!("lockcloud-group-delete:{booking}:{}", store.directory_version().await?);
     store.enqueue("lockcloud", "group_delete", &key, &json!({"id": format!("booking-{booking}")})).await?;
     Ok(())
 }
 
 async fn run_outbox(s: &AppState, cloud: &LockCloud) -> Result<(), StoreError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     for item in store.due_outbox("lockcloud", 20).await? {
         let p = &item.payload;
         let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
@@ -187,7 +187,7 @@ pub fn spawn_workers(s: AppState) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reconciled: Option<(i64, tokio::time::Instant)> = None;
         while s.unless_stopping(tick.tick()).await.is_some() {
-            let version = s.inner.directory.store.directory_version().await.unwrap_or(-1);
+            let version = s.store().directory_version().await.unwrap_or(-1);
             let due = reconciled.is_none_or(|(v, at)| v != version || at.elapsed() > Duration::from_secs(300));
             if due {
                 match reconcile_users(&s, version).await {
@@ -224,10 +224,10 @@ pub async fn webhook(
         .lockcloud
         .as_ref()
         .ok_or_else(|| ApiError::not_found("the lock cloud is not configured ([lockcloud])"))?;
-    let expected = cloud.config.webhook_token.as_deref().map(crate::secrets::digest);
+    let expected = cloud.config.webhook_token.as_deref().map(lintel_service::secrets::digest);
     let given = query.token.as_deref().or(headers.get("x-webhook-token").and_then(|v| v.to_str().ok()));
     let admitted = match (expected, given) {
-        (Some(expected), Some(given)) => bool::from(crate::secrets::digest(given).ct_eq(&expected)),
+        (Some(expected), Some(given)) => bool::from(lintel_service::secrets::digest(given).ct_eq(&expected)),
         _ => false,
     };
     if !admitted {
@@ -242,7 +242,7 @@ pub async fn webhook(
     }
     let door = cloud.door_of(&event.lock_id).ok_or_else(|| ApiError::invalid("no door is mapped to this lock_id"))?;
     let person = match event.user_id.as_deref() {
-        Some(id) if s.inner.directory.store.person_pk(id).await?.is_some() => Some(id.to_owned()),
+        Some(id) if s.store().person_pk(id).await?.is_some() => Some(id.to_owned()),
         _ => None,
     };
     let mut entry =
@@ -255,9 +255,9 @@ pub async fn webhook(
     if let Some(at) = event.at.filter(|at| (*at - Utc::now()).num_minutes().abs() < 24 * 60) {
         entry.at = at.timestamp_micros();
     }
-    match s.inner.directory.store.record_external_entry("lockcloud", &event.id, &entry).await? {
+    match s.store().record_external_entry("lockcloud", &event.id, &entry).await? {
         Some(recorded) => {
-            s.inner.directory.publish(std::slice::from_ref(&recorded));
+            s.directory().publish(std::slice::from_ref(&recorded));
             Ok((StatusCode::OK, Json(json!({"recorded": recorded.id}))))
         }
         None => Ok((StatusCode::OK, Json(json!({"recorded": "before"})))),

@@ -34,8 +34,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::limiter::{FailureLimiter, Source};
 use crate::problem::{ApiError, ApiPath};
+use lintel_service::decide::{FailureLimiter, Source};
 
 /// Where the endpoint listens and how the id is read from the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,7 +321,7 @@ fn convert_error(e: ConvertError) -> ApiError {
 async fn find(state: &AppState, lookup: &LookupConfig, raw: &str) -> Result<Option<Map<String, Value>>, ApiError> {
     let raw = lintel_core::badge::normalize_raw(raw).map_err(convert_error)?;
     let converted = lookup.conversions.convert(&raw).map_err(convert_error)?;
-    let store = &state.inner.directory.store;
+    let store = &state.store();
     if let Some(record) = store.badge(&converted).await? {
         return Ok(answer(lookup, &record));
     }

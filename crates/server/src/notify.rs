@@ -63,7 +63,7 @@ pub async fn invite(
     let text = format!(
         "Hello {name},\n\nwelcome! You booked {room}, {when}.\n{how}\n\nIt works from shortly before your booking until shortly after it."
     );
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let mut queued = false;
     if let (Some(to), Some(_)) = (email, &config.smtp) {
         let payload = json!({"to": to, "subject": format!("Your access for {room}"), "text": text});
@@ -133,7 +133,7 @@ fn next_attempt(attempts: i64, error: &SendError) -> Attempt {
 }
 
 async fn run(s: &AppState, http: &reqwest::Client) -> Result<(), StoreError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     for target in ["smtp", "sms"] {
         for item in store.due_outbox(target, 20).await? {
             let sent = match (target, &s.inner.config.smtp, &s.inner.config.sms) {

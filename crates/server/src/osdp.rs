@@ -12,8 +12,8 @@ use lintel_proto::PresentedCredential;
 use lintel_store::{EventFilter, NewEvent};
 
 use crate::AppState;
-use crate::decide::Ask;
-use crate::limiter::Source;
+use lintel_service::Ask;
+use lintel_service::decide::Source;
 
 /// The readers, when `[osdp]` is configured.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub async fn spawn(s: AppState, mut config: OsdpConfig) -> Result<(), crate::Ser
     // Install mode offers the key to whatever answers with the default key: once a reader
     // took its key, a start with install_mode still set must not offer it again.
     let filter = EventFilter { kind: Some(KEY_SET.into()), limit: 1000, ..EventFilter::default() };
-    let keys_set = s.inner.directory.store.events(&filter).await?;
+    let keys_set = s.store().events(&filter).await?;
     for r in config.readers.iter_mut().filter(|r| r.reader.install_mode) {
         if keys_set.iter().any(|e| e.data["reader"] == r.reader.name.as_str()) {
             tracing::warn!(
@@ -49,7 +49,7 @@ pub async fn spawn(s: AppState, mut config: OsdpConfig) -> Result<(), crate::Ser
             r.reader.install_mode = false;
         }
     }
-    let index = s.inner.directory.index();
+    let index = s.directory().index();
     for r in &config.readers {
         if r.reader.scbk.is_none() {
             tracing::warn!(reader = r.reader.name, "OSDP reader without scbk: its link is not encrypted");
@@ -85,8 +85,8 @@ pub async fn spawn(s: AppState, mut config: OsdpConfig) -> Result<(), crate::Ser
                 ReaderEvent::KeySet { reader } => {
                     let door = doors.get(&reader).map(|(d, _)| d.clone()).unwrap_or_default();
                     let event = NewEvent::new(KEY_SET).with("reader", &reader).with("door", door);
-                    match s.inner.directory.store.append_events(&[event]).await {
-                        Ok(recorded) => s.inner.directory.publish(&recorded),
+                    match s.store().append_events(&[event]).await {
+                        Ok(recorded) => s.directory().publish(&recorded),
                         Err(e) => tracing::error!(reader, error = %e, "the end of install mode was not recorded"),
                     }
                 }
@@ -108,18 +108,18 @@ async fn decide_card(s: AppState, readers: Readers, reader: String, door: String
         source: Source::Keypad(format!("osdp:{reader}")),
     };
     let note = serde_json::Map::from_iter([("via".into(), "osdp".into()), ("reader".into(), reader.clone().into())]);
-    let decision = match s.inner.decider.decide_noting(ask, note).await {
+    let decision = match s.services().decider.decide_noting(ask, note).await {
         Ok(decision) => Some(decision),
         Err(e) => {
             // Not decided (e.g. not recorded): the door stays shut and the reader says no.
-            tracing::warn!(reader, door, error = %e.detail, "card at an OSDP reader not decided");
+            tracing::warn!(reader, door, error = %e, "card at an OSDP reader not decided");
             None
         }
     };
     let allowed = decision.as_ref().is_some_and(|d| d.allowed);
     let answer = if allowed {
         let release = match output {
-            Some(output) => match s.inner.directory.store.door(&door).await {
+            Some(output) => match s.store().door(&door).await {
                 Ok(d) => Some(Release { output, seconds: d.open_seconds }),
                 Err(e) => {
                     tracing::warn!(reader, door, error = %e, "door not found; the reader's output stays off");
@@ -137,8 +137,8 @@ async fn decide_card(s: AppState, readers: Readers, reader: String, door: String
     }
     metrics::histogram!("lintel_osdp_answer_seconds").record(started.elapsed().as_secs_f64());
     if let Some(decision) = decision.filter(|d| d.allowed)
-        && let Err(e) = crate::api::decisions::drive(&s, &door, None, decision.person_id.as_deref()).await
+        && let Err(e) = s.services().doors.drive(&door, None, decision.person_id.as_deref()).await
     {
-        tracing::warn!(reader, door, error = %e.detail, "door not driven");
+        tracing::warn!(reader, door, error = %e, "door not driven");
     }
 }

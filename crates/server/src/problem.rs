@@ -1,19 +1,22 @@
 //! Errors as RFC 9457 problem documents, and extractors that turn every malformed body
 //! (strict JSON, or raw bytes) into one.
 
+use std::borrow::Cow;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lintel_proto::{PROBLEM_CONTENT_TYPE, Problem};
+use lintel_service::ServiceError;
 use lintel_store::StoreError;
 use serde::de::DeserializeOwned;
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub slug: &'static str,
+    pub slug: Cow<'static, str>,
     pub detail: String,
     pub extensions: serde_json::Map<String, serde_json::Value>,
     /// Sent as `Retry-After` (seconds).
@@ -21,8 +24,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, slug, detail: detail.into(), extensions: Default::default(), retry_after: None }
+    pub fn new(status: StatusCode, slug: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Self {
+        Self { status, slug: slug.into(), detail: detail.into(), extensions: Default::default(), retry_after: None }
     }
 
     /// Tells the client when to try again.
@@ -53,13 +56,28 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+/// The one mapping of lintel's domain error to problem documents.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            StoreError::NotFound { .. } => Self::not_found(e.to_string()),
-            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            StoreError::Invalid(m) => Self::invalid(m),
-            other => {
-                tracing::error!(error = %other, "store failure");
-                Self::unavailable("the store could not complete the request; nothing was changed")
+            ServiceError::NotFound(m) => Self::not_found(m),
+            ServiceError::NotConfigured(m) => Self::new(StatusCode::NOT_FOUND, "not-configured", m),
+            ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            ServiceError::Invalid(m) => Self::invalid(m),
+            ServiceError::Unauthorized(m) => Self::unauthorized(m),
+            ServiceError::Forbidden { code, detail } => Self::new(StatusCode::FORBIDDEN, code, detail),
+            ServiceError::RateLimited { detail, retry_after_seconds } => {
+                let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail);
+                error.extensions.insert("retry_after".into(), retry_after_seconds.into());
+                error.retry_after(retry_after_seconds)
+            }
+            ServiceError::Unavailable(m) => Self::unavailable(m),
+            ServiceError::Upstream { system, detail, .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, format!("{system}-unreachable"), detail)
             }
         }
     }

@@ -13,9 +13,9 @@ use lintel_store::PersonFilter;
 
 use crate::AppState;
 use crate::auth::bearer;
-use crate::limiter::Source;
 use crate::problem::ApiError;
-use crate::secrets;
+use lintel_service::decide::Source;
+use lintel_service::secrets;
 
 /// The `[oidc]` settings.
 #[derive(Clone, Debug)]
@@ -124,8 +124,8 @@ impl FromRequestParts<AppState> for User {
             .map(|c| Source::Client(format!("ip:{}", c.0.ip())))
             .unwrap_or_else(|| Source::Client("ip:unknown".into()));
         let digest = secrets::digest(token);
-        let pk = state.inner.decider.authenticate(&CredentialKey::secret(&digest), &digest, &source)?;
-        let index = state.inner.directory.index();
+        let pk = state.services().decider.authenticate(&CredentialKey::secret(&digest), &digest, &source)?;
+        let index = state.directory().index();
         let person = index.person(pk).ok_or_else(|| ApiError::unauthorized("this secret is not valid"))?;
         Ok(User { person_id: person.id.to_string() })
     }
@@ -135,7 +135,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if bearer(parts).is_some_and(|t| state.inner.tokens.check(t).is_some()) {
+        if bearer(parts).is_some_and(|t| state.services().tokens.check(t).is_some()) {
             return Ok(Caller::Admin);
         }
         User::from_request_parts(parts, state).await.map(Caller::User)
@@ -145,10 +145,10 @@ impl FromRequestParts<AppState> for Caller {
 /// Finds the person of an OpenID subject, creating them on first sign-in, and brings
 /// their name and contacts up to date with the token.
 async fn person_from_claims(state: &AppState, claims: &IdClaims) -> Result<User, ApiError> {
-    let store = &state.inner.directory.store;
+    let store = &state.store();
     let filter =
         PersonFilter { external_id: Some((OIDC_SYSTEM.into(), claims.sub.clone())), limit: 1, ..Default::default() };
-    let email = claims.email.clone().filter(|e| crate::validate::email(e).is_ok());
+    let email = claims.email.clone().filter(|e| lintel_service::validate::email(e).is_ok());
     let phone = claims.phone_number.clone().filter(|p| p.len() <= 32);
     let name: String = claims
         .name
@@ -177,7 +177,7 @@ async fn person_from_claims(state: &AppState, claims: &IdClaims) -> Result<User,
                 || patch.phone_verified.is_some();
             if changed {
                 let id = person.id.clone();
-                state.inner.directory.write(move |store| async move { store.patch_person(&id, &patch).await }).await?;
+                state.directory().write(move |store| async move { store.patch_person(&id, &patch).await }).await?;
             }
             person.id
         }
@@ -195,16 +195,12 @@ async fn person_from_claims(state: &AppState, claims: &IdClaims) -> Result<User,
                 ..Default::default()
             };
             let person_id = id.clone();
-            state
-                .inner
-                .directory
-                .write(move |store| async move { store.create_person(&new, &person_id).await })
-                .await?;
+            state.directory().write(move |store| async move { store.create_person(&new, &person_id).await }).await?;
             id
         }
     };
     let pk = store.person_pk(&person_id).await?.ok_or_else(|| ApiError::unauthorized("no such user"))?;
-    if state.inner.directory.index().person(pk).is_some_and(|p| p.suspended) {
+    if state.directory().index().person(pk).is_some_and(|p| p.suspended) {
         return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "suspended", "this user is suspended"));
     }
     Ok(User { person_id })

@@ -136,7 +136,7 @@ impl Server {
             .current_dir(&db.dir)
             .env("LINTEL_ADMIN_TOKEN", ADMIN)
             .env("LINTEL_FOLLOW_INTERVAL_MS", "200")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("LINTEL_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);

@@ -35,7 +35,7 @@ pub async fn webhook(
     }
     let delivery = crate::cobot::delivery(cobot, &event, &parse_json(&body)?)?;
     let bound = s.inner.config.max_pending_deliveries;
-    match s.inner.directory.store.receive("cobot", &event, &delivery, bound).await? {
+    match s.store().receive("cobot", &event, &delivery, bound).await? {
         Some(id) => Ok((StatusCode::ACCEPTED, Json(json!({"received": id})))),
         None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -89,7 +89,7 @@ pub async fn outbox(
     ApiQuery(q): ApiQuery<WorkQuery>,
 ) -> Result<Json<Page<OutboxEntry>>, ApiError> {
     let (state, limit) = work_filter(&q)?;
-    let mut items = s.inner.directory.store.outbox(state, limit).await?;
+    let mut items = s.store().outbox(state, limit).await?;
     // An invitation not yet sent carries the visitor's secret: the operator sees where it
     // goes, not what it says.
     for entry in items.iter_mut().filter(|e| e.kind == "invitation") {
@@ -104,7 +104,7 @@ pub async fn outbox(
 #[utoipa::path(post, path = "/api/v1/outbox/retry", tag = "integrations", security(("admin" = [])),
     responses((status = 200, description = "`{requeued: n}`")))]
 pub async fn retry_outbox(State(s): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"requeued": s.inner.directory.store.retry_failed_outbox().await?})))
+    Ok(Json(json!({"requeued": s.store().retry_failed_outbox().await?})))
 }
 
 /// Webhook deliveries received, and what became of them.
@@ -116,5 +116,5 @@ pub async fn inbox(
     ApiQuery(q): ApiQuery<WorkQuery>,
 ) -> Result<Json<Page<InboxEntry>>, ApiError> {
     let (state, limit) = work_filter(&q)?;
-    Ok(Json(Page { items: s.inner.directory.store.inbox(state, limit).await?, next: None }))
+    Ok(Json(Page { items: s.store().inbox(state, limit).await?, next: None }))
 }

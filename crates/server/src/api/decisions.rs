@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use lintel_proto::{
     AdminOpenRequest, DecisionRequest, DecisionResponse, OpenResponse, PresentedCredential, Problem, Reason,
 };
-use lintel_store::NewEvent;
+use lintel_service::{Driven, Opened, Opener};
 
 use crate::AppState;
 use crate::auth::{Admin, Asker};
-use crate::decide::Ask;
-use crate::limiter::Source;
 use crate::problem::{ApiError, ApiJson, ApiPath, OptionalJson};
+use lintel_service::Ask;
+use lintel_service::decide::Source;
 
 /// May this credential open this door now? Recorded as an event unless `dry_run`. Asked
 /// with an admin token or a token scoped to decisions (a station's, maybe for its door only).
@@ -26,7 +26,7 @@ pub async fn decide(
     asker: Asker,
     ApiJson(q): ApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>, ApiError> {
-    crate::validate::id("door", &q.door)?;
+    lintel_service::validate::id("door", &q.door)?;
     asker.may_ask_at(&q.door)?;
     let ask = Ask {
         door: &q.door,
@@ -35,78 +35,16 @@ pub async fn decide(
         dry_run: q.dry_run,
         source: Source::Keypad(format!("door:{}", q.door)),
     };
-    Ok(Json(s.inner.decider.decide(ask).await?))
+    Ok(Json(s.services().decider.decide(ask).await?))
 }
 
-pub(crate) struct Driven {
-    pub opened: bool,
-    pub confirmed: bool,
-    pub error: Option<String>,
-}
-
-/// Drives an allowed door and records what the device did.
-pub(crate) async fn drive(
-    s: &AppState,
-    door_id: &str,
-    seconds: Option<u32>,
-    person_id: Option<&str>,
-) -> Result<Driven, ApiError> {
-    drive_with(s, door_id, seconds, person_id, true).await
-}
-
-/// [`drive`], but a failure is only returned, not recorded: for retrying a door that is
-/// known to be offline every second, which would otherwise fill the event log.
-pub(crate) async fn drive_quietly(s: &AppState, door_id: &str, person_id: Option<&str>) -> Result<Driven, ApiError> {
-    drive_with(s, door_id, None, person_id, false).await
-}
-
-async fn drive_with(
-    s: &AppState,
-    door_id: &str,
-    seconds: Option<u32>,
-    person_id: Option<&str>,
-    record_failure: bool,
-) -> Result<Driven, ApiError> {
-    let store = &s.inner.directory.store;
-    let door = store.door(door_id).await?;
-    let driver = lintel_doors::driver_for(&door.driver, &door.id, &s.inner.devices);
-    let seconds = seconds.unwrap_or(door.open_seconds);
-    let outcome = driver.open(seconds).await;
-    let mut event = NewEvent::new("door.opened").door(door_id).with("driver", driver.kind()).with("seconds", seconds);
-    event.person_id = person_id.map(str::to_owned);
-    let driven = match outcome {
-        Ok(o) => {
-            event = event.with("confirmed", o.confirmed);
-            Driven { opened: driver.kind() != "none", confirmed: o.confirmed, error: None }
-        }
-        Err(e) => {
-            metrics::counter!("lintel_driver_failures_total", "driver" => driver.kind()).increment(1);
-            tracing::warn!(door = door_id, driver = driver.kind(), error = %e, "door driver failed");
-            event.kind = "door.driver_failed".into();
-            event = event.with("error", e.to_string());
-            Driven { opened: false, confirmed: false, error: Some(e.to_string()) }
-        }
-    };
-    if driven.error.is_some() && !record_failure {
-        return Ok(driven);
-    }
-    let events = store.append_events(&[event]).await?;
-    s.inner.directory.publish(&events);
-    if driver.kind() != "none" {
-        // Only an answer from the device counts as seeing it.
-        let now = chrono::Utc::now().timestamp_micros();
-        store.set_door_state(door_id, driven.error.is_none(), now, driven.error.as_deref()).await?;
-    }
-    Ok(driven)
-}
-
-fn open_answer(door: &str, decision: DecisionResponse, driven: Option<Driven>) -> Response {
-    open_answer_as(door, decision, driven, true)
+fn open_answer(door: &str, opened: Opened) -> Response {
+    open_answer_as(door, opened, true)
 }
 
 /// `tell_unknown_door`: an admin learns that a door does not exist; an anonymous caller
 /// of `/open` gets the same 403 as for a wrong secret, so door ids cannot be probed.
-fn open_answer_as(door: &str, decision: DecisionResponse, driven: Option<Driven>, tell_unknown_door: bool) -> Response {
+fn open_answer_as(door: &str, Opened { decision, driven }: Opened, tell_unknown_door: bool) -> Response {
     let driven = driven.unwrap_or(Driven { opened: false, confirmed: false, error: None });
     let decision_retry = decision.retry_after;
     let reason = match decision.reason {
@@ -160,34 +98,15 @@ pub async fn admin_open(
     OptionalJson(request): OptionalJson<AdminOpenRequest>,
 ) -> Result<Response, ApiError> {
     if let Some(note) = &request.note {
-        crate::validate::text("note", note, 500)?;
+        lintel_service::validate::text("note", note, 500)?;
     }
     if request.seconds.is_some_and(|v| !(1..=3600).contains(&v)) {
         return Err(ApiError::invalid("seconds is 1 to 3600"));
     }
-    if s.inner.directory.index().door(&door).is_none() {
-        return Err(ApiError::not_found(format!("door {door:?} not found")));
-    }
-    let mut event = NewEvent::new("decision").door(&door).with("by", format!("admin token {by:?}"));
-    event.allowed = Some(true);
-    event.reason = Some(Reason::Granted);
-    if let Some(note) = &request.note {
-        event = event.with("note", note);
-    }
-    let recorded = s.inner.directory.store.append_events(&[event]).await?;
-    s.inner.directory.publish(&recorded);
-    let decision = DecisionResponse {
-        allowed: true,
-        reason: Reason::Granted,
-        detail: format!("opened by admin token {by:?}"),
-        person_id: None,
-        grant_id: None,
-        event_id: recorded.first().map(|e| e.id.clone()),
-        retry_after: None,
-        name: None,
-    };
-    let driven = drive(&s, &door, request.seconds, None).await?;
-    Ok(open_answer(&door, decision, Some(driven)))
+    let by = format!("admin token {by:?}");
+    let opened =
+        s.services().doors.open(&door, Opener::Operator { by, note: request.note.as_deref() }, request.seconds);
+    Ok(open_answer(&door, opened.await?))
 }
 
 /// Open a door with a personal secret as the bearer token: anything that can send an
@@ -209,11 +128,11 @@ pub async fn open_with_secret(
         .map(|(_, token)| token.trim().to_owned())
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or_else(|| ApiError::unauthorized("send your personal secret as Authorization: Bearer <secret>"))?;
-    if crate::validate::id("door", &door).is_err() {
+    if lintel_service::validate::id("door", &door).is_err() {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "denied", "this secret does not open this door"));
     }
     // A backup code (`XXXXX-XXXXX-XXXXX-XXXXX`) works here too, for the day phones can't.
-    let credential = if crate::secrets::looks_like_backup_code(&secret) {
+    let credential = if lintel_service::secrets::looks_like_backup_code(&secret) {
         PresentedCredential::BackupCode { code: secret }
     } else {
         PresentedCredential::Secret { secret }
@@ -225,10 +144,5 @@ pub async fn open_with_secret(
         dry_run: false,
         source: Source::Client(format!("ip:{}", peer.ip())),
     };
-    let decision = s.inner.decider.decide(ask).await?;
-    if !decision.allowed {
-        return Ok(open_answer_as(&door, decision, None, false));
-    }
-    let driven = drive(&s, &door, None, decision.person_id.as_deref()).await?;
-    Ok(open_answer(&door, decision, Some(driven)))
+    Ok(open_answer_as(&door, s.services().doors.open(&door, Opener::Credential(ask), None).await?, false))
 }

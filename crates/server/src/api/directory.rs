@@ -4,12 +4,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lintel_core::CompiledSchedule;
-use lintel_core::credential::{normalize_uid, pin_digest, validate_pin};
 use lintel_proto::{
-    Credential, CredentialKind, Door, DoorPatch, Grant, Group, NewCredential, NewDoor, NewGrant, NewGroup, NewPerson,
-    Page, Person, PersonPatch, Problem,
+    Credential, Door, DoorPatch, Grant, Group, NewCredential, NewDoor, NewGrant, NewGroup, NewPerson, Page, Person,
+    PersonPatch, Problem,
 };
-use lintel_store::{NewCredentialRecord, NewGrantRecord, PersonFilter};
+use lintel_store::{NewGrantRecord, PersonFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -76,7 +75,7 @@ pub async fn create_person(
         Some(&p.attributes),
         Some(&p.external_ids),
     )?;
-    let d = &s.inner.directory;
+    let d = s.directory();
     let written = d.write(move |store| async move { store.create_person(&p, &id).await }).await?;
     Ok((StatusCode::CREATED, Json(written.value)))
 }
@@ -123,7 +122,7 @@ pub async fn list_people(
         limit: q.limit.unwrap_or(100),
         ..Default::default()
     };
-    let (items, next) = s.inner.directory.store.people(&filter).await?;
+    let (items, next) = s.store().people(&filter).await?;
     Ok(Json(Page { items, next }))
 }
 
@@ -131,7 +130,7 @@ pub async fn list_people(
 #[utoipa::path(get, path = "/api/v1/people/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 200, body = Person), (status = 404, body = Problem)))]
 pub async fn get_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Person>> {
-    Ok(Json(s.inner.directory.store.person(&id).await?))
+    Ok(Json(s.store().person(&id).await?))
 }
 
 /// Change a person (merge patch).
@@ -151,7 +150,7 @@ pub async fn patch_person(
         p.attributes.as_ref(),
         p.external_ids.as_ref(),
     )?;
-    let d = &s.inner.directory;
+    let d = s.directory();
     Ok(Json(d.write(move |store| async move { store.patch_person(&id, &p).await }).await?.value))
 }
 
@@ -159,7 +158,7 @@ pub async fn patch_person(
 #[utoipa::path(delete, path = "/api/v1/people/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
-    let d = &s.inner.directory;
+    let d = s.directory();
     d.write(move |store| async move { store.delete_person(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -174,49 +173,8 @@ pub async fn issue_credential(
     ApiPath(id): ApiPath<String>,
     ApiJson(c): ApiJson<NewCredential>,
 ) -> ApiResult<(StatusCode, Json<Credential>)> {
-    let mut shown_once = None;
-    let record = match c {
-        NewCredential::Card { uid, revocation_code } => {
-            let uid = normalize_uid(&uid).map_err(|e| ApiError::invalid(e.to_string()))?;
-            if let Some(code) = &revocation_code {
-                validate::text("revocation_code", code, 64)?;
-            }
-            NewCredentialRecord { kind: CredentialKind::Card, card_uid: Some(uid), revocation_code, digest: None }
-        }
-        NewCredential::Pin { pin } => {
-            validate_pin(&pin).map_err(|e| ApiError::invalid(e.to_string()))?;
-            let digest = hex::encode(pin_digest(&s.inner.config.pin_key, &pin));
-            NewCredentialRecord {
-                kind: CredentialKind::Pin,
-                card_uid: None,
-                revocation_code: None,
-                digest: Some(digest),
-            }
-        }
-        NewCredential::Secret {} => {
-            let secret = secrets::generate("lsk_");
-            let digest = hex::encode(secrets::digest(&secret));
-            shown_once = Some(secret);
-            NewCredentialRecord {
-                kind: CredentialKind::Secret,
-                card_uid: None,
-                revocation_code: None,
-                digest: Some(digest),
-            }
-        }
-        NewCredential::BackupCode {} => {
-            let code = secrets::generate_backup_code();
-            let digest = hex::encode(secrets::backup_code_digest(&code));
-            shown_once = Some(code);
-            NewCredentialRecord {
-                kind: CredentialKind::BackupCode,
-                card_uid: None,
-                revocation_code: None,
-                digest: Some(digest),
-            }
-        }
-    };
-    let d = &s.inner.directory;
+    let lintel_service::credentials::Built { record, shown_once } = s.services().credentials.build(&c)?;
+    let d = s.directory();
     let mut credential = d.write(move |store| async move { store.issue_credential(&id, &record).await }).await?.value;
     credential.secret = shown_once;
     Ok((StatusCode::CREATED, Json(credential)))
@@ -230,7 +188,7 @@ pub async fn list_credentials(
     _: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<Credential>>> {
-    Ok(Json(s.inner.directory.store.person_credentials(&id).await?))
+    Ok(Json(s.store().person_credentials(&id).await?))
 }
 
 /// Read a credential.
@@ -241,7 +199,7 @@ pub async fn get_credential(
     _: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Credential>> {
-    Ok(Json(s.inner.directory.store.credential(&id).await?))
+    Ok(Json(s.store().credential(&id).await?))
 }
 
 /// Revoke a credential; it stops working at once.
@@ -252,7 +210,7 @@ pub async fn revoke_credential(
     Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Credential>> {
-    let d = &s.inner.directory;
+    let d = s.directory();
     let reason = format!("revoked by admin token {by:?}");
     Ok(Json(d.write(move |store| async move { store.revoke_credential(&id, &reason).await }).await?.value))
 }
@@ -290,7 +248,7 @@ pub async fn create_door(
 ) -> ApiResult<(StatusCode, Json<Door>)> {
     validate::id("id", &door.id)?;
     check_door_fields(Some(&door.name), Some(&door.driver), door.required_skill.as_deref(), door.open_seconds)?;
-    let d = &s.inner.directory;
+    let d = s.directory();
     let written =
         d.write(move |store| async move {
             store.create_door(&door, door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS)).await
@@ -307,14 +265,14 @@ fn redacted(mut door: Door) -> Door {
 /// All doors with their last known state.
 #[utoipa::path(get, path = "/api/v1/doors", tag = "directory", security(("admin" = [])), responses((status = 200, body = Vec<Door>)))]
 pub async fn list_doors(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Door>>> {
-    Ok(Json(s.inner.directory.store.doors().await?.into_iter().map(redacted).collect()))
+    Ok(Json(s.store().doors().await?.into_iter().map(redacted).collect()))
 }
 
 /// Read a door.
 #[utoipa::path(get, path = "/api/v1/doors/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 200, body = Door), (status = 404, body = Problem)))]
 pub async fn get_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Door>> {
-    Ok(Json(redacted(s.inner.directory.store.door(&id).await?)))
+    Ok(Json(redacted(s.store().door(&id).await?)))
 }
 
 /// Change a door.
@@ -332,7 +290,7 @@ pub async fn patch_door(
         p.required_skill.as_ref().and_then(|s| s.as_deref()),
         p.open_seconds,
     )?;
-    let d = &s.inner.directory;
+    let d = s.directory();
     Ok(Json(redacted(d.write(move |store| async move { store.patch_door(&id, &p).await }).await?.value)))
 }
 
@@ -340,7 +298,7 @@ pub async fn patch_door(
 #[utoipa::path(delete, path = "/api/v1/doors/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
-    let d = &s.inner.directory;
+    let d = s.directory();
     d.write(move |store| async move { store.delete_door(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -356,7 +314,7 @@ pub async fn create_group(
     validate::id("id", &g.id)?;
     validate::name("name", &g.name)?;
     g.doors.iter().try_for_each(|door| validate::id("a door", door))?;
-    let d = &s.inner.directory;
+    let d = s.directory();
     let written = d.write(move |store| async move { store.create_group(&g.id, &g.name, &g.doors).await }).await?;
     Ok((StatusCode::CREATED, Json(written.value)))
 }
@@ -364,21 +322,21 @@ pub async fn create_group(
 /// All groups.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "directory", security(("admin" = [])), responses((status = 200, body = Vec<Group>)))]
 pub async fn list_groups(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Group>>> {
-    Ok(Json(s.inner.directory.store.groups().await?))
+    Ok(Json(s.store().groups().await?))
 }
 
 /// Read a group.
 #[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 200, body = Group), (status = 404, body = Problem)))]
 pub async fn get_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Group>> {
-    Ok(Json(s.inner.directory.store.group(&id).await?))
+    Ok(Json(s.store().group(&id).await?))
 }
 
 /// Remove a group, its memberships and its grants.
 #[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
-    let d = &s.inner.directory;
+    let d = s.directory();
     d.write(move |store| async move { store.delete_group(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -391,7 +349,7 @@ pub async fn add_member(
     _: Admin,
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let d = &s.inner.directory;
+    let d = s.directory();
     d.write(move |store| async move { store.set_member(&group, &person, true).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -404,7 +362,7 @@ pub async fn remove_member(
     _: Admin,
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let d = &s.inner.directory;
+    let d = s.directory();
     d.write(move |store| async move { store.set_member(&group, &person, false).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -458,7 +416,7 @@ pub async fn create_grant(
         passes: g.passes,
         source: g.source,
     };
-    let d = &s.inner.directory;
+    let d = s.directory();
     let written = d.write(move |store| async move { store.create_grant(&record).await }).await?;
     Ok((StatusCode::CREATED, Json(written.value)))
 }
@@ -478,21 +436,21 @@ pub async fn list_grants(
     _: Admin,
     ApiQuery(q): ApiQuery<GrantsQuery>,
 ) -> ApiResult<Json<Vec<Grant>>> {
-    Ok(Json(s.inner.directory.store.grants(q.person_id.as_deref()).await?))
+    Ok(Json(s.store().grants(q.person_id.as_deref()).await?))
 }
 
 /// Read a grant.
 #[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 200, body = Grant), (status = 404, body = Problem)))]
 pub async fn get_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Grant>> {
-    Ok(Json(s.inner.directory.store.grant(&id).await?))
+    Ok(Json(s.store().grant(&id).await?))
 }
 
 /// Withdraw a grant.
 #[utoipa::path(delete, path = "/api/v1/grants/{id}", tag = "directory", security(("admin" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
-    let d = &s.inner.directory;
+    let d = s.directory();
     d.write(move |store| async move { store.delete_grant(&id).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::problem::{ApiError, ApiPath, ApiQuery, RawBody, parse_json};
-use crate::secrets;
+use lintel_service::secrets;
 
 /// How long a snapshot stays reachable.
 const KEEP_SNAPSHOTS_MICROS: i64 = 24 * 3600 * 1_000_000;
@@ -113,11 +113,7 @@ pub async fn ring(
     let image_url = match (&snapshot, &s.inner.config.public_url) {
         (Some(snapshot), Some(public)) => {
             let id = secrets::generate("snap_");
-            s.inner
-                .directory
-                .store
-                .save_snapshot(&id, &snapshot.content_type, &snapshot.bytes, KEEP_SNAPSHOTS_MICROS)
-                .await?;
+            s.store().save_snapshot(&id, &snapshot.content_type, &snapshot.bytes, KEEP_SNAPSHOTS_MICROS).await?;
             Some(format!("{}/hooks/doorbell/snapshots/{id}", public.trim_end_matches('/')))
         }
         (Some(_), None) => {
@@ -130,11 +126,11 @@ pub async fn ring(
     if let Some(device) = &webhook.device_id {
         event = event.with("device_id", device.chars().take(100).collect::<String>());
     }
-    let recorded = s.inner.directory.store.append_events(&[event]).await?;
-    s.inner.directory.publish(&recorded);
+    let recorded = s.store().append_events(&[event]).await?;
+    s.directory().publish(&recorded);
     let event_id = recorded.first().map(|e| e.id.clone()).unwrap_or_default();
 
-    let door_name = s.inner.directory.store.door(&config.door).await.map(|d| d.name).unwrap_or(config.door.clone());
+    let door_name = s.store().door(&config.door).await.map(|d| d.name).unwrap_or(config.door.clone());
     let at = chrono::Utc::now().with_timezone(&s.inner.config.timezone).format("%H:%M");
     let text = format!(":bell: Someone is at the {door_name} ({at})");
     let blocks = super::slack::doorbell_blocks(&text, image_url.as_deref(), &config.door);
@@ -161,7 +157,7 @@ pub async fn snapshot(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -
     if !id.starts_with("snap_") || id.len() > 64 {
         return Err(gone());
     }
-    let (content_type, image) = s.inner.directory.store.snapshot(&id, KEEP_SNAPSHOTS_MICROS).await?.ok_or_else(gone)?;
+    let (content_type, image) = s.store().snapshot(&id, KEEP_SNAPSHOTS_MICROS).await?.ok_or_else(gone)?;
     Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "private, max-age=86400".into())], image)
         .into_response())
 }

@@ -47,7 +47,7 @@ pub async fn list_events(
         door: q.door,
         limit: q.limit.unwrap_or(100),
     };
-    let items = s.inner.directory.store.events(&filter).await?;
+    let items = s.store().events(&filter).await?;
     let next = items.last().map(|e| e.id.clone()).or_else(|| Some(q.after.unwrap_or(0).to_string()));
     Ok(Json(Page { items, next }))
 }
@@ -76,13 +76,13 @@ pub async fn stream_events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().parse::<i64>().map_err(|_| ApiError::bad_request("Last-Event-ID is an event id")));
-    let directory = s.inner.directory.clone();
+    let directory = s.directory().clone();
     let last = match resume.transpose()?.or(q.after) {
         Some(after) => after,
         None => directory.store.last_event_seq().await?,
     };
     let filter = EventFilter { kind: q.kind, person_id: q.person_id, door: q.door, ..Default::default() };
-    let rx = crate::follow::follow(directory, last, filter);
+    let rx = lintel_service::follow::follow(directory, last, filter);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let e = rx.recv().await?;
         let sse = SseEvent::default().id(e.id.clone()).event(e.kind.clone()).json_data(&e).unwrap_or_default();
@@ -128,7 +128,7 @@ pub async fn attendance(
     if q.to.checked_add_days(Days::new(1)).is_none() {
         return Err(ApiError::invalid("to is out of range"));
     }
-    let days = crate::attendance::days(&s.inner.directory.store, tz, q.from, q.to, by_group).await?;
+    let days = lintel_service::attendance::days(s.store(), tz, q.from, q.to, by_group).await?;
     let days = days
         .into_iter()
         .map(|((date, group), people)| AttendanceDay {

@@ -22,13 +22,13 @@ pub async fn healthz() -> &'static str {
 /// recorded), and decision index loaded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
 pub async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     store.ping().await.map_err(|_| ApiError::unavailable("the store does not answer"))?;
     store.check_writable().await.map_err(|e| {
         tracing::error!(error = %e, "the store cannot write");
         ApiError::unavailable("the store cannot write (is the disk full?); see the log")
     })?;
-    let stats = s.inner.directory.index().stats();
+    let stats = s.directory().index().stats();
     Ok(Json(serde_json::json!({
         "status": "ready",
         "index": {"people": stats.people, "credentials": stats.credentials, "doors": stats.doors, "groups": stats.groups, "grants": stats.grants}
@@ -38,7 +38,7 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let stats = s.inner.directory.index().stats();
+    let stats = s.directory().index().stats();
     metrics::gauge!("lintel_index_credentials").set(stats.credentials as f64);
     metrics::gauge!("lintel_index_people").set(stats.people as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.inner.metrics.render())

@@ -23,6 +23,7 @@ use crate::AppState;
 use crate::auth::Admin;
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody, parse_json};
 use crate::users::{Caller, OIDC_SYSTEM, User};
+use lintel_service::ServiceError;
 
 /// The grant source of shares: `share:<signer>:<jti>`.
 const SHARE_SOURCE: &str = "share:";
@@ -39,7 +40,7 @@ pub async fn add_lock_admin(
     _: Admin,
     ApiPath((door, person)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    s.inner.directory.store.set_lock_admin(&door, &person, true).await?;
+    s.store().set_lock_admin(&door, &person, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -50,7 +51,7 @@ pub async fn remove_lock_admin(
     _: Admin,
     ApiPath((door, person)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    s.inner.directory.store.set_lock_admin(&door, &person, false).await?;
+    s.store().set_lock_admin(&door, &person, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -61,8 +62,8 @@ pub async fn list_lock_admins(
     _: Admin,
     ApiPath(door): ApiPath<String>,
 ) -> Result<Json<Page<String>>, ApiError> {
-    s.inner.directory.store.door(&door).await?;
-    Ok(Json(Page { items: s.inner.directory.store.lock_admins(&door).await?, next: None }))
+    s.store().door(&door).await?;
+    Ok(Json(Page { items: s.store().lock_admins(&door).await?, next: None }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ pub async fn list_lock_admins(
 #[utoipa::path(get, path = "/api/v1/me", tag = "signed operations", security(("user" = [])),
     responses((status = 200, body = Person), (status = 401, body = Problem)))]
 pub async fn me(State(s): State<AppState>, user: User) -> Result<Json<Person>, ApiError> {
-    Ok(Json(s.inner.directory.store.person(&user.person_id).await?))
+    Ok(Json(s.store().person(&user.person_id).await?))
 }
 
 const DEFAULT_KEY_DAYS: u32 = 30;
@@ -107,12 +108,8 @@ pub async fn register_key(
         .map_err(|e| ApiError::invalid(format!("no certificate for this key: {e}")))?;
     let id = key_fingerprint(&public_key);
     let not_after = (now + chrono::Duration::days(days.into())).timestamp() * 1_000_000;
-    let key = s
-        .inner
-        .directory
-        .store
-        .register_key(&user.person_id, &id, &STANDARD.encode(public_key), chain.serial(), not_after)
-        .await?;
+    let key =
+        s.store().register_key(&user.person_id, &id, &STANDARD.encode(public_key), chain.serial(), not_after).await?;
     Ok((StatusCode::CREATED, Json(RegisteredKey { key, certificate_chain: chain.to_x5c() })))
 }
 
@@ -146,7 +143,7 @@ pub async fn list_keys(
         Caller::Admin => query.user_id.clone(),
         Caller::User(user) => Some(user.person_id.clone()),
     };
-    Ok(Json(Page { items: s.inner.directory.store.user_keys(owner.as_deref()).await?, next: None }))
+    Ok(Json(Page { items: s.store().user_keys(owner.as_deref()).await?, next: None }))
 }
 
 /// Revoke a key: operations signed with it are refused from now on.
@@ -161,7 +158,7 @@ pub async fn revoke_key(
         Caller::Admin => None,
         Caller::User(user) => Some(user.person_id.as_str()),
     };
-    s.inner.directory.store.revoke_key(&id, owner).await?;
+    s.store().revoke_key(&id, owner).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -191,7 +188,7 @@ pub async fn lookup_user(
     _: Caller,
     ApiQuery(query): ApiQuery<LookupQuery>,
 ) -> Result<Json<UserLookup>, ApiError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let not_found = || ApiError::not_found("no user matches");
     let given =
         [&query.email, &query.phone, &query.foreign_key, &query.oidc_sub].iter().filter(|v| v.is_some()).count();
@@ -230,7 +227,7 @@ pub async fn lookup_user(
 #[utoipa::path(get, path = "/api/v1/shareable-locks", tag = "signed operations", security(("user" = [])),
     responses((status = 200, description = "`{items: [ShareableLock]}`")))]
 pub async fn shareable_locks(State(s): State<AppState>, user: User) -> Result<Json<Page<ShareableLock>>, ApiError> {
-    Ok(Json(Page { items: s.inner.directory.store.administered_locks(&user.person_id).await?, next: None }))
+    Ok(Json(Page { items: s.store().administered_locks(&user.person_id).await?, next: None }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -249,8 +246,11 @@ fn unavailable(e: StoreError) -> Refused {
     }
 }
 
-fn unavailable_api(e: ApiError) -> Refused {
-    if e.status.is_server_error() { Refused::unavailable(e.detail) } else { Refused::new("bad_operation", e.detail) }
+fn unavailable_service(e: ServiceError) -> Refused {
+    match e {
+        ServiceError::Unavailable(detail) | ServiceError::Upstream { detail, .. } => Refused::unavailable(detail),
+        other => Refused::new("bad_operation", other.to_string()),
+    }
 }
 
 /// Why an operation was refused: the API's `reason`, a status and words for people.
@@ -324,8 +324,8 @@ pub async fn submit_operation(
             Ok((status, outcome)) => return Ok((status, Json(outcome)).into_response()),
             Err(refused) if refused.recorded => {
                 let event = NewEvent::new("operation.refused").with("reason", refused.reason).with("lock", &op.lock);
-                let recorded = s.inner.directory.store.append_events(&[event]).await?;
-                s.inner.directory.publish(&recorded);
+                let recorded = s.store().append_events(&[event]).await?;
+                s.directory().publish(&recorded);
                 refused
             }
             Err(refused) => refused,
@@ -346,7 +346,7 @@ fn op_name(op: &Operation) -> &'static str {
 
 /// The checks that need lintel's state, then the operation itself.
 async fn apply(s: &AppState, op: &SignedOperation) -> Result<(StatusCode, OperationOutcome), Refused> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let signer = &op.signer.user_id;
     // The id first: whatever the outcome, this token is used up, and sending it again is
     // a replay (recorded the first time only).
@@ -369,7 +369,7 @@ async fn apply(s: &AppState, op: &SignedOperation) -> Result<(StatusCode, Operat
 
 /// The operation itself, once its id is claimed: who signed it, then what it does.
 async fn apply_claimed(s: &AppState, op: &SignedOperation) -> Result<(StatusCode, OperationOutcome), Refused> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let signer = &op.signer.user_id;
     let key = store.user_key(&op.signer_fingerprint).await.map_err(unavailable)?;
     match key {
@@ -383,11 +383,11 @@ async fn apply_claimed(s: &AppState, op: &SignedOperation) -> Result<(StatusCode
         .await
         .map_err(unavailable)?
         .ok_or_else(|| Refused::new("unknown_user", "the signer is not a user here"))?;
-    if s.inner.directory.index().person(signer_pk).is_none_or(|p| p.suspended) {
+    if s.directory().index().person(signer_pk).is_none_or(|p| p.suspended) {
         // A suspended user keeps their keys, but neither opens nor shares anything.
         return Err(Refused::new("signer_suspended", "the signer is suspended"));
     }
-    if s.inner.directory.index().door(&op.lock).is_none() {
+    if s.directory().index().door(&op.lock).is_none() {
         return Err(Refused::new("unknown_lock", format!("no lock has the id {:?}", op.lock)));
     }
     let mut outcome = OperationOutcome {
@@ -427,8 +427,7 @@ async fn apply_claimed(s: &AppState, op: &SignedOperation) -> Result<(StatusCode
                 source: Some(format!("{SHARE_SOURCE}{signer}:{}", op.jti)),
                 ..Default::default()
             };
-            s.inner
-                .directory
+            s.directory()
                 .write(move |store| async move { store.create_grant(&grant).await })
                 .await
                 .map_err(unavailable)?;
@@ -451,8 +450,7 @@ async fn apply_claimed(s: &AppState, op: &SignedOperation) -> Result<(StatusCode
                 .map(|g| g.id)
                 .collect();
             for id in shares {
-                s.inner
-                    .directory
+                s.directory()
                     .write(move |store| async move { store.delete_grant(&id).await })
                     .await
                     .map_err(unavailable)?;
@@ -465,7 +463,7 @@ async fn apply_claimed(s: &AppState, op: &SignedOperation) -> Result<(StatusCode
 }
 
 async fn require_lock_admin(s: &AppState, op: &SignedOperation) -> Result<(), Refused> {
-    let admins = s.inner.directory.store.lock_admins(&op.lock).await.map_err(unavailable)?;
+    let admins = s.store().lock_admins(&op.lock).await.map_err(unavailable)?;
     if admins.contains(&op.signer.user_id) {
         Ok(())
     } else {
@@ -496,8 +494,8 @@ async fn record_applied(
     if let Some((k, v)) = extra {
         event = event.with(k, v);
     }
-    let recorded = s.inner.directory.store.append_events(&[event]).await?;
-    s.inner.directory.publish(&recorded);
+    let recorded = s.store().append_events(&[event]).await?;
+    s.directory().publish(&recorded);
     Ok(recorded.first().map(|e| e.id.clone()).unwrap_or_default())
 }
 
@@ -514,17 +512,18 @@ async fn unlock(
         ("key_id".to_owned(), Value::from(op.signer_fingerprint.as_str())),
     ]);
     let decision = s
-        .inner
+        .services()
         .decider
         .decide_for_person(&op.lock, signer_pk, "signed_operation", data)
         .await
-        .map_err(unavailable_api)?;
+        .map_err(unavailable_service)?;
     if !decision.allowed {
         let mut refused = Refused::new("denied", format!("the signer may not open this door now: {}", decision.detail));
         refused.decision_reason = Some(decision.reason.as_str());
         return Err(refused);
     }
-    let driven = super::decisions::drive(s, &op.lock, None, Some(&op.signer.user_id)).await.map_err(unavailable_api)?;
+    let driven =
+        s.services().doors.drive(&op.lock, None, Some(&op.signer.user_id)).await.map_err(unavailable_service)?;
     if driven.error.is_some() {
         let queued = QueuedOperation {
             issuer: op.signer.user_id.clone(),
@@ -532,7 +531,7 @@ async fn unlock(
             door_id: op.lock.clone(),
             expires_at: op.expires_at.timestamp_micros(),
         };
-        s.inner.directory.store.queue_operation(&queued).await.map_err(unavailable)?;
+        s.store().queue_operation(&queued).await.map_err(unavailable)?;
         outcome.applied = false;
         outcome.queued = true;
         outcome.expires_at = Some(op.expires_at);
@@ -560,7 +559,7 @@ pub fn spawn_queue_worker(s: AppState, every: std::time::Duration) {
 }
 
 async fn retry_queued(s: &AppState) -> Result<(), StoreError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     for op in store.queued_operations().await? {
         let now = Utc::now();
         let base = |kind: &str| NewEvent::new(kind).door(&op.door_id).person(&op.issuer).with("jti", &op.jti);
@@ -569,7 +568,7 @@ async fn retry_queued(s: &AppState) -> Result<(), StoreError> {
             continue;
         }
         let allowed = {
-            let index = s.inner.directory.index();
+            let index = s.directory().index();
             let pk = store.person_pk(&op.issuer).await?;
             pk.is_some_and(|pk| index.decide_for_person(&op.door_id, pk, now).allowed())
         };
@@ -578,10 +577,10 @@ async fn retry_queued(s: &AppState) -> Result<(), StoreError> {
             store.dequeue_operation(&op, event).await?;
             continue;
         }
-        let driven = match super::decisions::drive_quietly(s, &op.door_id, Some(&op.issuer)).await {
+        let driven = match s.services().doors.drive_quietly(&op.door_id, Some(&op.issuer)).await {
             Ok(driven) => driven,
             Err(e) => {
-                tracing::warn!(error = %e.detail, "a queued unlock could not be driven");
+                tracing::warn!(error = %e, "a queued unlock could not be driven");
                 continue;
             }
         };

@@ -11,13 +11,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use lintel_connectors::slack;
 use lintel_proto::{CredentialKind, NewPerson, PersonStatus, Problem};
-use lintel_store::{NewCredentialRecord, PersonFilter};
+use lintel_store::PersonFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::problem::{ApiError, RawBody, parse_json};
-use crate::secrets;
 
 /// The `[slack]` settings.
 #[derive(Clone)]
@@ -113,7 +112,7 @@ const COMMAND_PATIENCE: std::time::Duration = std::time::Duration::from_millis(2
 /// The person behind a Slack user: found by their Slack id, or created from `users.info`
 /// on first use (bots, deleted users and, unless allowed, guests are refused).
 async fn person_for(s: &AppState, slack: &Slack, user_id: &str) -> Result<Result<String, String>, ApiError> {
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let filter = PersonFilter { external_id: Some(("slack".into(), user_id.into())), limit: 1, ..Default::default() };
     if let Some(person) = store.people(&filter).await?.0.pop() {
         return Ok(Ok(person.id));
@@ -132,31 +131,25 @@ async fn person_for(s: &AppState, slack: &Slack, user_id: &str) -> Result<Result
         return Ok(Err("Guests of this workspace cannot have a door secret; ask an admin.".into()));
     }
     let id = format!("slack-{}", user.id);
-    crate::validate::id("a Slack user id", &id)?;
+    lintel_service::validate::id("a Slack user id", &id)?;
     let new = NewPerson {
         id: Some(id.clone()),
         name: user.display_name().chars().filter(|c| !c.is_control()).take(200).collect(),
-        email: user.profile.email.clone().filter(|e| crate::validate::email(e).is_ok()),
+        email: user.profile.email.clone().filter(|e| lintel_service::validate::email(e).is_ok()),
         external_ids: [("slack".to_owned(), user.id.clone())].into(),
         status: PersonStatus::Active,
         ..Default::default()
     };
     let person_id = id.clone();
-    s.inner.directory.write(move |store| async move { store.create_person(&new, &person_id).await }).await?;
+    s.directory().write(move |store| async move { store.create_person(&new, &person_id).await }).await?;
     Ok(Ok(id))
 }
 
 async fn issue_secret(s: &AppState, person_id: &str) -> Result<String, ApiError> {
-    let secret = secrets::generate("lsk_");
-    let record = NewCredentialRecord {
-        kind: CredentialKind::Secret,
-        card_uid: None,
-        revocation_code: None,
-        digest: Some(hex::encode(secrets::digest(&secret))),
-    };
+    let lintel_service::credentials::Built { record, shown_once } = lintel_service::credentials::secret();
     let person = person_id.to_owned();
-    s.inner.directory.write(move |store| async move { store.issue_credential(&person, &record).await }).await?;
-    Ok(secret)
+    s.directory().write(move |store| async move { store.issue_credential(&person, &record).await }).await?;
+    Ok(shown_once.unwrap_or_default())
 }
 
 fn secret_message(secret: &str) -> String {
@@ -229,7 +222,7 @@ async fn answer_command(s: &AppState, command: SlashCommand) -> Result<Json<Valu
     if let Some(group) = slack.config.group.clone() {
         let member = person.clone();
         let joined =
-            s.inner.directory.write(move |store| async move { store.set_member(&group, &member, true).await }).await;
+            s.directory().write(move |store| async move { store.set_member(&group, &member, true).await }).await;
         if let Err(lintel_store::StoreError::NotFound { .. }) = joined {
             tracing::error!("[slack] group names a group that does not exist");
             return Ok(ephemeral(
@@ -238,7 +231,7 @@ async fn answer_command(s: &AppState, command: SlashCommand) -> Result<Json<Valu
         }
         joined?;
     }
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let has_secret = store
         .person_credentials(&person)
         .await?
@@ -251,8 +244,7 @@ async fn answer_command(s: &AppState, command: SlashCommand) -> Result<Json<Valu
     }
     if regenerate {
         let p = person.clone();
-        s.inner
-            .directory
+        s.directory()
             .write(move |store| async move {
                 store.revoke_person_credentials(&p, Some(CredentialKind::Secret), "regenerated from Slack").await
             })
@@ -315,7 +307,7 @@ pub async fn reconcile(s: &AppState) -> Result<Reconciled, ApiError> {
     let slack = slack_of(s)?;
     let users = slack.client.users().await.map_err(|e| ApiError::unavailable(format!("users.list: {e}")))?;
     let active: std::collections::HashSet<&str> = users.iter().filter(|u| !u.deleted).map(|u| u.id.as_str()).collect();
-    let linked = s.inner.directory.store.external_ids("slack").await?;
+    let linked = s.store().external_ids("slack").await?;
     let mut result = Reconciled { members: active.len(), departed: 0, revoked: 0 };
     for (_, user_id) in linked.iter().filter(|(_, u)| !active.contains(u.as_str())) {
         result.departed += 1;
@@ -352,11 +344,10 @@ pub fn spawn_reconciler(s: AppState, every: std::time::Duration) {
 /// Revokes every credential of the person with this Slack id, if there is one.
 pub async fn revoke_user(s: &AppState, user_id: &str, reason: &str) -> Result<usize, ApiError> {
     let filter = PersonFilter { external_id: Some(("slack".into(), user_id.into())), limit: 1, ..Default::default() };
-    let Some(person) = s.inner.directory.store.people(&filter).await?.0.pop() else { return Ok(0) };
+    let Some(person) = s.store().people(&filter).await?.0.pop() else { return Ok(0) };
     let reason = reason.to_owned();
     let written = s
-        .inner
-        .directory
+        .directory()
         .write(move |store| async move { store.revoke_person_credentials(&person.id, None, &reason).await })
         .await?;
     Ok(written.value.len())
@@ -454,10 +445,10 @@ pub async fn interactions(
     if interaction.kind != "block_actions" {
         return Ok(StatusCode::OK);
     }
-    crate::validate::id("door", &door)?;
+    lintel_service::validate::id("door", &door)?;
     let user = interaction.user.id.clone();
     let filter = PersonFilter { external_id: Some(("slack".into(), user.clone())), limit: 1, ..Default::default() };
-    let store = &s.inner.directory.store;
+    let store = &s.store();
     let person = match store.people(&filter).await?.0.pop() {
         Some(person) => store.person_pk(&person.id).await?.map(|pk| (person, pk)),
         None => None,
@@ -465,7 +456,7 @@ pub async fn interactions(
     let decision = match person {
         Some((_, pk)) => {
             let data = serde_json::Map::from_iter([("slack_user".to_owned(), Value::from(user.as_str()))]);
-            Some(s.inner.decider.decide_for_person(&door, pk, "slack", data).await?)
+            Some(s.services().decider.decide_for_person(&door, pk, "slack", data).await?)
         }
         None => None,
     };
@@ -500,13 +491,13 @@ async fn follow_up_click(
             )
             .await,
         };
-    let driven = match super::decisions::drive(s, &door, None, decision.person_id.as_deref()).await {
+    let driven = match s.services().doors.drive(&door, None, decision.person_id.as_deref()).await {
         Ok(driven) if driven.error.is_none() => driven,
         Ok(driven) => {
             let error = driven.error.unwrap_or_default();
             return tell_clicker(format!("You may open this door, but it did not respond: {error}")).await;
         }
-        Err(e) => return tell_clicker(format!("The door could not be opened: {}", e.detail)).await,
+        Err(e) => return tell_clicker(format!("The door could not be opened: {e}")).await,
     };
     let at = chrono::Utc::now().with_timezone(&s.inner.config.timezone).format("%H:%M");
     let opened = if driven.confirmed { "Opened" } else { "Opening sent" };

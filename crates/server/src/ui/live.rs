@@ -35,13 +35,13 @@ pub async fn stream(
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let app = ui.app.clone();
     let stopping = app.stopping();
-    let directory = app.inner.directory.clone();
+    let directory = app.directory().clone();
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
     let last = match resume {
         Some(after) => after,
         None => directory.store.last_event_seq().await.unwrap_or(0),
     };
-    let mut events = crate::follow::follow(directory, last, EventFilter::default());
+    let mut events = lintel_service::follow::follow(directory, last, EventFilter::default());
     let (tx, rx) = mpsc::channel::<(String, String)>(64);
     tokio::spawn(async move {
         loop {

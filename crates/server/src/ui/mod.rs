@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use lintel_store::StoreError;
 
 use crate::AppState;
-use crate::limiter::FailureLimiter;
+use lintel_service::decide::FailureLimiter;
 
 /// The UI's own state beside the server's.
 #[derive(Clone)]
@@ -140,18 +140,13 @@ impl UiError {
 
 impl From<StoreError> for UiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound { .. } => Self::not_found(e.to_string()),
-            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
-            StoreError::Invalid(m) => Self::invalid(m),
-            other => {
-                tracing::error!(error = %other, "store failure in the web UI");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the store could not complete the request; nothing was changed",
-                )
-            }
-        }
+        crate::problem::ApiError::from(e).into()
+    }
+}
+
+impl From<lintel_service::ServiceError> for UiError {
+    fn from(e: lintel_service::ServiceError) -> Self {
+        crate::problem::ApiError::from(e).into()
     }
 }
 

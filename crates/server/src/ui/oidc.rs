@@ -30,8 +30,8 @@ use serde::Deserialize;
 
 use super::session::{self, Who};
 use super::{Ui, UiError, UiResult, html};
-use crate::secrets;
 use crate::users::{OIDC_SYSTEM, OidcConfig};
+use lintel_service::secrets;
 
 const STATE_COOKIE: &str = "lintel_oidc";
 /// How long a sign-in at the issuer may take.
@@ -242,7 +242,7 @@ pub fn is_operator(person: &Person) -> bool {
 }
 
 async fn find_operator(ui: &Ui, claims: &lintel_signed::IdClaims) -> Option<Person> {
-    let store = &ui.app.inner.directory.store;
+    let store = &ui.app.store();
     let by_sub =
         PersonFilter { external_id: Some((OIDC_SYSTEM.into(), claims.sub.clone())), limit: 1, ..Default::default() };
     if let Some(person) = store.people(&by_sub).await.ok()?.0.pop() {
@@ -259,7 +259,7 @@ async fn find_operator(ui: &Ui, claims: &lintel_signed::IdClaims) -> Option<Pers
 
 /// Whether an operator's session may go on: they are still an active operator.
 pub async fn still_operator(ui: &Ui, person_id: &str) -> bool {
-    ui.app.inner.directory.store.person(person_id).await.is_ok_and(|p| is_operator(&p))
+    ui.app.store().person(person_id).await.is_ok_and(|p| is_operator(&p))
 }
 
 #[cfg(test)]

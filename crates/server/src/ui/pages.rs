@@ -11,18 +11,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
-use lintel_core::credential::{normalize_uid, pin_digest, validate_pin};
 use lintel_core::{CredentialKey, Decision, Index, Pk, Query as IndexQuery};
 use lintel_proto::{
     Credential, CredentialKind, CredentialStatus, Door, DriverConfig, Event, Grant, Group, Person, PersonStatus, Reason,
 };
-use lintel_store::{EventFilter, NewCredentialRecord, NewEvent, PersonFilter, Store, StoreError, grant_id};
+use lintel_store::{EventFilter, NewCredentialRecord, PersonFilter, Store, StoreError, grant_id};
 use serde::Deserialize;
 
 use super::session::Signed;
 use super::{Ui, UiError, UiResult, html, is_htmx, words};
-use crate::attendance::{ByDay, local_midnight, next_day};
-use crate::{AppState, secrets, validate};
+use crate::{AppState, validate};
+use lintel_service::attendance::{ByDay, local_midnight, next_day};
 
 /// What every page's frame shows.
 pub struct PageCtx {
@@ -129,7 +128,7 @@ fn is_check_in(e: &Event) -> bool {
 }
 
 async fn check_ins(app: &AppState, events: &[&Event], doors: &[Door], tz: Tz) -> Vec<CheckIn> {
-    let names = Names::load(&app.inner.directory.store, events, doors).await;
+    let names = Names::load(app.store(), events, doors).await;
     let mut photos = HashMap::new();
     for person in events.iter().filter_map(|e| e.person_id.as_deref()) {
         if !photos.contains_key(person) {
@@ -220,7 +219,7 @@ struct Dashboard {
 
 pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed>) -> UiResult {
     let app = &ui.app;
-    let store = &app.inner.directory.store;
+    let store = &app.store();
     let config = &app.inner.config;
     let tz = config.timezone;
     let now = Utc::now();
@@ -412,7 +411,7 @@ pub async fn people(
     Extension(signed): Extension<Signed>,
     Query(q): Query<SearchQuery>,
 ) -> UiResult {
-    let results = search(&ui.app.inner.directory.store, &q.q).await?;
+    let results = search(ui.app.store(), &q.q).await?;
     html(&PeoplePage { page: ctx(&signed, "people"), q: results.q.clone(), results })
 }
 
@@ -423,7 +422,7 @@ struct PeopleResultsFragment {
 }
 
 pub async fn people_search(State(ui): State<Ui>, Query(q): Query<SearchQuery>) -> UiResult {
-    html(&PeopleResultsFragment { results: search(&ui.app.inner.directory.store, &q.q).await? })
+    html(&PeopleResultsFragment { results: search(ui.app.store(), &q.q).await? })
 }
 
 pub struct CredRow {
@@ -539,7 +538,7 @@ struct PersonData {
 
 impl PersonData {
     async fn load(app: &AppState, id: &str) -> Result<Self, UiError> {
-        let store = &app.inner.directory.store;
+        let store = &app.store();
         let person = store.person(id).await?;
         let pk = store.person_pk(id).await?;
         let credentials = store.person_credentials(id).await?;
@@ -771,10 +770,10 @@ fn credential_state(c: &Credential, r: Reason) -> String {
 async fn person_page(ui: &Ui, signed: &Signed, data: &PersonData, creds: CredsPanel) -> UiResult<PersonPage> {
     let app = &ui.app;
     let tz = app.inner.config.timezone;
-    let store = &app.inner.directory.store;
+    let store = &app.store();
     let filter = EventFilter { person_id: Some(data.person.id.clone()), ..Default::default() };
     let events = recent_events(store, filter, 15).await?;
-    let index = app.inner.directory.index();
+    let index = app.directory().index();
     Ok(PersonPage {
         page: ctx(signed, "people"),
         person: data.view(),
@@ -800,7 +799,7 @@ struct WhyFragment {
 /// The "why" table alone (the Refresh button).
 pub async fn why(State(ui): State<Ui>, Path(id): Path<String>) -> UiResult {
     let data = PersonData::load(&ui.app, &id).await?;
-    let index = ui.app.inner.directory.index();
+    let index = ui.app.directory().index();
     html(&WhyFragment { why: data.why(&index, ui.app.inner.config.timezone) })
 }
 
@@ -828,7 +827,7 @@ async fn after_credential_change(
         }
     };
     if is_htmx(headers) {
-        let index = ui.app.inner.directory.index();
+        let index = ui.app.directory().index();
         let why = data.why(&index, tz);
         drop(index);
         return html(&CredsFragment { creds, why });
@@ -859,34 +858,24 @@ fn new_credential(
     kind: &str,
     form: &IssueForm,
 ) -> Result<(NewCredentialRecord, Option<ShownOnce>), UiError> {
-    let record =
-        |kind, card_uid, revocation_code, digest| NewCredentialRecord { kind, card_uid, revocation_code, digest };
+    use lintel_service::credentials;
+    let labelled = |built: credentials::Built, label| {
+        let shown = built.shown_once.map(|value| ShownOnce { label, value });
+        (built.record, shown)
+    };
     Ok(match kind {
         "card" => {
-            let uid = normalize_uid(form.uid.trim()).map_err(|e| UiError::invalid(format!("Card UID: {e}")))?;
             let code = Some(form.revocation_code.trim().to_owned()).filter(|c| !c.is_empty());
-            if let Some(c) = &code {
-                validate::text("revocation code", c, 64)?;
-            }
-            (record(CredentialKind::Card, Some(uid), code, None), None)
+            let card = credentials::card(form.uid.trim(), code).map_err(|e| UiError::invalid(format!("Card: {e}")))?;
+            labelled(card, "")
         }
         "pin" => {
-            validate_pin(form.pin.trim()).map_err(|e| UiError::invalid(format!("PIN: {e}")))?;
-            let digest = hex::encode(pin_digest(&app.inner.config.pin_key, form.pin.trim()));
-            (record(CredentialKind::Pin, None, None, Some(digest)), None)
+            let pin =
+                app.services().credentials.pin(form.pin.trim()).map_err(|e| UiError::invalid(format!("PIN: {e}")))?;
+            labelled(pin, "")
         }
-        "secret" => {
-            let secret = secrets::generate("lsk_");
-            let digest = hex::encode(secrets::digest(&secret));
-            let shown = ShownOnce { label: "Personal secret", value: secret };
-            (record(CredentialKind::Secret, None, None, Some(digest)), Some(shown))
-        }
-        "backup_code" => {
-            let code = secrets::generate_backup_code();
-            let digest = hex::encode(secrets::backup_code_digest(&code));
-            let shown = ShownOnce { label: "Backup code", value: code };
-            (record(CredentialKind::BackupCode, None, None, Some(digest)), Some(shown))
-        }
+        "secret" => labelled(credentials::secret(), "Personal secret"),
+        "backup_code" => labelled(credentials::backup_code(), "Backup code"),
         _ => return Err(UiError::invalid("Choose what to issue: a card, a PIN, a personal secret or a backup code.")),
     })
 }
@@ -901,7 +890,7 @@ pub async fn issue_credential(
     let outcome = async {
         let (record, shown) = new_credential(&ui.app, &form.kind, &form)?;
         let person = id.clone();
-        let d = &ui.app.inner.directory;
+        let d = &ui.app.directory();
         let issued = d.write(move |store| async move { store.issue_credential(&person, &record).await }).await?.value;
         Ok((shown, format!("Issued {}.", credential_name(&issued))))
     }
@@ -911,7 +900,7 @@ pub async fn issue_credential(
 
 /// The credential, if it is this person's.
 async fn persons_credential(app: &AppState, person: &str, credential: &str) -> Result<Credential, UiError> {
-    let c = app.inner.directory.store.credential(credential).await?;
+    let c = app.store().credential(credential).await?;
     if c.person_id.as_deref() != Some(person) {
         return Err(UiError::not_found("this person has no such credential"));
     }
@@ -921,7 +910,7 @@ async fn persons_credential(app: &AppState, person: &str, credential: &str) -> R
 async fn revoke(app: &AppState, signed: &Signed, credential: &str) -> Result<Credential, UiError> {
     let reason = format!("revoked in the web UI by {}", signed.who.label());
     let id = credential.to_owned();
-    let d = &app.inner.directory;
+    let d = &app.directory();
     Ok(d.write(move |store| async move { store.revoke_credential(&id, &reason).await }).await?.value)
 }
 
@@ -964,7 +953,7 @@ pub async fn regenerate_credential(
             revoke(&ui.app, &signed, &credential).await?;
         }
         let person = id.clone();
-        let d = &ui.app.inner.directory;
+        let d = &ui.app.directory();
         let issued = d.write(move |store| async move { store.issue_credential(&person, &record).await }).await?.value;
         Ok((shown, format!("Replaced {} with {}.", credential_name(&c), credential_name(&issued))))
     }
@@ -982,7 +971,7 @@ struct DoorsPage {
 }
 
 pub async fn doors(State(ui): State<Ui>, Extension(signed): Extension<Signed>) -> UiResult {
-    let store = &ui.app.inner.directory.store;
+    let store = &ui.app.store();
     let doors = store.doors().await?;
     let recent = recent_events(store, EventFilter::default(), 500).await?;
     let tz = ui.app.inner.config.timezone;
@@ -1070,7 +1059,7 @@ struct OpenFragment {
 }
 
 async fn door_page(ui: &Ui, signed: &Signed, id: &str, confirm: bool, outcome: Option<Outcome>) -> UiResult<DoorPage> {
-    let store = &ui.app.inner.directory.store;
+    let store = &ui.app.store();
     let tz = ui.app.inner.config.timezone;
     let door = store.door(id).await?;
     let filter = EventFilter { door: Some(id.to_owned()), ..Default::default() };
@@ -1115,17 +1104,14 @@ pub async fn open_door(
     Path(id): Path<String>,
 ) -> UiResult {
     let app = &ui.app;
-    if app.inner.directory.index().door(&id).is_none() {
+    if app.directory().index().door(&id).is_none() {
         return Err(UiError::not_found(format!("there is no door {id:?}")));
     }
-    // Recorded like an administrator's opening through the API, without a person: an
-    // operator opening from afar is not their own entry.
-    let mut event = NewEvent::new("decision").door(&id).with("by", format!("the web UI ({})", signed.who.label()));
-    event.allowed = Some(true);
-    event.reason = Some(Reason::Granted);
-    let recorded = app.inner.directory.store.append_events(&[event]).await?;
-    app.inner.directory.publish(&recorded);
-    let driven = crate::api::decisions::drive(app, &id, None, None).await?;
+    // Recorded like an administrator's opening through the API: an operator opening from
+    // afar is not their own entry.
+    let by = format!("the web UI ({})", signed.who.label());
+    let opened = app.services().doors.open(&id, lintel_service::Opener::Operator { by, note: None }, None).await?;
+    let driven = opened.driven.unwrap_or(lintel_service::Driven { opened: false, confirmed: false, error: None });
     let (ok, message) = match (&driven.error, driven.opened, driven.confirmed) {
         (Some(e), _, _) => (false, format!("The door did not open: {e}")),
         (None, false, _) => (true, "Recorded as opened. This door has no device, so nothing was switched.".into()),
@@ -1173,8 +1159,8 @@ fn range(q: &AttendanceQuery, today: NaiveDate) -> Result<Range, UiError> {
 }
 
 async fn attendance_days(app: &AppState, r: &Range) -> Result<ByDay, UiError> {
-    let store = &app.inner.directory.store;
-    Ok(crate::attendance::days(store, app.inner.config.timezone, r.from, r.to, r.by_group).await?)
+    let store = &app.store();
+    Ok(lintel_service::attendance::days(store, app.inner.config.timezone, r.from, r.to, r.by_group).await?)
 }
 
 pub struct Bar {
@@ -1327,7 +1313,7 @@ pub async fn attendance(
     };
     let days = attendance_days(app, &r).await?;
     let group_names: HashMap<String, String> =
-        app.inner.directory.store.groups().await?.into_iter().map(|g| (g.id, g.name)).collect();
+        app.store().groups().await?.into_iter().map(|g| (g.id, g.name)).collect();
     let (chart, rows) = chart(&r, &days, &group_names);
     let total = days.values().flat_map(|p| p.keys()).collect::<BTreeSet<_>>().len();
     html(&AttendancePage {
@@ -1354,7 +1340,7 @@ pub async fn attendance_csv(State(ui): State<Ui>, Query(q): Query<AttendanceQuer
     let today = Utc::now().with_timezone(&tz).date_naive();
     let r = range(&q, today)?;
     let days = attendance_days(app, &r).await?;
-    let store = &app.inner.directory.store;
+    let store = &app.store();
     let mut names: HashMap<String, String> = HashMap::new();
     let mut out = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["date"];
@@ -1404,7 +1390,7 @@ struct DisplayPage {
 pub const DISPLAY_TILES: usize = 12;
 
 pub async fn display(State(ui): State<Ui>) -> UiResult {
-    let store = &ui.app.inner.directory.store;
+    let store = &ui.app.store();
     let filter = EventFilter { kind: Some("decision".into()), ..Default::default() };
     let recent = recent_events(store, filter, 500).await?;
     let latest: Vec<&Event> = recent.iter().filter(|e| is_check_in(e)).take(DISPLAY_TILES).collect();
@@ -1424,7 +1410,7 @@ pub async fn photo(State(ui): State<Ui>, Path(id): Path<String>) -> UiResult {
 /// One event as the live views show it: a feed line, or a display tile.
 pub async fn live_fragment(app: &AppState, e: &Event, view: super::live::View) -> Option<String> {
     use super::live::View;
-    let store = &app.inner.directory.store;
+    let store = &app.store();
     let tz = app.inner.config.timezone;
     let doors = store.doors().await.ok()?;
     match view {

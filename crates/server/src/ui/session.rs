@@ -20,8 +20,8 @@ use lintel_core::credential::digests_equal;
 use serde::Deserialize;
 
 use super::{Ui, UiError, UiResult, html, is_htmx};
-use crate::limiter::Source;
-use crate::secrets;
+use lintel_service::decide::Source;
+use lintel_service::secrets;
 
 pub const COOKIE: &str = "lintel_ui";
 /// A session unused for this long ends.
@@ -169,7 +169,7 @@ pub async fn guard(State(ui): State<Ui>, request: Request, next: Next) -> Respon
     let mut signed = id.as_deref().and_then(|id| ui.sessions.touch(id));
     // A session lasts only as long as what it was opened with.
     let still_valid = match signed.as_ref().map(|s| &s.who) {
-        Some(Who::Token { token, .. }) => ui.app.inner.tokens.check(token).is_some(),
+        Some(Who::Token { token, .. }) => ui.app.services().tokens.check(token).is_some(),
         Some(Who::Operator { person_id, .. }) => super::oidc::still_operator(&ui, person_id).await,
         None => false,
     };
@@ -287,7 +287,7 @@ pub async fn login(
         return html(&LoginPage { next, error: Some(error), oidc });
     }
     let token = form.token.trim();
-    let Some(name) = (!token.is_empty() && token.len() <= 256).then(|| ui.app.inner.tokens.check(token)).flatten()
+    let Some(name) = (!token.is_empty() && token.len() <= 256).then(|| ui.app.services().tokens.check(token)).flatten()
     else {
         ui.login_failures.failure(&source, now);
         return html(&LoginPage { next, error: Some("That is not a valid admin token.".into()), oidc });

@@ -1,6 +1,14 @@
 //! Asking the question: turn the presented credential into its key, hold back guessers,
-//! let the core decide on the current snapshot, and record the decision durably (through
-//! the group commit) before anyone hears the answer.
+//! let the core decide on the current snapshot (asking a member source first when one
+//! wants it), and record the decision durably (through the group commit) before anyone
+//! hears the answer.
+
+mod limiter;
+mod members;
+
+pub use limiter::FailureLimiter;
+pub use limiter::{LimiterConfig, Source};
+pub use members::{Looked, MemberLookup, MemberSource};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,16 +20,16 @@ use lintel_proto::{DecisionResponse, PresentedCredential};
 use lintel_store::{NewEvent, PendingDecision, credential_id, grant_id};
 
 use crate::directory::Directory;
-use crate::limiter::{FailureLimiter, LimiterConfig, Lock, Locked, Source};
-use crate::problem::ApiError;
 use crate::secrets;
+use crate::{Result, ServiceError};
+use limiter::{Lock, Locked};
 
 pub struct Decider {
     directory: Arc<Directory>,
     limiter: FailureLimiter,
     pin_key: [u8; 32],
-    /// The makerspace CRM, asked about unknown cards and stale members (see crm.rs).
-    crm: Option<Arc<crate::crm::Crm>>,
+    /// Asked about unknown cards and stale members (the makerspace CRM).
+    members: Option<Arc<dyn MemberSource>>,
 }
 
 /// A question as it arrives, with where it came from (for guessing protection).
@@ -71,21 +79,21 @@ impl Presented {
 
 impl Decider {
     pub fn new(directory: Arc<Directory>, pin_key: [u8; 32], limiter: LimiterConfig) -> Self {
-        Self { directory, limiter: FailureLimiter::new(limiter), pin_key, crm: None }
+        Self { directory, limiter: FailureLimiter::new(limiter), pin_key, members: None }
     }
 
-    pub fn with_crm(self, crm: Option<Arc<crate::crm::Crm>>) -> Self {
-        Self { crm, ..self }
+    pub fn with_members(self, members: Option<Arc<dyn MemberSource>>) -> Self {
+        Self { members, ..self }
     }
 
-    fn present(&self, credential: &PresentedCredential) -> Result<Presented, ApiError> {
+    fn present(&self, credential: &PresentedCredential) -> Result<Presented> {
         Ok(match credential {
             PresentedCredential::Card { uid, revocation_code } => {
-                let key = CredentialKey::card(uid).map_err(|e| ApiError::invalid(e.to_string()))?;
+                let key = CredentialKey::card(uid).map_err(|e| ServiceError::invalid(e.to_string()))?;
                 Presented::Keyed { key, digest: None, revocation_code: revocation_code.clone(), guessable: false }
             }
             PresentedCredential::Pin { pin } => {
-                validate_pin(pin).map_err(|e| ApiError::invalid(e.to_string()))?;
+                validate_pin(pin).map_err(|e| ServiceError::invalid(e.to_string()))?;
                 let d = pin_digest(&self.pin_key, pin);
                 Presented::Keyed {
                     key: CredentialKey::pin(&d),
@@ -115,18 +123,18 @@ impl Decider {
             PresentedCredential::Member { person_id, revocation_code } => {
                 crate::validate::id("person_id", person_id)?;
                 crate::validate::text("revocation_code", revocation_code, 64)?;
-                // With the makerspace CRM, a card carries the member's CRM number.
+                // A member source's card carries the member's number there.
                 let person_id = self
-                    .crm
+                    .members
                     .as_ref()
-                    .and_then(|_| crate::crm::member_person_id(person_id))
+                    .and_then(|m| m.person_for_member(person_id))
                     .unwrap_or_else(|| person_id.clone());
                 Presented::Member { person_id, revocation_code: revocation_code.clone() }
             }
         })
     }
 
-    pub async fn decide(&self, ask: Ask<'_>) -> Result<DecisionResponse, ApiError> {
+    pub async fn decide(&self, ask: Ask<'_>) -> Result<DecisionResponse> {
         self.decide_noting(ask, serde_json::Map::new()).await
     }
 
@@ -135,7 +143,7 @@ impl Decider {
         &self,
         ask: Ask<'_>,
         note: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<DecisionResponse, ApiError> {
+    ) -> Result<DecisionResponse> {
         let presented = self.present(ask.credential)?;
         let at = ask.at.unwrap_or_else(Utc::now);
         let now = Instant::now();
@@ -156,17 +164,17 @@ impl Decider {
             None => presented.decide(&index, ask.door, at),
         };
         metrics::histogram!("lintel_decision_seconds").record(started.elapsed().as_secs_f64());
-        // The makerspace CRM is asked first about an unknown card that carries a member's id,
-        // or about a member whose data is stale (crm.rs); no other decision waits for it.
+        // A member source is asked first about an unknown card that carries a member's id,
+        // or about a member whose data is stale; no other decision waits for it.
         let mut looked = None;
-        if let Some(crm) = self.crm.as_ref().filter(|_| lock.is_none() && !ask.dry_run)
-            && let Some(wanted) = crm.wants(&index, &decision, ask.credential)
+        if let Some(members) = self.members.as_ref().filter(|_| lock.is_none() && !ask.dry_run)
+            && let Some(lookup) = members.wants(&index, &decision, ask.credential)
         {
             drop(index);
-            let outcome = crm.refresh(wanted).await;
+            let outcome = members.clone().look_up(lookup).await;
             index = self.directory.index();
-            decision = outcome.adjust(presented.decide(&index, ask.door, at));
-            looked = Some(outcome);
+            decision = outcome.adjust(&**members, presented.decide(&index, ask.door, at));
+            looked = Some((members, outcome));
         }
         // A wrong guess, or a probe for door ids, counts against the source.
         let locked =
@@ -203,8 +211,8 @@ impl Decider {
         {
             event.data["member"] = person_id.as_str().into();
         }
-        if let Some(looked) = &looked {
-            looked.annotate(&mut event.data);
+        if let Some((members, looked)) = &looked {
+            looked.annotate(&***members, &mut event.data);
         }
         if let serde_json::Value::Object(fields) = &mut event.data {
             fields.extend(note);
@@ -249,25 +257,18 @@ impl Decider {
 
     /// The holder of a personal secret, for signing in outside of any door. Wrong
     /// secrets count against the source like wrong guesses at a door.
-    pub fn authenticate(
-        &self,
-        key: &CredentialKey,
-        digest: &Digest,
-        source: &Source,
-    ) -> Result<lintel_core::Pk, ApiError> {
+    pub fn authenticate(&self, key: &CredentialKey, digest: &Digest, source: &Source) -> Result<lintel_core::Pk> {
         let now = Instant::now();
         if let Some(Lock { wait, .. }) = self.limiter.locked(source, now) {
-            let mut error = ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                format!("too many wrong attempts from here; try again in {} s", wait.as_secs().max(1)),
-            );
-            error.extensions.insert("retry_after".into(), wait.as_secs().max(1).into());
-            return Err(error.retry_after(wait.as_secs().max(1)));
+            let seconds = wait.as_secs().max(1);
+            return Err(ServiceError::RateLimited {
+                detail: format!("too many wrong attempts from here; try again in {seconds} s"),
+                retry_after_seconds: seconds,
+            });
         }
         self.directory.index().secret_holder(key, digest).ok_or_else(|| {
             self.limiter.failure(source, now);
-            ApiError::unauthorized("this secret is not valid")
+            ServiceError::unauthorized("this secret is not valid")
         })
     }
 
@@ -280,7 +281,7 @@ impl Decider {
         person: lintel_core::Pk,
         via: &str,
         data: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<DecisionResponse, ApiError> {
+    ) -> Result<DecisionResponse> {
         let at = Utc::now();
         let index = self.directory.index();
         let decision = index.decide_for_person(door, person, at);
@@ -301,7 +302,7 @@ impl Decider {
         decision: Decision,
         event: NewEvent,
         mut response: DecisionResponse,
-    ) -> Result<DecisionResponse, ApiError> {
+    ) -> Result<DecisionResponse> {
         let pending = PendingDecision {
             event,
             pass_grants: match (decision.consume.pass, decision.grant) {
@@ -328,7 +329,7 @@ impl Decider {
                 let error =
                     outcome.map_or_else(|e| e.to_string(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
                 tracing::error!(%error, "decision not recorded; refusing it");
-                return Err(ApiError::unavailable("the decision could not be recorded, so the door stays shut"));
+                return Err(ServiceError::unavailable("the decision could not be recorded, so the door stays shut"));
             }
         };
         let event = committed.event;
@@ -371,7 +372,7 @@ fn decision_event(door: &str, at: DateTime<Utc>, response: &DecisionResponse, de
     event
 }
 
-pub(crate) fn credential_kind(c: &PresentedCredential) -> &'static str {
+pub fn credential_kind(c: &PresentedCredential) -> &'static str {
     match c {
         PresentedCredential::Card { .. } => "card",
         PresentedCredential::Pin { .. } => "pin",

@@ -35,6 +35,14 @@ pub struct WriteGuard<'a> {
 }
 
 impl Directory {
+    /// Loads the index and follows other processes' writes every `follow_every`.
+    pub async fn open(store: Store, follow_every: Duration) -> Result<Arc<Self>, StoreError> {
+        let (events, _) = broadcast::channel(4096);
+        let directory = Self::load(store, events).await?;
+        directory.spawn_follower(follow_every);
+        Ok(directory)
+    }
+
     pub async fn load(store: Store, events: broadcast::Sender<Event>) -> Result<Arc<Self>, StoreError> {
         let (index, version) = store.load_index().await?;
         Ok(Arc::new(Self {
