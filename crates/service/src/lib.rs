@@ -10,6 +10,7 @@ pub mod directory;
 pub mod doors;
 mod error;
 pub mod follow;
+pub mod integrations;
 pub mod outbox;
 pub mod people;
 pub mod retry;
