@@ -574,6 +574,13 @@ fn upsert_credential(
     }
 }
 
+/// Why a decision is denied when every pass of its grant is used (also when the commit
+/// finds the last one gone meanwhile).
+pub const NO_PASSES_LEFT: &str = "every pass of the grant has been used";
+
+/// Why a backup code is refused once used (also when the commit finds it used meanwhile).
+pub const BACKUP_CODE_USED: &str = "the backup code has already been used";
+
 const ANY_GRANT_FAILURE: [Reason; 4] =
     [Reason::NoPassesLeft, Reason::OutsideSchedule, Reason::NotYetValid, Reason::Expired];
 
@@ -584,7 +591,7 @@ fn failure_rank(reason: Reason) -> usize {
 
 fn failure_detail(reason: Reason) -> &'static str {
     match reason {
-        Reason::NoPassesLeft => "every pass of the grant has been used",
+        Reason::NoPassesLeft => NO_PASSES_LEFT,
         Reason::OutsideSchedule => "the grant's schedule does not include this time",
         Reason::NotYetValid => "the grant is not valid yet",
         Reason::Expired => "the grant has expired",
@@ -674,7 +681,7 @@ impl Index {
                 return d;
             }
             CredentialStatus::Used => {
-                d.detail = "the backup code has already been used".into();
+                d.detail = BACKUP_CODE_USED.into();
                 return d;
             }
         }

@@ -10,8 +10,6 @@
 //!
 //! Run it on a release build: `cargo run --release -p lintel -- bench`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,34 +23,19 @@ use lintel_core::{
 };
 use lintel_proto::{CredentialKind, CredentialStatus, Schedule, ScheduleRule, Weekday};
 
-/// Counts the bytes allocated minus freed by the current thread, so that building an
-/// index on one thread can be weighed. Thread-local and branch-free: a couple of
-/// nanoseconds per allocation elsewhere.
-pub struct CountingAlloc;
-
-thread_local! {
-    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+/// Bytes the process holds from the allocator (glibc's heap and its mmapped chunks), read
+/// before and after building an index while nothing else allocates. (No counting
+/// allocator: the production binary keeps the system's.)
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn allocated_bytes() -> Option<isize> {
+    // SAFETY: mallinfo2 only reads the allocator's own counters.
+    let info = unsafe { libc::mallinfo2() };
+    isize::try_from(info.uordblks + info.hblkhd).ok()
 }
 
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = LIVE_BYTES.try_with(|c| c.set(c.get() + layout.size() as isize));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let _ = LIVE_BYTES.try_with(|c| c.set(c.get() - layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = LIVE_BYTES.try_with(|c| c.set(c.get() + new_size as isize - layout.size() as isize));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-fn live_bytes() -> isize {
-    LIVE_BYTES.with(|c| c.get())
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn allocated_bytes() -> Option<isize> {
+    None
 }
 
 #[derive(clap::Args)]
@@ -116,7 +99,7 @@ struct InProcess {
 /// A world like a real space: every person has one card and is in one of ten groups,
 /// each with a group grant on the door (half of them with a weekly schedule).
 fn in_process(n: u64, asks: Asks) -> InProcess {
-    let before = live_bytes();
+    let before = allocated_bytes();
     let mut b = IndexBuilder::default();
     b.door(IndexDoor { pk: 1, id: "front".into(), required_skill: None });
     for g in 0..10 {
@@ -158,7 +141,7 @@ fn in_process(n: u64, asks: Asks) -> InProcess {
         b.credential(CredentialKey::card_bytes(&uid(i as u64)), credential);
     }
     let index = b.build();
-    let bytes = (live_bytes() - before) as f64;
+    let bytes = before.zip(allocated_bytes()).map_or(f64::NAN, |(before, after)| (after - before) as f64);
 
     let probes = 1_000_000.min(n * 10);
     let mut rng = 0x2545_F491_4F6C_DD1Du64;

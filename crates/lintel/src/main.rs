@@ -18,9 +18,6 @@ use config::{Config, LogFormat};
 use lintel_server::{LimiterConfig, ServerConfig};
 use lintel_store::{SqliteSync, Store};
 
-#[global_allocator]
-static ALLOCATOR: bench::CountingAlloc = bench::CountingAlloc;
-
 /// lintel: the self-hosted access-control hub. It keeps people, credentials, doors,
 /// groups and grants; decides whether a credential may open a door now; drives the door;
 /// and records every decision.

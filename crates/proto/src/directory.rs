@@ -278,8 +278,9 @@ impl Default for DriverConfig {
 }
 
 /// A URL with its password and its query (where API keys often sit) replaced by
-/// [`REDACTED`]: `http://user:********@host/path?********`.
-fn redact_url(url: &str) -> String {
+/// [`REDACTED`]: `http://user:********@host/path?********`. The one redaction of URLs
+/// for answers, logs and errors (drivers' URLs, database URLs).
+pub fn redact_url(url: &str) -> String {
     let (url, query) = match url.split_once('?') {
         Some((base, _)) => (base, Some(REDACTED)),
         None => (url, None),

@@ -1,4 +1,4 @@
-//! Wire types of lintel's HTTP API (`shared/design/api.md`), shared by the server, the
+//! Wire types of lintel's HTTP API, shared by the server, the
 //! CLI and the tests. Request types reject unknown fields: a typo in a field name is a
 //! 400, never a silently ignored setting.
 

@@ -69,10 +69,6 @@ impl Store {
         }
     }
 
-    pub async fn badge_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM badges").fetch_one(&self.read).await?)
-    }
-
     /// The holder of the active card with this UID (normalized hex), if any.
     pub async fn card_holder(&self, card_uid: &str) -> Result<Option<CardHolder>> {
         let row = sqlx::query(

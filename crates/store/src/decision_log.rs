@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use lintel_core::{Change, Pk};
+use lintel_core::index::{BACKUP_CODE_USED, NO_PASSES_LEFT};
+use lintel_core::{Change, CredentialKey, IndexCredential, Pk};
 use lintel_proto::{Event, Reason};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
@@ -42,7 +43,7 @@ pub struct CommittedDecision {
     pub changes: Vec<Change>,
 }
 
-fn deny(event: &mut NewEvent, reason: Reason, detail: &str) {
+fn deny(event: &mut NewEvent, reason: Reason, detail: &'static str) {
     event.allowed = Some(false);
     event.reason = Some(reason);
     event.grant_id = None;
@@ -227,7 +228,7 @@ fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<PendingDecision>) -
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(batch.len());
     for mut pending in batch {
-        let changes = consume_sqlite(&tx, &mut pending)?;
+        let changes = futures::executor::block_on(consume(&mut SqliteLedger(&tx), &mut pending))?;
         let e = &pending.event;
         tx.prepare_cached(
             "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) \
@@ -248,77 +249,6 @@ fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<PendingDecision>) -
     }
     tx.commit()?;
     Ok(out)
-}
-
-fn consume_sqlite(tx: &rusqlite::Transaction<'_>, pending: &mut PendingDecision) -> Result<Vec<Change>> {
-    let mut changes = Vec::new();
-    if !pending.pass_grants.is_empty() {
-        let mut used_one = false;
-        for &grant in &pending.pass_grants {
-            let used: Option<i64> = tx
-                .prepare_cached(
-                    "UPDATE grants SET passes_used = passes_used + 1 \
-                     WHERE pk = ?1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
-                )?
-                .query_row([grant], |r| r.get(0))
-                .optional()?;
-            match used {
-                Some(used) => {
-                    changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) });
-                    pending.event.grant_id = Some(grant_id(grant));
-                    used_one = true;
-                    break;
-                }
-                None => {
-                    // Used up elsewhere (another tap, another node): tell the index.
-                    let passes: Option<i64> = tx
-                        .query_row("SELECT passes FROM grants WHERE pk = ?1", [grant], |r| r.get(0))
-                        .optional()?
-                        .flatten();
-                    if let Some(passes) = passes {
-                        changes.push(Change::PassesUsed { grant, used: u32::try_from(passes).unwrap_or(u32::MAX) });
-                    }
-                }
-            }
-        }
-        if !used_one {
-            deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used");
-        }
-    }
-    if let (Some(credential), true) = (pending.backup_code, pending.event.allowed == Some(true)) {
-        let done = tx
-            .prepare_cached(
-                "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = ?2 \
-                 WHERE pk = ?1 AND status = 'active'",
-            )?
-            .execute(params![credential, pending.event.at])?;
-        if done == 1 {
-            let parts = tx.query_row(
-                "SELECT pk, person_pk, kind, card_uid, revocation_code, digest, status FROM credentials WHERE pk = ?1",
-                [credential],
-                |r| {
-                    Ok(CredentialParts {
-                        pk: r.get(0)?,
-                        person_pk: r.get(1)?,
-                        kind: r.get(2)?,
-                        card_uid: r.get(3)?,
-                        revocation_code: r.get(4)?,
-                        digest: r.get(5)?,
-                        status: r.get(6)?,
-                    })
-                },
-            )?;
-            let (key, cred) = index_credential_from(parts)?;
-            changes.push(Change::Credential(key, cred));
-        } else {
-            // Give back the pass this decision took: it did not let anyone in.
-            if let Some(Change::PassesUsed { grant, .. }) = changes.pop() {
-                tx.execute("UPDATE grants SET passes_used = passes_used - 1 WHERE pk = ?1", [grant])?;
-            }
-            deny(&mut pending.event, Reason::CredentialRevoked, "the backup code has already been used");
-        }
-    }
-    Ok(changes)
 }
 
 async fn any_writer(pool: AnyPool, mut rx: mpsc::Receiver<Message>) {
@@ -357,7 +287,7 @@ async fn commit_any(pool: &AnyPool, batch: Vec<PendingDecision>) -> Result<Vec<C
     let mut events = Vec::with_capacity(batch.len());
     let mut all_changes = Vec::with_capacity(batch.len());
     for mut pending in batch {
-        all_changes.push(consume_any(&mut tx, &mut pending).await?);
+        all_changes.push(consume(&mut AnyLedger(&mut tx), &mut pending).await?);
         events.push(pending.event);
     }
     let mut out = Vec::with_capacity(events.len());
@@ -371,73 +301,139 @@ async fn commit_any(pool: &AnyPool, batch: Vec<PendingDecision>) -> Result<Vec<C
 /// The most events one statement carries (9 parameters each, well under the limits).
 const EVENTS_PER_STATEMENT: usize = 500;
 
-/// Uses up what an allowed decision spends, or turns it into a denial when it is gone.
-async fn consume_any(tx: &mut Transaction<'static, Any>, pending: &mut PendingDecision) -> Result<Vec<Change>> {
+/// What the consumption rules ask of the transaction the decisions are committed in, the
+/// same on either driver.
+trait Ledger {
+    /// Uses one pass of the grant if it has one left; how many are used now.
+    async fn take_pass(&mut self, grant: Pk) -> Result<Option<i64>>;
+    /// How many passes the grant has (none: unlimited, or the grant is gone).
+    async fn passes(&mut self, grant: Pk) -> Result<Option<i64>>;
+    async fn give_back_pass(&mut self, grant: Pk) -> Result<()>;
+    /// Marks the backup code used if it is still active; whether it was.
+    async fn use_backup_code(&mut self, credential: Pk, at: i64) -> Result<bool>;
+    /// The credential as the index keeps it.
+    async fn credential(&mut self, credential: Pk) -> Result<(CredentialKey, IndexCredential)>;
+}
+
+/// Uses up what an allowed decision spends (one pass of the first of its grants that has
+/// one left; its backup code), exactly once, or turns it into a denial when it is gone;
+/// returns what changed for the index.
+async fn consume(ledger: &mut impl Ledger, pending: &mut PendingDecision) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     if !pending.pass_grants.is_empty() {
         let mut used_one = false;
         for &grant in &pending.pass_grants {
-            let used: Option<i64> = sqlx::query_scalar(
-                "UPDATE grants SET passes_used = passes_used + 1 \
-                 WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used",
-            )
-            .bind(grant)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match used {
+            match ledger.take_pass(grant).await? {
                 Some(used) => {
                     changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) });
                     pending.event.grant_id = Some(grant_id(grant));
                     used_one = true;
                     break;
                 }
+                // Used up elsewhere (another tap, another node): tell the index.
                 None => {
-                    // Used up elsewhere (another tap, another node): tell the index.
-                    let passes: Option<Option<i64>> = sqlx::query_scalar("SELECT passes FROM grants WHERE pk = $1")
-                        .bind(grant)
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                    let passes = passes.flatten();
-                    if let Some(passes) = passes {
+                    if let Some(passes) = ledger.passes(grant).await? {
                         changes.push(Change::PassesUsed { grant, used: u32::try_from(passes).unwrap_or(u32::MAX) });
                     }
                 }
             }
         }
         if !used_one {
-            deny(&mut pending.event, Reason::NoPassesLeft, "every pass of the grant has been used");
+            deny(&mut pending.event, Reason::NoPassesLeft, NO_PASSES_LEFT);
         }
     }
     if let (Some(credential), true) = (pending.backup_code, pending.event.allowed == Some(true)) {
-        let done = sqlx::query(
-            "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = $2 \
-             WHERE pk = $1 AND status = 'active'",
-        )
-        .bind(credential)
-        .bind(pending.event.at)
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            let row = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {} FROM {} WHERE c.pk = $1",
-                crate::rows::CREDENTIAL_COLUMNS,
-                crate::rows::CREDENTIAL_FROM
-            )))
-            .bind(credential)
-            .fetch_one(&mut **tx)
-            .await?;
-            let (key, cred) = index_credential(&row)?;
+        if ledger.use_backup_code(credential, pending.event.at).await? {
+            let (key, cred) = ledger.credential(credential).await?;
             changes.push(Change::Credential(key, cred));
         } else {
             // Give back the pass this decision took: it did not let anyone in.
             if let Some(Change::PassesUsed { grant, .. }) = changes.pop() {
-                sqlx::query("UPDATE grants SET passes_used = passes_used - 1 WHERE pk = $1")
-                    .bind(grant)
-                    .execute(&mut **tx)
-                    .await?;
+                ledger.give_back_pass(grant).await?;
             }
-            deny(&mut pending.event, Reason::CredentialRevoked, "the backup code has already been used");
+            deny(&mut pending.event, Reason::CredentialRevoked, BACKUP_CODE_USED);
         }
     }
     Ok(changes)
+}
+
+const TAKE_PASS: &str = "UPDATE grants SET passes_used = passes_used + 1 \
+                         WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used";
+const PASSES: &str = "SELECT passes FROM grants WHERE pk = $1";
+const GIVE_BACK_PASS: &str = "UPDATE grants SET passes_used = passes_used - 1 WHERE pk = $1";
+const USE_BACKUP_CODE: &str = "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = $2 \
+                               WHERE pk = $1 AND status = 'active'";
+
+/// The SQLite writer's own transaction. Its calls never wait (a plain SQLite connection),
+/// so [`consume`] runs to its end in one poll.
+struct SqliteLedger<'a>(&'a rusqlite::Transaction<'a>);
+
+impl Ledger for SqliteLedger<'_> {
+    async fn take_pass(&mut self, grant: Pk) -> Result<Option<i64>> {
+        Ok(self.0.prepare_cached(TAKE_PASS)?.query_row([grant], |r| r.get(0)).optional()?)
+    }
+
+    async fn passes(&mut self, grant: Pk) -> Result<Option<i64>> {
+        Ok(self.0.prepare_cached(PASSES)?.query_row([grant], |r| r.get(0)).optional()?.flatten())
+    }
+
+    async fn give_back_pass(&mut self, grant: Pk) -> Result<()> {
+        self.0.prepare_cached(GIVE_BACK_PASS)?.execute([grant])?;
+        Ok(())
+    }
+
+    async fn use_backup_code(&mut self, credential: Pk, at: i64) -> Result<bool> {
+        // By name: SQLite numbers `$n` in order of appearance, not by their digits.
+        Ok(self.0.prepare_cached(USE_BACKUP_CODE)?.execute(rusqlite::named_params! {"$1": credential, "$2": at})? == 1)
+    }
+
+    async fn credential(&mut self, credential: Pk) -> Result<(CredentialKey, IndexCredential)> {
+        let parts = self.0.query_row(
+            "SELECT pk, person_pk, kind, card_uid, revocation_code, digest, status FROM credentials WHERE pk = $1",
+            [credential],
+            |r| {
+                Ok(CredentialParts {
+                    pk: r.get(0)?,
+                    person_pk: r.get(1)?,
+                    kind: r.get(2)?,
+                    card_uid: r.get(3)?,
+                    revocation_code: r.get(4)?,
+                    digest: r.get(5)?,
+                    status: r.get(6)?,
+                })
+            },
+        )?;
+        index_credential_from(parts)
+    }
+}
+
+/// A transaction of the sqlx pool (PostgreSQL).
+struct AnyLedger<'a>(&'a mut Transaction<'static, Any>);
+
+impl Ledger for AnyLedger<'_> {
+    async fn take_pass(&mut self, grant: Pk) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(TAKE_PASS).bind(grant).fetch_optional(&mut **self.0).await?)
+    }
+
+    async fn passes(&mut self, grant: Pk) -> Result<Option<i64>> {
+        let passes: Option<Option<i64>> = sqlx::query_scalar(PASSES).bind(grant).fetch_optional(&mut **self.0).await?;
+        Ok(passes.flatten())
+    }
+
+    async fn give_back_pass(&mut self, grant: Pk) -> Result<()> {
+        sqlx::query(GIVE_BACK_PASS).bind(grant).execute(&mut **self.0).await?;
+        Ok(())
+    }
+
+    async fn use_backup_code(&mut self, credential: Pk, at: i64) -> Result<bool> {
+        let done = sqlx::query(USE_BACKUP_CODE).bind(credential).bind(at).execute(&mut **self.0).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn credential(&mut self, credential: Pk) -> Result<(CredentialKey, IndexCredential)> {
+        let sql =
+            format!("SELECT {} FROM {} WHERE c.pk = $1", crate::rows::CREDENTIAL_COLUMNS, crate::rows::CREDENTIAL_FROM);
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(credential).fetch_one(&mut **self.0).await?;
+        index_credential(&row)
+    }
 }

@@ -39,6 +39,7 @@ pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFil
 pub use events::{EventFilter, NewEvent};
 pub use import::{ImportReport, ImportRow, RejectedRow};
 pub use lintel_core::Change;
+pub use lintel_proto::redact_url;
 pub use rows::{credential_id, grant_id, parse_credential_id, parse_grant_id};
 pub use signed::QueuedOperation;
 pub use work::{Attempt, WorkItem};
@@ -317,16 +318,4 @@ pub(crate) async fn bump_version(tx: &mut Transaction<'static, Any>) -> Result<i
             .fetch_one(&mut **tx)
             .await?;
     Ok(v)
-}
-
-/// A database URL fit for logs and errors: the password replaced.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }

@@ -186,3 +186,100 @@ async fn events_by_person_before_and_after_indexing() {
         assert_eq!(seqs(f.clone()).await, reference(f.clone()).await, "indexed: {f:?}");
     }
 }
+
+/// A fresh PostgreSQL database for one test (dropped by the next run of the same name),
+/// or `None` when PostgreSQL tests are skipped on purpose (`LINTEL_TEST_POSTGRES=skip`).
+/// An unreachable server fails the test loudly.
+async fn postgres_store(name: &str) -> Option<Store> {
+    use sqlx::Connection;
+    if std::env::var("LINTEL_TEST_POSTGRES").is_ok_and(|v| v == "skip") {
+        eprintln!("SKIPPED: the PostgreSQL half of {name} (LINTEL_TEST_POSTGRES=skip)");
+        return None;
+    }
+    let admin =
+        std::env::var("LINTEL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is not reachable at {admin} ({e}); start it or set LINTEL_TEST_POSTGRES=skip")
+    });
+    let db = format!("lintel_store_{name}_{}", std::process::id());
+    for sql in [format!("DROP DATABASE IF EXISTS {db}"), format!("CREATE DATABASE {db}")] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.expect("admin SQL");
+    }
+    let url = format!("{}/{db}", admin.rsplit_once('/').expect("a database path").0);
+    Some(Store::open(&url, SqliteSync::Normal).await.expect("store opens"))
+}
+
+/// A grant of two passes and a backup code, asked for at once by many decisions.
+async fn passes_and_backup_codes_are_used_exactly_once(store: Store) {
+    use lintel_proto::{CredentialKind, NewDoor};
+    store.create_person(&person("ann", 1), "ann").await.expect("person");
+    let door: NewDoor = serde_json::from_value(serde_json::json!({"id": "front", "name": "Front"})).unwrap();
+    store.create_door(&door, 5).await.expect("door");
+    let grant = crate::NewGrantRecord {
+        person_id: Some("ann".into()),
+        doors: Some(vec!["front".into()]),
+        passes: Some(2),
+        ..Default::default()
+    };
+    let grant = crate::parse_grant_id(&store.create_grant(&grant).await.expect("grant").value.id).unwrap();
+    let code = crate::NewCredentialRecord {
+        kind: CredentialKind::BackupCode,
+        card_uid: None,
+        revocation_code: None,
+        digest: Some("ab".repeat(32)),
+    };
+    let code = store.issue_credential("ann", &code).await.expect("code").value.id;
+    let code = crate::parse_credential_id(&code).unwrap();
+    let allowed = |pass: bool, backup: bool| {
+        let mut event = NewEvent::new("decision").door("front").person("ann");
+        event.allowed = Some(true);
+        event.reason = Some(lintel_proto::Reason::Granted);
+        PendingDecision {
+            event,
+            pass_grants: if pass { vec![grant] } else { Vec::new() },
+            backup_code: backup.then_some(code),
+        }
+    };
+    // Five taps at once want the two passes: they are committed together.
+    let taps: Vec<_> = (0..5)
+        .map(|_| {
+            let store = store.clone();
+            let tap = allowed(true, false);
+            tokio::spawn(async move { store.commit_decision(tap).await.expect("recorded") })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in taps {
+        outcomes.push(t.await.expect("task").event);
+    }
+    let granted = outcomes.iter().filter(|e| e.allowed == Some(true)).count();
+    assert_eq!(granted, 2, "two passes, two entries: {outcomes:?}");
+    for denied in outcomes.iter().filter(|e| e.allowed != Some(true)) {
+        assert_eq!(denied.reason, Some(lintel_proto::Reason::NoPassesLeft));
+        assert_eq!(denied.data["detail"], lintel_core::index::NO_PASSES_LEFT, "the core's words");
+        assert_eq!(denied.grant_id, None);
+    }
+    // The backup code lets one in; the second use is refused and uses nothing.
+    let first = store.commit_decision(allowed(false, true)).await.expect("recorded");
+    assert_eq!(first.event.allowed, Some(true));
+    assert!(matches!(first.changes.as_slice(), [lintel_core::Change::Credential(..)]), "{:?}", first.changes);
+    let again = store.commit_decision(allowed(false, true)).await.expect("recorded");
+    assert_eq!(again.event.reason, Some(lintel_proto::Reason::CredentialRevoked));
+    assert_eq!(again.event.data["detail"], lintel_core::index::BACKUP_CODE_USED);
+    let grants = store.grants(Some("ann")).await.expect("grants");
+    assert_eq!(grants[0].passes_used, 2, "{grants:?}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_decision_log_uses_things_up_once_on_sqlite() {
+    let (_dir, store) = sqlite_store().await;
+    passes_and_backup_codes_are_used_exactly_once(store).await;
+}
+
+#[tokio::test]
+async fn the_decision_log_uses_things_up_once_on_postgres() {
+    if let Some(store) = postgres_store("decision_log").await {
+        passes_and_backup_codes_are_used_exactly_once(store).await;
+    }
+}

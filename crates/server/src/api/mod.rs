@@ -1,4 +1,4 @@
-//! Routes, grouped as in `shared/design/api.md`.
+//! Routes, grouped as in the HTTP contract (the README's API sections).
 
 pub mod cobot;
 mod controllers;
