@@ -338,15 +338,14 @@ impl Config {
     }
 
     /// The CRM's settings, checked.
-    pub fn crm_config(&self) -> anyhow::Result<Option<lintel_server::CrmConfig>> {
+    pub fn crm_config(&self) -> anyhow::Result<Option<lintel_service::integrations::crm::CrmConfig>> {
         let Some(c) = &self.crm else { return Ok(None) };
         for (key, url) in [("base_url", &c.base_url), ("token_url", &c.token_url)] {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 bail!("[crm] {key} must be an https:// URL");
             }
         }
-        let photos_dir = self.photos_dir();
-        Ok(Some(lintel_server::CrmConfig {
+        Ok(Some(lintel_service::integrations::crm::CrmConfig {
             base_url: c.base_url.clone(),
             token_url: c.token_url.clone(),
             username: c.username.clone(),
@@ -354,7 +353,6 @@ impl Config {
             membership: c.membership.clone().filter(|m| !m.trim().is_empty()),
             stale_after: std::time::Duration::from_secs(c.stale_after),
             group: c.group.clone().filter(|g| !g.trim().is_empty()),
-            photos_dir,
             timeout: std::time::Duration::from_millis(c.timeout_ms.clamp(100, 30_000)),
         }))
     }

@@ -240,10 +240,8 @@ async fn main() -> anyhow::Result<()> {
             lintel_server::serve(store, server, shutdown_signal()).await?;
         }
         Command::Cobot { command } => {
-            let (store, mut server) = open_server(&config).await?;
-            // The server's MQTT session is its own; a command must not take it over.
-            server.mqtt = None;
-            let state = lintel_server::AppState::new(store.clone(), server).await?;
+            let (store, server) = open_server(&config).await?;
+            let state = lintel_server::AppState::new(store.clone(), server, lintel_service::Role::Command).await?;
             match command {
                 CobotCommand::Subscribe => {
                     for callback in lintel_server::cobot::subscribe(&state).await.map_err(api_error)? {
@@ -268,10 +266,11 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Card { command: CardCommand::Issue { member } } => {
-            let (store, mut server) = open_server(&config).await?;
-            server.mqtt = None;
-            let state = lintel_server::AppState::new(store.clone(), server).await?;
-            let card = lintel_server::crm::issue_card(&state, &member).await.map_err(api_error);
+            let (store, server) = open_server(&config).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let crm = services.crm.as_ref().context("the makerspace CRM is not configured ([crm] in the config)")?;
+            let card = crm.issue_card(&member).await;
             store.close().await;
             let card = card?;
             println!("{}", serde_json::to_string(&card)?);
@@ -386,9 +385,8 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("{count} single-use codes for door {door:?}; each works once. Keep them somewhere safe.");
         }
         Command::Controllers => {
-            let (store, mut server) = open_server(&config).await?;
-            server.mqtt = None;
-            let state = lintel_server::AppState::new(store.clone(), server).await?;
+            let (store, server) = open_server(&config).await?;
+            let state = lintel_server::AppState::new(store.clone(), server, lintel_service::Role::Command).await?;
             let controllers = lintel_server::controllers_overview(&state).await;
             store.close().await;
             for c in controllers? {
@@ -412,7 +410,7 @@ async fn main() -> anyhow::Result<()> {
         Command::ControllerKey => {
             let (store, server) = open_server(&config).await?;
             store.close().await;
-            let authority = lintel_signed::Authority::from_secret_bytes(&server.signing_key)?;
+            let authority = lintel_signed::Authority::from_secret_bytes(&server.services.signing_key)?;
             println!("{}", hex::encode(authority.verifying_key().as_bytes()));
         }
         Command::ControllerSim(args) => controller_sim::run(args).await?,
@@ -437,13 +435,10 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             key_file.display()
         );
     }
-    let server = ServerConfig {
-        listen,
+    let services = lintel_service::Config {
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         pin_key,
-        max_body_bytes: config.max_body_bytes,
-        http: config.http.config(),
-        timezone,
+        signing_key: keys::load_or_create(&keys::signing_key_path(&key_file))?,
         follow_every: Duration::from_millis(config.follow_interval_ms.max(50)),
         limiter: LimiterConfig {
             free_failures: config.limits.free_failures,
@@ -452,7 +447,18 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             keypad_max_lock: Duration::from_secs(config.limits.keypad_max_lock_seconds),
             ..LimiterConfig::default()
         },
+        timezone,
+        public_url: config.public_url.clone(),
+        photos_dir: config.photos_dir(),
         max_pending_deliveries: i64::from(config.limits.max_pending_deliveries.max(1)),
+        crm: config.crm_config()?,
+        mqtt: config.mqtt_config(),
+    };
+    let server = ServerConfig {
+        listen,
+        max_body_bytes: config.max_body_bytes,
+        http: config.http.config(),
+        services,
         slack: config.slack.clone().map(|s| lintel_server::SlackConfig {
             signing_secret: s.signing_secret,
             bot_token: s.bot_token,
@@ -463,8 +469,6 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             doorbell_channel: s.doorbell_channel,
         }),
         doorbell: config.doorbell_config()?,
-        public_url: config.public_url.clone(),
-        signing_key: keys::load_or_create(&keys::signing_key_path(&key_file))?,
         oidc: config.oidc.clone().map(|o| lintel_server::OidcConfig {
             issuer: o.issuer,
             jwks_url: o.jwks_url,
@@ -473,7 +477,6 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         cobot: config.cobot_config(timezone)?,
         smtp: config.smtp.clone().map(|m| lintel_server::SmtpConfig { url: m.url, from: m.from }),
         sms: config.sms.clone().map(|m| lintel_server::SmsConfig { webhook_url: m.webhook_url, token: m.token }),
-        crm: config.crm_config()?,
         lockcloud: config.lockcloud.clone().map(|c| lintel_server::LockCloudConfig {
             base_url: c.base_url,
             token_header: c.token_header,
@@ -482,9 +485,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             door_locks: c.door_locks,
         }),
         lookup: config.lookup_config()?,
-        mqtt: config.mqtt_config(),
         osdp: config.osdp_config()?,
-        photos_dir: config.photos_dir(),
     };
     Ok((store, server))
 }

@@ -63,3 +63,19 @@ pub struct InboxEntry {
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
+
+/// What to write on a makerspace member's card.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CardToWrite {
+    /// The member's CRM id.
+    pub member: String,
+    /// The card's UID (the id, with a leading 0 when its digit count is odd).
+    pub uid: String,
+    /// The CRM's current revocation code (its external-id field); `null` when it has none.
+    pub revocation_code: Option<String>,
+    /// The member's person in lintel.
+    pub person_id: String,
+    /// Whether they hold the configured membership (a card of a member who does not is
+    /// refused with `person_suspended`).
+    pub in_good_standing: bool,
+}

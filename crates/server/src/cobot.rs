@@ -739,7 +739,7 @@ pub fn spawn_workers(s: AppState) {
 pub async fn subscribe(s: &AppState) -> Result<Vec<String>, ApiError> {
     let cobot = cobot_of(s)?;
     let public =
-        cobot.config.public_url.clone().or_else(|| s.inner.config.public_url.clone()).ok_or_else(|| {
+        cobot.config.public_url.clone().or_else(|| s.inner.services.config.public_url.clone()).ok_or_else(|| {
             ApiError::invalid("set public_url (or [cobot] public_url): the platform calls lintel there")
         })?;
     let mut made = Vec::new();

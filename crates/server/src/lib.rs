@@ -6,7 +6,6 @@ mod api;
 mod auth;
 pub mod cobot;
 mod controllers;
-pub mod crm;
 mod listener;
 pub mod lockcloud;
 pub mod lookup;
@@ -22,13 +21,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use chrono_tz::Tz;
 use lintel_store::Store;
 
 pub use api::doorbell::DoorbellConfig;
 pub use api::slack::SlackConfig;
 pub use cobot::CobotConfig;
-pub use crm::CrmConfig;
 pub use lintel_service::{Directory, LimiterConfig, secrets, validate};
 pub use listener::HttpConfig;
 pub use lockcloud::LockCloudConfig;
@@ -38,34 +35,19 @@ pub use osdp::OsdpConfig;
 pub use users::OidcConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
-/// environment.
+/// environment: HTTP's own settings, the workflows' ([`lintel_service::Config`]), and the
+/// integrations whose workflows still live here.
 #[derive(Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Accepted as an admin token besides those in the store (for scripts and tests).
-    pub admin_token: Option<String>,
-    /// The key PINs are hashed with (HMAC); from the key file, never the database.
-    pub pin_key: [u8; 32],
     pub max_body_bytes: usize,
     /// Timeouts, the connection limit and the shutdown grace.
     pub http: HttpConfig,
-    /// Where a day begins and ends for attendance.
-    pub timezone: Tz,
-    /// How often to look for directory changes made by other processes.
-    pub follow_every: Duration,
-    pub limiter: LimiterConfig,
-    /// Webhook deliveries of one source that may wait in the inbox; beyond, a 503.
-    pub max_pending_deliveries: i64,
+    pub services: lintel_service::Config,
     /// The Slack app, when `[slack]` is configured.
     pub slack: Option<SlackConfig>,
     /// The doorbell camera, when `[doorbell]` is configured (it posts through Slack).
     pub doorbell: Option<DoorbellConfig>,
-    /// The address the outside world reaches lintel at (for links lintel hands out,
-    /// such as the doorbell's picture in Slack).
-    pub public_url: Option<String>,
-    /// lintel's Ed25519 signing key (the authority of users' certificates), from its own
-    /// key file, never the database.
-    pub signing_key: [u8; 32],
     /// The OpenID Connect issuer users may sign in with.
     pub oidc: Option<OidcConfig>,
     /// The coworking membership platform, when `[cobot]` is configured.
@@ -74,19 +56,12 @@ pub struct ServerConfig {
     pub smtp: Option<SmtpConfig>,
     /// The SMS gateway invitations are texted through.
     pub sms: Option<SmsConfig>,
-    /// The makerspace CRM, when `[crm]` is configured.
-    pub crm: Option<CrmConfig>,
     /// A lock vendor's cloud, when `[lockcloud]` is configured.
     pub lockcloud: Option<LockCloudConfig>,
     /// The badge identity lookup, when `[lookup]` is configured (its route is the operator's).
     pub lookup: Option<LookupConfig>,
-    /// The MQTT broker door controllers hang off, when `[mqtt]` is configured.
-    pub mqtt: Option<lintel_doors::mqtt::MqttConfig>,
     /// The OSDP readers, when `[osdp]` is configured.
     pub osdp: Option<OsdpConfig>,
-    /// Where people's photos are kept as `<person id>.jpg` (the CRM fetches its members'
-    /// there; an operator may put anyone's there): `[crm] photos_dir`, else beside the database.
-    pub photos_dir: std::path::PathBuf,
 }
 
 #[derive(Clone)]
@@ -98,14 +73,11 @@ struct Inner {
     services: lintel_service::Services,
     /// MQTT door controllers, when `[mqtt]` is configured.
     controllers: Option<controllers::Controllers>,
-    /// The MQTT link's events, until `serve` starts the controllers' worker.
-    link_events: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<lintel_doors::mqtt::LinkEvent>>>,
     slack: Option<api::slack::Slack>,
     doorbell: Option<api::doorbell::Doorbell>,
     authority: lintel_signed::Authority,
     oidc: Option<users::Oidc>,
     cobot: Option<cobot::Cobot>,
-    crm: Option<Arc<crm::Crm>>,
     lockcloud: Option<lockcloud::LockCloud>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     config: ServerConfig,
@@ -125,8 +97,6 @@ pub enum ServeError {
     LockCloud(#[from] lintel_connectors::lockcloud::CloudError),
     #[error("[cobot] is not usable: {0}")]
     Cobot(#[from] lintel_connectors::cobot::CobotError),
-    #[error("[crm] is not usable: {0}")]
-    Crm(#[from] lintel_connectors::crm::CrmError),
     #[error("the signing key is not usable: {0}")]
     SigningKey(#[from] lintel_signed::CertError),
     #[error(transparent)]
@@ -136,42 +106,22 @@ pub enum ServeError {
 }
 
 impl AppState {
-    pub async fn new(store: Store, config: ServerConfig) -> Result<Self, ServeError> {
-        let directory = Directory::open(store, config.follow_every).await?;
-        let crm = match config.crm.clone() {
-            Some(c) => Some(Arc::new(crm::Crm::load(c, directory.clone()).await?)),
-            None => None,
-        };
-        let authority = lintel_signed::Authority::from_secret_bytes(&config.signing_key)?;
+    /// Builds the services for `role` and the HTTP front-end over them.
+    pub async fn new(store: Store, config: ServerConfig, role: lintel_service::Role) -> Result<Self, ServeError> {
+        let services = lintel_service::Services::start(store, config.services.clone(), role).await?;
+        let authority = lintel_signed::Authority::from_secret_bytes(&config.services.signing_key)?;
         let cobot = config.cobot.clone().map(cobot::Cobot::new).transpose()?;
         let lockcloud = config.lockcloud.clone().map(lockcloud::LockCloud::new).transpose()?;
-        let (link, link_events) = match &config.mqtt {
-            Some(mqtt) => {
-                let (link, events) = lintel_doors::mqtt::MqttLink::start(mqtt)?;
-                (Some(link), Some(events))
-            }
-            None => (None, None),
-        };
-        let core = lintel_service::CoreConfig {
-            admin_token: config.admin_token.clone(),
-            pin_key: config.pin_key,
-            follow_every: config.follow_every,
-            limiter: config.limiter,
-        };
-        let links = lintel_doors::Links { http: lintel_doors::device_client(), mqtt: link.clone() };
-        let members = crm.clone().map(|crm| crm as Arc<dyn lintel_service::MemberSource>);
-        let services = lintel_service::Services::new(directory, &core, links, members).await?;
+        let controllers = services.doors.links().mqtt.clone().map(controllers::Controllers::new);
         Ok(Self {
             inner: Arc::new(Inner {
                 services,
-                controllers: link.map(controllers::Controllers::new),
-                link_events: std::sync::Mutex::new(link_events),
+                controllers,
                 slack: config.slack.clone().map(api::slack::Slack::new),
                 doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
                 authority,
                 oidc: config.oidc.clone().map(users::Oidc::new),
                 cobot,
-                crm,
                 lockcloud,
                 metrics: api::ops::metrics_handle(),
                 config,
@@ -239,7 +189,7 @@ pub async fn serve(
     let listener =
         listener::bind(config.listen).map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(store, config).await?;
+    let state = AppState::new(store, config, lintel_service::Role::Server).await?;
     if let Some(slack) = &state.inner.config.slack {
         api::slack::spawn_reconciler(state.clone(), slack.reconcile_every);
     }
@@ -250,7 +200,7 @@ pub async fn serve(
     if state.inner.lockcloud.is_some() {
         lockcloud::spawn_workers(state.clone());
     }
-    let link_events = state.inner.link_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let link_events = state.services().link_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     if let Some(events) = link_events {
         controllers::spawn(state.clone(), events);
     }
@@ -271,8 +221,7 @@ pub async fn serve(
     let deadline = began + http_config.shutdown_grace;
     workers.stop();
     http.drain(deadline).await;
-    workers.finished_by(deadline).await;
-    state.store().close().await;
+    state.services().stop(deadline).await;
     tracing::info!(took_ms = began.elapsed().as_millis() as u64, "lintel stopped");
     Ok(())
 }

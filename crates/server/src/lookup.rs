@@ -197,7 +197,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         LookupRoute::Query { path, .. } => Router::new().route(path, axum::routing::get(by_query)),
         LookupRoute::Segment { route } => Router::new().route(route, axum::routing::get(by_segment)),
     };
-    router.layer(Extension(Failures(Arc::new(FailureLimiter::new(state.inner.config.limiter)))))
+    router.layer(Extension(Failures(Arc::new(FailureLimiter::new(state.inner.services.config.limiter)))))
 }
 
 /// Who asks: the client's address (for the failure limiter) and its headers.

@@ -43,14 +43,14 @@ pub async fn invite(
     booking: &Booking,
 ) -> Result<(), ApiError> {
     let config = &s.inner.config;
-    let tz = config.timezone;
+    let tz = s.services().config.timezone;
     let when = format!(
         "{} to {}",
         booking.from.with_timezone(&tz).format("%a %d %b %H:%M"),
         booking.to.with_timezone(&tz).format("%H:%M")
     );
     let room = booking.resource.name.clone().unwrap_or_else(|| "your room".into());
-    let how = match &config.public_url {
+    let how = match &s.services().config.public_url {
         Some(public) => {
             format!(
                 "Open the doors with this link: {}/visit#doors={}&secret={secret}",

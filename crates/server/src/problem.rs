@@ -64,7 +64,7 @@ impl From<StoreError> for ApiError {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
-            ServiceError::NotFound(m) => Self::not_found(m),
+            ServiceError::NotFound { code, detail } => Self::new(StatusCode::NOT_FOUND, code, detail),
             ServiceError::NotConfigured(m) => Self::new(StatusCode::NOT_FOUND, "not-configured", m),
             ServiceError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ServiceError::Invalid(m) => Self::invalid(m),

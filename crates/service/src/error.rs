@@ -6,8 +6,9 @@ use lintel_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("{0}")]
-    NotFound(String),
+    /// `code` names what is missing when a caller acts on it (`not-found`, `unknown-member`).
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
     /// The integration is not set up in the configuration.
     #[error("{0}")]
     NotConfigured(String),
@@ -42,7 +43,12 @@ impl ServiceError {
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::NotFound(detail.into())
+        Self::NotFound { code: "not-found", detail: detail.into() }
+    }
+
+    /// Not found, with its own problem code.
+    pub fn unknown(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::NotFound { code, detail: detail.into() }
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -78,7 +84,7 @@ impl ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound { .. } => Self::NotFound(e.to_string()),
+            StoreError::NotFound { .. } => Self::not_found(e.to_string()),
             StoreError::Conflict(m) => Self::Conflict(m),
             StoreError::Invalid(m) => Self::Invalid(m),
             other => {

@@ -13,69 +13,140 @@ pub mod follow;
 pub mod integrations;
 pub mod outbox;
 pub mod people;
+pub mod photos;
 pub mod retry;
 pub mod secrets;
 pub mod tokens;
 pub mod validate;
 mod workers;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono_tz::Tz;
+use lintel_store::Store;
 
 pub use credentials::CredentialBuilder;
 pub use decide::{Ask, Decider, LimiterConfig, MemberSource, Source};
 pub use directory::Directory;
 pub use doors::{Doors, Driven, Opened, Opener};
 pub use error::{Result, ServiceError};
+use integrations::crm::Crm;
+use photos::Photos;
 pub use tokens::Tokens;
 pub use workers::Workers;
 
-/// What the core of lintel needs to know, resolved by the binary from flags, file and
-/// environment.
+/// What lintel's workflows need to know, resolved by the binary from flags, file and
+/// environment. An integration is `None` when its section is not configured.
 #[derive(Clone)]
-pub struct CoreConfig {
+pub struct Config {
     /// Accepted as an admin token besides those in the store (for scripts and tests).
     pub admin_token: Option<String>,
     /// The key PINs are hashed with (HMAC); from the key file, never the database.
     pub pin_key: [u8; 32],
+    /// lintel's Ed25519 signing key (the authority of users' certificates and of
+    /// controllers' lists), from its own key file, never the database.
+    pub signing_key: [u8; 32],
     /// How often to look for directory changes made by other processes.
     pub follow_every: Duration,
     pub limiter: LimiterConfig,
+    /// Where a day begins and ends (attendance, cancellation dates, messages).
+    pub timezone: Tz,
+    /// The address the outside world reaches lintel at (for links lintel hands out).
+    pub public_url: Option<String>,
+    /// Where people's photos are kept as `<person id>.jpg`.
+    pub photos_dir: PathBuf,
+    /// Webhook deliveries of one source that may wait in the inbox.
+    pub max_pending_deliveries: i64,
+    /// The makerspace CRM (`[crm]`).
+    pub crm: Option<integrations::crm::CrmConfig>,
+    /// The MQTT broker door controllers hang off (`[mqtt]`).
+    pub mqtt: Option<lintel_doors::mqtt::MqttConfig>,
 }
 
-/// The parts every front-end and integration is built from.
+/// What a process built from [`Services`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `lintel serve`: it takes the device links (the MQTT session, OSDP ports) and runs
+    /// the background workers.
+    Server,
+    /// An operator's command: the workflows alone; devices and workers stay with the
+    /// server, which may be running beside it.
+    Command,
+}
+
+/// The one composition root: the parts every front-end and integration is built from,
+/// for `lintel serve` and the CLI alike.
 #[derive(Clone)]
 pub struct Services {
+    pub config: Arc<Config>,
+    pub role: Role,
     pub directory: Arc<Directory>,
     pub decider: Arc<Decider>,
     pub doors: Arc<Doors>,
     pub tokens: Tokens,
     pub credentials: CredentialBuilder,
     pub workers: Workers,
+    pub photos: Photos,
+    pub crm: Option<Arc<Crm>>,
+    /// What the MQTT link hears, until the controllers' worker takes it (a server only).
+    pub link_events: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<lintel_doors::mqtt::LinkEvent>>>>,
 }
 
 impl Services {
-    /// Builds the deciding and door-driving parts over a loaded directory (see
-    /// [`Directory::open`]). `members` is asked by the decider before it answers (the
-    /// makerspace CRM).
-    pub async fn new(
-        directory: Arc<Directory>,
-        config: &CoreConfig,
-        links: lintel_doors::Links,
-        members: Option<Arc<dyn MemberSource>>,
-    ) -> Result<Self> {
-        let store = directory.store.clone();
-        let tokens = Tokens::load(&store, config.admin_token.as_deref()).await?;
-        tokens.spawn_refresher(store, config.follow_every);
+    /// Loads the directory from `store` and builds every configured workflow for `role`.
+    pub async fn start(store: Store, config: Config, role: Role) -> Result<Self> {
+        let directory = Directory::open(store, config.follow_every).await?;
+        let photos = Photos::new(config.photos_dir.clone());
+        let crm = match config.crm.clone() {
+            Some(c) => Some(Arc::new(Crm::load(c, directory.clone(), photos.clone()).await?)),
+            None => None,
+        };
+        // The MQTT session is the server's: a command must not take it over.
+        let (mqtt, link_events) = match (&config.mqtt, role) {
+            (Some(mqtt), Role::Server) => {
+                let (link, events) = lintel_doors::mqtt::MqttLink::start(mqtt)
+                    .map_err(|e| ServiceError::invalid(format!("[mqtt] is not usable: {e}")))?;
+                (Some(link), Some(events))
+            }
+            _ => (None, None),
+        };
+        let links = lintel_doors::Links { http: lintel_doors::device_client(), mqtt };
+        let members = crm.clone().map(|crm| crm as Arc<dyn MemberSource>);
+        let tokens = Tokens::load(&directory.store, config.admin_token.as_deref()).await?;
+        tokens.spawn_refresher(directory.store.clone(), config.follow_every);
         let decider = Arc::new(Decider::new(directory.clone(), config.pin_key, config.limiter).with_members(members));
         let doors = Arc::new(Doors::new(directory.clone(), decider.clone(), links));
         Ok(Self {
+            credentials: CredentialBuilder::new(config.pin_key),
+            config: Arc::new(config),
+            role,
             directory,
             decider,
             doors,
             tokens,
-            credentials: CredentialBuilder::new(config.pin_key),
             workers: Workers::new(),
+            photos,
+            crm,
+            link_events: Arc::new(std::sync::Mutex::new(link_events)),
         })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.directory.store
+    }
+
+    /// Starts the background work of every configured integration (for [`Role::Server`]).
+    pub async fn spawn_workers(&self) -> Result<()> {
+        debug_assert_eq!(self.role, Role::Server);
+        Ok(())
+    }
+
+    /// Stops the workers (within `deadline`) and closes the store.
+    pub async fn stop(&self, deadline: tokio::time::Instant) {
+        self.workers.stop();
+        self.workers.finished_by(deadline).await;
+        self.store().close().await;
     }
 }

@@ -34,7 +34,7 @@ pub async fn webhook(
         return Err(ApiError::invalid("lintel does not follow this event"));
     }
     let delivery = crate::cobot::delivery(cobot, &event, &parse_json(&body)?)?;
-    let bound = s.inner.config.max_pending_deliveries;
+    let bound = s.inner.services.config.max_pending_deliveries;
     match s.store().receive("cobot", &event, &delivery, bound).await? {
         Some(id) => Ok((StatusCode::ACCEPTED, Json(json!({"received": id})))),
         None => Err(ApiError::new(

@@ -4,12 +4,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use lintel_proto::Problem;
+use lintel_proto::{CardToWrite, Problem};
 use serde::Deserialize;
+
+use lintel_service::ServiceError;
 
 use crate::AppState;
 use crate::auth::Admin;
-use crate::crm::CardToWrite;
 use crate::problem::{ApiError, ApiJson, ApiPath};
 
 /// A member's CRM id, as text or as a JSON number.
@@ -45,7 +46,8 @@ pub async fn issue_card(
         MemberId::Text(id) => id,
         MemberId::Number(n) => n.to_string(),
     };
-    Ok(Json(crate::crm::issue_card(&s, &member).await?))
+    let crm = s.services().crm.as_ref().ok_or_else(|| ServiceError::not_configured("crm", "the makerspace CRM"))?;
+    Ok(Json(crm.issue_card(&member).await?))
 }
 
 /// A person's photo (`<person id>.jpg` in the photos folder; the CRM's members' photos
@@ -54,7 +56,12 @@ pub async fn issue_card(
     responses((status = 200, content_type = "image/jpeg", description = "the JPEG"),
         (status = 404, description = "no such person, or no photo", body = Problem)))]
 pub async fn photo(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    let jpeg = crate::crm::photo(&s, &id).await?.ok_or_else(|| ApiError::not_found(format!("{id:?} has no photo")))?;
+    let jpeg = s
+        .services()
+        .photos
+        .read(s.store(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{id:?} has no photo")))?;
     let headers = [(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=60")];
     Ok((headers, jpeg).into_response())
 }

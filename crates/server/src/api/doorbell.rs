@@ -110,7 +110,7 @@ pub async fn ring(
         },
         None => None,
     };
-    let image_url = match (&snapshot, &s.inner.config.public_url) {
+    let image_url = match (&snapshot, &s.inner.services.config.public_url) {
         (Some(snapshot), Some(public)) => {
             let id = secrets::generate("snap_");
             s.store().save_snapshot(&id, &snapshot.content_type, &snapshot.bytes, KEEP_SNAPSHOTS_MICROS).await?;
@@ -131,7 +131,7 @@ pub async fn ring(
     let event_id = recorded.first().map(|e| e.id.clone()).unwrap_or_default();
 
     let door_name = s.store().door(&config.door).await.map(|d| d.name).unwrap_or(config.door.clone());
-    let at = chrono::Utc::now().with_timezone(&s.inner.config.timezone).format("%H:%M");
+    let at = chrono::Utc::now().with_timezone(&s.inner.services.config.timezone).format("%H:%M");
     let text = format!(":bell: Someone is at the {door_name} ({at})");
     let blocks = super::slack::doorbell_blocks(&text, image_url.as_deref(), &config.door);
     let posted = slack.client.post_message(&config.channel, &text, &blocks).await;

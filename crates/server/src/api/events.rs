@@ -115,7 +115,7 @@ pub async fn attendance(
 ) -> Result<Json<Attendance>, ApiError> {
     let tz: Tz = match &q.tz {
         Some(name) => name.parse().map_err(|_| ApiError::invalid(format!("unknown time zone {name:?}")))?,
-        None => s.inner.config.timezone,
+        None => s.inner.services.config.timezone,
     };
     let by_group = match q.by.as_deref() {
         None => false,

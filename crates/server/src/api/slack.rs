@@ -499,7 +499,7 @@ async fn follow_up_click(
         }
         Err(e) => return tell_clicker(format!("The door could not be opened: {e}")).await,
     };
-    let at = chrono::Utc::now().with_timezone(&s.inner.config.timezone).format("%H:%M");
+    let at = chrono::Utc::now().with_timezone(&s.inner.services.config.timezone).format("%H:%M");
     let opened = if driven.confirmed { "Opened" } else { "Opening sent" };
     let note = format!("{opened} by <@{user}> at {at}");
     let channel = interaction

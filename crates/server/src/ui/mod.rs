@@ -48,9 +48,9 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
     let ui = Ui {
         app: app.clone(),
         sessions: Arc::new(session::Sessions::default()),
-        login_failures: Arc::new(FailureLimiter::new(config.limiter)),
+        login_failures: Arc::new(FailureLimiter::new(app.inner.services.config.limiter)),
         oidc: Arc::new(oidc::OidcLogin::new(config.oidc.clone())),
-        secure: config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+        secure: app.inner.services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
     };
     let signed_in = Router::new()
         .route("/ui/", get(pages::dashboard))

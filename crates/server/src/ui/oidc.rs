@@ -112,7 +112,7 @@ impl OidcLogin {
 
 /// Where the issuer sends the browser back to.
 fn redirect_uri(ui: &Ui, headers: &HeaderMap) -> String {
-    let base = match &ui.app.inner.config.public_url {
+    let base = match &ui.app.inner.services.config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
             let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");

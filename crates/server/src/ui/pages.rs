@@ -132,7 +132,7 @@ async fn check_ins(app: &AppState, events: &[&Event], doors: &[Door], tz: Tz) ->
     let mut photos = HashMap::new();
     for person in events.iter().filter_map(|e| e.person_id.as_deref()) {
         if !photos.contains_key(person) {
-            photos.insert(person, crate::crm::has_photo(app, person).await);
+            photos.insert(person, app.services().photos.exists(person).await);
         }
     }
     events
@@ -221,7 +221,7 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
     let app = &ui.app;
     let store = &app.store();
     let config = &app.inner.config;
-    let tz = config.timezone;
+    let tz = app.services().config.timezone;
     let now = Utc::now();
     let doors = store.doors().await?;
     let recent = recent_events(store, EventFilter::default(), 500).await?;
@@ -250,7 +250,7 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
             detail: format!("{offline} offline; {failed_count} failed openings in the last 24 h"),
         },
     });
-    if config.mqtt.is_some() {
+    if app.services().config.mqtt.is_some() {
         let controllers = crate::controllers::list(app).await?;
         let offline = controllers.iter().filter(|c| c.online == Some(false)).count();
         let drifting: Vec<&str> = controllers.iter().filter(|c| c.drift).map(|c| c.id.as_str()).collect();
@@ -769,7 +769,7 @@ fn credential_state(c: &Credential, r: Reason) -> String {
 
 async fn person_page(ui: &Ui, signed: &Signed, data: &PersonData, creds: CredsPanel) -> UiResult<PersonPage> {
     let app = &ui.app;
-    let tz = app.inner.config.timezone;
+    let tz = app.inner.services.config.timezone;
     let store = &app.store();
     let filter = EventFilter { person_id: Some(data.person.id.clone()), ..Default::default() };
     let events = recent_events(store, filter, 15).await?;
@@ -786,7 +786,7 @@ async fn person_page(ui: &Ui, signed: &Signed, data: &PersonData, creds: CredsPa
 
 pub async fn person(State(ui): State<Ui>, Extension(signed): Extension<Signed>, Path(id): Path<String>) -> UiResult {
     let data = PersonData::load(&ui.app, &id).await?;
-    let creds = data.creds(&signed.csrf, ui.app.inner.config.timezone);
+    let creds = data.creds(&signed.csrf, ui.app.inner.services.config.timezone);
     html(&person_page(&ui, &signed, &data, creds).await?)
 }
 
@@ -800,7 +800,7 @@ struct WhyFragment {
 pub async fn why(State(ui): State<Ui>, Path(id): Path<String>) -> UiResult {
     let data = PersonData::load(&ui.app, &id).await?;
     let index = ui.app.directory().index();
-    html(&WhyFragment { why: data.why(&index, ui.app.inner.config.timezone) })
+    html(&WhyFragment { why: data.why(&index, ui.app.inner.services.config.timezone) })
 }
 
 /// Answers a credential form: the panel (and the "why" table) to htmx, the whole page
@@ -813,7 +813,7 @@ async fn after_credential_change(
     outcome: Result<(Option<ShownOnce>, String), UiError>,
 ) -> UiResult {
     let data = PersonData::load(&ui.app, person_id).await?;
-    let tz = ui.app.inner.config.timezone;
+    let tz = ui.app.inner.services.config.timezone;
     let mut creds = data.creds(&signed.csrf, tz);
     let status = match outcome {
         Ok((shown_once, notice)) => {
@@ -974,7 +974,7 @@ pub async fn doors(State(ui): State<Ui>, Extension(signed): Extension<Signed>) -
     let store = &ui.app.store();
     let doors = store.doors().await?;
     let recent = recent_events(store, EventFilter::default(), 500).await?;
-    let tz = ui.app.inner.config.timezone;
+    let tz = ui.app.inner.services.config.timezone;
     let now = Utc::now();
     html(&DoorsPage {
         page: ctx(&signed, "doors"),
@@ -1060,7 +1060,7 @@ struct OpenFragment {
 
 async fn door_page(ui: &Ui, signed: &Signed, id: &str, confirm: bool, outcome: Option<Outcome>) -> UiResult<DoorPage> {
     let store = &ui.app.store();
-    let tz = ui.app.inner.config.timezone;
+    let tz = ui.app.inner.services.config.timezone;
     let door = store.door(id).await?;
     let filter = EventFilter { door: Some(id.to_owned()), ..Default::default() };
     let events = recent_events(store, filter, 15).await?;
@@ -1160,7 +1160,7 @@ fn range(q: &AttendanceQuery, today: NaiveDate) -> Result<Range, UiError> {
 
 async fn attendance_days(app: &AppState, r: &Range) -> Result<ByDay, UiError> {
     let store = &app.store();
-    Ok(lintel_service::attendance::days(store, app.inner.config.timezone, r.from, r.to, r.by_group).await?)
+    Ok(lintel_service::attendance::days(store, app.inner.services.config.timezone, r.from, r.to, r.by_group).await?)
 }
 
 pub struct Bar {
@@ -1302,7 +1302,7 @@ pub async fn attendance(
     Query(q): Query<AttendanceQuery>,
 ) -> UiResult {
     let app = &ui.app;
-    let tz = app.inner.config.timezone;
+    let tz = app.inner.services.config.timezone;
     let today = Utc::now().with_timezone(&tz).date_naive();
     let (r, error) = match range(&q, today) {
         Ok(r) => (r, None),
@@ -1336,7 +1336,7 @@ fn cell(s: &str) -> String {
 
 pub async fn attendance_csv(State(ui): State<Ui>, Query(q): Query<AttendanceQuery>) -> UiResult {
     let app = &ui.app;
-    let tz = app.inner.config.timezone;
+    let tz = app.inner.services.config.timezone;
     let today = Utc::now().with_timezone(&tz).date_naive();
     let r = range(&q, today)?;
     let days = attendance_days(app, &r).await?;
@@ -1395,14 +1395,20 @@ pub async fn display(State(ui): State<Ui>) -> UiResult {
     let recent = recent_events(store, filter, 500).await?;
     let latest: Vec<&Event> = recent.iter().filter(|e| is_check_in(e)).take(DISPLAY_TILES).collect();
     let doors = store.doors().await?;
-    html(&DisplayPage { items: check_ins(&ui.app, &latest, &doors, ui.app.inner.config.timezone).await })
+    html(&DisplayPage { items: check_ins(&ui.app, &latest, &doors, ui.app.inner.services.config.timezone).await })
 }
 
 /// A person's photo for the pages (the display's tiles), behind the UI session: the
 /// API's photo route wants a bearer token, which a page's `<img>` cannot send.
 pub async fn photo(State(ui): State<Ui>, Path(id): Path<String>) -> UiResult {
     validate::id("id", &id)?;
-    let jpeg = crate::crm::photo(&ui.app, &id).await?.ok_or_else(|| UiError::not_found("There is no photo."))?;
+    let jpeg = ui
+        .app
+        .services()
+        .photos
+        .read(ui.app.store(), &id)
+        .await?
+        .ok_or_else(|| UiError::not_found("There is no photo."))?;
     let headers = [(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=300")];
     Ok((headers, jpeg).into_response())
 }
@@ -1411,7 +1417,7 @@ pub async fn photo(State(ui): State<Ui>, Path(id): Path<String>) -> UiResult {
 pub async fn live_fragment(app: &AppState, e: &Event, view: super::live::View) -> Option<String> {
     use super::live::View;
     let store = &app.store();
-    let tz = app.inner.config.timezone;
+    let tz = app.inner.services.config.timezone;
     let doors = store.doors().await.ok()?;
     match view {
         View::Feed => {

@@ -22,22 +22,21 @@
 //! factory serial such as `04A1B2C3`) is never looked up.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::decide::{Looked, MemberLookup as Wanted, MemberSource};
 use chrono::Utc;
 use lintel_connectors::crm::{self, CrmError, Person as CrmPerson};
 use lintel_core::credential::normalize_uid;
 use lintel_core::{Decision, Index, Pk, Reason};
-use lintel_proto::{CredentialKind, CredentialStatus, NewPerson, PersonPatch, PersonStatus, PresentedCredential};
-use lintel_service::decide::{Looked, MemberLookup as Wanted, MemberSource};
+use lintel_proto::{CardToWrite, CredentialKind, CredentialStatus, PersonPatch, PersonStatus, PresentedCredential};
 use lintel_store::{CrmMember, StoreError};
-use serde::Serialize;
 
-use crate::problem::ApiError;
-use crate::{AppState, ServeError};
-use lintel_service::Directory;
+use crate::directory::Directory;
+use crate::people::{ExternalPerson, Identity};
+use crate::photos::Photos;
+use crate::{Result, ServiceError, people, validate};
 
 /// The `[crm]` settings.
 #[derive(Clone, Debug)]
@@ -54,8 +53,6 @@ pub struct CrmConfig {
     pub stale_after: Duration,
     /// The group members are put in (its grants open their doors).
     pub group: Option<String>,
-    /// Where photos are kept, as `<person id>.jpg`.
-    pub photos_dir: PathBuf,
     /// How long a door waits for the CRM.
     pub timeout: Duration,
 }
@@ -67,6 +64,7 @@ pub struct Crm {
     pub config: CrmConfig,
     client: crm::Client,
     directory: Arc<Directory>,
+    photos: Photos,
     /// Person key -> when their data was fetched (unix microseconds).
     fetched: RwLock<HashMap<Pk, i64>>,
     /// Fetched data is applied one member at a time, so two taps of a new card make one person.
@@ -106,14 +104,14 @@ fn crm_id_of_member(presented: &str) -> Option<String> {
 }
 
 /// A member id as an operator may type it (`00123` is member 123).
-fn member_id(typed: &str) -> Result<String, ApiError> {
+fn member_id(typed: &str) -> Result<String> {
     let digits = typed.trim();
     let id = digits.trim_start_matches('0');
     let id = if id.is_empty() && !digits.is_empty() { "0" } else { id };
     if crm::valid_id(id) {
         Ok(id.to_owned())
     } else {
-        Err(ApiError::invalid("member must be the CRM's person id: 1 to 32 digits"))
+        Err(ServiceError::invalid("member must be the CRM's person id: 1 to 32 digits"))
     }
 }
 
@@ -141,31 +139,17 @@ impl MemberSource for Crm {
     }
 }
 
-/// What to write on a member's card.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct CardToWrite {
-    /// The member's CRM id.
-    pub member: String,
-    /// The card's UID (the id, with a leading 0 when its digit count is odd).
-    pub uid: String,
-    /// The CRM's current revocation code (its external-id field); `null` when it has none.
-    pub revocation_code: Option<String>,
-    /// The member's person in lintel.
-    pub person_id: String,
-    /// Whether they hold the configured membership (a card of a member who does not is
-    /// refused with `person_suspended`).
-    pub in_good_standing: bool,
-}
-
 impl Crm {
-    pub async fn load(config: CrmConfig, directory: Arc<Directory>) -> Result<Self, ServeError> {
+    pub async fn load(config: CrmConfig, directory: Arc<Directory>, photos: Photos) -> Result<Self> {
         let client =
-            crm::Client::new(&config.base_url, &config.token_url, &config.username, &config.password, config.timeout)?;
+            crm::Client::new(&config.base_url, &config.token_url, &config.username, &config.password, config.timeout)
+                .map_err(|e| ServiceError::invalid(format!("[crm] is not usable: {e}")))?;
         let fetched = directory.store.crm_fetched().await?.into_iter().collect();
         Ok(Self {
             config,
             client,
             directory,
+            photos,
             fetched: RwLock::new(fetched),
             applying: tokio::sync::Mutex::new(()),
             paused: Mutex::new(None),
@@ -260,15 +244,15 @@ impl Crm {
                     Looked::Found
                 }
                 Err(e) => {
-                    tracing::warn!(member = %wanted.member, error = %e.detail, "CRM member not applied");
-                    Looked::Failed(format!("the CRM's answer was not applied: {}", e.detail))
+                    tracing::warn!(member = %wanted.member, error = %e, "CRM member not applied");
+                    Looked::Failed(format!("the CRM's answer was not applied: {e}"))
                 }
             },
             Ok(None) => {
                 if wanted.known.is_some()
                     && let Err(e) = self.gone(&wanted.member).await
                 {
-                    tracing::warn!(member = %wanted.member, error = %e.detail, "gone CRM member not suspended");
+                    tracing::warn!(member = %wanted.member, error = %e, "gone CRM member not suspended");
                 }
                 Looked::NotFound
             }
@@ -287,67 +271,24 @@ impl Crm {
 
     /// Makes the directory match what the CRM says about a member. Idempotent: nothing is
     /// written when nothing changed.
-    async fn apply(&self, crm_id: &str, p: &CrmPerson) -> Result<CardToWrite, ApiError> {
+    async fn apply(&self, crm_id: &str, p: &CrmPerson) -> Result<CardToWrite> {
         let code = p.external_id.clone();
         if let Some(code) = &code {
-            lintel_service::validate::text("the CRM's external id (the revocation code)", code, 64)?;
+            validate::text("the CRM's external id (the revocation code)", code, 64)?;
         }
         let _one_at_a_time = self.applying.lock().await;
         let directory = &self.directory;
         let store = &directory.store;
-        let id = person_id(crm_id);
-        let full = p.full_name();
-        let name: String = if full.is_empty() { format!("Member {crm_id}") } else { full };
-        let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
-        let email = p.email.clone().filter(|e| lintel_service::validate::email(e).is_ok());
         let good = p.holds(self.config.membership.as_deref());
-        let status = if good { PersonStatus::Active } else { PersonStatus::Suspended };
-        let skills: Vec<String> = p
-            .skills
-            .iter()
-            .filter(|s| lintel_service::validate::text("a skill", s, 64).is_ok())
-            .take(100)
-            .cloned()
-            .collect();
-        let groups = match store.person(&id).await {
-            Ok(person) => {
-                let mut external_ids = person.external_ids.clone();
-                external_ids.insert("crm".into(), crm_id.to_owned());
-                let patch = PersonPatch {
-                    name: (person.name != name).then(|| name.clone()),
-                    email: (person.email != email).then(|| email.clone()),
-                    status: (person.status != status).then_some(status),
-                    skills: (person.skills != skills).then(|| skills.clone()),
-                    external_ids: (person.external_ids != external_ids).then_some(external_ids),
-                    ..Default::default()
-                };
-                let changed = patch.name.is_some()
-                    || patch.email.is_some()
-                    || patch.status.is_some()
-                    || patch.skills.is_some()
-                    || patch.external_ids.is_some();
-                if changed {
-                    let pid = id.clone();
-                    directory.write(move |store| async move { store.patch_person(&pid, &patch).await }).await?;
-                }
-                person.groups
-            }
-            Err(StoreError::NotFound { .. }) => {
-                let new = NewPerson {
-                    id: Some(id.clone()),
-                    name,
-                    email,
-                    status,
-                    skills,
-                    external_ids: [("crm".to_owned(), crm_id.to_owned())].into(),
-                    ..Default::default()
-                };
-                let pid = id.clone();
-                directory.write(move |store| async move { store.create_person(&new, &pid).await }).await?;
-                Vec::new()
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let mut member = ExternalPerson::new("crm", crm_id, Identity::Derived(person_id(crm_id)));
+        member.name = Some(p.full_name());
+        member.fallback_name = format!("Member {crm_id}");
+        member.email = p.email.clone();
+        member.status = Some(if good { PersonStatus::Active } else { PersonStatus::Suspended });
+        member.skills =
+            Some(p.skills.iter().filter(|s| validate::text("a skill", s, 64).is_ok()).take(100).cloned().collect());
+        let upserted = people::upsert(directory, member).await?;
+        let (id, groups) = (upserted.id, upserted.groups);
         if let Some(group) = self.config.group.clone()
             && !groups.contains(&group)
         {
@@ -374,7 +315,7 @@ impl Crm {
             None => !cards.iter().any(|c| c.revocation_code == code),
         };
         if issue {
-            let record = lintel_service::credentials::card(&uid, code.clone())?.record;
+            let record = crate::credentials::card(&uid, code.clone())?.record;
             let pid = id.clone();
             directory.write(move |store| async move { store.issue_credential(&pid, &record).await }).await?;
         }
@@ -394,7 +335,7 @@ impl Crm {
     }
 
     /// The CRM no longer has a member lintel knows: their person is suspended.
-    async fn gone(&self, crm_id: &str) -> Result<(), ApiError> {
+    async fn gone(&self, crm_id: &str) -> Result<()> {
         let _one_at_a_time = self.applying.lock().await;
         let store = &self.directory.store;
         let id = person_id(crm_id);
@@ -426,103 +367,38 @@ impl Crm {
 
     /// Looks a member up (whatever lintel knows) and brings lintel's copy up to date: what
     /// an operator does before writing a card.
-    pub async fn issue_card(&self, member: &str) -> Result<CardToWrite, ApiError> {
+    pub async fn issue_card(&self, member: &str) -> Result<CardToWrite> {
         let crm_id = member_id(member)?;
         // An operator waits longer than a door: the token may have to be fetched too.
         let person = match self.fetch(&crm_id, self.config.timeout * 3).await {
             Ok(Some(p)) => p,
             Ok(None) => {
                 self.gone(&crm_id).await?;
-                return Err(ApiError::new(
-                    axum::http::StatusCode::NOT_FOUND,
+                return Err(ServiceError::unknown(
                     "unknown-member",
                     format!("the makerspace CRM has no member {crm_id}"),
                 ));
             }
-            Err(e) => return Err(crm_unreachable(&e)),
+            Err(e) => return Err(ServiceError::upstream("crm", e.to_string(), e.is_transient())),
         };
         let card = self.apply(&crm_id, &person).await?;
         self.save_photo(&card.person_id, &crm_id).await;
         Ok(card)
     }
 
-    pub fn photo_path(&self, person_id: &str) -> Option<PathBuf> {
-        photo_path(&self.config.photos_dir, person_id)
-    }
-
     /// Fetches a member's photo into the photos folder (best effort: a failure is logged
     /// and the photo kept as it was; a photo the CRM no longer has is removed).
     async fn save_photo(&self, person_id: &str, crm_id: &str) {
-        let Some(path) = self.photo_path(person_id) else { return };
         let fetched = tokio::time::timeout(self.config.timeout * 5, self.client.photo(crm_id)).await;
         let result = match fetched.unwrap_or(Err(CrmError::TimedOut)) {
-            Ok(Some(jpeg)) => {
-                let partial = path.with_extension("jpg.partial");
-                async {
-                    tokio::fs::create_dir_all(&self.config.photos_dir).await?;
-                    tokio::fs::write(&partial, &jpeg).await?;
-                    tokio::fs::rename(&partial, &path).await
-                }
-                .await
-                .map_err(|e| format!("not saved in {}: {e}", self.config.photos_dir.display()))
-            }
-            Ok(None) => match tokio::fs::remove_file(&path).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
-                _ => Ok(()),
-            },
+            Ok(Some(jpeg)) => self.photos.save(person_id, &jpeg).await,
+            Ok(None) => self.photos.remove(person_id).await,
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = result {
             tracing::warn!(person = person_id, %error, "member photo not fetched");
         }
     }
-}
-
-fn crm_unreachable(e: &CrmError) -> ApiError {
-    ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "crm-unreachable", e.to_string())
-}
-
-pub(crate) fn crm_of(s: &AppState) -> Result<&Arc<Crm>, ApiError> {
-    s.inner.crm.as_ref().ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "not-configured",
-            "the makerspace CRM is not configured ([crm])",
-        )
-    })
-}
-
-/// Looks a member up in the CRM, updates lintel's copy, and says what to write on their
-/// card (`lintel card issue --member ID`, `POST /api/v1/crm/cards`).
-pub async fn issue_card(s: &AppState, member: &str) -> Result<CardToWrite, ApiError> {
-    crm_of(s)?.issue_card(member).await
-}
-
-/// Where a person's photo is kept; `None` for an id that could leave the folder.
-fn photo_path(dir: &std::path::Path, person_id: &str) -> Option<PathBuf> {
-    let safe = lintel_service::validate::id("id", person_id).is_ok() && !person_id.contains("..");
-    safe.then(|| dir.join(format!("{person_id}.jpg")))
-}
-
-/// A person's photo (JPEG), for the API and the web UI; `None` when there is none. An
-/// unknown person is a 404.
-pub async fn photo(s: &AppState, person_id: &str) -> Result<Option<Vec<u8>>, ApiError> {
-    let Some(path) = photo_path(&s.inner.config.photos_dir, person_id) else { return Ok(None) };
-    s.store().person(person_id).await?;
-    match tokio::fs::read(&path).await {
-        Ok(jpeg) => Ok(Some(jpeg)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "photo not readable");
-            Ok(None)
-        }
-    }
-}
-
-/// Whether a person has a photo (for pages, which show initials otherwise).
-pub async fn has_photo(s: &AppState, person_id: &str) -> bool {
-    let Some(path) = photo_path(&s.inner.config.photos_dir, person_id) else { return false };
-    tokio::fs::try_exists(&path).await.unwrap_or(false)
 }
 
 #[cfg(test)]
