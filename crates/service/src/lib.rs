@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod decide;
 pub mod directory;
 pub mod doors;
+pub mod edits;
 mod error;
 pub mod follow;
 pub mod integrations;

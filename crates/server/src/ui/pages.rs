@@ -15,7 +15,7 @@ use lintel_core::{CredentialKey, Decision, Index, Pk, Query as IndexQuery};
 use lintel_proto::{
     Credential, CredentialKind, CredentialStatus, Door, DriverConfig, Event, Grant, Group, Person, PersonStatus, Reason,
 };
-use lintel_store::{EventFilter, NewCredentialRecord, PersonFilter, Store, StoreError, grant_id};
+use lintel_store::{EventFilter, PersonFilter, Store, StoreError, grant_id};
 use serde::Deserialize;
 
 use super::session::Signed;
@@ -857,25 +857,21 @@ fn new_credential(
     app: &AppState,
     kind: &str,
     form: &IssueForm,
-) -> Result<(NewCredentialRecord, Option<ShownOnce>), UiError> {
+) -> Result<(lintel_service::credentials::Built, &'static str), UiError> {
     use lintel_service::credentials;
-    let labelled = |built: credentials::Built, label| {
-        let shown = built.shown_once.map(|value| ShownOnce { label, value });
-        (built.record, shown)
-    };
     Ok(match kind {
         "card" => {
             let code = Some(form.revocation_code.trim().to_owned()).filter(|c| !c.is_empty());
             let card = credentials::card(form.uid.trim(), code).map_err(|e| UiError::invalid(format!("Card: {e}")))?;
-            labelled(card, "")
+            (card, "")
         }
         "pin" => {
             let pin =
                 app.services().credentials.pin(form.pin.trim()).map_err(|e| UiError::invalid(format!("PIN: {e}")))?;
-            labelled(pin, "")
+            (pin, "")
         }
-        "secret" => labelled(credentials::secret(), "Personal secret"),
-        "backup_code" => labelled(credentials::backup_code(), "Backup code"),
+        "secret" => (credentials::secret(), "Personal secret"),
+        "backup_code" => (credentials::backup_code(), "Backup code"),
         _ => return Err(UiError::invalid("Choose what to issue: a card, a PIN, a personal secret or a backup code.")),
     })
 }
@@ -888,10 +884,8 @@ pub async fn issue_credential(
     Form(form): Form<IssueForm>,
 ) -> UiResult {
     let outcome = async {
-        let (record, shown) = new_credential(&ui.app, &form.kind, &form)?;
-        let person = id.clone();
-        let d = &ui.app.directory();
-        let issued = d.write(move |store| async move { store.issue_credential(&person, &record).await }).await?.value;
+        let (built, label) = new_credential(&ui.app, &form.kind, &form)?;
+        let (issued, shown) = issue(&ui.app, &id, built, label).await?;
         Ok((shown, format!("Issued {}.", credential_name(&issued))))
     }
     .await;
@@ -907,11 +901,21 @@ async fn persons_credential(app: &AppState, person: &str, credential: &str) -> R
     Ok(c)
 }
 
+/// Issues a credential, with what to show once (a generated secret), labelled.
+async fn issue(
+    app: &AppState,
+    person: &str,
+    built: lintel_service::credentials::Built,
+    label: &'static str,
+) -> Result<(Credential, Option<ShownOnce>), UiError> {
+    let mut issued = app.directory().issue_credential(person.to_owned(), built).await?;
+    let shown = issued.secret.take().map(|value| ShownOnce { label, value });
+    Ok((issued, shown))
+}
+
 async fn revoke(app: &AppState, signed: &Signed, credential: &str) -> Result<Credential, UiError> {
     let reason = format!("revoked in the web UI by {}", signed.who.label());
-    let id = credential.to_owned();
-    let d = &app.directory();
-    Ok(d.write(move |store| async move { store.revoke_credential(&id, &reason).await }).await?.value)
+    Ok(app.directory().revoke_credential(credential.to_owned(), reason).await?)
 }
 
 pub async fn revoke_credential(
@@ -948,13 +952,11 @@ pub async fn regenerate_credential(
         };
         let form =
             IssueForm { kind: kind.into(), uid: String::new(), revocation_code: String::new(), pin: String::new() };
-        let (record, shown) = new_credential(&ui.app, kind, &form)?;
+        let (built, label) = new_credential(&ui.app, kind, &form)?;
         if c.status == CredentialStatus::Active {
             revoke(&ui.app, &signed, &credential).await?;
         }
-        let person = id.clone();
-        let d = &ui.app.directory();
-        let issued = d.write(move |store| async move { store.issue_credential(&person, &record).await }).await?.value;
+        let (issued, shown) = issue(&ui.app, &id, built, label).await?;
         Ok((shown, format!("Replaced {} with {}.", credential_name(&c), credential_name(&issued))))
     }
     .await;

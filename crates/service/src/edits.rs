@@ -1,0 +1,270 @@
+//! Operators' edits of the directory (the API, the web UI, the CLI): checked as the API's
+//! contract says, then written through [`Directory::write`], so that the next decision
+//! already sees them. Syncs from other systems write through the same store calls, with
+//! records they build themselves (see [`crate::people`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use lintel_core::CompiledSchedule;
+use lintel_proto::{
+    Credential, Door, DoorPatch, DriverConfig, Grant, Group, NewDoor, NewGrant, NewGroup, NewPerson, Person,
+    PersonPatch,
+};
+use lintel_store::NewGrantRecord;
+use serde_json::{Map, Value};
+
+use crate::credentials::Built;
+use crate::directory::Directory;
+use crate::{Result, ServiceError, secrets, validate};
+
+/// How long a door opens when its settings do not say.
+const DEFAULT_OPEN_SECONDS: u32 = 5;
+const MAX_OPEN_SECONDS: u32 = 3600;
+
+/// A person's fields as an edit gives them (`None`: not given).
+#[derive(Default)]
+struct PersonFields<'a> {
+    name: Option<&'a str>,
+    email: Option<&'a str>,
+    phone: Option<&'a str>,
+    skills: Option<&'a [String]>,
+    attributes: Option<&'a Map<String, Value>>,
+    external_ids: Option<&'a BTreeMap<String, String>>,
+}
+
+impl PersonFields<'_> {
+    fn check(&self) -> Result<()> {
+        if let Some(v) = self.name {
+            validate::name("name", v)?;
+        }
+        if let Some(v) = self.email {
+            validate::email(v)?;
+        }
+        if let Some(v) = self.phone {
+            validate::phone(v)?;
+        }
+        if let Some(v) = self.skills {
+            validate::skills(v)?;
+        }
+        if let Some(v) = self.attributes {
+            validate::attributes(v)?;
+        }
+        if let Some(v) = self.external_ids {
+            validate::external_ids(v)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_door_fields(
+    name: Option<&str>,
+    driver: Option<&DriverConfig>,
+    skill: Option<&str>,
+    seconds: Option<u32>,
+) -> Result<()> {
+    if let Some(v) = name {
+        validate::name("name", v)?;
+    }
+    if let Some(d) = driver {
+        lintel_doors::validate(d).map_err(|e| ServiceError::invalid(e.to_string()))?;
+    }
+    if let Some(v) = skill {
+        validate::text("required_skill", v, 64)?;
+    }
+    if let Some(v) = seconds
+        && !(1..=MAX_OPEN_SECONDS).contains(&v)
+    {
+        return Err(ServiceError::invalid(format!("open_seconds is 1 to {MAX_OPEN_SECONDS}")));
+    }
+    Ok(())
+}
+
+/// A grant as the API describes it, checked whole, as the store keeps it.
+fn grant_record(g: NewGrant) -> Result<NewGrantRecord> {
+    match (&g.person_id, &g.group_id) {
+        (Some(_), None) | (None, Some(_)) => {}
+        _ => return Err(ServiceError::invalid("a grant names exactly one of person_id and group_id")),
+    }
+    if g.doors.is_some() && g.door_group.is_some() {
+        return Err(ServiceError::invalid("a grant names doors or a door_group, not both"));
+    }
+    if g.person_id.is_some() && g.doors.is_none() && g.door_group.is_none() {
+        return Err(ServiceError::invalid("a person's grant names its doors or a door_group"));
+    }
+    if g.doors.as_ref().is_some_and(|d| d.is_empty() || d.len() > 1000) {
+        return Err(ServiceError::invalid("doors lists 1 to 1000 doors"));
+    }
+    if let (Some(from), Some(until)) = (g.valid_from, g.valid_until)
+        && from >= until
+    {
+        return Err(ServiceError::invalid("valid_from must be before valid_until"));
+    }
+    if let Some(schedule) = &g.schedule {
+        if schedule.rules.len() > 100 {
+            return Err(ServiceError::invalid("a schedule has at most 100 rules"));
+        }
+        CompiledSchedule::compile(schedule).map_err(|e| ServiceError::invalid(format!("schedule: {e}")))?;
+    }
+    if g.passes == Some(0) {
+        return Err(ServiceError::invalid("passes is at least 1 (leave it out for unlimited entry)"));
+    }
+    if let Some(source) = &g.source {
+        validate::text("source", source, 200)?;
+    }
+    Ok(NewGrantRecord {
+        person_id: g.person_id,
+        group_id: g.group_id,
+        doors: g.doors,
+        door_group: g.door_group,
+        schedule: g.schedule,
+        valid_from: g.valid_from.map(|t| t.timestamp_micros()),
+        valid_until: g.valid_until.map(|t| t.timestamp_micros()),
+        passes: g.passes,
+        source: g.source,
+    })
+}
+
+/// A door as it is shown: its driver's secrets replaced.
+pub fn redacted(mut door: Door) -> Door {
+    door.driver = door.driver.redacted();
+    door
+}
+
+impl Directory {
+    pub async fn create_person(self: &Arc<Self>, p: NewPerson) -> Result<Person> {
+        let id = match &p.id {
+            Some(id) => {
+                validate::id("id", id)?;
+                id.clone()
+            }
+            None => secrets::person_id(),
+        };
+        PersonFields {
+            name: Some(&p.name),
+            email: p.email.as_deref(),
+            phone: p.phone.as_deref(),
+            skills: Some(&p.skills),
+            attributes: Some(&p.attributes),
+            external_ids: Some(&p.external_ids),
+        }
+        .check()?;
+        Ok(self.write(move |store| async move { store.create_person(&p, &id).await }).await?.value)
+    }
+
+    /// Changes a person (a merge patch).
+    pub async fn patch_person(self: &Arc<Self>, id: String, p: PersonPatch) -> Result<Person> {
+        PersonFields {
+            name: p.name.as_deref(),
+            email: p.email.as_ref().and_then(|e| e.as_deref()),
+            phone: p.phone.as_ref().and_then(|e| e.as_deref()),
+            skills: p.skills.as_deref(),
+            attributes: p.attributes.as_ref(),
+            external_ids: p.external_ids.as_ref(),
+        }
+        .check()?;
+        Ok(self.write(move |store| async move { store.patch_person(&id, &p).await }).await?.value)
+    }
+
+    /// Removes a person; their credentials stop working at once.
+    pub async fn delete_person(self: &Arc<Self>, id: String) -> Result<()> {
+        self.write(move |store| async move { store.delete_person(&id).await }).await?;
+        Ok(())
+    }
+
+    /// Issues a built credential (see [`crate::CredentialBuilder`]); a generated secret is
+    /// in the answer, once.
+    pub async fn issue_credential(self: &Arc<Self>, person: String, built: Built) -> Result<Credential> {
+        let Built { record, shown_once } = built;
+        let mut credential =
+            self.write(move |store| async move { store.issue_credential(&person, &record).await }).await?.value;
+        credential.secret = shown_once;
+        Ok(credential)
+    }
+
+    /// Revokes a credential, saying by whom or why; it stops working at once.
+    pub async fn revoke_credential(self: &Arc<Self>, id: String, reason: String) -> Result<Credential> {
+        Ok(self.write(move |store| async move { store.revoke_credential(&id, &reason).await }).await?.value)
+    }
+
+    pub async fn create_door(self: &Arc<Self>, door: NewDoor) -> Result<Door> {
+        validate::id("id", &door.id)?;
+        check_door_fields(Some(&door.name), Some(&door.driver), door.required_skill.as_deref(), door.open_seconds)?;
+        let seconds = door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS);
+        let written = self.write(move |store| async move { store.create_door(&door, seconds).await }).await?;
+        Ok(redacted(written.value))
+    }
+
+    pub async fn patch_door(self: &Arc<Self>, id: String, p: DoorPatch) -> Result<Door> {
+        check_door_fields(
+            p.name.as_deref(),
+            p.driver.as_ref(),
+            p.required_skill.as_ref().and_then(|s| s.as_deref()),
+            p.open_seconds,
+        )?;
+        Ok(redacted(self.write(move |store| async move { store.patch_door(&id, &p).await }).await?.value))
+    }
+
+    /// Removes a door, and it from every group and grant.
+    pub async fn delete_door(self: &Arc<Self>, id: String) -> Result<()> {
+        self.write(move |store| async move { store.delete_door(&id).await }).await?;
+        Ok(())
+    }
+
+    pub async fn create_group(self: &Arc<Self>, g: NewGroup) -> Result<Group> {
+        validate::id("id", &g.id)?;
+        validate::name("name", &g.name)?;
+        g.doors.iter().try_for_each(|door| validate::id("a door", door))?;
+        Ok(self.write(move |store| async move { store.create_group(&g.id, &g.name, &g.doors).await }).await?.value)
+    }
+
+    /// Removes a group, its memberships and its grants.
+    pub async fn delete_group(self: &Arc<Self>, id: String) -> Result<()> {
+        self.write(move |store| async move { store.delete_group(&id).await }).await?;
+        Ok(())
+    }
+
+    /// Puts a person in a group or takes them out (idempotent).
+    pub async fn set_member(self: &Arc<Self>, group: String, person: String, member: bool) -> Result<()> {
+        self.write(move |store| async move { store.set_member(&group, &person, member).await }).await?;
+        Ok(())
+    }
+
+    pub async fn create_grant(self: &Arc<Self>, g: NewGrant) -> Result<Grant> {
+        let record = grant_record(g)?;
+        Ok(self.write(move |store| async move { store.create_grant(&record).await }).await?.value)
+    }
+
+    pub async fn delete_grant(self: &Arc<Self>, id: String) -> Result<()> {
+        self.write(move |store| async move { store.delete_grant(&id).await }).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(v: Value) -> Result<NewGrantRecord> {
+        grant_record(serde_json::from_value(v).expect("a grant"))
+    }
+
+    #[test]
+    fn grants_are_checked_whole() {
+        assert!(grant(serde_json::json!({"person_id": "ann", "doors": ["front"]})).is_ok());
+        for bad in [
+            serde_json::json!({"doors": ["front"]}),
+            serde_json::json!({"person_id": "ann", "group_id": "g", "doors": ["front"]}),
+            serde_json::json!({"person_id": "ann"}),
+            serde_json::json!({"person_id": "ann", "doors": []}),
+            serde_json::json!({"person_id": "ann", "doors": ["front"], "door_group": "g"}),
+            serde_json::json!({"person_id": "ann", "doors": ["front"], "passes": 0}),
+            serde_json::json!({"person_id": "ann", "doors": ["front"],
+                "valid_from": "2026-01-02T00:00:00Z", "valid_until": "2026-01-01T00:00:00Z"}),
+            serde_json::json!({"person_id": "ann", "doors": ["front"],
+                "schedule": {"tz": "Mars/Olympus", "rules": []}}),
+        ] {
+            assert!(matches!(grant(bad.clone()), Err(ServiceError::Invalid(_))), "{bad}");
+        }
+    }
+}
