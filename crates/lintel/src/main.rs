@@ -1,6 +1,5 @@
 //! The `lintel` binary: the server and the operator's commands.
 
-mod backup_codes;
 mod badges;
 mod bench;
 mod config;
@@ -315,22 +314,12 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             match command {
                 TokenCommand::Create { name, scope, door } => {
-                    let valid = !name.is_empty()
-                        && name.len() <= 64
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-                    anyhow::ensure!(valid, "a token name is 1 to 64 letters, digits, - _ .");
                     let scope = match (scope.as_str(), door) {
                         ("admin", None) => lintel_store::TokenScope::Admin,
                         ("admin", Some(_)) => anyhow::bail!("--door goes with --scope decisions"),
-                        (_, door) => {
-                            if let Some(door) = &door {
-                                lintel_service::validate::id("door", door)?;
-                            }
-                            lintel_store::TokenScope::Decisions { door }
-                        }
+                        (_, door) => lintel_store::TokenScope::Decisions { door },
                     };
-                    let token = lintel_service::secrets::generate("lat_");
-                    store.create_token(&name, &hex::encode(lintel_service::secrets::digest(&token)), &scope).await?;
+                    let token = lintel_service::tokens::create(&store, &name, &scope).await?;
                     println!("{token}");
                     eprintln!("token {name:?} created; it is shown only this once");
                 }
@@ -377,8 +366,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::BackupCodes { door, count } => {
             let store = open_store(&config).await?;
-            let codes = backup_codes::run(&store, &door, count).await?;
+            let codes = lintel_service::backup_codes::issue(&store, &door, count).await;
             store.close().await;
+            let codes = codes?;
             for code in codes {
                 println!("{code}");
             }

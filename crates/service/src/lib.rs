@@ -4,6 +4,7 @@
 //! over it, built by one composition root ([`Services`]).
 
 pub mod attendance;
+pub mod backup_codes;
 pub mod credentials;
 pub mod decide;
 pub mod directory;

@@ -1,16 +1,18 @@
-//! `lintel backup-codes --door front --count 10`: single-use codes for the day the chat
+//! Backup codes (`lintel backup-codes --door front --count 10`): single-use codes for the day the chat
 //! workspace or the internet is gone. They belong to a person of their own per door
 //! (`backup-<door>`), whose one grant is that door, so revoking them is one DELETE.
 
-use anyhow::{Context, bail};
 use lintel_proto::NewPerson;
 use lintel_store::{NewGrantRecord, Store, StoreError};
 
-pub async fn run(store: &Store, door: &str, count: u32) -> anyhow::Result<Vec<String>> {
+use crate::{Result, ServiceError};
+
+/// Issues `count` (1 to 100) new codes for `door` and returns them, to be shown once.
+pub async fn issue(store: &Store, door: &str, count: u32) -> Result<Vec<String>> {
     if !(1..=100).contains(&count) {
-        bail!("--count is 1 to 100");
+        return Err(ServiceError::invalid("the count of backup codes is 1 to 100"));
     }
-    let door = store.door(door).await.with_context(|| format!("door {door:?}"))?;
+    let door = store.door(door).await?;
     let holder = format!("backup-{}", door.id);
     match store.person(&holder).await {
         Ok(_) => {}
@@ -30,7 +32,7 @@ pub async fn run(store: &Store, door: &str, count: u32) -> anyhow::Result<Vec<St
         };
         store.create_grant(&grant).await?;
     }
-    let built: Vec<_> = (0..count).map(|_| lintel_service::credentials::backup_code()).collect();
+    let built: Vec<_> = (0..count).map(|_| crate::credentials::backup_code()).collect();
     let codes: Vec<String> = built.iter().filter_map(|b| b.shown_once.clone()).collect();
     let records: Vec<_> = built.into_iter().map(|b| b.record).collect();
     // One transaction: a running server sees all the printed codes at once, or none.
