@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use lintel_service::integrations::cobot::CobotConfig;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -465,12 +466,12 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 
 impl Config {
     /// The platform's settings, checked.
-    pub fn cobot_config(&self, timezone: chrono_tz::Tz) -> anyhow::Result<Option<lintel_server::CobotConfig>> {
+    pub fn cobot_config(&self, timezone: chrono_tz::Tz) -> anyhow::Result<Option<CobotConfig>> {
         let Some(c) = &self.cobot else { return Ok(None) };
         if !(c.base_url.starts_with("https://") || c.base_url.starts_with("http://")) {
             bail!("[cobot] base_url must be the space's https:// URL");
         }
-        Ok(Some(lintel_server::CobotConfig {
+        Ok(Some(CobotConfig {
             base_url: c.base_url.clone(),
             token: c.token.clone(),
             public_url: c.public_url.clone(),

@@ -15,6 +15,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{Config, LogFormat};
 use lintel_server::{LimiterConfig, ServerConfig};
+use lintel_service::integrations::invitations::{SmsConfig, SmtpConfig};
+use lintel_service::integrations::lockcloud::LockCloudConfig;
 use lintel_store::{SqliteSync, Store};
 
 /// lintel: the self-hosted access-control hub. It keeps people, credentials, doors,
@@ -240,29 +242,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Cobot { command } => {
             let (store, server) = open_server(&config).await?;
-            let state = lintel_server::AppState::new(store.clone(), server, lintel_service::Role::Command).await?;
-            match command {
-                CobotCommand::Subscribe => {
-                    for callback in lintel_server::cobot::subscribe(&state).await.map_err(api_error)? {
-                        println!("subscribed: {callback}");
-                    }
-                }
-                CobotCommand::Sync { quiet } => {
-                    let bar = progress_bar(quiet, "memberships");
-                    let report = lintel_server::cobot::sync(&state, &|done, total| {
-                        bar.set_length(total as u64);
-                        bar.set_position(done as u64);
-                    })
-                    .await
-                    .map_err(api_error)?;
-                    bar.finish_and_clear();
-                    println!(
-                        "{} memberships: {} new, {} without access now, {} with time passes; {} gone from the platform",
-                        report.memberships, report.created, report.inactive, report.with_passes, report.gone
-                    );
-                }
-            }
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let ran = run_cobot(&services, command).await;
             store.close().await;
+            ran?;
         }
         Command::Card { command: CardCommand::Issue { member } } => {
             let (store, server) = open_server(&config).await?;
@@ -442,6 +426,16 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         photos_dir: config.photos_dir(),
         max_pending_deliveries: i64::from(config.limits.max_pending_deliveries.max(1)),
         crm: config.crm_config()?,
+        cobot: config.cobot_config(timezone)?,
+        lockcloud: config.lockcloud.clone().map(|c| LockCloudConfig {
+            base_url: c.base_url,
+            token_header: c.token_header,
+            token: c.token,
+            webhook_token: c.webhook_token,
+            door_locks: c.door_locks,
+        }),
+        smtp: config.smtp.clone().map(|m| SmtpConfig { url: m.url, from: m.from }),
+        sms: config.sms.clone().map(|m| SmsConfig { webhook_url: m.webhook_url, token: m.token }),
         mqtt: config.mqtt_config(),
     };
     let server = ServerConfig {
@@ -464,24 +458,36 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             jwks_url: o.jwks_url,
             audience: o.audience,
         }),
-        cobot: config.cobot_config(timezone)?,
-        smtp: config.smtp.clone().map(|m| lintel_server::SmtpConfig { url: m.url, from: m.from }),
-        sms: config.sms.clone().map(|m| lintel_server::SmsConfig { webhook_url: m.webhook_url, token: m.token }),
-        lockcloud: config.lockcloud.clone().map(|c| lintel_server::LockCloudConfig {
-            base_url: c.base_url,
-            token_header: c.token_header,
-            token: c.token,
-            webhook_token: c.webhook_token,
-            door_locks: c.door_locks,
-        }),
         lookup: config.lookup_config()?,
         osdp: config.osdp_config()?,
     };
     Ok((store, server))
 }
 
-fn api_error(e: lintel_server::problem::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{}", e.detail)
+async fn run_cobot(services: &lintel_service::Services, command: CobotCommand) -> anyhow::Result<()> {
+    let cobot = services.cobot.as_ref().context("the membership platform is not configured ([cobot] in the config)")?;
+    match command {
+        CobotCommand::Subscribe => {
+            for callback in cobot.subscribe().await? {
+                println!("subscribed: {callback}");
+            }
+        }
+        CobotCommand::Sync { quiet } => {
+            let bar = progress_bar(quiet, "memberships");
+            let report = cobot
+                .sync(&|done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                })
+                .await?;
+            bar.finish_and_clear();
+            println!(
+                "{} memberships: {} new, {} without access now, {} with time passes; {} gone from the platform",
+                report.memberships, report.created, report.inactive, report.with_passes, report.gone
+            );
+        }
+    }
+    Ok(())
 }
 
 fn progress_bar(quiet: bool, what: &str) -> indicatif::ProgressBar {

@@ -79,3 +79,17 @@ pub struct CardToWrite {
     /// refused with `person_suspended`).
     pub in_good_standing: bool,
 }
+
+/// What a reconciliation with the coworking platform did.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SyncReport {
+    pub memberships: usize,
+    pub created: usize,
+    /// Members whose membership is not (or no longer) current: access suspended.
+    pub inactive: usize,
+    /// Members lintel knew who are gone from the platform.
+    pub gone: usize,
+    pub with_passes: usize,
+    /// Upcoming bookings of rooms with doors.
+    pub bookings: usize,
+}

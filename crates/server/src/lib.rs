@@ -4,12 +4,9 @@
 
 mod api;
 mod auth;
-pub mod cobot;
 mod controllers;
 mod listener;
-pub mod lockcloud;
 pub mod lookup;
-mod notify;
 pub mod osdp;
 pub mod problem;
 mod ui;
@@ -25,12 +22,9 @@ use lintel_store::Store;
 
 pub use api::doorbell::DoorbellConfig;
 pub use api::slack::SlackConfig;
-pub use cobot::CobotConfig;
 pub use lintel_service::{Directory, LimiterConfig, secrets, validate};
 pub use listener::HttpConfig;
-pub use lockcloud::LockCloudConfig;
 pub use lookup::LookupConfig;
-pub use notify::{SmsConfig, SmtpConfig};
 pub use osdp::OsdpConfig;
 pub use users::OidcConfig;
 
@@ -50,14 +44,6 @@ pub struct ServerConfig {
     pub doorbell: Option<DoorbellConfig>,
     /// The OpenID Connect issuer users may sign in with.
     pub oidc: Option<OidcConfig>,
-    /// The coworking membership platform, when `[cobot]` is configured.
-    pub cobot: Option<CobotConfig>,
-    /// Where invitations are mailed from.
-    pub smtp: Option<SmtpConfig>,
-    /// The SMS gateway invitations are texted through.
-    pub sms: Option<SmsConfig>,
-    /// A lock vendor's cloud, when `[lockcloud]` is configured.
-    pub lockcloud: Option<LockCloudConfig>,
     /// The badge identity lookup, when `[lookup]` is configured (its route is the operator's).
     pub lookup: Option<LookupConfig>,
     /// The OSDP readers, when `[osdp]` is configured.
@@ -77,8 +63,6 @@ struct Inner {
     doorbell: Option<api::doorbell::Doorbell>,
     authority: lintel_signed::Authority,
     oidc: Option<users::Oidc>,
-    cobot: Option<cobot::Cobot>,
-    lockcloud: Option<lockcloud::LockCloud>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     config: ServerConfig,
 }
@@ -93,10 +77,6 @@ pub enum ServeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
-    #[error("[lockcloud] is not usable: {0}")]
-    LockCloud(#[from] lintel_connectors::lockcloud::CloudError),
-    #[error("[cobot] is not usable: {0}")]
-    Cobot(#[from] lintel_connectors::cobot::CobotError),
     #[error("the signing key is not usable: {0}")]
     SigningKey(#[from] lintel_signed::CertError),
     #[error(transparent)]
@@ -110,8 +90,6 @@ impl AppState {
     pub async fn new(store: Store, config: ServerConfig, role: lintel_service::Role) -> Result<Self, ServeError> {
         let services = lintel_service::Services::start(store, config.services.clone(), role).await?;
         let authority = lintel_signed::Authority::from_secret_bytes(&config.services.signing_key)?;
-        let cobot = config.cobot.clone().map(cobot::Cobot::new).transpose()?;
-        let lockcloud = config.lockcloud.clone().map(lockcloud::LockCloud::new).transpose()?;
         let controllers = services.doors.links().mqtt.clone().map(controllers::Controllers::new);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -121,8 +99,6 @@ impl AppState {
                 doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
                 authority,
                 oidc: config.oidc.clone().map(users::Oidc::new),
-                cobot,
-                lockcloud,
                 metrics: api::ops::metrics_handle(),
                 config,
             }),
@@ -194,18 +170,10 @@ pub async fn serve(
         api::slack::spawn_reconciler(state.clone(), slack.reconcile_every);
     }
     api::signed::spawn_queue_worker(state.clone(), Duration::from_secs(1));
-    if state.inner.cobot.is_some() {
-        cobot::spawn_workers(state.clone());
-    }
-    if state.inner.lockcloud.is_some() {
-        lockcloud::spawn_workers(state.clone());
-    }
+    state.services().spawn_workers().await?;
     let link_events = state.services().link_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     if let Some(events) = link_events {
         controllers::spawn(state.clone(), events);
-    }
-    if state.inner.config.smtp.is_some() || state.inner.config.sms.is_some() {
-        notify::spawn_sender(state.clone());
     }
     if let Some(osdp) = state.inner.config.osdp.clone() {
         osdp::spawn(state.clone(), osdp).await?;

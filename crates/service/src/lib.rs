@@ -34,7 +34,10 @@ pub use decide::{Ask, Decider, LimiterConfig, MemberSource, Source};
 pub use directory::Directory;
 pub use doors::{Doors, Driven, Opened, Opener};
 pub use error::{Result, ServiceError};
+use integrations::cobot::Cobot;
 use integrations::crm::Crm;
+use integrations::invitations::Invitations;
+use integrations::lockcloud::LockCloud;
 use photos::Photos;
 pub use tokens::Tokens;
 pub use workers::Workers;
@@ -63,6 +66,14 @@ pub struct Config {
     pub max_pending_deliveries: i64,
     /// The makerspace CRM (`[crm]`).
     pub crm: Option<integrations::crm::CrmConfig>,
+    /// The coworking membership platform (`[cobot]`).
+    pub cobot: Option<integrations::cobot::CobotConfig>,
+    /// A lock vendor's cloud (`[lockcloud]`).
+    pub lockcloud: Option<integrations::lockcloud::LockCloudConfig>,
+    /// Where invitations are mailed from (`[smtp]`).
+    pub smtp: Option<integrations::invitations::SmtpConfig>,
+    /// The SMS gateway invitations are texted through (`[sms]`).
+    pub sms: Option<integrations::invitations::SmsConfig>,
     /// The MQTT broker door controllers hang off (`[mqtt]`).
     pub mqtt: Option<lintel_doors::mqtt::MqttConfig>,
 }
@@ -92,6 +103,10 @@ pub struct Services {
     pub workers: Workers,
     pub photos: Photos,
     pub crm: Option<Arc<Crm>>,
+    pub cobot: Option<Arc<Cobot>>,
+    pub lockcloud: Option<Arc<LockCloud>>,
+    /// Sends visitors their invitations, when `[smtp]` or `[sms]` is configured.
+    pub invitations: Option<Arc<Invitations>>,
     /// What the MQTT link hears, until the controllers' worker takes it (a server only).
     pub link_events: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<lintel_doors::mqtt::LinkEvent>>>>,
 }
@@ -103,6 +118,27 @@ impl Services {
         let photos = Photos::new(config.photos_dir.clone());
         let crm = match config.crm.clone() {
             Some(c) => Some(Arc::new(Crm::load(c, directory.clone(), photos.clone()).await?)),
+            None => None,
+        };
+        let lockcloud = match config.lockcloud.clone() {
+            Some(c) => Some(Arc::new(LockCloud::new(c, directory.clone())?)),
+            None => None,
+        };
+        let invitations = (config.smtp.is_some() || config.sms.is_some()).then(|| {
+            let store = directory.store.clone();
+            Arc::new(Invitations::new(
+                config.smtp.clone(),
+                config.sms.clone(),
+                store,
+                config.timezone,
+                config.public_url.clone(),
+            ))
+        });
+        let cobot = match config.cobot.clone() {
+            Some(c) => {
+                let (cloud, invitations, url) = (lockcloud.clone(), invitations.clone(), config.public_url.clone());
+                Some(Arc::new(Cobot::new(c, directory.clone(), cloud, invitations, url)?))
+            }
             None => None,
         };
         // The MQTT session is the server's: a command must not take it over.
@@ -131,6 +167,9 @@ impl Services {
             workers: Workers::new(),
             photos,
             crm,
+            cobot,
+            lockcloud,
+            invitations,
             link_events: Arc::new(std::sync::Mutex::new(link_events)),
         })
     }
@@ -142,6 +181,15 @@ impl Services {
     /// Starts the background work of every configured integration (for [`Role::Server`]).
     pub async fn spawn_workers(&self) -> Result<()> {
         debug_assert_eq!(self.role, Role::Server);
+        if let Some(cobot) = &self.cobot {
+            cobot.spawn_workers(&self.workers);
+        }
+        if let Some(cloud) = &self.lockcloud {
+            cloud.spawn_workers(&self.workers);
+        }
+        if let Some(invitations) = &self.invitations {
+            invitations.spawn_sender(&self.workers);
+        }
         Ok(())
     }
 

@@ -17,16 +17,21 @@ const BATCH: i64 = 20;
 /// given up), for payloads that carry what only the call needed (an invitation's secret).
 pub type Scrub = fn(&WorkItem, bool) -> Value;
 
-/// Delivers `target`'s due outbox items; returns how many were attempted.
-pub async fn run_outbox(
+/// Delivers `target`'s due outbox items; returns how many were attempted. `deliver` gets
+/// each item as its own (not an async closure over a borrowed one: a worker spawned with
+/// such a closure cannot be proven `Send`).
+pub async fn run_outbox<F>(
     store: &Store,
     target: &str,
     scrub: Option<Scrub>,
-    mut deliver: impl AsyncFnMut(&WorkItem) -> Result<(), ServiceError>,
-) -> Result<usize, StoreError> {
+    mut deliver: impl FnMut(WorkItem) -> F,
+) -> Result<usize, StoreError>
+where
+    F: Future<Output = Result<(), ServiceError>>,
+{
     let items = store.due_outbox(target, BATCH).await?;
     for item in &items {
-        let attempt = outcome(target, item, deliver(item).await);
+        let attempt = outcome(target, item, deliver(item.clone()).await);
         match (scrub, &attempt) {
             (Some(scrub), Attempt::Done) => store.outbox_done_scrubbed(item.pk, &scrub(item, true)).await?,
             (scrub, attempt) => {
@@ -41,14 +46,17 @@ pub async fn run_outbox(
 }
 
 /// Processes `source`'s due inbox deliveries; returns how many were attempted.
-pub async fn run_inbox(
+pub async fn run_inbox<F>(
     store: &Store,
     source: &str,
-    mut process: impl AsyncFnMut(&WorkItem) -> Result<(), ServiceError>,
-) -> Result<usize, StoreError> {
+    mut process: impl FnMut(WorkItem) -> F,
+) -> Result<usize, StoreError>
+where
+    F: Future<Output = Result<(), ServiceError>>,
+{
     let items = store.due_inbox(source, BATCH).await?;
     for item in &items {
-        let attempt = outcome(source, item, process(item).await);
+        let attempt = outcome(source, item, process(item.clone()).await);
         store.inbox_attempted(item.pk, &attempt).await?;
     }
     Ok(items.len())

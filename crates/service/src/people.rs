@@ -37,6 +37,8 @@ pub struct ExternalPerson {
     pub phone_verified: Option<bool>,
     pub status: Option<PersonStatus>,
     pub skills: Option<Vec<String>>,
+    /// Replaces the person's attributes when it differs.
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ExternalPerson {
@@ -54,10 +56,12 @@ impl ExternalPerson {
             phone_verified: None,
             status: None,
             skills: None,
+            attributes: None,
         }
     }
 
-    fn clean_name(&self) -> String {
+    /// The name lintel gives the person.
+    pub fn clean_name(&self) -> String {
         let name = self.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&self.fallback_name);
         name.chars().filter(|c| !c.is_control()).take(200).collect()
     }
@@ -108,7 +112,7 @@ pub async fn upsert(directory: &Arc<Directory>, p: ExternalPerson) -> Result<Ups
             external_ids: [(p.system.to_owned(), p.external_id.clone())].into(),
             status: p.status.unwrap_or(PersonStatus::Active),
             skills: p.skills.clone().unwrap_or_default(),
-            ..Default::default()
+            attributes: p.attributes.clone().unwrap_or_default(),
         };
         let pid = id.clone();
         directory.write(move |store| async move { store.create_person(&new, &pid).await }).await?;
@@ -124,8 +128,8 @@ pub async fn upsert(directory: &Arc<Directory>, p: ExternalPerson) -> Result<Ups
         phone_verified: differs(&p.phone_verified, &person.phone_verified),
         status: differs(&p.status, &person.status),
         skills: differs(&p.skills, &person.skills),
+        attributes: differs(&p.attributes, &person.attributes),
         external_ids: (person.external_ids != external_ids).then_some(external_ids),
-        ..Default::default()
     };
     if patch != PersonPatch::default() {
         let pid = person.id.clone();

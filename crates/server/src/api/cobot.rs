@@ -3,14 +3,19 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use lintel_proto::{InboxEntry, OutboxEntry, Page, Problem, WorkState};
+use lintel_proto::{InboxEntry, OutboxEntry, Page, Problem, SyncReport, WorkState};
+use lintel_service::ServiceError;
+use lintel_service::integrations::cobot::Cobot;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Admin;
-use crate::cobot::{SyncReport, cobot_of};
 use crate::problem::{ApiError, ApiPath, ApiQuery, RawBody, parse_json};
+
+fn cobot(s: &AppState) -> Result<&Cobot, ServiceError> {
+    s.services().cobot.as_deref().ok_or_else(|| ServiceError::not_configured("cobot", "the membership platform"))
+}
 
 /// A webhook delivery from the platform: `{"url": "<the changed resource>"}`, or the whole
 /// object of a deleted one. Checked as the processor reads it (only URLs
@@ -28,14 +33,14 @@ pub async fn webhook(
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // Unconfigured: 503, so that the platform retries once the operator has set it up.
-    let cobot = cobot_of(&s).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-configured", e.detail))?;
+    let cobot =
+        cobot(&s).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-configured", e.to_string()))?;
     // Only the events lintel subscribes to: anything else would only fill the inbox.
     if !lintel_connectors::cobot::EVENTS.contains(&event.as_str()) {
         return Err(ApiError::invalid("lintel does not follow this event"));
     }
-    let delivery = crate::cobot::delivery(cobot, &event, &parse_json(&body)?)?;
-    let bound = s.inner.services.config.max_pending_deliveries;
-    match s.store().receive("cobot", &event, &delivery, bound).await? {
+    let bound = s.services().config.max_pending_deliveries;
+    match cobot.receive(&event, &parse_json(&body)?, bound).await? {
         Some(id) => Ok((StatusCode::ACCEPTED, Json(json!({"received": id})))),
         None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -54,14 +59,14 @@ const INBOX_FULL_RETRY_SECONDS: u64 = 60;
 #[utoipa::path(post, path = "/api/v1/cobot/sync", tag = "integrations", security(("admin" = [])),
     responses((status = 200, body = SyncReport), (status = 404, body = Problem), (status = 502, body = Problem)))]
 pub async fn sync_now(State(s): State<AppState>, _: Admin) -> Result<Json<SyncReport>, ApiError> {
-    Ok(Json(crate::cobot::sync(&s, &|_, _| {}).await?))
+    Ok(Json(cobot(&s)?.sync(&|_, _| {}).await?))
 }
 
 /// Create the webhook subscriptions lintel needs at the platform.
 #[utoipa::path(post, path = "/api/v1/cobot/subscriptions", tag = "integrations", security(("admin" = [])),
     responses((status = 200, description = "`{callbacks: [...]}`"), (status = 404, body = Problem), (status = 502, body = Problem)))]
 pub async fn subscribe(State(s): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"callbacks": crate::cobot::subscribe(&s).await?})))
+    Ok(Json(json!({"callbacks": cobot(&s)?.subscribe().await?})))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -7,6 +7,7 @@ pub(crate) mod decisions;
 mod directory;
 pub mod doorbell;
 mod events;
+mod lockcloud;
 pub mod ops;
 pub mod signed;
 pub mod slack;
@@ -83,7 +84,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(signed::shareable_locks))
         .routes(routes!(signed::submit_operation))
         .routes(routes!(cobot::webhook))
-        .routes(routes!(crate::lockcloud::webhook))
+        .routes(routes!(lockcloud::webhook))
         .routes(routes!(cobot::sync_now))
         .routes(routes!(cobot::subscribe))
         .routes(routes!(cobot::outbox))

@@ -302,7 +302,8 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
         }
         None => Health { name: "Doorbell", state: "not configured", tone: "muted", detail: String::new() },
     });
-    health.push(match &config.cobot {
+    let cobot = &app.services().config.cobot;
+    health.push(match cobot {
         Some(cobot) => Health {
             name: "Membership platform",
             state: "configured",
@@ -312,7 +313,7 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
         None => Health { name: "Membership platform", state: "not configured", tone: "muted", detail: String::new() },
     });
     let (inbox_pending, inbox_failed, outbox_pending, outbox_failed) = store.work_backlog().await?;
-    if inbox_pending + inbox_failed + outbox_pending + outbox_failed > 0 || config.cobot.is_some() {
+    if inbox_pending + inbox_failed + outbox_pending + outbox_failed > 0 || cobot.is_some() {
         let failing = inbox_failed + outbox_failed > 0;
         let last_failure = if outbox_failed > 0 {
             let failed = store.outbox(Some(lintel_proto::WorkState::Failed), 1).await?;

@@ -1,4 +1,7 @@
 //! Every integration's workflow and worker: the systems lintel syncs people from, the
 //! systems it reports to, and the devices it drives.
 
+pub mod cobot;
 pub mod crm;
+pub mod invitations;
+pub mod lockcloud;
