@@ -386,8 +386,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Controllers => {
             let (store, server) = open_server(&config).await?;
-            let state = lintel_server::AppState::new(store.clone(), server, lintel_service::Role::Command).await?;
-            let controllers = lintel_server::controllers_overview(&state).await;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let controllers = lintel_service::devices::controllers::overview(services.store()).await;
             store.close().await;
             for c in controllers? {
                 let online = match c.online {
@@ -453,6 +454,8 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         max_pending_deliveries: i64::from(config.limits.max_pending_deliveries.max(1)),
         crm: config.crm_config()?,
         mqtt: config.mqtt_config(),
+        osdp: config.osdp_config()?,
+        lookup: config.lookup_config()?,
     };
     let server = ServerConfig {
         listen,
@@ -484,8 +487,6 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             webhook_token: c.webhook_token,
             door_locks: c.door_locks,
         }),
-        lookup: config.lookup_config()?,
-        osdp: config.osdp_config()?,
     };
     Ok((store, server))
 }

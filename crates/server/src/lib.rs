@@ -5,12 +5,10 @@
 mod api;
 mod auth;
 pub mod cobot;
-mod controllers;
 mod listener;
 pub mod lockcloud;
 pub mod lookup;
 mod notify;
-pub mod osdp;
 pub mod problem;
 mod ui;
 mod users;
@@ -29,9 +27,7 @@ pub use cobot::CobotConfig;
 pub use lintel_service::{Directory, LimiterConfig, secrets, validate};
 pub use listener::HttpConfig;
 pub use lockcloud::LockCloudConfig;
-pub use lookup::LookupConfig;
 pub use notify::{SmsConfig, SmtpConfig};
-pub use osdp::OsdpConfig;
 pub use users::OidcConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
@@ -58,10 +54,6 @@ pub struct ServerConfig {
     pub sms: Option<SmsConfig>,
     /// A lock vendor's cloud, when `[lockcloud]` is configured.
     pub lockcloud: Option<LockCloudConfig>,
-    /// The badge identity lookup, when `[lookup]` is configured (its route is the operator's).
-    pub lookup: Option<LookupConfig>,
-    /// The OSDP readers, when `[osdp]` is configured.
-    pub osdp: Option<OsdpConfig>,
 }
 
 #[derive(Clone)]
@@ -71,11 +63,8 @@ pub struct AppState {
 
 struct Inner {
     services: lintel_service::Services,
-    /// MQTT door controllers, when `[mqtt]` is configured.
-    controllers: Option<controllers::Controllers>,
     slack: Option<api::slack::Slack>,
     doorbell: Option<api::doorbell::Doorbell>,
-    authority: lintel_signed::Authority,
     oidc: Option<users::Oidc>,
     cobot: Option<cobot::Cobot>,
     lockcloud: Option<lockcloud::LockCloud>,
@@ -86,8 +75,6 @@ struct Inner {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Store(#[from] lintel_store::StoreError),
-    #[error(transparent)]
     Service(#[from] lintel_service::ServiceError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
@@ -97,29 +84,19 @@ pub enum ServeError {
     LockCloud(#[from] lintel_connectors::lockcloud::CloudError),
     #[error("[cobot] is not usable: {0}")]
     Cobot(#[from] lintel_connectors::cobot::CobotError),
-    #[error("the signing key is not usable: {0}")]
-    SigningKey(#[from] lintel_signed::CertError),
-    #[error(transparent)]
-    Mqtt(#[from] lintel_doors::mqtt::MqttError),
-    #[error("[osdp] is not usable: {0}")]
-    Osdp(#[from] lintel_doors::osdp::OsdpError),
 }
 
 impl AppState {
     /// Builds the services for `role` and the HTTP front-end over them.
     pub async fn new(store: Store, config: ServerConfig, role: lintel_service::Role) -> Result<Self, ServeError> {
         let services = lintel_service::Services::start(store, config.services.clone(), role).await?;
-        let authority = lintel_signed::Authority::from_secret_bytes(&config.services.signing_key)?;
         let cobot = config.cobot.clone().map(cobot::Cobot::new).transpose()?;
         let lockcloud = config.lockcloud.clone().map(lockcloud::LockCloud::new).transpose()?;
-        let controllers = services.doors.links().mqtt.clone().map(controllers::Controllers::new);
         Ok(Self {
             inner: Arc::new(Inner {
                 services,
-                controllers,
                 slack: config.slack.clone().map(api::slack::Slack::new),
                 doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
-                authority,
                 oidc: config.oidc.clone().map(users::Oidc::new),
                 cobot,
                 lockcloud,
@@ -170,13 +147,6 @@ impl AppState {
     }
 }
 
-/// The MQTT door controllers with their list versions (for `lintel controllers`).
-pub async fn controllers_overview(
-    state: &AppState,
-) -> Result<Vec<lintel_proto::controller::Controller>, lintel_store::StoreError> {
-    controllers::list(state).await
-}
-
 /// Serves until `shutdown` resolves; prints the address it listens on once ready. Then
 /// stops accepting, ends event streams, gives requests in flight and background workers
 /// the grace to finish, and closes the store.
@@ -200,16 +170,10 @@ pub async fn serve(
     if state.inner.lockcloud.is_some() {
         lockcloud::spawn_workers(state.clone());
     }
-    let link_events = state.services().link_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-    if let Some(events) = link_events {
-        controllers::spawn(state.clone(), events);
-    }
     if state.inner.config.smtp.is_some() || state.inner.config.sms.is_some() {
         notify::spawn_sender(state.clone());
     }
-    if let Some(osdp) = state.inner.config.osdp.clone() {
-        osdp::spawn(state.clone(), osdp).await?;
-    }
+    state.services().spawn_workers().await?;
     let http_config = state.inner.config.http;
     let workers = &state.inner.services.workers;
     let http = listener::Http::new(http_config, descriptors, workers.stopping_token());

@@ -1,4 +1,5 @@
 //! Every integration's workflow and worker: the systems lintel syncs people from, the
-//! systems it reports to, and the devices it drives.
+//! systems it reports to, and the directories it asks.
 
 pub mod crm;
+pub mod lookup;
