@@ -88,7 +88,7 @@ impl Config {
     }
 
     /// The badge lookup's settings, checked (its route and conversion steps, and `[ldap]`).
-    pub fn lookup_config(&self) -> anyhow::Result<Option<lintel_server::LookupConfig>> {
+    pub fn lookup_config(&self) -> anyhow::Result<Option<lintel_service::integrations::lookup::LookupConfig>> {
         let Some(l) = &self.lookup else {
             // `[ldap]` serves the badge lookup only: alone it would be a setting that does nothing.
             if self.ldap.is_some() {
@@ -96,7 +96,7 @@ impl Config {
             }
             return Ok(None);
         };
-        let config = lintel_server::LookupConfig::new(
+        let config = lintel_service::integrations::lookup::LookupConfig::new(
             &l.path_template,
             &l.conversions,
             l.user_attribute.as_deref(),
@@ -105,18 +105,20 @@ impl Config {
         )
         .map_err(|e| anyhow::anyhow!("[lookup] {e}"))?;
         let Some(d) = &self.ldap else { return Ok(Some(config)) };
-        let ldap = lintel_server::lookup::LdapDirectory::new(lintel_server::lookup::LdapConfig {
-            url: d.url.clone(),
-            starttls: d.starttls,
-            bind_dn: d.bind_dn.clone().filter(|b| !b.trim().is_empty()),
-            bind_password: d.bind_password.clone().filter(|p| !p.is_empty()),
-            base: d.base.clone(),
-            filter: d.filter.clone(),
-            user_attribute: d.user_attribute.clone(),
-            attributes: d.attributes.clone(),
-            timeout: std::time::Duration::from_millis(d.timeout_ms.clamp(100, 30_000)),
-            ca_file: d.ca_file.clone(),
-        })
+        let ldap = lintel_service::integrations::lookup::LdapDirectory::new(
+            lintel_service::integrations::lookup::LdapConfig {
+                url: d.url.clone(),
+                starttls: d.starttls,
+                bind_dn: d.bind_dn.clone().filter(|b| !b.trim().is_empty()),
+                bind_password: d.bind_password.clone().filter(|p| !p.is_empty()),
+                base: d.base.clone(),
+                filter: d.filter.clone(),
+                user_attribute: d.user_attribute.clone(),
+                attributes: d.attributes.clone(),
+                timeout: std::time::Duration::from_millis(d.timeout_ms.clamp(100, 30_000)),
+                ca_file: d.ca_file.clone(),
+            },
+        )
         .map_err(|e| anyhow::anyhow!("[ldap] {e}"))?;
         Ok(Some(config.with_ldap(ldap)))
     }
@@ -214,7 +216,7 @@ fn default_osdp_baud() -> u32 {
 
 impl Config {
     /// The OSDP readers, checked (keys, addresses, names) before any port is opened.
-    pub fn osdp_config(&self) -> anyhow::Result<Option<lintel_server::OsdpConfig>> {
+    pub fn osdp_config(&self) -> anyhow::Result<Option<lintel_service::devices::osdp::OsdpConfig>> {
         let Some(o) = &self.osdp else { return Ok(None) };
         let mut readers = Vec::with_capacity(o.readers.len());
         for r in &o.readers {
@@ -225,7 +227,7 @@ impl Config {
                 .map(|k| lintel_doors::osdp::Scbk::parse(&name, k))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("[osdp] {e}"))?;
-            readers.push(lintel_server::osdp::ReaderAtDoor {
+            readers.push(lintel_service::devices::osdp::ReaderAtDoor {
                 reader: lintel_doors::osdp::ReaderConfig {
                     name,
                     port: r.port.clone(),
@@ -240,7 +242,7 @@ impl Config {
         }
         let configs: Vec<_> = readers.iter().map(|r| r.reader.clone()).collect();
         lintel_doors::osdp::check(&configs).map_err(|e| anyhow::anyhow!("[osdp] {e}"))?;
-        Ok(Some(lintel_server::OsdpConfig { readers }))
+        Ok(Some(lintel_service::devices::osdp::OsdpConfig { readers }))
     }
 }
 

@@ -360,8 +360,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Controllers => {
             let (store, server) = open_server(&config).await?;
-            let state = lintel_server::AppState::new(store.clone(), server, lintel_service::Role::Command).await?;
-            let controllers = lintel_server::controllers_overview(&state).await;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let controllers = lintel_service::devices::controllers::overview(services.store()).await;
             store.close().await;
             for c in controllers? {
                 let online = match c.online {
@@ -437,6 +438,8 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         smtp: config.smtp.clone().map(|m| SmtpConfig { url: m.url, from: m.from }),
         sms: config.sms.clone().map(|m| SmsConfig { webhook_url: m.webhook_url, token: m.token }),
         mqtt: config.mqtt_config(),
+        osdp: config.osdp_config()?,
+        lookup: config.lookup_config()?,
     };
     let server = ServerConfig {
         listen,
@@ -458,8 +461,6 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             jwks_url: o.jwks_url,
             audience: o.audience,
         }),
-        lookup: config.lookup_config()?,
-        osdp: config.osdp_config()?,
     };
     Ok((store, server))
 }

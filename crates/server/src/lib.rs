@@ -4,10 +4,8 @@
 
 mod api;
 mod auth;
-mod controllers;
 mod listener;
 pub mod lookup;
-pub mod osdp;
 pub mod problem;
 mod ui;
 mod users;
@@ -24,8 +22,6 @@ pub use api::doorbell::DoorbellConfig;
 pub use api::slack::SlackConfig;
 pub use lintel_service::{Directory, LimiterConfig, secrets, validate};
 pub use listener::HttpConfig;
-pub use lookup::LookupConfig;
-pub use osdp::OsdpConfig;
 pub use users::OidcConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
@@ -44,10 +40,6 @@ pub struct ServerConfig {
     pub doorbell: Option<DoorbellConfig>,
     /// The OpenID Connect issuer users may sign in with.
     pub oidc: Option<OidcConfig>,
-    /// The badge identity lookup, when `[lookup]` is configured (its route is the operator's).
-    pub lookup: Option<LookupConfig>,
-    /// The OSDP readers, when `[osdp]` is configured.
-    pub osdp: Option<OsdpConfig>,
 }
 
 #[derive(Clone)]
@@ -57,11 +49,8 @@ pub struct AppState {
 
 struct Inner {
     services: lintel_service::Services,
-    /// MQTT door controllers, when `[mqtt]` is configured.
-    controllers: Option<controllers::Controllers>,
     slack: Option<api::slack::Slack>,
     doorbell: Option<api::doorbell::Doorbell>,
-    authority: lintel_signed::Authority,
     oidc: Option<users::Oidc>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     config: ServerConfig,
@@ -70,34 +59,22 @@ struct Inner {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Store(#[from] lintel_store::StoreError),
-    #[error(transparent)]
     Service(#[from] lintel_service::ServiceError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the signing key is not usable: {0}")]
-    SigningKey(#[from] lintel_signed::CertError),
-    #[error(transparent)]
-    Mqtt(#[from] lintel_doors::mqtt::MqttError),
-    #[error("[osdp] is not usable: {0}")]
-    Osdp(#[from] lintel_doors::osdp::OsdpError),
 }
 
 impl AppState {
     /// Builds the services for `role` and the HTTP front-end over them.
     pub async fn new(store: Store, config: ServerConfig, role: lintel_service::Role) -> Result<Self, ServeError> {
         let services = lintel_service::Services::start(store, config.services.clone(), role).await?;
-        let authority = lintel_signed::Authority::from_secret_bytes(&config.services.signing_key)?;
-        let controllers = services.doors.links().mqtt.clone().map(controllers::Controllers::new);
         Ok(Self {
             inner: Arc::new(Inner {
                 services,
-                controllers,
                 slack: config.slack.clone().map(api::slack::Slack::new),
                 doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
-                authority,
                 oidc: config.oidc.clone().map(users::Oidc::new),
                 metrics: api::ops::metrics_handle(),
                 config,
@@ -146,13 +123,6 @@ impl AppState {
     }
 }
 
-/// The MQTT door controllers with their list versions (for `lintel controllers`).
-pub async fn controllers_overview(
-    state: &AppState,
-) -> Result<Vec<lintel_proto::controller::Controller>, lintel_store::StoreError> {
-    controllers::list(state).await
-}
-
 /// Serves until `shutdown` resolves; prints the address it listens on once ready. Then
 /// stops accepting, ends event streams, gives requests in flight and background workers
 /// the grace to finish, and closes the store.
@@ -171,13 +141,6 @@ pub async fn serve(
     }
     api::signed::spawn_queue_worker(state.clone(), Duration::from_secs(1));
     state.services().spawn_workers().await?;
-    let link_events = state.services().link_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-    if let Some(events) = link_events {
-        controllers::spawn(state.clone(), events);
-    }
-    if let Some(osdp) = state.inner.config.osdp.clone() {
-        osdp::spawn(state.clone(), osdp).await?;
-    }
     let http_config = state.inner.config.http;
     let workers = &state.inner.services.workers;
     let http = listener::Http::new(http_config, descriptors, workers.stopping_token());

@@ -7,6 +7,7 @@ pub mod attendance;
 pub mod backup_codes;
 pub mod credentials;
 pub mod decide;
+pub mod devices;
 pub mod directory;
 pub mod doors;
 pub mod edits;
@@ -23,7 +24,7 @@ pub mod validate;
 mod workers;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -31,6 +32,7 @@ use lintel_store::Store;
 
 pub use credentials::CredentialBuilder;
 pub use decide::{Ask, Decider, LimiterConfig, MemberSource, Source};
+use devices::controllers::Controllers;
 pub use directory::Directory;
 pub use doors::{Doors, Driven, Opened, Opener};
 pub use error::{Result, ServiceError};
@@ -38,6 +40,7 @@ use integrations::cobot::Cobot;
 use integrations::crm::Crm;
 use integrations::invitations::Invitations;
 use integrations::lockcloud::LockCloud;
+use integrations::lookup::Lookup;
 use photos::Photos;
 pub use tokens::Tokens;
 pub use workers::Workers;
@@ -76,6 +79,10 @@ pub struct Config {
     pub sms: Option<integrations::invitations::SmsConfig>,
     /// The MQTT broker door controllers hang off (`[mqtt]`).
     pub mqtt: Option<lintel_doors::mqtt::MqttConfig>,
+    /// The OSDP readers (`[osdp]`).
+    pub osdp: Option<devices::osdp::OsdpConfig>,
+    /// The badge identity lookup (`[lookup]`, with `[ldap]`).
+    pub lookup: Option<integrations::lookup::LookupConfig>,
 }
 
 /// What a process built from [`Services`] is for.
@@ -107,6 +114,11 @@ pub struct Services {
     pub lockcloud: Option<Arc<LockCloud>>,
     /// Sends visitors their invitations, when `[smtp]` or `[sms]` is configured.
     pub invitations: Option<Arc<Invitations>>,
+    pub lookup: Option<Arc<Lookup>>,
+    /// lintel's signing authority (users' certificates, controllers' allow-lists).
+    pub authority: Arc<lintel_signed::Authority>,
+    /// The MQTT door controllers (a server with `[mqtt]` only).
+    pub controllers: Option<Arc<Controllers>>,
     /// What the MQTT link hears, until the controllers' worker takes it (a server only).
     pub link_events: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<lintel_doors::mqtt::LinkEvent>>>>,
 }
@@ -155,7 +167,16 @@ impl Services {
         let tokens = Tokens::load(&directory.store, config.admin_token.as_deref()).await?;
         tokens.spawn_refresher(directory.store.clone(), config.follow_every);
         let decider = Arc::new(Decider::new(directory.clone(), config.pin_key, config.limiter).with_members(members));
+        let authority = Arc::new(
+            lintel_signed::Authority::from_secret_bytes(&config.signing_key)
+                .map_err(|e| ServiceError::invalid(format!("the signing key is not usable: {e}")))?,
+        );
+        let workers = Workers::new();
+        let controllers = links.mqtt.clone().map(|link| {
+            Arc::new(Controllers::new(link, directory.clone(), decider.clone(), authority.clone(), workers.clone()))
+        });
         let doors = Arc::new(Doors::new(directory.clone(), decider.clone(), links));
+        let lookup = config.lookup.clone().map(|c| Arc::new(Lookup::new(c, directory.store.clone(), config.limiter)));
         Ok(Self {
             credentials: CredentialBuilder::new(config.pin_key),
             config: Arc::new(config),
@@ -164,12 +185,15 @@ impl Services {
             decider,
             doors,
             tokens,
-            workers: Workers::new(),
+            workers,
             photos,
             crm,
             cobot,
             lockcloud,
             invitations,
+            lookup,
+            authority,
+            controllers,
             link_events: Arc::new(std::sync::Mutex::new(link_events)),
         })
     }
@@ -178,7 +202,8 @@ impl Services {
         &self.directory.store
     }
 
-    /// Starts the background work of every configured integration (for [`Role::Server`]).
+    /// Starts the background work of every configured integration and device link (for
+    /// [`Role::Server`]).
     pub async fn spawn_workers(&self) -> Result<()> {
         debug_assert_eq!(self.role, Role::Server);
         if let Some(cobot) = &self.cobot {
@@ -189,6 +214,14 @@ impl Services {
         }
         if let Some(invitations) = &self.invitations {
             invitations.spawn_sender(&self.workers);
+        }
+        let link_events = self.link_events.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let (Some(controllers), Some(events)) = (&self.controllers, link_events) {
+            controllers.spawn(events);
+        }
+        if let Some(osdp) = self.config.osdp.clone() {
+            let (directory, decider, doors) = (self.directory.clone(), self.decider.clone(), self.doors.clone());
+            devices::osdp::start(osdp, directory, decider, doors, &self.workers).await?;
         }
         Ok(())
     }

@@ -12,5 +12,5 @@ use crate::problem::ApiError;
 /// wants it to hold and the one it acknowledged (`drift` while they differ).
 #[utoipa::path(get, path = "/api/v1/controllers", tag = "directory", security(("admin" = [])), responses((status = 200, body = Vec<Controller>)))]
 pub async fn list_controllers(State(s): State<AppState>, _: Admin) -> Result<Json<Vec<Controller>>, ApiError> {
-    Ok(Json(crate::controllers::list(&s).await?))
+    Ok(Json(lintel_service::devices::controllers::overview(s.store()).await?))
 }

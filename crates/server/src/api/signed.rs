@@ -97,7 +97,7 @@ pub async fn register_key(
     }
     let now = Utc::now();
     let chain = s
-        .inner
+        .services()
         .authority
         .issue(
             &user.person_id,
@@ -319,7 +319,7 @@ pub async fn submit_operation(
         String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("the operation is not UTF-8 text"))?
     };
     let token = token.trim();
-    let refused = match verify_operation(token, &s.inner.authority.verifying_key(), Utc::now()) {
+    let refused = match verify_operation(token, &s.services().authority.verifying_key(), Utc::now()) {
         Ok(op) => match apply(&s, &op).await {
             Ok((status, outcome)) => return Ok((status, Json(outcome)).into_response()),
             Err(refused) if refused.recorded => {

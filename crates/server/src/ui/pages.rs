@@ -251,7 +251,7 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
         },
     });
     if app.services().config.mqtt.is_some() {
-        let controllers = crate::controllers::list(app).await?;
+        let controllers = lintel_service::devices::controllers::overview(app.store()).await?;
         let offline = controllers.iter().filter(|c| c.online == Some(false)).count();
         let drifting: Vec<&str> = controllers.iter().filter(|c| c.drift).map(|c| c.id.as_str()).collect();
         let refused = controllers.iter().filter(|c| c.refused.is_some()).count();

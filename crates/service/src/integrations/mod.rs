@@ -1,7 +1,8 @@
 //! Every integration's workflow and worker: the systems lintel syncs people from, the
-//! systems it reports to, and the devices it drives.
+//! systems it reports to, and the directories it asks.
 
 pub mod cobot;
 pub mod crm;
 pub mod invitations;
 pub mod lockcloud;
+pub mod lookup;
