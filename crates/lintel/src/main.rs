@@ -452,14 +452,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         photos_dir: config.photos_dir(),
         max_pending_deliveries: i64::from(config.limits.max_pending_deliveries.max(1)),
         crm: config.crm_config()?,
-        mqtt: config.mqtt_config(),
-    };
-    let server = ServerConfig {
-        listen,
-        max_body_bytes: config.max_body_bytes,
-        http: config.http.config(),
-        services,
-        slack: config.slack.clone().map(|s| lintel_server::SlackConfig {
+        slack: config.slack.clone().map(|s| lintel_service::integrations::slack::SlackConfig {
             signing_secret: s.signing_secret,
             bot_token: s.bot_token,
             api_base_url: s.api_base_url,
@@ -469,11 +462,18 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             doorbell_channel: s.doorbell_channel,
         }),
         doorbell: config.doorbell_config()?,
-        oidc: config.oidc.clone().map(|o| lintel_server::OidcConfig {
+        oidc: config.oidc.clone().map(|o| lintel_service::integrations::oidc::OidcConfig {
             issuer: o.issuer,
             jwks_url: o.jwks_url,
             audience: o.audience,
         }),
+        mqtt: config.mqtt_config(),
+    };
+    let server = ServerConfig {
+        listen,
+        max_body_bytes: config.max_body_bytes,
+        http: config.http.config(),
+        services,
         cobot: config.cobot_config(timezone)?,
         smtp: config.smtp.clone().map(|m| lintel_server::SmtpConfig { url: m.url, from: m.from }),
         sms: config.sms.clone().map(|m| lintel_server::SmsConfig { webhook_url: m.webhook_url, token: m.token }),

@@ -79,3 +79,25 @@ pub struct CardToWrite {
     /// refused with `person_suspended`).
     pub in_good_standing: bool,
 }
+
+/// `POST /api/v1/slack/reconcile`: the people linked to Slack compared with the workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Reconciled {
+    /// Workspace members listed by `users.list`.
+    pub members: usize,
+    /// People linked to a Slack user who is deleted or gone.
+    pub departed: usize,
+    /// Credentials revoked now.
+    pub revoked: usize,
+}
+
+/// `POST /hooks/doorbell`: a ring, recorded and posted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Rang {
+    /// Whether the message reached the channel.
+    pub posted: bool,
+    /// Whether the camera's snapshot is in it.
+    pub snapshot: bool,
+    /// The `doorbell.rang` event.
+    pub event_id: String,
+}

@@ -563,7 +563,7 @@ async fn refresh_lists(
         } else {
             store.next_list_version(controller, &digest, now, list.cards.len() as u64).await?
         };
-        let jws = Arc::new(s.inner.authority.sign_allow_list(&list));
+        let jws = Arc::new(s.services().authority.sign_allow_list(&list));
         tracing::info!(controller, version = list.version, cards = list.cards.len(), "allow-list issued");
         controllers
             .lists

@@ -13,18 +13,14 @@ mod notify;
 pub mod osdp;
 pub mod problem;
 mod ui;
-mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use lintel_store::Store;
 
-pub use api::doorbell::DoorbellConfig;
-pub use api::slack::SlackConfig;
 pub use cobot::CobotConfig;
 pub use lintel_service::{Directory, LimiterConfig, secrets, validate};
 pub use listener::HttpConfig;
@@ -32,7 +28,6 @@ pub use lockcloud::LockCloudConfig;
 pub use lookup::LookupConfig;
 pub use notify::{SmsConfig, SmtpConfig};
 pub use osdp::OsdpConfig;
-pub use users::OidcConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
 /// environment: HTTP's own settings, the workflows' ([`lintel_service::Config`]), and the
@@ -44,12 +39,6 @@ pub struct ServerConfig {
     /// Timeouts, the connection limit and the shutdown grace.
     pub http: HttpConfig,
     pub services: lintel_service::Config,
-    /// The Slack app, when `[slack]` is configured.
-    pub slack: Option<SlackConfig>,
-    /// The doorbell camera, when `[doorbell]` is configured (it posts through Slack).
-    pub doorbell: Option<DoorbellConfig>,
-    /// The OpenID Connect issuer users may sign in with.
-    pub oidc: Option<OidcConfig>,
     /// The coworking membership platform, when `[cobot]` is configured.
     pub cobot: Option<CobotConfig>,
     /// Where invitations are mailed from.
@@ -73,10 +62,6 @@ struct Inner {
     services: lintel_service::Services,
     /// MQTT door controllers, when `[mqtt]` is configured.
     controllers: Option<controllers::Controllers>,
-    slack: Option<api::slack::Slack>,
-    doorbell: Option<api::doorbell::Doorbell>,
-    authority: lintel_signed::Authority,
-    oidc: Option<users::Oidc>,
     cobot: Option<cobot::Cobot>,
     lockcloud: Option<lockcloud::LockCloud>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -97,8 +82,6 @@ pub enum ServeError {
     LockCloud(#[from] lintel_connectors::lockcloud::CloudError),
     #[error("[cobot] is not usable: {0}")]
     Cobot(#[from] lintel_connectors::cobot::CobotError),
-    #[error("the signing key is not usable: {0}")]
-    SigningKey(#[from] lintel_signed::CertError),
     #[error(transparent)]
     Mqtt(#[from] lintel_doors::mqtt::MqttError),
     #[error("[osdp] is not usable: {0}")]
@@ -109,7 +92,6 @@ impl AppState {
     /// Builds the services for `role` and the HTTP front-end over them.
     pub async fn new(store: Store, config: ServerConfig, role: lintel_service::Role) -> Result<Self, ServeError> {
         let services = lintel_service::Services::start(store, config.services.clone(), role).await?;
-        let authority = lintel_signed::Authority::from_secret_bytes(&config.services.signing_key)?;
         let cobot = config.cobot.clone().map(cobot::Cobot::new).transpose()?;
         let lockcloud = config.lockcloud.clone().map(lockcloud::LockCloud::new).transpose()?;
         let controllers = services.doors.links().mqtt.clone().map(controllers::Controllers::new);
@@ -117,10 +99,6 @@ impl AppState {
             inner: Arc::new(Inner {
                 services,
                 controllers,
-                slack: config.slack.clone().map(api::slack::Slack::new),
-                doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
-                authority,
-                oidc: config.oidc.clone().map(users::Oidc::new),
                 cobot,
                 lockcloud,
                 metrics: api::ops::metrics_handle(),
@@ -190,10 +168,7 @@ pub async fn serve(
         listener::bind(config.listen).map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
     let state = AppState::new(store, config, lintel_service::Role::Server).await?;
-    if let Some(slack) = &state.inner.config.slack {
-        api::slack::spawn_reconciler(state.clone(), slack.reconcile_every);
-    }
-    api::signed::spawn_queue_worker(state.clone(), Duration::from_secs(1));
+    state.services().spawn_workers().await?;
     if state.inner.cobot.is_some() {
         cobot::spawn_workers(state.clone());
     }

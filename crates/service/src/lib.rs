@@ -11,11 +11,14 @@ pub mod doors;
 mod error;
 pub mod follow;
 pub mod integrations;
+pub mod operations;
 pub mod outbox;
 pub mod people;
 pub mod photos;
 pub mod retry;
 pub mod secrets;
+#[cfg(test)]
+mod testing;
 pub mod tokens;
 pub mod validate;
 mod workers;
@@ -33,6 +36,11 @@ pub use directory::Directory;
 pub use doors::{Doors, Driven, Opened, Opener};
 pub use error::{Result, ServiceError};
 use integrations::crm::Crm;
+use integrations::doorbell::Doorbell;
+use integrations::oidc::Oidc;
+use integrations::slack::Slack;
+use lintel_signed::Authority;
+use operations::Operations;
 use photos::Photos;
 pub use tokens::Tokens;
 pub use workers::Workers;
@@ -61,6 +69,12 @@ pub struct Config {
     pub max_pending_deliveries: i64,
     /// The makerspace CRM (`[crm]`).
     pub crm: Option<integrations::crm::CrmConfig>,
+    /// The Slack app (`[slack]`).
+    pub slack: Option<integrations::slack::SlackConfig>,
+    /// The doorbell camera (`[doorbell]`); it posts through the Slack app.
+    pub doorbell: Option<integrations::doorbell::DoorbellConfig>,
+    /// The OpenID Connect issuer users may sign in with (`[oidc]`).
+    pub oidc: Option<integrations::oidc::OidcConfig>,
     /// The MQTT broker door controllers hang off (`[mqtt]`).
     pub mqtt: Option<lintel_doors::mqtt::MqttConfig>,
 }
@@ -89,7 +103,13 @@ pub struct Services {
     pub credentials: CredentialBuilder,
     pub workers: Workers,
     pub photos: Photos,
+    /// lintel's signing authority: users' certificates, controllers' allow-lists.
+    pub authority: Arc<Authority>,
+    pub operations: Arc<Operations>,
     pub crm: Option<Arc<Crm>>,
+    pub slack: Option<Arc<Slack>>,
+    pub doorbell: Option<Arc<Doorbell>>,
+    pub oidc: Option<Arc<Oidc>>,
     /// What the MQTT link hears, until the controllers' worker takes it (a server only).
     pub link_events: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<lintel_doors::mqtt::LinkEvent>>>>,
 }
@@ -118,6 +138,27 @@ impl Services {
         tokens.spawn_refresher(directory.store.clone(), config.follow_every);
         let decider = Arc::new(Decider::new(directory.clone(), config.pin_key, config.limiter).with_members(members));
         let doors = Arc::new(Doors::new(directory.clone(), decider.clone(), links));
+        let authority = Authority::from_secret_bytes(&config.signing_key)
+            .map_err(|e| ServiceError::invalid(format!("the signing key is not usable: {e}")))?;
+        let authority = Arc::new(authority);
+        let operations = Arc::new(Operations::new(directory.clone(), doors.clone(), authority.clone()));
+        let workers = Workers::new();
+        let slack = config
+            .slack
+            .clone()
+            .map(|c| Arc::new(Slack::new(c, directory.clone(), doors.clone(), workers.clone(), config.timezone)));
+        let doorbell = match (config.doorbell.clone(), &slack) {
+            (Some(c), Some(slack)) => Some(Arc::new(Doorbell::new(
+                c,
+                slack.clone(),
+                directory.clone(),
+                config.timezone,
+                config.public_url.clone(),
+            ))),
+            (Some(_), None) => return Err(ServiceError::invalid("[doorbell] posts through [slack]: configure it")),
+            (None, _) => None,
+        };
+        let oidc = config.oidc.clone().map(|c| Arc::new(Oidc::new(c, directory.clone())));
         Ok(Self {
             credentials: CredentialBuilder::new(config.pin_key),
             config: Arc::new(config),
@@ -126,9 +167,14 @@ impl Services {
             decider,
             doors,
             tokens,
-            workers: Workers::new(),
+            workers,
             photos,
+            authority,
+            operations,
             crm,
+            slack,
+            doorbell,
+            oidc,
             link_events: Arc::new(std::sync::Mutex::new(link_events)),
         })
     }
@@ -140,6 +186,10 @@ impl Services {
     /// Starts the background work of every configured integration (for [`Role::Server`]).
     pub async fn spawn_workers(&self) -> Result<()> {
         debug_assert_eq!(self.role, Role::Server);
+        self.operations.spawn_queue_worker(&self.workers);
+        if let Some(slack) = &self.slack {
+            slack.spawn_reconciler(&self.workers);
+        }
         Ok(())
     }
 

@@ -5,11 +5,11 @@ mod controllers;
 mod crm;
 pub(crate) mod decisions;
 mod directory;
-pub mod doorbell;
+mod doorbell;
 mod events;
 pub mod ops;
-pub mod signed;
-pub mod slack;
+mod signed;
+mod slack;
 mod visit;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};

@@ -2,3 +2,6 @@
 //! systems it reports to, and the devices it drives.
 
 pub mod crm;
+pub mod doorbell;
+pub mod oidc;
+pub mod slack;
