@@ -487,7 +487,7 @@ impl Config {
     }
 
     /// The doorbell's settings, checked against the Slack section it posts through.
-    pub fn doorbell_config(&self) -> anyhow::Result<Option<lintel_server::DoorbellConfig>> {
+    pub fn doorbell_config(&self) -> anyhow::Result<Option<lintel_service::integrations::doorbell::DoorbellConfig>> {
         let Some(doorbell) = &self.doorbell else { return Ok(None) };
         // The token is all that stands between the internet and a message with an Open
         // button in the channel: it must not be guessable.
@@ -503,7 +503,7 @@ impl Config {
         {
             bail!("public_url must start with https:// (or http://)");
         }
-        Ok(Some(lintel_server::DoorbellConfig {
+        Ok(Some(lintel_service::integrations::doorbell::DoorbellConfig {
             token: doorbell.token.clone(),
             door: doorbell.door.clone(),
             channel,

@@ -440,13 +440,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         mqtt: config.mqtt_config(),
         osdp: config.osdp_config()?,
         lookup: config.lookup_config()?,
-    };
-    let server = ServerConfig {
-        listen,
-        max_body_bytes: config.max_body_bytes,
-        http: config.http.config(),
-        services,
-        slack: config.slack.clone().map(|s| lintel_server::SlackConfig {
+        slack: config.slack.clone().map(|s| lintel_service::integrations::slack::SlackConfig {
             signing_secret: s.signing_secret,
             bot_token: s.bot_token,
             api_base_url: s.api_base_url,
@@ -456,12 +450,13 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
             doorbell_channel: s.doorbell_channel,
         }),
         doorbell: config.doorbell_config()?,
-        oidc: config.oidc.clone().map(|o| lintel_server::OidcConfig {
+        oidc: config.oidc.clone().map(|o| lintel_service::integrations::oidc::OidcConfig {
             issuer: o.issuer,
             jwks_url: o.jwks_url,
             audience: o.audience,
         }),
     };
+    let server = ServerConfig { listen, max_body_bytes: config.max_body_bytes, http: config.http.config(), services };
     Ok((store, server))
 }
 

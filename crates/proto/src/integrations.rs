@@ -93,3 +93,25 @@ pub struct SyncReport {
     /// Upcoming bookings of rooms with doors.
     pub bookings: usize,
 }
+
+/// `POST /api/v1/slack/reconcile`: the people linked to Slack compared with the workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Reconciled {
+    /// Workspace members listed by `users.list`.
+    pub members: usize,
+    /// People linked to a Slack user who is deleted or gone.
+    pub departed: usize,
+    /// Credentials revoked now.
+    pub revoked: usize,
+}
+
+/// `POST /hooks/doorbell`: a ring, recorded and posted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Rang {
+    /// Whether the message reached the channel.
+    pub posted: bool,
+    /// Whether the camera's snapshot is in it.
+    pub snapshot: bool,
+    /// The `doorbell.rang` event.
+    pub event_id: String,
+}

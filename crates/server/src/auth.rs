@@ -1,11 +1,16 @@
-//! Admin authentication: `Authorization: Bearer <token>`, checked against the SHA-256
-//! digests of the tokens in the store (cached, refreshed when the directory changes) and
-//! the token from the environment, always in constant time. A token scoped to decisions
-//! (a station's) passes only [`Asker`], never [`Admin`].
+//! Who is calling, from `Authorization: Bearer <token>`. Admins: the token is checked
+//! against the SHA-256 digests of the tokens in the store (cached, refreshed when the
+//! directory changes) and the token from the environment, always in constant time; a token
+//! scoped to decisions (a station's) passes only [`Asker`], never [`Admin`]. Users (not
+//! admins): their personal secret, or an OpenID Connect ID token from the configured
+//! issuer.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use lintel_core::CredentialKey;
+use lintel_service::decide::Source;
+use lintel_service::secrets;
 use lintel_store::TokenScope;
 
 use crate::AppState;
@@ -63,5 +68,58 @@ impl FromRequestParts<AppState> for Asker {
             Some((name, TokenScope::Decisions { door })) => Ok(Self { name, door }),
             None => Err(ApiError::unauthorized("the token is not valid")),
         }
+    }
+}
+
+/// A signed-in user: their person id.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub person_id: String,
+}
+
+/// Who is calling a route open to users and admins alike.
+pub enum Caller {
+    Admin,
+    User(User),
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3 && token.starts_with("eyJ")
+}
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized("sign in with Authorization: Bearer <personal secret or OpenID ID token>")
+        })?;
+        if looks_like_jwt(token) {
+            let oidc = state.services().oidc.as_ref().ok_or_else(|| {
+                ApiError::unauthorized("OpenID Connect is not configured here; use your personal secret")
+            })?;
+            return Ok(User { person_id: oidc.sign_in(token).await? });
+        }
+        let source = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| Source::Client(format!("ip:{}", c.0.ip())))
+            .unwrap_or_else(|| Source::Client("ip:unknown".into()));
+        let digest = secrets::digest(token);
+        let pk = state.services().decider.authenticate(&CredentialKey::secret(&digest), &digest, &source)?;
+        let index = state.directory().index();
+        let person = index.person(pk).ok_or_else(|| ApiError::unauthorized("this secret is not valid"))?;
+        Ok(User { person_id: person.id.to_string() })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if bearer(parts).is_some_and(|t| state.services().tokens.check(t).is_some()) {
+            return Ok(Caller::Admin);
+        }
+        User::from_request_parts(parts, state).await.map(Caller::User)
     }
 }

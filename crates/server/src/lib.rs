@@ -8,21 +8,16 @@ mod listener;
 pub mod lookup;
 pub mod problem;
 mod ui;
-mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use lintel_store::Store;
 
-pub use api::doorbell::DoorbellConfig;
-pub use api::slack::SlackConfig;
 pub use lintel_service::{Directory, LimiterConfig, secrets, validate};
 pub use listener::HttpConfig;
-pub use users::OidcConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
 /// environment: HTTP's own settings, the workflows' ([`lintel_service::Config`]), and the
@@ -34,12 +29,6 @@ pub struct ServerConfig {
     /// Timeouts, the connection limit and the shutdown grace.
     pub http: HttpConfig,
     pub services: lintel_service::Config,
-    /// The Slack app, when `[slack]` is configured.
-    pub slack: Option<SlackConfig>,
-    /// The doorbell camera, when `[doorbell]` is configured (it posts through Slack).
-    pub doorbell: Option<DoorbellConfig>,
-    /// The OpenID Connect issuer users may sign in with.
-    pub oidc: Option<OidcConfig>,
 }
 
 #[derive(Clone)]
@@ -49,9 +38,6 @@ pub struct AppState {
 
 struct Inner {
     services: lintel_service::Services,
-    slack: Option<api::slack::Slack>,
-    doorbell: Option<api::doorbell::Doorbell>,
-    oidc: Option<users::Oidc>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     config: ServerConfig,
 }
@@ -70,16 +56,7 @@ impl AppState {
     /// Builds the services for `role` and the HTTP front-end over them.
     pub async fn new(store: Store, config: ServerConfig, role: lintel_service::Role) -> Result<Self, ServeError> {
         let services = lintel_service::Services::start(store, config.services.clone(), role).await?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                services,
-                slack: config.slack.clone().map(api::slack::Slack::new),
-                doorbell: config.doorbell.clone().map(api::doorbell::Doorbell::new),
-                oidc: config.oidc.clone().map(users::Oidc::new),
-                metrics: api::ops::metrics_handle(),
-                config,
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { services, metrics: api::ops::metrics_handle(), config }) })
     }
 
     pub(crate) fn services(&self) -> &lintel_service::Services {
@@ -97,16 +74,6 @@ impl AppState {
     /// Resolves when the server begins to shut down.
     pub(crate) fn stopping(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
         self.inner.services.workers.stopping()
-    }
-
-    /// `work`'s outcome, or `None` when the server begins to shut down first.
-    pub(crate) async fn unless_stopping<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        self.inner.services.workers.unless_stopping(work).await
-    }
-
-    /// Runs background work that shutdown waits for (within its grace).
-    pub(crate) fn spawn_worker(&self, work: impl Future<Output = ()> + Send + 'static) {
-        self.inner.services.workers.spawn(work);
     }
 
     pub fn router(&self) -> Router {
@@ -136,10 +103,6 @@ pub async fn serve(
         listener::bind(config.listen).map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
     let state = AppState::new(store, config, lintel_service::Role::Server).await?;
-    if let Some(slack) = &state.inner.config.slack {
-        api::slack::spawn_reconciler(state.clone(), slack.reconcile_every);
-    }
-    api::signed::spawn_queue_worker(state.clone(), Duration::from_secs(1));
     state.services().spawn_workers().await?;
     let http_config = state.inner.config.http;
     let workers = &state.inner.services.workers;

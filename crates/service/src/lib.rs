@@ -14,11 +14,14 @@ pub mod edits;
 mod error;
 pub mod follow;
 pub mod integrations;
+pub mod operations;
 pub mod outbox;
 pub mod people;
 pub mod photos;
 pub mod retry;
 pub mod secrets;
+#[cfg(test)]
+mod testing;
 pub mod tokens;
 pub mod validate;
 mod workers;
@@ -38,9 +41,14 @@ pub use doors::{Doors, Driven, Opened, Opener};
 pub use error::{Result, ServiceError};
 use integrations::cobot::Cobot;
 use integrations::crm::Crm;
+use integrations::doorbell::Doorbell;
 use integrations::invitations::Invitations;
 use integrations::lockcloud::LockCloud;
 use integrations::lookup::Lookup;
+use integrations::oidc::Oidc;
+use integrations::slack::Slack;
+use lintel_signed::Authority;
+use operations::Operations;
 use photos::Photos;
 pub use tokens::Tokens;
 pub use workers::Workers;
@@ -77,6 +85,12 @@ pub struct Config {
     pub smtp: Option<integrations::invitations::SmtpConfig>,
     /// The SMS gateway invitations are texted through (`[sms]`).
     pub sms: Option<integrations::invitations::SmsConfig>,
+    /// The Slack app (`[slack]`).
+    pub slack: Option<integrations::slack::SlackConfig>,
+    /// The doorbell camera (`[doorbell]`); it posts through the Slack app.
+    pub doorbell: Option<integrations::doorbell::DoorbellConfig>,
+    /// The OpenID Connect issuer users may sign in with (`[oidc]`).
+    pub oidc: Option<integrations::oidc::OidcConfig>,
     /// The MQTT broker door controllers hang off (`[mqtt]`).
     pub mqtt: Option<lintel_doors::mqtt::MqttConfig>,
     /// The OSDP readers (`[osdp]`).
@@ -109,16 +123,20 @@ pub struct Services {
     pub credentials: CredentialBuilder,
     pub workers: Workers,
     pub photos: Photos,
+    /// lintel's signing authority: users' certificates, controllers' allow-lists.
+    pub authority: Arc<Authority>,
+    pub operations: Arc<Operations>,
     pub crm: Option<Arc<Crm>>,
     pub cobot: Option<Arc<Cobot>>,
     pub lockcloud: Option<Arc<LockCloud>>,
     /// Sends visitors their invitations, when `[smtp]` or `[sms]` is configured.
     pub invitations: Option<Arc<Invitations>>,
     pub lookup: Option<Arc<Lookup>>,
-    /// lintel's signing authority (users' certificates, controllers' allow-lists).
-    pub authority: Arc<lintel_signed::Authority>,
     /// The MQTT door controllers (a server with `[mqtt]` only).
     pub controllers: Option<Arc<Controllers>>,
+    pub slack: Option<Arc<Slack>>,
+    pub doorbell: Option<Arc<Doorbell>>,
+    pub oidc: Option<Arc<Oidc>>,
     /// What the MQTT link hears, until the controllers' worker takes it (a server only).
     pub link_events: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<lintel_doors::mqtt::LinkEvent>>>>,
 }
@@ -168,7 +186,7 @@ impl Services {
         tokens.spawn_refresher(directory.store.clone(), config.follow_every);
         let decider = Arc::new(Decider::new(directory.clone(), config.pin_key, config.limiter).with_members(members));
         let authority = Arc::new(
-            lintel_signed::Authority::from_secret_bytes(&config.signing_key)
+            Authority::from_secret_bytes(&config.signing_key)
                 .map_err(|e| ServiceError::invalid(format!("the signing key is not usable: {e}")))?,
         );
         let workers = Workers::new();
@@ -177,6 +195,23 @@ impl Services {
         });
         let doors = Arc::new(Doors::new(directory.clone(), decider.clone(), links));
         let lookup = config.lookup.clone().map(|c| Arc::new(Lookup::new(c, directory.store.clone(), config.limiter)));
+        let operations = Arc::new(Operations::new(directory.clone(), doors.clone(), authority.clone()));
+        let slack = config
+            .slack
+            .clone()
+            .map(|c| Arc::new(Slack::new(c, directory.clone(), doors.clone(), workers.clone(), config.timezone)));
+        let doorbell = match (config.doorbell.clone(), &slack) {
+            (Some(c), Some(slack)) => Some(Arc::new(Doorbell::new(
+                c,
+                slack.clone(),
+                directory.clone(),
+                config.timezone,
+                config.public_url.clone(),
+            ))),
+            (Some(_), None) => return Err(ServiceError::invalid("[doorbell] posts through [slack]: configure it")),
+            (None, _) => None,
+        };
+        let oidc = config.oidc.clone().map(|c| Arc::new(Oidc::new(c, directory.clone())));
         Ok(Self {
             credentials: CredentialBuilder::new(config.pin_key),
             config: Arc::new(config),
@@ -187,13 +222,17 @@ impl Services {
             tokens,
             workers,
             photos,
+            authority,
+            operations,
             crm,
             cobot,
             lockcloud,
             invitations,
             lookup,
-            authority,
             controllers,
+            slack,
+            doorbell,
+            oidc,
             link_events: Arc::new(std::sync::Mutex::new(link_events)),
         })
     }
@@ -222,6 +261,10 @@ impl Services {
         if let Some(osdp) = self.config.osdp.clone() {
             let (directory, decider, doors) = (self.directory.clone(), self.decider.clone(), self.doors.clone());
             devices::osdp::start(osdp, directory, decider, doors, &self.workers).await?;
+        }
+        self.operations.spawn_queue_worker(&self.workers);
+        if let Some(slack) = &self.slack {
+            slack.spawn_reconciler(&self.workers);
         }
         Ok(())
     }

@@ -330,13 +330,14 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
     }
 }
 
-/// A key that decodes to a curve point and is not of small order (which would let one
-/// signature verify for many messages).
+/// Whether an Ed25519 public key decodes to a curve point and is not of small order (which
+/// would let one signature verify for many messages).
+pub fn is_usable_key(public_key: &[u8; 32]) -> bool {
+    VerifyingKey::from_bytes(public_key).is_ok_and(|key| !key.is_weak())
+}
+
 fn usable_key(public_key: &[u8; 32]) -> Result<(), CertError> {
-    match VerifyingKey::from_bytes(public_key) {
-        Ok(key) if !key.is_weak() => Ok(()),
-        _ => Err(CertError::BadPublicKey),
-    }
+    if is_usable_key(public_key) { Ok(()) } else { Err(CertError::BadPublicKey) }
 }
 
 fn serial_hex(raw: &[u8]) -> String {

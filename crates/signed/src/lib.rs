@@ -36,7 +36,7 @@ pub mod oidc;
 pub mod operation;
 
 pub use allow_list::{ListError, verify_allow_list};
-pub use cert::{Authority, CertError, Certified, Chain, key_fingerprint, verify_chain};
+pub use cert::{Authority, CertError, Certified, Chain, is_usable_key, key_fingerprint, verify_chain};
 pub use jsonwebtoken::jwk::JwkSet;
 pub use oidc::{IdClaims, OidcError, verify_id_token};
 pub use operation::{Operation, Refusal, Role, Share, SignedOperation, verify_operation};

@@ -258,7 +258,7 @@ fn operation(wire: WireOperation) -> Result<Operation, Refusal> {
                 .ok()
                 .and_then(|bytes| bytes.try_into().ok())
                 .ok_or(Refusal::BadOperation("public_key must be standard base64 of 32 bytes"))?;
-            if !matches!(VerifyingKey::from_bytes(&public_key), Ok(key) if !key.is_weak()) {
+            if !cert::is_usable_key(&public_key) {
                 return Err(Refusal::BadOperation("public_key is not a usable Ed25519 key"));
             }
             let start = optional_instant(start, "start is out of range")?;

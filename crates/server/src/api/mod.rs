@@ -5,12 +5,12 @@ mod controllers;
 mod crm;
 pub(crate) mod decisions;
 mod directory;
-pub mod doorbell;
+mod doorbell;
 mod events;
 mod lockcloud;
 pub mod ops;
-pub mod signed;
-pub mod slack;
+mod signed;
+mod slack;
 mod visit;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};

@@ -44,12 +44,11 @@ pub(crate) struct Ui {
 
 /// The UI's routes, to merge into the server's router.
 pub(crate) fn router(app: &AppState) -> Router<AppState> {
-    let config = &app.inner.config;
     let ui = Ui {
         app: app.clone(),
         sessions: Arc::new(session::Sessions::default()),
         login_failures: Arc::new(FailureLimiter::new(app.inner.services.config.limiter)),
-        oidc: Arc::new(oidc::OidcLogin::new(config.oidc.clone())),
+        oidc: Arc::new(oidc::OidcLogin::new(app.services().config.oidc.clone())),
         secure: app.inner.services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
     };
     let signed_in = Router::new()

@@ -9,7 +9,8 @@
 //! Only operators get in: a person in the directory, active, with the attribute
 //! `"ui_operator": true` (which only an administrator can set), found by the token's
 //! subject (`external_ids.oidc`) or, when the issuer says the address is verified, by the
-//! token's email. Signing in here never creates a person.
+//! token's email ([`lintel_service::integrations::oidc::Oidc::operator`]). Signing in
+//! here never creates a person.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,14 +25,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lintel_core::Digest;
 use lintel_core::credential::digests_equal;
-use lintel_proto::{Person, PersonStatus};
-use lintel_store::PersonFilter;
+use lintel_service::integrations::oidc::{OidcConfig, is_operator};
+use lintel_service::secrets;
 use serde::Deserialize;
 
 use super::session::{self, Who};
 use super::{Ui, UiError, UiResult, html};
-use crate::users::{OIDC_SYSTEM, OidcConfig};
-use lintel_service::secrets;
 
 const STATE_COOKIE: &str = "lintel_oidc";
 /// How long a sign-in at the issuer may take.
@@ -39,8 +38,6 @@ const PENDING_FOR: Duration = Duration::from_secs(600);
 /// How long the discovered authorization endpoint is used before it is fetched again.
 const DISCOVERY_FRESH: Duration = Duration::from_secs(3600);
 const MAX_PENDING: usize = 10_000;
-/// The person attribute that lets someone into the UI through OpenID.
-pub const OPERATOR_ATTRIBUTE: &str = "ui_operator";
 
 struct Pending {
     nonce: String,
@@ -183,7 +180,7 @@ fn failed(why: &str) -> UiResult {
 
 /// `POST /ui/login/oidc`: the issuer's answer.
 pub async fn callback(State(ui): State<Ui>, headers: HeaderMap, Form(form): Form<Callback>) -> UiResult {
-    let Some(oidc) = ui.app.inner.oidc.as_ref() else {
+    let Some(oidc) = ui.app.services().oidc.as_ref() else {
         return Err(UiError::not_found("OpenID Connect is not configured here"));
     };
     let Some(state) = form.state.as_deref() else { return failed("no state") };
@@ -201,7 +198,7 @@ pub async fn callback(State(ui): State<Ui>, headers: HeaderMap, Form(form): Form
     let claims = match oidc.verify(token).await {
         Ok(claims) => claims,
         Err(e) => {
-            tracing::info!(error = %e.detail, "an ID token for the web UI was refused");
+            tracing::info!(error = %e, "an ID token for the web UI was refused");
             return failed("the ID token did not verify");
         }
     };
@@ -211,9 +208,16 @@ pub async fn callback(State(ui): State<Ui>, headers: HeaderMap, Form(form): Form
     if !nonce_ok {
         return failed("the nonce does not match");
     }
-    let Some(person) = find_operator(&ui, &claims).await else {
-        tracing::info!(sub = %claims.sub, "an OpenID user who is not an operator tried to sign in to the web UI");
-        return Ok(Redirect::to("/ui/login?error=not_operator").into_response());
+    let person = match oidc.operator(&claims).await {
+        Ok(Some(person)) => person,
+        Ok(None) => {
+            tracing::info!(sub = %claims.sub, "an OpenID user who is not an operator tried to sign in to the web UI");
+            return Ok(Redirect::to("/ui/login?error=not_operator").into_response());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the directory could not be asked about an OpenID sign-in");
+            return failed("the directory could not be asked");
+        }
     };
     tracing::info!(person = %person.id, "signed in to the web UI through OpenID");
     let id = ui.sessions.create(Who::Operator { person_id: person.id, name: person.name });
@@ -234,27 +238,6 @@ fn token_nonce(token: &str) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     value.get("nonce")?.as_str().map(str::to_owned)
-}
-
-pub fn is_operator(person: &Person) -> bool {
-    person.status == PersonStatus::Active
-        && person.attributes.get(OPERATOR_ATTRIBUTE).is_some_and(|v| v == &serde_json::Value::Bool(true))
-}
-
-async fn find_operator(ui: &Ui, claims: &lintel_signed::IdClaims) -> Option<Person> {
-    let store = &ui.app.store();
-    let by_sub =
-        PersonFilter { external_id: Some((OIDC_SYSTEM.into(), claims.sub.clone())), limit: 1, ..Default::default() };
-    if let Some(person) = store.people(&by_sub).await.ok()?.0.pop() {
-        return is_operator(&person).then_some(person);
-    }
-    let email = claims.email.as_ref().filter(|_| claims.email_verified)?;
-    let by_email = PersonFilter { email: Some(email.clone()), limit: 10, ..Default::default() };
-    let (people, _) = store.people(&by_email).await.ok()?;
-    let mut operators = people.into_iter().filter(is_operator);
-    let first = operators.next()?;
-    // Two operators with one address: which one is meant is not clear; nobody gets in.
-    operators.next().is_none().then_some(first)
 }
 
 /// Whether an operator's session may go on: they are still an active operator.

@@ -220,7 +220,6 @@ struct Dashboard {
 pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed>) -> UiResult {
     let app = &ui.app;
     let store = &app.store();
-    let config = &app.inner.config;
     let tz = app.services().config.timezone;
     let now = Utc::now();
     let doors = store.doors().await?;
@@ -273,7 +272,7 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
             detail,
         });
     }
-    health.push(match &config.slack {
+    health.push(match &app.services().config.slack {
         Some(slack) => Health {
             name: "Slack",
             state: "configured",
@@ -286,7 +285,7 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
         },
         None => Health { name: "Slack", state: "not configured", tone: "muted", detail: "see the README".into() },
     });
-    health.push(match &config.doorbell {
+    health.push(match &app.services().config.doorbell {
         Some(bell) => {
             let rang = recent.iter().find(|e| e.kind == "doorbell.rang").map(|e| words::ago(e.at, now));
             Health {
@@ -332,7 +331,7 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
             ),
         });
     }
-    health.push(match &config.oidc {
+    health.push(match &app.services().config.oidc {
         Some(oidc) => Health {
             name: "OpenID Connect",
             state: "configured",
@@ -575,7 +574,7 @@ impl PersonData {
             phone: p.phone.clone().unwrap_or_default(),
             status: p.status.as_str(),
             suspended: p.status == PersonStatus::Suspended,
-            operator: super::oidc::is_operator(p),
+            operator: lintel_service::integrations::oidc::is_operator(p),
             groups: p.groups.iter().map(|g| (g.clone(), self.group_name(g).to_owned())).collect(),
             skills: p.skills.clone(),
             external_ids: p.external_ids.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),

@@ -3,6 +3,9 @@
 
 pub mod cobot;
 pub mod crm;
+pub mod doorbell;
 pub mod invitations;
 pub mod lockcloud;
 pub mod lookup;
+pub mod oidc;
+pub mod slack;
