@@ -497,52 +497,31 @@ impl Operations {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use ed25519_dalek::{Signer, SigningKey};
     use lintel_proto::{DriverConfig, NewPerson};
     use lintel_store::EventFilter;
     use serde_json::json;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::{Services, testing};
+    use crate::Services;
+    use crate::testing::{self, FakeHttp};
 
-    /// A door's HTTP endpoint that refuses (503) until it is `online`, and counts the
-    /// calls it answered with 200.
-    struct Device {
-        url: String,
-        online: Arc<AtomicBool>,
-        opened: Arc<AtomicUsize>,
+    /// A door's HTTP endpoint that refuses (503) until told otherwise.
+    async fn device() -> FakeHttp {
+        let device = FakeHttp::start().await;
+        device.answer("POST /open", 503, json!({}));
+        device
     }
 
-    async fn device() -> Device {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/open", listener.local_addr().expect("address"));
-        let (online, opened) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-        let (is_online, count) = (online.clone(), opened.clone());
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let mut request = Vec::new();
-                let mut buf = [0; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let status = if is_online.load(Ordering::SeqCst) {
-                    count.fetch_add(1, Ordering::SeqCst);
-                    "200 OK"
-                } else {
-                    "503 Service Unavailable"
-                };
-                let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                let _ = conn.write_all(answer.as_bytes()).await;
-            }
-        });
-        Device { url, online, opened }
+    fn http_driver(device: &FakeHttp) -> DriverConfig {
+        DriverConfig::Http {
+            url: format!("{}/open", device.url),
+            method: "POST".into(),
+            headers: Default::default(),
+            body: None,
+        }
     }
 
     /// An unlock as a user's client signs it: a compact JWS, EdDSA, the chain in `x5c`.
@@ -566,13 +545,7 @@ mod tests {
     async fn an_unlock_for_a_door_that_does_not_answer_waits_until_it_does() {
         let (_dir, services) = testing::services(|_| {}).await;
         let device = device().await;
-        let driver = DriverConfig::Http {
-            url: device.url.clone(),
-            method: "POST".into(),
-            headers: Default::default(),
-            body: None,
-        };
-        testing::door(&services, "front", driver).await;
+        testing::door(&services, "front", http_driver(&device)).await;
         testing::person(&services, NewPerson { id: Some("ann".into()), name: "Ann".into(), ..Default::default() })
             .await;
         testing::grant(&services, "ann", "front").await;
@@ -591,15 +564,15 @@ mod tests {
         assert_eq!(services.store().queued_operations().await.expect("queue").len(), 1, "still waiting");
         assert!(events(&services, "operation.applied").await.is_empty());
 
-        device.online.store(true, Ordering::SeqCst);
+        device.answer("POST /open", 200, json!({}));
         operations.retry_queued().await.expect("retried");
-        assert_eq!(device.opened.load(Ordering::SeqCst), 1, "the door opened once it answered");
+        assert_eq!(device.answered("POST /open", 200), 1, "the door opened once it answered");
         assert!(services.store().queued_operations().await.expect("queue").is_empty());
         let applied = events(&services, "operation.applied").await;
         assert_eq!(applied.len(), 1, "{applied:?}");
         assert_eq!((applied[0].person_id.as_deref(), &applied[0].data["queued"]), (Some("ann"), &json!(true)));
         operations.retry_queued().await.expect("retried");
-        assert_eq!(device.opened.load(Ordering::SeqCst), 1, "opened once, not again");
+        assert_eq!(device.answered("POST /open", 200), 1, "opened once, not again");
 
         let replayed = operations.submit(&unlock).await.expect("no store failure").expect_err("a replay");
         assert_eq!(replayed.reason, "replayed");
@@ -611,14 +584,8 @@ mod tests {
     async fn queued_unlocks_that_no_longer_hold_are_dropped() {
         let (_dir, services) = testing::services(|_| {}).await;
         let device = device().await;
-        device.online.store(true, Ordering::SeqCst);
-        let driver = DriverConfig::Http {
-            url: device.url.clone(),
-            method: "POST".into(),
-            headers: Default::default(),
-            body: None,
-        };
-        testing::door(&services, "front", driver).await;
+        device.answer("POST /open", 200, json!({}));
+        testing::door(&services, "front", http_driver(&device)).await;
         for id in ["ann", "bert"] {
             testing::person(&services, NewPerson { id: Some(id.into()), name: id.into(), ..Default::default() }).await;
         }
@@ -636,7 +603,7 @@ mod tests {
 
         services.operations.retry_queued().await.expect("retried");
         assert!(store.queued_operations().await.expect("queue").is_empty());
-        assert_eq!(device.opened.load(Ordering::SeqCst), 0, "neither opened the door");
+        assert_eq!(device.answered("POST /open", 200), 0, "neither opened the door");
         let expired = events(&services, "operation.expired").await;
         assert_eq!((expired.len(), expired[0].person_id.as_deref()), (1, Some("ann")), "{expired:?}");
         let dropped = events(&services, "operation.dropped").await;

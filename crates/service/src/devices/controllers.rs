@@ -645,7 +645,7 @@ pub async fn overview(store: &Store) -> Result<Vec<Controller>> {
 mod tests {
     use lintel_doors::mqtt::MqttConfig;
     use lintel_proto::NewDoor;
-    use lintel_store::{EventFilter, SqliteSync};
+    use lintel_store::EventFilter;
     use serde_json::json;
 
     use super::*;
@@ -654,9 +654,7 @@ mod tests {
     /// Controllers over a temporary SQLite file, with door `front` on controller `ctl-1`,
     /// and a link to a broker that is not there (what is published waits in its queue).
     async fn controllers() -> (tempfile::TempDir, Arc<Controllers>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("lintel.db").display());
-        let store = Store::open(&url, SqliteSync::Normal).await.expect("store opens");
+        let (dir, store) = crate::testing::store().await;
         add_door(&store, "front", "ctl-1").await;
         let directory = Directory::open(store, Duration::from_secs(3600)).await.expect("directory loads");
         (dir, over(directory))

@@ -690,9 +690,8 @@ mod tests {
     use super::*;
     use lintel_connectors::cobot::Timespan;
     use lintel_proto::WorkState;
-    use lintel_store::{SqliteSync, Store};
-    use std::sync::Mutex;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    use crate::testing::{self, FakeHttp};
 
     fn membership(starts: Option<&str>, canceled_to: Option<&str>) -> Membership {
         serde_json::from_value(json!({"id": "1", "plan": {"id": "p"}, "starts_at": starts, "canceled_to": canceled_to}))
@@ -733,87 +732,10 @@ mod tests {
         assert_eq!(pass_schedule(&PassType { parsed_timespans: vec![], ..pass }, tz), None, "any time");
     }
 
-    /// The platform as the tests script it: an answer per `METHOD /path` (404 for any
-    /// other), and every request it was sent.
-    #[derive(Default)]
-    struct Script {
-        answers: HashMap<String, (u16, Value)>,
-        requests: Vec<(String, Value)>,
-    }
-
-    struct FakePlatform {
-        url: String,
-        script: Arc<Mutex<Script>>,
-    }
-
-    impl FakePlatform {
-        async fn start() -> Self {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            let script = Arc::new(Mutex::new(Script::default()));
-            let answering = script.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(answer(stream, answering.clone()));
-                }
-            });
-            Self { url, script }
-        }
-
-        fn answer(&self, request: &str, status: u16, body: Value) {
-            self.script.lock().unwrap().answers.insert(request.to_owned(), (status, body));
-        }
-
-        fn requests(&self, request: &str) -> Vec<Value> {
-            let script = self.script.lock().unwrap();
-            script.requests.iter().filter(|(r, _)| r == request).map(|(_, body)| body.clone()).collect()
-        }
-    }
-
-    /// One HTTP/1.1 exchange, then the connection closes.
-    async fn answer(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).await.unwrap();
-        let mut words = line.split_whitespace();
-        let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
-        let request = format!("{method} {}", target.split('?').next().unwrap_or_default());
-        let mut length = 0;
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).await.unwrap();
-            if header.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).await.unwrap();
-        let (status, reply) = {
-            let mut script = script.lock().unwrap();
-            script.requests.push((request.clone(), serde_json::from_slice(&body).unwrap_or(Value::Null)));
-            script.answers.get(&request).cloned().unwrap_or((404, json!({"error": "not found"})))
-        };
-        let reply = reply.to_string();
-        let head = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            reply.len()
-        );
-        let mut stream = reader.into_inner();
-        stream.write_all(format!("{head}{reply}").as_bytes()).await.unwrap();
-    }
-
     /// A space whose members all join `members`, and the `full` plan's also `studio`;
     /// room 7 has a door.
-    async fn space(platform: &FakePlatform) -> (tempfile::TempDir, Cobot) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("lintel.db").display());
-        let store = Store::open(&url, SqliteSync::Normal).await.unwrap();
-        let directory = Directory::open(store, Duration::from_secs(3600)).await.unwrap();
+    async fn space(platform: &FakeHttp) -> (tempfile::TempDir, Cobot) {
+        let (dir, directory) = testing::directory().await;
         for group in ["members", "studio"] {
             directory.write(move |store| async move { store.create_group(group, group, &[]).await }).await.unwrap();
         }
@@ -839,7 +761,7 @@ mod tests {
 
     #[tokio::test]
     async fn members_follow_their_memberships_and_the_platform_learns_their_tokens() {
-        let platform = FakePlatform::start().await;
+        let platform = FakeHttp::start().await;
         let (_dir, cobot) = space(&platform).await;
         let store = cobot.directory.store.clone();
         let ann = membership_json("1", "Ann", "full", None);
@@ -878,7 +800,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_is_given_up_at_once_and_an_outage_is_retried() {
-        let platform = FakePlatform::start().await;
+        let platform = FakeHttp::start().await;
         let (_dir, cobot) = space(&platform).await;
         let store = cobot.directory.store.clone();
         let starts = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();

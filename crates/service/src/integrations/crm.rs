@@ -438,3 +438,86 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod standing {
+    use lintel_proto::{CredentialKind, NewGrant, NewGroup, PresentedCredential, Reason};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::testing::{self, FakeHttp};
+    use crate::{Ask, Services, Source};
+
+    /// Member 1001 as the CRM describes them.
+    fn ann(code: &str, maker: bool) -> Value {
+        let memberships = if maker { json!([{"Id": 7, "Name": "Maker"}]) } else { json!([]) };
+        json!({"Id": 1001, "FirstName": "Ann", "LastName": "Lovelace", "Email": "ann@example.org",
+               "ExternalId": code, "Memberships": memberships, "Skills": [{"Name": "laser"}]})
+    }
+
+    async fn makerspace(crm: &FakeHttp) -> (tempfile::TempDir, Services) {
+        crm.answer("POST /oauth/token", 200, json!({"access_token": "t-1", "expires_in": 3600}));
+        let (dir, services) = testing::services(|c| {
+            c.crm = Some(CrmConfig {
+                base_url: format!("{}/api", crm.url),
+                token_url: format!("{}/oauth/token", crm.url),
+                username: "lintel".into(),
+                password: "secret".into(),
+                membership: Some("Maker".into()),
+                stale_after: Duration::from_secs(3600),
+                group: Some("members".into()),
+                timeout: Duration::from_secs(2),
+            })
+        })
+        .await;
+        let directory = &services.directory;
+        let laser = json!({"id": "laser", "name": "Laser cutter", "required_skill": "laser"});
+        directory.create_door(serde_json::from_value(laser).expect("a door")).await.expect("door");
+        let members = NewGroup { id: "members".into(), name: "Members".into(), doors: vec!["laser".into()] };
+        directory.create_group(members).await.expect("group");
+        let grant: NewGrant = serde_json::from_value(json!({"group_id": "members"})).expect("a grant");
+        directory.create_grant(grant).await.expect("grant");
+        (dir, services)
+    }
+
+    /// What the laser cutter says to member 1001's card with `code` (asked without
+    /// recording, so the CRM is not asked again).
+    async fn tap(services: &Services, code: &str) -> Reason {
+        let card = PresentedCredential::Card { uid: "1001".into(), revocation_code: Some(code.into()) };
+        let ask = Ask { door: "laser", credential: &card, at: None, dry_run: true, source: Source::Keypad("t".into()) };
+        services.decider.decide(ask).await.expect("decided").reason
+    }
+
+    #[tokio::test]
+    async fn access_follows_the_members_standing_and_their_current_card() {
+        let fake = FakeHttp::start().await;
+        let (_dir, services) = makerspace(&fake).await;
+        let crm = services.crm.clone().expect("[crm]");
+
+        fake.answer("GET /api/persons/1001", 200, ann("R1", true));
+        let card = crm.issue_card("001001").await.expect("issued");
+        assert_eq!((card.member.as_str(), card.uid.as_str(), card.person_id.as_str()), ("1001", "1001", "crm-1001"));
+        assert_eq!((card.revocation_code.as_deref(), card.in_good_standing), (Some("R1"), true));
+        let person = services.store().person("crm-1001").await.expect("person");
+        assert_eq!((person.name.as_str(), person.skills.as_slice()), ("Ann Lovelace", ["laser".to_owned()].as_slice()));
+        assert_eq!(person.groups, ["members"], "in the [crm] group");
+        assert_eq!(tap(&services, "R1").await, Reason::Granted);
+
+        fake.answer("GET /api/persons/1001", 200, ann("R1", false));
+        assert!(!crm.issue_card("1001").await.expect("issued").in_good_standing);
+        assert_eq!(tap(&services, "R1").await, Reason::PersonSuspended, "no membership, no entry");
+
+        fake.answer("GET /api/persons/1001", 200, ann("R2", true));
+        crm.issue_card("1001").await.expect("issued");
+        assert_eq!(tap(&services, "R2").await, Reason::Granted, "the new card");
+        assert_eq!(tap(&services, "R1").await, Reason::RevokedCard, "the card it replaced");
+        let cards = services.store().person_credentials("crm-1001").await.expect("credentials");
+        assert_eq!(cards.iter().filter(|c| c.kind == CredentialKind::Card).count(), 2, "one card per code");
+
+        fake.answer("GET /api/persons/1001", 404, json!({"error": "not found"}));
+        let gone = crm.issue_card("1001").await.expect_err("gone from the CRM");
+        assert!(matches!(gone, ServiceError::NotFound { code: "unknown-member", .. }), "{gone:?}");
+        assert_eq!(tap(&services, "R2").await, Reason::PersonSuspended, "gone from the CRM, gone from the doors");
+        assert_eq!(fake.requests("POST /oauth/token").len(), 1, "one token for every call");
+    }
+}
