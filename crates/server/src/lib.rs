@@ -5,7 +5,6 @@
 mod api;
 mod auth;
 mod listener;
-pub mod lookup;
 pub mod problem;
 mod ui;
 
@@ -16,7 +15,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use lintel_store::Store;
 
-pub use lintel_service::{Directory, LimiterConfig, secrets, validate};
+use lintel_service::Directory;
 pub use listener::HttpConfig;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
@@ -81,7 +80,7 @@ impl AppState {
         let openapi = Arc::new(openapi);
         router
             .merge(ui::router(self))
-            .merge(lookup::router(self))
+            .merge(api::lookup::router(self))
             .route("/openapi.json", axum::routing::get(move || api::ops::openapi(openapi.clone())))
             .fallback(api::ops::not_found)
             .method_not_allowed_fallback(api::ops::method_not_allowed)

@@ -5,7 +5,7 @@
 use lintel_proto::NewPerson;
 use lintel_store::{NewGrantRecord, Store, StoreError};
 
-use crate::{Result, ServiceError};
+use crate::error::{Result, ServiceError};
 
 /// Issues `count` (1 to 100) new codes for `door` and returns them, to be shown once.
 pub async fn issue(store: &Store, door: &str, count: u32) -> Result<Vec<String>> {

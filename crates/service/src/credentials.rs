@@ -6,7 +6,8 @@ use lintel_core::credential::{normalize_uid, pin_digest, validate_pin};
 use lintel_proto::{CredentialKind, NewCredential};
 use lintel_store::NewCredentialRecord;
 
-use crate::{Result, ServiceError, secrets, validate};
+use crate::error::{Result, ServiceError};
+use crate::{secrets, validate};
 
 /// A credential to store, and what to show its holder once (a generated secret or backup
 /// code; nothing for a card or a PIN, which the holder already knows).

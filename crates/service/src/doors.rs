@@ -9,7 +9,7 @@ use lintel_store::NewEvent;
 
 use crate::decide::{Ask, Decider};
 use crate::directory::Directory;
-use crate::{Result, ServiceError};
+use crate::error::{Result, ServiceError};
 
 /// Who asks a door to open.
 pub enum Opener<'a> {

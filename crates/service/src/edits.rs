@@ -16,7 +16,8 @@ use serde_json::{Map, Value};
 
 use crate::credentials::Built;
 use crate::directory::Directory;
-use crate::{Result, ServiceError, secrets, validate};
+use crate::error::{Result, ServiceError};
+use crate::{secrets, validate};
 
 /// How long a door opens when its settings do not say.
 const DEFAULT_OPEN_SECONDS: u32 = 5;

@@ -18,8 +18,9 @@ use serde_json::Value;
 
 use crate::directory::Directory;
 use crate::doors::{Doors, Opener};
+use crate::error::{Result, ServiceError};
 use crate::integrations::oidc::OIDC_SYSTEM;
-use crate::{Result, ServiceError, Workers};
+use crate::workers::Workers;
 
 /// The grant source of shares: `share:<signer>:<jti>`.
 const SHARE_SOURCE: &str = "share:";

@@ -7,7 +7,7 @@
 use lintel_store::{Attempt, Store, StoreError, WorkItem};
 use serde_json::Value;
 
-use crate::ServiceError;
+use crate::error::ServiceError;
 use crate::retry::RETRY;
 
 /// How many due items one run takes.

@@ -8,7 +8,8 @@ use lintel_proto::{NewPerson, PersonPatch, PersonStatus};
 use lintel_store::{PersonFilter, StoreError};
 
 use crate::directory::Directory;
-use crate::{Result, secrets, validate};
+use crate::error::Result;
+use crate::{secrets, validate};
 
 /// How the person is found and named in lintel.
 #[derive(Debug, Clone)]

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use lintel_store::Store;
 
-use crate::{Result, validate};
+use crate::error::Result;
+use crate::validate;
 
 #[derive(Debug, Clone)]
 pub struct Photos {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lintel_store::Attempt;
 
-use crate::ServiceError;
+use crate::error::ServiceError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {

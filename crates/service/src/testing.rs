@@ -10,7 +10,9 @@ use lintel_store::{NewGrantRecord, SqliteSync, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::{Config, Directory, LimiterConfig, Role, Services};
+use crate::decide::LimiterConfig;
+use crate::directory::Directory;
+use crate::{Config, Role, Services};
 
 /// A new store in a temporary folder (kept as long as the folder is).
 pub(crate) async fn store() -> (tempfile::TempDir, Store) {

@@ -79,11 +79,11 @@ impl Tokens {
 
 /// Creates a token and returns it, to be shown once; only its digest is kept. A name is
 /// 1 to 64 letters, digits, `-`, `_` or `.`.
-pub async fn create(store: &Store, name: &str, scope: &TokenScope) -> crate::Result<String> {
+pub async fn create(store: &Store, name: &str, scope: &TokenScope) -> crate::error::Result<String> {
     let valid =
         !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !valid {
-        return Err(crate::ServiceError::invalid("a token name is 1 to 64 letters, digits, - _ ."));
+        return Err(crate::error::ServiceError::invalid("a token name is 1 to 64 letters, digits, - _ ."));
     }
     if let TokenScope::Decisions { door: Some(door) } = scope {
         crate::validate::id("door", door)?;

@@ -1,7 +1,7 @@
 //! Checks of outside input that the types alone cannot express. Everything here answers
 //! an invalid-input error naming the field.
 
-use crate::ServiceError;
+use crate::error::ServiceError;
 
 const MAX_ID: usize = 128;
 const MAX_NAME: usize = 200;

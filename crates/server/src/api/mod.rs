@@ -1,14 +1,15 @@
 //! Routes, grouped as in the HTTP contract (the README's API sections).
 
-pub mod cobot;
+mod cobot;
 mod controllers;
 mod crm;
-pub(crate) mod decisions;
+mod decisions;
 mod directory;
 mod doorbell;
 mod events;
 mod lockcloud;
-pub mod ops;
+pub(crate) mod lookup;
+pub(crate) mod ops;
 mod signed;
 mod slack;
 mod visit;

@@ -14,14 +14,8 @@ use lintel_store::EventFilter;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::{Ui, pages};
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum View {
-    Feed,
-    Display,
-}
+use super::Ui;
+use super::pages::{self, View};
 
 #[derive(Deserialize)]
 pub struct LiveQuery {

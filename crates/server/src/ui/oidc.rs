@@ -25,7 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lintel_core::Digest;
 use lintel_core::credential::digests_equal;
-use lintel_service::integrations::oidc::{OidcConfig, is_operator};
+use lintel_service::integrations::oidc::OidcConfig;
 use lintel_service::secrets;
 use serde::Deserialize;
 
@@ -238,11 +238,6 @@ fn token_nonce(token: &str) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     value.get("nonce")?.as_str().map(str::to_owned)
-}
-
-/// Whether an operator's session may go on: they are still an active operator.
-pub async fn still_operator(ui: &Ui, person_id: &str) -> bool {
-    ui.app.store().person(person_id).await.is_ok_and(|p| is_operator(&p))
 }
 
 #[cfg(test)]

@@ -20,8 +20,9 @@ use serde::Deserialize;
 
 use super::session::Signed;
 use super::{Ui, UiError, UiResult, html, is_htmx, words};
-use crate::{AppState, validate};
+use crate::AppState;
 use lintel_service::attendance::{ByDay, local_midnight, next_day};
+use lintel_service::validate;
 
 /// What every page's frame shows.
 pub struct PageCtx {
@@ -1415,9 +1416,18 @@ pub async fn photo(State(ui): State<Ui>, Path(id): Path<String>) -> UiResult {
     Ok((headers, jpeg).into_response())
 }
 
+/// The views that follow the event log live.
+#[derive(Debug, Clone, Copy, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum View {
+    /// The dashboard's feed.
+    Feed,
+    /// The facility display's check-ins.
+    Display,
+}
+
 /// One event as the live views show it: a feed line, or a display tile.
-pub async fn live_fragment(app: &AppState, e: &Event, view: super::live::View) -> Option<String> {
-    use super::live::View;
+pub async fn live_fragment(app: &AppState, e: &Event, view: View) -> Option<String> {
     let store = &app.store();
     let tz = app.inner.services.config.timezone;
     let doors = store.doors().await.ok()?;

@@ -162,6 +162,11 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     digests_equal(&secrets::digest(a), &secrets::digest(b))
 }
 
+/// Whether an operator's session may go on: they are still an active operator.
+async fn still_operator(ui: &Ui, person_id: &str) -> bool {
+    ui.app.store().person(person_id).await.is_ok_and(|p| lintel_service::integrations::oidc::is_operator(&p))
+}
+
 /// Lets only signed-in requests through; checks the CSRF token of every request that
 /// is not a GET; puts [`Signed`] into the request for the handlers.
 pub async fn guard(State(ui): State<Ui>, request: Request, next: Next) -> Response {
@@ -170,7 +175,7 @@ pub async fn guard(State(ui): State<Ui>, request: Request, next: Next) -> Respon
     // A session lasts only as long as what it was opened with.
     let still_valid = match signed.as_ref().map(|s| &s.who) {
         Some(Who::Token { token, .. }) => ui.app.services().tokens.check(token).is_some(),
-        Some(Who::Operator { person_id, .. }) => super::oidc::still_operator(&ui, person_id).await,
+        Some(Who::Operator { person_id, .. }) => still_operator(&ui, person_id).await,
         None => false,
     };
     if !still_valid {

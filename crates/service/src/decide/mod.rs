@@ -20,8 +20,8 @@ use lintel_proto::{DecisionResponse, PresentedCredential};
 use lintel_store::{NewEvent, PendingDecision, credential_id, grant_id};
 
 use crate::directory::Directory;
+use crate::error::{Result, ServiceError};
 use crate::secrets;
-use crate::{Result, ServiceError};
 use limiter::{Lock, Locked};
 
 pub struct Decider {

@@ -21,7 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::decide::{Ask, Decider, Source, credential_kind};
 use crate::directory::Directory;
-use crate::{Result, ServiceError, Workers};
+use crate::error::{Result, ServiceError};
+use crate::workers::Workers;
 
 /// How often the lists are checked against the directory: a revocation reaches the
 /// controllers within this (plus the time to build and publish).
@@ -649,7 +650,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::LimiterConfig;
+    use crate::decide::LimiterConfig;
 
     /// Controllers over a temporary SQLite file, with door `front` on controller `ctl-1`,
     /// and a link to a broker that is not there (what is published waits in its queue).

@@ -14,7 +14,8 @@ use lintel_store::{EventFilter, NewEvent};
 use crate::decide::{Ask, Decider, Source};
 use crate::directory::Directory;
 use crate::doors::Doors;
-use crate::{Result, ServiceError, Workers};
+use crate::error::{Result, ServiceError};
+use crate::workers::Workers;
 
 /// The readers, when `[osdp]` is configured.
 #[derive(Debug, Clone)]

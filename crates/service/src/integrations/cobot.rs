@@ -21,8 +21,10 @@ use serde_json::{Value, json};
 use super::invitations::{Invitation, Invitations};
 use super::lockcloud::LockCloud;
 use crate::directory::Directory;
+use crate::error::{Result, ServiceError};
 use crate::people::{ExternalPerson, Identity};
-use crate::{Result, ServiceError, Workers, credentials, outbox, people, secrets, validate};
+use crate::workers::Workers;
+use crate::{credentials, outbox, people, secrets, validate};
 
 /// The `[cobot]` settings.
 #[derive(Clone, Debug)]

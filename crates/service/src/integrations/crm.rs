@@ -34,9 +34,10 @@ use lintel_proto::{CardToWrite, CredentialKind, CredentialStatus, PersonPatch, P
 use lintel_store::{CrmMember, StoreError};
 
 use crate::directory::Directory;
+use crate::error::{Result, ServiceError};
 use crate::people::{ExternalPerson, Identity};
 use crate::photos::Photos;
-use crate::{Result, ServiceError, people, validate};
+use crate::{people, validate};
 
 /// The `[crm]` settings.
 #[derive(Clone, Debug)]
@@ -445,8 +446,9 @@ mod standing {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::Services;
+    use crate::decide::{Ask, Source};
     use crate::testing::{self, FakeHttp};
-    use crate::{Ask, Services, Source};
 
     /// Member 1001 as the CRM describes them.
     fn ann(code: &str, maker: bool) -> Value {

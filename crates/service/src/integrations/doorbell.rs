@@ -12,7 +12,8 @@ use lintel_store::NewEvent;
 
 use super::slack::Slack;
 use crate::directory::Directory;
-use crate::{Result, secrets};
+use crate::error::Result;
+use crate::secrets;
 
 /// How long a snapshot stays reachable.
 const KEEP_SNAPSHOTS_MICROS: i64 = 24 * 3600 * 1_000_000;

@@ -13,7 +13,9 @@ use lintel_connectors::cobot::Booking;
 use lintel_store::{Store, StoreError, WorkItem};
 use serde_json::{Value, json};
 
-use crate::{Result, ServiceError, Workers, outbox};
+use crate::error::{Result, ServiceError};
+use crate::outbox;
+use crate::workers::Workers;
 
 /// `[smtp]`: where invitations are mailed from.
 #[derive(Clone, Debug)]

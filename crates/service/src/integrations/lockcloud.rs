@@ -17,7 +17,9 @@ use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
 use crate::directory::Directory;
-use crate::{Result, ServiceError, Workers, outbox, secrets};
+use crate::error::{Result, ServiceError};
+use crate::workers::Workers;
+use crate::{outbox, secrets};
 
 /// The `[lockcloud]` settings.
 #[derive(Clone, Debug)]

@@ -24,7 +24,7 @@ use lintel_store::Store;
 use serde_json::{Map, Value};
 
 use crate::decide::{FailureLimiter, LimiterConfig, Source};
-use crate::{Result, ServiceError};
+use crate::error::{Result, ServiceError};
 
 /// Where the endpoint listens and how the id is read from the request.
 #[derive(Debug, Clone, PartialEq, Eq)]

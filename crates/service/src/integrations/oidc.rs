@@ -10,8 +10,8 @@ use lintel_signed::{IdClaims, JwkSet, OidcError, verify_id_token};
 use lintel_store::PersonFilter;
 
 use crate::directory::Directory;
+use crate::error::{Result, ServiceError};
 use crate::people::{self, ExternalPerson, Identity};
-use crate::{Result, ServiceError};
 
 /// The `[oidc]` settings.
 #[derive(Clone, Debug)]

@@ -17,8 +17,10 @@ use serde_json::{Value, json};
 
 use crate::directory::Directory;
 use crate::doors::{Doors, Opener};
+use crate::error::{Result, ServiceError};
 use crate::people::{self, ExternalPerson, Identity};
-use crate::{Result, ServiceError, Workers, credentials, validate};
+use crate::workers::Workers;
+use crate::{credentials, validate};
 
 /// The `[slack]` settings.
 #[derive(Clone, Debug)]
@@ -438,7 +440,7 @@ impl Slack {
 
     /// Opens `door` for the person linked to a Slack user; `None` when lintel does not know
     /// them.
-    async fn open_as(&self, user: &str, door: &str) -> Result<Option<crate::Opened>> {
+    async fn open_as(&self, user: &str, door: &str) -> Result<Option<crate::doors::Opened>> {
         let Some(person) = self.linked_person(user).await? else { return Ok(None) };
         let Some(pk) = self.directory.store.person_pk(&person.id).await? else { return Ok(None) };
         let data = serde_json::Map::from_iter([("slack_user".to_owned(), Value::from(user))]);
