@@ -447,11 +447,9 @@ impl Operations {
     /// Retries queued unlocks every second until shutdown (see [`Self::retry_queued`]).
     pub fn spawn_queue_worker(self: &Arc<Self>, workers: &Workers) {
         let operations = self.clone();
-        let stopping = workers.clone();
+        let mut ticks = workers.every(QUEUE_RETRY_EVERY);
         workers.spawn(async move {
-            let mut tick = tokio::time::interval(QUEUE_RETRY_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while stopping.unless_stopping(tick.tick()).await.is_some() {
+            while ticks.next().await {
                 if let Err(e) = operations.retry_queued().await {
                     tracing::warn!(error = %e, "queued operations could not be retried");
                 }

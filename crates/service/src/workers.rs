@@ -30,6 +30,14 @@ impl Workers {
         }
     }
 
+    /// A tick every `period` (the first at once; a late one is not made up for) until
+    /// shutdown begins: `while ticks.next().await { ... }`.
+    pub fn every(&self, period: std::time::Duration) -> Ticks {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticks { interval, workers: self.clone() }
+    }
+
     /// Resolves when shutdown begins.
     pub fn stopping(&self) -> WaitForCancellationFutureOwned {
         self.stopping.clone().cancelled_owned()
@@ -56,5 +64,18 @@ impl Workers {
             );
         }
         finished
+    }
+}
+
+/// The ticks of a periodic worker (see [`Workers::every`]).
+pub struct Ticks {
+    interval: tokio::time::Interval,
+    workers: Workers,
+}
+
+impl Ticks {
+    /// Waits for the next tick; `false` once shutdown has begun.
+    pub async fn next(&mut self) -> bool {
+        self.workers.unless_stopping(self.interval.tick()).await.is_some()
     }
 }

@@ -187,7 +187,7 @@ async fn events_by_person_before_and_after_indexing() {
     }
 }
 
-/// A fresh PostgreSQL database for one test (dropped by the next run of the same name),
+/// A fresh PostgreSQL database for one test (the one of its previous run dropped first),
 /// or `None` when PostgreSQL tests are skipped on purpose (`LINTEL_TEST_POSTGRES=skip`).
 /// An unreachable server fails the test loudly.
 async fn postgres_store(name: &str) -> Option<Store> {
@@ -201,7 +201,7 @@ async fn postgres_store(name: &str) -> Option<Store> {
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
         panic!("PostgreSQL is not reachable at {admin} ({e}); start it or set LINTEL_TEST_POSTGRES=skip")
     });
-    let db = format!("lintel_store_{name}_{}", std::process::id());
+    let db = format!("lintel_store_{name}");
     for sql in [format!("DROP DATABASE IF EXISTS {db}"), format!("CREATE DATABASE {db}")] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.expect("admin SQL");
     }

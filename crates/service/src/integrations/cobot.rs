@@ -636,17 +636,16 @@ impl Cobot {
     /// The platform's background work while the server runs: the inbox and outbox every
     /// second, check-ins queued from new entries, expiries, and the full sync on schedule.
     pub fn spawn_workers(self: &Arc<Self>, workers: &Workers) {
-        let (cobot, stopping) = (self.clone(), workers.clone());
+        let cobot = self.clone();
+        let mut seconds = workers.every(Duration::from_secs(1));
         workers.spawn(async move {
             let store = &cobot.directory.store;
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // Catch up on entries made while lintel was not running its workers.
             let mut window = chrono::Duration::hours(48);
             let mut seen_seq: Option<i64> = None;
             let mut last_sync = tokio::time::Instant::now();
             let mut ticks: u64 = 0;
-            while stopping.unless_stopping(tick.tick()).await.is_some() {
+            while seconds.next().await {
                 ticks += 1;
                 // By time (the last 15 minutes; 48 hours at start) and by number (everything
                 // stored since the last run, with a margin for commits that land out of order).

@@ -136,11 +136,10 @@ impl Invitations {
 
     /// Sends queued invitations every second while the server runs.
     pub fn spawn_sender(self: &Arc<Self>, workers: &Workers) {
-        let (me, stopping) = (self.clone(), workers.clone());
+        let me = self.clone();
+        let mut ticks = workers.every(Duration::from_secs(1));
         workers.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while stopping.unless_stopping(tick.tick()).await.is_some() {
+            while ticks.next().await {
                 for target in ["smtp", "sms"] {
                     if let Err(e) = me.send_due(target).await {
                         tracing::warn!(target, error = %e, "invitations not processed");

@@ -225,13 +225,12 @@ impl LockCloud {
     /// Keeps the cloud in step while the server runs: users whenever the directory changes
     /// (and every few minutes regardless), the outbox every second.
     pub fn spawn_workers(self: &Arc<Self>, workers: &Workers) {
-        let (cloud, stopping) = (self.clone(), workers.clone());
+        let cloud = self.clone();
+        let mut ticks = workers.every(Duration::from_secs(1));
         workers.spawn(async move {
             let store = &cloud.directory.store;
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut reconciled: Option<(i64, tokio::time::Instant)> = None;
-            while stopping.unless_stopping(tick.tick()).await.is_some() {
+            while ticks.next().await {
                 let version = store.directory_version().await.unwrap_or(-1);
                 let due = reconciled.is_none_or(|(v, at)| v != version || at.elapsed() > Duration::from_secs(300));
                 if due {

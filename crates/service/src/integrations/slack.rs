@@ -318,12 +318,11 @@ impl Slack {
     /// Runs [`Self::reconcile`] every `[slack] reconcile_every` until shutdown.
     pub fn spawn_reconciler(self: &Arc<Self>, workers: &Workers) {
         let slack = self.clone();
-        let stopping = workers.clone();
+        let mut ticks = workers.every(slack.config.reconcile_every);
         workers.spawn(async move {
-            let mut tick = tokio::time::interval(slack.config.reconcile_every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            while stopping.unless_stopping(tick.tick()).await.is_some() {
+            // Not at start: the first reconciliation comes one period in.
+            ticks.next().await;
+            while ticks.next().await {
                 match slack.reconcile().await {
                     Ok(r) if r.revoked > 0 => {
                         tracing::info!(
