@@ -132,6 +132,11 @@ impl Server {
 
     fn command(db: &Database, env: &[(&str, &str)], stderr: impl Into<Stdio>) -> Command {
         let mut cmd = lintel();
+        // The tests' own settings (LINTEL_TEST_*, LINTEL_CRASH_*) are not the server's: it
+        // would warn about each as an unknown configuration key.
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("LINTEL_")) {
+            cmd.env_remove(key);
+        }
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
             .current_dir(&db.dir)
             .env("LINTEL_ADMIN_TOKEN", ADMIN)
