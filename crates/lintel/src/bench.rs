@@ -56,6 +56,12 @@ pub struct Args {
     /// Where to put the benchmark's database (a temporary directory by default).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Instead of the rest: two `lintel serve` nodes on this empty PostgreSQL database
+    /// (`createdb lintel_bench`), a million people with cards in it (10k with --quick):
+    /// how soon a write on one node is decided on the other, whether that needed a reload,
+    /// and HTTP decisions per second on one node and on both.
+    #[arg(long, value_name = "POSTGRES_URL")]
+    two_nodes: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -358,6 +364,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; run `cargo run --release -p lintel -- bench` for real figures");
     }
+    if let Some(url) = &args.two_nodes {
+        let dir = std::env::temp_dir().join(format!("lintel-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let people: u64 = if args.quick { 10_000 } else { 1_000_000 };
+        let seconds = if args.quick { 2 } else { args.seconds };
+        let outcome = two_nodes(url, people, &dir, seconds).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return outcome;
+    }
     let sizes: &[u64] = if args.quick { &[10_000, 100_000] } else { &[10_000, 100_000, 1_000_000] };
     let mut rows = Vec::new();
     for asks in [Asks::Cards, Asks::Stations] {
@@ -379,33 +394,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let db = format!("sqlite://{}", dir.join("bench.db").display());
     let people: u64 = if args.quick { 10_000 } else { 100_000 };
-    let csv = dir.join("people.csv");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
-        writeln!(f, "id,name,email,card_uid,revocation_code,groups")?;
-        for i in 1..=people {
-            writeln!(f, "m{i},Member {i},m{i}@example.org,{},{},members", hex::encode_upper(uid(i)), i % 97)?;
-        }
-    }
     let store = lintel_store::Store::open(&db, lintel_store::SqliteSync::Normal).await?;
-    store
-        .create_door(
-            &lintel_proto::NewDoor {
-                id: "front".into(),
-                name: "Front".into(),
-                driver: Default::default(),
-                fail_mode: Default::default(),
-                required_skill: None,
-                open_seconds: None,
-                attendance: None,
-            },
-            5,
-        )
-        .await?;
-    store.create_group("members", "Members", &["front".into()]).await?;
-    store
-        .create_grant(&lintel_store::NewGrantRecord { group_id: Some("members".into()), ..Default::default() })
-        .await?;
+    let csv = members(&store, people, &dir).await?;
     eprintln!("import: {people} people with cards ...");
     let started = Instant::now();
     let report = crate::import::run(&store, &csv, true).await?;
@@ -424,24 +414,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "lintel listening on ",
     )?;
     let (_floor, floor_base) = spawn(&["floor"], &[], "floor listening on ")?;
-    let script = dir.join("decide.lua");
-    // A thousand enrolled cards, each with its revocation code, taken in turn.
-    let bodies: Vec<String> = (1..=1000u64)
-        .map(|i| {
-            let member = i * (people / 1000);
-            let body = serde_json::json!({"door": "front", "credential": {"kind": "card", "uid": hex::encode_upper(uid(member)), "revocation_code": (member % 97).to_string()}});
-            format!("'{body}'")
-        })
-        .collect();
-    std::fs::write(
-        &script,
-        format!(
-            "local bodies = {{{}}}\nlocal i = 0\nwrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
-             wrk.headers[\"Authorization\"] = \"Bearer {TOKEN}\"\n\
-             request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, nil, nil, bodies[i])\nend\n",
-            bodies.join(",")
-        ),
-    )?;
+    let script = decision_script(&dir, people)?;
     let seconds = if args.quick { 2 } else { args.seconds };
     // Warm up both, then measure them alternately under the same conditions.
     wrk(&floor_base, &script, 8, 1)?;
@@ -548,5 +521,152 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(())
+}
+
+/// A door everyone may open through the group `members`, and a CSV of `people` members
+/// with cards to import into it; the CSV's path.
+async fn members(store: &lintel_store::Store, people: u64, dir: &Path) -> anyhow::Result<PathBuf> {
+    let csv = dir.join("people.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+        writeln!(f, "id,name,email,card_uid,revocation_code,groups")?;
+        for i in 1..=people {
+            writeln!(f, "m{i},Member {i},m{i}@example.org,{},{},members", hex::encode_upper(uid(i)), i % 97)?;
+        }
+    }
+    store
+        .create_door(
+            &lintel_proto::NewDoor {
+                id: "front".into(),
+                name: "Front".into(),
+                driver: Default::default(),
+                fail_mode: Default::default(),
+                required_skill: None,
+                open_seconds: None,
+                attendance: None,
+            },
+            5,
+        )
+        .await?;
+    store.create_group("members", "Members", &["front".into()]).await?;
+    store
+        .create_grant(&lintel_store::NewGrantRecord { group_id: Some("members".into()), ..Default::default() })
+        .await?;
+    Ok(csv)
+}
+
+/// A wrk script asking about a thousand enrolled cards in turn, each with its code.
+fn decision_script(dir: &Path, people: u64) -> anyhow::Result<PathBuf> {
+    let script = dir.join("decide.lua");
+    let bodies: Vec<String> = (1..=1000u64)
+        .map(|i| {
+            let member = i * (people / 1000);
+            let body = serde_json::json!({"door": "front", "credential": {"kind": "card", "uid": hex::encode_upper(uid(member)), "revocation_code": (member % 97).to_string()}});
+            format!("'{body}'")
+        })
+        .collect();
+    std::fs::write(
+        &script,
+        format!(
+            "local bodies = {{{}}}\nlocal i = 0\nwrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.headers[\"Authorization\"] = \"Bearer {TOKEN}\"\n\
+             request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, nil, nil, bodies[i])\nend\n",
+            bodies.join(",")
+        ),
+    )?;
+    Ok(script)
+}
+
+/// `lintel_index_updates_total{how}` as a node's metrics say.
+async fn index_updates(client: &reqwest::Client, base: &str, how: &str) -> anyhow::Result<u64> {
+    let text = client.get(format!("{base}/metrics")).send().await?.text().await?;
+    let prefix = format!("lintel_index_updates_total{{how=\"{how}\"}} ");
+    Ok(text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.trim().parse().unwrap_or(0)))
+}
+
+/// Two nodes on one PostgreSQL database holding `people` members with cards.
+async fn two_nodes(url: &str, people: u64, dir: &Path, seconds: u64) -> anyhow::Result<()> {
+    let store = lintel_store::Store::open(url, lintel_store::SqliteSync::Normal).await?;
+    anyhow::ensure!(
+        store.backend() == lintel_store::Backend::Postgres,
+        "--two-nodes takes a postgres:// URL: several nodes share PostgreSQL"
+    );
+    let (existing, _) = store.people(&lintel_store::PersonFilter { limit: 1, ..Default::default() }).await?;
+    anyhow::ensure!(
+        existing.is_empty(),
+        "{} has people already: give the benchmark an empty database",
+        lintel_store::redact_url(url)
+    );
+    let csv = members(&store, people, dir).await?;
+    eprintln!("import: {people} people with cards into PostgreSQL ...");
+    let report = crate::import::run(&store, &csv, true).await?;
+    anyhow::ensure!(report.created == people && report.rejected.is_empty(), "import went wrong: {report:?}");
+    store.close().await;
+
+    eprintln!("two nodes: starting them ...");
+    let key = dir.join("bench.key").display().to_string();
+    let env = [("LINTEL_ADMIN_TOKEN", TOKEN), ("LINTEL_KEY_FILE", key.as_str())];
+    let node = || spawn(&["serve", "--listen", "127.0.0.1:0", "--database-url", url], &env, "lintel listening on ");
+    let ((_a, a), (_b, b)) = (node()?, node()?);
+    let client = reqwest::Client::new();
+    let reloads_before = index_updates(&client, &b, "reload").await?;
+
+    eprintln!("two nodes: a card issued on A, asked about on B until B knows it ...");
+    let mut delays = Vec::new();
+    for i in 0..200u64 {
+        let card = hex::encode_upper(uid(10_000_000 + i));
+        let resp = client
+            .post(format!("{a}/api/v1/people/m{}/credentials", i + 1))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"kind": "card", "uid": card}))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 201, "issuing a card: {}", resp.text().await?);
+        let written = Instant::now();
+        let ask = serde_json::json!({"door": "front", "credential": {"kind": "card", "uid": card}, "dry_run": true});
+        loop {
+            let answer: serde_json::Value =
+                client.post(format!("{b}/api/v1/decisions")).bearer_auth(TOKEN).json(&ask).send().await?.json().await?;
+            if answer["allowed"] == true {
+                break;
+            }
+            anyhow::ensure!(written.elapsed() < Duration::from_secs(10), "B never saw A's card {card}: {answer}");
+        }
+        delays.push(written.elapsed());
+    }
+    delays.sort();
+    let reloads = index_updates(&client, &b, "reload").await? - reloads_before;
+    let patches = index_updates(&client, &b, "patch").await?;
+
+    eprintln!("two nodes: HTTP decisions on one node, then on both at once ...");
+    let script = decision_script(dir, people)?;
+    wrk(&a, &script, 8, 1)?;
+    wrk(&b, &script, 8, 1)?;
+    let one = wrk(&a, &script, 32, seconds)?;
+    let both = std::thread::scope(|scope| {
+        let on_a = scope.spawn(|| wrk(&a, &script, 16, seconds));
+        let on_b = wrk(&b, &script, 16, seconds);
+        on_a.join().map_err(|_| anyhow::anyhow!("wrk on A panicked"))?.and_then(|on_a| Ok((on_a, on_b?)))
+    })?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!();
+    println!("| two nodes on PostgreSQL, {people} credentials | figure |");
+    println!("|---|---|");
+    println!(
+        "| write on A returned -> B decides on it, p50 / p99 / max | {:.1} / {:.1} / {:.1} ms ({} writes) |",
+        ms(delays[delays.len() / 2]),
+        ms(delays[delays.len() * 99 / 100]),
+        ms(delays[delays.len() - 1]),
+        delays.len()
+    );
+    println!("| B's index: patches / full reloads meanwhile | {patches} / {reloads} |");
+    println!("| HTTP decisions, one node, 32 connections | {:.0} req/s (p99 {:.2} ms) |", one.rps, one.p99_ms);
+    println!(
+        "| HTTP decisions, both nodes, 16 connections each | {:.0} + {:.0} = {:.0} req/s |",
+        both.0.rps,
+        both.1.rps,
+        both.0.rps + both.1.rps
+    );
     Ok(())
 }

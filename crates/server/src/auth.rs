@@ -106,7 +106,7 @@ impl FromRequestParts<AppState> for User {
             .map(|c| Source::Client(format!("ip:{}", c.0.ip())))
             .unwrap_or_else(|| Source::Client("ip:unknown".into()));
         let digest = secrets::digest(token);
-        let pk = state.services().decider.authenticate(&CredentialKey::secret(&digest), &digest, &source)?;
+        let pk = state.services().decider.authenticate(&CredentialKey::secret(&digest), &digest, &source).await?;
         let index = state.directory().index();
         let person = index.person(pk).ok_or_else(|| ApiError::unauthorized("this secret is not valid"))?;
         Ok(User { person_id: person.id.to_string() })

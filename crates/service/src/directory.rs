@@ -2,7 +2,8 @@
 //! lock: the store commits, then the index is patched from what the store read back, and
 //! only then does the caller get its answer, so the next decision already sees the change.
 //! Writes by other processes (the CLI, other nodes) show up as a directory version this
-//! node did not make; it then reloads the index whole.
+//! node did not make; it then patches the index with what the change feed says those
+//! versions touched (or reloads it whole when that is simpler).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use lintel_core::{Change, Index};
 use lintel_proto::Event;
-use lintel_store::{IndexUpdate, Store, StoreError, Written};
+use lintel_store::{Channel, EventFilter, Feed, IndexUpdate, Store, StoreError, Written};
 use tokio::sync::{Mutex, MutexGuard, broadcast};
 
 pub struct Directory {
@@ -40,6 +41,7 @@ impl Directory {
         let (events, _) = broadcast::channel(4096);
         let directory = Self::load(store, events).await?;
         directory.spawn_follower(follow_every);
+        directory.spawn_events_of_others();
         Ok(directory)
     }
 
@@ -104,17 +106,36 @@ impl Directory {
         task.await.map_err(|e| StoreError::Invalid(format!("the write task failed: {e}")))?
     }
 
-    /// Reloads the index when another process changed the directory. Called on a timer.
-    /// The load runs without the write lock (at a million people it takes seconds): the
-    /// lock is taken only to swap, and only if no write of ours came after the load's
-    /// snapshot (its patch would be lost).
+    /// Brings the index up to date with what other processes wrote (other nodes, the CLI):
+    /// the change feed's patch when there is one, else a reload. Called on a timer and on
+    /// other nodes' notifications.
     pub async fn follow(&self) -> Result<bool, StoreError> {
         let stored = self.store.directory_version().await?;
         if stored == self.version.lock().await.complete {
             return Ok(false);
         }
+        {
+            // Read under the write lock, so that no write of ours lands between what the
+            // feed reads and its patch (which would then undo it).
+            let mut guard = self.lock().await;
+            match self.store.changes_since(guard.version.complete).await? {
+                Feed::Current => return Ok(false),
+                Feed::Patch { changes, version } => {
+                    guard.apply(&changes);
+                    let v = &mut *guard.version;
+                    *v = Versions { complete: version, newest_patch: v.newest_patch.max(version) };
+                    metrics::counter!("lintel_index_updates_total", "how" => "patch").increment(1);
+                    return Ok(true);
+                }
+                Feed::Reload => {}
+            }
+        }
+        // The load runs without the write lock (at a million people it takes seconds): the
+        // lock is taken only to swap, and only if no write of ours came after the load's
+        // snapshot (its patch would be lost).
         let (index, version) = self.store.load_index().await?;
         let mut guard = self.lock().await;
+        metrics::counter!("lintel_index_updates_total", "how" => "reload").increment(1);
         if guard.version.newest_patch > version {
             // A write of ours landed during the load: load again, this time holding the lock.
             guard.reload().await?;
@@ -125,21 +146,67 @@ impl Directory {
         Ok(true)
     }
 
+    /// Follows other processes' writes: at once when another node says it wrote
+    /// (PostgreSQL's notifications), and every `every` regardless (SQLite, or a missed one).
     pub fn spawn_follower(self: &Arc<Self>, every: Duration) {
         let me = Arc::downgrade(self);
+        let mut woken = self.store.notifications(Channel::Directory);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                match &mut woken {
+                    Some(woken) => tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = woken.recv() => {}
+                    },
+                    None => {
+                        tick.tick().await;
+                    }
+                }
                 let Some(directory) = me.upgrade() else { return };
-                match directory.follow().await {
-                    Ok(true) => tracing::info!("directory changed elsewhere; index reloaded"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not check the directory version"),
+                if let Err(e) = directory.follow().await {
+                    tracing::warn!(error = %e, "could not follow the directory's changes");
                 }
             }
         });
+    }
+}
+
+impl Directory {
+    /// Publishes other nodes' events to this node's live streams (the API's event stream,
+    /// the dashboard, the facility display), read from the log when those nodes say they
+    /// wrote some (PostgreSQL's notifications). The streams put them in order and drop
+    /// what they already have.
+    fn spawn_events_of_others(self: &Arc<Self>) {
+        let Some(mut woken) = self.store.notifications(Channel::Events) else { return };
+        let me = Arc::downgrade(self);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            // What came before is in the log for whoever asks; from here on, it is pushed.
+            let mut read_up_to = store.last_event_seq().await.unwrap_or(0);
+            while woken.recv().await.is_some() {
+                let Some(directory) = me.upgrade() else { return };
+                match directory.publish_stored_after(read_up_to).await {
+                    Ok(seq) => read_up_to = seq,
+                    Err(e) => tracing::warn!(error = %e, "other nodes' events not read"),
+                }
+            }
+        });
+    }
+
+    /// Publishes the events stored after `after`; returns the last one's place.
+    async fn publish_stored_after(&self, mut after: i64) -> Result<i64, StoreError> {
+        loop {
+            let page =
+                self.store.events(&EventFilter { after: Some(after), limit: 1000, ..Default::default() }).await?;
+            let Some(last) = page.last() else { return Ok(after) };
+            after = crate::follow::seq(last);
+            self.publish(&page);
+            if page.len() < 1000 {
+                return Ok(after);
+            }
+        }
     }
 }
 
@@ -151,19 +218,23 @@ impl WriteGuard<'_> {
         }
     }
 
+    /// Applies what this process changed at `version` (a write's rows read back, what a
+    /// decision used up). The rows read back are current, so the patch is right even when
+    /// another process wrote meanwhile; its other changes come with the follower, which
+    /// sees the version gap (the version only moves on when there was none).
+    pub fn apply_at(&mut self, changes: &[Change], version: i64) {
+        self.apply(changes);
+        let v = &mut *self.version;
+        v.newest_patch = v.newest_patch.max(version);
+        if version == v.complete + 1 {
+            v.complete = version;
+        }
+    }
+
     async fn absorb<T>(&mut self, written: &Written<T>) -> Result<(), StoreError> {
         match &written.index {
             IndexUpdate::Patch(changes) => {
-                // The rows read back are current, so the patch is right even when another
-                // process wrote meanwhile; its other changes come with the follower's
-                // reload, which sees the version gap (the version only moves on when
-                // there was none).
-                self.apply(changes);
-                let v = &mut *self.version;
-                v.newest_patch = v.newest_patch.max(written.version);
-                if written.version == v.complete + 1 {
-                    v.complete = written.version;
-                }
+                self.apply_at(changes, written.version);
                 Ok(())
             }
             IndexUpdate::Reload => self.reload().await,

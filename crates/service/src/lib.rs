@@ -14,12 +14,14 @@ pub mod edits;
 mod error;
 pub mod follow;
 pub mod integrations;
+pub mod leases;
 pub mod operations;
 pub mod outbox;
 pub mod people;
 pub mod photos;
 pub mod retry;
 pub mod secrets;
+pub mod sessions;
 #[cfg(test)]
 mod testing;
 pub mod tokens;
@@ -50,6 +52,7 @@ use integrations::slack::Slack;
 use lintel_signed::Authority;
 use operations::Operations;
 use photos::Photos;
+use sessions::Sessions;
 pub use tokens::Tokens;
 pub use workers::Workers;
 
@@ -120,6 +123,8 @@ pub struct Services {
     pub decider: Arc<Decider>,
     pub doors: Arc<Doors>,
     pub tokens: Tokens,
+    /// The web UI's sessions.
+    pub sessions: Arc<Sessions>,
     pub credentials: CredentialBuilder,
     pub workers: Workers,
     pub photos: Photos,
@@ -189,7 +194,7 @@ impl Services {
             Authority::from_secret_bytes(&config.signing_key)
                 .map_err(|e| ServiceError::invalid(format!("the signing key is not usable: {e}")))?,
         );
-        let workers = Workers::new();
+        let workers = Workers::new(directory.store.clone());
         let controllers = links.mqtt.clone().map(|link| {
             Arc::new(Controllers::new(link, directory.clone(), decider.clone(), authority.clone(), workers.clone()))
         });
@@ -212,7 +217,9 @@ impl Services {
             (None, _) => None,
         };
         let oidc = config.oidc.clone().map(|c| Arc::new(Oidc::new(c, directory.clone())));
+        let sessions = Arc::new(Sessions::new(directory.store.clone(), tokens.clone()));
         Ok(Self {
+            sessions,
             credentials: CredentialBuilder::new(config.pin_key),
             config: Arc::new(config),
             role,
@@ -245,6 +252,8 @@ impl Services {
     /// [`Role::Server`]).
     pub async fn spawn_workers(&self) -> Result<()> {
         debug_assert_eq!(self.role, Role::Server);
+        self.workers.spawn_lease_keeper();
+        self.spawn_session_pruner();
         if let Some(cobot) = &self.cobot {
             cobot.spawn_workers(&self.workers);
         }
@@ -267,6 +276,19 @@ impl Services {
             slack.spawn_reconciler(&self.workers);
         }
         Ok(())
+    }
+
+    /// Forgets expired sessions every hour (on one node).
+    fn spawn_session_pruner(&self) {
+        let (sessions, mut hours) =
+            (self.sessions.clone(), self.workers.one_node_every("sessions", Duration::from_secs(3600)));
+        self.workers.spawn(async move {
+            while hours.next().await {
+                if let Err(e) = sessions.prune().await {
+                    tracing::warn!(error = %e, "expired sessions not forgotten");
+                }
+            }
+        });
     }
 
     /// Stops the workers (within `deadline`) and closes the store.

@@ -447,7 +447,7 @@ impl Operations {
     /// Retries queued unlocks every second until shutdown (see [`Self::retry_queued`]).
     pub fn spawn_queue_worker(self: &Arc<Self>, workers: &Workers) {
         let operations = self.clone();
-        let mut ticks = workers.every(QUEUE_RETRY_EVERY);
+        let mut ticks = workers.one_node_every("signed-unlocks", QUEUE_RETRY_EVERY);
         workers.spawn(async move {
             while ticks.next().await {
                 if let Err(e) = operations.retry_queued().await {

@@ -65,6 +65,15 @@ impl Tokens {
         self.check_scoped(presented).and_then(|(name, scope)| (scope == TokenScope::Admin).then_some(name))
     }
 
+    /// Whether this digest is an admin token's (a session opened with one keeps only it).
+    pub fn admin_digest(&self, d: &Digest) -> bool {
+        if self.from_env.as_ref().is_some_and(|env| digests_equal(env, d)) {
+            return true;
+        }
+        let map = self.by_digest.load();
+        map.get_key_value(d).is_some_and(|(stored, (_, scope))| digests_equal(stored, d) && *scope == TokenScope::Admin)
+    }
+
     /// The name and scope of the token presented, if it is one.
     pub fn check_scoped(&self, presented: &str) -> Option<(String, TokenScope)> {
         let d = digest(presented);

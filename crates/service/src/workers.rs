@@ -1,19 +1,39 @@
-//! Background work, and how it ends: workers wait for their next tick or message through
-//! [`Workers::unless_stopping`], so none takes new work once shutdown begins, and shutdown
-//! waits for what is running (within its grace) before the store closes.
+//! Background work, where it runs and how it ends: workers wait for their next tick or
+//! message through [`Workers::unless_stopping`], so none takes new work once shutdown
+//! begins, and shutdown waits for what is running (within its grace) before the store
+//! closes. Work that one node at a time must do ticks only on the node holding its lease
+//! ([`Workers::one_node_every`]).
 
+use std::sync::Arc;
+
+use lintel_store::Store;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
-#[derive(Clone, Default)]
+use crate::leases::{Leases, RENEW_EVERY};
+
+#[derive(Clone)]
 pub struct Workers {
     stopping: CancellationToken,
     tracker: TaskTracker,
+    leases: Arc<Leases>,
 }
 
 impl Workers {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(store: Store) -> Self {
+        Self { stopping: CancellationToken::new(), tracker: TaskTracker::new(), leases: Arc::new(Leases::new(store)) }
+    }
+
+    /// Keeps the leases of this node's one-node work: renews them every few seconds, gives
+    /// them up on shutdown.
+    pub fn spawn_lease_keeper(&self) {
+        let (leases, mut ticks) = (self.leases.clone(), self.every(RENEW_EVERY));
+        self.spawn(async move {
+            while ticks.next().await {
+                leases.renew().await;
+            }
+            leases.release_all().await;
+        });
     }
 
     /// Runs background work that shutdown waits for.
@@ -35,7 +55,13 @@ impl Workers {
     pub fn every(&self, period: std::time::Duration) -> Ticks {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Ticks { interval, workers: self.clone() }
+        Ticks { interval, workers: self.clone(), lease: None }
+    }
+
+    /// [`Workers::every`] for work that one node at a time must do: it ticks only while
+    /// this node holds the lease `name`.
+    pub fn one_node_every(&self, name: &'static str, period: std::time::Duration) -> Ticks {
+        Ticks { lease: Some(name), ..self.every(period) }
     }
 
     /// Resolves when shutdown begins.
@@ -71,11 +97,22 @@ impl Workers {
 pub struct Ticks {
     interval: tokio::time::Interval,
     workers: Workers,
+    /// Ticks only while this node holds it.
+    lease: Option<&'static str>,
 }
 
 impl Ticks {
-    /// Waits for the next tick; `false` once shutdown has begun.
+    /// Waits for the next tick (on this node's turn); `false` once shutdown has begun.
     pub async fn next(&mut self) -> bool {
-        self.workers.unless_stopping(self.interval.tick()).await.is_some()
+        loop {
+            if self.workers.unless_stopping(self.interval.tick()).await.is_none() {
+                return false;
+            }
+            match self.lease {
+                None => return true,
+                Some(name) if self.workers.leases.holds(name).await => return true,
+                Some(_) => {}
+            }
+        }
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{NewEvent, insert_many, stored};
 use crate::rows::{CredentialParts, grant_id, index_credential, index_credential_from};
-use crate::{Result, SqliteSync, StoreError};
+use crate::{IndexUpdate, Result, SqliteSync, StoreError};
 
 const MAX_BATCH: usize = 512;
 
@@ -36,11 +36,13 @@ pub struct PendingDecision {
 }
 
 /// A recorded decision: its event as stored (possibly turned into a denial) and the
-/// changes its consumption made to the directory.
+/// changes its consumption made to the directory, with the directory version they made
+/// (other nodes learn of them through the change feed).
 #[derive(Debug, Clone)]
 pub struct CommittedDecision {
     pub event: Event,
     pub changes: Vec<Change>,
+    pub version: Option<i64>,
 }
 
 fn deny(event: &mut NewEvent, reason: Reason, detail: &'static str) {
@@ -245,7 +247,14 @@ fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<PendingDecision>) -
             e.grant_id,
             serde_json::to_string(&e.data).expect("JSON values serialize"),
         ])?;
-        out.push(CommittedDecision { event: stored(e, tx.last_insert_rowid())?, changes });
+        out.push(CommittedDecision { event: stored(e, tx.last_insert_rowid())?, changes, version: None });
+    }
+    let used: Vec<Change> = out.iter().flat_map(|c| c.changes.iter().cloned()).collect();
+    if !used.is_empty() {
+        let version = crate::changes::bump_version_sqlite(&tx, &IndexUpdate::Patch(used))?;
+        for c in out.iter_mut().filter(|c| !c.changes.is_empty()) {
+            c.version = Some(version);
+        }
     }
     tx.commit()?;
     Ok(out)
@@ -294,8 +303,19 @@ async fn commit_any(pool: &AnyPool, batch: Vec<PendingDecision>) -> Result<Vec<C
     for chunk in events.chunks(EVENTS_PER_STATEMENT) {
         out.extend(insert_many(&mut *tx, chunk).await?);
     }
+    let used: Vec<Change> = all_changes.iter().flatten().cloned().collect();
+    let version = match used.is_empty() {
+        true => None,
+        false => Some(crate::bump_version(&mut tx, &IndexUpdate::Patch(used)).await?),
+    };
     tx.commit().await?;
-    Ok(out.into_iter().zip(all_changes).map(|(event, changes)| CommittedDecision { event, changes }).collect())
+    let committed = out.into_iter().zip(all_changes);
+    Ok(committed
+        .map(|(event, changes)| {
+            let version = version.filter(|_| !changes.is_empty());
+            CommittedDecision { event, changes, version }
+        })
+        .collect())
 }
 
 /// The most events one statement carries (9 parameters each, well under the limits).

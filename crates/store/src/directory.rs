@@ -12,6 +12,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::changes::Touched;
 use crate::events::{NewEvent, insert};
 use crate::rows::{self, CREDENTIAL_COLUMNS, CREDENTIAL_FROM, DOOR_COLUMNS, PERSON_COLUMNS, json, to_json};
 use crate::{IndexUpdate, Result, Store, StoreError, Written, bump_version, conflict_on_unique, now_micros};
@@ -298,7 +299,7 @@ async fn finish<T>(mut tx: Tx, value: T, index: IndexUpdate, events: Vec<NewEven
     for e in &events {
         stored.push(insert(&mut tx, e).await?);
     }
-    let version = bump_version(&mut tx).await?;
+    let version = bump_version(&mut tx, &index).await?;
     tx.commit().await?;
     Ok(Written { value, index, events: stored, version })
 }
@@ -826,6 +827,45 @@ impl Store {
         )
         .await
     }
+}
+
+/// What `touched` is now, as the change that brings an index to it (`None`: nothing for
+/// the index, e.g. a credential that is gone).
+pub(crate) async fn read_touched(tx: &mut Tx, touched: Touched) -> Result<Option<Change>> {
+    let exists = async |tx: &mut Tx, sql: &'static str, pk: Pk| -> Result<bool> {
+        Ok(sqlx::query(sql).bind(pk).fetch_optional(&mut **tx).await?.is_some())
+    };
+    Ok(Some(match touched {
+        Touched::Person(pk) => match exists(tx, "SELECT 1 FROM people WHERE pk = $1", pk).await? {
+            true => read_person(tx, pk).await?.1,
+            false => Change::Person(pk, None),
+        },
+        Touched::Credential(pk) => match exists(tx, "SELECT 1 FROM credentials WHERE pk = $1", pk).await? {
+            true => read_credential(tx, pk).await?.1,
+            false => return Ok(None),
+        },
+        Touched::Door(pk) => match exists(tx, "SELECT 1 FROM doors WHERE pk = $1", pk).await? {
+            true => read_door(tx, pk).await?.1,
+            false => Change::Door(pk, None),
+        },
+        Touched::Group(pk) => match exists(tx, "SELECT 1 FROM access_groups WHERE pk = $1", pk).await? {
+            true => read_group(tx, pk).await?.1,
+            false => Change::Group(pk, None),
+        },
+        Touched::Membership(group, person) => {
+            let member = sqlx::query("SELECT 1 FROM group_members WHERE group_pk = $1 AND person_pk = $2")
+                .bind(group)
+                .bind(person)
+                .fetch_optional(&mut **tx)
+                .await?
+                .is_some();
+            Change::Membership { group, person, member }
+        }
+        Touched::Grant(pk) => match read_grants(tx, "WHERE g.pk = $1", Some(pk)).await?.pop() {
+            Some((_, index)) => Change::Grant(pk, Some(index)),
+            None => Change::Grant(pk, None),
+        },
+    }))
 }
 
 async fn read_door(tx: &mut Tx, pk: Pk) -> Result<(Door, Change)> {

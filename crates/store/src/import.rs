@@ -318,7 +318,8 @@ impl Store {
                 .with("memberships_removed", report.memberships_removed)
                 .with("rejected", report.rejected.len());
             insert(&mut tx, &event).await?;
-            bump_version(&mut tx).await?;
+            // Many people at once: others reload rather than patch.
+            bump_version(&mut tx, &crate::IndexUpdate::Reload).await?;
         }
         tx.commit().await?;
         Ok(report)

@@ -6,16 +6,22 @@
 //! hot path of decisions on SQLite (`decision_log`), which has a connection of its own.
 
 mod badges;
+mod changes;
 mod cobot;
 mod controllers;
 mod crm;
 mod decision_log;
 mod directory;
 mod events;
+mod guesses;
 mod import;
 mod index_load;
+mod leases;
 mod lockcloud;
+mod pauses;
+mod replays;
 mod rows;
+mod sessions;
 mod signed;
 mod snapshots;
 #[cfg(test)]
@@ -31,16 +37,19 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 
 pub use badges::{BadgeRow, CardHolder, normalize_badge};
+pub use changes::Feed;
 pub use cobot::{CobotMember, valid_membership_id};
 pub use controllers::ControllerRow;
 pub use crm::CrmMember;
 pub use decision_log::{CommittedDecision, PendingDecision};
 pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFilter};
 pub use events::{EventFilter, NewEvent};
+pub use guesses::GuessRecord;
 pub use import::{ImportReport, ImportRow, RejectedRow};
 pub use lintel_core::Change;
 pub use lintel_proto::redact_url;
 pub use rows::{credential_id, grant_id, parse_credential_id, parse_grant_id};
+pub use sessions::StoredSession;
 pub use signed::QueuedOperation;
 pub use work::{Attempt, WorkItem};
 
@@ -120,13 +129,37 @@ pub struct Store {
     decisions: decision_log::DecisionLog,
     /// Indexes events by person every second (see [`Store::index_event_people`]).
     indexer: std::sync::Arc<std::sync::OnceLock<tokio::task::AbortHandle>>,
+    /// This process's name among the nodes on one database (random, per start): what its
+    /// notifications carry, so that it can tell them from other nodes'.
+    node: std::sync::Arc<str>,
+    /// Where a PostgreSQL listener connects (it needs a connection of its own).
+    url: std::sync::Arc<str>,
+}
+
+/// What other nodes tell through PostgreSQL's notifications (see [`Store::notifications`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// A new directory version (the change feed has it).
+    Directory,
+    /// New events in the log.
+    Events,
+}
+
+impl Channel {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Directory => "lintel_directory",
+            Self::Events => "lintel_events",
+        }
+    }
 }
 
 /// PostgreSQL advisory locks: writes that append events; writes to the inbox; indexing
-/// events by person.
+/// events by person; making sessions (their number is bounded).
 pub(crate) const EVENTS_LOCK: i64 = 7152;
 pub(crate) const INBOX_LOCK: i64 = 7153;
 pub(crate) const EVENT_PEOPLE_LOCK: i64 = 7154;
+pub(crate) const SESSIONS_LOCK: i64 = 7155;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -164,12 +197,20 @@ impl Store {
             SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
             SqliteSync::Full => "PRAGMA synchronous = FULL",
         };
+        let node: std::sync::Arc<str> = hex::encode(getrandom::u64().unwrap_or_default().to_be_bytes()).into();
+        let set_node: std::sync::Arc<str> = format!("SET lintel.node = '{node}'").into();
         let pool = |max: u32| {
+            let set_node = set_node.clone();
             AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(10))
                 .after_connect(move |conn, _| {
+                    let set_node = set_node.clone();
                     Box::pin(async move {
+                        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+                            // Named in the notifications its commits send (see 0013_changes.sql).
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(set_node.to_string())).execute(&mut *conn).await?;
+                        }
                         if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute(sync).await?;
@@ -209,7 +250,8 @@ impl Store {
                 decision_log::DecisionLog::postgres(write.clone())
             }
         };
-        let store = Self { write, read, backend, decisions, indexer: Default::default() };
+        let store =
+            Self { write, read, backend, decisions, indexer: Default::default(), node, url: url.as_str().into() };
         let indexer = tokio::spawn({
             let store = store.clone();
             async move {
@@ -229,6 +271,39 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This process's name among the nodes on the database.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// A wake-up each time another node commits something to `channel`, and after the
+    /// listening connection was lost and found again (something may have been missed: read
+    /// the table). `None` on SQLite, which has no notifications: poll it.
+    pub fn notifications(&self, channel: Channel) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (url, node) = (self.url.clone(), self.node.clone());
+        tokio::spawn(async move {
+            loop {
+                match listen(&url, channel, &node, &tx).await {
+                    // Nobody listens any more.
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(channel = channel.name(), error = %e, "not listening; trying again in 1 s")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Whatever came meanwhile was missed.
+                if tx.try_send(()).is_err() && tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Some(rx)
     }
 
     /// Answers when the database does.
@@ -291,6 +366,25 @@ impl Store {
     }
 }
 
+/// Forwards `channel`'s notifications from other nodes to `wake` until nobody listens.
+async fn listen(url: &str, channel: Channel, node: &str, wake: &tokio::sync::mpsc::Sender<()>) -> Result<()> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(channel.name()).await?;
+    loop {
+        let notified = tokio::select! {
+            notified = listener.try_recv() => notified?,
+            () = wake.closed() => return Ok(()),
+        };
+        match notified {
+            Some(n) if n.payload() == node => continue,
+            // Another node's commit, or a lost connection (reconnected by the listener).
+            _ => {
+                let _ = wake.try_send(());
+            }
+        }
+    }
+}
+
 /// The file of a `sqlite:` URL (`sqlite://lintel.db`, `sqlite:///abs/path.db?mode=rwc`).
 fn sqlite_path(url: &str) -> Result<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
@@ -311,11 +405,4 @@ impl Store {
     }
 }
 
-/// Marks the transaction as a directory change; returns the new version.
-pub(crate) async fn bump_version(tx: &mut Transaction<'static, Any>) -> Result<i64> {
-    let v: i64 =
-        sqlx::query_scalar("UPDATE meta SET value = value + 1 WHERE name = 'directory_version' RETURNING value")
-            .fetch_one(&mut **tx)
-            .await?;
-    Ok(v)
-}
+pub(crate) use changes::bump_version;

@@ -283,3 +283,74 @@ async fn the_decision_log_uses_things_up_once_on_postgres() {
         passes_and_backup_codes_are_used_exactly_once(store).await;
     }
 }
+
+/// The change feed brings an index loaded before a run of writes of every kind to what a
+/// fresh load reads after them; a door deleted is a reload.
+#[tokio::test]
+async fn the_change_feed_patches_an_index_to_what_a_reload_reads() {
+    use lintel_core::{CredentialKey, Query};
+    use lintel_proto::{CredentialKind, NewDoor, PersonPatch, PersonStatus};
+
+    use crate::{Feed, NewCredentialRecord, NewGrantRecord};
+
+    let (_dir, store) = sqlite_store().await;
+    let door = |id: &str| -> NewDoor { serde_json::from_value(serde_json::json!({"id": id, "name": id})).unwrap() };
+    let card = |uid: &str| NewCredentialRecord {
+        kind: CredentialKind::Card,
+        card_uid: Some(uid.into()),
+        revocation_code: None,
+        digest: None,
+    };
+    let grant = |person: Option<&str>, group: Option<&str>, doors: &[&str]| NewGrantRecord {
+        person_id: person.map(Into::into),
+        group_id: group.map(Into::into),
+        doors: (!doors.is_empty()).then(|| doors.iter().map(|d| d.to_string()).collect()),
+        ..Default::default()
+    };
+    for id in ["front", "lab", "roof"] {
+        store.create_door(&door(id), 5).await.expect("door");
+    }
+    for (id, uid) in [("ann", "0A01"), ("bob", "0B02"), ("cy", "0C03")] {
+        store.create_person(&person(id, 1), id).await.expect("person");
+        store.issue_credential(id, &card(uid)).await.expect("card");
+    }
+    store.create_group("makers", "Makers", &["lab".into()]).await.expect("group");
+    store.set_member("makers", "ann", true).await.expect("member");
+    store.create_grant(&grant(None, Some("makers"), &[])).await.expect("group grant");
+    let temporary = store.create_grant(&grant(Some("bob"), None, &["front"])).await.expect("grant").value.id;
+    let (before, from) = store.load_index().await.expect("index");
+
+    // Something of every kind changes.
+    let suspended = PersonPatch { status: Some(PersonStatus::Suspended), ..Default::default() };
+    store.patch_person("ann", &suspended).await.expect("suspended");
+    store.set_member("makers", "bob", true).await.expect("member");
+    store.set_member("makers", "ann", false).await.expect("no longer");
+    store.delete_grant(&temporary).await.expect("grant gone");
+    store.create_grant(&grant(Some("cy"), None, &["roof", "front"])).await.expect("grant");
+    store.issue_credential("cy", &card("0C04")).await.expect("second card");
+    let revoked = store.person_credentials("cy").await.expect("cards")[0].id.clone();
+    store.revoke_credential(&revoked, "lost").await.expect("revoked");
+    store.delete_person("bob").await.expect("bob gone");
+    store.create_person(&person("dee", 1), "dee").await.expect("person");
+    store.issue_credential("dee", &card("0D05")).await.expect("card");
+    store.set_member("makers", "dee", true).await.expect("member");
+
+    let Feed::Patch { changes, version } = store.changes_since(from).await.expect("feed") else {
+        panic!("every change here patches");
+    };
+    let patched = before.apply(&changes);
+    let (reloaded, now) = store.load_index().await.expect("index");
+    assert_eq!(version, now);
+    let at = chrono::Utc::now();
+    for uid in ["0A01", "0B02", "0C03", "0C04", "0D05"] {
+        for door in ["front", "lab", "roof"] {
+            let q = Query { door, key: CredentialKey::card(uid).unwrap(), digest: None, revocation_code: None, at };
+            let (p, r) = (patched.decide(&q), reloaded.decide(&q));
+            assert_eq!((p.reason, p.person, p.grant), (r.reason, r.person, r.grant), "{uid} at {door}");
+        }
+    }
+    assert!(matches!(store.changes_since(now).await.expect("feed"), Feed::Current));
+
+    store.delete_door("roof").await.expect("door gone");
+    assert!(matches!(store.changes_since(now).await.expect("feed"), Feed::Reload), "a structural change");
+}

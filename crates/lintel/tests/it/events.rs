@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 use crate::bad_input::{assert_problem, send};
 use crate::harness::{ADMIN, Backend, Database, Server, card, small_world};
 
-fn ids(events: &[Value]) -> Vec<String> {
+pub(crate) fn ids(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["id"].as_str().expect("event id").to_owned()).collect()
 }
 
-fn seq(id: &str) -> i64 {
+pub(crate) fn seq(id: &str) -> i64 {
     id.parse().unwrap_or_else(|_| panic!("event id {id:?} is not a number"))
 }
 
@@ -23,7 +23,7 @@ async fn page(s: &Server, query: &str) -> (Vec<Value>, Value) {
 }
 
 /// Follows `next` from `after` with pages of `limit`, until a page comes back empty.
-async fn walk(s: &Server, filter: &str, limit: usize) -> Vec<Value> {
+pub(crate) async fn walk(s: &Server, filter: &str, limit: usize) -> Vec<Value> {
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -196,7 +196,7 @@ impl Stream {
     }
 
     /// Reads `n` events, failing with what did arrive when they do not.
-    async fn take(&mut self, n: usize) -> Vec<Message> {
+    pub(crate) async fn take(&mut self, n: usize) -> Vec<Message> {
         let mut got = Vec::new();
         while got.len() < n {
             match self.next(Duration::from_secs(10)).await {
@@ -212,7 +212,7 @@ impl Stream {
     }
 }
 
-fn message_ids(messages: &[Message]) -> Vec<String> {
+pub(crate) fn message_ids(messages: &[Message]) -> Vec<String> {
     messages.iter().map(|m| m.id.clone().expect("every event has an id")).collect()
 }
 

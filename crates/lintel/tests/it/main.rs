@@ -17,6 +17,7 @@ mod faults;
 mod ldap;
 mod lookup;
 mod mqtt;
+mod nodes;
 mod operations;
 mod osdp;
 mod replay;

@@ -1085,14 +1085,19 @@ async fn offline_door_queues_then_drops_expired_operations(b: Backend) {
     }
 }
 
-/// A relay on a fixed address (so a door can "come back" where it was), recording calls.
-async fn relay_at(addr: std::net::SocketAddr) -> (Arc<Mutex<Vec<(String, String)>>>, tokio::task::JoinHandle<()>) {
+/// A relay on a fixed address (so a door can "come back" where it was), recording calls
+/// and answering each after `delay`.
+async fn relay_at(
+    addr: std::net::SocketAddr,
+    delay: Duration,
+) -> (Arc<Mutex<Vec<(String, String)>>>, tokio::task::JoinHandle<()>) {
     let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let record = seen.clone();
     let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
         let record = record.clone();
         async move {
             record.lock().unwrap().push((request.method().to_string(), request.uri().to_string()));
+            tokio::time::sleep(delay).await;
             axum::Json(json!({"was_on": false}))
         }
     });
@@ -1134,7 +1139,7 @@ async fn offline_door_opens_when_it_comes_back(b: Backend) {
     assert_eq!(queued.body["queued"], true, "{}", queued.text);
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (seen, task) = relay_at(addr).await;
+    let (seen, task) = relay_at(addr, Duration::ZERO).await;
     let applied =
         wait_for_event(&s, 45, "operation.applied", |e| e["kind"] == "operation.applied" && about(e, "gate")).await;
     let calls = seen.lock().unwrap().clone();
@@ -1144,6 +1149,49 @@ async fn offline_door_opens_when_it_comes_back(b: Backend) {
     assert!(events.iter().any(|e| e["kind"] == "door.opened" && e["door"] == "gate"), "{events:?}");
     assert!(!events.iter().any(|e| e["kind"] == "operation.expired" && about(e, "gate")), "{events:?}");
     task.abort();
+}
+
+/// Three nodes share the queue of signed unlocks: when the door comes back, one of them
+/// (the holder of the queue's lease) drives it, once.
+async fn a_queued_unlock_is_applied_once_by_one_of_several_nodes(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let others = [Server::start(&db), Server::start(&db)];
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address")
+    };
+    create_door(&s, "gate", json!({"kind": "shelly", "url": format!("http://{addr}")}), 5).await;
+    let [key]: [Key; 1] = keygen(1).try_into().unwrap();
+    let alice = user_with_key(&s, "alice", json!({}), &key).await;
+    s.ok("/api/v1/grants", json!({"person_id": "alice", "doors": ["gate"]}), 201).await;
+    let operation = claims("alice", "gate", 0, 50, json!({"type": "unlock"}));
+    let queued = post_op(&s, &token(alice.sign(operation))).await;
+    assert_eq!(queued.status, 202, "{}", queued.text);
+
+    // Slow to answer: a second node ticking meanwhile would drive it again.
+    let (seen, task) = relay_at(addr, Duration::from_millis(1500)).await;
+    wait_for_event(&s, 45, "operation.applied", |e| e["kind"] == "operation.applied" && about(e, "gate")).await;
+    // Every node's queue worker ticks every second: give the others their chances.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "the door was driven once: {calls:?}");
+    let applied: Vec<Value> =
+        s.events().await.into_iter().filter(|e| e["kind"] == "operation.applied" && about(e, "gate")).collect();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    drop(others);
+    task.abort();
+}
+
+/// Several nodes share PostgreSQL only.
+mod several {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queued_unlock_is_applied_once_by_one_of_several_nodes() {
+        if crate::harness::postgres_skipped() {
+            return;
+        }
+        super::a_queued_unlock_is_applied_once_by_one_of_several_nodes(crate::harness::Backend::Postgres).await
+    }
 }
 
 crate::on_both_backends!(

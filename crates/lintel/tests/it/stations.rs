@@ -256,7 +256,7 @@ async fn a_station_token_may_only_ask_decisions(b: Backend) {
     assert_eq!(s.get("/api/v1/people").await.0, 200, "the admin token still works");
 }
 
-fn login_client() -> reqwest::Client {
+pub(crate) fn login_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
@@ -265,7 +265,7 @@ fn login_client() -> reqwest::Client {
 }
 
 /// Signs in to the web UI with the admin token; the session cookie.
-async fn ui_session(s: &Server) -> String {
+pub(crate) async fn ui_session(s: &Server) -> String {
     let login = login_client()
         .post(format!("{}/ui/login", s.base))
         .header("content-type", "application/x-www-form-urlencoded")

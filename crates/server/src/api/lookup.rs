@@ -55,7 +55,8 @@ async fn by_query(
             lookup,
             &asker,
             ApiError::bad_request(format!("the badge id is the query parameter {param:?}")),
-        );
+        )
+        .await;
     };
     respond(lookup, &asker, &raw).await
 }
@@ -105,9 +106,9 @@ fn unauthorized() -> Response {
 
 /// The refusal when the asker may not look up, if any: locked after too many wrong
 /// passwords (429), or without the right credentials (401).
-fn refusal(lookup: &Lookup, asker: &Asker) -> Option<Response> {
+async fn refusal(lookup: &Lookup, asker: &Asker) -> Option<Response> {
     let expected = lookup.config().basic_auth.as_deref()?;
-    match lookup.admit(&asker.source, password(expected, &asker.headers)) {
+    match lookup.admit(&asker.source, password(expected, &asker.headers)).await {
         Admission::Admitted => None,
         Admission::Locked { wait } => {
             let wait = wait.as_secs().max(1);
@@ -121,12 +122,12 @@ fn refusal(lookup: &Lookup, asker: &Asker) -> Option<Response> {
 }
 
 /// Errors before the lookup: the credentials come first, so that nothing is learnt without them.
-fn answer_error(lookup: &Lookup, asker: &Asker, error: ApiError) -> Response {
-    refusal(lookup, asker).unwrap_or_else(|| error.into_response())
+async fn answer_error(lookup: &Lookup, asker: &Asker, error: ApiError) -> Response {
+    refusal(lookup, asker).await.unwrap_or_else(|| error.into_response())
 }
 
 async fn respond(lookup: &Lookup, asker: &Asker, raw: &str) -> Response {
-    if let Some(refused) = refusal(lookup, asker) {
+    if let Some(refused) = refusal(lookup, asker).await {
         return refused;
     }
     let id = match lookup.read(raw) {

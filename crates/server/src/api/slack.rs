@@ -20,10 +20,10 @@ fn slack_of(s: &AppState) -> Result<&Arc<Slack>, ApiError> {
 }
 
 /// The Slack app, once the request is proven to be Slack's.
-fn admitted<'a>(s: &'a AppState, headers: &HeaderMap, body: &[u8]) -> Result<&'a Arc<Slack>, ApiError> {
+async fn admitted<'a>(s: &'a AppState, headers: &HeaderMap, body: &[u8]) -> Result<&'a Arc<Slack>, ApiError> {
     let slack = slack_of(s)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    slack.admit(header("x-slack-request-timestamp"), header("x-slack-signature"), body)?;
+    slack.admit(header("x-slack-request-timestamp"), header("x-slack-signature"), body).await?;
     Ok(slack)
 }
 
@@ -36,7 +36,7 @@ pub async fn commands(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let slack = admitted(&s, &headers, &body)?;
+    let slack = admitted(&s, &headers, &body).await?;
     let command: SlashCommand =
         serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::bad_request(format!("not a slash command: {e}")))?;
     let text = slack.command(command).await?;
@@ -66,7 +66,7 @@ pub async fn events(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let slack = admitted(&s, &headers, &body)?;
+    let slack = admitted(&s, &headers, &body).await?;
     match parse_json::<Envelope>(&body)? {
         Envelope::UrlVerification { challenge } => Ok((StatusCode::OK, Json(json!({"challenge": challenge})))),
         Envelope::EventCallback { event } => {
@@ -99,7 +99,7 @@ pub async fn interactions(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
-    let slack = admitted(&s, &headers, &body)?;
+    let slack = admitted(&s, &headers, &body).await?;
     let form: InteractionForm =
         serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::bad_request(format!("no payload field: {e}")))?;
     let interaction: Interaction = parse_json(form.payload.as_bytes())?;

@@ -34,7 +34,6 @@ use lintel_service::decide::FailureLimiter;
 #[derive(Clone)]
 pub(crate) struct Ui {
     app: AppState,
-    sessions: Arc<session::Sessions>,
     /// Wrong admin tokens at the login form, per client address.
     login_failures: Arc<FailureLimiter>,
     oidc: Arc<oidc::OidcLogin>,
@@ -46,8 +45,7 @@ pub(crate) struct Ui {
 pub(crate) fn router(app: &AppState) -> Router<AppState> {
     let ui = Ui {
         app: app.clone(),
-        sessions: Arc::new(session::Sessions::default()),
-        login_failures: Arc::new(FailureLimiter::new(app.inner.services.config.limiter)),
+        login_failures: Arc::new(FailureLimiter::for_store(app.inner.services.config.limiter, app.store())),
         oidc: Arc::new(oidc::OidcLogin::new(app.services().config.oidc.clone())),
         secure: app.inner.services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
     };

@@ -220,7 +220,7 @@ pub async fn callback(State(ui): State<Ui>, headers: HeaderMap, Form(form): Form
         }
     };
     tracing::info!(person = %person.id, "signed in to the web UI through OpenID");
-    let id = ui.sessions.create(Who::Operator { person_id: person.id, name: person.name });
+    let id = ui.app.services().sessions.create(Who::Operator { person_id: person.id, name: person.name }).await?;
     // A page of our own moves on to the UI: the redirect chain began at the issuer's
     // site, and a SameSite=Strict cookie would not come along on it.
     let mut response = html(&Continue { next: pending.next })?;

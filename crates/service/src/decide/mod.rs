@@ -6,7 +6,7 @@
 mod limiter;
 mod members;
 
-pub use limiter::FailureLimiter;
+pub use limiter::{FailureLimiter, now_micros};
 pub use limiter::{LimiterConfig, Source};
 pub use members::{Looked, MemberLookup, MemberSource};
 
@@ -79,7 +79,8 @@ impl Presented {
 
 impl Decider {
     pub fn new(directory: Arc<Directory>, pin_key: [u8; 32], limiter: LimiterConfig) -> Self {
-        Self { directory, limiter: FailureLimiter::new(limiter), pin_key, members: None }
+        let limiter = FailureLimiter::for_store(limiter, &directory.store);
+        Self { directory, limiter, pin_key, members: None }
     }
 
     pub fn with_members(self, members: Option<Arc<dyn MemberSource>>) -> Self {
@@ -146,10 +147,13 @@ impl Decider {
     ) -> Result<DecisionResponse> {
         let presented = self.present(ask.credential)?;
         let at = ask.at.unwrap_or_else(Utc::now);
-        let now = Instant::now();
+        let now = limiter::now_micros();
+        let lock = match presented.guessable() {
+            true => self.limiter.locked(&ask.source, now).await,
+            false => None,
+        };
         let mut index = self.directory.index();
         let started = Instant::now();
-        let lock = presented.guessable().then(|| self.limiter.locked(&ask.source, now)).flatten();
         let mut decision = match lock {
             Some(Lock { wait, .. }) => Decision {
                 reason: Reason::RateLimited,
@@ -179,7 +183,7 @@ impl Decider {
         // A wrong guess, or a probe for door ids, counts against the source.
         let locked =
             if presented.guessable() && matches!(decision.reason, Reason::UnknownCredential | Reason::UnknownDoor) {
-                self.limiter.failure(&ask.source, now)
+                self.limiter.failure(&ask.source, now).await
             } else {
                 None
             };
@@ -257,19 +261,23 @@ impl Decider {
 
     /// The holder of a personal secret, for signing in outside of any door. Wrong
     /// secrets count against the source like wrong guesses at a door.
-    pub fn authenticate(&self, key: &CredentialKey, digest: &Digest, source: &Source) -> Result<lintel_core::Pk> {
-        let now = Instant::now();
-        if let Some(Lock { wait, .. }) = self.limiter.locked(source, now) {
+    pub async fn authenticate(&self, key: &CredentialKey, digest: &Digest, source: &Source) -> Result<lintel_core::Pk> {
+        let now = limiter::now_micros();
+        if let Some(Lock { wait, .. }) = self.limiter.locked(source, now).await {
             let seconds = wait.as_secs().max(1);
             return Err(ServiceError::RateLimited {
                 detail: format!("too many wrong attempts from here; try again in {seconds} s"),
                 retry_after_seconds: seconds,
             });
         }
-        self.directory.index().secret_holder(key, digest).ok_or_else(|| {
-            self.limiter.failure(source, now);
-            ServiceError::unauthorized("this secret is not valid")
-        })
+        let holder = self.directory.index().secret_holder(key, digest);
+        match holder {
+            Some(pk) => Ok(pk),
+            None => {
+                self.limiter.failure(source, now).await;
+                Err(ServiceError::unauthorized("this secret is not valid"))
+            }
+        }
     }
 
     /// May this person open this door now, on their own authority (a button in chat, a
@@ -316,9 +324,9 @@ impl Decider {
         let directory = self.directory.clone();
         let recorded = tokio::spawn(async move {
             let committed = directory.store.commit_decision(pending).await?;
-            if !committed.changes.is_empty() {
+            if let Some(version) = committed.version {
                 // Passes and backup codes used up: the next decision must see it.
-                directory.lock().await.apply(&committed.changes);
+                directory.lock().await.apply_at(&committed.changes, version);
             }
             directory.publish(std::slice::from_ref(&committed.event));
             Ok::<_, lintel_store::StoreError>(committed)

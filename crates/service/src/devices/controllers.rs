@@ -668,7 +668,8 @@ mod tests {
         let mqtt =
             MqttConfig { url: "mqtt://127.0.0.1:1".into(), topic_prefix: "lintel".into(), client_id: "t".into() };
         let (link, _events) = MqttLink::start(&mqtt).expect("link");
-        Arc::new(Controllers::new(link, directory, decider, authority, Workers::new()))
+        let workers = Workers::new(directory.store.clone());
+        Arc::new(Controllers::new(link, directory, decider, authority, workers))
     }
 
     async fn add_door(store: &Store, id: &str, controller: &str) {

@@ -637,7 +637,7 @@ impl Cobot {
     /// second, check-ins queued from new entries, expiries, and the full sync on schedule.
     pub fn spawn_workers(self: &Arc<Self>, workers: &Workers) {
         let cobot = self.clone();
-        let mut seconds = workers.every(Duration::from_secs(1));
+        let mut seconds = workers.one_node_every("cobot", Duration::from_secs(1));
         workers.spawn(async move {
             let store = &cobot.directory.store;
             // Catch up on entries made while lintel was not running its workers.

@@ -14,7 +14,7 @@
 //! then the CRM, for at most `timeout` (2 s by default). When the CRM fails or is slow, the
 //! decision is made on what lintel has, and its event says so (`stale: true`, `crm_error`).
 //! After a lookup timed out, doors do not ask again for 30 s, so that a CRM outage costs one
-//! person one wait, not everyone.
+//! person one wait, not everyone (the pause is kept in the store, so it holds on every node).
 //!
 //! **Card UIDs.** The CRM's person ids are whole numbers. A card's UID is the id's decimal
 //! digits, with one leading `0` when their count is odd (UIDs are whole bytes): member 1001
@@ -22,8 +22,8 @@
 //! factory serial such as `04A1B2C3`) is never looked up.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use crate::decide::{Looked, MemberLookup as Wanted, MemberSource};
 use chrono::Utc;
@@ -60,6 +60,8 @@ pub struct CrmConfig {
 
 /// After a lookup at a door timed out, doors do not ask the CRM for this long.
 const PAUSE_AFTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The CRM's pause in the store.
+const PAUSE: &str = "crm";
 
 pub struct Crm {
     pub config: CrmConfig,
@@ -70,8 +72,6 @@ pub struct Crm {
     fetched: RwLock<HashMap<Pk, i64>>,
     /// Fetched data is applied one member at a time, so two taps of a new card make one person.
     applying: tokio::sync::Mutex<()>,
-    /// Until when doors do not ask the CRM, and why.
-    paused: Mutex<Option<(Instant, String)>>,
 }
 
 /// The person a CRM member is in lintel.
@@ -153,7 +153,6 @@ impl Crm {
             photos,
             fetched: RwLock::new(fetched),
             applying: tokio::sync::Mutex::new(()),
-            paused: Mutex::new(None),
         })
     }
 
@@ -191,16 +190,22 @@ impl Crm {
         }
     }
 
-    fn paused(&self) -> Option<String> {
-        let paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
-        paused.as_ref().filter(|(until, _)| Instant::now() < *until).map(|(_, why)| why.clone())
+    /// Why doors do not ask the CRM now, if they do not. Kept in the store: one node's
+    /// timeout spares every node's doors the wait.
+    async fn paused(&self) -> Option<String> {
+        let store = &self.directory.store;
+        store.paused(PAUSE, crate::decide::now_micros()).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "whether the CRM is left alone is not known; asking it");
+            None
+        })
     }
 
     async fn fetch(&self, crm_id: &str, within: Duration) -> Result<Option<CrmPerson>, CrmError> {
         let answer = tokio::time::timeout(within, self.client.person(crm_id)).await.unwrap_or(Err(CrmError::TimedOut));
-        if answer.is_ok() {
-            // The CRM answers again: doors may ask it again.
-            *self.paused.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        if answer.is_ok()
+            && let Err(e) = self.directory.store.unpause(PAUSE).await
+        {
+            tracing::warn!(error = %e, "the CRM answers again, but its pause was not lifted");
         }
         answer
     }
@@ -234,7 +239,7 @@ impl Crm {
             }
             return Looked::Fresh;
         }
-        if let Some(why) = self.paused() {
+        if let Some(why) = self.paused().await {
             return Looked::Failed(why);
         }
         match self.fetch(&wanted.member, self.config.timeout).await {
@@ -261,8 +266,10 @@ impl Crm {
                 if matches!(e, CrmError::TimedOut) {
                     let ms = self.config.timeout.as_millis();
                     let why = format!("the CRM did not answer within {ms} ms; not asked again for 30 s");
-                    *self.paused.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some((Instant::now() + PAUSE_AFTER_TIMEOUT, why));
+                    let until = crate::decide::now_micros() + PAUSE_AFTER_TIMEOUT.as_micros() as i64;
+                    if let Err(e) = self.directory.store.pause(PAUSE, until, &why).await {
+                        tracing::warn!(error = %e, "the CRM's pause was not kept");
+                    }
                 }
                 tracing::warn!(member = %wanted.member, error = %e, "CRM lookup failed; deciding on cached data");
                 Looked::Failed(e.to_string())

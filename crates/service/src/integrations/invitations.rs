@@ -137,7 +137,7 @@ impl Invitations {
     /// Sends queued invitations every second while the server runs.
     pub fn spawn_sender(self: &Arc<Self>, workers: &Workers) {
         let me = self.clone();
-        let mut ticks = workers.every(Duration::from_secs(1));
+        let mut ticks = workers.one_node_every("invitations", Duration::from_secs(1));
         workers.spawn(async move {
             while ticks.next().await {
                 for target in ["smtp", "sms"] {

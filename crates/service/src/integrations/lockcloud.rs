@@ -226,7 +226,7 @@ impl LockCloud {
     /// (and every few minutes regardless), the outbox every second.
     pub fn spawn_workers(self: &Arc<Self>, workers: &Workers) {
         let cloud = self.clone();
-        let mut ticks = workers.every(Duration::from_secs(1));
+        let mut ticks = workers.one_node_every("lockcloud", Duration::from_secs(1));
         workers.spawn(async move {
             let store = &cloud.directory.store;
             let mut reconciled: Option<(i64, tokio::time::Instant)> = None;

@@ -15,7 +15,7 @@
 //! not. A card's fields are `id` (also `user`), `name` (also `fullname`), `email` and
 //! `status`; a badge's are its CSV columns.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use lintel_connectors::ldap::{LdapConfig, LdapDirectory};
 use lintel_connectors::ldap::{LdapError, LdapMatch};
@@ -212,7 +212,8 @@ pub enum Admission {
 
 impl Lookup {
     pub fn new(config: LookupConfig, store: Store, limiter: LimiterConfig) -> Self {
-        Self { config, store, wrong_passwords: FailureLimiter::new(limiter) }
+        let wrong_passwords = FailureLimiter::for_store(limiter, &store);
+        Self { config, store, wrong_passwords }
     }
 
     pub fn config(&self) -> &LookupConfig {
@@ -221,15 +222,15 @@ impl Lookup {
 
     /// Whether `asker`, who sent `password`, may look up: a lock after too many wrong
     /// passwords holds even against the right one.
-    pub fn admit(&self, asker: &Source, password: Password) -> Admission {
-        let now = Instant::now();
-        if let Some(lock) = self.wrong_passwords.locked(asker, now) {
+    pub async fn admit(&self, asker: &Source, password: Password) -> Admission {
+        let now = crate::decide::now_micros();
+        if let Some(lock) = self.wrong_passwords.locked(asker, now).await {
             return Admission::Locked { wait: lock.wait };
         }
         match password {
             Password::Right => Admission::Admitted,
             Password::Wrong => {
-                self.wrong_passwords.failure(asker, now);
+                self.wrong_passwords.failure(asker, now).await;
                 Admission::Refused
             }
             Password::Missing => Admission::Refused,

@@ -4,8 +4,8 @@
 //! **Open door** button. Every request from Slack is signed; one that verified is not
 //! accepted again.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -57,9 +57,6 @@ pub struct Slack {
     /// Answers and door openings that go on after Slack got its acknowledgement.
     workers: Workers,
     timezone: Tz,
-    /// The MACs of requests accepted, until their timestamps are too old to pass again: a
-    /// replayed request is refused.
-    seen: Mutex<HashMap<[u8; 32], i64>>,
 }
 
 /// A slash command, as Slack posts it (form-encoded).
@@ -138,18 +135,19 @@ impl Slack {
         timezone: Tz,
     ) -> Self {
         let client = slack::Client::new(&config.api_base_url, &config.bot_token);
-        Self { config, client, directory, doors, workers, timezone, seen: Mutex::new(HashMap::new()) }
+        Self { config, client, directory, doors, workers, timezone }
     }
 
     /// Admits a request from Slack: signed with the signing secret over its timestamp and
     /// its body exactly as received, recent, and not seen before.
-    pub fn admit(&self, timestamp: Option<&str>, signature: Option<&str>, body: &[u8]) -> Result<()> {
+    /// The requests seen are kept in the store until they would be too old anyway, keyed
+    /// on the decoded MAC: a request replayed to any node, in any spelling, is refused.
+    pub async fn admit(&self, timestamp: Option<&str>, signature: Option<&str>, body: &[u8]) -> Result<()> {
         let now = chrono::Utc::now().timestamp();
         let verified = slack::verify(&self.config.signing_secret, timestamp, signature, body, now)
             .map_err(|e| ServiceError::unauthorized(e.to_string()))?;
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.retain(|_, until| *until >= now);
-        if seen.insert(verified.mac, verified.acceptable_until).is_some() {
+        let key = format!("slack:{}", hex::encode(verified.mac));
+        if !self.directory.store.first_seen(&key, verified.acceptable_until).await? {
             return Err(ServiceError::unauthorized("this request was already received"));
         }
         Ok(())
@@ -318,7 +316,7 @@ impl Slack {
     /// Runs [`Self::reconcile`] every `[slack] reconcile_every` until shutdown.
     pub fn spawn_reconciler(self: &Arc<Self>, workers: &Workers) {
         let slack = self.clone();
-        let mut ticks = workers.every(slack.config.reconcile_every);
+        let mut ticks = workers.one_node_every("slack-reconcile", slack.config.reconcile_every);
         workers.spawn(async move {
             // Not at start: the first reconciliation comes one period in.
             ticks.next().await;
