@@ -65,7 +65,37 @@ pub fn device_client() -> reqwest::Client {
 #[derive(Clone)]
 pub struct Links {
     pub http: reqwest::Client,
-    pub mqtt: Option<Arc<mqtt::MqttLink>>,
+    pub mqtt: Option<Arc<mqtt::MqttSlot>>,
+}
+
+impl Links {
+    /// The devices attached to this node now (see [`attached_device`]).
+    pub fn devices_here(&self) -> Vec<String> {
+        let mqtt = self.drives(MQTT_DEVICE).then(|| MQTT_DEVICE.to_owned());
+        mqtt.into_iter().chain(osdp::polled().into_iter().map(|reader| format!("osdp:{reader}"))).collect()
+    }
+
+    /// Whether this node can drive `device` (see [`attached_device`]) now.
+    pub fn drives(&self, device: &str) -> bool {
+        match device.split_once(':') {
+            None if device == MQTT_DEVICE => self.mqtt.as_ref().is_some_and(|slot| slot.current().is_some()),
+            Some(("osdp", reader)) => osdp::polls(reader),
+            _ => false,
+        }
+    }
+}
+
+const MQTT_DEVICE: &str = "mqtt";
+
+/// The device a door's driver reaches through one node only, by name: the MQTT link
+/// (`mqtt`, held by one node at a time) or an OSDP reader (`osdp:<reader>`, on the node
+/// whose serial port it hangs off). `None` for drivers any node can use (HTTP devices).
+pub fn attached_device(config: &DriverConfig) -> Option<String> {
+    match config {
+        DriverConfig::Mqtt { .. } => Some(MQTT_DEVICE.to_owned()),
+        DriverConfig::Osdp { reader, .. } => Some(format!("osdp:{reader}")),
+        _ => None,
+    }
 }
 
 pub fn driver_for(config: &DriverConfig, door: &str, links: &Links) -> Arc<dyn Driver> {

@@ -7,12 +7,13 @@
 //! uploads that arrive while lintel is down or busy are redelivered, not lost.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use lintel_proto::controller::{Ack, Action, Command, valid_id};
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Driver, DriverError, Opening};
@@ -76,11 +77,35 @@ pub struct MqttLink {
     /// Commands sent, waiting for their `ack`, by command id, with the controller that
     /// must answer (another controller's ack for the id does not count).
     waiting: Mutex<HashMap<String, (String, oneshot::Sender<Ack>)>>,
+    /// Set by [`MqttLink::stop`]: the connection ends instead of reconnecting.
+    stopping: AtomicBool,
+}
+
+/// The MQTT link while this node has it. With several nodes on one database only one
+/// connects at a time (the controllers share one persistent session, which a second
+/// connection with the same client id would take over): the node holding the link's lease
+/// puts its link here and takes it out when the lease goes.
+#[derive(Default)]
+pub struct MqttSlot(RwLock<Option<Arc<MqttLink>>>);
+
+impl MqttSlot {
+    pub fn current(&self) -> Option<Arc<MqttLink>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn set(&self, link: Option<Arc<MqttLink>>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = link;
+    }
 }
 
 impl MqttLink {
-    /// Connects (and keeps reconnecting) in a task of its own; events arrive on the receiver.
-    pub fn start(config: &MqttConfig) -> Result<(Arc<Self>, mpsc::Receiver<LinkEvent>), MqttError> {
+    /// Checks the settings without connecting.
+    pub fn check(config: &MqttConfig) -> Result<(), MqttError> {
+        Self::options(config).map(|_| ())
+    }
+
+    /// The client's options and the topic prefix, from checked settings.
+    fn options(config: &MqttConfig) -> Result<(MqttOptions, String), MqttError> {
         let url = reqwest::Url::parse(&config.url).map_err(|_| MqttError::Url("(not a URL)".into()))?;
         // Errors name the URL without its password.
         let shown = || {
@@ -116,13 +141,20 @@ impl MqttLink {
             QoS::AtLeastOnce,
             true,
         ));
+        Ok((options, prefix.to_owned()))
+    }
+
+    /// Connects (and keeps reconnecting until [`MqttLink::stop`]) in a task of its own;
+    /// events arrive on the receiver.
+    pub fn start(config: &MqttConfig) -> Result<(Arc<Self>, mpsc::Receiver<LinkEvent>), MqttError> {
+        let (options, prefix) = Self::options(config)?;
         let (client, mut eventloop) = AsyncClient::new(options, 256);
         // Small messages that someone at a door waits for: no Nagle delay (with the
         // peer's delayed ACKs it added about 40 ms per hop).
         let mut network = eventloop.network_options();
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
-        let link = Arc::new(Self { client, prefix: prefix.to_owned(), waiting: Mutex::default() });
+        let link = Arc::new(Self { client, prefix, waiting: Mutex::default(), stopping: AtomicBool::new(false) });
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(run(link.clone(), eventloop, tx));
         Ok((link, rx))
@@ -154,6 +186,16 @@ impl MqttLink {
         if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, true, r#"{"online":true}"#).await {
             tracing::warn!(error = %e, "MQTT: could not announce lintel online");
         }
+    }
+
+    /// Ends the connection for good: lintel is announced offline (retained, as the Last
+    /// Will would) and the broker keeps the session, with what was not acknowledged, for
+    /// the next connection. Never waits: a broker that is down gets nothing.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let topic = format!("{}/lintel/status", self.prefix);
+        let _ = self.client.try_publish(topic, QoS::AtLeastOnce, true, r#"{"online":false}"#);
+        let _ = self.client.try_disconnect();
     }
 
     /// Tells the broker a delivery was dealt with; until then it would deliver it again.
@@ -248,7 +290,12 @@ async fn run(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Sender<Lin
                     }
                 }
             }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) if link.stopping.load(Ordering::Relaxed) => {
+                tracing::info!("MQTT: disconnected from the broker");
+                return;
+            }
             Ok(_) => {}
+            Err(_) if link.stopping.load(Ordering::Relaxed) => return,
             Err(e) => {
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(30) {
@@ -273,7 +320,7 @@ fn percent_decode(s: &str) -> String {
 
 /// The `mqtt` driver: an `open` command to the door's controller, confirmed by its `ack`.
 pub(crate) struct MqttDoor {
-    pub link: Option<Arc<MqttLink>>,
+    pub link: Option<Arc<MqttSlot>>,
     pub controller: String,
     pub door: String,
 }
@@ -285,7 +332,11 @@ impl Driver for MqttDoor {
 
     fn open(&self, seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>> {
         Box::pin(async move {
-            let link = self.link.as_ref().ok_or_else(|| DriverError::Config("[mqtt] is not configured".into()))?;
+            let link = self
+                .link
+                .as_ref()
+                .and_then(|slot| slot.current())
+                .ok_or_else(|| DriverError::Unreachable("this node does not hold the MQTT link".into()))?;
             let ack = link.command(&self.controller, &self.door, Action::Open { seconds }).await?;
             if ack.ok {
                 Ok(Opening { confirmed: true })

@@ -289,6 +289,16 @@ impl Readers {
 /// The readers lintel polls, for the door drivers that switch their outputs.
 static RUNNING: std::sync::OnceLock<Readers> = std::sync::OnceLock::new();
 
+/// The readers this process polls.
+pub fn polled() -> Vec<String> {
+    RUNNING.get().map(|readers| readers.routes.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// Whether this process polls `reader`.
+pub fn polls(reader: &str) -> bool {
+    RUNNING.get().is_some_and(|readers| readers.routes.contains_key(reader))
+}
+
 /// The `osdp` door driver: a reader's output, switched on for the opening.
 pub(crate) struct OutputDriver {
     pub reader: String,

@@ -70,6 +70,7 @@ impl Leases {
         // Held until shortly before the store lets another take it, counted from before
         // the ask: a slow answer must not make this node believe it holds it longer.
         let until = held.then(|| asked + TTL - RENEW_EVERY);
+        metrics::gauge!("lintel_lease_held", "lease" => name).set(f64::from(u8::from(held)));
         let before =
             self.wanted.lock().unwrap_or_else(PoisonError::into_inner).insert(name, Held { until, asked: Some(asked) });
         match (before.and_then(|b| b.until).is_some(), held) {

@@ -29,7 +29,7 @@ pub mod validate;
 mod workers;
 
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -142,8 +142,6 @@ pub struct Services {
     pub slack: Option<Arc<Slack>>,
     pub doorbell: Option<Arc<Doorbell>>,
     pub oidc: Option<Arc<Oidc>>,
-    /// What the MQTT link hears, until the controllers' worker takes it (a server only).
-    pub link_events: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<lintel_doors::mqtt::LinkEvent>>>>,
 }
 
 impl Services {
@@ -176,16 +174,20 @@ impl Services {
             }
             None => None,
         };
-        // The MQTT session is the server's: a command must not take it over.
-        let (mqtt, link_events) = match (&config.mqtt, role) {
+        // The MQTT session is a server's (the one holding its lease): a command must not
+        // take it over; its doors are opened through the server.
+        let mqtt = match (&config.mqtt, role) {
             (Some(mqtt), Role::Server) => {
-                let (link, events) = lintel_doors::mqtt::MqttLink::start(mqtt)
+                lintel_doors::mqtt::MqttLink::check(mqtt)
                     .map_err(|e| ServiceError::invalid(format!("[mqtt] is not usable: {e}")))?;
-                (Some(link), Some(events))
+                Some((mqtt.clone(), Arc::new(lintel_doors::mqtt::MqttSlot::default())))
             }
-            _ => (None, None),
+            _ => None,
         };
-        let links = lintel_doors::Links { http: lintel_doors::device_client(), mqtt };
+        let links = lintel_doors::Links {
+            http: lintel_doors::device_client(),
+            mqtt: mqtt.as_ref().map(|(_, slot)| slot.clone()),
+        };
         let members = crm.clone().map(|crm| crm as Arc<dyn MemberSource>);
         let tokens = Tokens::load(&directory.store, config.admin_token.as_deref()).await?;
         tokens.spawn_refresher(directory.store.clone(), config.follow_every);
@@ -195,8 +197,10 @@ impl Services {
                 .map_err(|e| ServiceError::invalid(format!("the signing key is not usable: {e}")))?,
         );
         let workers = Workers::new(directory.store.clone());
-        let controllers = links.mqtt.clone().map(|link| {
-            Arc::new(Controllers::new(link, directory.clone(), decider.clone(), authority.clone(), workers.clone()))
+        let controllers = mqtt.map(|(config, slot)| {
+            let (directory, decider, authority, workers) =
+                (directory.clone(), decider.clone(), authority.clone(), workers.clone());
+            Arc::new(Controllers::new(config, slot, directory, decider, authority, workers))
         });
         let doors = Arc::new(Doors::new(directory.clone(), decider.clone(), links));
         let lookup = config.lookup.clone().map(|c| Arc::new(Lookup::new(c, directory.store.clone(), config.limiter)));
@@ -240,7 +244,6 @@ impl Services {
             slack,
             doorbell,
             oidc,
-            link_events: Arc::new(std::sync::Mutex::new(link_events)),
         })
     }
 
@@ -263,14 +266,14 @@ impl Services {
         if let Some(invitations) = &self.invitations {
             invitations.spawn_sender(&self.workers);
         }
-        let link_events = self.link_events.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let (Some(controllers), Some(events)) = (&self.controllers, link_events) {
-            controllers.spawn(events);
+        if let Some(controllers) = &self.controllers {
+            controllers.spawn();
         }
         if let Some(osdp) = self.config.osdp.clone() {
             let (directory, decider, doors) = (self.directory.clone(), self.decider.clone(), self.doors.clone());
             devices::osdp::start(osdp, directory, decider, doors, &self.workers).await?;
         }
+        self.doors.spawn_command_taker(&self.workers);
         self.operations.spawn_queue_worker(&self.workers);
         if let Some(slack) = &self.slack {
             slack.spawn_reconciler(&self.workers);

@@ -64,6 +64,11 @@ impl Workers {
         Ticks { lease: Some(name), ..self.every(period) }
     }
 
+    /// Whether this node holds the lease `name` now (asking for it when it has not lately).
+    pub async fn holds(&self, name: &'static str) -> bool {
+        self.leases.holds(name).await
+    }
+
     /// Resolves when shutdown begins.
     pub fn stopping(&self) -> WaitForCancellationFutureOwned {
         self.stopping.clone().cancelled_owned()

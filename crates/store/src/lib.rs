@@ -8,6 +8,7 @@
 mod badges;
 mod changes;
 mod cobot;
+mod commands;
 mod controllers;
 mod crm;
 mod decision_log;
@@ -39,6 +40,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 pub use badges::{BadgeRow, CardHolder, normalize_badge};
 pub use changes::Feed;
 pub use cobot::{CobotMember, valid_membership_id};
+pub use commands::{CommandState, DoorCommand};
 pub use controllers::ControllerRow;
 pub use crm::CrmMember;
 pub use decision_log::{CommittedDecision, PendingDecision};
@@ -143,6 +145,8 @@ pub enum Channel {
     Directory,
     /// New events in the log.
     Events,
+    /// Door commands asked or done (see [`DoorCommand`]).
+    Commands,
 }
 
 impl Channel {
@@ -150,6 +154,7 @@ impl Channel {
         match self {
             Self::Directory => "lintel_directory",
             Self::Events => "lintel_events",
+            Self::Commands => "lintel_commands",
         }
     }
 }

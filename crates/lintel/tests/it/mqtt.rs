@@ -183,7 +183,7 @@ pub fn serve(db: &Database, broker: &Broker, client_id: &str) -> Server {
 
 /// Door `front` on controller ctl-1 (a fail-secure door), Ann's card with a grant, a card
 /// nobody granted anything, and door `side` on no controller.
-async fn world(s: &Server) {
+pub async fn world(s: &Server) {
     s.ok(
         "/api/v1/doors",
         json!({"id": "front", "name": "Front", "open_seconds": 4, "driver": {"kind": "mqtt", "controller": "ctl-1"}}),

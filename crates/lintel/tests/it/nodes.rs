@@ -8,13 +8,19 @@ use serde_json::{Value, json};
 
 use crate::events::{Stream, ids, message_ids, seq, walk};
 use crate::harness::{Backend, Database, Server, card, lintel, small_world};
+use crate::mqtt::{Broker, Controller, lintel_key, serve, world};
 use crate::stations::{login_client, ui_session};
 
-/// `lintel_index_updates_total{how="..."}` as a node's metrics say (0 before the first).
-async fn index_updates(s: &Server, how: &str) -> u64 {
+/// A metric (name and labels, as exported) as a node's metrics say (0 before the first).
+async fn metric(s: &Server, series: &str) -> f64 {
     let text = s.client.get(format!("{}/metrics", s.base)).send().await.expect("metrics").text().await.expect("text");
-    let prefix = format!("lintel_index_updates_total{{how=\"{how}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.trim().parse().expect("a count"))
+    let prefix = format!("{series} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0.0, |n| n.trim().parse().expect("a number"))
+}
+
+/// `lintel_index_updates_total{how="..."}` of a node.
+async fn index_updates(s: &Server, how: &str) -> u64 {
+    metric(s, &format!("lintel_index_updates_total{{how=\"{how}\"}}")).await as u64
 }
 
 /// A dry-run decision (nothing recorded) for Alice's card at the front door.
@@ -233,6 +239,101 @@ async fn the_clis_writes_reach_a_running_server(b: Backend) {
     assert!(index_updates(&s, "patch").await > 0);
 }
 
+/// Which of `nodes` holds the MQTT link (waits until one does).
+async fn link_holder(nodes: &[Option<Server>]) -> usize {
+    let start = Instant::now();
+    loop {
+        let mut holders = Vec::new();
+        for (i, s) in nodes.iter().enumerate() {
+            if let Some(s) = s
+                && metric(s, "lintel_lease_held{lease=\"mqtt\"}").await == 1.0
+            {
+                holders.push(i);
+            }
+        }
+        match holders.as_slice() {
+            [one] => return *one,
+            [] => assert!(start.elapsed() < Duration::from_secs(40), "no node took the MQTT link"),
+            more => panic!("nodes {more:?} all hold the MQTT link"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn node(nodes: &[Option<Server>], i: usize) -> &Server {
+    nodes[i].as_ref().expect("running")
+}
+
+/// Ann's decisions at the front door: (decided by lintel, decided by the controller offline).
+async fn ann_at_front(s: &Server) -> (Vec<Value>, Vec<Value>) {
+    let decisions = s.all_events("kind=decision&door=front").await;
+    decisions.into_iter().filter(|e| e["person_id"] == "ann").partition(|e| e["data"]["offline"] != true)
+}
+
+/// Three nodes, one MQTT link: the node holding it answers the controller, an operator's
+/// open on another node is handed to it; when it is killed another node takes the link
+/// over, and every tap is recorded once (offline ones uploaded once).
+async fn the_mqtt_link_moves_when_its_node_dies(b: Backend) {
+    let db = Database::new(b);
+    let broker = Broker::start(&db.dir);
+    let mut nodes: Vec<Option<Server>> = (0..3).map(|_| Some(serve(&db, &broker, "lintel-it"))).collect();
+    world(node(&nodes, 0)).await;
+    let mut ctl = Controller::start(&broker, &lintel_key(&db), &db.dir.join("ctl"));
+    ctl.list_version(1);
+    let holder = link_holder(&nodes).await;
+    let mut by_lintel = 0;
+    let tap = ctl.tap("front", "04A1B2C3");
+    assert_eq!((tap["source"].as_str(), tap["allowed"].as_bool()), (Some("lintel"), Some(true)), "{tap}");
+    by_lintel += 1;
+
+    // An operator on a node without the link opens the door: the holder drives it, once.
+    let other = (holder + 1) % 3;
+    let opened = node(&nodes, other).ok("/api/v1/doors/front/open", json!({"seconds": 3}), 200).await;
+    assert_eq!((opened["opened"].as_bool(), opened["confirmed"].as_bool()), (Some(true), Some(true)), "{opened}");
+    assert_eq!(ctl.event("command")["action"], json!({"action": "open", "seconds": 3}));
+
+    nodes[holder].take().expect("running").kill();
+    let killed = Instant::now();
+    let mut offline = 0;
+    loop {
+        let tap = ctl.tap("front", "04A1B2C3");
+        assert_eq!(tap["allowed"], true, "{tap}");
+        if tap["source"] == "lintel" {
+            by_lintel += 1;
+            break;
+        }
+        offline += 1;
+        assert!(killed.elapsed() < Duration::from_secs(45), "no node answers taps since the kill");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("MQTT link taken over {:?} after its node was killed ({offline} taps decided offline)", killed.elapsed());
+    let new_holder = link_holder(&nodes).await;
+    assert_ne!(new_holder, holder);
+    assert!(offline > 0, "the controller decided alone while no node held the link");
+    let all_uploaded = |l: &Value| l["event"] == "uploaded" && l["pending"] == 0;
+    if !ctl.printed().iter().any(all_uploaded) {
+        ctl.wait_for("the offline decisions uploaded", all_uploaded);
+    }
+    for _ in 0..3 {
+        assert_eq!(ctl.tap("front", "04A1B2C3")["source"], "lintel");
+        by_lintel += 1;
+    }
+    let survivor = (new_holder + 1..new_holder + 3).map(|i| i % 3).find(|i| nodes[*i].is_some()).expect("a node");
+    let opened = node(&nodes, survivor).ok("/api/v1/doors/front/open", json!({"seconds": 2}), 200).await;
+    assert_eq!(opened["confirmed"], true, "{opened}");
+    assert_eq!(ctl.event("command")["action"], json!({"action": "open", "seconds": 2}));
+
+    let (online, uploaded) = ann_at_front(node(&nodes, survivor)).await;
+    assert_eq!(online.len(), by_lintel, "each tap lintel answered, once: {online:#?}");
+    let mut ids: Vec<&str> = uploaded.iter().filter_map(|e| e["data"]["offline_id"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((uploaded.len(), ids.len()), (offline, offline), "each offline decision uploaded once");
+    let opened = node(&nodes, survivor).all_events("kind=door.opened&door=front").await;
+    assert_eq!(opened.len(), 2, "each open driven once: {opened:#?}");
+    assert!(opened.iter().all(|e| e["data"]["confirmed"] == true), "{opened:#?}");
+}
+
 crate::on_both_backends!(the_clis_writes_reach_a_running_server, a_ui_session_outlives_a_restart_and_ends_everywhere);
 
 /// Several nodes share PostgreSQL only (SQLite is one process's database).
@@ -251,6 +352,14 @@ mod several {
             return;
         }
         super::every_nodes_events_reach_every_nodes_stream(crate::harness::Backend::Postgres).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_mqtt_link_moves_when_its_node_dies() {
+        if crate::harness::postgres_skipped() {
+            return;
+        }
+        super::the_mqtt_link_moves_when_its_node_dies(crate::harness::Backend::Postgres).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,12 @@
 //! and answered with actions; each controller is kept supplied with a signed allow-list
 //! for the time it cannot reach lintel; offline decisions it uploads join the event log
 //! exactly once; its online state comes from its retained status and Last Will.
+//!
+//! With several nodes on one database, one node at a time holds the link (the lease
+//! [`LINK_LEASE`]): the controllers' session on the broker is persistent, and two
+//! connections under one client id would take it from each other. When that node dies its
+//! lease expires and another connects, under the same session: what the broker held back
+//! unacknowledged (taps, uploads) reaches the new node.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lintel_core::offline::{ListDoor, ListInput, build_list, content_digest, period};
-use lintel_doors::mqtt::{Delivery, LinkEvent, MqttLink, Topic};
+use lintel_doors::mqtt::{Delivery, LinkEvent, MqttConfig, MqttLink, MqttSlot, Topic};
 use lintel_proto::controller::Controller;
 use lintel_proto::controller::{
     DecisionMessage, ListAck, OfflineDecision, Status, Tap, Upload, UploadAck, actions_for,
@@ -35,6 +41,10 @@ const REMEMBERED_TAPS: usize = 4096;
 const CLOCK_SKEW_SECONDS: i64 = 300;
 /// Taps decided at the same time; more wait (and hold back the link).
 const TAPS_AT_ONCE: usize = 64;
+/// The lease of the node that holds the MQTT link.
+pub const LINK_LEASE: &str = "mqtt";
+/// How often a node without the link asks for it, and the holder checks it still has it.
+const LEASE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// A door on a controller, as the lists and taps need it.
 #[derive(Debug, Clone)]
@@ -57,7 +67,9 @@ struct Lists {
 /// The controllers on the MQTT link: what they ask is decided here, and what they must
 /// hold is kept up to date from here.
 pub struct Controllers {
-    link: Arc<MqttLink>,
+    config: MqttConfig,
+    /// The link while this node holds it.
+    slot: Arc<MqttSlot>,
     directory: Arc<Directory>,
     decider: Arc<Decider>,
     authority: Arc<Authority>,
@@ -83,14 +95,16 @@ struct RecentTaps {
 
 impl Controllers {
     pub fn new(
-        link: Arc<MqttLink>,
+        config: MqttConfig,
+        slot: Arc<MqttSlot>,
         directory: Arc<Directory>,
         decider: Arc<Decider>,
         authority: Arc<Authority>,
         workers: Workers,
     ) -> Self {
         Self {
-            link,
+            config,
+            slot,
             directory,
             decider,
             authority,
@@ -136,31 +150,70 @@ impl Controllers {
         &self.directory.store
     }
 
-    /// Starts answering the controllers once lintel knows which doors each one drives,
-    /// and keeps their lists in step from then on.
-    pub fn spawn(self: &Arc<Self>, events: mpsc::Receiver<LinkEvent>) {
+    /// Holds the link whenever this node holds its lease.
+    pub fn spawn(self: &Arc<Self>) {
         let controllers = self.clone();
         self.workers.spawn(async move {
-            loop {
-                let index = controllers.directory.index().clone();
-                match controllers.refresh_lists(&index, Utc::now().timestamp()).await {
-                    Ok(()) => break,
-                    Err(e) => tracing::warn!(error = %e, "allow-lists not built yet; trying again"),
-                }
-                if controllers.workers.unless_stopping(tokio::time::sleep(Duration::from_secs(1))).await.is_none() {
-                    return;
-                }
+            let mut turns = controllers.workers.one_node_every(LINK_LEASE, LEASE_CHECK_EVERY);
+            while turns.next().await {
+                controllers.clone().hold_link().await;
             }
-            controllers.workers.spawn(controllers.clone().receive(events));
-            controllers.keep_lists().await;
         });
     }
 
-    async fn receive(self: Arc<Self>, mut events: mpsc::Receiver<LinkEvent>) {
+    /// Connects, answers the controllers and keeps their lists until this node loses the
+    /// lease or shuts down; then lets the link go for the next holder.
+    async fn hold_link(self: Arc<Self>) {
+        let (link, events) = match MqttLink::start(&self.config) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!(error = %e, "the MQTT link does not start");
+                return;
+            }
+        };
+        tracing::info!("this node holds the MQTT link");
+        self.slot.set(Some(link.clone()));
+        // What another holder issued meanwhile is in the store, not here.
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner).issued.clear();
+        tokio::select! {
+            () = self.clone().serve_link(link.clone(), events) => {}
+            () = self.lease_lost() => tracing::warn!("the MQTT link's lease is gone: letting the link go"),
+        }
+        self.slot.set(None);
+        link.stop();
+    }
+
+    /// Resolves when this node no longer holds the link's lease.
+    async fn lease_lost(&self) {
+        loop {
+            tokio::time::sleep(LEASE_CHECK_EVERY).await;
+            if !self.workers.holds(LINK_LEASE).await {
+                return;
+            }
+        }
+    }
+
+    /// Starts answering the controllers once lintel knows which doors each one drives,
+    /// and keeps their lists in step from then on (until shutdown).
+    async fn serve_link(self: Arc<Self>, link: Arc<MqttLink>, events: mpsc::Receiver<LinkEvent>) {
+        loop {
+            let index = self.directory.index().clone();
+            match self.refresh_lists(&index, Utc::now().timestamp()).await {
+                Ok(()) => break,
+                Err(e) => tracing::warn!(error = %e, "allow-lists not built yet; trying again"),
+            }
+            if self.workers.unless_stopping(tokio::time::sleep(Duration::from_secs(1))).await.is_none() {
+                return;
+            }
+        }
+        tokio::join!(self.clone().receive(link, events), self.keep_lists());
+    }
+
+    async fn receive(self: Arc<Self>, link: Arc<MqttLink>, mut events: mpsc::Receiver<LinkEvent>) {
         while let Some(Some(event)) = self.workers.unless_stopping(events.recv()).await {
             match event {
                 LinkEvent::Connected => {
-                    self.link.announce_online().await;
+                    link.announce_online().await;
                     // The broker may have lost the retained lists (a restart without persistence).
                     let issued: Vec<_> = {
                         let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
@@ -175,25 +228,25 @@ impl Controllers {
                     // everything else in order of arrival.
                     if delivery.topic == Topic::Tap {
                         let permit = self.taps_at_once.clone().acquire_owned().await;
-                        let controllers = self.clone();
+                        let (controllers, link) = (self.clone(), link.clone());
                         self.workers.spawn(async move {
-                            controllers.handle_tap(delivery).await;
+                            controllers.handle_tap(&link, delivery).await;
                             drop(permit);
                         });
                     } else {
-                        self.handle(delivery).await;
+                        self.handle(&link, delivery).await;
                     }
                 }
             }
         }
     }
 
-    async fn handle(&self, delivery: Delivery) {
+    async fn handle(&self, link: &MqttLink, delivery: Delivery) {
         let controller = delivery.controller.clone();
         let outcome = match delivery.topic {
             Topic::Status => self.handle_status(&controller, &delivery.payload).await,
             Topic::ListAck => self.handle_list_ack(&controller, &delivery.payload).await,
-            Topic::Upload => self.handle_upload(&controller, &delivery.payload).await,
+            Topic::Upload => self.handle_upload(link, &controller, &delivery.payload).await,
             Topic::Tap => unreachable!("taps are handled on their own"),
         };
         // Acknowledged to the broker in every case: what failed comes again from the protocol
@@ -209,7 +262,7 @@ impl Controllers {
                 tracing::warn!(controller, topic = ?delivery.topic, why, "MQTT message refused");
             }
         }
-        self.link.done(delivery).await;
+        link.done(delivery).await;
     }
 
     async fn handle_status(&self, controller: &str, payload: &[u8]) -> Result<(), Failure> {
@@ -274,7 +327,7 @@ impl Controllers {
 
     /// Records the controller's offline decisions (each id once), then tells it which it may
     /// forget: all of them, including those recorded before.
-    async fn handle_upload(&self, controller: &str, payload: &[u8]) -> Result<(), Failure> {
+    async fn handle_upload(&self, link: &MqttLink, controller: &str, payload: &[u8]) -> Result<(), Failure> {
         let upload = Upload::parse(payload)?;
         let own_doors = self.door_ids(controller);
         if own_doors.is_empty() {
@@ -307,20 +360,17 @@ impl Controllers {
         self.directory.publish(&appended);
         let ack = UploadAck { ids: upload.decisions.into_iter().map(|d| d.id).collect() };
         let payload = serde_json::to_vec(&ack).expect("an ack always serializes");
-        self.link
-            .publish(controller, "upload/ack", payload, false)
-            .await
-            .map_err(|e| Failure::Refused(e.to_string()))?;
+        link.publish(controller, "upload/ack", payload, false).await.map_err(|e| Failure::Refused(e.to_string()))?;
         Ok(())
     }
 
-    async fn handle_tap(&self, delivery: Delivery) {
+    async fn handle_tap(&self, link: &MqttLink, delivery: Delivery) {
         let controller = delivery.controller.clone();
         let tap = match Tap::parse(&delivery.payload) {
             Ok(tap) => tap,
             Err(e) => {
                 tracing::warn!(controller, error = %e, "tap refused");
-                self.link.done(delivery).await;
+                link.done(delivery).await;
                 return;
             }
         };
@@ -330,7 +380,7 @@ impl Controllers {
                 tap = tap.id,
                 "tap arrived after its deadline; the controller decided it offline"
             );
-            self.link.done(delivery).await;
+            link.done(delivery).await;
             return;
         }
         let key = (controller.clone(), tap.id.clone());
@@ -350,11 +400,11 @@ impl Controllers {
             },
         };
         if let Some(answer) = answer
-            && let Err(e) = self.link.publish(&controller, "decision", answer.to_vec(), false).await
+            && let Err(e) = link.publish(&controller, "decision", answer.to_vec(), false).await
         {
             tracing::warn!(controller, error = %e, "decision not published");
         }
-        self.link.done(delivery).await;
+        link.done(delivery).await;
     }
 
     async fn decide_tap(&self, controller: &str, tap: &Tap) -> Result<DecisionMessage> {
@@ -394,7 +444,10 @@ impl Controllers {
     }
 
     async fn publish_list(&self, controller: &str, jws: &str) {
-        if let Err(e) = self.link.publish(controller, "list", jws.as_bytes().to_vec(), true).await {
+        let Some(link) = self.slot.current() else {
+            return;
+        };
+        if let Err(e) = link.publish(controller, "list", jws.as_bytes().to_vec(), true).await {
             tracing::warn!(controller, error = %e, "allow-list not published");
         }
     }
@@ -644,7 +697,6 @@ pub async fn overview(store: &Store) -> Result<Vec<Controller>> {
 
 #[cfg(test)]
 mod tests {
-    use lintel_doors::mqtt::MqttConfig;
     use lintel_proto::NewDoor;
     use lintel_store::EventFilter;
     use serde_json::json;
@@ -668,8 +720,10 @@ mod tests {
         let mqtt =
             MqttConfig { url: "mqtt://127.0.0.1:1".into(), topic_prefix: "lintel".into(), client_id: "t".into() };
         let (link, _events) = MqttLink::start(&mqtt).expect("link");
+        let slot = Arc::new(MqttSlot::default());
+        slot.set(Some(link));
         let workers = Workers::new(directory.store.clone());
-        Arc::new(Controllers::new(link, directory, decider, authority, workers))
+        Arc::new(Controllers::new(mqtt, slot, directory, decider, authority, workers))
     }
 
     async fn add_door(store: &Store, id: &str, controller: &str) {
@@ -750,8 +804,9 @@ mod tests {
         ]}))
         .expect("json");
 
+        let link = controllers.slot.current().expect("a link");
         for _ in 0..2 {
-            let handled = controllers.handle_upload("ctl-1", &upload).await;
+            let handled = controllers.handle_upload(&link, "ctl-1", &upload).await;
             assert!(handled.is_ok(), "the upload is acknowledged every time");
         }
         let events = offline_events(controllers.store()).await;
@@ -762,7 +817,7 @@ mod tests {
         assert_eq!(elsewhere.data["unexpected_door"], true);
         assert_eq!(elsewhere.data["uid"], "04A1B2C3", "an unknown card is named by its UID");
 
-        let stranger = controllers.handle_upload("ctl-9", &upload).await;
+        let stranger = controllers.handle_upload(&link, "ctl-9", &upload).await;
         assert!(matches!(stranger, Err(Failure::Refused(_))), "no door names ctl-9");
         assert_eq!(offline_events(controllers.store()).await.len(), 2);
     }
