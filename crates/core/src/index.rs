@@ -1034,7 +1034,7 @@ fn preference(g: &IndexGrant) -> (bool, i64, Pk) {
 }
 
 mod offline;
-pub use offline::CardRights;
+pub use offline::{CardRights, OfflineDoors};
 
 #[cfg(test)]
 mod tests;

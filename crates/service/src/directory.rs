@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use lintel_core::{Change, Index};
+use lintel_core::{Change, Index, OfflineDoors};
 use lintel_proto::Event;
 use lintel_store::{Channel, EventFilter, Feed, IndexUpdate, Store, StoreError, Written};
 use tokio::sync::{Mutex, MutexGuard, broadcast};
@@ -20,6 +20,9 @@ pub struct Directory {
     /// Held for every write; guards which directory versions the index reflects.
     version: Mutex<Versions>,
     events: broadcast::Sender<Event>,
+    /// The doors whose offline lists the changes since the last [`Directory::take_offline_touched`]
+    /// may have altered.
+    offline_touched: std::sync::Mutex<OfflineDoors>,
 }
 
 /// The index reflects every directory change up to `complete`, and our own writes up to
@@ -52,12 +55,28 @@ impl Directory {
             index: ArcSwap::from_pointee(index),
             version: Mutex::new(Versions { complete: version, newest_patch: version }),
             events,
+            offline_touched: std::sync::Mutex::new(OfflineDoors::All),
         }))
     }
 
     /// The current snapshot; readers never wait.
     pub fn index(&self) -> arc_swap::Guard<Arc<Index>> {
         self.index.load()
+    }
+
+    /// The doors whose offline lists may have changed since the last call (every door at
+    /// the first), for the one keeper of the controllers' lists.
+    pub fn take_offline_touched(&self) -> OfflineDoors {
+        std::mem::replace(
+            &mut self.offline_touched.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            OfflineDoors::none(),
+        )
+    }
+
+    /// Swaps the snapshot, noting which doors' offline lists that may alter.
+    fn replace_index(&self, index: Index, touched: OfflineDoors) {
+        self.index.store(Arc::new(index));
+        self.offline_touched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(touched);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -141,7 +160,7 @@ impl Directory {
             guard.reload().await?;
             return Ok(true);
         }
-        self.index.store(Arc::new(index));
+        self.replace_index(index, OfflineDoors::All);
         *guard.version = Versions { complete: version, newest_patch: version };
         Ok(true)
     }
@@ -213,8 +232,10 @@ impl Directory {
 impl WriteGuard<'_> {
     pub fn apply(&mut self, changes: &[Change]) {
         if !changes.is_empty() {
-            let next = self.directory.index.load().apply(changes);
-            self.directory.index.store(Arc::new(next));
+            let before = self.directory.index.load_full();
+            let next = before.apply(changes);
+            let touched = before.offline_doors_touched(&next, changes);
+            self.directory.replace_index(next, touched);
         }
     }
 
@@ -243,7 +264,7 @@ impl WriteGuard<'_> {
 
     async fn reload(&mut self) -> Result<(), StoreError> {
         let (index, version) = self.directory.store.load_index().await?;
-        self.directory.index.store(Arc::new(index));
+        self.directory.replace_index(index, OfflineDoors::All);
         *self.version = Versions { complete: version, newest_patch: version };
         Ok(())
     }

@@ -2,12 +2,51 @@
 //! offline allow-list (see `crate::offline`). The same checks as a decision, minus the
 //! moment: what varies with time (validity, schedules) is left to the grants returned.
 
+use std::collections::BTreeSet;
 use std::num::NonZeroI64;
 use std::sync::Arc;
 
 use lintel_proto::{CredentialKind, CredentialStatus};
 
-use super::{Index, IndexGrant, Pk};
+use super::{Change, DoorSet, Index, IndexGrant, Pk, Subject};
+
+/// The doors whose offline lists a change may alter: a controller whose doors are not
+/// among them keeps its list without building it again.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OfflineDoors {
+    /// These doors (by id); none at all for most changes (a pass used, a PIN).
+    Some(BTreeSet<Box<str>>),
+    /// Any door: the doors or groups themselves changed, or the index was reloaded.
+    #[default]
+    All,
+}
+
+impl OfflineDoors {
+    pub fn none() -> Self {
+        Self::Some(BTreeSet::new())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::Some(doors) if doors.is_empty())
+    }
+
+    /// Whether a list of `doors` may change.
+    pub fn concerns<'a>(&self, mut doors: impl Iterator<Item = &'a str>) -> bool {
+        match self {
+            Self::All => true,
+            Self::Some(touched) => doors.any(|d| touched.contains(d)),
+        }
+    }
+
+    /// Adds what `other` touched.
+    pub fn extend(&mut self, other: OfflineDoors) {
+        match (&mut *self, other) {
+            (Self::All, _) => {}
+            (_, Self::All) => *self = Self::All,
+            (Self::Some(mine), Self::Some(theirs)) => mine.extend(theirs),
+        }
+    }
+}
 
 /// An active card of an active person that some grant lets through at least one of the
 /// doors asked about.
@@ -70,5 +109,77 @@ impl Index {
         }
         cards.sort_by_key(|c| c.credential);
         cards
+    }
+
+    /// The doors whose offline lists may differ between this snapshot and `next`, which
+    /// is this one with `changes` applied. Both are read: a right taken away shows only in
+    /// the first, a right given only in the second.
+    pub fn offline_doors_touched(&self, next: &Index, changes: &[Change]) -> OfflineDoors {
+        let mut doors = BTreeSet::new();
+        for change in changes {
+            match change {
+                // Grants that count passes are never in a list; PINs and secrets neither.
+                Change::PassesUsed { .. } => {}
+                Change::Credential(key, credential) => {
+                    if key.card_uid().is_none() {
+                        continue;
+                    }
+                    let before = self.credentials.get(key).and_then(|c| c.person).map(NonZeroI64::get);
+                    for person in before.into_iter().chain(credential.person) {
+                        self.doors_of_person(person, &mut doors);
+                        next.doors_of_person(person, &mut doors);
+                    }
+                }
+                Change::Person(person, _) => {
+                    self.doors_of_person(*person, &mut doors);
+                    next.doors_of_person(*person, &mut doors);
+                }
+                Change::Membership { group, .. } => {
+                    self.doors_of_group(*group, &mut doors);
+                    next.doors_of_group(*group, &mut doors);
+                }
+                Change::Grant(pk, _) => {
+                    for index in [self, next] {
+                        if let Some(grant) = index.grants.get(pk) {
+                            index.doors_of_grant(grant, &mut doors);
+                        }
+                    }
+                }
+                Change::Door(..) | Change::Group(..) => return OfflineDoors::All,
+            }
+        }
+        let ids = doors.into_iter().filter_map(|pk| self.door_id(pk).or_else(|| next.door_id(pk))).collect();
+        OfflineDoors::Some(ids)
+    }
+
+    fn door_id(&self, pk: Pk) -> Option<Box<str>> {
+        self.doors_by_id.values().find(|d| d.pk == pk).map(|d| d.id.clone())
+    }
+
+    /// The doors any grant of the person, or of their groups, covers.
+    fn doors_of_person(&self, person: Pk, doors: &mut BTreeSet<Pk>) {
+        for pk in self.person_grants.get(&person).into_iter().flatten() {
+            if let Some(grant) = self.grants.get(pk) {
+                self.doors_of_grant(grant, doors);
+            }
+        }
+        let groups = self.people.get(person).and_then(|slot| slot.groups.as_ref());
+        for group in groups.into_iter().flat_map(|g| g.iter()) {
+            self.doors_of_group(group, doors);
+        }
+    }
+
+    /// The doors the group's grants cover.
+    fn doors_of_group(&self, group: Pk, doors: &mut BTreeSet<Pk>) {
+        doors.extend(self.group_grants.keys().filter(|(_, g)| *g == group).map(|(door, _)| *door));
+    }
+
+    fn doors_of_grant(&self, grant: &IndexGrant, doors: &mut BTreeSet<Pk>) {
+        let group_doors = |g: &Pk| self.groups.get(g).map(|g| g.doors.to_vec()).unwrap_or_default();
+        match (&grant.doors, &grant.subject) {
+            (DoorSet::Doors(listed), _) => doors.extend(listed.iter().copied()),
+            (DoorSet::Group(g), _) | (DoorSet::SubjectGroup, Subject::Group(g)) => doors.extend(group_doors(g)),
+            (DoorSet::SubjectGroup, Subject::Person(_)) => {}
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! and [`Index::apply`]. The unit tests pin one rule each; the property tests compare the
 //! index with a small reference model over plain `Vec`s, and the builder with `apply`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
@@ -1787,6 +1787,75 @@ proptest! {
             }
         }
     }
+}
+
+/// What each door's offline list is built from: its cards and, per card, the grants' times
+/// (a count of passes used does not matter: grants that count passes are left out).
+fn offline_rights(index: &Index) -> BTreeMap<Box<str>, String> {
+    let rights = |id: &str| {
+        let cards = index.offline_cards(&[id]);
+        let cards: Vec<_> = cards
+            .iter()
+            .map(|c| {
+                let grants: Vec<_> = c
+                    .doors
+                    .iter()
+                    .flat_map(|(_, grants)| {
+                        grants.iter().map(|g| (g.pk, g.valid_from, g.valid_until, format!("{:?}", g.schedule)))
+                    })
+                    .collect();
+                (c.credential, c.uid.clone(), c.has_revocation_code, grants)
+            })
+            .collect();
+        format!("{cards:?}")
+    };
+    index.doors_by_id.keys().map(|id| (id.clone(), rights(id))).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A door left out of what a change touches keeps exactly the cards and grants it had:
+    /// a controller with only such doors need not build its list again.
+    #[test]
+    fn changes_touch_every_door_whose_offline_list_they_alter(world in world_strategy(), seed in any::<u64>()) {
+        let mut rng = Rng(seed);
+        let scripts = change_scripts(&world, &mut rng);
+        let mut applied = build(&World { grants: Vec::new(), ..world.clone() });
+        for batch in batches(scripts, &mut rng) {
+            let next = applied.apply(&batch);
+            let touched = applied.offline_doors_touched(&next, &batch);
+            let (before, after) = (offline_rights(&applied), offline_rights(&next));
+            for (door, rights) in &after {
+                if !touched.concerns([door.as_ref()].into_iter()) {
+                    prop_assert_eq!(before.get(door), Some(rights), "door {} changed untouched by {:?}", door, batch);
+                }
+            }
+            applied = next;
+        }
+    }
+}
+
+#[test]
+fn a_pass_used_or_a_pin_touches_no_offline_list() {
+    let index = with_grants([person_grant(1, ALICE, &[FRONT])]);
+    let used = [Change::PassesUsed { grant: 1, used: 1 }];
+    assert_eq!(index.offline_doors_touched(&index.apply(&used), &used), OfflineDoors::none());
+    let digest = pin_digest(&[1; 32], "1234");
+    let pin = [Change::Credential(CredentialKey::pin(&digest), with_digest(200, ALICE, CredentialKind::Pin, &digest))];
+    assert_eq!(index.offline_doors_touched(&index.apply(&pin), &pin), OfflineDoors::none());
+    let revoked = [Change::Credential(
+        alice_card(),
+        IndexCredential { status: CredentialStatus::Revoked, ..card(ALICE_CARD, ALICE) },
+    )];
+    let touched = index.offline_doors_touched(&index.apply(&revoked), &revoked);
+    assert_eq!(
+        touched,
+        OfflineDoors::Some(["front".into()].into_iter().collect()),
+        "Alice's card opens the front door only"
+    );
+    let door = [Change::Door(STORE, None)];
+    assert_eq!(index.offline_doors_touched(&index.apply(&door), &door), OfflineDoors::All);
 }
 
 /// Guards the generators: the random worlds and queries must reach every reason the

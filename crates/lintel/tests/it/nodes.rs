@@ -279,7 +279,7 @@ async fn the_mqtt_link_moves_when_its_node_dies(b: Backend) {
     let mut nodes: Vec<Option<Server>> = (0..3).map(|_| Some(serve(&db, &broker, "lintel-it"))).collect();
     world(node(&nodes, 0)).await;
     let mut ctl = Controller::start(&broker, &lintel_key(&db), &db.dir.join("ctl"));
-    ctl.list_version(1);
+    ctl.list_with_cards(1);
     let holder = link_holder(&nodes).await;
     let mut by_lintel = 0;
     let tap = ctl.tap("front", "04A1B2C3");
@@ -334,6 +334,52 @@ async fn the_mqtt_link_moves_when_its_node_dies(b: Backend) {
     assert!(opened.iter().all(|e| e["data"]["confirmed"] == true), "{opened:#?}");
 }
 
+/// A fake of the platform's and the chat workspace's APIs that answers with nothing and
+/// counts the calls, by "METHOD path".
+async fn counting_upstream() -> (String, std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>) {
+    let calls: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> = Default::default();
+    let seen = calls.clone();
+    let app = axum::Router::new().fallback(move |method: axum::http::Method, uri: axum::http::Uri| {
+        let seen = seen.clone();
+        async move {
+            *seen.lock().unwrap().entry(format!("{method} {}", uri.path())).or_default() += 1;
+            match uri.path() {
+                "/users.list" => {
+                    axum::Json(json!({"ok": true, "members": [], "response_metadata": {"next_cursor": ""}}))
+                }
+                _ => axum::Json(json!([])),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+/// Three nodes with the platform's sync and the workspace's reconciliation every minute:
+/// one node does each, so the upstreams are called once a minute, not three times.
+async fn upstreams_are_called_once_per_period_by_all_nodes(b: Backend) {
+    let db = Database::new(b);
+    let (url, calls) = counting_upstream().await;
+    let env = [
+        ("LINTEL_COBOT_BASE_URL", url.as_str()),
+        ("LINTEL_COBOT_TOKEN", "cobot-token"),
+        ("LINTEL_COBOT_SYNC_MINUTES", "1"),
+        ("LINTEL_SLACK_SIGNING_SECRET", "slack-signing-secret-for-tests-0123456789"),
+        ("LINTEL_SLACK_BOT_TOKEN", "xoxb-test"),
+        ("LINTEL_SLACK_API_BASE_URL", url.as_str()),
+        ("LINTEL_SLACK_RECONCILE_MINUTES", "1"),
+    ];
+    let started = Instant::now();
+    let _nodes = [Server::start_with(&db, &env), Server::start_with(&db, &env), Server::start_with(&db, &env)];
+    // One period and a margin, short of a second period.
+    tokio::time::sleep(Duration::from_secs(80).saturating_sub(started.elapsed())).await;
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.get("GET /api/memberships"), Some(&1), "one sync in the first minute: {calls:?}");
+    assert_eq!(calls.get("GET /users.list"), Some(&1), "one reconciliation in the first minute: {calls:?}");
+}
+
 crate::on_both_backends!(the_clis_writes_reach_a_running_server, a_ui_session_outlives_a_restart_and_ends_everywhere);
 
 /// Several nodes share PostgreSQL only (SQLite is one process's database).
@@ -360,6 +406,14 @@ mod several {
             return;
         }
         super::the_mqtt_link_moves_when_its_node_dies(crate::harness::Backend::Postgres).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upstreams_are_called_once_per_period_by_all_nodes() {
+        if crate::harness::postgres_skipped() {
+            return;
+        }
+        super::upstreams_are_called_once_per_period_by_all_nodes(crate::harness::Backend::Postgres).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
+use lintel_core::OfflineDoors;
 use lintel_core::offline::{ListDoor, ListInput, build_list, content_digest, period};
 use lintel_doors::mqtt::{Delivery, LinkEvent, MqttConfig, MqttLink, MqttSlot, Topic};
 use lintel_proto::controller::Controller;
 use lintel_proto::controller::{
-    DecisionMessage, ListAck, OfflineDecision, Status, Tap, Upload, UploadAck, actions_for,
+    AllowList, DecisionMessage, ListAck, OfflineDecision, Status, Tap, Upload, UploadAck, actions_for,
 };
 use lintel_proto::{DriverConfig, FailMode, PresentedCredential, Reason};
 use lintel_signed::Authority;
@@ -198,7 +199,7 @@ impl Controllers {
     async fn serve_link(self: Arc<Self>, link: Arc<MqttLink>, events: mpsc::Receiver<LinkEvent>) {
         loop {
             let index = self.directory.index().clone();
-            match self.refresh_lists(&index, Utc::now().timestamp()).await {
+            match self.refresh_lists(&index, Utc::now().timestamp(), &OfflineDoors::All).await {
                 Ok(()) => break,
                 Err(e) => tracing::warn!(error = %e, "allow-lists not built yet; trying again"),
             }
@@ -276,7 +277,7 @@ impl Controllers {
         if doors.is_empty() {
             // A door may have named it a moment ago: look again before calling it a stranger.
             let index = self.directory.index().clone();
-            self.refresh_lists(&index, Utc::now().timestamp()).await?;
+            self.refresh_lists(&index, Utc::now().timestamp(), &OfflineDoors::All).await?;
             doors = self.door_ids(controller);
         }
         if doors.is_empty() {
@@ -453,32 +454,39 @@ impl Controllers {
     }
 
     /// Keeps every controller's list in step with the directory and the clock, and sends it
-    /// again until the controller acknowledges it.
+    /// again until the controller acknowledges it. A directory change rebuilds only the
+    /// lists of the controllers whose doors it concerns; the clock, at each new period,
+    /// all of them.
     async fn keep_lists(&self) {
         let mut tick = tokio::time::interval(LIST_CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seen_index: Option<Arc<lintel_core::Index>> = None;
+        let mut due = OfflineDoors::All;
         let mut seen_period: Option<i64> = None;
         let mut last_resend = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 // A refusal asked for a new version: build the lists again now.
-                () = self.reissue.notified() => seen_index = None,
+                () = self.reissue.notified() => due = OfflineDoors::All,
                 () = self.workers.stopping() => return,
             }
+            // Taken before the snapshot is read: a change that lands in between is built
+            // now and again at the next tick, never missed.
+            due.extend(self.directory.take_offline_touched());
             let index = self.directory.index().clone();
             let now = Utc::now().timestamp();
-            let changed = seen_index.as_ref().is_none_or(|seen| !Arc::ptr_eq(seen, &index));
             let period_now = {
                 let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
                 let doors: Vec<ListDoor> = lists.doors.values().flatten().map(list_door).collect();
                 now - now.rem_euclid(period(&doors))
             };
-            if changed || seen_period != Some(period_now) {
-                match self.refresh_lists(&index, now).await {
+            if seen_period != Some(period_now) {
+                due = OfflineDoors::All;
+            }
+            if !due.is_empty() {
+                match self.refresh_lists(&index, now, &due).await {
                     Ok(()) => {
-                        seen_index = Some(index);
+                        due = OfflineDoors::none();
                         seen_period = Some(period_now);
                     }
                     Err(e) => tracing::warn!(error = %e, "allow-lists not refreshed; trying again"),
@@ -493,7 +501,14 @@ impl Controllers {
         }
     }
 
-    async fn refresh_lists(&self, index: &lintel_core::Index, now: i64) -> Result<(), StoreError> {
+    /// Builds again the lists of the controllers with a door in `touched`, and issues those
+    /// whose content changed.
+    async fn refresh_lists(
+        &self,
+        index: &Arc<lintel_core::Index>,
+        now: i64,
+        touched: &OfflineDoors,
+    ) -> Result<(), StoreError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let store = self.store();
         let mut doors: BTreeMap<String, Vec<ControllerDoor>> = BTreeMap::new();
@@ -521,22 +536,27 @@ impl Controllers {
             }
         }
         self.lists.lock().unwrap_or_else(PoisonError::into_inner).doors = doors.clone();
-        let codes = store.card_revocation_codes().await?;
-        for (controller, controller_doors) in &doors {
-            let ids: Vec<&str> = controller_doors.iter().map(|d| d.id.as_str()).collect();
-            let list_doors: Vec<ListDoor> = controller_doors.iter().map(list_door).collect();
-            let cards = index.offline_cards(&ids);
+        let due: Vec<(&String, &Vec<ControllerDoor>)> = doors
+            .iter()
+            .filter(|(controller, doors)| {
+                self.issued(controller).is_none() || touched.concerns(doors.iter().map(|d| d.id.as_str()))
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let codes = Arc::new(store.card_revocation_codes().await?);
+        for (controller, controller_doors) in due {
             let row = &rows[controller];
-            let mut list = build_list(&ListInput {
-                controller,
-                version: 0,
-                issued_at: now,
-                salt: row.salt,
-                doors: &list_doors,
-                cards: &cards,
-                revocation_codes: &codes,
-            });
-            let digest = content_digest(&list);
+            let (mut list, digest) = build_off_the_workers(
+                index.clone(),
+                controller.clone(),
+                controller_doors.iter().map(list_door).collect(),
+                row.salt,
+                codes.clone(),
+                now,
+            )
+            .await;
             let known = self.issued(controller).is_some();
             if row.list_digest.as_deref() == Some(digest.as_str()) && known {
                 continue;
@@ -548,13 +568,19 @@ impl Controllers {
             } else {
                 store.next_list_version(controller, &digest, now, list.cards.len() as u64).await?
             };
-            let jws = Arc::new(self.authority.sign_allow_list(&list));
-            tracing::info!(controller, version = list.version, cards = list.cards.len(), "allow-list issued");
+            let (version, cards) = (list.version, list.cards.len());
+            let authority = self.authority.clone();
+            let jws = Arc::new(
+                tokio::task::spawn_blocking(move || authority.sign_allow_list(&list))
+                    .await
+                    .expect("signing a list does not panic"),
+            );
+            tracing::info!(controller, version, cards, "allow-list issued");
             self.lists
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .issued
-                .insert(controller.clone(), (list.version, jws.clone()));
+                .insert(controller.clone(), (version, jws.clone()));
             self.publish_list(controller, &jws).await;
         }
         Ok(())
@@ -636,6 +662,36 @@ fn refusal(tap: &Tap, reason: Reason, person_id: Option<String>) -> DecisionMess
         person_id,
         actions: actions_for(false, 0),
     }
+}
+
+/// Reads a controller's cards from the snapshot and builds its list, on a thread meant for
+/// blocking work: at a hundred thousand cards this takes a while, which the async workers
+/// (answering taps and requests) must not wait for.
+async fn build_off_the_workers(
+    index: Arc<lintel_core::Index>,
+    controller: String,
+    doors: Vec<ListDoor>,
+    salt: [u8; 16],
+    codes: Arc<HashMap<i64, String>>,
+    now: i64,
+) -> (AllowList, String) {
+    tokio::task::spawn_blocking(move || {
+        let ids: Vec<&str> = doors.iter().map(|d| d.id.as_str()).collect();
+        let cards = index.offline_cards(&ids);
+        let list = build_list(&ListInput {
+            controller: &controller,
+            version: 0,
+            issued_at: now,
+            salt,
+            doors: &doors,
+            cards: &cards,
+            revocation_codes: &codes,
+        });
+        let digest = content_digest(&list);
+        (list, digest)
+    })
+    .await
+    .expect("building a list does not panic")
 }
 
 fn list_door(d: &ControllerDoor) -> ListDoor {
@@ -741,7 +797,7 @@ mod tests {
 
     async fn refresh(controllers: &Controllers) {
         let index = controllers.directory.index().clone();
-        controllers.refresh_lists(&index, Utc::now().timestamp()).await.expect("lists refreshed");
+        controllers.refresh_lists(&index, Utc::now().timestamp(), &OfflineDoors::All).await.expect("lists refreshed");
     }
 
     async fn only_controller(controllers: &Controllers) -> Controller {
