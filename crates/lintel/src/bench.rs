@@ -6,7 +6,9 @@
 //! 2. importing 100k people with cards into SQLite;
 //! 3. HTTP decisions per second at concurrency 1 and 32, side by side with a trivial
 //!    server answering a fixed 60-byte JSON (the floor), both driven by `wrk`;
-//! 4. from an API write returning to the next decision reflecting it.
+//! 4. from an API write returning to the next decision reflecting it;
+//! 5. a controller's offline list when every credential opens its door: what a change that
+//!    concerns the door costs (the list built and signed) and what an unrelated one costs.
 //!
 //! Run it on a release build: `cargo run --release -p lintel -- bench`.
 
@@ -100,6 +102,18 @@ struct InProcess {
     p99_ns: u64,
     bytes_per_credential: f64,
     patch_us: f64,
+    /// Only for cards (the list is the same for station cards).
+    offline: Option<OfflineList>,
+}
+
+/// A controller's list for the door every credential may open.
+struct OfflineList {
+    cards: usize,
+    /// A card of a person who may open the door: which lists it touches, then building
+    /// and signing that list, as the list keeper does.
+    related_ms: f64,
+    /// A PIN given to someone: which lists it touches (none).
+    unrelated_us: f64,
 }
 
 /// A world like a real space: every person has one card and is in one of ten groups,
@@ -205,6 +219,7 @@ fn in_process(n: u64, asks: Asks) -> InProcess {
         current = current.apply(&[change]);
     }
     let patch_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    let offline = (asks == Asks::Cards).then(|| offline_list(&current));
     InProcess {
         asks,
         credentials: n,
@@ -212,7 +227,66 @@ fn in_process(n: u64, asks: Asks) -> InProcess {
         p99_ns: percentile(&times, 0.99),
         bytes_per_credential: bytes / n as f64,
         patch_us,
+        offline,
     }
+}
+
+/// What changes cost the keeper of the offline list of a controller driving `front`.
+fn offline_list(index: &lintel_core::Index) -> OfflineList {
+    use lintel_core::offline::{ListDoor, ListInput, build_list, content_digest};
+    let authority = lintel_signed::Authority::from_secret_bytes(&[7; 32]).expect("a key");
+    let doors =
+        [ListDoor { id: "front".into(), fail_mode: Default::default(), open_seconds: 5, max_age_seconds: 86_400 }];
+    let codes = std::collections::HashMap::new();
+    let card = Change::Credential(
+        CredentialKey::card_bytes(&uid(u64::MAX / 2)),
+        IndexCredential {
+            pk: i64::MAX / 2,
+            person: Some(1),
+            kind: CredentialKind::Card,
+            status: CredentialStatus::Active,
+            revocation: 0,
+            digest: None,
+        },
+    );
+    let started = Instant::now();
+    let next = index.apply(std::slice::from_ref(&card));
+    let touched = index.offline_doors_touched(&next, &[card]);
+    assert!(touched.concerns(["front"].into_iter()), "a card of someone with a grant there");
+    let cards = next.offline_cards(&["front"]);
+    let list = build_list(&ListInput {
+        controller: "ctl-1",
+        version: 1,
+        issued_at: Utc::now().timestamp(),
+        salt: [1; 16],
+        doors: &doors,
+        cards: &cards,
+        revocation_codes: &codes,
+    });
+    let _digest = content_digest(&list);
+    let _signed = authority.sign_allow_list(&list);
+    let related_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let rounds = 1000;
+    let started = Instant::now();
+    for r in 0..rounds {
+        let digest: lintel_core::Digest = [r as u8; 32];
+        let pin = Change::Credential(
+            CredentialKey::pin(&digest),
+            IndexCredential {
+                pk: i64::MAX / 4 + r,
+                person: Some(1),
+                kind: CredentialKind::Pin,
+                status: CredentialStatus::Active,
+                revocation: 0,
+                digest: Some(Box::new(digest)),
+            },
+        );
+        let touched = index.offline_doors_touched(&next, std::slice::from_ref(&pin));
+        assert!(touched.is_empty(), "a PIN is in no list");
+    }
+    let unrelated_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    OfflineList { cards: list.cards.len(), related_ms, unrelated_us }
 }
 
 fn print_in_process(rows: &[InProcess]) {
@@ -227,6 +301,19 @@ fn print_in_process(rows: &[InProcess]) {
             "| {} {what} | {} ns | {} ns | {:.0} | {:.0} µs |",
             r.credentials, r.p50_ns, r.p99_ns, r.bytes_per_credential, r.patch_us
         );
+    }
+    println!();
+    println!(
+        "| offline list of a door everyone opens | cards | change there: list built and signed | unrelated change |"
+    );
+    println!("|---|---|---|---|");
+    for r in rows {
+        if let Some(o) = &r.offline {
+            println!(
+                "| {} credentials | {} | {:.0} ms | {:.1} µs |",
+                r.credentials, o.cards, o.related_ms, o.unrelated_us
+            );
+        }
     }
 }
 
