@@ -6,13 +6,12 @@
 //! Schedules and validity windows become plain `[from, until)` intervals in Unix seconds,
 //! expanded by lintel up to the moment the list lapses: a controller needs a clock, but
 //! no time-zone database and no schedule logic, and it cannot get summer time wrong. The
-//! intervals come from [`CompiledSchedule::contains`], the very function online decisions
-//! use, minute by minute (schedules are minute-exact).
+//! intervals come from [`crate::CompiledSchedule::open_windows`], which walks the schedule from
+//! one change to the next by the same rule online decisions use.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use lintel_proto::controller::{AllowList, OfflineCard, OfflineDoor};
 use lintel_proto::{FailMode, Reason};
 use sha2::{Digest as _, Sha256};
@@ -148,23 +147,10 @@ fn windows(grant: &Arc<IndexGrant>, start: i64, end: i64) -> Vec<[i64; 2]> {
     if from >= until {
         return Vec::new();
     }
-    let Some(schedule) = &grant.schedule else { return vec![[from, until]] };
-    let mut out: Vec<[i64; 2]> = Vec::new();
-    // Schedules change state only on whole minutes (UTC offsets are whole minutes too).
-    let mut minute = from - from.rem_euclid(60);
-    while minute < until {
-        let open = DateTime::<Utc>::from_timestamp(minute, 0).is_some_and(|t| schedule.contains(t));
-        if open {
-            let a = minute.max(from);
-            let b = (minute + 60).min(until);
-            match out.last_mut() {
-                Some(last) if last[1] == a => last[1] = b,
-                _ => out.push([a, b]),
-            }
-        }
-        minute += 60;
+    match &grant.schedule {
+        Some(schedule) => schedule.open_windows(from, until),
+        None => vec![[from, until]],
     }
-    out
 }
 
 fn merge(mut windows: Vec<[i64; 2]>) -> Vec<[i64; 2]> {

@@ -81,14 +81,85 @@ impl CompiledSchedule {
 
     /// Whether `at` falls inside the schedule, read on the local clock of its time zone.
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
-        // Only the zone's offset comes from the tz database; the rest is arithmetic on
-        // the local timestamp (1970-01-01 was a Thursday, day 3 counting from Monday).
-        let offset = self.tz.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc();
-        let local = at.timestamp() + i64::from(offset);
-        let weekday = (local.div_euclid(86_400) + 3).rem_euclid(7) as u16;
-        let minute = weekday * MINUTES_PER_DAY + (local.rem_euclid(86_400) / 60) as u16;
+        self.contains_local(at.timestamp() + self.offset_at(at.timestamp()))
+    }
+
+    /// The zone's offset from UTC (seconds) at the unix second `at`.
+    fn offset_at(&self, at: i64) -> i64 {
+        let at = DateTime::from_timestamp(at, 0).unwrap_or_default();
+        i64::from(self.tz.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc())
+    }
+
+    /// Whether the local timestamp `local` (seconds) is inside: only the offset comes from
+    /// the tz database; the rest is arithmetic (1970-01-01 was a Thursday, day 3 counting
+    /// from Monday).
+    fn contains_local(&self, local: i64) -> bool {
+        let minute = minute_of_week(local);
         self.ranges.iter().any(|&(start, end)| start <= minute && minute < end)
     }
+
+    /// The `[start, end)` unix seconds within `[from, until)` in which the schedule is open,
+    /// merged. It walks from one change to the next (an edge of a range on the local clock,
+    /// or the zone's offset changing), not minute by minute.
+    pub fn open_windows(&self, from: i64, until: i64) -> Vec<[i64; 2]> {
+        let mut out: Vec<[i64; 2]> = Vec::new();
+        let mut t = from;
+        while t < until {
+            let offset = self.offset_at(t);
+            let offset_ends = self.offset_changes_after(t, offset, until);
+            let local = t + offset;
+            let end = (self.next_edge(local) - offset).min(offset_ends);
+            if self.contains_local(local) {
+                match out.last_mut() {
+                    Some(last) if last[1] == t => last[1] = end,
+                    _ => out.push([t, end]),
+                }
+            }
+            t = end;
+        }
+        out
+    }
+
+    /// The first local second after `local` at which a range begins or ends.
+    fn next_edge(&self, local: i64) -> i64 {
+        const WEEK: i64 = 7 * 86_400;
+        // Local seconds of this week's Monday 00:00.
+        let week_start = local - ((local.div_euclid(86_400) + 3).rem_euclid(7) * 86_400 + local.rem_euclid(86_400));
+        let edges = self.ranges.iter().flat_map(|&(start, end)| [start, end]).map(|m| i64::from(m) * 60);
+        edges
+            .flat_map(|edge| [week_start + edge, week_start + WEEK + edge])
+            .filter(|&at| at > local)
+            .min()
+            .unwrap_or(local + WEEK)
+    }
+
+    /// The first second after `t` (and before `until`) at which the zone's offset is no
+    /// longer `offset`; `until` when it holds. Offsets change at most a few times a year:
+    /// looked at hourly, then narrowed down to the second.
+    fn offset_changes_after(&self, t: i64, offset: i64, until: i64) -> i64 {
+        let mut known = t;
+        loop {
+            let probe = (known - known.rem_euclid(3600) + 3600).min(until);
+            if self.offset_at(probe) != offset {
+                let (mut same, mut other) = (known, probe);
+                while other - same > 1 {
+                    let mid = same + (other - same) / 2;
+                    if self.offset_at(mid) == offset { same = mid } else { other = mid }
+                }
+                return other;
+            }
+            if probe >= until {
+                return until;
+            }
+            known = probe;
+        }
+    }
+}
+
+/// Minutes since Monday 00:00 of the local timestamp `local` (seconds).
+fn minute_of_week(local: i64) -> u16 {
+    let weekday = (local.div_euclid(86_400) + 3).rem_euclid(7) as u16;
+    weekday * MINUTES_PER_DAY + (local.rem_euclid(86_400) / 60) as u16
 }
 
 #[cfg(test)]
@@ -107,6 +178,52 @@ mod tests {
 
     fn berlin(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
         chrono_tz::Europe::Berlin.with_ymd_and_hms(y, mo, d, h, mi, 0).earliest().unwrap().with_timezone(&Utc)
+    }
+
+    /// The open windows, found minute by minute: what [`CompiledSchedule::open_windows`]
+    /// must equal.
+    fn minute_by_minute(s: &CompiledSchedule, from: i64, until: i64) -> Vec<[i64; 2]> {
+        let mut out: Vec<[i64; 2]> = Vec::new();
+        let mut minute = from - from.rem_euclid(60);
+        while minute < until {
+            if s.contains(DateTime::from_timestamp(minute, 0).unwrap()) {
+                let (a, b) = (minute.max(from), (minute + 60).min(until));
+                match out.last_mut() {
+                    Some(last) if last[1] == a => last[1] = b,
+                    _ => out.push([a, b]),
+                }
+            }
+            minute += 60;
+        }
+        out
+    }
+
+    #[test]
+    fn windows_walked_edge_to_edge_equal_those_found_minute_by_minute() {
+        let week = [Weekday::Mon, Weekday::Wed, Weekday::Sat, Weekday::Sun];
+        let zones = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "UTC"];
+        let hours =
+            [("08:00", "20:00"), ("22:30", "06:15"), ("00:00", "24:00"), ("01:30", "03:30"), ("02:00", "02:01")];
+        // Around both changes of the clocks in the north and in the south, and an ordinary week.
+        let starts = [
+            berlin(2026, 3, 26, 0, 0),
+            berlin(2026, 10, 22, 13, 7),
+            berlin(2026, 4, 2, 0, 0),
+            berlin(2026, 9, 30, 0, 0),
+        ];
+        let mut open = 0;
+        for zone in zones {
+            for (from, to) in hours {
+                let s = schedule(zone, &week, from, to);
+                for start in starts {
+                    let (a, b) = (start.timestamp() + 17, start.timestamp() + 6 * 86_400 + 29);
+                    let walked = s.open_windows(a, b);
+                    assert_eq!(walked, minute_by_minute(&s, a, b), "{zone} {from}-{to} from {start}");
+                    open += walked.len();
+                }
+            }
+        }
+        assert!(open > 100, "the schedules were open now and then: {open}");
     }
 
     #[test]
