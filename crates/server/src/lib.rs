@@ -76,7 +76,8 @@ impl AppState {
     }
 
     pub fn router(&self) -> Router {
-        let (router, openapi) = api::router().split_for_parts();
+        let (router, mut openapi) = api::router().split_for_parts();
+        api::add_common_responses(&mut openapi);
         let openapi = Arc::new(openapi);
         router
             .merge(ui::router(self))

@@ -20,6 +20,7 @@ use crate::auth::Admin;
 use crate::problem::{ApiError, ApiQuery};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Cursor: the `id` of the last event seen (or `next` of the previous page).
@@ -33,7 +34,7 @@ pub struct EventsQuery {
 
 /// Events after a cursor, oldest first. `next` is the cursor to poll with next time.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery), security(("admin" = [])),
-    responses((status = 200, body = Page<Event>), (status = 400, body = Problem)))]
+    responses((status = 200, description = "a page of events", body = Page<Event>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_events(
     State(s): State<AppState>,
     _: Admin,
@@ -53,6 +54,7 @@ pub async fn list_events(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// Start after this event (as `Last-Event-ID`); only new events when absent.
@@ -93,6 +95,7 @@ pub async fn stream_events(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AttendanceQuery {
     /// First day, `YYYY-MM-DD`.
@@ -107,7 +110,7 @@ pub struct AttendanceQuery {
 
 /// People present per day: who, first and last entry, how many entries.
 #[utoipa::path(get, path = "/api/v1/attendance", tag = "events", params(AttendanceQuery), security(("admin" = [])),
-    responses((status = 200, body = Attendance), (status = 400, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, description = "the attendance", body = Attendance), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn attendance(
     State(s): State<AppState>,
     _: Admin,
