@@ -2,6 +2,7 @@
 //! operational endpoints. The handlers are thin: input is checked here, the store writes,
 //! the directory keeps the decision index in step, and the core decides.
 
+mod access_log;
 mod api;
 mod auth;
 mod listener;
@@ -86,6 +87,7 @@ impl AppState {
             .fallback(api::ops::not_found)
             .method_not_allowed_fallback(api::ops::method_not_allowed)
             .layer(DefaultBodyLimit::max(self.inner.config.max_body_bytes))
+            .layer(axum::middleware::from_fn(access_log::access_log))
             .with_state(self.clone())
     }
 }
