@@ -1,5 +1,6 @@
 //! The `lintel` binary: the server and the operator's commands.
 
+mod backup;
 mod badges;
 mod bench;
 mod config;
@@ -46,6 +47,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create the database and its key files (as the first `serve` would), and say where.
+    Init,
+    /// Back up a SQLite database and both its key files into one archive (tar), while
+    /// lintel runs. With PostgreSQL: pg_dump, and copy the key files (see the README).
+    Backup { file: PathBuf },
+    /// Put a backup made by `lintel backup` in place of the database and its key files;
+    /// refuses a backup whose key is not its database's.
+    Restore {
+        file: PathBuf,
+        /// Replace an existing database and key files (stop lintel first).
+        #[arg(long)]
+        replace: bool,
+    },
     /// Start the server (creates the database and key file on first start).
     Serve {
         /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
@@ -179,15 +193,29 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// Whether a command may create the database: only `serve` and `init` do, so that a
+/// command run in the wrong folder says so instead of working on a new, empty database.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    OrCreate,
+    Existing,
+}
+
+async fn open_store(config: &Config, open: Open) -> anyhow::Result<Store> {
     let sync = match config.sqlite.synchronous.as_str() {
         "normal" => SqliteSync::Normal,
         "full" => SqliteSync::Full,
         other => anyhow::bail!("[sqlite] synchronous = {other:?}: use normal or full"),
     };
-    Store::open(&config.database_url, sync)
-        .await
-        .with_context(|| format!("opening the database {}", lintel_store::redact_url(&config.database_url)))
+    let url = &config.database_url;
+    let opened = match open {
+        Open::OrCreate => Store::open(url, sync).await.map_err(anyhow::Error::from),
+        Open::Existing => Store::open_existing(url, sync).await.with_context(|| {
+            "only `lintel serve` and `lintel init` create a database; run this where lintel's database is, \
+             or give its URL (--database-url, LINTEL_DATABASE_URL, database_url in --config)"
+        }),
+    };
+    opened.with_context(|| format!("opening the database {}", lintel_store::redact_url(url)))
 }
 
 async fn shutdown_signal() {
@@ -242,11 +270,32 @@ async fn main() -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::OrCreate).await?;
             lintel_server::serve(store, server, shutdown_signal()).await?;
         }
+        Command::Init => {
+            let (store, _) = open_server(&config, Open::OrCreate).await?;
+            store.close().await;
+            let key_file = key_file(&config);
+            println!("lintel's database is ready at {}", lintel_store::redact_url(&config.database_url));
+            println!("key files: {} and {}", key_file.display(), keys::signing_key_path(&key_file).display());
+            eprintln!("back up the database and both key files together: one without the others is useless");
+        }
+        Command::Backup { file } => {
+            let store = open_store(&config, Open::Existing).await?;
+            let made = backup::create(&store, &key_file(&config), &file).await;
+            store.close().await;
+            let bytes = made?;
+            println!("backed up the database and its key files to {} ({bytes} bytes)", file.display());
+        }
+        Command::Restore { file, replace } => {
+            let database = keys::sqlite_file(&config.database_url)
+                .context("lintel restore puts back a SQLite database; with PostgreSQL use pg_restore or psql")?;
+            backup::restore(&file, &database, &key_file(&config), replace).await?;
+            println!("restored {} from {}; start lintel", database.display(), file.display());
+        }
         Command::Cobot { command } => {
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::Existing).await?;
             let services =
                 lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
             let ran = run_cobot(&services, command).await;
@@ -254,7 +303,7 @@ async fn main() -> anyhow::Result<()> {
             ran?;
         }
         Command::Card { command: CardCommand::Issue { member } } => {
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::Existing).await?;
             let services =
                 lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
             let crm = services.crm.as_ref().context("the makerspace CRM is not configured ([crm] in the config)")?;
@@ -269,7 +318,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Outbox { command, state } => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Open::Existing).await?;
             match command {
                 Some(OutboxCommand::Retry) => {
                     println!("{} failed calls queued again", store.retry_failed_outbox().await?)
@@ -300,7 +349,7 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Token { command } => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Open::Existing).await?;
             match command {
                 TokenCommand::Create { name, scope, door } => {
                     let scope = match (scope.as_str(), door) {
@@ -335,7 +384,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Import { file, quiet, badges } => {
             import::check_file(&file)?;
             if badges || badges::is_badge_file(&file)? {
-                let store = open_store(&config).await?;
+                let store = open_store(&config, Open::Existing).await?;
                 let report = badges::run(&store, &file, quiet).await;
                 store.close().await;
                 let report = report?;
@@ -345,7 +394,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Open::Existing).await?;
             let report = import::run(&store, &file, quiet).await?;
             store.close().await;
             import::print(&report);
@@ -354,7 +403,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::BackupCodes { door, count } => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Open::Existing).await?;
             let codes = lintel_service::backup_codes::issue(&store, &door, count).await;
             store.close().await;
             let codes = codes?;
@@ -364,7 +413,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("{count} single-use codes for door {door:?}; each works once. Keep them somewhere safe.");
         }
         Command::Controllers => {
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::Existing).await?;
             let services =
                 lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
             let controllers = lintel_service::devices::controllers::overview(services.store()).await;
@@ -388,7 +437,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::ControllerKey => {
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::Existing).await?;
             store.close().await;
             let authority = lintel_signed::Authority::from_secret_bytes(&server.services.signing_key)?;
             println!("{}", hex::encode(authority.verifying_key().as_bytes()));
@@ -400,14 +449,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The store and the server's configuration, with key material loaded (created on first use).
-async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
+fn key_file(config: &Config) -> PathBuf {
+    config.key_file.clone().unwrap_or_else(|| keys::default_path(&config.database_url))
+}
+
+/// The store and the server's configuration, with key material loaded. The database is
+/// opened first: key files are made only for a database lintel has just set up, never
+/// beside a file that is not lintel's.
+async fn open_server(config: &Config, open: Open) -> anyhow::Result<(Store, ServerConfig)> {
     let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
     let timezone =
         config.timezone.parse().map_err(|_| anyhow::anyhow!("timezone {:?} is not an IANA name", config.timezone))?;
-    let key_file = config.key_file.clone().unwrap_or_else(|| keys::default_path(&config.database_url));
-    let pin_key = keys::load_or_create(&key_file)?;
-    let store = open_store(config).await?;
+    let key_file = key_file(config);
+    let store = open_store(config, open).await?;
+    let pin_key = match store.key_fingerprint().await? {
+        // Set up before: its key file must be there; a new one would never match.
+        Some(_) => keys::load(&key_file)?,
+        None => keys::load_or_create(&key_file)?,
+    };
     if !store.check_key_fingerprint(keys::fingerprint(&pin_key)).await? {
         anyhow::bail!(
             "the key file {} is not the one this database was set up with; PINs would all be unknown. \

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod backups;
 mod bad_input;
 mod cli;
 mod cobot;
