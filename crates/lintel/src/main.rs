@@ -97,6 +97,11 @@ enum Command {
         #[command(subcommand)]
         command: CobotCommand,
     },
+    /// People in the directory.
+    Person {
+        #[command(subcommand)]
+        command: PersonCommand,
+    },
     /// Members' cards from the makerspace CRM ([crm] in the config).
     Card {
         #[command(subcommand)]
@@ -135,6 +140,13 @@ enum CobotCommand {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PersonCommand {
+    /// Erase a person: their credentials, contacts and links to other systems go, their
+    /// events keep a random token in place of their id, and the erasure is recorded.
+    Forget { id: String },
 }
 
 #[derive(Subcommand)]
@@ -301,6 +313,17 @@ async fn main() -> anyhow::Result<()> {
             let ran = run_cobot(&services, command).await;
             store.close().await;
             ran?;
+        }
+        Command::Person { command: PersonCommand::Forget { id } } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let settle = services.config.follow_every + Duration::from_secs(1);
+            let forgotten = services.directory.forget_person(id.clone(), settle).await;
+            store.close().await;
+            let (token, events) = forgotten?;
+            println!("{token}");
+            eprintln!("person {id:?} forgotten; their {events} events now carry the token above");
         }
         Command::Card { command: CardCommand::Issue { member } } => {
             let (store, server) = open_server(&config, Open::Existing).await?;
@@ -490,6 +513,7 @@ async fn open_server(config: &Config, open: Open) -> anyhow::Result<(Store, Serv
         public_url: config.public_url.clone(),
         photos_dir: config.photos_dir(),
         max_pending_deliveries: i64::from(config.limits.max_pending_deliveries.max(1)),
+        event_retention: config.events.retain_days.map(|days| Duration::from_secs(u64::from(days.max(1)) * 86_400)),
         crm: config.crm_config()?,
         cobot: config.cobot_config(timezone)?,
         lockcloud: config.lockcloud.clone().map(|c| LockCloudConfig {

@@ -22,6 +22,7 @@ mod nodes;
 mod operations;
 mod osdp;
 mod replay;
+mod retention;
 mod security;
 mod signed;
 mod slack;

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use futures::{Stream, StreamExt};
 use lintel_proto::{Attendance, AttendanceDay, Event, Page, Problem};
@@ -28,6 +28,10 @@ pub struct EventsQuery {
     kind: Option<String>,
     person_id: Option<String>,
     door: Option<String>,
+    /// Only events at or after this time (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
+    from: Option<DateTime<Utc>>,
+    /// Only events before this time (RFC 3339).
+    to: Option<DateTime<Utc>>,
     /// 1 to 1000, default 100.
     limit: Option<i64>,
 }
@@ -46,6 +50,8 @@ pub async fn list_events(
         kind: q.kind,
         person_id: q.person_id,
         door: q.door,
+        from: q.from.map(|t| t.timestamp_micros()),
+        to: q.to.map(|t| t.timestamp_micros()),
         limit: q.limit.unwrap_or(100),
     };
     let items = s.store().events(&filter).await?;
