@@ -24,6 +24,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub sqlite: SqliteConfig,
     pub limits: LimitsConfig,
+    pub events: EventsSection,
     pub http: HttpSection,
     pub slack: Option<SlackSection>,
     pub doorbell: Option<DoorbellSection>,
@@ -599,6 +600,15 @@ impl Default for HttpSection {
     }
 }
 
+/// `[events]`: how long the event log is kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    /// Days of events to keep; older ones are pruned (attendance keeps who entered when).
+    /// Absent: keep every event.
+    pub retain_days: Option<u32>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -625,6 +635,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             sqlite: SqliteConfig::default(),
             limits: LimitsConfig::default(),
+            events: EventsSection::default(),
             http: HttpSection::default(),
             slack: None,
             doorbell: None,
@@ -677,6 +688,7 @@ const KEYS: &[&str] = &[
     "limits.max_lock_seconds",
     "limits.keypad_max_lock_seconds",
     "limits.max_pending_deliveries",
+    "events.retain_days",
     "http.header_timeout_seconds",
     "http.idle_timeout_seconds",
     "http.body_timeout_seconds",
@@ -752,6 +764,7 @@ const SCALAR_KEYS: &[&str] = &[
     "limits.max_lock_seconds",
     "limits.keypad_max_lock_seconds",
     "limits.max_pending_deliveries",
+    "events.retain_days",
     "http.header_timeout_seconds",
     "http.idle_timeout_seconds",
     "http.body_timeout_seconds",

@@ -7,15 +7,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+/// The file of a SQLite database URL; `None` for PostgreSQL (or an in-memory database).
+pub fn sqlite_file(database_url: &str) -> Option<PathBuf> {
+    let file = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let file = file.split('?').next().unwrap_or(file);
+    (!file.is_empty() && file != ":memory:").then(|| PathBuf::from(file))
+}
+
 /// The default key file: beside a SQLite database, else in the working directory.
 pub fn default_path(database_url: &str) -> PathBuf {
-    let file = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"));
-    match file.map(|f| f.split('?').next().unwrap_or(f)) {
-        Some(db) if !db.is_empty() && db != ":memory:" => {
-            let db = Path::new(db);
-            db.with_file_name(format!("{}.key", db.file_stem().and_then(|s| s.to_str()).unwrap_or("lintel")))
-        }
-        _ => PathBuf::from("lintel.key"),
+    match sqlite_file(database_url) {
+        Some(db) => db.with_file_name(format!("{}.key", db.file_stem().and_then(|s| s.to_str()).unwrap_or("lintel"))),
+        None => PathBuf::from("lintel.key"),
     }
 }
 
@@ -26,17 +29,22 @@ pub fn signing_key_path(key_file: &Path) -> PathBuf {
     key_file.with_extension("signing.key")
 }
 
+/// Reads a 32-byte key (hex).
+pub fn load(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("reading the key file {} (restore it from the backup of this database)", path.display())
+    })?;
+    let bytes = hex::decode(text.trim()).with_context(|| format!("{} is not a lintel key file", path.display()))?;
+    let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+        bail!("{} does not hold a 32-byte key", path.display())
+    };
+    Ok(key)
+}
+
 /// Reads a 32-byte key (hex), or creates one from the OS's randomness with mode 0600.
 pub fn load_or_create(path: &Path) -> anyhow::Result<[u8; 32]> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let bytes =
-                hex::decode(text.trim()).with_context(|| format!("{} is not a lintel key file", path.display()))?;
-            let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) else {
-                bail!("{} does not hold a 32-byte key", path.display())
-            };
-            Ok(key)
-        }
+    match std::fs::metadata(path) {
+        Ok(_) => load(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;

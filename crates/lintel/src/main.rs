@@ -1,5 +1,6 @@
 //! The `lintel` binary: the server and the operator's commands.
 
+mod backup;
 mod badges;
 mod bench;
 mod config;
@@ -46,6 +47,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create the database and its key files (as the first `serve` would), and say where.
+    Init,
+    /// Back up a SQLite database and both its key files into one archive (tar), while
+    /// lintel runs. With PostgreSQL: pg_dump, and copy the key files (see the README).
+    Backup { file: PathBuf },
+    /// Put a backup made by `lintel backup` in place of the database and its key files;
+    /// refuses a backup whose key is not its database's.
+    Restore {
+        file: PathBuf,
+        /// Replace an existing database and key files (stop lintel first).
+        #[arg(long)]
+        replace: bool,
+    },
     /// Start the server (creates the database and key file on first start).
     Serve {
         /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
@@ -82,6 +96,11 @@ enum Command {
     Cobot {
         #[command(subcommand)]
         command: CobotCommand,
+    },
+    /// People in the directory.
+    Person {
+        #[command(subcommand)]
+        command: PersonCommand,
     },
     /// Members' cards from the makerspace CRM ([crm] in the config).
     Card {
@@ -121,6 +140,13 @@ enum CobotCommand {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PersonCommand {
+    /// Erase a person: their credentials, contacts and links to other systems go, their
+    /// events keep a random token in place of their id, and the erasure is recorded.
+    Forget { id: String },
 }
 
 #[derive(Subcommand)]
@@ -167,23 +193,41 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     // A log that cannot be written (a full disk, a file-size limit) loses lines; reporting
     // that on stderr would panic (eprintln!) in whatever task was logging, a request's.
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
+    // Colours only on a terminal: not in journald or a log file.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// Whether a command may create the database: only `serve` and `init` do, so that a
+/// command run in the wrong folder says so instead of working on a new, empty database.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    OrCreate,
+    Existing,
+}
+
+async fn open_store(config: &Config, open: Open) -> anyhow::Result<Store> {
     let sync = match config.sqlite.synchronous.as_str() {
         "normal" => SqliteSync::Normal,
         "full" => SqliteSync::Full,
         other => anyhow::bail!("[sqlite] synchronous = {other:?}: use normal or full"),
     };
-    Store::open(&config.database_url, sync)
-        .await
-        .with_context(|| format!("opening the database {}", lintel_store::redact_url(&config.database_url)))
+    let url = &config.database_url;
+    let opened = match open {
+        Open::OrCreate => Store::open(url, sync).await.map_err(anyhow::Error::from),
+        Open::Existing => Store::open_existing(url, sync).await.with_context(|| {
+            "only `lintel serve` and `lintel init` create a database; run this where lintel's database is, \
+             or give its URL (--database-url, LINTEL_DATABASE_URL, database_url in --config)"
+        }),
+    };
+    opened.with_context(|| format!("opening the database {}", lintel_store::redact_url(url)))
 }
 
 async fn shutdown_signal() {
@@ -238,19 +282,51 @@ async fn main() -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::OrCreate).await?;
             lintel_server::serve(store, server, shutdown_signal()).await?;
         }
+        Command::Init => {
+            let (store, _) = open_server(&config, Open::OrCreate).await?;
+            store.close().await;
+            let key_file = key_file(&config);
+            println!("lintel's database is ready at {}", lintel_store::redact_url(&config.database_url));
+            println!("key files: {} and {}", key_file.display(), keys::signing_key_path(&key_file).display());
+            eprintln!("back up the database and both key files together: one without the others is useless");
+        }
+        Command::Backup { file } => {
+            let store = open_store(&config, Open::Existing).await?;
+            let made = backup::create(&store, &key_file(&config), &file).await;
+            store.close().await;
+            let bytes = made?;
+            println!("backed up the database and its key files to {} ({bytes} bytes)", file.display());
+        }
+        Command::Restore { file, replace } => {
+            let database = keys::sqlite_file(&config.database_url)
+                .context("lintel restore puts back a SQLite database; with PostgreSQL use pg_restore or psql")?;
+            backup::restore(&file, &database, &key_file(&config), replace).await?;
+            println!("restored {} from {}; start lintel", database.display(), file.display());
+        }
         Command::Cobot { command } => {
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::Existing).await?;
             let services =
                 lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
             let ran = run_cobot(&services, command).await;
             store.close().await;
             ran?;
         }
+        Command::Person { command: PersonCommand::Forget { id } } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let settle = services.config.follow_every + Duration::from_secs(1);
+            let forgotten = services.directory.forget_person(id.clone(), settle).await;
+            store.close().await;
+            let (token, events) = forgotten?;
+            println!("{token}");
+            eprintln!("person {id:?} forgotten; their {events} events now carry the token above");
+        }
         Command::Card { command: CardCommand::Issue { member } } => {
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::Existing).await?;
             let services =
                 lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
             let crm = services.crm.as_ref().context("the makerspace CRM is not configured ([crm] in the config)")?;
@@ -265,7 +341,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Outbox { command, state } => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Open::Existing).await?;
             match command {
                 Some(OutboxCommand::Retry) => {
                     println!("{} failed calls queued again", store.retry_failed_outbox().await?)
@@ -296,7 +372,7 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Token { command } => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Open::Existing).await?;
             match command {
                 TokenCommand::Create { name, scope, door } => {
                     let scope = match (scope.as_str(), door) {
@@ -331,7 +407,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Import { file, quiet, badges } => {
             import::check_file(&file)?;
             if badges || badges::is_badge_file(&file)? {
-                let store = open_store(&config).await?;
+                let store = open_store(&config, Open::Existing).await?;
                 let report = badges::run(&store, &file, quiet).await;
                 store.close().await;
                 let report = report?;
@@ -341,7 +417,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Open::Existing).await?;
             let report = import::run(&store, &file, quiet).await?;
             store.close().await;
             import::print(&report);
@@ -350,7 +426,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::BackupCodes { door, count } => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Open::Existing).await?;
             let codes = lintel_service::backup_codes::issue(&store, &door, count).await;
             store.close().await;
             let codes = codes?;
@@ -360,7 +436,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("{count} single-use codes for door {door:?}; each works once. Keep them somewhere safe.");
         }
         Command::Controllers => {
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::Existing).await?;
             let services =
                 lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
             let controllers = lintel_service::devices::controllers::overview(services.store()).await;
@@ -384,7 +460,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::ControllerKey => {
-            let (store, server) = open_server(&config).await?;
+            let (store, server) = open_server(&config, Open::Existing).await?;
             store.close().await;
             let authority = lintel_signed::Authority::from_secret_bytes(&server.services.signing_key)?;
             println!("{}", hex::encode(authority.verifying_key().as_bytes()));
@@ -396,14 +472,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The store and the server's configuration, with key material loaded (created on first use).
-async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
+fn key_file(config: &Config) -> PathBuf {
+    config.key_file.clone().unwrap_or_else(|| keys::default_path(&config.database_url))
+}
+
+/// The store and the server's configuration, with key material loaded. The database is
+/// opened first: key files are made only for a database lintel has just set up, never
+/// beside a file that is not lintel's.
+async fn open_server(config: &Config, open: Open) -> anyhow::Result<(Store, ServerConfig)> {
     let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
     let timezone =
         config.timezone.parse().map_err(|_| anyhow::anyhow!("timezone {:?} is not an IANA name", config.timezone))?;
-    let key_file = config.key_file.clone().unwrap_or_else(|| keys::default_path(&config.database_url));
-    let pin_key = keys::load_or_create(&key_file)?;
-    let store = open_store(config).await?;
+    let key_file = key_file(config);
+    let store = open_store(config, open).await?;
+    let pin_key = match store.key_fingerprint().await? {
+        // Set up before: its key file must be there; a new one would never match.
+        Some(_) => keys::load(&key_file)?,
+        None => keys::load_or_create(&key_file)?,
+    };
     if !store.check_key_fingerprint(keys::fingerprint(&pin_key)).await? {
         anyhow::bail!(
             "the key file {} is not the one this database was set up with; PINs would all be unknown. \
@@ -427,6 +513,7 @@ async fn open_server(config: &Config) -> anyhow::Result<(Store, ServerConfig)> {
         public_url: config.public_url.clone(),
         photos_dir: config.photos_dir(),
         max_pending_deliveries: i64::from(config.limits.max_pending_deliveries.max(1)),
+        event_retention: config.events.retain_days.map(|days| Duration::from_secs(u64::from(days.max(1)) * 86_400)),
         crm: config.crm_config()?,
         cobot: config.cobot_config(timezone)?,
         lockcloud: config.lockcloud.clone().map(|c| LockCloudConfig {

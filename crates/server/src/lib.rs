@@ -2,6 +2,7 @@
 //! operational endpoints. The handlers are thin: input is checked here, the store writes,
 //! the directory keeps the decision index in step, and the core decides.
 
+mod access_log;
 mod api;
 mod auth;
 mod listener;
@@ -76,7 +77,8 @@ impl AppState {
     }
 
     pub fn router(&self) -> Router {
-        let (router, openapi) = api::router().split_for_parts();
+        let (router, mut openapi) = api::router().split_for_parts();
+        api::add_common_responses(&mut openapi);
         let openapi = Arc::new(openapi);
         router
             .merge(ui::router(self))
@@ -85,6 +87,7 @@ impl AppState {
             .fallback(api::ops::not_found)
             .method_not_allowed_fallback(api::ops::method_not_allowed)
             .layer(DefaultBodyLimit::max(self.inner.config.max_body_bytes))
+            .layer(axum::middleware::from_fn(access_log::access_log))
             .with_state(self.clone())
     }
 }

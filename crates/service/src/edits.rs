@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lintel_core::CompiledSchedule;
 use lintel_proto::{
@@ -171,6 +172,19 @@ impl Directory {
     pub async fn delete_person(self: &Arc<Self>, id: String) -> Result<()> {
         self.write(move |store| async move { store.delete_person(&id).await }).await?;
         Ok(())
+    }
+
+    /// Erases a person (see [`lintel_store::Store::forget_person`]); answers the token
+    /// their events carry now: random, and one for all of them, so their history still
+    /// adds up without naming them. Other processes see the erasure within `settle` (their
+    /// follow interval); a second pass then covers the decisions they made meanwhile.
+    pub async fn forget_person(self: &Arc<Self>, id: String, settle: Duration) -> Result<(String, u64)> {
+        let token = crate::secrets::generate("forgotten-");
+        let (pseudonym, person) = (token.clone(), id.clone());
+        let written = self.write(move |store| async move { store.forget_person(&person, &pseudonym).await }).await?;
+        tokio::time::sleep(settle).await;
+        let late = self.store.pseudonymise_events(&id, &token).await?;
+        Ok((token, written.value + late))
     }
 
     /// Issues a built credential (see [`crate::CredentialBuilder`]); a generated secret is

@@ -56,6 +56,9 @@ use sessions::Sessions;
 pub use tokens::Tokens;
 pub use workers::Workers;
 
+/// Events removed per transaction by the retention pruner.
+const PRUNE_BATCH: i64 = 1_000;
+
 /// What lintel's workflows need to know, resolved by the binary from flags, file and
 /// environment. An integration is `None` when its section is not configured.
 #[derive(Clone)]
@@ -78,6 +81,8 @@ pub struct Config {
     pub photos_dir: PathBuf,
     /// Webhook deliveries of one source that may wait in the inbox.
     pub max_pending_deliveries: i64,
+    /// How long events are kept (`[events] retain_days`); `None` keeps them all.
+    pub event_retention: Option<Duration>,
     /// The makerspace CRM (`[crm]`).
     pub crm: Option<integrations::crm::CrmConfig>,
     /// The coworking membership platform (`[cobot]`).
@@ -257,6 +262,7 @@ impl Services {
         debug_assert_eq!(self.role, Role::Server);
         self.workers.spawn_lease_keeper();
         self.spawn_session_pruner();
+        self.spawn_event_pruner();
         if let Some(cobot) = &self.cobot {
             cobot.spawn_workers(&self.workers);
         }
@@ -289,6 +295,33 @@ impl Services {
             while hours.next().await {
                 if let Err(e) = sessions.prune().await {
                     tracing::warn!(error = %e, "expired sessions not forgotten");
+                }
+            }
+        });
+    }
+
+    /// Prunes the events older than `[events] retain_days` every minute (on one node), in
+    /// batches of [`PRUNE_BATCH`], each its own short transaction.
+    fn spawn_event_pruner(&self) {
+        let Some(keep) = self.config.event_retention else { return };
+        let (store, workers) = (self.store().clone(), self.workers.clone());
+        let mut minutes = self.workers.one_node_every("events-retention", Duration::from_secs(60));
+        self.workers.spawn(async move {
+            while minutes.next().await {
+                let before = decide::now_micros() - i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+                let mut pruned = 0;
+                loop {
+                    match workers.unless_stopping(store.prune_events(before, PRUNE_BATCH)).await {
+                        Some(Ok(0)) | None => break,
+                        Some(Ok(n)) => pruned += n,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "old events not pruned");
+                            break;
+                        }
+                    }
+                }
+                if pruned > 0 {
+                    tracing::info!(pruned, "pruned the events older than [events] retain_days");
                 }
             }
         });

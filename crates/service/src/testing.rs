@@ -41,6 +41,7 @@ pub(crate) async fn services(configure: impl FnOnce(&mut Config)) -> (tempfile::
         public_url: None,
         photos_dir: dir.path().join("photos"),
         max_pending_deliveries: 100,
+        event_retention: None,
         crm: None,
         cobot: None,
         lockcloud: None,

@@ -304,6 +304,25 @@ async fn finish<T>(mut tx: Tx, value: T, index: IndexUpdate, events: Vec<NewEven
     Ok(Written { value, index, events: stored, version })
 }
 
+/// `token` in place of `id` in the events, their index by person and the attendance
+/// entries; the events' details emptied (they can name the person). How many events.
+async fn pseudonymise(tx: &mut Tx, id: &str, token: &str) -> Result<u64> {
+    let events = sqlx::query("UPDATE events SET person_id = $2, data = '{}' WHERE person_id = $1")
+        .bind(id)
+        .bind(token)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    for table in ["event_people", "attendance_entries"] {
+        sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET person_id = $2 WHERE person_id = $1")))
+            .bind(id)
+            .bind(token)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(events)
+}
+
 impl Store {
     pub async fn create_person(&self, p: &NewPerson, id: &str) -> Result<Written<Person>> {
         let mut tx = self.begin().await?;
@@ -487,6 +506,38 @@ impl Store {
         changes.extend(grants.into_iter().map(|g| Change::Grant(g, None)));
         let event = NewEvent::new("person.deleted").person(id).with("credentials_revoked", live.len());
         finish(tx, (), IndexUpdate::Patch(changes), vec![event]).await
+    }
+
+    /// Erases a person (`lintel person forget`): the person with their contacts, external
+    /// ids, keys, memberships and grants; their credentials deleted, not just revoked; the
+    /// other systems' links to them. Their events, the events' index by person and their
+    /// attendance entries carry `token` in place of their id, the events' details emptied
+    /// (they can name them). A `person.forgotten` event under the token records the
+    /// erasure. Returns how many events were pseudonymised.
+    pub async fn forget_person(&self, id: &str, token: &str) -> Result<Written<u64>> {
+        let mut tx = self.begin().await?;
+        let pk = person_pk(&mut tx, id).await?;
+        sqlx::query("DELETE FROM credentials WHERE person_pk = $1").bind(pk).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM people WHERE pk = $1").bind(pk).execute(&mut *tx).await?;
+        for table in ["cobot_members", "cobot_bookings", "crm_members", "lockcloud_users"] {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE person_id = $1")))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let events = pseudonymise(&mut tx, id, token).await?;
+        let event = NewEvent::new("person.forgotten").person(token).with("events_pseudonymised", events);
+        // Rare, and it touches credentials, memberships and grants at once: reload.
+        finish(tx, events, IndexUpdate::Reload, vec![event]).await
+    }
+
+    /// Puts `token` in place of a forgotten person's id in events written since
+    /// [`Store::forget_person`] (decisions by nodes that had not yet seen the erasure).
+    pub async fn pseudonymise_events(&self, id: &str, token: &str) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let events = pseudonymise(&mut tx, id, token).await?;
+        tx.commit().await?;
+        Ok(events)
     }
 
     pub async fn issue_credential(

@@ -168,6 +168,13 @@ fn filter_conditions<'a>(filter: &'a EventFilter, prefix: &str, binds: &mut Vec<
             sql.push_str(&format!(" AND {prefix}{column} = ${}", binds.len() + 2));
         }
     }
+    // Integers, written into the statement as such.
+    if let Some(from) = filter.from {
+        sql.push_str(&format!(" AND {prefix}at >= {from}"));
+    }
+    if let Some(to) = filter.to {
+        sql.push_str(&format!(" AND {prefix}at < {to}"));
+    }
     sql
 }
 
@@ -179,6 +186,10 @@ pub struct EventFilter {
     pub kind: Option<String>,
     pub person_id: Option<String>,
     pub door: Option<String>,
+    /// Events at or after this instant (µs since the epoch).
+    pub from: Option<i64>,
+    /// Events before this instant (µs since the epoch).
+    pub to: Option<i64>,
     pub limit: i64,
 }
 
@@ -261,18 +272,54 @@ impl Store {
     }
 
     /// Allowed entries (person, time) between two instants at doors that count attendance
-    /// (and at doors since deleted).
+    /// (and at doors since deleted), those of pruned events included.
     pub async fn entries_between(&self, from: i64, until: i64) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
             "SELECT e.person_id, e.at FROM events e LEFT JOIN doors d ON d.id = e.door_id \
              WHERE e.kind = 'decision' AND e.allowed = 1 AND e.person_id IS NOT NULL \
-             AND e.at >= $1 AND e.at < $2 AND (d.attendance IS NULL OR d.attendance = 1) ORDER BY e.seq",
+             AND e.at >= $1 AND e.at < $2 AND (d.attendance IS NULL OR d.attendance = 1) \
+             UNION ALL SELECT person_id, at FROM attendance_entries WHERE at >= $1 AND at < $2 ORDER BY at",
         )
         .bind(from)
         .bind(until)
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(|r| Ok((r.try_get("person_id")?, r.try_get("at")?))).collect()
+    }
+
+    /// Removes up to `batch` of the oldest events from before `before` (µs) in one
+    /// transaction, keeping the allowed entries at attendance doors among them in
+    /// `attendance_entries`; returns how many went. Small batches keep the transaction
+    /// short, so taps wait at most for one of them.
+    pub async fn prune_events(&self, before: i64, batch: i64) -> Result<u64> {
+        // Never the newest event: SQLite would then hand its number out again, and cursors
+        // (`after`, Last-Event-ID) would skip what came next.
+        let doomed = "SELECT seq FROM events WHERE at < $1 AND seq < (SELECT MAX(seq) FROM events) \
+                      ORDER BY seq LIMIT $2";
+        let mut tx = self.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO attendance_entries (person_id, at) \
+             SELECT e.person_id, e.at FROM events e LEFT JOIN doors d ON d.id = e.door_id \
+             WHERE e.seq IN ({doomed}) AND e.kind = 'decision' AND e.allowed = 1 \
+             AND e.person_id IS NOT NULL AND (d.attendance IS NULL OR d.attendance = 1)"
+        )))
+        .bind(before)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM event_people WHERE seq IN ({doomed})")))
+            .bind(before)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?;
+        let gone = sqlx::query(AssertSqlSafe(format!("DELETE FROM events WHERE seq IN ({doomed})")))
+            .bind(before)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(gone)
     }
 
     /// The newest event's cursor, 0 when the log is empty.

@@ -179,6 +179,16 @@ pub(crate) fn now_micros() -> i64 {
 impl Store {
     /// Opens (creating when needed) the database at `url` and applies the migrations.
     pub async fn open(url: &str, sqlite_sync: SqliteSync) -> Result<Self> {
+        Self::connect(url, sqlite_sync, true).await
+    }
+
+    /// Opens a database lintel has set up before (and applies newer migrations); refuses
+    /// a missing SQLite file, or a database without lintel's tables, instead of creating one.
+    pub async fn open_existing(url: &str, sqlite_sync: SqliteSync) -> Result<Self> {
+        Self::connect(url, sqlite_sync, false).await
+    }
+
+    async fn connect(url: &str, sqlite_sync: SqliteSync, create: bool) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -190,14 +200,30 @@ impl Store {
                 redact_url(url)
             )));
         };
+        if backend == Backend::Sqlite && !create {
+            let file = sqlite_path(url)?;
+            if !file.exists() {
+                return Err(StoreError::Invalid(format!("no lintel database at {}", file.display())));
+            }
+        }
         let url = match backend {
-            // Create the file on first start.
             Backend::Sqlite if !url.contains("mode=") => {
-                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+                format!("{url}{}mode={}", if url.contains('?') { '&' } else { '?' }, if create { "rwc" } else { "rw" })
             }
             _ => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        // One connection first: a database that cannot be opened fails now with its cause,
+        // not with the pool's timeout after 10 s of retrying.
+        let mut first = sqlx::AnyConnection::connect_with(&options).await?;
+        if backend == Backend::Sqlite {
+            // SQLite reads the file only when asked something: a file that is not a database.
+            sqlx::query("SELECT 1 FROM sqlite_master LIMIT 1").fetch_optional(&mut first).await?;
+        }
+        if !create && sqlx::query("SELECT 1 FROM _sqlx_migrations").fetch_optional(&mut first).await.is_err() {
+            return Err(StoreError::Invalid(format!("{} has no lintel tables", redact_url(&url))));
+        }
+        first.close().await?;
         let sync = match sqlite_sync {
             SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
             SqliteSync::Full => "PRAGMA synchronous = FULL",
@@ -309,6 +335,17 @@ impl Store {
             }
         });
         Some(rx)
+    }
+
+    /// A consistent copy of the SQLite database as it is now, taken while it is in use
+    /// (`VACUUM INTO`: one read transaction, so writers carry on).
+    pub async fn copy_sqlite_to(&self, file: &std::path::Path) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::Invalid("only a SQLite database is copied this way; use pg_dump".into()));
+        }
+        let file = file.to_str().ok_or_else(|| StoreError::Invalid("the copy's path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO $1").bind(file).execute(&self.read).await?;
+        Ok(())
     }
 
     /// Answers when the database does.

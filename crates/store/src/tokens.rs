@@ -119,6 +119,13 @@ impl Store {
 }
 
 impl Store {
+    /// The fingerprint of the key this database was set up with; `None` before the first start.
+    pub async fn key_fingerprint(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = 'key_fingerprint'")
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
     /// Ties the database to the server's key: the first start records the key's
     /// fingerprint, later starts must present the same one (a different key file would
     /// silently make every PIN unknown).

@@ -152,6 +152,7 @@ async fn backup_codes_open_a_door_once_each(b: Backend) {
 
 async fn import_refuses_a_file_without_the_required_columns(b: Backend) {
     let db = Database::new(b);
+    crate::harness::init(&db);
     let file = write_file(&db.dir, "bad.csv", "id,name\nx,X\n");
     let out = lintel()
         .args(["import", "--quiet", "--database-url", &db.url])
@@ -168,12 +169,22 @@ async fn a_server_refuses_a_key_file_that_is_not_the_databases(b: Backend) {
     let db = Database::new(b);
     let s = Server::start_with(&db, &[("LINTEL_KEY_FILE", "first.key")]);
     s.kill();
-    let out = lintel()
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
-        .env("LINTEL_KEY_FILE", "second.key")
-        .current_dir(&db.dir)
-        .output()
-        .expect("lintel runs");
+    let serve_with = |key: &str| {
+        lintel()
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db.url])
+            .env("LINTEL_KEY_FILE", key)
+            .current_dir(&db.dir)
+            .output()
+            .expect("lintel runs")
+    };
+    // A database set up before gets no new key file: it would never match.
+    let out = serve_with("second.key");
+    assert!(!out.status.success(), "a server without its key must not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("second.key") && err.contains("restore it"), "{err}");
+    assert!(!db.dir.join("second.key").exists(), "a key file was made for a database that has one");
+    write_file(&db.dir, "second.key", &"ab".repeat(32));
+    let out = serve_with("second.key");
     assert!(!out.status.success(), "a server with another key must not start");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("second.key") && err.contains("not the one"), "{err}");
@@ -182,10 +193,73 @@ async fn a_server_refuses_a_key_file_that_is_not_the_databases(b: Backend) {
     assert_eq!(s.get("/readyz").await.0, 200);
 }
 
+/// `lintel token create` in the wrong place: no new empty database and no token the server
+/// would refuse, but an error naming where it looked; `lintel init` sets one up.
+async fn commands_do_not_create_databases(b: Backend) {
+    let db = Database::new(b);
+    let token_create = || {
+        lintel()
+            .args(["token", "create", "--name", "ops", "--database-url", &db.url])
+            .current_dir(&db.dir)
+            .output()
+            .expect("lintel runs")
+    };
+    let out = token_create();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.stdout.is_empty(), "a token for no database: {err}");
+    assert!(err.contains("lintel init"), "{err}");
+    if b == Backend::Sqlite {
+        assert!(err.contains(&db.dir.join("lintel.db").display().to_string()), "the path it looked at: {err}");
+        assert!(!db.dir.join("lintel.db").exists(), "a database was created");
+    } else {
+        assert!(err.contains("no lintel tables"), "{err}");
+    }
+    assert!(!db.dir.join("lintel.key").exists(), "a key file was created");
+
+    let init = lintel().args(["init", "--database-url", &db.url]).current_dir(&db.dir).output().expect("lintel runs");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(String::from_utf8_lossy(&init.stdout).contains("lintel.key"), "init names the key files");
+    assert!(db.dir.join("lintel.key").exists() && db.dir.join("lintel.signing.key").exists());
+    let out = token_create();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let s = Server::start(&db);
+    let answer = s.client.get(format!("{}/api/v1/doors", s.base)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(answer.status(), 200, "the server takes the token made after init");
+}
+
+/// A database URL that cannot be opened fails at once with its cause (not the pool's
+/// timeout after 10 s); no key file is made beside a file that is not a lintel database.
+async fn a_database_that_cannot_be_opened_fails_at_once(_: Backend) {
+    let db = Database::new(Backend::Sqlite);
+    let notes = write_file(&db.dir, "notes.txt", "not a database, and not lintel's\n");
+    for (url, cause) in [
+        ("postgres://postgres@127.0.0.1:1/lintel".to_owned(), "refused"),
+        (format!("sqlite://{}/missing-dir/lintel.db", db.dir.display()), "unable to open"),
+        (format!("sqlite://{}", notes.display()), "not a database"),
+    ] {
+        let began = std::time::Instant::now();
+        let out = lintel()
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+            .current_dir(&db.dir)
+            .output()
+            .expect("lintel runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: {err}");
+        assert!(began.elapsed() < Duration::from_secs(5), "{url}: took {:?}", began.elapsed());
+        assert!(err.contains(cause) && !err.contains("timed out"), "{url}: {err}");
+    }
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "not a database, and not lintel's\n");
+    assert!(!db.dir.join("notes.key").exists(), "a key file beside a file that is not lintel's");
+    assert!(!db.dir.join("lintel.key").exists(), "a key file for a database that never opened");
+}
+
 crate::on_both_backends!(
     import_reports_rejects_and_is_idempotent,
     import_refuses_a_file_without_the_required_columns,
     a_server_refuses_a_key_file_that_is_not_the_databases,
     own_writes_show_at_once_across_a_foreign_write,
     backup_codes_open_a_door_once_each,
+    commands_do_not_create_databases;
+    sqlite only: a_database_that_cannot_be_opened_fails_at_once,
 );

@@ -98,6 +98,13 @@ pub fn lintel() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lintel"))
 }
 
+/// `lintel init`: the database and its key files, for commands run before any server
+/// (only `serve` and `init` create a database).
+pub fn init(db: &Database) {
+    let out = lintel().args(["init", "--database-url", &db.url]).current_dir(&db.dir).output().expect("lintel init");
+    assert!(out.status.success(), "lintel init: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A running `lintel serve`; killed (SIGKILL) when dropped.
 pub struct Server {
     pub base: String,

@@ -253,6 +253,7 @@ async fn lookup(s: &Server, raw: &str, auth: Option<(&str, &str)>) -> (u16, Valu
 fn import_export(db: &Database) {
     let export = format!("badge,user,fullname\n{},dora,Dora from the export\n", reversed_decimal("99AABBCC"));
     let file = write_file(&db.dir, "badges.csv", &export);
+    crate::harness::init(db);
     let out = lintel().args(["import", "--quiet", "--database-url", &db.url]).arg(&file).output().expect("import");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -4,9 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Database, Server, lintel, small_world, write_file};
+use crate::harness::{Backend, Database, Server, init, lintel, small_world, write_file};
 
 fn import(db: &Database, file: &std::path::Path, extra: &[&str]) -> (i32, String) {
+    init(db);
     let out = lintel()
         .args(["import", "--quiet", "--database-url", &db.url])
         .args(extra)

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod backups;
 mod bad_input;
 mod cli;
 mod cobot;
@@ -21,6 +22,7 @@ mod nodes;
 mod operations;
 mod osdp;
 mod replay;
+mod retention;
 mod security;
 mod signed;
 mod slack;

@@ -242,4 +242,27 @@ async fn openapi_describes_every_route(b: Backend) {
     }
 }
 
-crate::on_both_backends!(health_and_readiness, metrics_count_decisions, openapi_describes_every_route);
+/// The served document passes openapi-spec-validator (PyPI), so that clients generated from
+/// it are right: every response described, query parameters in the query, path parameters
+/// declared, operation ids unique, problem answers as `application/problem+json`.
+async fn openapi_document_is_valid(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let (status, doc) = s.get("/openapi.json").await;
+    assert_eq!(status, 200, "{doc}");
+    let file = crate::harness::write_file(&db.dir, "openapi.json", &doc.to_string());
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--validation-errors", "all"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is needed (pip install openapi-spec-validator): {e}"));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "openapi-spec-validator (pip install openapi-spec-validator) refuses the document:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+crate::on_both_backends!(health_and_readiness, metrics_count_decisions, openapi_describes_every_route;
+    sqlite only: openapi_document_is_valid);

@@ -393,6 +393,15 @@ async fn secrets_stay_out_of_events_and_logs(b: Backend) {
     }
     assert_eq!(s.call(reqwest::Method::POST, "/api/v1/doors/front/open", &cli_token, None).await.status, 200);
     assert_eq!(s.call(reqwest::Method::GET, "/api/v1/doors", "lat_wrong-token-4", None).await.status, 401);
+    // A webhook's token in the query; a wrong token at the web UI's sign-in.
+    let hook = send(s.client.post(format!("{}/hooks/lockcloud?token=hook-secret-6", s.base)).json(&json!({}))).await;
+    assert!((400..500).contains(&hook.status), "{}", hook.text);
+    let login = s
+        .client
+        .post(format!("{}/ui/login", s.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=lat_ui-wrong-7");
+    assert_eq!(send(login).await.status, 200);
 
     let events = s.call(reqwest::Method::GET, "/api/v1/events?limit=1000", ADMIN, None).await;
     assert_eq!(events.status, 200);
@@ -416,10 +425,24 @@ async fn secrets_stay_out_of_events_and_logs(b: Backend) {
         ("CLI token", cli_token.as_str()),
         ("wrong token", "lat_wrong-token-4"),
         ("relay password", "relay-pw-5"),
+        ("webhook token", "hook-secret-6"),
+        ("wrong token at the web UI", "lat_ui-wrong-7"),
     ] {
         assert!(!events.contains(value), "the {what} is in the event log");
         assert!(!stderr.contains(value), "the {what} is in the server's log");
     }
+    // The access log: a line per request (method, path, status, duration, client), the
+    // refused ones as warnings; a wrong token at the web UI's sign-in is one too.
+    let line = |needle: &str| {
+        stderr.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no log line with {needle:?}: {stderr}"))
+    };
+    let refused = line("method=GET path=/api/v1/doors status=401");
+    assert!(refused.contains("WARN") && refused.contains("client=127.0.0.1") && refused.contains(" ms="), "{refused}");
+    let opened = line("method=POST path=/open/front status=200");
+    assert!(opened.contains("INFO") && opened.contains("client=127.0.0.1"), "{opened}");
+    line("method=POST path=/hooks/lockcloud status=");
+    assert!(line("a sign-in to the web UI with a wrong token").contains("WARN"));
+    assert!(!stderr.contains('\u{1b}'), "no terminal colours in a log file");
     let relayed = relay.seen();
     assert_eq!(relayed.len(), 2, "{relayed:?}");
 }

@@ -23,10 +23,10 @@ fn cobot(s: &AppState) -> Result<&Cobot, ServiceError> {
 /// a 422), stored before it is acknowledged (202), processed afterwards by fetching the
 /// resource with lintel's own token. With `[limits] max_pending_deliveries` waiting, a 503
 /// with `Retry-After` (the platform retries). Never a 410, which would end the subscription.
-#[utoipa::path(post, path = "/hooks/cobot/{event}", tag = "integrations",
-    responses((status = 202, description = "stored; it will be processed"), (status = 400, body = Problem),
-        (status = 413, body = Problem, description = "larger than max_body_bytes"), (status = 422, body = Problem),
-        (status = 503, body = Problem, description = "the platform is not configured, or too many deliveries wait")))]
+#[utoipa::path(post, path = "/hooks/cobot/{event}", tag = "integrations", operation_id = "cobot_webhook", params(("event" = String, Path, description = "the platform's event name")),
+    responses((status = 202, description = "stored; it will be processed"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "larger than max_body_bytes", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the platform is not configured, or too many deliveries wait", body = Problem, content_type = "application/problem+json")))]
 pub async fn webhook(
     State(s): State<AppState>,
     ApiPath(event): ApiPath<String>,
@@ -57,19 +57,20 @@ const INBOX_FULL_RETRY_SECONDS: u64 = 60;
 /// Reconcile with the platform now: every membership, plan and pass (it also runs on a
 /// schedule).
 #[utoipa::path(post, path = "/api/v1/cobot/sync", tag = "integrations", security(("admin" = [])),
-    responses((status = 200, body = SyncReport), (status = 404, body = Problem), (status = 502, body = Problem)))]
+    responses((status = 200, description = "the sync report", body = SyncReport), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 502, description = "the other system could not be reached", body = Problem, content_type = "application/problem+json")))]
 pub async fn sync_now(State(s): State<AppState>, _: Admin) -> Result<Json<SyncReport>, ApiError> {
     Ok(Json(cobot(&s)?.sync(&|_, _| {}).await?))
 }
 
 /// Create the webhook subscriptions lintel needs at the platform.
 #[utoipa::path(post, path = "/api/v1/cobot/subscriptions", tag = "integrations", security(("admin" = [])),
-    responses((status = 200, description = "`{callbacks: [...]}`"), (status = 404, body = Problem), (status = 502, body = Problem)))]
+    responses((status = 200, description = "`{callbacks: [...]}`"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 502, description = "the other system could not be reached", body = Problem, content_type = "application/problem+json")))]
 pub async fn subscribe(State(s): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"callbacks": cobot(&s)?.subscribe().await?})))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WorkQuery {
     /// `pending`, `done` or `failed`.

@@ -10,7 +10,7 @@ use crate::problem::ApiError;
 
 /// Every controller a door names, with its online state, the allow-list version lintel
 /// wants it to hold and the one it acknowledged (`drift` while they differ).
-#[utoipa::path(get, path = "/api/v1/controllers", tag = "directory", security(("admin" = [])), responses((status = 200, body = Vec<Controller>)))]
+#[utoipa::path(get, path = "/api/v1/controllers", tag = "directory", security(("admin" = [])), responses((status = 200, description = "the controllers", body = Vec<Controller>)))]
 pub async fn list_controllers(State(s): State<AppState>, _: Admin) -> Result<Json<Vec<Controller>>, ApiError> {
     Ok(Json(lintel_service::devices::controllers::overview(s.store()).await?))
 }

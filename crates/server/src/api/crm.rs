@@ -33,10 +33,11 @@ pub struct CardRequest {
 /// card), and answer what to write on their card: the UID and the current revocation code.
 #[utoipa::path(post, path = "/api/v1/crm/cards", tag = "integrations", request_body = CardRequest,
     security(("admin" = [])),
-    responses((status = 200, body = CardToWrite),
-        (status = 404, description = "the CRM has no such member (`unknown-member`), or `[crm]` is not configured", body = Problem),
-        (status = 409, description = "the card's UID belongs to another person", body = Problem),
-        (status = 422, body = Problem), (status = 502, description = "the CRM failed", body = Problem)))]
+    responses((status = 200, description = "the card to write", body = CardToWrite),
+        (status = 404, description = "the CRM has no such member (`unknown-member`), or `[crm]` is not configured", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 409, description = "the card's UID belongs to another person", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json"), (status = 502, description = "the CRM failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn issue_card(
     State(s): State<AppState>,
     _: Admin,
@@ -52,9 +53,9 @@ pub async fn issue_card(
 
 /// A person's photo (`<person id>.jpg` in the photos folder; the CRM's members' photos
 /// are fetched there when they are looked up).
-#[utoipa::path(get, path = "/api/v1/people/{id}/photo", tag = "directory", security(("admin" = [])),
+#[utoipa::path(get, path = "/api/v1/people/{id}/photo", tag = "directory", params(("id" = String, Path, description = "the person's id")), security(("admin" = [])),
     responses((status = 200, content_type = "image/jpeg", description = "the JPEG"),
-        (status = 404, description = "no such person, or no photo", body = Problem)))]
+        (status = 404, description = "no such person, or no photo", body = Problem, content_type = "application/problem+json")))]
 pub async fn photo(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let jpeg = s
         .services()

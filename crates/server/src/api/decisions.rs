@@ -20,7 +20,7 @@ use lintel_service::decide::Source;
 /// May this credential open this door now? Recorded as an event unless `dry_run`. Asked
 /// with an admin token or a token scoped to decisions (a station's, maybe for its door only).
 #[utoipa::path(post, path = "/api/v1/decisions", tag = "decisions", request_body = DecisionRequest, security(("admin" = [])),
-    responses((status = 200, body = DecisionResponse), (status = 403, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, description = "the decision response", body = DecisionResponse), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json"), (status = 503, description = "not available now", body = Problem, content_type = "application/problem+json")))]
 pub async fn decide(
     State(s): State<AppState>,
     asker: Asker,
@@ -89,8 +89,8 @@ fn open_answer_as(door: &str, Opened { decision, driven }: Opened, tell_unknown_
 }
 
 /// Open a door as an administrator; recorded with the token's name.
-#[utoipa::path(post, path = "/api/v1/doors/{id}/open", tag = "decisions", request_body(content = Option<AdminOpenRequest>), security(("admin" = [])),
-    responses((status = 200, body = OpenResponse), (status = 404, body = Problem), (status = 502, body = Problem)))]
+#[utoipa::path(post, path = "/api/v1/doors/{id}/open", tag = "decisions", params(("id" = String, Path, description = "the door's id")), request_body(content = Option<AdminOpenRequest>), security(("admin" = [])),
+    responses((status = 200, description = "the open response", body = OpenResponse), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 502, description = "the other system could not be reached", body = Problem, content_type = "application/problem+json")))]
 pub async fn admin_open(
     State(s): State<AppState>,
     Admin(by): Admin,
@@ -111,9 +111,9 @@ pub async fn admin_open(
 
 /// Open a door with a personal secret as the bearer token: anything that can send an
 /// HTTP request can open the door its owner may open.
-#[utoipa::path(post, path = "/open/{door}", tag = "decisions", security(("personal_secret" = [])),
-    responses((status = 200, body = OpenResponse), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 429, body = Problem), (status = 502, body = Problem)))]
+#[utoipa::path(post, path = "/open/{door}", tag = "decisions", params(("door" = String, Path, description = "the door's id")), security(("personal_secret" = [])),
+    responses((status = 200, description = "the open response", body = OpenResponse), (status = 401, description = "no or wrong credentials", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many failures; try again later", body = Problem, content_type = "application/problem+json"), (status = 502, description = "the other system could not be reached", body = Problem, content_type = "application/problem+json")))]
 pub async fn open_with_secret(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -21,7 +21,7 @@ type ApiResult<T> = Result<T, ApiError>;
 /// Create a person.
 #[utoipa::path(post, path = "/api/v1/people", tag = "directory", request_body = NewPerson,
     security(("admin" = [])),
-    responses((status = 201, body = Person), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, description = "the person", body = Person), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_person(
     State(s): State<AppState>,
     _: Admin,
@@ -31,6 +31,7 @@ pub async fn create_person(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PeopleQuery {
     /// Exact email address (case-insensitive).
@@ -46,7 +47,7 @@ pub struct PeopleQuery {
 
 /// List or find people.
 #[utoipa::path(get, path = "/api/v1/people", tag = "directory", params(PeopleQuery), security(("admin" = [])),
-    responses((status = 200, body = Page<Person>), (status = 400, body = Problem)))]
+    responses((status = 200, description = "a page of people", body = Page<Person>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_people(
     State(s): State<AppState>,
     _: Admin,
@@ -77,15 +78,15 @@ pub async fn list_people(
 }
 
 /// Read a person.
-#[utoipa::path(get, path = "/api/v1/people/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 200, body = Person), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/people/{id}", tag = "directory", params(("id" = String, Path, description = "the person's id")), security(("admin" = [])),
+    responses((status = 200, description = "the person", body = Person), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Person>> {
     Ok(Json(s.store().person(&id).await?))
 }
 
 /// Change a person (merge patch).
-#[utoipa::path(patch, path = "/api/v1/people/{id}", tag = "directory", request_body = PersonPatch, security(("admin" = [])),
-    responses((status = 200, body = Person), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(patch, path = "/api/v1/people/{id}", tag = "directory", params(("id" = String, Path, description = "the person's id")), request_body = PersonPatch, security(("admin" = [])),
+    responses((status = 200, description = "the person", body = Person), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_person(
     State(s): State<AppState>,
     _: Admin,
@@ -96,17 +97,17 @@ pub async fn patch_person(
 }
 
 /// Remove a person; their credentials are revoked at once.
-#[utoipa::path(delete, path = "/api/v1/people/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 204), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/people/{id}", tag = "directory", params(("id" = String, Path, description = "the person's id")), security(("admin" = [])),
+    responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     s.directory().delete_person(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Issue a credential. A generated secret or backup code is in the answer, once.
-#[utoipa::path(post, path = "/api/v1/people/{id}/credentials", tag = "directory", request_body = NewCredential,
+#[utoipa::path(post, path = "/api/v1/people/{id}/credentials", tag = "directory", params(("id" = String, Path, description = "the person's id")), request_body = NewCredential,
     security(("admin" = [])),
-    responses((status = 201, body = Credential), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn issue_credential(
     State(s): State<AppState>,
     _: Admin,
@@ -118,8 +119,8 @@ pub async fn issue_credential(
 }
 
 /// A person's credentials, revoked ones included.
-#[utoipa::path(get, path = "/api/v1/people/{id}/credentials", tag = "directory", security(("admin" = [])),
-    responses((status = 200, body = Vec<Credential>), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/people/{id}/credentials", tag = "directory", params(("id" = String, Path, description = "the person's id")), security(("admin" = [])),
+    responses((status = 200, description = "the credentials", body = Vec<Credential>), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_credentials(
     State(s): State<AppState>,
     _: Admin,
@@ -129,8 +130,8 @@ pub async fn list_credentials(
 }
 
 /// Read a credential.
-#[utoipa::path(get, path = "/api/v1/credentials/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 200, body = Credential), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/credentials/{id}", tag = "directory", params(("id" = String, Path, description = "the credential's id")), security(("admin" = [])),
+    responses((status = 200, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_credential(
     State(s): State<AppState>,
     _: Admin,
@@ -140,8 +141,8 @@ pub async fn get_credential(
 }
 
 /// Revoke a credential; it stops working at once.
-#[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 200, body = Credential), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/credentials/{id}", tag = "directory", params(("id" = String, Path, description = "the credential's id")), security(("admin" = [])),
+    responses((status = 200, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_credential(
     State(s): State<AppState>,
     Admin(by): Admin,
@@ -152,7 +153,7 @@ pub async fn revoke_credential(
 
 /// Create a door.
 #[utoipa::path(post, path = "/api/v1/doors", tag = "directory", request_body = NewDoor, security(("admin" = [])),
-    responses((status = 201, body = Door), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, description = "the door", body = Door), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_door(
     State(s): State<AppState>,
     _: Admin,
@@ -162,21 +163,21 @@ pub async fn create_door(
 }
 
 /// All doors with their last known state.
-#[utoipa::path(get, path = "/api/v1/doors", tag = "directory", security(("admin" = [])), responses((status = 200, body = Vec<Door>)))]
+#[utoipa::path(get, path = "/api/v1/doors", tag = "directory", security(("admin" = [])), responses((status = 200, description = "the doors", body = Vec<Door>)))]
 pub async fn list_doors(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Door>>> {
     Ok(Json(s.store().doors().await?.into_iter().map(redacted).collect()))
 }
 
 /// Read a door.
-#[utoipa::path(get, path = "/api/v1/doors/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 200, body = Door), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/doors/{id}", tag = "directory", params(("id" = String, Path, description = "the door's id")), security(("admin" = [])),
+    responses((status = 200, description = "the door", body = Door), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Door>> {
     Ok(Json(redacted(s.store().door(&id).await?)))
 }
 
 /// Change a door.
-#[utoipa::path(patch, path = "/api/v1/doors/{id}", tag = "directory", request_body = DoorPatch, security(("admin" = [])),
-    responses((status = 200, body = Door), (status = 404, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(patch, path = "/api/v1/doors/{id}", tag = "directory", params(("id" = String, Path, description = "the door's id")), request_body = DoorPatch, security(("admin" = [])),
+    responses((status = 200, description = "the door", body = Door), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_door(
     State(s): State<AppState>,
     _: Admin,
@@ -187,8 +188,8 @@ pub async fn patch_door(
 }
 
 /// Remove a door (and it from every group and grant).
-#[utoipa::path(delete, path = "/api/v1/doors/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 204), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/doors/{id}", tag = "directory", params(("id" = String, Path, description = "the door's id")), security(("admin" = [])),
+    responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     s.directory().delete_door(id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -196,7 +197,7 @@ pub async fn delete_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPa
 
 /// Create a group (a set of doors that people join).
 #[utoipa::path(post, path = "/api/v1/groups", tag = "directory", request_body = NewGroup, security(("admin" = [])),
-    responses((status = 201, body = Group), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, description = "the group", body = Group), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_group(
     State(s): State<AppState>,
     _: Admin,
@@ -206,29 +207,29 @@ pub async fn create_group(
 }
 
 /// All groups.
-#[utoipa::path(get, path = "/api/v1/groups", tag = "directory", security(("admin" = [])), responses((status = 200, body = Vec<Group>)))]
+#[utoipa::path(get, path = "/api/v1/groups", tag = "directory", security(("admin" = [])), responses((status = 200, description = "the groups", body = Vec<Group>)))]
 pub async fn list_groups(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Group>>> {
     Ok(Json(s.store().groups().await?))
 }
 
 /// Read a group.
-#[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 200, body = Group), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "directory", params(("id" = String, Path, description = "the group's id")), security(("admin" = [])),
+    responses((status = 200, description = "the group", body = Group), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Group>> {
     Ok(Json(s.store().group(&id).await?))
 }
 
 /// Remove a group, its memberships and its grants.
-#[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 204), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "directory", params(("id" = String, Path, description = "the group's id")), security(("admin" = [])),
+    responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     s.directory().delete_group(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Put a person in a group (idempotent).
-#[utoipa::path(put, path = "/api/v1/groups/{id}/members/{person_id}", tag = "directory", security(("admin" = [])),
-    responses((status = 204), (status = 404, body = Problem)))]
+#[utoipa::path(put, path = "/api/v1/groups/{id}/members/{person_id}", tag = "directory", params(("id" = String, Path, description = "the group's id"), ("person_id" = String, Path, description = "the person's id")), security(("admin" = [])),
+    responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
     State(s): State<AppState>,
     _: Admin,
@@ -239,8 +240,8 @@ pub async fn add_member(
 }
 
 /// Take a person out of a group (idempotent).
-#[utoipa::path(delete, path = "/api/v1/groups/{id}/members/{person_id}", tag = "directory", security(("admin" = [])),
-    responses((status = 204), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/groups/{id}/members/{person_id}", tag = "directory", params(("id" = String, Path, description = "the group's id"), ("person_id" = String, Path, description = "the person's id")), security(("admin" = [])),
+    responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_member(
     State(s): State<AppState>,
     _: Admin,
@@ -252,7 +253,7 @@ pub async fn remove_member(
 
 /// Grant a person or a group's members access to doors.
 #[utoipa::path(post, path = "/api/v1/grants", tag = "directory", request_body = NewGrant, security(("admin" = [])),
-    responses((status = 201, body = Grant), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_grant(
     State(s): State<AppState>,
     _: Admin,
@@ -262,6 +263,7 @@ pub async fn create_grant(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GrantsQuery {
     /// Only this person's own grants (not those of their groups).
@@ -270,7 +272,7 @@ pub struct GrantsQuery {
 
 /// List grants.
 #[utoipa::path(get, path = "/api/v1/grants", tag = "directory", params(GrantsQuery), security(("admin" = [])),
-    responses((status = 200, body = Vec<Grant>), (status = 404, body = Problem)))]
+    responses((status = 200, description = "the grants", body = Vec<Grant>), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_grants(
     State(s): State<AppState>,
     _: Admin,
@@ -280,15 +282,15 @@ pub async fn list_grants(
 }
 
 /// Read a grant.
-#[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 200, body = Grant), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "directory", params(("id" = String, Path, description = "the grant's id")), security(("admin" = [])),
+    responses((status = 200, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Grant>> {
     Ok(Json(s.store().grant(&id).await?))
 }
 
 /// Withdraw a grant.
-#[utoipa::path(delete, path = "/api/v1/grants/{id}", tag = "directory", security(("admin" = [])),
-    responses((status = 204), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/grants/{id}", tag = "directory", params(("id" = String, Path, description = "the grant's id")), security(("admin" = [])),
+    responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     s.directory().delete_grant(id).await?;
     Ok(StatusCode::NO_CONTENT)

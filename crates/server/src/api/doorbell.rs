@@ -30,8 +30,8 @@ pub struct TokenQuery {
 /// A doorbell camera rings (Netatmo-style webhook). Authenticated with `[doorbell] token`
 /// in `?token=` or the `X-Doorbell-Token` header.
 #[utoipa::path(post, path = "/hooks/doorbell", tag = "slack", params(("token" = Option<String>, Query, description = "the doorbell token")),
-    responses((status = 200, body = Rang), (status = 202, description = "not a ring; ignored"), (status = 401, description = "wrong token"),
-        (status = 413, body = Problem, description = "larger than max_body_bytes"), (status = 502, description = "recorded, but Slack could not be reached")))]
+    responses((status = 200, description = "the rang", body = Rang), (status = 202, description = "not a ring; ignored"), (status = 401, description = "wrong token"),
+        (status = 413, description = "larger than max_body_bytes", body = Problem, content_type = "application/problem+json"), (status = 502, description = "recorded, but Slack could not be reached")))]
 pub async fn ring(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<TokenQuery>,
@@ -59,7 +59,7 @@ pub async fn ring(
 
 /// A doorbell snapshot, for Slack to show. The id is the capability (256 random bits);
 /// snapshots are gone after a day.
-#[utoipa::path(get, path = "/hooks/doorbell/snapshots/{id}", tag = "slack",
+#[utoipa::path(get, path = "/hooks/doorbell/snapshots/{id}", tag = "slack", params(("id" = String, Path, description = "the snapshot's id")),
     responses((status = 200, description = "the image"), (status = 404, description = "unknown or expired")))]
 pub async fn snapshot(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let (content_type, image) = doorbell_of(&s)?

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use futures::{Stream, StreamExt};
 use lintel_proto::{Attendance, AttendanceDay, Event, Page, Problem};
@@ -20,6 +20,7 @@ use crate::auth::Admin;
 use crate::problem::{ApiError, ApiQuery};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Cursor: the `id` of the last event seen (or `next` of the previous page).
@@ -27,13 +28,17 @@ pub struct EventsQuery {
     kind: Option<String>,
     person_id: Option<String>,
     door: Option<String>,
+    /// Only events at or after this time (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
+    from: Option<DateTime<Utc>>,
+    /// Only events before this time (RFC 3339).
+    to: Option<DateTime<Utc>>,
     /// 1 to 1000, default 100.
     limit: Option<i64>,
 }
 
 /// Events after a cursor, oldest first. `next` is the cursor to poll with next time.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery), security(("admin" = [])),
-    responses((status = 200, body = Page<Event>), (status = 400, body = Problem)))]
+    responses((status = 200, description = "a page of events", body = Page<Event>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_events(
     State(s): State<AppState>,
     _: Admin,
@@ -45,6 +50,8 @@ pub async fn list_events(
         kind: q.kind,
         person_id: q.person_id,
         door: q.door,
+        from: q.from.map(|t| t.timestamp_micros()),
+        to: q.to.map(|t| t.timestamp_micros()),
         limit: q.limit.unwrap_or(100),
     };
     let items = s.store().events(&filter).await?;
@@ -53,6 +60,7 @@ pub async fn list_events(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// Start after this event (as `Last-Event-ID`); only new events when absent.
@@ -93,6 +101,7 @@ pub async fn stream_events(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AttendanceQuery {
     /// First day, `YYYY-MM-DD`.
@@ -107,7 +116,7 @@ pub struct AttendanceQuery {
 
 /// People present per day: who, first and last entry, how many entries.
 #[utoipa::path(get, path = "/api/v1/attendance", tag = "events", params(AttendanceQuery), security(("admin" = [])),
-    responses((status = 200, body = Attendance), (status = 400, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, description = "the attendance", body = Attendance), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn attendance(
     State(s): State<AppState>,
     _: Admin,

@@ -21,9 +21,9 @@ pub struct TokenQuery {
 /// The cloud reports a lock opened: recorded once (by the cloud's event id) as an entry
 /// at the door that lock is, by the person it names, so that it counts like any entry
 /// (attendance, check-ins).
-#[utoipa::path(post, path = "/hooks/lockcloud", tag = "integrations", params(("token" = Option<String>, Query, description = "the webhook token")),
-    responses((status = 200, description = "recorded (or recorded before)"), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 413, body = Problem, description = "larger than max_body_bytes"), (status = 422, body = Problem)))]
+#[utoipa::path(post, path = "/hooks/lockcloud", tag = "integrations", operation_id = "lockcloud_webhook", params(("token" = Option<String>, Query, description = "the webhook token")),
+    responses((status = 200, description = "recorded (or recorded before)"), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "no or wrong credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "larger than max_body_bytes", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn webhook(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<TokenQuery>,

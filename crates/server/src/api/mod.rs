@@ -14,7 +14,9 @@ mod signed;
 mod slack;
 mod visit;
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -48,6 +50,44 @@ impl Modify for BearerAuth {
         // Users (not admins): a personal secret or an OpenID Connect ID token.
         components.add_security_scheme("user", bearer);
     }
+}
+
+/// The answers any route can give, added where a route's own annotation does not name
+/// them: the extractors and the token check answer the same way on every route.
+pub fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in &mut doc.paths.paths {
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in operations.into_iter().flatten() {
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_input = op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            add_problem(op, 400, "malformed request: a parameter, the body or a header");
+            if secured {
+                add_problem(op, 401, "no token, or a token that is not valid here");
+                add_problem(op, 429, "too many failed attempts; try again after Retry-After seconds");
+            }
+            if has_input {
+                add_problem(op, 422, "well-formed, but not valid");
+            }
+            if op.request_body.is_some() {
+                add_problem(op, 413, "larger than max_body_bytes");
+                add_problem(op, 415, "a body of another content type than documented");
+            }
+            if path.starts_with("/hooks/") {
+                add_problem(op, 404, "this integration is not configured");
+            }
+        }
+    }
+}
+
+fn add_problem(op: &mut Operation, status: u16, description: &str) {
+    op.responses.responses.entry(status.to_string()).or_insert_with(|| {
+        let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+        ResponseBuilder::new()
+            .description(description)
+            .content(lintel_proto::PROBLEM_CONTENT_TYPE, content)
+            .build()
+            .into()
+    });
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -21,8 +21,8 @@ use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody, parse_json};
 // ---------------------------------------------------------------------------------------
 
 /// Make a person an administrator of a lock: they may share it with signed operations.
-#[utoipa::path(put, path = "/api/v1/doors/{id}/admins/{person_id}", tag = "signed operations", security(("admin" = [])),
-    responses((status = 204, description = "is an administrator"), (status = 404, body = Problem)))]
+#[utoipa::path(put, path = "/api/v1/doors/{id}/admins/{person_id}", tag = "signed operations", params(("id" = String, Path, description = "the door's id"), ("person_id" = String, Path, description = "the person's id")), security(("admin" = [])),
+    responses((status = 204, description = "is an administrator"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_lock_admin(
     State(s): State<AppState>,
     _: Admin,
@@ -32,8 +32,8 @@ pub async fn add_lock_admin(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/api/v1/doors/{id}/admins/{person_id}", tag = "signed operations", security(("admin" = [])),
-    responses((status = 204, description = "is not an administrator"), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/doors/{id}/admins/{person_id}", tag = "signed operations", params(("id" = String, Path, description = "the door's id"), ("person_id" = String, Path, description = "the person's id")), security(("admin" = [])),
+    responses((status = 204, description = "is not an administrator"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_lock_admin(
     State(s): State<AppState>,
     _: Admin,
@@ -43,8 +43,8 @@ pub async fn remove_lock_admin(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/doors/{id}/admins", tag = "signed operations", security(("admin" = [])),
-    responses((status = 200, description = "`{items: [person ids]}`"), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/api/v1/doors/{id}/admins", tag = "signed operations", params(("id" = String, Path, description = "the door's id")), security(("admin" = [])),
+    responses((status = 200, description = "`{items: [person ids]}`"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_lock_admins(
     State(s): State<AppState>,
     _: Admin,
@@ -60,7 +60,7 @@ pub async fn list_lock_admins(
 /// The signed-in user (personal secret or OpenID ID token as the bearer). An ID token
 /// creates the person on first use and updates their name and contacts.
 #[utoipa::path(get, path = "/api/v1/me", tag = "signed operations", security(("user" = [])),
-    responses((status = 200, body = Person), (status = 401, body = Problem)))]
+    responses((status = 200, description = "the person", body = Person), (status = 401, description = "no or wrong credentials", body = Problem, content_type = "application/problem+json")))]
 pub async fn me(State(s): State<AppState>, user: User) -> Result<Json<Person>, ApiError> {
     Ok(Json(s.store().person(&user.person_id).await?))
 }
@@ -68,7 +68,7 @@ pub async fn me(State(s): State<AppState>, user: User) -> Result<Json<Person>, A
 /// Register an Ed25519 public key; the answer holds the certificate chain to put in the
 /// `x5c` header of operations. Registering the same key again renews its certificate.
 #[utoipa::path(post, path = "/api/v1/keys", tag = "signed operations", request_body = RegisterKey, security(("user" = [])),
-    responses((status = 201, body = RegisteredKey), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, description = "the registered key", body = RegisteredKey), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn register_key(
     State(s): State<AppState>,
     user: User,
@@ -79,6 +79,7 @@ pub async fn register_key(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KeyQuery {
     /// Admins only: one user's keys.
@@ -101,8 +102,8 @@ pub async fn list_keys(
 }
 
 /// Revoke a key: operations signed with it are refused from now on.
-#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "signed operations", security(("user" = []), ("admin" = [])),
-    responses((status = 204, description = "revoked"), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "signed operations", params(("id" = String, Path, description = "the key's id")), security(("user" = []), ("admin" = [])),
+    responses((status = 204, description = "revoked"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_key(
     State(s): State<AppState>,
     caller: Caller,
@@ -121,6 +122,7 @@ pub async fn revoke_key(
 // ---------------------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LookupQuery {
     /// A verified email address.
@@ -148,7 +150,7 @@ impl LookupQuery {
 /// Find a user's id and public keys, to share a lock with them. Email addresses and
 /// telephone numbers are found only once verified.
 #[utoipa::path(get, path = "/api/v1/users/lookup", tag = "signed operations", params(LookupQuery), security(("user" = []), ("admin" = [])),
-    responses((status = 200, body = UserLookup), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, description = "the user lookup", body = UserLookup), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn lookup_user(
     State(s): State<AppState>,
     _: Caller,
@@ -159,7 +161,7 @@ pub async fn lookup_user(
 
 /// The locks the signed-in user administers, so may share.
 #[utoipa::path(get, path = "/api/v1/shareable-locks", tag = "signed operations", security(("user" = [])),
-    responses((status = 200, description = "`{items: [ShareableLock]}`")))]
+    responses((status = 200, description = "the locks the user may share", body = Page<ShareableLock>)))]
 pub async fn shareable_locks(State(s): State<AppState>, user: User) -> Result<Json<Page<ShareableLock>>, ApiError> {
     Ok(Json(Page { items: s.services().operations.shareable_locks(&user.person_id).await?, next: None }))
 }
@@ -188,8 +190,8 @@ fn refusal_problem(refused: Refused) -> ApiError {
 /// from `POST /api/v1/keys` in `x5c`), as the raw body or as `{"jws": ...}`. No other
 /// authentication: the signature is it. Every refusal names its `reason`.
 #[utoipa::path(post, path = "/api/v1/operations", tag = "signed operations", request_body(content = OperationRequest),
-    responses((status = 200, body = OperationOutcome), (status = 202, body = OperationOutcome, description = "queued: the door did not answer"),
-        (status = 400, body = Problem), (status = 403, body = Problem), (status = 413, body = Problem, description = "larger than max_body_bytes")))]
+    responses((status = 200, description = "the operation outcome", body = OperationOutcome), (status = 202, body = OperationOutcome, description = "queued: the door did not answer"),
+        (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not allowed", body = Problem, content_type = "application/problem+json"), (status = 413, description = "larger than max_body_bytes", body = Problem, content_type = "application/problem+json")))]
 pub async fn submit_operation(
     State(s): State<AppState>,
     headers: HeaderMap,

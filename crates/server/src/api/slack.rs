@@ -30,7 +30,7 @@ async fn admitted<'a>(s: &'a AppState, headers: &HeaderMap, body: &[u8]) -> Resu
 /// Slash commands: `/door-secret` and `/regenerate-door-secret`.
 #[utoipa::path(post, path = "/hooks/slack/commands", tag = "slack",
     responses((status = 200, description = "an ephemeral message for the caller"), (status = 401, description = "bad signature"),
-        (status = 413, body = Problem, description = "larger than max_body_bytes")))]
+        (status = 413, description = "larger than max_body_bytes", body = Problem, content_type = "application/problem+json")))]
 pub async fn commands(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -60,7 +60,7 @@ enum Envelope {
 /// revokes every credential of that person at once.
 #[utoipa::path(post, path = "/hooks/slack/events", tag = "slack",
     responses((status = 200, description = "acknowledged (or the challenge)"), (status = 401, description = "bad signature"),
-        (status = 413, body = Problem, description = "larger than max_body_bytes")))]
+        (status = 413, description = "larger than max_body_bytes", body = Problem, content_type = "application/problem+json")))]
 pub async fn events(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -79,7 +79,7 @@ pub async fn events(
 
 /// Reconcile with Slack's `users.list` now (it also runs on a schedule).
 #[utoipa::path(post, path = "/api/v1/slack/reconcile", tag = "slack", security(("admin" = [])),
-    responses((status = 200, body = Reconciled), (status = 404, description = "Slack is not configured"), (status = 503, description = "Slack unreachable")))]
+    responses((status = 200, description = "the reconciled", body = Reconciled), (status = 404, description = "Slack is not configured"), (status = 503, description = "Slack unreachable")))]
 pub async fn reconcile_now(State(s): State<AppState>, _: crate::auth::Admin) -> Result<Json<Reconciled>, ApiError> {
     Ok(Json(slack_of(&s)?.reconcile().await?))
 }
@@ -93,7 +93,7 @@ struct InteractionForm {
 /// only 3 seconds); the door is opened for the member who clicked afterwards.
 #[utoipa::path(post, path = "/hooks/slack/interactions", tag = "slack",
     responses((status = 200, description = "acknowledged"), (status = 400, description = "not an interaction payload"),
-        (status = 401, description = "bad signature"), (status = 413, body = Problem, description = "larger than max_body_bytes")))]
+        (status = 401, description = "bad signature"), (status = 413, description = "larger than max_body_bytes", body = Problem, content_type = "application/problem+json")))]
 pub async fn interactions(
     State(s): State<AppState>,
     headers: HeaderMap,

@@ -174,7 +174,7 @@ struct Continue {
 }
 
 fn failed(why: &str) -> UiResult {
-    tracing::info!(why, "an OpenID sign-in to the web UI failed");
+    tracing::warn!(why, "an OpenID sign-in to the web UI failed");
     Ok(Redirect::to("/ui/login?error=oidc").into_response())
 }
 
@@ -211,7 +211,7 @@ pub async fn callback(State(ui): State<Ui>, headers: HeaderMap, Form(form): Form
     let person = match oidc.operator(&claims).await {
         Ok(Some(person)) => person,
         Ok(None) => {
-            tracing::info!(sub = %claims.sub, "an OpenID user who is not an operator tried to sign in to the web UI");
+            tracing::warn!(sub = %claims.sub, "an OpenID user who is not an operator tried to sign in to the web UI");
             return Ok(Redirect::to("/ui/login?error=not_operator").into_response());
         }
         Err(e) => {

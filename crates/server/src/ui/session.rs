@@ -196,6 +196,7 @@ pub async fn login(
     let token = form.token.trim();
     let Some(name) = (!token.is_empty() && token.len() <= 256).then(|| ui.app.services().tokens.check(token)).flatten()
     else {
+        tracing::warn!(client = %source, "a sign-in to the web UI with a wrong token");
         ui.login_failures.failure(&source, now).await;
         return html(&LoginPage { next, error: Some("That is not a valid admin token.".into()), oidc });
     };
