@@ -311,6 +311,10 @@ pub struct CrmSection {
     /// Seconds after which a member's data is looked up again when their card is presented.
     #[serde(default = "default_stale_after")]
     pub stale_after: u64,
+    /// Seconds after which a member's cached good standing no longer opens doors while the
+    /// CRM is down.
+    #[serde(default = "default_max_stale")]
+    pub max_stale: u64,
     /// The group members are put in (its grants open their doors).
     #[serde(default)]
     pub group: Option<String>,
@@ -324,6 +328,10 @@ pub struct CrmSection {
 
 fn default_stale_after() -> u64 {
     3600
+}
+
+fn default_max_stale() -> u64 {
+    72 * 3600
 }
 
 fn default_crm_timeout_ms() -> u64 {
@@ -355,6 +363,7 @@ impl Config {
             password: c.password.clone(),
             membership: c.membership.clone().filter(|m| !m.trim().is_empty()),
             stale_after: std::time::Duration::from_secs(c.stale_after),
+            max_stale: std::time::Duration::from_secs(c.max_stale),
             group: c.group.clone().filter(|g| !g.trim().is_empty()),
             timeout: std::time::Duration::from_millis(c.timeout_ms.clamp(100, 30_000)),
         }))
@@ -714,6 +723,7 @@ const KEYS: &[&str] = &[
     "crm.password",
     "crm.membership",
     "crm.stale_after",
+    "crm.max_stale",
     "crm.group",
     "crm.photos_dir",
     "crm.timeout_ms",
@@ -762,6 +772,7 @@ const SCALAR_KEYS: &[&str] = &[
     "cobot.sync_minutes",
     "cobot.buffer_minutes",
     "crm.stale_after",
+    "crm.max_stale",
     "crm.timeout_ms",
     "ldap.starttls",
     "ldap.timeout_ms",
