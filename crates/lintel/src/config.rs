@@ -30,6 +30,10 @@ pub struct Config {
     /// The address the outside world reaches lintel at, e.g. `https://doors.example.org`
     /// (links lintel hands out, such as the doorbell's picture in Slack).
     pub public_url: Option<String>,
+    /// The reverse proxies (addresses or CIDRs) whose `Forwarded` / `X-Forwarded-For`
+    /// name the client; nobody else's are believed.
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
     pub oidc: Option<OidcSection>,
     pub cobot: Option<CobotSection>,
     pub smtp: Option<SmtpSection>,
@@ -591,6 +595,8 @@ impl HttpSection {
             body_timeout: secs(self.body_timeout_seconds),
             max_connections: self.max_connections,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
+            // A top-level setting (`trusted_proxies`), set by the caller.
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -638,6 +644,7 @@ impl Default for Config {
             slack: None,
             doorbell: None,
             public_url: None,
+            trusted_proxies: Vec::new(),
             oidc: None,
             cobot: None,
             smtp: None,
@@ -702,6 +709,7 @@ const KEYS: &[&str] = &[
     "doorbell.door",
     "doorbell.snapshot_hosts",
     "public_url",
+    "trusted_proxies",
     "oidc.issuer",
     "oidc.jwks_url",
     "oidc.audience",
