@@ -283,6 +283,10 @@ pub struct CobotSection {
     /// Space plan id -> group: a table, or (from the environment) `42=members,43=flex`.
     #[serde(default, deserialize_with = "pairs")]
     pub plan_groups: std::collections::BTreeMap<String, String>,
+    /// `"<field label>:<value>"` -> group: a table, or (from the environment)
+    /// `Locker:yes=lockers,Team:Robotics=robotics`.
+    #[serde(default, deserialize_with = "pairs")]
+    pub custom_field_groups: std::collections::BTreeMap<String, String>,
     /// Minutes between full reconciliations.
     #[serde(default = "default_sync_minutes")]
     pub sync_minutes: u64,
@@ -492,6 +496,16 @@ impl Config {
             public_url: c.public_url.clone(),
             default_group: c.default_group.clone(),
             plan_groups: c.plan_groups.clone(),
+            custom_field_groups: c
+                .custom_field_groups
+                .iter()
+                .map(|(key, group)| match key.split_once(':') {
+                    Some((label, value)) if !label.trim().is_empty() => {
+                        Ok(((label.trim().to_owned(), value.trim().to_owned()), group.clone()))
+                    }
+                    _ => Err(anyhow::anyhow!("[cobot] custom_field_groups: {key:?} is not \"<field>:<value>\"")),
+                })
+                .collect::<anyhow::Result<_>>()?,
             sync_every: std::time::Duration::from_secs(c.sync_minutes.max(1) * 60),
             timezone,
             buffer_minutes: c.buffer_minutes.clamp(0, 24 * 60),
@@ -718,6 +732,7 @@ const KEYS: &[&str] = &[
     "cobot.public_url",
     "cobot.default_group",
     "cobot.plan_groups",
+    "cobot.custom_field_groups",
     "cobot.sync_minutes",
     "cobot.buffer_minutes",
     "cobot.resource_doors",
