@@ -186,6 +186,29 @@ fn instant<'de, D: Deserializer<'de>>(d: D) -> Result<chrono::DateTime<chrono::U
         .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a time")))
 }
 
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+struct CustomFields {
+    #[serde(default)]
+    fields: Vec<CustomField>,
+}
+
+/// One custom field of a membership, as the space named it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct CustomField {
+    pub label: String,
+    #[serde(default, deserialize_with = "field_value")]
+    pub value: String,
+}
+
+/// A field's value as text (the platform sends text, numbers or booleans; null is empty).
+fn field_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
 /// A room booking; a visitor's (external) booking has no membership, but a contact.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Booking {
@@ -269,6 +292,13 @@ impl Client {
 
     pub async fn membership(&self, id: &str) -> Result<Membership, CobotError> {
         self.fetch(&self.url(&format!("/api/memberships/{id}"))).await
+    }
+
+    /// A membership's custom fields (`{"fields": [{"label", "value"}]}`).
+    pub async fn custom_fields(&self, membership_id: &str) -> Result<Vec<CustomField>, CobotError> {
+        let answer: CustomFields =
+            self.fetch(&self.url(&format!("/api/memberships/{membership_id}/custom_fields"))).await?;
+        Ok(answer.fields)
     }
 
     pub async fn plans(&self) -> Result<Vec<Plan>, CobotError> {

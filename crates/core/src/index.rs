@@ -252,6 +252,19 @@ impl Decision {
         self
     }
 
+    /// An allowed decision whose member source cannot vouch for the member any more (down,
+    /// and what lintel has is too old) becomes `reason`; a denial stays what it is.
+    pub fn unvouched(mut self, reason: Reason, detail: String) -> Self {
+        if self.reason == Reason::Granted {
+            self.reason = reason;
+            self.detail = detail.into();
+            self.grant = None;
+            self.consume = Consume::default();
+            self.fallback_grants.clear();
+        }
+        self
+    }
+
     fn deny(reason: Reason, detail: impl Into<Cow<'static, str>>) -> Self {
         Self {
             reason,

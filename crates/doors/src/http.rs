@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
+use lintel_proto::SuccessRule;
+
 use crate::{Driver, DriverError, Opening, refused, unreachable};
 
 pub(crate) struct HttpCall {
@@ -13,6 +15,7 @@ pub(crate) struct HttpCall {
     pub method: String,
     pub headers: BTreeMap<String, String>,
     pub body: Option<serde_json::Value>,
+    pub success: Option<SuccessRule>,
 }
 
 impl Driver for HttpCall {
@@ -34,8 +37,34 @@ impl Driver for HttpCall {
                 request = request.header("content-type", "application/json").body(text);
             }
             let response = request.send().await.map_err(unreachable)?;
-            if !response.status().is_success() {
+            let Some(rule) = &self.success else {
+                if !response.status().is_success() {
+                    return Err(refused(response).await);
+                }
+                return Ok(Opening { confirmed: true });
+            };
+            let status = response.status().as_u16();
+            let status_ok = match &rule.status {
+                Some(statuses) => statuses.contains(&status),
+                None => response.status().is_success(),
+            };
+            if !status_ok {
                 return Err(refused(response).await);
+            }
+            if let Some(field) = &rule.field {
+                // A 200 that carries an error is no opening.
+                let text = response.text().await.map_err(unreachable)?;
+                let body: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+                    DriverError::BadAnswer(format!("not JSON: {}", text.chars().take(200).collect::<String>()))
+                })?;
+                let found = body.pointer(field);
+                let matches = match &rule.value {
+                    Some(value) => found == Some(value),
+                    None => found.is_some_and(|v| !v.is_null()),
+                };
+                if !matches {
+                    return Err(DriverError::Refused { status, body: text.chars().take(200).collect() });
+                }
             }
             Ok(Opening { confirmed: true })
         })

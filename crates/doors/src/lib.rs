@@ -5,6 +5,7 @@ mod http;
 pub mod mqtt;
 pub mod osdp;
 mod shelly;
+mod shelly_cloud;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,12 +111,20 @@ pub fn driver_for(config: &DriverConfig, door: &str, links: &Links) -> Arc<dyn D
             username: username.clone(),
             password: password.clone(),
         }),
-        DriverConfig::Http { url, method, headers, body } => Arc::new(http::HttpCall {
+        DriverConfig::Http { url, method, headers, body, success } => Arc::new(http::HttpCall {
             client: client.clone(),
             url: url.clone(),
             method: method.clone(),
             headers: headers.clone(),
             body: body.clone(),
+            success: success.clone(),
+        }),
+        DriverConfig::ShellyCloud { server, auth_key, device_id, channel } => Arc::new(shelly_cloud::ShellyCloud {
+            client: client.clone(),
+            server: server.trim_end_matches('/').to_owned(),
+            auth_key: auth_key.clone(),
+            device_id: device_id.clone(),
+            channel: *channel,
         }),
         DriverConfig::Mqtt { controller, .. } => {
             Arc::new(mqtt::MqttDoor { link: links.mqtt.clone(), controller: controller.clone(), door: door.to_owned() })
@@ -144,8 +153,19 @@ pub fn validate(config: &DriverConfig) -> Result<(), DriverError> {
             }
             Ok(())
         }
-        DriverConfig::Http { url, method, headers, .. } => {
+        DriverConfig::Http { url, method, headers, success, .. } => {
             check_url(url)?;
+            if let Some(rule) = success {
+                if rule.status.as_ref().is_some_and(|s| s.is_empty() || s.iter().any(|c| !(100..=599).contains(c))) {
+                    return Err(DriverError::Config("success.status: a list of HTTP status codes".into()));
+                }
+                if rule.field.as_ref().is_some_and(|f| !(f.is_empty() || f.starts_with('/')) || f.len() > 200) {
+                    return Err(DriverError::Config("success.field: a JSON Pointer such as /result/ok".into()));
+                }
+                if rule.value.is_some() && rule.field.is_none() {
+                    return Err(DriverError::Config("success.value needs success.field".into()));
+                }
+            }
             reqwest::Method::from_bytes(method.as_bytes())
                 .map_err(|_| DriverError::Config(format!("method {method:?}")))?;
             for (name, value) in headers {
@@ -153,6 +173,16 @@ pub fn validate(config: &DriverConfig) -> Result<(), DriverError> {
                     .map_err(|_| DriverError::Config(format!("header name {name:?}")))?;
                 reqwest::header::HeaderValue::from_str(value)
                     .map_err(|_| DriverError::Config(format!("header {name:?} has an invalid value")))?;
+            }
+            Ok(())
+        }
+        DriverConfig::ShellyCloud { server, auth_key, device_id, .. } => {
+            check_url(server)?;
+            if auth_key.trim().is_empty() || auth_key.len() > 512 {
+                return Err(DriverError::Config("shelly_cloud auth_key: the key from the app's user settings".into()));
+            }
+            if device_id.is_empty() || device_id.len() > 64 || !device_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(DriverError::Config("shelly_cloud device_id: the device's id (hex digits)".into()));
             }
             Ok(())
         }

@@ -31,6 +31,10 @@ pub struct Config {
     /// The address the outside world reaches lintel at, e.g. `https://doors.example.org`
     /// (links lintel hands out, such as the doorbell's picture in Slack).
     pub public_url: Option<String>,
+    /// The reverse proxies (addresses or CIDRs) whose `Forwarded` / `X-Forwarded-For`
+    /// name the client; nobody else's are believed.
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
     pub oidc: Option<OidcSection>,
     pub cobot: Option<CobotSection>,
     pub smtp: Option<SmtpSection>,
@@ -280,6 +284,10 @@ pub struct CobotSection {
     /// Space plan id -> group: a table, or (from the environment) `42=members,43=flex`.
     #[serde(default, deserialize_with = "pairs")]
     pub plan_groups: std::collections::BTreeMap<String, String>,
+    /// `"<field label>:<value>"` -> group: a table, or (from the environment)
+    /// `Locker:yes=lockers,Team:Robotics=robotics`.
+    #[serde(default, deserialize_with = "pairs")]
+    pub custom_field_groups: std::collections::BTreeMap<String, String>,
     /// Minutes between full reconciliations.
     #[serde(default = "default_sync_minutes")]
     pub sync_minutes: u64,
@@ -312,6 +320,10 @@ pub struct CrmSection {
     /// Seconds after which a member's data is looked up again when their card is presented.
     #[serde(default = "default_stale_after")]
     pub stale_after: u64,
+    /// Seconds after which a member's cached good standing no longer opens doors while the
+    /// CRM is down.
+    #[serde(default = "default_max_stale")]
+    pub max_stale: u64,
     /// The group members are put in (its grants open their doors).
     #[serde(default)]
     pub group: Option<String>,
@@ -325,6 +337,10 @@ pub struct CrmSection {
 
 fn default_stale_after() -> u64 {
     3600
+}
+
+fn default_max_stale() -> u64 {
+    72 * 3600
 }
 
 fn default_crm_timeout_ms() -> u64 {
@@ -356,6 +372,7 @@ impl Config {
             password: c.password.clone(),
             membership: c.membership.clone().filter(|m| !m.trim().is_empty()),
             stale_after: std::time::Duration::from_secs(c.stale_after),
+            max_stale: std::time::Duration::from_secs(c.max_stale),
             group: c.group.clone().filter(|g| !g.trim().is_empty()),
             timeout: std::time::Duration::from_millis(c.timeout_ms.clamp(100, 30_000)),
         }))
@@ -480,6 +497,16 @@ impl Config {
             public_url: c.public_url.clone(),
             default_group: c.default_group.clone(),
             plan_groups: c.plan_groups.clone(),
+            custom_field_groups: c
+                .custom_field_groups
+                .iter()
+                .map(|(key, group)| match key.split_once(':') {
+                    Some((label, value)) if !label.trim().is_empty() => {
+                        Ok(((label.trim().to_owned(), value.trim().to_owned()), group.clone()))
+                    }
+                    _ => Err(anyhow::anyhow!("[cobot] custom_field_groups: {key:?} is not \"<field>:<value>\"")),
+                })
+                .collect::<anyhow::Result<_>>()?,
             sync_every: std::time::Duration::from_secs(c.sync_minutes.max(1) * 60),
             timezone,
             buffer_minutes: c.buffer_minutes.clamp(0, 24 * 60),
@@ -583,6 +610,8 @@ impl HttpSection {
             body_timeout: secs(self.body_timeout_seconds),
             max_connections: self.max_connections,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_seconds),
+            // A top-level setting (`trusted_proxies`), set by the caller.
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -640,6 +669,7 @@ impl Default for Config {
             slack: None,
             doorbell: None,
             public_url: None,
+            trusted_proxies: Vec::new(),
             oidc: None,
             cobot: None,
             smtp: None,
@@ -705,6 +735,7 @@ const KEYS: &[&str] = &[
     "doorbell.door",
     "doorbell.snapshot_hosts",
     "public_url",
+    "trusted_proxies",
     "oidc.issuer",
     "oidc.jwks_url",
     "oidc.audience",
@@ -713,6 +744,7 @@ const KEYS: &[&str] = &[
     "cobot.public_url",
     "cobot.default_group",
     "cobot.plan_groups",
+    "cobot.custom_field_groups",
     "cobot.sync_minutes",
     "cobot.buffer_minutes",
     "cobot.resource_doors",
@@ -726,6 +758,7 @@ const KEYS: &[&str] = &[
     "crm.password",
     "crm.membership",
     "crm.stale_after",
+    "crm.max_stale",
     "crm.group",
     "crm.photos_dir",
     "crm.timeout_ms",
@@ -775,6 +808,7 @@ const SCALAR_KEYS: &[&str] = &[
     "cobot.sync_minutes",
     "cobot.buffer_minutes",
     "crm.stale_after",
+    "crm.max_stale",
     "crm.timeout_ms",
     "ldap.starttls",
     "ldap.timeout_ms",

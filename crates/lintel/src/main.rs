@@ -544,7 +544,9 @@ async fn open_server(config: &Config, open: Open) -> anyhow::Result<(Store, Serv
             audience: o.audience,
         }),
     };
-    let server = ServerConfig { listen, max_body_bytes: config.max_body_bytes, http: config.http.config(), services };
+    let mut http = config.http.config();
+    http.trusted_proxies = lintel_server::TrustedProxies::parse(&config.trusted_proxies)?;
+    let server = ServerConfig { listen, max_body_bytes: config.max_body_bytes, http, services };
     Ok((store, server))
 }
 

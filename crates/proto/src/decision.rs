@@ -24,10 +24,13 @@ pub enum Reason {
     /// An MQTT controller decided offline on an allow-list older than the door's
     /// `offline_max_age` (a fail-secure door then refuses everyone).
     ListExpired,
+    /// The makerspace CRM is down and what lintel knows of the member is older than
+    /// `[crm] max_stale`: their cached good standing no longer opens doors.
+    CrmUnavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Self::Granted,
         Self::UnknownCredential,
         Self::UnknownMember,
@@ -43,6 +46,7 @@ impl Reason {
         Self::MissingSkill,
         Self::RateLimited,
         Self::ListExpired,
+        Self::CrmUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Reason {
             Self::MissingSkill => "missing_skill",
             Self::RateLimited => "rate_limited",
             Self::ListExpired => "list_expired",
+            Self::CrmUnavailable => "crm_unavailable",
         }
     }
 

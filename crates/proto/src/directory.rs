@@ -240,6 +240,19 @@ pub enum DriverConfig {
         #[serde(default)]
         #[schema(value_type = Option<Object>)]
         body: Option<serde_json::Value>,
+        /// What counts as an opening; without it, any 2xx.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        success: Option<SuccessRule>,
+    },
+    /// A Shelly relay reached through Shelly Cloud (Cloud Control API): the account's
+    /// server and authorization key (the app's user settings), the device id, the channel.
+    ShellyCloud {
+        /// The account's server, e.g. `https://shelly-49-eu.shelly.cloud`.
+        server: String,
+        auth_key: String,
+        device_id: String,
+        #[serde(default)]
+        channel: u8,
     },
     /// A door on an MQTT controller (`docs/mqtt.md`): lintel sends `open` commands, and
     /// the controller decides from its signed allow-list while it cannot reach lintel.
@@ -257,6 +270,21 @@ pub enum DriverConfig {
         #[serde(default)]
         output: u8,
     },
+}
+
+/// When a device's answer means the door opened: its status is one of `status` (when
+/// given) and the JSON at `field` (a JSON Pointer such as `/result/ok`) equals `value`
+/// (when given).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Vec<u16>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<serde_json::Value>,
 }
 
 fn default_offline_max_age() -> u32 {
@@ -319,6 +347,7 @@ impl DriverConfig {
             Self::None {} => "none",
             Self::Shelly { .. } => "shelly",
             Self::Http { .. } => "http",
+            Self::ShellyCloud { .. } => "shelly_cloud",
             Self::Mqtt { .. } => "mqtt",
             Self::Osdp { .. } => "osdp",
         }
@@ -342,6 +371,7 @@ impl DriverConfig {
                     *body = Some(serde_json::Value::String(REDACTED.into()));
                 }
             }
+            Self::ShellyCloud { auth_key, .. } => *auth_key = REDACTED.into(),
             // A controller's id, a reader's name and an output number: nothing secret.
             Self::None {} | Self::Mqtt { .. } | Self::Osdp { .. } => {}
         }
@@ -355,7 +385,10 @@ impl DriverConfig {
     pub fn with_secrets_from(mut self, stored: &DriverConfig) -> Self {
         let same_place = match (&self, stored) {
             (Self::Shelly { url, .. }, Self::Shelly { url: old, .. })
-            | (Self::Http { url, .. }, Self::Http { url: old, .. }) => origin(url) == origin(old),
+            | (Self::Http { url, .. }, Self::Http { url: old, .. })
+            | (Self::ShellyCloud { server: url, .. }, Self::ShellyCloud { server: old, .. }) => {
+                origin(url) == origin(old)
+            }
             _ => false,
         };
         if !same_place {
@@ -383,6 +416,9 @@ impl DriverConfig {
                         value.clone_from(old);
                     }
                 }
+            }
+            (Self::ShellyCloud { auth_key, .. }, Self::ShellyCloud { auth_key: old, .. }) if auth_key == REDACTED => {
+                auth_key.clone_from(old);
             }
             _ => {}
         }
@@ -553,6 +589,7 @@ mod tests {
             method: "POST".into(),
             headers: [("X-Api-Key".to_owned(), "k1".to_owned())].into(),
             body: None,
+            success: None,
         };
         let shown = stored.redacted();
         let DriverConfig::Http { url, headers, .. } = &shown else { unreachable!() };
@@ -565,6 +602,7 @@ mod tests {
             method: "POST".into(),
             headers: [("X-Api-Key".to_owned(), REDACTED.to_owned())].into(),
             body: None,
+            success: None,
         }
         .with_secrets_from(&stored) else {
             unreachable!()

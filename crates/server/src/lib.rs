@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod listener;
 pub mod problem;
+mod proxies;
 mod ui;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use lintel_store::Store;
 
 use lintel_service::Directory;
 pub use listener::HttpConfig;
+pub use proxies::TrustedProxies;
 
 /// Everything the server needs to know, resolved by the binary from flags, file and
 /// environment: HTTP's own settings, the workflows' ([`lintel_service::Config`]), and the
@@ -106,15 +108,16 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let state = AppState::new(store, config, lintel_service::Role::Server).await?;
     state.services().spawn_workers().await?;
-    let http_config = state.inner.config.http;
+    let http_config = state.inner.config.http.clone();
     let workers = &state.inner.services.workers;
+    let grace = http_config.shutdown_grace;
     let http = listener::Http::new(http_config, descriptors, workers.stopping_token());
     tracing::info!(%addr, descriptors, max_connections = http.max_connections(), "lintel is ready");
     println!("lintel listening on http://{addr}");
     http.accept_until(listener, state.router(), shutdown).await;
 
     let began = tokio::time::Instant::now();
-    let deadline = began + http_config.shutdown_grace;
+    let deadline = began + grace;
     workers.stop();
     http.drain(deadline).await;
     state.services().stop(deadline).await;

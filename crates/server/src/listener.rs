@@ -36,8 +36,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::proxies::TrustedProxies;
+
 /// The HTTP settings an operator may tune (`[http]`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// A request's head must be complete this long after the connection opened (its
     /// first request) or after its first byte (later ones).
@@ -50,6 +52,8 @@ pub struct HttpConfig {
     pub max_connections: Option<usize>,
     /// At shutdown, requests in flight may take this long to finish.
     pub shutdown_grace: Duration,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` say who the client is.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpConfig {
@@ -60,6 +64,7 @@ impl Default for HttpConfig {
             body_timeout: Duration::from_secs(30),
             max_connections: None,
             shutdown_grace: Duration::from_secs(5),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -488,7 +493,8 @@ async fn serve_connection(shared: Arc<Shared>, conn: Arc<Conn>, stream: TcpStrea
     let io = TokioIo::new(Watched { stream, conn: conn.clone() });
     let service = {
         let (conn, body_timeout) = (conn.clone(), shared.config.body_timeout);
-        hyper::service::service_fn(move |request| handle(request, &app, &conn, body_timeout))
+        let proxies = shared.config.trusted_proxies.clone();
+        hyper::service::service_fn(move |request| handle(request, &app, &conn, body_timeout, &proxies))
     };
     let mut connection = pin!(shared.builder.serve_connection(io, service));
     let mut finishing = false;
@@ -535,11 +541,14 @@ fn handle(
     app: &Router,
     conn: &Arc<Conn>,
     body_timeout: Duration,
+    proxies: &TrustedProxies,
 ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + use<> {
     let in_flight = InFlight::begin(conn.clone());
     let (mut parts, body) = request.into_parts();
-    // What `into_make_service_with_connect_info` gave handlers (the limiter keys on it).
-    parts.extensions.insert(ConnectInfo(conn.peer));
+    // What `into_make_service_with_connect_info` gave handlers (the limiter keys on it):
+    // the client, as a trusted proxy names it, else the peer.
+    let client = proxies.client(conn.peer.ip(), &parts.headers);
+    parts.extensions.insert(ConnectInfo(SocketAddr::new(client, conn.peer.port())));
     let body = Deadline { body, at: Instant::now() + body_timeout, sleep: None };
     let response = app.clone().oneshot(Request::from_parts(parts, Body::new(body)));
     async move {

@@ -210,10 +210,10 @@ impl Services {
         let doors = Arc::new(Doors::new(directory.clone(), decider.clone(), links));
         let lookup = config.lookup.clone().map(|c| Arc::new(Lookup::new(c, directory.store.clone(), config.limiter)));
         let operations = Arc::new(Operations::new(directory.clone(), doors.clone(), authority.clone()));
-        let slack = config
-            .slack
-            .clone()
-            .map(|c| Arc::new(Slack::new(c, directory.clone(), doors.clone(), workers.clone(), config.timezone)));
+        let slack = config.slack.clone().map(|c| {
+            let url = config.public_url.clone();
+            Arc::new(Slack::new(c, directory.clone(), doors.clone(), workers.clone(), config.timezone, url))
+        });
         let doorbell = match (config.doorbell.clone(), &slack) {
             (Some(c), Some(slack)) => Some(Arc::new(Doorbell::new(
                 c,

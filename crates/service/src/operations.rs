@@ -520,6 +520,7 @@ mod tests {
             method: "POST".into(),
             headers: Default::default(),
             body: None,
+            success: None,
         }
     }
 

@@ -28,6 +28,8 @@ struct Platform {
     check_ins: Vec<String>,
     subscriptions: Vec<Value>,
     bookings: HashMap<String, Value>,
+    /// Membership id -> custom fields (`[{"label", "value"}]`).
+    custom_fields: HashMap<String, Vec<Value>>,
     /// While true, check-ins answer 503 (the platform is down).
     down: bool,
     /// While true, memberships answer 503.
@@ -84,6 +86,17 @@ pub async fn fake_platform() -> FakePlatform {
             None => (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response(),
         }
     }
+    async fn custom_fields(
+        State(p): State<Shared>,
+        Path(id): Path<String>,
+        headers: axum::http::HeaderMap,
+    ) -> Response {
+        if !authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        let fields = p.lock().unwrap().custom_fields.get(&id).cloned().unwrap_or_default();
+        Json(json!({"id": id, "fields": fields})).into_response()
+    }
     async fn unused(State(p): State<Shared>, Path(id): Path<String>) -> Json<Value> {
         Json(Value::Array(p.lock().unwrap().unused.get(&id).cloned().unwrap_or_default()))
     }
@@ -138,6 +151,7 @@ pub async fn fake_platform() -> FakePlatform {
         .route("/api/memberships", get(memberships))
         .route("/api/memberships/{id}", get(membership))
         .route("/api/memberships/{id}/time_passes/unused", get(unused))
+        .route("/api/memberships/{id}/custom_fields", get(custom_fields))
         .route("/api/plans", get(plans))
         .route("/api/check_in_tokens", post(check_in_tokens))
         .route("/api/check_ins", post(check_ins))
@@ -310,6 +324,43 @@ async fn members_follow_their_memberships(b: Backend) {
     let report = sync(&s).await;
     assert_eq!(report["gone"], 1, "{report}");
     eventually_reason(&s, "front", "B2B2B2B2", "person_suspended").await;
+}
+
+/// `[cobot] custom_field_groups`: a member whose field has the value joins the group; a
+/// change of the field (its `updated_custom_field` delivery) moves them.
+async fn custom_fields_map_to_groups(b: Backend) {
+    let extra = [("LINTEL_COBOT_CUSTOM_FIELD_GROUPS", "Locker:yes=lockers,Team:Robotics=robotics".to_owned())];
+    let Setup { _db, s, platform } = setup_with(b, &extra).await;
+    s.ok("/api/v1/doors", json!({"id": "lockers", "name": "Locker room"}), 201).await;
+    s.ok("/api/v1/groups", json!({"id": "lockers", "name": "Lockers", "doors": ["lockers"]}), 201).await;
+    s.ok("/api/v1/groups", json!({"id": "robotics", "name": "Robotics", "doors": []}), 201).await;
+    s.ok("/api/v1/grants", json!({"group_id": "lockers"}), 201).await;
+    platform.with(|p| {
+        p.custom_fields.insert(
+            "1".into(),
+            vec![json!({"label": "Locker", "value": "yes"}), json!({"label": "Team", "value": null})],
+        );
+    });
+    sync(&s).await;
+    assert_eq!(s.get("/api/v1/people/cobot-1").await.1["groups"], json!(["lockers", "members", "studio"]));
+    card_for(&s, "cobot-1", "A1A1A1A1").await;
+    eventually_reason(&s, "lockers", "A1A1A1A1", "granted").await;
+
+    // The field changes: she moves from the locker room to the robotics team.
+    platform.with(|p| {
+        p.custom_fields.insert(
+            "1".into(),
+            vec![json!({"label": "Locker", "value": "no"}), json!({"label": "Team", "value": "Robotics"})],
+        );
+    });
+    let url = format!("{}/custom_fields", platform.membership_url("1"));
+    let (status, body) = deliver(&s, "updated_custom_field", json!({"url": url})).await;
+    assert_eq!(status, 202, "{body}");
+    eventually_reason(&s, "lockers", "A1A1A1A1", "no_grant").await;
+    inbox_settled(&s).await;
+    assert_eq!(s.get("/api/v1/people/cobot-1").await.1["groups"], json!(["members", "robotics", "studio"]));
+    // Bob's fields map to nothing: his groups stay as his plan says.
+    assert_eq!(s.get("/api/v1/people/cobot-2").await.1["groups"], json!([]));
 }
 
 async fn time_passes_limit_entry_and_follow_the_platform(b: Backend) {
@@ -818,6 +869,7 @@ async fn a_lock_cloud_mirrors_people_and_bookings_and_reports_entries(b: Backend
 }
 
 crate::on_both_backends!(
+    custom_fields_map_to_groups,
     a_lock_cloud_mirrors_people_and_bookings_and_reports_entries,
     a_booking_opens_its_room_around_its_time,
     a_visitor_is_invited_and_disappears_after_the_booking,

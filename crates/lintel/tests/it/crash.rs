@@ -15,15 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde_json::{Value, json};
 
 use crate::harness::{ADMIN, Backend, Database, Server};
 
 const TAPPERS: usize = 16;
-/// No decision in the test is older than this (grants carry no schedule or validity that
-/// would make it matter): each request's `at` is this plus its sequence number in µs.
-const BASE: &str = "2026-06-01T00:00:00Z";
+/// Each request's `at` is now (to the second) with its sequence number as the
+/// microseconds: a recorded decision's `at` must be within seconds of the server's clock.
+const MAX_SEQ: u64 = 1_000_000;
 
 /// xorshift64*: enough randomness for kill moments and card choices, and replayable.
 struct Rng(u64);
@@ -130,11 +130,11 @@ async fn tapper(
     mut rng: Rng,
     answers: Arc<std::sync::Mutex<Vec<Answered>>>,
 ) {
-    let start: DateTime<Utc> = BASE.parse().expect("base moment");
     loop {
         let n = seq.fetch_add(1, Ordering::SeqCst);
+        assert!(n < MAX_SEQ, "more taps than the microseconds can number");
         let uid = &uids[rng.below(uids.len() as u64) as usize];
-        let at = start + chrono::Duration::microseconds(n as i64);
+        let at = Utc::now().with_nanosecond(n as u32 * 1000).expect("µs");
         let body = json!({"door": "front", "credential": {"kind": "card", "uid": uid}, "at": at.to_rfc3339()});
         let sent = client.post(format!("{base}/api/v1/decisions")).bearer_auth(ADMIN).json(&body).send().await;
         let Ok(response) = sent else { return };
@@ -147,10 +147,9 @@ async fn tapper(
 
 /// The sequence number a decision's `at` carries.
 fn seq_of(event: &Value) -> u64 {
-    let start: DateTime<Utc> = BASE.parse().expect("base moment");
     let at: DateTime<Utc> =
         event["at"].as_str().and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("no moment in {event}"));
-    u64::try_from((at - start).num_microseconds().expect("µs")).unwrap_or_else(|_| panic!("before the base: {event}"))
+    u64::from(at.timestamp_subsec_micros())
 }
 
 async fn answered_decisions_survive_kill_9_exactly_once(b: Backend) {

@@ -419,6 +419,29 @@ async fn a_crm_outage_is_decided_on_cached_data(b: Backend) {
     assert_eq!((event["data"]["crm"].as_str(), event["data"].get("stale")), (Some("fetched"), None), "{event}");
 }
 
+/// Cached good standing has an age limit: past `max_stale`, a CRM that is down no longer
+/// vouches for the member (`crm_unavailable`); once it answers, the member is let in again.
+async fn cached_standing_expires_at_max_stale(b: Backend) {
+    let extra = [("LINTEL_CRM_STALE_AFTER", "1"), ("LINTEL_CRM_MAX_STALE", "3"), ("LINTEL_CRM_TIMEOUT_MS", "700")];
+    let Setup { db: _db, s, crm } = setup(b, &extra).await;
+    assert_eq!(reason(&s, "front", "1001", "R1").await, "granted");
+    crm.with(|c| c.down = true);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(reason(&s, "front", "1001", "R1").await, "granted", "stale, within max_stale");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let (answer, event) = decide(&s, "front", "1001", "R1").await;
+    assert_eq!(
+        (answer["allowed"].as_bool(), answer["reason"].as_str()),
+        (Some(false), Some("crm_unavailable")),
+        "{answer}"
+    );
+    assert_eq!((&event["data"]["stale"], &event["data"]["crm"]), (&json!(true), &json!("failed")), "{event}");
+    // A denial stays what it was: a card that is not the current one.
+    assert_eq!(reason(&s, "front", "1001", "R0").await, "revoked_card");
+    crm.with(|c| c.down = false);
+    assert_eq!(reason(&s, "front", "1001", "R1").await, "granted", "the CRM answers again");
+}
+
 async fn cards_are_issued_by_the_cli_and_the_api(b: Backend) {
     let Setup { db, s, crm } = setup(b, &[]).await;
     let (status, dee) = s.post("/api/v1/crm/cards", json!({"member": 12345})).await;
@@ -525,5 +548,6 @@ crate::on_both_backends!(
     stale_members_are_looked_up_again,
     tokens_are_renewed_before_expiry_and_after_a_401,
     a_crm_outage_is_decided_on_cached_data,
+    cached_standing_expires_at_max_stale,
     cards_are_issued_by_the_cli_and_the_api,
 );

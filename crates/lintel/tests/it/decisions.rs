@@ -47,7 +47,29 @@ async fn walkthrough_and_reasons(b: Backend) {
         201,
     )
     .await;
-    let at = |t: &str| json!({"door": "lab", "credential": card("04A1B2C3", Some("7")), "at": t});
+    // Asking about another moment is a question (a dry run); recorded, it is refused.
+    let at = |t: &str| json!({"door": "lab", "credential": card("04A1B2C3", Some("7")), "at": t, "dry_run": true});
+    let before = s.events().await.len();
+    let (status, refused) = s
+        .post(
+            "/api/v1/decisions",
+            json!({"door": "lab", "credential": card("04A1B2C3", Some("7")), "at": "2026-11-23T07:30:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["detail"].as_str().is_some_and(|d| d.contains("dry_run")), "{refused}");
+    let soon = (chrono::Utc::now() + chrono::Duration::hours(3)).to_rfc3339();
+    let (status, _) = s
+        .post("/api/v1/decisions", json!({"door": "front", "credential": card("04A1B2C3", Some("7")), "at": soon}))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(s.events().await.len(), before, "a refused question recorded nothing");
+    // A reader's clock a little off is still now.
+    let near = (chrono::Utc::now() - chrono::Duration::seconds(2)).to_rfc3339();
+    let recorded = s
+        .ok("/api/v1/decisions", json!({"door": "front", "credential": card("04A1B2C3", Some("7")), "at": near}), 200)
+        .await;
+    assert!(recorded["event_id"].is_string(), "{recorded}");
     // Monday 2026-11-23, 07:30 UTC = 08:30 in Berlin; 19:30 UTC = 20:30.
     assert_eq!(s.ok("/api/v1/decisions", at("2026-11-23T07:30:00Z"), 200).await["reason"], "granted");
     assert_eq!(s.ok("/api/v1/decisions", at("2026-11-23T19:30:00Z"), 200).await["reason"], "outside_schedule");
@@ -59,7 +81,7 @@ async fn walkthrough_and_reasons(b: Backend) {
         201,
     )
     .await;
-    let at = |t: &str| json!({"door": "annex", "credential": card("04A1B2C3", Some("7")), "at": t});
+    let at = |t: &str| json!({"door": "annex", "credential": card("04A1B2C3", Some("7")), "at": t, "dry_run": true});
     assert_eq!(s.ok("/api/v1/decisions", at("2026-11-30T22:59:59Z"), 200).await["reason"], "not_yet_valid");
     assert_eq!(s.ok("/api/v1/decisions", at("2026-11-30T23:00:00Z"), 200).await["reason"], "granted");
     assert_eq!(s.ok("/api/v1/decisions", at("2026-12-31T23:00:00Z"), 200).await["reason"], "expired");

@@ -494,6 +494,142 @@ async fn failing_relays_answer_502_and_are_recorded(b: Backend) {
     assert!(door["state"]["last_opened"].is_string(), "{door}");
 }
 
+/// Shelly Cloud's Control API: `POST /device/relay/control` with a form (`id`,
+/// `auth_key`, `channel`, `turn`, `timer`), `{"isok": true, "data": ...}` or `{"isok":
+/// false, "errors": {...}}`; a wrong key is a 401.
+async fn shelly_cloud() -> FakeDevice {
+    FakeDevice::start(|seen, _| {
+        if seen.method != "POST" || seen.uri != "/device/relay/control" {
+            return json_answer(StatusCode::NOT_FOUND, json!({"isok": false, "errors": {"not_found": "no such call"}}));
+        }
+        let form: HashMap<String, String> = serde_urlencoded::from_str(&seen.body).unwrap_or_default();
+        if form.get("auth_key").map(String::as_str) != Some("cloud-key-1") {
+            return json_answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"isok": false, "errors": {"wrong_auth_key": "invalid key"}}),
+            );
+        }
+        match form.get("id").map(String::as_str) {
+            Some("a1b2c3d4e5f6") => {
+                json_answer(StatusCode::OK, json!({"isok": true, "data": {"device_id": "a1b2c3d4e5f6"}}))
+            }
+            _ => json_answer(StatusCode::OK, json!({"isok": false, "errors": {"device_offline": "device is offline"}})),
+        }
+    })
+    .await
+}
+
+/// A server that accepts connections and never answers.
+async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, task)
+}
+
+async fn shelly_cloud_relays(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let cloud = shelly_cloud().await;
+    let cloud_door = |key: &str, device: &str| json!({"kind": "shelly_cloud", "server": cloud.url, "auth_key": key, "device_id": device, "channel": 1});
+    create_door(&s, "ok", cloud_door("cloud-key-1", "a1b2c3d4e5f6"), 7).await;
+    create_door(&s, "offline", cloud_door("cloud-key-1", "ffff00000000"), 7).await;
+    create_door(&s, "badkey", cloud_door("cloud-key-2", "a1b2c3d4e5f6"), 7).await;
+    // The key is a secret: never read back.
+    let shown = s.get("/api/v1/doors/ok").await.1;
+    assert_eq!(shown["driver"]["auth_key"], "********", "{shown}");
+    assert_eq!(shown["driver"]["kind"], "shelly_cloud");
+
+    let opened = admin_open(&s, "ok", None).await;
+    assert_eq!(opened.status, 200, "{:?}", opened.body);
+    assert_eq!((opened.body["opened"].as_bool(), opened.body["confirmed"].as_bool()), (Some(true), Some(true)));
+    let call = &cloud.seen()[0];
+    assert_eq!(call.header("content-type"), Some("application/x-www-form-urlencoded"));
+    let form: HashMap<String, String> = serde_urlencoded::from_str(&call.body).unwrap();
+    assert_eq!(form["id"], "a1b2c3d4e5f6");
+    assert_eq!((form["channel"].as_str(), form["turn"].as_str(), form["timer"].as_str()), ("1", "on", "7"));
+
+    // `isok: false` is no opening, even with a 200.
+    let refused = admin_open(&s, "offline", None).await;
+    assert_problem(&refused, 502, "isok false");
+    assert_eq!(refused.body["confirmed"], false);
+    assert!(refused.body["driver_error"].as_str().is_some_and(|e| e.contains("device_offline")), "{:?}", refused.body);
+    // A wrong key: the cloud's 401, and the key is not in the answer.
+    let refused = admin_open(&s, "badkey", None).await;
+    assert_problem(&refused, 502, "wrong auth key");
+    assert!(refused.body["driver_error"].as_str().is_some_and(|e| e.contains("401")), "{:?}", refused.body);
+    assert!(!refused.text.contains("cloud-key-2"), "{}", refused.text);
+    // One call per second per account: two openings in a row are spaced.
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        assert_eq!(admin_open(&s, "ok", None).await.status, 200);
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "{:?}", started.elapsed());
+    assert_eq!(cloud.seen().len(), 5);
+
+    // A cloud that never answers: a timeout, within the driver's bound.
+    let (hole, _task) = black_hole().await;
+    let slow = json!({"kind": "shelly_cloud", "server": hole, "auth_key": "k", "device_id": "a1b2c3d4e5f6"});
+    create_door(&s, "slow", slow, 5).await;
+    let started = std::time::Instant::now();
+    let timed_out = admin_open(&s, "slow", None).await;
+    assert_problem(&timed_out, 502, "the cloud does not answer");
+    assert!(timed_out.body["driver_error"].as_str().is_some_and(|e| e.contains("timed out")), "{:?}", timed_out.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(12), "{:?}", started.elapsed());
+
+    // Bad configurations are refused before they are stored.
+    for bad in [
+        json!({"kind": "shelly_cloud", "server": "ftp://x", "auth_key": "k", "device_id": "a1"}),
+        json!({"kind": "shelly_cloud", "server": cloud.url, "auth_key": "", "device_id": "a1"}),
+        json!({"kind": "shelly_cloud", "server": cloud.url, "auth_key": "k", "device_id": "../x"}),
+    ] {
+        let (status, body) = s.post("/api/v1/doors", json!({"id": "bad", "name": "Bad", "driver": bad})).await;
+        assert_eq!(status, 422, "{body}");
+    }
+}
+
+/// The `http` driver's success rule: a status set and a JSON field's value, so that a 200
+/// carrying an error is not reported as an opening.
+async fn http_driver_success_rule(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let lock = FakeDevice::start(|seen, _| match seen.uri.as_str() {
+        "/ok" => json_answer(StatusCode::OK, json!({"result": {"status": "unlocked"}})),
+        "/error" => json_answer(StatusCode::OK, json!({"result": {"status": "error", "message": "battery low"}})),
+        _ => json_answer(StatusCode::ACCEPTED, json!({})),
+    })
+    .await;
+    let rule = json!({"status": [200], "field": "/result/status", "value": "unlocked"});
+    let door = |path: &str| json!({"kind": "http", "url": format!("{}{path}", lock.url), "success": rule});
+    create_door(&s, "ok", door("/ok"), 5).await;
+    create_door(&s, "error", door("/error"), 5).await;
+    create_door(&s, "accepted", door("/accepted"), 5).await;
+    create_door(&s, "plain", json!({"kind": "http", "url": format!("{}/error", lock.url)}), 5).await;
+    assert_eq!(s.get("/api/v1/doors/ok").await.1["driver"]["success"], rule, "the rule is read back");
+
+    let ok = admin_open(&s, "ok", None).await;
+    assert_eq!((ok.status, ok.body["confirmed"].as_bool()), (200, Some(true)), "{:?}", ok.body);
+    let error = admin_open(&s, "error", None).await;
+    assert_problem(&error, 502, "a 200 carrying an error");
+    assert_eq!(error.body["confirmed"], false);
+    assert!(error.body["driver_error"].as_str().is_some_and(|e| e.contains("battery low")), "{:?}", error.body);
+    let accepted = admin_open(&s, "accepted", None).await;
+    assert_problem(&accepted, 502, "202 is not in the status set");
+    // Without a rule, as before: any 2xx.
+    assert_eq!(admin_open(&s, "plain", None).await.body["confirmed"], true);
+
+    for bad in [json!({"status": []}), json!({"field": "result"}), json!({"value": 1}), json!({"status": [42]})] {
+        let driver = json!({"kind": "http", "url": lock.url, "success": bad});
+        let (status, body) = s.post("/api/v1/doors", json!({"id": "bad", "name": "Bad", "driver": driver})).await;
+        assert_eq!(status, 422, "{body}");
+    }
+}
+
 /// A relay lintel has never reached has not been seen: `last_seen` stays empty.
 async fn an_unreachable_relay_is_never_seen(b: Backend) {
     let db = Database::new(b);
@@ -692,6 +828,8 @@ async fn a_door_written_back_as_read_keeps_its_password(b: Backend) {
 }
 
 crate::on_both_backends!(
+    shelly_cloud_relays,
+    http_driver_success_rule,
     shelly_gen2_switch_set_confirms,
     shelly_gen2_digest_auth,
     shelly_gen1_relay_with_basic_auth,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::bad_input::{assert_problem, send};
-use crate::harness::{ADMIN, Backend, Database, Server, card, small_world};
+use crate::harness::{ADMIN, Backend, Database, FakeClock, Server, card, small_world};
 
 pub(crate) fn ids(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["id"].as_str().expect("event id").to_owned()).collect()
@@ -405,7 +405,10 @@ async fn attendance(s: &Server, query: &str) -> Value {
 
 async fn attendance_counts_entries_per_day(b: Backend) {
     let db = Database::new(b);
-    let s = Server::start(&db);
+    // Entries happen at the server's time (a recorded decision's `at` is now): the
+    // server's clock is moved to each moment.
+    let clock = FakeClock::new(&db);
+    let s = Server::start_with(&db, &clock.env());
     s.ok("/api/v1/doors", json!({"id": "front", "name": "Front"}), 201).await;
     s.ok("/api/v1/doors", json!({"id": "store", "name": "Storeroom", "attendance": false}), 201).await;
     assert_eq!(s.get("/api/v1/doors/store").await.1["attendance"], false);
@@ -421,7 +424,8 @@ async fn attendance_counts_entries_per_day(b: Backend) {
     for (group, person) in [("staff", "alice"), ("makers", "alice"), ("makers", "bob")] {
         assert_eq!(s.put(&format!("/api/v1/groups/{group}/members/{person}")).await.0, 204);
     }
-    let tap = |door: &str, uid: &str, at: &str, dry_run: bool| json!({"door": door, "credential": card(uid, None), "at": at, "dry_run": dry_run});
+    let tap =
+        |door: &str, uid: &str, dry_run: bool| json!({"door": door, "credential": card(uid, None), "dry_run": dry_run});
     for (door, uid, at, dry, reason) in [
         ("front", "0A000001", "2026-03-02T12:00:00Z", false, "granted"),
         ("front", "0A000001", "2026-03-02T08:15:00Z", false, "granted"),
@@ -436,7 +440,8 @@ async fn attendance_counts_entries_per_day(b: Backend) {
         ("front", "0A000001", "2026-03-05T10:00:00Z", true, "granted"),
         ("store", "0B000002", "2026-03-05T10:00:00Z", false, "granted"),
     ] {
-        let answer = s.ok("/api/v1/decisions", tap(door, uid, at, dry), 200).await;
+        clock.set_to(at.parse().expect("moment")).await;
+        let answer = s.ok("/api/v1/decisions", tap(door, uid, dry), 200).await;
         assert_eq!(answer["reason"], reason, "{door} {uid} {at}: {answer}");
     }
 
@@ -501,6 +506,7 @@ async fn attendance_counts_entries_per_day(b: Backend) {
     assert_eq!(people_of(staff_day), vec![entry("alice", 3, "2026-03-02T08:15", "2026-03-02T17:45")]);
 
     // Opening with a personal secret is an entry; an admin's opening is nobody's.
+    clock.set_to(chrono::Utc::now()).await;
     let secret = s.ok("/api/v1/people/erin/credentials", json!({"kind": "secret"}), 201).await["secret"]
         .as_str()
         .unwrap()

@@ -14,7 +14,6 @@
 //! database on SQLite only (the first three would only repeat themselves on PostgreSQL,
 //! and a full PostgreSQL is the database server's file system, not lintel's).
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::bad_input::{Answer, send};
 use crate::doors::json_answer;
-use crate::harness::{ADMIN, Backend, Database, Server, all_events};
+use crate::harness::{ADMIN, Backend, Database, FakeClock, Server, all_events};
 use crate::mqtt::{Broker, Controller, lintel_key};
 
 // --- a connection that fails on demand ---------------------------------------------------
@@ -677,36 +676,12 @@ async fn a_full_database_heals(b: Backend) {
 
 // --- the clock ---------------------------------------------------------------------------
 
-const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
-/// Sets the offset the server's clock runs at (`+1h`, `-1h`, `+0`), atomically.
-fn set_clock(file: &Path, offset: &str) {
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, format!("{offset}\n")).expect("faketime file");
-    std::fs::rename(&tmp, file).expect("faketime file");
-}
-
 /// The clock jumps an hour ahead, then an hour behind, then back: schedules follow the
 /// server's clock, openings still need an allowed decision, nothing answers 5xx.
 async fn clock_jumps_are_followed(b: Backend) {
-    assert!(
-        Path::new(FAKETIME).exists(),
-        "the clock faults need libfaketime at {FAKETIME} (apt-get install faketime; scripts/test installs it)"
-    );
     let db = Database::new(b);
-    let clock = db.dir.join("faketime");
-    set_clock(&clock, "+0");
-    let clock_path = clock.display().to_string();
-    let s = Server::start_with(
-        &db,
-        &[
-            ("LD_PRELOAD", FAKETIME),
-            ("FAKETIME_TIMESTAMP_FILE", &clock_path),
-            ("FAKETIME_CACHE_DURATION", "1"),
-            // tokio's timers stay on the real monotonic clock.
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    let clock = FakeClock::new(&db);
+    let s = Server::start_with(&db, &clock.env());
     let doors = doors(&s, &[]).await;
     // Bob may open the relay door for 40 minutes around now (UTC), and only then.
     let now = chrono::Utc::now();
@@ -730,7 +705,7 @@ async fn clock_jumps_are_followed(b: Backend) {
 
     let mut offsets = Vec::new();
     for (offset, shift, bob_in) in [("+1h", 3600, false), ("-1h", -3600, false), ("+0", 0, true)] {
-        set_clock(&clock, offset);
+        clock.set(offset);
         // Ann's taps are recorded at the server's time: wait until it has moved.
         let moved = eventually(10, || async {
             let tap = decide(&s, "desk", "A1A1A1A1").await;

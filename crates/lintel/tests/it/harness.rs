@@ -352,3 +352,52 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The server's wall clock under libfaketime: an offset from the real clock, kept in a file
+/// the server rereads (tokio's timers stay on the real monotonic clock).
+pub struct FakeClock {
+    file: PathBuf,
+    path: String,
+}
+
+pub const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+impl FakeClock {
+    pub fn new(db: &Database) -> Self {
+        assert!(
+            Path::new(FAKETIME).exists(),
+            "clock tests need libfaketime at {FAKETIME} (apt-get install faketime; scripts/test installs it)"
+        );
+        let file = db.dir.join("faketime");
+        let clock = Self { path: file.display().to_string(), file };
+        clock.set("+0");
+        clock
+    }
+
+    /// The environment that puts a server on this clock.
+    pub fn env(&self) -> [(&str, &str); 4] {
+        [
+            ("LD_PRELOAD", FAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", &self.path),
+            // A cached offset is kept until the faked clock passes its expiry, which a
+            // clock moved back would not do for hours.
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ]
+    }
+
+    /// Sets the offset (`+1h`, `-90`, `+0`), atomically.
+    pub fn set(&self, offset: &str) {
+        let tmp = self.file.with_extension("tmp");
+        std::fs::write(&tmp, format!("{offset}\n")).expect("faketime file");
+        std::fs::rename(&tmp, &self.file).expect("faketime file");
+    }
+
+    /// Moves the server's clock to `at`.
+    pub async fn set_to(&self, at: chrono::DateTime<chrono::Utc>) {
+        let offset = (at - chrono::Utc::now()).num_milliseconds() as f64 / 1000.0;
+        self.set(&format!("{offset:+.3}"));
+        // The server rereads the file on every reading of its clock.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

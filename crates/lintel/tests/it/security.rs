@@ -191,6 +191,54 @@ async fn open_locks_after_five_wrong_secrets(b: Backend) {
     assert!(relay.seen().is_empty());
 }
 
+/// Behind a trusted reverse proxy (the tests' loopback client plays it), each forwarded
+/// client is limited alone; a client's own claims to the left of what the proxy appended
+/// change nothing, and a client that is no trusted proxy cannot name another address.
+async fn trusted_proxies_limit_each_forwarded_client_alone(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start_with(&db, &[("LINTEL_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")]);
+    let relay = FakeDevice::shelly_gen2().await;
+    create_door(&s, "front", json!({"kind": "shelly", "url": relay.url}), 5).await;
+    let (_, secret) = person_with_secret(&s, "alice").await;
+    s.ok("/api/v1/grants", json!({"person_id": "alice", "doors": ["front"]}), 201).await;
+    let open_from = |xff: String, secret: String| {
+        send(s.client.post(format!("{}/open/front", s.base)).bearer_auth(secret).header("x-forwarded-for", xff))
+    };
+    // The guesser spoofs a different address each time, left of the proxy's entry.
+    for i in 0..5 {
+        let denied = open_from(format!("198.51.100.{i}, 203.0.113.66"), format!("lsk_guess-{i}")).await;
+        assert_problem(&denied, 403, "a wrong secret");
+    }
+    let limited = open_from("203.0.113.66".into(), secret.clone()).await;
+    assert_problem(&limited, 429, "the guesser behind the proxy is locked");
+    // Everyone else behind the same proxy is not, through the RFC 7239 header as well.
+    assert_eq!(open_from("203.0.113.7".into(), secret.clone()).await.status, 200);
+    let forwarded = send(
+        s.client
+            .post(format!("{}/open/front", s.base))
+            .bearer_auth(&secret)
+            .header("forwarded", "for=\"[2001:db8::7]:4711\""),
+    )
+    .await;
+    assert_eq!(forwarded.status, 200, "{:?}", forwarded.body);
+    drop(s);
+
+    // Not a trusted proxy: the forwarded address is ignored, the peer's own is counted.
+    let db = Database::new(b);
+    let s = Server::start_with(&db, &[("LINTEL_TRUSTED_PROXIES", "10.0.0.0/8")]);
+    create_door(&s, "front", json!({"kind": "shelly", "url": relay.url}), 5).await;
+    let (_, secret) = person_with_secret(&s, "alice").await;
+    s.ok("/api/v1/grants", json!({"person_id": "alice", "doors": ["front"]}), 201).await;
+    let open_from = |xff: String, secret: String| {
+        send(s.client.post(format!("{}/open/front", s.base)).bearer_auth(secret).header("x-forwarded-for", xff))
+    };
+    for i in 0..5 {
+        assert_problem(&open_from(format!("203.0.113.{i}"), format!("lsk_guess-{i}")).await, 403, "a wrong secret");
+    }
+    let spoofed = open_from("203.0.113.200".into(), secret).await;
+    assert_problem(&spoofed, 429, "a spoofed X-Forwarded-For does not escape the lock");
+}
+
 /// Signing in to the user API with wrong secrets locks the client out the same way, and
 /// the 429 says when to come back in its header too.
 async fn wrong_user_secrets_are_limited_with_retry_after(b: Backend) {
@@ -531,6 +579,7 @@ crate::on_both_backends!(
     a_keypad_lock_ends,
     a_keypad_lock_is_capped_and_recorded_once,
     open_locks_after_five_wrong_secrets,
+    trusted_proxies_limit_each_forwarded_client_alone,
     wrong_secrets_lock_out_the_client_not_the_door,
     wrong_user_secrets_are_limited_with_retry_after,
     backup_codes_work_once,

@@ -137,6 +137,7 @@ async fn slack_server_and_fake(b: Backend) -> (Database, Server, String) {
             ("LINTEL_SLACK_BOT_TOKEN", "xoxb-test"),
             ("LINTEL_SLACK_API_BASE_URL", &api),
             ("LINTEL_SLACK_GROUP", "members"),
+            ("LINTEL_PUBLIC_URL", "https://doors.example.org/"),
         ],
     );
     s.ok("/api/v1/doors", json!({"id": "front", "name": "Front"}), 201).await;
@@ -176,6 +177,8 @@ async fn door_secrets_from_slash_commands(b: Backend) {
     assert_eq!(first["response_type"], "ephemeral", "only the caller sees the secret");
     let secret = secret_in(&first);
     assert_eq!(secret.len(), 4 + 43, "256 bits");
+    let hint = first["text"].as_str().unwrap_or_default();
+    assert!(hint.contains("https://doors.example.org/open/<door>"), "the hint names lintel's public URL: {hint}");
     assert_eq!(open(&s, &secret).await, 200);
     let person = s.get("/api/v1/people/slack-U1").await.1;
     assert_eq!(person["external_ids"]["slack"], "U1");

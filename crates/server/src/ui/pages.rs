@@ -1014,6 +1014,9 @@ fn door_view(d: &Door, tz: Tz) -> DoorView {
                 format!("{url} (Shelly generation {generation}, channel {channel})")
             }
             DriverConfig::Http { url, method, .. } => format!("{method} {url}"),
+            DriverConfig::ShellyCloud { server, device_id, channel, .. } => {
+                format!("Shelly Cloud {server}, device {device_id}, channel {channel}")
+            }
             DriverConfig::Mqtt { controller, offline_max_age } => {
                 format!("MQTT controller {controller} (offline list holds {} h)", offline_max_age / 3600)
             }

@@ -120,6 +120,7 @@ pub fn reason(r: Reason) -> &'static str {
         Reason::MissingSkill => "the door needs a skill the person does not have",
         Reason::RateLimited => "too many wrong attempts came from there; it is locked for a while",
         Reason::ListExpired => "the door's controller was offline longer than its allow-list holds",
+        Reason::CrmUnavailable => "the makerspace CRM is down and what lintel knows of the member is too old",
     }
 }
 

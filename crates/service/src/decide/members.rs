@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use lintel_core::{Decision, Index, Pk};
+use lintel_core::{Decision, Index, Pk, Reason};
 use lintel_proto::PresentedCredential;
 
 /// A member to look up: the source's own id for them, and the person lintel knows them as
@@ -28,6 +28,9 @@ pub enum Looked {
     NotFound,
     /// The source failed or was slow: decided on what lintel had.
     Failed(String),
+    /// The source failed and what lintel has is older than the source's age limit: not
+    /// enough to let the member in.
+    TooOld(String),
 }
 
 pub trait MemberSource: Send + Sync {
@@ -47,6 +50,10 @@ pub trait MemberSource: Send + Sync {
 
     /// The denial's words when the source has no such member.
     fn unknown_member_detail(&self) -> &'static str;
+
+    /// The reason an allowed decision is refused with when the source is down and lintel's
+    /// data is too old.
+    fn unavailable_reason(&self) -> Reason;
 }
 
 impl Looked {
@@ -54,6 +61,10 @@ impl Looked {
     pub(crate) fn adjust(&self, source: &dyn MemberSource, decision: Decision) -> Decision {
         match self {
             Self::NotFound => decision.unknown_member(source.unknown_member_detail()),
+            Self::TooOld(error) => decision.unvouched(
+                source.unavailable_reason(),
+                format!("{} is unavailable and what lintel knows of the member is too old ({error})", source.name()),
+            ),
             _ => decision,
         }
     }
@@ -65,7 +76,7 @@ impl Looked {
             Self::Fresh => {}
             Self::Found => data[name] = "fetched".into(),
             Self::NotFound => data[name] = "not_found".into(),
-            Self::Failed(error) => {
+            Self::Failed(error) | Self::TooOld(error) => {
                 data[name] = "failed".into();
                 data["stale"] = true.into();
                 data[format!("{name}_error")] = error.as_str().into();
@@ -95,6 +106,9 @@ mod tests {
         }
         fn unknown_member_detail(&self) -> &'static str {
             "no such member"
+        }
+        fn unavailable_reason(&self) -> Reason {
+            Reason::CrmUnavailable
         }
     }
 

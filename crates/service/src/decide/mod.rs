@@ -24,6 +24,9 @@ use crate::error::{Result, ServiceError};
 use crate::secrets;
 use limiter::{Lock, Locked};
 
+/// How far a recorded decision's `at` may be from the server's clock (readers' clocks drift).
+const AT_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
 pub struct Decider {
     directory: Arc<Directory>,
     limiter: FailureLimiter,
@@ -146,7 +149,17 @@ impl Decider {
         note: serde_json::Map<String, serde_json::Value>,
     ) -> Result<DecisionResponse> {
         let presented = self.present(ask.credential)?;
-        let at = ask.at.unwrap_or_else(Utc::now);
+        let at = match ask.at {
+            // Asking about another moment is a question: recording it would put an entry
+            // into attendance that never happened (or use up a pass in advance).
+            Some(at) if !ask.dry_run && (at - Utc::now()).abs() > AT_TOLERANCE => {
+                return Err(ServiceError::invalid(
+                    "`at` more than a few seconds from now is a question: ask it with \"dry_run\": true",
+                ));
+            }
+            Some(at) => at,
+            None => Utc::now(),
+        };
         let now = limiter::now_micros();
         let lock = match presented.guessable() {
             true => self.limiter.locked(&ask.source, now).await,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
-use lintel_connectors::cobot::{self, Booking, CobotError, Membership, PassType, Plan, UnusedPass};
+use lintel_connectors::cobot::{self, Booking, CobotError, CustomField, Membership, PassType, Plan, UnusedPass};
 use lintel_proto::{PersonPatch, PersonStatus, Schedule, ScheduleRule, SyncReport, Weekday};
 use lintel_store::{CobotMember, NewGrantRecord, StoreError, WorkItem, valid_membership_id};
 use serde_json::{Value, json};
@@ -38,6 +38,8 @@ pub struct CobotConfig {
     pub default_group: Option<String>,
     /// Space plan id -> group.
     pub plan_groups: BTreeMap<String, String>,
+    /// (custom field label, value) -> group: a member whose field has that value joins it.
+    pub custom_field_groups: BTreeMap<(String, String), String>,
     pub sync_every: Duration,
     /// The space's time zone: cancellation dates and pass timespans are local to it.
     pub timezone: Tz,
@@ -157,12 +159,25 @@ impl Cobot {
     /// Groups lintel manages for members: a member is taken out of those their plan no
     /// longer maps to, and never touched in any other.
     fn managed_groups(&self) -> BTreeSet<&str> {
-        self.config.default_group.iter().chain(self.config.plan_groups.values()).map(String::as_str).collect()
+        let fields = self.config.custom_field_groups.values();
+        self.config
+            .default_group
+            .iter()
+            .chain(self.config.plan_groups.values())
+            .chain(fields)
+            .map(String::as_str)
+            .collect()
     }
 
-    fn groups_for(&self, m: &Membership) -> BTreeSet<String> {
+    fn groups_for(&self, m: &Membership, fields: &[CustomField]) -> BTreeSet<String> {
         let plan = self.config.plan_groups.get(m.plan.space_plan_id());
-        self.config.default_group.iter().chain(plan).cloned().collect()
+        let by_field = self.config.custom_field_groups.iter().filter_map(|((label, value), group)| {
+            fields
+                .iter()
+                .any(|f| f.label.trim().eq_ignore_ascii_case(label) && f.value.trim().eq_ignore_ascii_case(value))
+                .then_some(group)
+        });
+        self.config.default_group.iter().chain(plan).chain(by_field).cloned().collect()
     }
 
     /// Makes lintel's directory match one membership. Idempotent.
@@ -188,7 +203,13 @@ impl Cobot {
         // through the member's groups.
         let plan = plans.get(m.plan.space_plan_id());
         let pass_types: &[PassType] = plan.map(|p| p.time_passes.as_slice()).unwrap_or_default();
-        let targets = self.groups_for(m);
+        // Fields are asked for only when some map to groups.
+        let fields = if self.config.custom_field_groups.is_empty() {
+            Vec::new()
+        } else {
+            self.client.custom_fields(&m.id).await.map_err(platform)?
+        };
+        let targets = self.groups_for(m, &fields);
         let in_groups = if pass_types.is_empty() { targets.clone() } else { BTreeSet::new() };
         for group in self.managed_groups() {
             let member = in_groups.contains(group);
@@ -375,6 +396,11 @@ impl Cobot {
                     .and_then(|rest| rest.strip_prefix("/api/"))
                     .ok_or(not_followed)?;
                 let (kind, id) = rest.split_once('/').ok_or(not_followed)?;
+                // `updated_custom_field` names the membership's fields: the membership changed.
+                let id = match kind {
+                    "memberships" => id.strip_suffix("/custom_fields").unwrap_or(id),
+                    _ => id,
+                };
                 let resource = [Resource::Membership, Resource::Booking, Resource::CheckIn]
                     .into_iter()
                     .find(|r| r.path() == kind)
@@ -746,6 +772,7 @@ mod tests {
             public_url: None,
             default_group: Some("members".into()),
             plan_groups: [("full".to_owned(), "studio".to_owned())].into(),
+            custom_field_groups: Default::default(),
             sync_every: Duration::from_secs(3600),
             timezone: chrono_tz::Europe::Berlin,
             buffer_minutes: 10,

@@ -39,6 +39,11 @@ use crate::people::{ExternalPerson, Identity};
 use crate::photos::Photos;
 use crate::{people, validate};
 
+fn younger_than(fetched_at: i64, limit: Duration) -> bool {
+    let age = Utc::now().timestamp_micros().saturating_sub(fetched_at);
+    age < i64::try_from(limit.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// The `[crm]` settings.
 #[derive(Clone, Debug)]
 pub struct CrmConfig {
@@ -52,6 +57,9 @@ pub struct CrmConfig {
     pub membership: Option<String>,
     /// Data older than this is looked up again when the card is presented.
     pub stale_after: Duration,
+    /// Data older than this no longer opens doors while the CRM is down (`crm_unavailable`):
+    /// a member who lapsed meanwhile is not let in forever.
+    pub max_stale: Duration,
     /// The group members are put in (its grants open their doors).
     pub group: Option<String>,
     /// How long a door waits for the CRM.
@@ -135,6 +143,10 @@ impl MemberSource for Crm {
         Box::pin(async move { self.refresh(lookup).await })
     }
 
+    fn unavailable_reason(&self) -> Reason {
+        Reason::CrmUnavailable
+    }
+
     fn unknown_member_detail(&self) -> &'static str {
         "the makerspace CRM has no member with this card's number"
     }
@@ -157,8 +169,15 @@ impl Crm {
     }
 
     fn is_fresh(&self, fetched_at: i64) -> bool {
-        let age = Utc::now().timestamp_micros().saturating_sub(fetched_at);
-        age < i64::try_from(self.config.stale_after.as_micros()).unwrap_or(i64::MAX)
+        younger_than(fetched_at, self.config.stale_after)
+    }
+
+    /// The CRM failed: decide on what lintel has, unless that is older than `max_stale`.
+    fn failed(&self, fetched_at: Option<i64>, why: String) -> Looked {
+        match fetched_at {
+            Some(at) if !younger_than(at, self.config.max_stale) => Looked::TooOld(why),
+            _ => Looked::Failed(why),
+        }
     }
 
     fn remember(&self, person: Pk, fetched_at: i64) {
@@ -217,7 +236,7 @@ impl Crm {
             Looked::Fresh => "fresh",
             Looked::Found => "found",
             Looked::NotFound => "not_found",
-            Looked::Failed(_) => "failed",
+            Looked::Failed(_) | Looked::TooOld(_) => "failed",
         };
         metrics::counter!("lintel_crm_lookups_total", "outcome" => outcome).increment(1);
         looked
@@ -225,7 +244,9 @@ impl Crm {
 
     async fn look_up(self: &Arc<Self>, wanted: Wanted) -> Looked {
         let store = &self.directory.store;
-        if let Ok(Some(m)) = store.crm_member(&wanted.member).await
+        let cached = store.crm_member(&wanted.member).await.ok().flatten();
+        let fetched_at = cached.as_ref().map(|m| m.fetched_at);
+        if let Some(m) = cached
             && self.is_fresh(m.fetched_at)
         {
             // Fetched meanwhile by another node or the CLI: what it wrote is in the store.
@@ -240,7 +261,7 @@ impl Crm {
             return Looked::Fresh;
         }
         if let Some(why) = self.paused().await {
-            return Looked::Failed(why);
+            return self.failed(fetched_at, why);
         }
         match self.fetch(&wanted.member, self.config.timeout).await {
             Ok(Some(person)) => match self.apply(&wanted.member, &person).await {
@@ -251,7 +272,7 @@ impl Crm {
                 }
                 Err(e) => {
                     tracing::warn!(member = %wanted.member, error = %e, "CRM member not applied");
-                    Looked::Failed(format!("the CRM's answer was not applied: {e}"))
+                    self.failed(fetched_at, format!("the CRM's answer was not applied: {e}"))
                 }
             },
             Ok(None) => {
@@ -272,7 +293,7 @@ impl Crm {
                     }
                 }
                 tracing::warn!(member = %wanted.member, error = %e, "CRM lookup failed; deciding on cached data");
-                Looked::Failed(e.to_string())
+                self.failed(fetched_at, e.to_string())
             }
         }
     }
@@ -474,6 +495,7 @@ mod standing {
                 password: "secret".into(),
                 membership: Some("Maker".into()),
                 stale_after: Duration::from_secs(3600),
+                max_stale: Duration::from_secs(72 * 3600),
                 group: Some("members".into()),
                 timeout: Duration::from_secs(2),
             })

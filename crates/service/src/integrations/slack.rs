@@ -57,6 +57,8 @@ pub struct Slack {
     /// Answers and door openings that go on after Slack got its acknowledgement.
     workers: Workers,
     timezone: Tz,
+    /// lintel's public URL, for the `/open/<door>` hint in a secret's message.
+    public_url: Option<String>,
 }
 
 /// A slash command, as Slack posts it (form-encoded).
@@ -118,10 +120,11 @@ fn ephemeral(text: impl Into<String>) -> Value {
     json!({"response_type": "ephemeral", "text": text.into()})
 }
 
-fn secret_message(secret: &str) -> String {
+fn secret_message(secret: &str, public_url: Option<&str>) -> String {
+    let base = public_url.map_or("https://<lintel>", |u| u.trim_end_matches('/'));
     format!(
         "Your door secret (shown only now, keep it like a password):\n`{secret}`\n\
-         Open a door with: `curl -X POST -H \"Authorization: Bearer {secret}\" https://<lintel>/open/<door>`\n\
+         Open a door with: `curl -X POST -H \"Authorization: Bearer {secret}\" {base}/open/<door>`\n\
          Lost it? `/regenerate-door-secret` replaces it."
     )
 }
@@ -133,9 +136,10 @@ impl Slack {
         doors: Arc<Doors>,
         workers: Workers,
         timezone: Tz,
+        public_url: Option<String>,
     ) -> Self {
         let client = slack::Client::new(&config.api_base_url, &config.bot_token);
-        Self { config, client, directory, doors, workers, timezone }
+        Self { config, client, directory, doors, workers, timezone, public_url }
     }
 
     /// Admits a request from Slack: signed with the signing secret over its timestamp and
@@ -258,7 +262,7 @@ impl Slack {
         }
         let credentials::Built { record, shown_once } = credentials::secret();
         self.directory.write(move |store| async move { store.issue_credential(&person, &record).await }).await?;
-        Ok(secret_message(&shown_once.unwrap_or_default()))
+        Ok(secret_message(&shown_once.unwrap_or_default(), self.public_url.as_deref()))
     }
 
     /// The person behind a Slack user: found by their Slack id, or made from `users.info`
