@@ -221,6 +221,11 @@ pub struct Booking {
     pub resource: Resource,
     #[serde(default)]
     pub membership: Option<IdOnly>,
+}
+
+/// A visitor's details, from the booking's external booking in API 2.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct ExternalContact {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -229,27 +234,61 @@ pub struct Booking {
     pub phone: Option<String>,
 }
 
-/// A client for one space, with its OAuth2 bearer token.
+/// The JSON:API document shapes lintel reads (`{"data": {"id", "attributes",
+/// "relationships"}}`).
+#[derive(Deserialize)]
+struct Document<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct BookingResource {
+    #[serde(default)]
+    relationships: BookingRelationships,
+}
+
+#[derive(Deserialize, Default)]
+struct BookingRelationships {
+    #[serde(default, rename = "externalBooking")]
+    external_booking: Option<Document<Option<IdOnly>>>,
+}
+
+#[derive(Deserialize)]
+struct ExternalBookingResource {
+    attributes: ExternalContact,
+}
+
+/// A client for one space, with its OAuth2 bearer token: API v1 on the space's own host,
+/// API 2 (JSON:API) on the platform's; nothing else is ever fetched.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: reqwest::Url,
+    api2: reqwest::Url,
     token: String,
 }
 
+fn http_url(url: &str) -> Result<reqwest::Url, CobotError> {
+    reqwest::Url::parse(url.trim_end_matches('/'))
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| CobotError::ForeignUrl(format!("{url:?} is not an http(s) URL")))
+}
+
+const JSON_API: &str = "application/vnd.api+json";
+
 impl Client {
-    /// `base` is the space's API base, e.g. `https://space.cobot.me`.
-    pub fn new(base: &str, token: &str) -> Result<Self, CobotError> {
-        let base = reqwest::Url::parse(base.trim_end_matches('/'))
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| CobotError::ForeignUrl(format!("{base:?} is not an http(s) URL")))?;
+    /// `base` is the space's API base, e.g. `https://space.cobot.me`; `api2` the platform's
+    /// JSON:API, `https://api.cobot.me`.
+    pub fn new(base: &str, api2: &str, token: &str) -> Result<Self, CobotError> {
+        let base = http_url(base)?;
+        let api2 = http_url(api2)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a client with these settings always builds");
-        Ok(Self { http, base, token: token.to_owned() })
+        Ok(Self { http, base, api2, token: token.to_owned() })
     }
 
     /// The URL of a path on the space.
@@ -292,6 +331,25 @@ impl Client {
 
     pub async fn membership(&self, id: &str) -> Result<Membership, CobotError> {
         self.fetch(&self.url(&format!("/api/memberships/{id}"))).await
+    }
+
+    /// The visitor's details of a booking made through the external booking portal: the
+    /// booking's `externalBooking` relationship in API 2, then that resource. `None` when
+    /// the booking has none.
+    pub async fn external_contact(&self, booking_id: &str) -> Result<Option<ExternalContact>, CobotError> {
+        let api2 = self.api2.as_str().trim_end_matches('/');
+        let booking: Document<BookingResource> =
+            self.send(self.http.get(format!("{api2}/bookings/{booking_id}")).header("accept", JSON_API)).await?;
+        let Some(external) = booking.data.relationships.external_booking.and_then(|r| r.data) else {
+            return Ok(None);
+        };
+        if !external.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || external.id.len() > 64 {
+            return Err(CobotError::Unparsable(format!("external booking id {:?}", external.id)));
+        }
+        let url = format!("{api2}/external_bookings/{}", external.id);
+        let resource: Document<ExternalBookingResource> =
+            self.send(self.http.get(url).header("accept", JSON_API)).await?;
+        Ok(Some(resource.data.attributes))
     }
 
     /// A membership's custom fields (`{"fields": [{"label", "value"}]}`).
@@ -402,7 +460,9 @@ mod tests {
 
     #[test]
     fn only_urls_on_the_configured_space_are_fetched() {
-        let client = Client::new("https://space.cobot.me", "t").unwrap();
+        let client = Client::new("https://space.cobot.me", "https://api.cobot.me", "t").unwrap();
+        // API 2 is asked only at paths lintel builds itself, never at a URL from outside.
+        assert!(!client.owns("https://api.cobot.me/bookings/1"));
         assert!(client.owns("https://space.cobot.me/api/memberships/1"));
         for foreign in [
             "https://other.cobot.me/api/memberships/1",

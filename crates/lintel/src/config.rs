@@ -271,8 +271,12 @@ pub struct LockCloudSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CobotSection {
-    /// The space's API base, e.g. `https://yourspace.cobot.me`: the only host lintel fetches.
+    /// The space's API base, e.g. `https://yourspace.cobot.me`.
     pub base_url: String,
+    /// The platform's API 2 (JSON:API), where external bookings' visitors are: with
+    /// base_url, the only hosts lintel fetches from for the platform.
+    #[serde(default = "default_cobot_api2")]
+    pub api2_url: String,
     /// The OAuth2 access token.
     pub token: String,
     /// lintel's own URL for the webhook subscriptions (default: the top-level public_url).
@@ -337,6 +341,10 @@ pub struct CrmSection {
 
 fn default_stale_after() -> u64 {
     3600
+}
+
+fn default_cobot_api2() -> String {
+    "https://api.cobot.me".into()
 }
 
 fn default_max_stale() -> u64 {
@@ -493,6 +501,7 @@ impl Config {
         }
         Ok(Some(CobotConfig {
             base_url: c.base_url.clone(),
+            api2_url: c.api2_url.clone(),
             token: c.token.clone(),
             public_url: c.public_url.clone(),
             default_group: c.default_group.clone(),
@@ -741,6 +750,7 @@ const KEYS: &[&str] = &[
     "oidc.audience",
     "cobot.base_url",
     "cobot.token",
+    "cobot.api2_url",
     "cobot.public_url",
     "cobot.default_group",
     "cobot.plan_groups",

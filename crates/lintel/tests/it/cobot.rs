@@ -28,6 +28,10 @@ struct Platform {
     check_ins: Vec<String>,
     subscriptions: Vec<Value>,
     bookings: HashMap<String, Value>,
+    /// API 2: booking id -> its external booking's attributes (`name`, `email`, `phone`).
+    external_bookings: HashMap<String, Value>,
+    /// API 2 requests for external bookings.
+    external_requests: usize,
     /// Membership id -> custom fields (`[{"label", "value"}]`).
     custom_fields: HashMap<String, Vec<Value>>,
     /// While true, check-ins answer 503 (the platform is down).
@@ -142,6 +146,53 @@ pub async fn fake_platform() -> FakePlatform {
     async fn bookings(State(p): State<Shared>) -> Json<Value> {
         Json(Value::Array(p.lock().unwrap().bookings.values().cloned().collect()))
     }
+    // API 2 (JSON:API): a booking's relationships, and an external booking's attributes.
+    fn json_api(headers: &axum::http::HeaderMap) -> bool {
+        authorized(headers)
+            && headers
+                .get("accept")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("application/vnd.api+json"))
+    }
+    fn api2_not_found() -> Response {
+        (StatusCode::NOT_FOUND, Json(json!({"errors": [{"title": "Not Found", "detail": "no such resource"}]})))
+            .into_response()
+    }
+    async fn api2_booking(State(p): State<Shared>, Path(id): Path<String>, headers: axum::http::HeaderMap) -> Response {
+        if !json_api(&headers) {
+            return (StatusCode::NOT_ACCEPTABLE, Json(json!({"errors": [{"detail": "JSON:API only"}]})))
+                .into_response();
+        }
+        let p = p.lock().unwrap();
+        let Some(b) = p.bookings.get(&id) else { return api2_not_found() };
+        let external = p
+            .external_bookings
+            .contains_key(&id)
+            .then(|| json!({"id": format!("ext-{id}"), "type": "externalBookings"}));
+        let body = json!({"data": {"id": id, "type": "bookings",
+            "attributes": {"from": b["from"], "to": b["to"], "title": "Booking"},
+            "relationships": {"resource": {"data": {"id": b["resource"]["id"].to_string(), "type": "resources"}},
+                              "membership": {"data": b["membership"].as_object().map(|m| json!({"id": m["id"], "type": "memberships"}))},
+                              "externalBooking": {"data": external}}}});
+        ([(axum::http::header::CONTENT_TYPE, "application/vnd.api+json")], body.to_string()).into_response()
+    }
+    async fn api2_external(
+        State(p): State<Shared>,
+        Path(id): Path<String>,
+        headers: axum::http::HeaderMap,
+    ) -> Response {
+        if !json_api(&headers) {
+            return (StatusCode::NOT_ACCEPTABLE, Json(json!({"errors": [{"detail": "JSON:API only"}]})))
+                .into_response();
+        }
+        let mut p = p.lock().unwrap();
+        p.external_requests += 1;
+        let Some(attributes) = id.strip_prefix("ext-").and_then(|b| p.external_bookings.get(b)) else {
+            return api2_not_found();
+        };
+        let body = json!({"data": {"id": id, "type": "externalBookings", "attributes": attributes}});
+        ([(axum::http::header::CONTENT_TYPE, "application/vnd.api+json")], body.to_string()).into_response()
+    }
     async fn subscriptions(State(p): State<Shared>, Json(body): Json<Value>) -> Response {
         p.lock().unwrap().subscriptions.push(body.clone());
         (StatusCode::CREATED, Json(body)).into_response()
@@ -159,6 +210,8 @@ pub async fn fake_platform() -> FakePlatform {
         .route("/api/subscriptions", post(subscriptions))
         .route("/api/bookings", get(bookings))
         .route("/api/bookings/{id}", get(booking))
+        .route("/bookings/{id}", get(api2_booking))
+        .route("/external_bookings/{id}", get(api2_external))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -198,6 +251,7 @@ struct Setup {
 pub fn cobot_env(platform: &FakePlatform) -> Vec<(&'static str, String)> {
     vec![
         ("LINTEL_COBOT_BASE_URL", platform.url.clone()),
+        ("LINTEL_COBOT_API2_URL", platform.url.clone()),
         ("LINTEL_COBOT_TOKEN", TOKEN.to_owned()),
         ("LINTEL_COBOT_DEFAULT_GROUP", "members".to_owned()),
         ("LINTEL_COBOT_PLAN_GROUPS", "42=studio".to_owned()),
@@ -713,10 +767,13 @@ async fn a_visitor_is_invited_and_disappears_after_the_booking(b: Backend) {
     let now = chrono::Utc::now();
     let mut external = booking("600", None, now - chrono::Duration::minutes(1), 0);
     external["to"] = json!((now + chrono::Duration::seconds(20)).to_rfc3339());
-    external["name"] = json!("Vera Visitor");
-    external["email"] = json!("vera@example.org");
-    external["phone"] = json!("+49 170 1234567");
-    platform.with(|p| p.bookings.insert("600".into(), external));
+    // The visitor's details are not on the v1 booking: API 2's external booking has them.
+    let contact = json!({"from": external["from"], "to": external["to"], "name": "Vera Visitor",
+                         "email": "vera@example.org", "phone": "+49 170 1234567", "company": "", "status": "approved"});
+    platform.with(|p| {
+        p.bookings.insert("600".into(), external);
+        p.external_bookings.insert("600".into(), contact);
+    });
     let url = format!("{}/api/bookings/600", platform.url);
     assert_eq!(deliver(&s, "approved_external_booking", json!({"url": url})).await.0, 202);
 
@@ -743,6 +800,26 @@ async fn a_visitor_is_invited_and_disappears_after_the_booking(b: Backend) {
     assert!(secret.starts_with("lsk_"), "{secret}");
     let open = |door: &'static str| s.client.post(format!("{}/open/{door}", s.base)).bearer_auth(secret.clone()).send();
     assert_eq!(open("studio").await.unwrap().status(), 200, "the link's secret opens the room");
+    assert_eq!(s.get("/api/v1/people/cobot-visitor-600").await.1["name"], "Vera Visitor", "named as API 2 says");
+
+    // An external booking with neither email nor phone: refused for good, once.
+    let mut silent = booking("601", None, now - chrono::Duration::minutes(1), 0);
+    silent["to"] = json!((now + chrono::Duration::hours(1)).to_rfc3339());
+    platform.with(|p| {
+        p.bookings.insert("601".into(), silent);
+        p.external_bookings.insert("601".into(), json!({"name": "Nemo", "email": null, "phone": ""}));
+    });
+    let asked = platform.with(|p| p.external_requests);
+    let url = format!("{}/api/bookings/601", platform.url);
+    assert_eq!(deliver(&s, "approved_external_booking", json!({"url": url})).await.0, 202);
+    inbox_settled(&s).await;
+    let failed = s.get("/api/v1/inbox?state=failed").await.1;
+    let failed = failed["items"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].to_string().contains("email address or a phone number"), "{failed:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(platform.with(|p| p.external_requests), asked + 1, "asked once, not retried");
+    assert_eq!(s.get("/api/v1/people/cobot-visitor-601").await.0, 404);
     let texted = sms.seen();
     assert_eq!(texted.len(), 1, "{texted:?}");
     assert_eq!(texted[0].json()["to"], "+491701234567");

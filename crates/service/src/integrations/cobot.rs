@@ -31,6 +31,9 @@ use crate::{credentials, outbox, people, secrets, validate};
 pub struct CobotConfig {
     /// The space's API base, e.g. `https://space.cobot.me`: the only origin lintel fetches.
     pub base_url: String,
+    /// The platform's JSON:API (API 2), where external bookings' visitors are: the only
+    /// other origin lintel fetches for the platform.
+    pub api2_url: String,
     pub token: String,
     /// lintel's own URL, for webhook subscriptions.
     pub public_url: Option<String>,
@@ -150,7 +153,7 @@ impl Cobot {
         invitations: Option<Arc<Invitations>>,
         lintel_url: Option<String>,
     ) -> Result<Self> {
-        let client = cobot::Client::new(&config.base_url, &config.token)
+        let client = cobot::Client::new(&config.base_url, &config.api2_url, &config.token)
             .map_err(|e| ServiceError::invalid(format!("[cobot] is not usable: {e}")))?;
         let public_url = config.public_url.clone().or(lintel_url);
         Ok(Self { config, client, directory, lockcloud, invitations, public_url })
@@ -549,14 +552,19 @@ impl Cobot {
         if directory.store.person_pk(&id).await?.is_some() {
             return Ok(id);
         }
-        let email = b.email.clone().filter(|e| validate::email(e).is_ok());
-        let phone = b.phone.clone().map(|p| p.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>());
+        let contact = self.client.external_contact(&b.id).await.map_err(platform)?;
+        let Some(contact) = contact else {
+            return Err(ServiceError::invalid("a booking without a membership has no external booking either"));
+        };
+        let email = contact.email.clone().filter(|e| validate::email(e).is_ok());
+        let phone =
+            contact.phone.clone().map(|p| p.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>());
         let phone = phone.filter(|p| (6..=20).contains(&p.len()));
         if email.is_none() && phone.is_none() {
             return Err(ServiceError::invalid("an external booking needs an email address or a phone number"));
         }
         let mut visitor = ExternalPerson::new("cobot-booking", b.id.clone(), Identity::Derived(id.clone()));
-        visitor.name = b.name.clone().or_else(|| email.clone());
+        visitor.name = contact.name.clone().filter(|n| !n.trim().is_empty()).or_else(|| email.clone());
         visitor.fallback_name = format!("Visitor {}", b.id);
         visitor.email = email.clone();
         visitor.phone = Some(phone.clone());
@@ -768,6 +776,7 @@ mod tests {
         }
         let config = CobotConfig {
             base_url: platform.url.clone(),
+            api2_url: platform.url.clone(),
             token: "token".into(),
             public_url: None,
             default_group: Some("members".into()),
