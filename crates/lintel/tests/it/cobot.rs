@@ -377,7 +377,15 @@ async fn members_follow_their_memberships(b: Backend) {
     platform.with(|p| p.memberships.remove("2"));
     let report = sync(&s).await;
     assert_eq!(report["gone"], 1, "{report}");
-    eventually_reason(&s, "front", "B2B2B2B2", "person_suspended").await;
+    // Offboarded: the card is revoked, the person suspended, one event says what was taken.
+    eventually_reason(&s, "front", "B2B2B2B2", "credential_revoked").await;
+    assert_eq!(s.get("/api/v1/people/cobot-2").await.1["status"], "suspended");
+    let events = s.all_events("kind=person.offboarded").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0]["person_id"].as_str(), events[0]["data"]["source"].as_str()),
+        (Some("cobot-2"), Some("cobot"))
+    );
 }
 
 /// `[cobot] custom_field_groups`: a member whose field has the value joins the group; a

@@ -56,7 +56,7 @@ fn python_one(request: Value) -> Value {
 }
 
 /// Compact tokens for a batch of `sign`, `sign-raw`, `tamper` or `id-token` requests.
-fn tokens(requests: Vec<Value>) -> Vec<String> {
+pub(crate) fn tokens(requests: Vec<Value>) -> Vec<String> {
     python(requests)
         .into_iter()
         .map(|a| a["token"].as_str().unwrap_or_else(|| panic!("no token in {a}")).to_owned())
@@ -69,10 +69,10 @@ fn token(request: Value) -> String {
 
 /// An Ed25519 key pair made by `cryptography`.
 #[derive(Debug, Clone)]
-struct Key {
-    pem: String,
+pub(crate) struct Key {
+    pub(crate) pem: String,
     /// Standard base64 of the 32 raw public key bytes, as the API takes it.
-    b64: String,
+    pub(crate) b64: String,
     hex: String,
 }
 
@@ -83,7 +83,7 @@ impl Key {
     }
 }
 
-fn keygen(n: usize) -> Vec<Key> {
+pub(crate) fn keygen(n: usize) -> Vec<Key> {
     python((0..n).map(|_| json!({"cmd": "keygen"})).collect())
         .into_iter()
         .map(|k| Key {
@@ -95,7 +95,7 @@ fn keygen(n: usize) -> Vec<Key> {
 }
 
 /// A `sign` request: EdDSA by PyJWT with this chain in `x5c` (`Value::Null`: no x5c).
-fn eddsa(key: &Key, x5c: &Value, claims: Value) -> Value {
+pub(crate) fn eddsa(key: &Key, x5c: &Value, claims: Value) -> Value {
     json!({"cmd": "sign", "key": key.pem, "x5c": x5c, "claims": claims})
 }
 
@@ -119,7 +119,7 @@ fn claims(iss: &str, lock: &str, from: i64, to: i64, operation: Value) -> Value 
 }
 
 /// An unlock valid for the next 30 seconds.
-fn unlock(iss: &str, lock: &str) -> Value {
+pub(crate) fn unlock(iss: &str, lock: &str) -> Value {
     claims(iss, lock, 0, 30, json!({"type": "unlock"}))
 }
 
@@ -169,7 +169,7 @@ async fn user_with_key(s: &Server, id: &str, extra: Value, key: &Key) -> User {
     }
 }
 
-async fn register(s: &Server, bearer: &str, key: &Key) -> Answer {
+pub(crate) async fn register(s: &Server, bearer: &str, key: &Key) -> Answer {
     as_user(s, reqwest::Method::POST, "/api/v1/keys", bearer, Some(json!({"public_key": key.b64}))).await
 }
 
@@ -192,7 +192,7 @@ async fn lookup(s: &Server, bearer: &str, by: &str, value: &str) -> Answer {
 }
 
 /// Posts an operation as `application/jose`, without any Authorization.
-async fn post_op(s: &Server, token: &str) -> Answer {
+pub(crate) async fn post_op(s: &Server, token: &str) -> Answer {
     post_op_as(s, token, "application/jose").await
 }
 

@@ -214,6 +214,17 @@ async fn leaving_the_workspace_revokes_everything(b: Backend) {
     let (status, answer) = post_signed(&s, "/hooks/slack/events", challenge, &ts, &sig, "application/json").await;
     assert_eq!((status, &answer["challenge"]), (200, &json!("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P")));
 
+    // A key registered with the secret: a signed unlock opens the door while U1 is here.
+    let [key]: [crate::signed::Key; 1] = crate::signed::keygen(1).try_into().unwrap();
+    let registered = crate::signed::register(&s, &secret, &key).await;
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    let x5c = registered.body["certificate_chain"].clone();
+    let sign = || {
+        crate::signed::tokens(vec![crate::signed::eddsa(&key, &x5c, crate::signed::unlock("slack-U1", "front"))])
+            .remove(0)
+    };
+    assert_eq!(crate::signed::post_op(&s, &sign()).await.status, 200, "a signed unlock before leaving");
+
     let left =
         r#"{"type":"event_callback","team_id":"T1","event":{"type":"user_change","user":{"id":"U1","deleted":true}}}"#;
     let ts = now();
@@ -225,6 +236,41 @@ async fn leaving_the_workspace_revokes_everything(b: Backend) {
     let revoked: Vec<_> = events.iter().filter(|e| e["kind"] == "credential.revoked").collect();
     assert_eq!(revoked.len(), 2, "{events:?}");
     assert!(revoked.iter().all(|e| e["data"]["reason"] == "left the Slack workspace"));
+    // The signed unlock is refused at once, not when the certificate expires.
+    let refused = crate::signed::post_op(&s, &sign()).await;
+    assert!(refused.status >= 400 && refused.status < 500, "a departed user's signed unlock: {}", refused.text);
+    // Out of the workspace's group and, known from nowhere else, suspended.
+    let person = s.get("/api/v1/people/slack-U1").await.1;
+    assert_eq!((&person["groups"], &person["status"]), (&json!([]), &json!("suspended")), "{person}");
+    // One event says what was taken.
+    let events = s.events().await;
+    let offboarded: Vec<_> = events.iter().filter(|e| e["kind"] == "person.offboarded").collect();
+    assert_eq!(offboarded.len(), 1, "{events:?}");
+    let data = &offboarded[0]["data"];
+    assert_eq!((data["source"].as_str(), data["reason"].as_str()), (Some("slack"), Some("left the Slack workspace")));
+    assert_eq!(data["credentials"].as_array().map(Vec::len), Some(2), "{data}");
+    assert_eq!(data["keys"], json!([key_id(&registered.body)]), "{data}");
+    assert_eq!((&data["groups"], &data["suspended"]), (&json!(["members"]), &json!(true)), "{data}");
+}
+
+fn key_id(registered: &Value) -> String {
+    registered["id"].as_str().expect("key id").to_owned()
+}
+
+/// A user made a guest where guests are not allowed is offboarded like one who left.
+async fn a_user_turned_guest_is_offboarded(b: Backend) {
+    let (_db, s) = slack_server(b).await;
+    let secret = secret_in(&command(&s, "U1", "/door-secret").await.1);
+    assert_eq!(open(&s, &secret).await, 200);
+    let guest = r#"{"type":"event_callback","team_id":"T1","event":{"type":"user_change","user":{"id":"U1","deleted":false,"is_restricted":true}}}"#;
+    let ts = now();
+    let sig = lintel_connectors::slack::sign(SECRET, &ts, guest.as_bytes());
+    assert_eq!(post_signed(&s, "/hooks/slack/events", guest, &ts, &sig, "application/json").await.0, 200);
+    assert_eq!(open(&s, &secret).await, 403);
+    let events = s.events().await;
+    let offboarded: Vec<_> = events.iter().filter(|e| e["kind"] == "person.offboarded").collect();
+    assert_eq!(offboarded.len(), 1, "{events:?}");
+    assert_eq!(offboarded[0]["data"]["reason"], "became a Slack guest");
 }
 
 async fn reconciliation_with_users_list_catches_missed_events(b: Backend) {
@@ -319,6 +365,7 @@ async fn requests_signed_by_slacks_own_sdk_are_accepted(b: Backend) {
 }
 
 crate::on_both_backends!(
+    a_user_turned_guest_is_offboarded,
     door_secrets_from_slash_commands,
     slow_lookups_answer_through_the_response_url,
     leaving_the_workspace_revokes_everything,

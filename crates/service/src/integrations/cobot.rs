@@ -22,6 +22,7 @@ use super::invitations::{Invitation, Invitations};
 use super::lockcloud::LockCloud;
 use crate::directory::Directory;
 use crate::error::{Result, ServiceError};
+use crate::offboarding::{self, Departure};
 use crate::people::{ExternalPerson, Identity};
 use crate::workers::Workers;
 use crate::{credentials, outbox, people, secrets, validate};
@@ -310,6 +311,15 @@ impl Cobot {
     }
 
     /// Takes a member's access away when the membership is gone from the platform.
+    /// A membership gone from the platform: the member is offboarded (credentials, keys,
+    /// the platform's groups; suspended unless another source knows them).
+    async fn gone(&self, person: &str) -> Result<()> {
+        let groups: Vec<String> = self.managed_groups().into_iter().map(str::to_owned).collect();
+        let reason = "the membership is gone from the platform";
+        let departure = Departure { person_id: person, source: "cobot", reason, groups: &groups };
+        offboarding::offboard(&self.directory, departure).await.map(drop)
+    }
+
     async fn suspend(&self, person: &str) -> Result<()> {
         match self.directory.store.person(person).await {
             Ok(p) if p.status != PersonStatus::Suspended => {
@@ -359,7 +369,7 @@ impl Cobot {
         for member in self.directory.store.cobot_members().await? {
             if !listed.contains(&member.membership_id) {
                 report.gone += 1;
-                self.suspend(&member.person_id).await?;
+                self.gone(&member.person_id).await?;
             }
         }
         Ok(report)
@@ -482,7 +492,7 @@ impl Cobot {
         match self.client.membership(id).await {
             Ok(m) if m.id == id => self.apply_membership(&m, &self.plans_by_id().await?).await.map(drop),
             Ok(_) => Err(ServiceError::upstream("platform", "the platform answered with another membership", false)),
-            Err(CobotError::Status { status: 404 | 410, .. }) => self.suspend(&person_id(id)).await,
+            Err(CobotError::Status { status: 404 | 410, .. }) => self.gone(&person_id(id)).await,
             Err(e) => Err(platform(e)),
         }
     }
@@ -849,6 +859,12 @@ mod tests {
             json!({"id": "900", "from": starts, "to": ends, "resource": {"id": "7"}, "name": "Visitor"}),
         );
         platform.answer("GET /api/memberships/3", 503, json!({"error": "maintenance"}));
+        // The visitor's details are in API 2: neither email nor phone.
+        let relationships = json!({"externalBooking": {"data": {"id": "ext-900", "type": "externalBookings"}}});
+        let booking = json!({"data": {"id": "900", "type": "bookings", "relationships": relationships}});
+        platform.answer("GET /bookings/900", 200, booking);
+        let visitor = json!({"data": {"id": "ext-900", "type": "externalBookings", "attributes": {"name": "Nemo"}}});
+        platform.answer("GET /external_bookings/ext-900", 200, visitor);
         let deliver = async |path: &str| {
             let delivery = json!({"url": format!("{}{path}", platform.url)});
             cobot.receive("created_booking", &delivery, 100).await.unwrap().expect("stored")

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::directory::Directory;
 use crate::doors::{Doors, Opener};
 use crate::error::{Result, ServiceError};
+use crate::offboarding::{self, Departure};
 use crate::people::{self, ExternalPerson, Identity};
 use crate::workers::Workers;
 use crate::{credentials, validate};
@@ -293,12 +294,21 @@ impl Slack {
         Ok(Ok(people::upsert(&self.directory, person).await?.id))
     }
 
-    /// The Events API's events lintel acts on: a user deleted from the workspace loses
-    /// every credential at once.
+    /// Whether a workspace user may still hold what the workspace gave: not deleted, and
+    /// not a guest where guests are not allowed.
+    fn stays(&self, deleted: bool, guest: bool) -> bool {
+        !deleted && (self.config.allow_guests || !guest)
+    }
+
+    /// The Events API's events lintel acts on: a user deleted from the workspace, or made
+    /// a guest where guests are not allowed, is offboarded at once.
     pub async fn event(&self, event: &Value) -> Result<()> {
-        let left = event["type"] == "user_change" && event["user"]["deleted"] == true;
-        if let (true, Some(user_id)) = (left, event["user"]["id"].as_str()) {
-            self.revoke_user(user_id, "left the Slack workspace").await?;
+        let user = &event["user"];
+        let guest = user["is_restricted"] == true || user["is_ultra_restricted"] == true;
+        let left = event["type"] == "user_change" && !self.stays(user["deleted"] == true, guest);
+        if let (true, Some(user_id)) = (left, user["id"].as_str()) {
+            let reason = if user["deleted"] == true { "left the Slack workspace" } else { "became a Slack guest" };
+            self.revoke_user(user_id, reason).await?;
         }
         Ok(())
     }
@@ -307,9 +317,14 @@ impl Slack {
     /// longer listed loses every credential. Events can be missed; this heals it.
     pub async fn reconcile(&self) -> Result<Reconciled> {
         let users = self.client.users().await.map_err(|e| ServiceError::unavailable(format!("users.list: {e}")))?;
-        let active: HashSet<&str> = users.iter().filter(|u| !u.deleted).map(|u| u.id.as_str()).collect();
+        let active: HashSet<&str> = users
+            .iter()
+            .filter(|u| self.stays(u.deleted, u.is_restricted || u.is_ultra_restricted))
+            .map(|u| u.id.as_str())
+            .collect();
         let linked = self.directory.store.external_ids(SLACK_SYSTEM).await?;
-        let mut result = Reconciled { members: active.len(), departed: 0, revoked: 0 };
+        let members = users.iter().filter(|u| !u.deleted).count();
+        let mut result = Reconciled { members, departed: 0, revoked: 0 };
         for (_, user_id) in linked.iter().filter(|(_, u)| !active.contains(u.as_str())) {
             result.departed += 1;
             result.revoked += self.revoke_user(user_id, "no longer in the Slack workspace").await?;
@@ -340,16 +355,13 @@ impl Slack {
         });
     }
 
-    /// Revokes every credential of the person with this Slack id, if there is one;
-    /// returns how many.
+    /// Offboards the person with this Slack id, if there is one; returns how many
+    /// credentials were revoked.
     async fn revoke_user(&self, user_id: &str, reason: &str) -> Result<usize> {
         let Some(person) = self.linked_person(user_id).await? else { return Ok(0) };
-        let reason = reason.to_owned();
-        let written = self
-            .directory
-            .write(move |store| async move { store.revoke_person_credentials(&person.id, None, &reason).await })
-            .await?;
-        Ok(written.value.len())
+        let groups: Vec<String> = self.config.group.iter().cloned().collect();
+        let departure = Departure { person_id: &person.id, source: SLACK_SYSTEM, reason, groups: &groups };
+        Ok(offboarding::offboard(&self.directory, departure).await?.credentials.len())
     }
 
     /// Posts the doorbell's message: the text, the picture when there is one, and the

@@ -1,0 +1,85 @@
+//! Leaving means leaving: when the source a person came from says they are gone (a chat
+//! user deleted or made a guest, a membership ended), they lose everything that source
+//! gave: every credential, every registered signing key (a signed unlock stops at once,
+//! not when its certificate expires), the source's groups, and, when no other source
+//! knows them, their active status. One `person.offboarded` event says what was taken.
+//!
+//! Each step is its own write and a repeat finds nothing left to take, so a step that
+//! failed is completed by the next run (the next event or reconciliation).
+
+use std::sync::Arc;
+
+use lintel_proto::{PersonPatch, PersonStatus};
+use lintel_store::{NewEvent, StoreError};
+
+use crate::directory::Directory;
+use crate::error::Result;
+
+/// Who leaves, and what their source gave them.
+pub struct Departure<'a> {
+    pub person_id: &'a str,
+    /// The external-id system of the source (`slack`, `cobot`, `crm`).
+    pub source: &'a str,
+    pub reason: &'a str,
+    /// The groups that source put them in.
+    pub groups: &'a [String],
+}
+
+/// What was taken away.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Offboarded {
+    pub credentials: Vec<String>,
+    pub keys: Vec<String>,
+    pub groups: Vec<String>,
+    pub suspended: bool,
+}
+
+impl Offboarded {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+pub async fn offboard(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Offboarded> {
+    let store = &directory.store;
+    let person = match store.person(d.person_id).await {
+        Ok(p) => p,
+        Err(StoreError::NotFound { .. }) => return Ok(Offboarded::default()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut taken = Offboarded::default();
+    let (id, reason) = (d.person_id.to_owned(), d.reason.to_owned());
+    let revoked =
+        directory.write(move |store| async move { store.revoke_person_credentials(&id, None, &reason).await }).await?;
+    taken.credentials = revoked.value.into_iter().map(|c| c.id).collect();
+    for key in store.user_keys(Some(d.person_id)).await?.into_iter().filter(|k| k.revoked_at.is_none()) {
+        store.revoke_key(&key.id, None).await?;
+        taken.keys.push(key.id);
+    }
+    for group in d.groups.iter().filter(|g| person.groups.contains(g)) {
+        let (g, p) = (group.clone(), d.person_id.to_owned());
+        directory.write(move |store| async move { store.set_member(&g, &p, false).await }).await?;
+        taken.groups.push(group.clone());
+    }
+    // Known from nowhere else: nothing vouches for them any more.
+    let elsewhere = person.external_ids.keys().any(|system| system != d.source);
+    if !elsewhere && person.status != PersonStatus::Suspended {
+        let patch = PersonPatch { status: Some(PersonStatus::Suspended), ..Default::default() };
+        let id = d.person_id.to_owned();
+        directory.write(move |store| async move { store.patch_person(&id, &patch).await }).await?;
+        taken.suspended = true;
+    }
+    if !taken.is_empty() {
+        let event = NewEvent::new("person.offboarded")
+            .person(d.person_id)
+            .with("source", d.source)
+            .with("reason", d.reason)
+            .with("credentials", taken.credentials.clone())
+            .with("keys", taken.keys.clone())
+            .with("groups", taken.groups.clone())
+            .with("suspended", taken.suspended);
+        let recorded = store.append_events(&[event]).await?;
+        directory.publish(&recorded);
+    }
+    Ok(taken)
+}
