@@ -98,8 +98,11 @@ async fn own_writes_show_at_once_across_a_foreign_write(b: Backend) {
     s.ok("/api/v1/grants", json!({"group_id": "members"}), 201).await;
     let file = write_file(&db.dir, "p.csv", "id,name,email,card_uid,groups\nhal,Hal,,0A0A0A0A,members\n");
     assert_eq!(import(&db, &file).0, 0);
-    // The server has not reloaded yet (its follower waits a minute) ...
-    assert_eq!(s.decide("front", card("0A0A0A0A", None)).await["reason"], "unknown_credential");
+    // On SQLite the server has not seen the import yet (its follower waits a minute); on
+    // PostgreSQL the import's notification may have brought it in already ...
+    if matches!(b, Backend::Sqlite) {
+        assert_eq!(s.decide("front", card("0A0A0A0A", None)).await["reason"], "unknown_credential");
+    }
     // ... but what it writes itself counts at once, and the gap it notices makes it fetch
     // the other process's changes right away.
     s.ok("/api/v1/people/hal/credentials", json!({"kind": "card", "uid": "0B0B0B0B"}), 201).await;
