@@ -524,15 +524,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut writes = Vec::new();
     let mut stale = 0;
     for i in 0..200u64 {
-        let card = hex::encode_upper(uid(10_000_000 + i));
         let started = Instant::now();
-        let resp = client
-            .post(format!("{lintel_base}/api/v1/people/m{}/credentials", i + 1))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"kind": "card", "uid": card}))
-            .send()
-            .await?;
-        anyhow::ensure!(resp.status() == 201, "issuing a card: {}", resp.text().await?);
+        let card = issue_card(&client, &lintel_base, i).await?;
         let written = Instant::now();
         writes.push(written.duration_since(started));
         let answer: serde_json::Value = client
@@ -666,6 +659,19 @@ fn decision_script(dir: &Path, people: u64) -> anyhow::Result<PathBuf> {
 }
 
 /// `lintel_index_updates_total{how}` as a node's metrics say.
+/// Issues the `i`-th new card (to member `m<i+1>`) through the API; its UID.
+async fn issue_card(client: &reqwest::Client, base: &str, i: u64) -> anyhow::Result<String> {
+    let card = hex::encode_upper(uid(10_000_000 + i));
+    let resp = client
+        .post(format!("{base}/api/v1/people/m{}/credentials", i + 1))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"kind": "card", "uid": card}))
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 201, "issuing a card: {}", resp.text().await?);
+    Ok(card)
+}
+
 async fn index_updates(client: &reqwest::Client, base: &str, how: &str) -> anyhow::Result<u64> {
     let text = client.get(format!("{base}/metrics")).send().await?.text().await?;
     let prefix = format!("lintel_index_updates_total{{how=\"{how}\"}} ");
@@ -702,14 +708,7 @@ async fn two_nodes(url: &str, people: u64, dir: &Path, seconds: u64) -> anyhow::
     eprintln!("two nodes: a card issued on A, asked about on B until B knows it ...");
     let mut delays = Vec::new();
     for i in 0..200u64 {
-        let card = hex::encode_upper(uid(10_000_000 + i));
-        let resp = client
-            .post(format!("{a}/api/v1/people/m{}/credentials", i + 1))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"kind": "card", "uid": card}))
-            .send()
-            .await?;
-        anyhow::ensure!(resp.status() == 201, "issuing a card: {}", resp.text().await?);
+        let card = issue_card(&client, &a, i).await?;
         let written = Instant::now();
         let ask = serde_json::json!({"door": "front", "credential": {"kind": "card", "uid": card}, "dry_run": true});
         loop {
