@@ -383,44 +383,26 @@ async fn upstreams_are_called_once_per_period_by_all_nodes(b: Backend) {
 crate::on_both_backends!(the_clis_writes_reach_a_running_server, a_ui_session_outlives_a_restart_and_ends_everywhere);
 
 /// Several nodes share PostgreSQL only (SQLite is one process's database).
-mod several {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writes_on_one_node_are_decided_on_the_others() {
-        if crate::harness::postgres_skipped() {
-            return;
+macro_rules! on_postgres_only {
+    ($($test:ident),* $(,)?) => {
+        mod several {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if crate::harness::postgres_skipped() {
+                        return;
+                    }
+                    super::$test(crate::harness::Backend::Postgres).await
+                }
+            )*
         }
-        super::writes_on_one_node_are_decided_on_the_others(crate::harness::Backend::Postgres).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_nodes_events_reach_every_nodes_stream() {
-        if crate::harness::postgres_skipped() {
-            return;
-        }
-        super::every_nodes_events_reach_every_nodes_stream(crate::harness::Backend::Postgres).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_mqtt_link_moves_when_its_node_dies() {
-        if crate::harness::postgres_skipped() {
-            return;
-        }
-        super::the_mqtt_link_moves_when_its_node_dies(crate::harness::Backend::Postgres).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn upstreams_are_called_once_per_period_by_all_nodes() {
-        if crate::harness::postgres_skipped() {
-            return;
-        }
-        super::upstreams_are_called_once_per_period_by_all_nodes(crate::harness::Backend::Postgres).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn guesses_spread_over_nodes_meet_one_limit() {
-        if crate::harness::postgres_skipped() {
-            return;
-        }
-        super::guesses_spread_over_nodes_meet_one_limit(crate::harness::Backend::Postgres).await
-    }
+    };
 }
+
+on_postgres_only!(
+    writes_on_one_node_are_decided_on_the_others,
+    every_nodes_events_reach_every_nodes_stream,
+    the_mqtt_link_moves_when_its_node_dies,
+    upstreams_are_called_once_per_period_by_all_nodes,
+    guesses_spread_over_nodes_meet_one_limit,
+);
