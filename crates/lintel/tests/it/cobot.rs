@@ -363,10 +363,18 @@ async fn members_follow_their_memberships(b: Backend) {
     eventually_reason(&s, "studio", "A1A1A1A1", "no_grant").await;
     eventually_reason(&s, "front", "A1A1A1A1", "granted").await;
 
-    // The cancellation date passed: access ends at once; a reactivation restores it.
+    // The cancellation date passed: access ends at once, and no personal secret stays
+    // active; a reactivation restores the card (the secret is enrolled again).
+    let secret = s.ok("/api/v1/people/cobot-1/credentials", json!({"kind": "secret"}), 201).await;
     platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = json!("2021/12/31"));
     deliver(&s, "membership_cancellation_date_reached", json!({"url": platform.membership_url("1")})).await;
     eventually_reason(&s, "front", "A1A1A1A1", "person_suspended").await;
+    inbox_settled(&s).await;
+    let held = s.get("/api/v1/people/cobot-1/credentials").await.1;
+    let status_of = |id: &Value| held.as_array().unwrap().iter().find(|c| &c["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status_of(&secret["id"]), "revoked", "{held}");
+    let lapsed = s.all_events("kind=person.offboarded&person_id=cobot-1").await;
+    assert_eq!((lapsed.len(), &lapsed[0]["data"]["suspended"]), (1, &json!(false)), "{lapsed:?}");
     platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = Value::Null);
     deliver(&s, "reactivated_membership", json!({"url": platform.membership_url("1")})).await;
     eventually_reason(&s, "front", "A1A1A1A1", "granted").await;
@@ -385,7 +393,7 @@ async fn members_follow_their_memberships(b: Backend) {
     // Offboarded: the card is revoked, the person suspended, one event says what was taken.
     eventually_reason(&s, "front", "B2B2B2B2", "credential_revoked").await;
     assert_eq!(s.get("/api/v1/people/cobot-2").await.1["status"], "suspended");
-    let events = s.all_events("kind=person.offboarded").await;
+    let events = s.all_events("kind=person.offboarded&person_id=cobot-2").await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
         (events[0]["person_id"].as_str(), events[0]["data"]["source"].as_str()),

@@ -219,6 +219,9 @@ impl Cobot {
         member.status = Some(if active { PersonStatus::Active } else { PersonStatus::Suspended });
         let upserted = people::upsert(directory, member).await?;
         let id = upserted.id;
+        if !active {
+            self.lapsed(&id).await?;
+        }
 
         // A plan with time passes gives access only through its passes; any other plan
         // through the member's groups.
@@ -345,7 +348,15 @@ impl Cobot {
             Ok(_) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(())
+        self.lapsed(person).await
+    }
+
+    /// A membership that ended but may come back: suspended with its cards kept, and no
+    /// personal secret or signing key left active (see [`offboarding::lapse`]).
+    async fn lapsed(&self, person: &str) -> Result<()> {
+        let reason = "the membership has ended";
+        let departure = Departure { person_id: person, source: "cobot", reason, groups: &[] };
+        offboarding::lapse(&self.directory, departure).await.map(drop)
     }
 
     async fn plans_by_id(&self) -> Result<HashMap<String, Plan>> {
