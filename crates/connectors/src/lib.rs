@@ -7,3 +7,4 @@ pub mod doorbell;
 pub mod ldap;
 pub mod lockcloud;
 pub mod slack;
+pub mod webhooks;

@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage outbound webhook endpoints (Standard Webhooks).
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Import people and their cards from CSV: a header row with id,name,email,card_uid
     /// and optionally revocation_code, groups (`;`-separated group ids) and status. A file
     /// whose header has a `badge` column (and no card_uid) is a badge system's export for
@@ -185,6 +190,39 @@ enum TokenCommand {
     Revoke {
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// List the endpoints.
+    List,
+    /// Register an endpoint and print its signing secret once.
+    Add {
+        #[arg(long)]
+        url: String,
+        /// An event kind it receives (`decision`, `door.*`, `*`); repeat for several.
+        #[arg(long = "kind", required = true)]
+        kinds: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Allow plain http, to a loopback or private address only.
+        #[arg(long)]
+        allow_http: bool,
+    },
+    /// A new signing secret, printed once; the old one signs beside it for a day.
+    Rotate {
+        id: String,
+    },
+    /// Enable an endpoint (lintel disables one that answered 410 or kept failing).
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
+    Remove {
+        id: String,
     },
 }
 
@@ -401,6 +439,37 @@ async fn main() -> anyhow::Result<()> {
                     store.revoke_token(&name).await?;
                     println!("token {name:?} revoked");
                 }
+            }
+            store.close().await;
+        }
+        Command::Webhooks { command } => {
+            use lintel_service::webhooks;
+            let store = open_store(&config, Open::Existing).await?;
+            let enabled = |enabled| lintel_proto::WebhookEndpointPatch { enabled: Some(enabled), ..Default::default() };
+            match command {
+                WebhooksCommand::List => {
+                    for e in webhooks::list(&store).await? {
+                        let state = match (&e.enabled, &e.disabled_reason) {
+                            (true, _) => "enabled".to_owned(),
+                            (false, Some(why)) => format!("disabled: {why}"),
+                            (false, None) => "disabled".to_owned(),
+                        };
+                        println!("{}\t{}\t{}\t{state}", e.id, e.url, e.kinds.join(","));
+                    }
+                }
+                WebhooksCommand::Add { url, kinds, description, allow_http } => {
+                    let new = lintel_proto::NewWebhookEndpoint { url, kinds, description, enabled: None, allow_http };
+                    let made = webhooks::create(&store, new).await?;
+                    println!("{}", made.secret);
+                    eprintln!("endpoint {} registered; its secret is shown only this once", made.endpoint.id);
+                }
+                WebhooksCommand::Rotate { id } => {
+                    println!("{}", webhooks::rotate(&store, &id).await?.secret);
+                    eprintln!("the old secret keeps signing beside it for a day");
+                }
+                WebhooksCommand::Enable { id } => drop(webhooks::patch(&store, &id, enabled(true)).await?),
+                WebhooksCommand::Disable { id } => drop(webhooks::patch(&store, &id, enabled(false)).await?),
+                WebhooksCommand::Remove { id } => webhooks::delete(&store, &id).await?,
             }
             store.close().await;
         }

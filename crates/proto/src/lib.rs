@@ -9,6 +9,7 @@ mod events;
 mod integrations;
 mod problem;
 mod signed;
+mod webhooks;
 
 pub use decision::*;
 pub use directory::*;
@@ -16,6 +17,7 @@ pub use events::*;
 pub use integrations::*;
 pub use problem::*;
 pub use signed::*;
+pub use webhooks::*;
 
 /// A page of items with the cursor of the next page, when there is one.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

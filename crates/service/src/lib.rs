@@ -27,6 +27,7 @@ pub mod sessions;
 mod testing;
 pub mod tokens;
 pub mod validate;
+pub mod webhooks;
 mod workers;
 
 use std::path::PathBuf;
@@ -55,6 +56,7 @@ use operations::Operations;
 use photos::Photos;
 use sessions::Sessions;
 pub use tokens::Tokens;
+use webhooks::Webhooks;
 pub use workers::Workers;
 
 /// Events removed per transaction by the retention pruner.
@@ -148,6 +150,7 @@ pub struct Services {
     pub slack: Option<Arc<Slack>>,
     pub doorbell: Option<Arc<Doorbell>>,
     pub oidc: Option<Arc<Oidc>>,
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl Services {
@@ -228,6 +231,7 @@ impl Services {
         };
         let oidc = config.oidc.clone().map(|c| Arc::new(Oidc::new(c, directory.clone())));
         let sessions = Arc::new(Sessions::new(directory.store.clone(), tokens.clone()));
+        let webhooks = Arc::new(Webhooks::new(directory.clone()));
         Ok(Self {
             sessions,
             credentials: CredentialBuilder::new(config.pin_key),
@@ -250,6 +254,7 @@ impl Services {
             slack,
             doorbell,
             oidc,
+            webhooks,
         })
     }
 
@@ -285,6 +290,7 @@ impl Services {
         if let Some(slack) = &self.slack {
             slack.spawn_reconciler(&self.workers);
         }
+        self.webhooks.spawn_worker(&self.workers);
         Ok(())
     }
 

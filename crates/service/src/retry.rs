@@ -22,6 +22,11 @@ pub struct RetryPolicy {
 pub const RETRY: RetryPolicy =
     RetryPolicy { first: Duration::from_secs(5), max_delay: Duration::from_secs(1800), max_attempts: 80 };
 
+/// Outbound webhooks: 5 s doubling up to 2 hours between attempts, given up after 60
+/// attempts (about three days, what receivers of Standard Webhooks expect).
+pub const WEBHOOKS: RetryPolicy =
+    RetryPolicy { first: Duration::from_secs(5), max_delay: Duration::from_secs(7200), max_attempts: 60 };
+
 impl RetryPolicy {
     /// The wait before attempt `attempts + 1`, `jitter` in `[0, 1)` spreading it over its
     /// upper half, so that work failed together does not come back together.

@@ -28,6 +28,7 @@ mod snapshots;
 #[cfg(test)]
 mod tests;
 mod tokens;
+mod webhooks;
 mod work;
 pub use tokens::{TokenInfo, TokenScope};
 
@@ -53,6 +54,7 @@ pub use lintel_proto::redact_url;
 pub use rows::{credential_id, grant_id, parse_credential_id, parse_grant_id};
 pub use sessions::StoredSession;
 pub use signed::QueuedOperation;
+pub use webhooks::{WebhookRow, webhook_target};
 pub use work::{Attempt, WorkItem};
 
 #[derive(Debug, thiserror::Error)]

@@ -35,7 +35,7 @@ pub enum Attempt {
     Failed(String),
 }
 
-fn work_item(row: &AnyRow, kind_column: &str) -> Result<WorkItem> {
+pub(crate) fn work_item(row: &AnyRow, kind_column: &str) -> Result<WorkItem> {
     let payload: String = row.try_get("payload")?;
     Ok(WorkItem {
         pk: row.try_get("pk")?,
@@ -45,7 +45,7 @@ fn work_item(row: &AnyRow, kind_column: &str) -> Result<WorkItem> {
     })
 }
 
-fn state(row: &AnyRow) -> Result<WorkState> {
+pub(crate) fn state(row: &AnyRow) -> Result<WorkState> {
     let s: String = row.try_get("state")?;
     WorkState::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("work state {s:?}")))
 }

@@ -27,4 +27,5 @@ mod security;
 mod signed;
 mod slack;
 mod stations;
+mod webhooks;
 mod work;

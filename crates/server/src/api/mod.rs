@@ -13,6 +13,7 @@ pub(crate) mod ops;
 mod signed;
 mod slack;
 mod visit;
+mod webhooks;
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -35,6 +36,7 @@ use crate::AppState;
         (name = "integrations", description = "The membership platform's webhooks and sync; the inbox and outbox of work with other systems"),
         (name = "signed operations", description = "Users' keys and the operations they sign: unlock, share, remove; the user directory"),
         (name = "slack", description = "The Slack app: slash commands, events, the doorbell and its Open door button"),
+        (name = "webhooks", description = "Outbound webhooks: endpoints that receive lintel's events, signed per Standard Webhooks"),
     )
 )]
 struct ApiDoc;
@@ -135,6 +137,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(crm::photo))
         .routes(routes!(visit::page))
         .routes(routes!(visit::script))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::get_webhook, webhooks::patch_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::rotate_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::replay_delivery))
+        .routes(routes!(webhooks::resend))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
