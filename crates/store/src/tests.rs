@@ -358,3 +358,115 @@ async fn the_change_feed_patches_an_index_to_what_a_reload_reads() {
     store.delete_door("roof").await.expect("door gone");
     assert!(matches!(store.changes_since(now).await.expect("feed"), Feed::Reload), "a structural change");
 }
+
+/// One step of the time-pass property: what the member, lintel and the platform do.
+#[derive(Debug, Clone)]
+enum PassStep {
+    /// The member taps (an entry uses a pass if one is left).
+    Enter,
+    /// lintel's oldest queued check-in reaches the platform, which counts a pass.
+    PostCheckIn,
+    /// lintel asks the platform how many passes are left (the answer is applied later).
+    Ask,
+    /// A refresh asked earlier (the oldest, or the newest) is applied.
+    Apply { newest: bool },
+    /// The member buys a pass on the platform.
+    Buy,
+}
+
+fn pass_step() -> impl proptest::strategy::Strategy<Value = PassStep> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => Just(PassStep::Enter),
+        2 => Just(PassStep::PostCheckIn),
+        2 => Just(PassStep::Ask),
+        2 => any::<bool>().prop_map(|newest| PassStep::Apply { newest }),
+        1 => Just(PassStep::Buy),
+    ]
+}
+
+/// Runs the steps; returns (entries let in, passes the platform ever had).
+async fn run_pass_steps(initial: u32, steps: &[PassStep]) -> (u32, u32) {
+    use lintel_proto::NewDoor;
+    let (_dir, store) = sqlite_store().await;
+    store.create_person(&person("ann", 1), "ann").await.expect("person");
+    let door: NewDoor = serde_json::from_value(serde_json::json!({"id": "front", "name": "Front"})).unwrap();
+    store.create_door(&door, 5).await.expect("door");
+    let wanted = |unused: u32| crate::NewGrantRecord {
+        person_id: Some("ann".into()),
+        doors: Some(vec!["front".into()]),
+        passes: Some(unused),
+        source: Some("cobot-passes:2:7".into()),
+        ..Default::default()
+    };
+    let apply = |unused: u32, asked_at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .replace_cobot_pass_grants("ann", "cobot-passes:2", &[wanted(unused)], asked_at)
+                .await
+                .expect("refresh")
+        }
+    };
+    let (mut platform, mut ever, mut entries) = (initial, initial, 0);
+    apply(platform, crate::now_micros()).await;
+    let grant = crate::parse_grant_id(&store.grants(Some("ann")).await.unwrap()[0].id).unwrap();
+    let mut asked: Vec<(u32, i64)> = Vec::new();
+    for step in steps {
+        match step {
+            PassStep::Enter => {
+                let mut event = NewEvent::new("decision").door("front").person("ann");
+                event.allowed = Some(true);
+                event.reason = Some(lintel_proto::Reason::Granted);
+                let pass = lintel_core::PassGrant { grant, checked_in_until: i64::MIN };
+                let tap = PendingDecision { event, pass_grants: vec![pass], backup_code: None };
+                let stored = store.commit_decision(tap).await.expect("recorded").event;
+                if stored.allowed == Some(true) {
+                    entries += 1;
+                    let key = format!("cobot-check-in:{}", stored.id);
+                    store.enqueue("cobot", "check_in", &key, &serde_json::json!({})).await.expect("queued");
+                }
+            }
+            PassStep::PostCheckIn => {
+                if let Some(item) = store.due_outbox("cobot", 1).await.expect("due").pop() {
+                    let attempt = if platform > 0 {
+                        platform -= 1;
+                        crate::Attempt::Done
+                    } else {
+                        crate::Attempt::Failed("no time passes left".into())
+                    };
+                    store.outbox_attempted(item.pk, &attempt).await.expect("recorded");
+                }
+            }
+            PassStep::Ask => asked.push((platform, crate::now_micros())),
+            PassStep::Apply { newest } => {
+                if !asked.is_empty() {
+                    let (unused, at) = if *newest { asked.pop().unwrap() } else { asked.remove(0) };
+                    apply(unused, at).await;
+                }
+            }
+            PassStep::Buy => {
+                platform += 1;
+                ever += 1;
+            }
+        }
+    }
+    (entries, ever)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// However refreshes (asked and applied in any order, late or out of order), entries
+    /// and check-ins interleave, the member never gets in more often than the platform
+    /// ever had passes.
+    #[test]
+    fn refreshes_never_admit_more_entries_than_passes(
+        initial in 0u32..3,
+        steps in proptest::collection::vec(pass_step(), 1..40),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (entries, passes) = runtime.block_on(run_pass_steps(initial, &steps));
+        proptest::prop_assert!(entries <= passes, "{entries} entries on {passes} passes");
+    }
+}
