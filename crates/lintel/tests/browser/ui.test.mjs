@@ -398,6 +398,34 @@ test('doors: list, detail with driver status, open with confirmation', async () 
   await page.context().close();
 });
 
+test('webhooks: add an endpoint (its secret shown once), disable it, remove it', async () => {
+  const page = await newPage();
+  await signIn(page);
+  await page.goto(base + '/ui/webhooks');
+  await page.getByText('Add an endpoint').click();
+  await page.getByLabel('URL').fill(base + '/receiver');
+  await page.getByLabel('Event kinds').fill('decision, door.*');
+  await page.getByLabel(/Allow plain http/).check();
+  await page.getByRole('button', { name: 'Add' }).click();
+  const secret = await page.getByTestId('shown-once').innerText();
+  assert.match(secret, /^whsec_[A-Za-z0-9+/=]+$/);
+  const [endpoint] = await api('GET', '/api/v1/webhooks');
+  assert.deepEqual(endpoint.kinds, ['decision', 'door.*']);
+  assert.equal(endpoint.enabled, true);
+  await page.goto(base + '/ui/webhooks');
+  assert.equal(await page.getByTestId('shown-once').count(), 0, 'the secret is shown once only');
+  const row = page.locator(`tr[data-endpoint="${endpoint.id}"]`);
+  await row.getByRole('button', { name: 'Disable' }).click();
+  await page.locator(`tr[data-endpoint="${endpoint.id}"]`).getByText('disabled').waitFor();
+  assert.equal((await api('GET', `/api/v1/webhooks/${endpoint.id}`)).enabled, false);
+  page.once('dialog', (d) => d.accept());
+  await page.locator(`tr[data-endpoint="${endpoint.id}"]`).getByRole('button', { name: 'Remove' }).click();
+  await page.getByText(`Removed ${endpoint.id}.`).waitFor();
+  assert.deepEqual(await api('GET', '/api/v1/webhooks'), []);
+  clean(page);
+  await page.context().close();
+});
+
 test('live: an event arrives on the dashboard and a check-in on the facility display', async () => {
   const context = await browser.newContext();
   const dash = await newPage(context);

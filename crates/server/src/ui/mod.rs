@@ -14,6 +14,7 @@ mod live;
 mod oidc;
 mod pages;
 mod session;
+mod webhooks;
 mod words;
 
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/ui/doors/{id}/open", get(pages::confirm_open).post(pages::open_door))
         .route("/ui/attendance", get(pages::attendance))
         .route("/ui/attendance.csv", get(pages::attendance_csv))
+        .route("/ui/webhooks", get(webhooks::page).post(webhooks::add))
+        .route("/ui/webhooks/{id}/{action}", post(webhooks::act))
         .route("/ui/display", get(pages::display))
         .route("/ui/live", get(live::stream))
         .route("/ui/logout", post(session::logout))
@@ -132,6 +135,10 @@ impl UiError {
 
     fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    fn message(&self) -> &str {
+        &self.message
     }
 }
 

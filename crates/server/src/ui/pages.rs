@@ -31,7 +31,7 @@ pub struct PageCtx {
     pub active: &'static str,
 }
 
-fn ctx(signed: &Signed, active: &'static str) -> PageCtx {
+pub(super) fn ctx(signed: &Signed, active: &'static str) -> PageCtx {
     PageCtx { csrf: signed.csrf.clone(), who: signed.who.display(), active }
 }
 
