@@ -1047,7 +1047,7 @@ fn preference(g: &IndexGrant) -> (bool, i64, Pk) {
 }
 
 mod offline;
-pub use offline::{CardRights, OfflineDoors};
+pub use offline::{CardRights, CodeRights, OfflineDoors};
 
 #[cfg(test)]
 mod tests;

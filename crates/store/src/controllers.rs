@@ -3,12 +3,38 @@
 
 use std::collections::HashMap;
 
+use lintel_core::{Change, Pk};
 use lintel_proto::Event;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
-use crate::events::{NewEvent, insert};
-use crate::{Result, Store, now_micros};
+use crate::decision_log::{AnyLedger, Ledger as _};
+use crate::events::{EVENT_COLUMNS, NewEvent, event, insert};
+use crate::rows::credential_id;
+use crate::{IndexUpdate, Result, Store, now_micros};
+
+/// An offline decision as uploaded, to be recorded once.
+#[derive(Debug, Clone)]
+pub struct OfflineRecord {
+    /// Its id in the controller's upload.
+    pub upload_id: String,
+    pub event: NewEvent,
+    /// The backup code the controller let in with it, if it did: used up now, everywhere.
+    pub backup_code: Option<Pk>,
+}
+
+/// What an upload recorded: the events appended now, and the backup codes it used up as
+/// changes for the index, with the directory version they made.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedOffline {
+    pub events: Vec<Event>,
+    pub changes: Vec<Change>,
+    pub version: Option<i64>,
+}
+
+/// The kind of the event that reports a backup code let in twice: at two controllers that
+/// were both offline, or offline after it was used elsewhere.
+pub const BACKUP_CODE_CONFLICT: &str = "backup_code.conflict";
 
 /// A controller's row.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,30 +186,108 @@ impl Store {
     }
 
     /// Records a controller's offline decisions, each once: ids seen before are skipped.
-    /// One transaction, so an upload is recorded whole or not at all. Returns the events
-    /// appended now.
+    /// One transaction, so an upload is recorded whole or not at all. A backup code let in
+    /// offline is used up as an online use does it (the same statement and change, so it
+    /// leaves every list); one that was used already is a conflict, reported once by an
+    /// event of its own beside the entry, which is kept and marked.
     pub async fn record_offline_decisions(
         &self,
         controller: &str,
-        decisions: &[(String, NewEvent)],
-    ) -> Result<Vec<Event>> {
+        records: &[OfflineRecord],
+    ) -> Result<RecordedOffline> {
         let mut tx = self.begin().await?;
-        let mut appended = Vec::new();
-        for (upload_id, event) in decisions {
+        let mut recorded = RecordedOffline::default();
+        for record in records {
             let fresh: Option<String> = sqlx::query_scalar(
                 "INSERT INTO controller_uploads (controller, upload_id) VALUES ($1, $2) \
                  ON CONFLICT (controller, upload_id) DO NOTHING RETURNING upload_id",
             )
             .bind(controller)
-            .bind(upload_id)
+            .bind(&record.upload_id)
             .fetch_optional(&mut *tx)
             .await?;
             if fresh.is_none() {
                 continue;
             }
-            appended.push(insert(&mut tx, event).await?);
+            let mut entry = record.event.clone();
+            if let Some(code) = record.backup_code {
+                entry.credential_id = Some(credential_id(code));
+                entry.person_id = holder(&mut tx, code).await?;
+            }
+            let Some(code) = record.backup_code.filter(|_| entry.allowed == Some(true)) else {
+                recorded.events.push(insert(&mut tx, &entry).await?);
+                continue;
+            };
+            let mut ledger = AnyLedger(&mut tx);
+            if ledger.use_backup_code(code, entry.at).await? {
+                let (key, credential) = ledger.credential(code).await?;
+                recorded.changes.push(Change::Credential(key, credential));
+                recorded.events.push(insert(&mut tx, &entry).await?);
+                continue;
+            }
+            let earlier = earlier_use(&mut tx, code).await?;
+            if earlier.is_none() && !was_used(&mut tx, code).await? {
+                // Revoked (or deleted) meanwhile, never used: no one else got in with it.
+                recorded.events.push(insert(&mut tx, &entry.with("backup_code_revoked", true)).await?);
+                continue;
+            }
+            let second = insert(&mut tx, &entry.with("backup_code_conflict", true)).await?;
+            let mut uses: Vec<&Event> = earlier.iter().chain([&second]).collect();
+            uses.sort_by_key(|e| e.at);
+            let conflict = NewEvent {
+                person_id: second.person_id.clone(),
+                door_id: second.door.clone(),
+                credential_id: second.credential_id.clone(),
+                ..NewEvent::new(BACKUP_CODE_CONFLICT)
+            }
+            .with(
+                "detail",
+                "a backup code was let in twice: it was used already when this controller let it in offline",
+            )
+            .with("uses", uses.iter().copied().map(use_of).collect::<Vec<_>>());
+            recorded.events.push(second.clone());
+            recorded.events.push(insert(&mut tx, &conflict).await?);
+        }
+        if !recorded.changes.is_empty() {
+            recorded.version = Some(crate::bump_version(&mut tx, &IndexUpdate::Patch(recorded.changes.clone())).await?);
         }
         tx.commit().await?;
-        Ok(appended)
+        Ok(recorded)
     }
+}
+
+/// The person a credential belongs to, by id.
+async fn holder(tx: &mut Transaction<'static, Any>, code: Pk) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT p.id FROM credentials c JOIN people p ON p.pk = c.person_pk WHERE c.pk = $1")
+        .bind(code)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+async fn was_used(tx: &mut Transaction<'static, Any>, code: Pk) -> Result<bool> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM credentials WHERE pk = $1").bind(code).fetch_optional(&mut **tx).await?;
+    Ok(status.as_deref() == Some("used"))
+}
+
+/// The entry that used the code first. (No index on the events' credential: this runs only
+/// for a conflict, which is rare.)
+async fn earlier_use(tx: &mut Transaction<'static, Any>, code: Pk) -> Result<Option<Event>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE credential_id = $1 AND kind = 'decision' AND allowed = 1 \
+         ORDER BY seq LIMIT 1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(credential_id(code)).fetch_optional(&mut **tx).await?;
+    row.as_ref().map(event).transpose()
+}
+
+/// One use of a code, as the conflict event tells it.
+fn use_of(e: &Event) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": e.id,
+        "door": e.door,
+        "at": e.at,
+        "controller": e.data.get("controller"),
+        "offline": e.data.get("offline").and_then(serde_json::Value::as_bool).unwrap_or(false),
+    })
 }

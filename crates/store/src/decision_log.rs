@@ -323,7 +323,7 @@ const EVENTS_PER_STATEMENT: usize = 500;
 
 /// What the consumption rules ask of the transaction the decisions are committed in, the
 /// same on either driver.
-trait Ledger {
+pub(crate) trait Ledger {
     /// Uses one pass of the grant if it has one left; how many are used now.
     async fn take_pass(&mut self, grant: Pk) -> Result<Option<i64>>;
     /// How many passes the grant has (none: unlimited, or the grant is gone).
@@ -428,7 +428,7 @@ impl Ledger for SqliteLedger<'_> {
 }
 
 /// A transaction of the sqlx pool (PostgreSQL).
-struct AnyLedger<'a>(&'a mut Transaction<'static, Any>);
+pub(crate) struct AnyLedger<'a>(pub(crate) &'a mut Transaction<'static, Any>);
 
 impl Ledger for AnyLedger<'_> {
     async fn take_pass(&mut self, grant: Pk) -> Result<Option<i64>> {

@@ -23,7 +23,7 @@ use lintel_proto::controller::{
 };
 use lintel_proto::{DriverConfig, FailMode, PresentedCredential, Reason};
 use lintel_signed::Authority;
-use lintel_store::{ControllerRow, NewEvent, Store, StoreError, credential_id};
+use lintel_store::{ControllerRow, NewEvent, OfflineRecord, Store, StoreError, credential_id, parse_credential_id};
 use tokio::sync::mpsc;
 
 use crate::decide::{Ask, Decider, Source, credential_kind};
@@ -353,12 +353,22 @@ impl Controllers {
                 tracing::warn!(controller, door = d.door, "offline decision at a door this controller does not drive");
                 event = event.with("unexpected_door", true);
             }
-            records.push((d.id.clone(), event));
+            let backup_code = d.backup_code.as_deref().and_then(parse_credential_id);
+            records.push(OfflineRecord { upload_id: d.id.clone(), event, backup_code });
         }
         drop(index);
-        let appended = self.store().record_offline_decisions(controller, &records).await?;
-        tracing::info!(controller, received = records.len(), recorded = appended.len(), "offline decisions uploaded");
-        self.directory.publish(&appended);
+        let recorded = self.store().record_offline_decisions(controller, &records).await?;
+        if let Some(version) = recorded.version {
+            // Backup codes used up: gone from the index, and so from every list, at once.
+            self.directory.lock().await.apply_at(&recorded.changes, version);
+        }
+        tracing::info!(
+            controller,
+            received = records.len(),
+            recorded = recorded.events.len(),
+            "offline decisions uploaded"
+        );
+        self.directory.publish(&recorded.events);
         let ack = UploadAck { ids: upload.decisions.into_iter().map(|d| d.id).collect() };
         let payload = serde_json::to_vec(&ack).expect("an ack always serializes");
         link.publish(controller, "upload/ack", payload, false).await.map_err(|e| Failure::Refused(e.to_string()))?;
@@ -628,8 +638,8 @@ fn offline_event(index: &lintel_core::Index, controller: &str, d: &OfflineDecisi
     event.at = d.at.timestamp_micros();
     event.allowed = Some(d.allowed);
     event.reason = Some(d.reason);
-    // Who it was, as far as lintel knows the card now.
-    if let PresentedCredential::Card { uid, .. } = &d.credential
+    // Who it was, as far as lintel knows the card now (a backup code's holder the store finds).
+    if let Some(PresentedCredential::Card { uid, .. }) = &d.credential
         && let Ok(key) = lintel_core::CredentialKey::card(uid)
     {
         let found =
@@ -645,7 +655,15 @@ fn offline_event(index: &lintel_core::Index, controller: &str, d: &OfflineDecisi
             "detail",
             if d.allowed { "the controller let them in while offline" } else { "the controller refused while offline" },
         )
-        .with("credential_kind", credential_kind(&d.credential))
+        .with(
+            "credential_kind",
+            match (&d.credential, &d.backup_code) {
+                (Some(credential), _) => credential_kind(credential),
+                (None, Some(_)) => "backup_code",
+                // Typed, matched nothing: lintel is never told what.
+                (None, None) => "keypad",
+            },
+        )
         .with("offline", true)
         .with("controller", controller)
         .with("offline_id", &d.id)
@@ -678,6 +696,7 @@ async fn build_off_the_workers(
     tokio::task::spawn_blocking(move || {
         let ids: Vec<&str> = doors.iter().map(|d| d.id.as_str()).collect();
         let cards = index.offline_cards(&ids);
+        let backup_codes = index.offline_backup_codes(&ids);
         let list = build_list(&ListInput {
             controller: &controller,
             version: 0,
@@ -686,6 +705,8 @@ async fn build_off_the_workers(
             doors: &doors,
             cards: &cards,
             revocation_codes: &codes,
+            codes: &backup_codes,
+            credential_id,
         });
         let digest = content_digest(&list);
         (list, digest)
