@@ -210,11 +210,20 @@ impl Store {
                 continue;
             }
             let mut entry = record.event.clone();
-            if let Some(code) = record.backup_code {
-                entry.credential_id = Some(credential_id(code));
-                entry.person_id = holder(&mut tx, code).await?;
+            let mut code = None;
+            if let Some(pk) = record.backup_code {
+                // Only a backup code is used up here: a controller naming another credential
+                // (a card) must not be able to end it.
+                match backup_code_holder(&mut tx, pk).await? {
+                    Some(person) => {
+                        entry.credential_id = Some(credential_id(pk));
+                        entry.person_id = person;
+                        code = Some(pk);
+                    }
+                    None => entry = entry.with("backup_code_unknown", true),
+                }
             }
-            let Some(code) = record.backup_code.filter(|_| entry.allowed == Some(true)) else {
+            let Some(code) = code.filter(|_| entry.allowed == Some(true)) else {
                 recorded.events.push(insert(&mut tx, &entry).await?);
                 continue;
             };
@@ -256,12 +265,17 @@ impl Store {
     }
 }
 
-/// The person a credential belongs to, by id.
-async fn holder(tx: &mut Transaction<'static, Any>, code: Pk) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT p.id FROM credentials c JOIN people p ON p.pk = c.person_pk WHERE c.pk = $1")
-        .bind(code)
-        .fetch_optional(&mut **tx)
-        .await?)
+/// The person a backup code belongs to, by id (`Some(None)`: nobody now); `None` when the
+/// credential is not a backup code.
+async fn backup_code_holder(tx: &mut Transaction<'static, Any>, code: Pk) -> Result<Option<Option<String>>> {
+    let row = sqlx::query(
+        "SELECT p.id FROM credentials c LEFT JOIN people p ON p.pk = c.person_pk \
+         WHERE c.pk = $1 AND c.kind = 'backup_code'",
+    )
+    .bind(code)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| r.try_get::<Option<String>, _>(0)).transpose().map_err(Into::into)
 }
 
 async fn was_used(tx: &mut Transaction<'static, Any>, code: Pk) -> Result<bool> {

@@ -774,7 +774,7 @@ pub async fn overview(store: &Store) -> Result<Vec<Controller>> {
 
 #[cfg(test)]
 mod tests {
-    use lintel_proto::NewDoor;
+    use lintel_proto::{CredentialKind, CredentialStatus, NewDoor};
     use lintel_store::EventFilter;
     use serde_json::json;
 
@@ -867,6 +867,51 @@ mod tests {
     async fn offline_events(store: &Store) -> Vec<lintel_proto::Event> {
         let filter = EventFilter { kind: Some("decision".into()), limit: 100, ..EventFilter::default() };
         store.events(&filter).await.expect("events")
+    }
+
+    #[tokio::test]
+    async fn an_upload_uses_up_backup_codes_and_nothing_else() {
+        let (_dir, controllers) = controllers().await;
+        let store = controllers.store().clone();
+        crate::backup_codes::issue(&store, "front", 1).await.expect("a backup code");
+        let card = crate::credentials::card("04A1B2C3", None).expect("a card").record;
+        store.issue_credentials("backup-front", &[card]).await.expect("the card issued");
+        controllers.directory.follow().await.expect("the index follows");
+        assert_eq!(controllers.directory.index().offline_backup_codes(&["front"]).len(), 1);
+        let issued = store.person_credentials("backup-front").await.expect("credentials");
+        let id_of = |kind| issued.iter().find(|c| c.kind == kind).map(|c| c.id.clone()).expect("issued");
+        let (code, card) = (id_of(CredentialKind::BackupCode), id_of(CredentialKind::Card));
+        let entry = |id: &str, named: &str| {
+            json!({"id": id, "door": "front", "at": Utc::now(), "allowed": true, "reason": "granted",
+                "list_version": 1, "backup_code": named})
+        };
+        // A controller that names a card as the code it let in must not end the card.
+        let upload = json!({"decisions": [entry("k-1", &card), entry("k-2", &code)]});
+        let link = controllers.slot.current().expect("a link");
+        refresh(&controllers).await;
+        let handled = controllers.handle_upload(&link, "ctl-1", &serde_json::to_vec(&upload).expect("json")).await;
+        assert!(handled.is_ok());
+
+        let status = |id: &str| {
+            let store = store.clone();
+            let id = id.to_owned();
+            async move {
+                let all = store.person_credentials("backup-front").await.expect("credentials");
+                all.into_iter().find(|c| c.id == id).map(|c| c.status).expect("still there")
+            }
+        };
+        assert_eq!(status(&card).await, CredentialStatus::Active);
+        assert_eq!(status(&code).await, CredentialStatus::Used);
+        assert!(
+            controllers.directory.index().offline_backup_codes(&["front"]).is_empty(),
+            "gone from the index at once"
+        );
+        let events = offline_events(controllers.store()).await;
+        let named = |id: &str| events.iter().find(|e| e.data["offline_id"] == id).expect("recorded").clone();
+        assert_eq!(named("k-1").data["backup_code_unknown"], true);
+        assert_eq!(named("k-1").credential_id, None);
+        assert_eq!(named("k-2").credential_id.as_deref(), Some(code.as_str()));
+        assert_eq!(named("k-2").person_id.as_deref(), Some("backup-front"));
     }
 
     #[tokio::test]
