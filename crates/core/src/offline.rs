@@ -1,7 +1,8 @@
 //! The offline allow-list of an MQTT door controller: what it may decide on its own while
-//! it cannot reach lintel, and how it decides. lintel builds the list here, signs it
-//! (`lintel-signed`), and the controller (`lintel controller-sim` is the reference)
-//! verifies it and calls [`decide_offline`].
+//! it cannot reach lintel (cards, and backup codes typed at its keypad), and how it
+//! decides. lintel builds the list here, signs it (`lintel-signed`), and the controller
+//! (`lintel controller-sim` is the reference) verifies it and decides with
+//! [`InstalledList`].
 //!
 //! Schedules and validity windows become plain `[from, until)` intervals in Unix seconds,
 //! expanded by lintel up to the moment the list lapses: a controller needs a clock, but

@@ -34,7 +34,7 @@ pub struct RecordedOffline {
 
 /// The kind of the event that reports a backup code let in twice: at two controllers that
 /// were both offline, or offline after it was used elsewhere.
-pub const BACKUP_CODE_CONFLICT: &str = "backup_code.conflict";
+const BACKUP_CODE_CONFLICT: &str = "backup_code.conflict";
 
 /// A controller's row.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,39 +223,10 @@ impl Store {
                     None => entry = entry.with("backup_code_unknown", true),
                 }
             }
-            let Some(code) = code.filter(|_| entry.allowed == Some(true)) else {
-                recorded.events.push(insert(&mut tx, &entry).await?);
-                continue;
-            };
-            let mut ledger = AnyLedger(&mut tx);
-            if ledger.use_backup_code(code, entry.at).await? {
-                let (key, credential) = ledger.credential(code).await?;
-                recorded.changes.push(Change::Credential(key, credential));
-                recorded.events.push(insert(&mut tx, &entry).await?);
-                continue;
+            match code.filter(|_| entry.allowed == Some(true)) {
+                Some(code) => use_offline(&mut tx, code, entry, &mut recorded).await?,
+                None => recorded.events.push(insert(&mut tx, &entry).await?),
             }
-            let earlier = earlier_use(&mut tx, code).await?;
-            if earlier.is_none() && !was_used(&mut tx, code).await? {
-                // Revoked (or deleted) meanwhile, never used: no one else got in with it.
-                recorded.events.push(insert(&mut tx, &entry.with("backup_code_revoked", true)).await?);
-                continue;
-            }
-            let second = insert(&mut tx, &entry.with("backup_code_conflict", true)).await?;
-            let mut uses: Vec<&Event> = earlier.iter().chain([&second]).collect();
-            uses.sort_by_key(|e| e.at);
-            let conflict = NewEvent {
-                person_id: second.person_id.clone(),
-                door_id: second.door.clone(),
-                credential_id: second.credential_id.clone(),
-                ..NewEvent::new(BACKUP_CODE_CONFLICT)
-            }
-            .with(
-                "detail",
-                "a backup code was let in twice: it was used already when this controller let it in offline",
-            )
-            .with("uses", uses.iter().copied().map(use_of).collect::<Vec<_>>());
-            recorded.events.push(second.clone());
-            recorded.events.push(insert(&mut tx, &conflict).await?);
         }
         if !recorded.changes.is_empty() {
             recorded.version = Some(crate::bump_version(&mut tx, &IndexUpdate::Patch(recorded.changes.clone())).await?);
@@ -263,6 +234,43 @@ impl Store {
         tx.commit().await?;
         Ok(recorded)
     }
+}
+
+/// Records an entry that a backup code let in offline and uses the code up; when it was
+/// used already, the entry is marked and a conflict event names both uses.
+async fn use_offline(
+    tx: &mut Transaction<'static, Any>,
+    code: Pk,
+    entry: NewEvent,
+    recorded: &mut RecordedOffline,
+) -> Result<()> {
+    let mut ledger = AnyLedger(tx);
+    if ledger.use_backup_code(code, entry.at).await? {
+        let (key, credential) = ledger.credential(code).await?;
+        recorded.changes.push(Change::Credential(key, credential));
+        recorded.events.push(insert(tx, &entry).await?);
+        return Ok(());
+    }
+    let earlier = earlier_use(tx, code).await?;
+    if earlier.is_none() && !was_used(tx, code).await? {
+        // Revoked (or deleted) meanwhile, never used: no one else got in with it.
+        recorded.events.push(insert(tx, &entry.with("backup_code_revoked", true)).await?);
+        return Ok(());
+    }
+    let second = insert(tx, &entry.with("backup_code_conflict", true)).await?;
+    let mut uses: Vec<&Event> = earlier.iter().chain([&second]).collect();
+    uses.sort_by_key(|e| e.at);
+    let conflict = NewEvent {
+        person_id: second.person_id.clone(),
+        door_id: second.door.clone(),
+        credential_id: second.credential_id.clone(),
+        ..NewEvent::new(BACKUP_CODE_CONFLICT)
+    }
+    .with("detail", "a backup code was let in twice: it was used already when this controller let it in offline")
+    .with("uses", uses.iter().copied().map(use_of).collect::<Vec<_>>());
+    recorded.events.push(second.clone());
+    recorded.events.push(insert(tx, &conflict).await?);
+    Ok(())
 }
 
 /// The person a backup code belongs to, by id (`Some(None)`: nobody now); `None` when the
