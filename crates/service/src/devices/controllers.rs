@@ -873,20 +873,23 @@ mod tests {
     async fn an_upload_uses_up_backup_codes_and_nothing_else() {
         let (_dir, controllers) = controllers().await;
         let store = controllers.store().clone();
-        crate::backup_codes::issue(&store, "front", 1).await.expect("a backup code");
+        crate::backup_codes::issue(&store, "front", 2).await.expect("backup codes");
         let card = crate::credentials::card("04A1B2C3", None).expect("a card").record;
         store.issue_credentials("backup-front", &[card]).await.expect("the card issued");
-        controllers.directory.follow().await.expect("the index follows");
-        assert_eq!(controllers.directory.index().offline_backup_codes(&["front"]).len(), 1);
         let issued = store.person_credentials("backup-front").await.expect("credentials");
         let id_of = |kind| issued.iter().find(|c| c.kind == kind).map(|c| c.id.clone()).expect("issued");
         let (code, card) = (id_of(CredentialKind::BackupCode), id_of(CredentialKind::Card));
+        let revoked = issued.iter().rfind(|c| c.kind == CredentialKind::BackupCode).map(|c| c.id.clone()).expect("two");
+        store.revoke_credential(&revoked, "revoked").await.expect("revoked");
+        controllers.directory.follow().await.expect("the index follows");
+        assert_eq!(controllers.directory.index().offline_backup_codes(&["front"]).len(), 1);
         let entry = |id: &str, named: &str| {
             json!({"id": id, "door": "front", "at": Utc::now(), "allowed": true, "reason": "granted",
                 "list_version": 1, "backup_code": named})
         };
         // A controller that names a card as the code it let in must not end the card.
-        let upload = json!({"decisions": [entry("k-1", &card), entry("k-2", &code)]});
+        // One revoked meanwhile (the controller's list was older) is no conflict: never used.
+        let upload = json!({"decisions": [entry("k-1", &card), entry("k-2", &code), entry("k-3", &revoked)]});
         let link = controllers.slot.current().expect("a link");
         refresh(&controllers).await;
         let handled = controllers.handle_upload(&link, "ctl-1", &serde_json::to_vec(&upload).expect("json")).await;
@@ -912,6 +915,10 @@ mod tests {
         assert_eq!(named("k-1").credential_id, None);
         assert_eq!(named("k-2").credential_id.as_deref(), Some(code.as_str()));
         assert_eq!(named("k-2").person_id.as_deref(), Some("backup-front"));
+        assert_eq!(named("k-3").data["backup_code_revoked"], true);
+        assert_eq!(status(&revoked).await, CredentialStatus::Revoked);
+        let conflicts = EventFilter { kind: Some("backup_code.conflict".into()), limit: 10, ..EventFilter::default() };
+        assert!(store.events(&conflicts).await.expect("events").is_empty());
     }
 
     #[tokio::test]
