@@ -117,6 +117,10 @@ pub struct PassType {
     pub name: Option<String>,
     #[serde(default)]
     pub parsed_timespans: Vec<Timespan>,
+    /// A duration pass: a check-in with it lasts this long (a timespan pass lasts to the
+    /// end of its span).
+    #[serde(default)]
+    pub duration_in_minutes: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -60,6 +60,8 @@ fn build(people: u32) -> Index {
             valid_until: i64::MAX,
             passes: None,
             passes_used: 0,
+            pass_lasts: lintel_proto::PassLasts::Entry,
+            checked_in_until: i64::MIN,
         });
     }
     for p in 1..=people {
@@ -87,6 +89,8 @@ fn build(people: u32) -> Index {
                 valid_until: i64::MAX,
                 passes: Some(10),
                 passes_used: 3,
+                pass_lasts: lintel_proto::PassLasts::Entry,
+                checked_in_until: i64::MIN,
             });
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use compact_str::CompactString;
-use lintel_proto::{CredentialKind, CredentialStatus, Reason};
+use lintel_proto::{CredentialKind, CredentialStatus, PassLasts, Reason};
 use std::num::NonZeroI64;
 
 use crate::credential::{CredentialKey, Digest, digests_equal};
@@ -83,6 +83,43 @@ pub struct IndexGrant {
     pub valid_until: i64,
     pub passes: Option<u32>,
     pub passes_used: u32,
+    pub pass_lasts: PassLasts,
+    /// Unix microseconds, exclusive: the holder is checked in until then and enters
+    /// without using a pass; `i64::MIN` when not checked in.
+    pub checked_in_until: i64,
+}
+
+impl IndexGrant {
+    /// Whether the holder is checked in at `micros`: the pass used earlier still covers them.
+    pub fn checked_in(&self, micros: i64) -> bool {
+        self.passes.is_some() && micros < self.checked_in_until
+    }
+
+    /// Until when (Unix microseconds, exclusive) a pass used at `at` checks its holder in;
+    /// `i64::MIN` when a pass covers one entry only. Never past the grant's validity.
+    pub fn pass_ends(&self, at: DateTime<Utc>) -> i64 {
+        let micros = at.timestamp_micros();
+        let end = match self.pass_lasts {
+            PassLasts::Entry => return i64::MIN,
+            PassLasts::Minutes(m) => micros.saturating_add(i64::from(m) * 60_000_000),
+            // The span the entry falls in, looked for within a day (a day pass is the
+            // longest span; a schedule open around the clock checks in for a day).
+            PassLasts::Span => {
+                let second = at.timestamp();
+                let Some(schedule) = &self.schedule else { return i64::MIN };
+                match schedule.open_windows(second, second + 86_400).first() {
+                    Some([from, until]) if *from <= second => until.saturating_mul(1_000_000),
+                    _ => return i64::MIN,
+                }
+            }
+        };
+        end.min(self.valid_until)
+    }
+
+    /// Whether an entry at `micros` would use one of this grant's passes.
+    fn costs_a_pass(&self, micros: i64) -> bool {
+        self.passes.is_some() && !self.checked_in(micros)
+    }
 }
 
 /// A credential as the index keeps it: [`IndexCredential`] in 40 bytes.
@@ -187,9 +224,26 @@ pub enum Change {
     Credential(CredentialKey, IndexCredential),
     Door(Pk, Option<IndexDoor>),
     Group(Pk, Option<IndexGroup>),
-    Membership { group: Pk, person: Pk, member: bool },
+    Membership {
+        group: Pk,
+        person: Pk,
+        member: bool,
+    },
     Grant(Pk, Option<IndexGrant>),
-    PassesUsed { grant: Pk, used: u32 },
+    /// Passes used up by entries, and the check-in the last one opened (`i64::MIN`: none).
+    PassesUsed {
+        grant: Pk,
+        used: u32,
+        checked_in_until: i64,
+    },
+}
+
+/// A grant whose pass an allowed decision would use, and until when that checks the
+/// holder in (`i64::MIN`: one entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassGrant {
+    pub grant: Pk,
+    pub checked_in_until: i64,
 }
 
 /// What an allowed decision uses up; the store applies it atomically with its event, and
@@ -231,9 +285,13 @@ pub struct Decision {
     pub person: Option<Pk>,
     pub grant: Option<Pk>,
     pub consume: Consume,
-    /// Other pass grants that allow entry now, in order of preference: the store falls
-    /// back on them when the chosen grant's last pass went meanwhile.
-    pub fallback_grants: Vec<Pk>,
+    /// When `consume.pass`: the chosen grant, then the other pass grants that allow entry
+    /// now, in order of preference (the store falls back on them when the chosen grant's
+    /// last pass went meanwhile).
+    pub pass_grants: Vec<PassGrant>,
+    /// Set when the entry uses no pass because the holder is checked in until then
+    /// (Unix microseconds).
+    pub checked_in_until: Option<i64>,
 }
 
 impl Decision {
@@ -248,7 +306,8 @@ impl Decision {
         self.detail = detail.into();
         self.grant = None;
         self.consume = Consume::default();
-        self.fallback_grants.clear();
+        self.pass_grants.clear();
+        self.checked_in_until = None;
         self
     }
 
@@ -260,7 +319,8 @@ impl Decision {
             self.detail = detail.into();
             self.grant = None;
             self.consume = Consume::default();
-            self.fallback_grants.clear();
+            self.pass_grants.clear();
+            self.checked_in_until = None;
         }
         self
     }
@@ -274,7 +334,8 @@ impl Decision {
             person: None,
             grant: None,
             consume: Consume::default(),
-            fallback_grants: Vec::new(),
+            pass_grants: Vec::new(),
+            checked_in_until: None,
         }
     }
 }
@@ -612,13 +673,16 @@ fn failure_detail(reason: Reason) -> &'static str {
     }
 }
 
-/// Checks one grant at one moment: validity first, then schedule, then passes.
+/// Checks one grant at one moment: validity first, then a check-in still running (it
+/// lasts its pass's time, schedule or not), then schedule, then passes.
 pub fn grant_allows(grant: &IndexGrant, at: DateTime<Utc>) -> Result<(), Reason> {
     let micros = at.timestamp_micros();
     if micros < grant.valid_from {
         Err(Reason::NotYetValid)
     } else if micros >= grant.valid_until {
         Err(Reason::Expired)
+    } else if grant.checked_in(micros) {
+        Ok(())
     } else if grant.schedule.as_ref().is_some_and(|s| !s.contains(at)) {
         Err(Reason::OutsideSchedule)
     } else if grant.passes.is_some_and(|p| grant.passes_used >= p) {
@@ -793,7 +857,7 @@ impl Index {
             d.detail = format!("this door needs the skill {skill:?}").into();
             return d;
         }
-        let mut best = Best::default();
+        let mut best = Best { at: at.timestamp_micros(), ..Best::default() };
         if let Some(pks) = self.person_grants.get(&person_pk) {
             for grant in pks.iter().filter_map(|pk| self.grants.get(pk)) {
                 if self.covers(grant, door.pk) {
@@ -808,16 +872,23 @@ impl Index {
                 }
             }
         }
-        let Best { allowed: best_allowed, mut with_passes, failure: best_failure } = best;
+        let Best { allowed: best_allowed, mut with_passes, failure: best_failure, at: micros } = best;
         match (best_allowed, best_failure) {
             (Some(grant), _) => {
                 d.reason = Reason::Granted;
                 d.detail = "a grant allows entry now".into();
                 d.grant = Some(grant.pk);
-                d.consume = Consume { pass: grant.passes.is_some(), backup_code };
-                if grant.passes.is_some() {
-                    with_passes.sort_by_key(|g| preference(g));
-                    d.fallback_grants = with_passes.iter().map(|g| g.pk).filter(|pk| *pk != grant.pk).collect();
+                let pass = grant.costs_a_pass(micros);
+                d.consume = Consume { pass, backup_code };
+                if pass {
+                    with_passes.sort_by_key(|g| preference(g, micros));
+                    d.pass_grants = with_passes
+                        .iter()
+                        .map(|g| PassGrant { grant: g.pk, checked_in_until: g.pass_ends(at) })
+                        .collect();
+                } else if grant.checked_in(micros) {
+                    d.detail = "checked in with a pass used earlier".into();
+                    d.checked_in_until = Some(grant.checked_in_until);
                 }
             }
             (None, Some(reason)) => {
@@ -898,12 +969,13 @@ impl Index {
                         next.put_grant(grant.clone());
                     }
                 }
-                Change::PassesUsed { grant, used } => {
+                Change::PassesUsed { grant, used, checked_in_until } => {
                     if let Some(old) = next.grants.get(grant) {
                         // Passes only ever get used up: a late, older read never gives one back.
                         if *used > old.passes_used {
                             let mut g = (**old).clone();
                             g.passes_used = *used;
+                            g.checked_in_until = g.checked_in_until.max(*checked_in_until);
                             group_grants_changed |= matches!(g.subject, Subject::Group(_));
                             next.grants.insert(*grant, Arc::new(g));
                         }
@@ -1011,19 +1083,21 @@ impl Index {
 #[derive(Default)]
 struct Best<'a> {
     allowed: Option<&'a IndexGrant>,
-    /// Every allowing grant with passes (rarely more than one).
+    /// Every allowing grant that would use a pass (rarely more than one).
     with_passes: Vec<&'a IndexGrant>,
     failure: Option<Reason>,
+    /// The moment asked about, in Unix microseconds.
+    at: i64,
 }
 
 impl<'a> Best<'a> {
     fn consider(&mut self, grant: &'a IndexGrant, at: DateTime<Utc>) {
         match grant_allows(grant, at) {
             Ok(()) => {
-                if self.allowed.is_none_or(|b| prefer(grant, b)) {
+                if self.allowed.is_none_or(|b| preference(grant, self.at) < preference(b, self.at)) {
                     self.allowed = Some(grant);
                 }
-                if grant.passes.is_some() {
+                if grant.costs_a_pass(self.at) {
                     self.with_passes.push(grant);
                 }
             }
@@ -1036,14 +1110,11 @@ impl<'a> Best<'a> {
     }
 }
 
-/// Among grants that allow entry, spend nothing when possible: unlimited grants first,
-/// then the pass grant that expires first; ties go to the oldest grant.
-fn prefer(candidate: &IndexGrant, current: &IndexGrant) -> bool {
-    preference(candidate) < preference(current)
-}
-
-fn preference(g: &IndexGrant) -> (bool, i64, Pk) {
-    (g.passes.is_some(), g.valid_until, g.pk)
+/// Among grants that allow entry, spend nothing when possible: unlimited grants and
+/// check-ins still running first, then the pass grant that expires first; ties go to the
+/// oldest grant.
+fn preference(g: &IndexGrant, at: i64) -> (bool, i64, Pk) {
+    (g.costs_a_pass(at), g.valid_until, g.pk)
 }
 
 mod offline;

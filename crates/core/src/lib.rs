@@ -12,7 +12,7 @@ pub mod schedule;
 pub use credential::{CredentialKey, Digest, KeyError};
 pub use index::{
     Change, Consume, Decision, DoorSet, Index, IndexBuilder, IndexCredential, IndexDoor, IndexGrant, IndexGroup,
-    IndexPerson, IndexStats, MemberQuery, OfflineDoors, Pk, Query, Subject, grant_allows, revocation_hash,
+    IndexPerson, IndexStats, MemberQuery, OfflineDoors, PassGrant, Pk, Query, Subject, grant_allows, revocation_hash,
 };
 pub use lintel_proto::Reason;
 pub use schedule::{CompiledSchedule, ScheduleError};

@@ -192,16 +192,21 @@ pub fn content_digest(list: &AllowList) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The `[from, until)` seconds within `[start, end)` in which a grant allows entry,
-/// passes aside (lists leave pass grants out).
+/// The `[from, until)` seconds within `[start, end)` in which a grant allows entry. A
+/// grant that counts passes is in a list only while its holder is checked in: then the
+/// check-in is its one window, whatever its schedule.
 fn windows(grant: &Arc<IndexGrant>, start: i64, end: i64) -> Vec<[i64; 2]> {
+    let (ends, schedule) = match grant.passes {
+        Some(_) => (grant.checked_in_until.min(grant.valid_until), None),
+        None => (grant.valid_until, grant.schedule.as_ref()),
+    };
     // Validity is in microseconds: whole seconds inside it, never a fraction outside.
     let from = start.max(grant.valid_from.saturating_add(999_999).div_euclid(1_000_000));
-    let until = end.min(grant.valid_until.div_euclid(1_000_000));
+    let until = end.min(ends.div_euclid(1_000_000));
     if from >= until {
         return Vec::new();
     }
-    match &grant.schedule {
+    match schedule {
         Some(schedule) => schedule.open_windows(from, until),
         None => vec![[from, until]],
     }

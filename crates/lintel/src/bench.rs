@@ -142,6 +142,8 @@ fn in_process(n: u64, asks: Asks) -> InProcess {
             valid_until: i64::MAX,
             passes: None,
             passes_used: 0,
+            pass_lasts: lintel_proto::PassLasts::Entry,
+            checked_in_until: i64::MIN,
         });
     }
     for i in 1..=n as i64 {

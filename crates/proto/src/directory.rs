@@ -530,6 +530,43 @@ pub struct Schedule {
     pub rules: Vec<ScheduleRule>,
 }
 
+/// How long one pass of a grant lets its holder in: the entry that uses it checks them
+/// in, and entries until the check-in ends use nothing more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PassLasts {
+    /// One entry per pass.
+    #[default]
+    Entry,
+    /// Until the end of the grant's schedule span the entry falls in (a day pass from
+    /// 04:00 to 03:59 lasts until 03:59 the next morning).
+    Span,
+    /// This many minutes from the entry that used it.
+    Minutes(u32),
+}
+
+impl PassLasts {
+    /// The longest a pass may last by minutes: a week.
+    pub const MAX_MINUTES: u32 = 7 * 24 * 60;
+
+    /// The form the store keeps: `entry`, `span` or `minutes:N`.
+    pub fn stored(self) -> String {
+        match self {
+            Self::Entry => "entry".into(),
+            Self::Span => "span".into(),
+            Self::Minutes(m) => format!("minutes:{m}"),
+        }
+    }
+
+    pub fn from_stored(s: &str) -> Option<Self> {
+        match s {
+            "entry" => Some(Self::Entry),
+            "span" => Some(Self::Span),
+            _ => s.strip_prefix("minutes:")?.parse().ok().map(Self::Minutes),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Grant {
     pub id: String,
@@ -550,6 +587,10 @@ pub struct Grant {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passes: Option<u32>,
     pub passes_used: u32,
+    pub pass_lasts: PassLasts,
+    /// The holder is checked in until then: entries before it use no pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_in_until: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -568,6 +609,8 @@ pub struct NewGrant {
     pub valid_from: Option<DateTime<Utc>>,
     pub valid_until: Option<DateTime<Utc>>,
     pub passes: Option<u32>,
+    /// How long one pass lets its holder in (default: one entry); only with `passes`.
+    pub pass_lasts: Option<PassLasts>,
     pub source: Option<String>,
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lintel_core::CompiledSchedule;
 use lintel_proto::{
-    Credential, Door, DoorPatch, DriverConfig, Grant, Group, NewDoor, NewGrant, NewGroup, NewPerson, Person,
+    Credential, Door, DoorPatch, DriverConfig, Grant, Group, NewDoor, NewGrant, NewGroup, NewPerson, PassLasts, Person,
     PersonPatch,
 };
 use lintel_store::NewGrantRecord;
@@ -111,6 +111,22 @@ fn grant_record(g: NewGrant) -> Result<NewGrantRecord> {
     if g.passes == Some(0) {
         return Err(ServiceError::invalid("passes is at least 1 (leave it out for unlimited entry)"));
     }
+    let pass_lasts = g.pass_lasts.unwrap_or_default();
+    match pass_lasts {
+        PassLasts::Entry => {}
+        _ if g.passes.is_none() => {
+            return Err(ServiceError::invalid("pass_lasts needs passes (a grant without passes is unlimited)"));
+        }
+        PassLasts::Span if g.schedule.is_none() => {
+            return Err(ServiceError::invalid(
+                "pass_lasts \"span\" needs a schedule: a pass lasts to the end of its span",
+            ));
+        }
+        PassLasts::Minutes(m) if m == 0 || m > PassLasts::MAX_MINUTES => {
+            return Err(ServiceError::invalid(format!("pass_lasts minutes is 1 to {}", PassLasts::MAX_MINUTES)));
+        }
+        PassLasts::Span | PassLasts::Minutes(_) => {}
+    }
     if let Some(source) = &g.source {
         validate::text("source", source, 200)?;
     }
@@ -123,6 +139,7 @@ fn grant_record(g: NewGrant) -> Result<NewGrantRecord> {
         valid_from: g.valid_from.map(|t| t.timestamp_micros()),
         valid_until: g.valid_until.map(|t| t.timestamp_micros()),
         passes: g.passes,
+        pass_lasts,
         source: g.source,
     })
 }
@@ -262,6 +279,33 @@ mod tests {
 
     fn grant(v: Value) -> Result<NewGrantRecord> {
         grant_record(serde_json::from_value(v).expect("a grant"))
+    }
+
+    #[test]
+    fn a_pass_lasts_only_on_a_grant_with_passes() {
+        let with = |extra: Value| {
+            let mut g = serde_json::json!({"person_id": "ann", "doors": ["front"]});
+            g.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            grant(g)
+        };
+        let day = serde_json::json!({"tz": "UTC", "rules": [{"weekdays": ["mon"], "from": "04:00", "to": "03:59"}]});
+        assert_eq!(
+            with(serde_json::json!({"passes": 2, "pass_lasts": {"minutes": 120}})).unwrap().pass_lasts,
+            PassLasts::Minutes(120)
+        );
+        assert_eq!(
+            with(serde_json::json!({"passes": 2, "pass_lasts": "span", "schedule": day})).unwrap().pass_lasts,
+            PassLasts::Span
+        );
+        assert_eq!(with(serde_json::json!({"passes": 2})).unwrap().pass_lasts, PassLasts::Entry);
+        for bad in [
+            serde_json::json!({"pass_lasts": {"minutes": 120}}),
+            serde_json::json!({"passes": 2, "pass_lasts": "span"}),
+            serde_json::json!({"passes": 2, "pass_lasts": {"minutes": 0}}),
+            serde_json::json!({"passes": 2, "pass_lasts": {"minutes": 20000}}),
+        ] {
+            assert!(with(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use lintel_proto::{PersonPatch, PersonStatus};
+use lintel_proto::{CredentialKind, CredentialStatus, PersonPatch, PersonStatus};
 use lintel_store::{NewEvent, StoreError};
 
 use crate::directory::Directory;
@@ -52,10 +52,7 @@ pub async fn offboard(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Of
     let revoked =
         directory.write(move |store| async move { store.revoke_person_credentials(&id, None, &reason).await }).await?;
     taken.credentials = revoked.value.into_iter().map(|c| c.id).collect();
-    for key in store.user_keys(Some(d.person_id)).await?.into_iter().filter(|k| k.revoked_at.is_none()) {
-        store.revoke_key(&key.id, None).await?;
-        taken.keys.push(key.id);
-    }
+    taken.keys = revoke_keys(directory, d.person_id).await?;
     for group in d.groups.iter().filter(|g| person.groups.contains(g)) {
         let (g, p) = (group.clone(), d.person_id.to_owned());
         directory.write(move |store| async move { store.set_member(&g, &p, false).await }).await?;
@@ -82,4 +79,61 @@ pub async fn offboard(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Of
         directory.publish(&recorded);
     }
     Ok(taken)
+}
+
+/// A membership that ended but may come back (canceled, lapsed): the person is suspended
+/// by their source and keeps their cards for a return, but, when no other source knows
+/// them, no personal secret or signing key stays active (those work away from the doors'
+/// person checks, and are enrolled again on return). One `person.offboarded` event when
+/// something was taken.
+pub async fn lapse(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Offboarded> {
+    let store = &directory.store;
+    let person = match store.person(d.person_id).await {
+        Ok(p) => p,
+        Err(StoreError::NotFound { .. }) => return Ok(Offboarded::default()),
+        Err(e) => return Err(e.into()),
+    };
+    if person.external_ids.keys().any(|system| system != d.source) {
+        return Ok(Offboarded::default());
+    }
+    let mut taken = Offboarded::default();
+    // Most syncs find nothing to take: write only when there is.
+    let active_secret = store
+        .person_credentials(d.person_id)
+        .await?
+        .iter()
+        .any(|c| c.kind == CredentialKind::Secret && c.status == CredentialStatus::Active);
+    if active_secret {
+        let (id, reason) = (d.person_id.to_owned(), d.reason.to_owned());
+        let secrets = directory
+            .write(move |store| async move {
+                store.revoke_person_credentials(&id, Some(CredentialKind::Secret), &reason).await
+            })
+            .await?;
+        taken.credentials = secrets.value.into_iter().map(|c| c.id).collect();
+    }
+    taken.keys = revoke_keys(directory, d.person_id).await?;
+    if !taken.is_empty() {
+        let event = NewEvent::new("person.offboarded")
+            .person(d.person_id)
+            .with("source", d.source)
+            .with("reason", d.reason)
+            .with("credentials", taken.credentials.clone())
+            .with("keys", taken.keys.clone())
+            .with("groups", Vec::<String>::new())
+            .with("suspended", false);
+        let recorded = store.append_events(&[event]).await?;
+        directory.publish(&recorded);
+    }
+    Ok(taken)
+}
+
+/// Revokes the person's registered signing keys; their ids.
+async fn revoke_keys(directory: &Arc<Directory>, person_id: &str) -> Result<Vec<String>> {
+    let mut revoked = Vec::new();
+    for key in directory.store.user_keys(Some(person_id)).await?.into_iter().filter(|k| k.revoked_at.is_none()) {
+        directory.store.revoke_key(&key.id, None).await?;
+        revoked.push(key.id);
+    }
+    Ok(revoked)
 }

@@ -12,13 +12,13 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use lintel_core::index::{BACKUP_CODE_USED, NO_PASSES_LEFT};
-use lintel_core::{Change, CredentialKey, IndexCredential, Pk};
+use lintel_core::{Change, CredentialKey, IndexCredential, PassGrant, Pk};
 use lintel_proto::{Event, Reason};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events::{NewEvent, insert_many, stored};
+use crate::events::{NewEvent, PassUse, insert_many, stored};
 use crate::rows::{CredentialParts, grant_id, index_credential, index_credential_from};
 use crate::{IndexUpdate, Result, SqliteSync, StoreError};
 
@@ -28,9 +28,10 @@ const MAX_BATCH: usize = 512;
 #[derive(Debug, Clone)]
 pub struct PendingDecision {
     pub event: NewEvent,
-    /// Use one pass of the first of these grants that has one left; when none has, the
-    /// decision becomes a denial.
-    pub pass_grants: Vec<Pk>,
+    /// Use one pass of the first of these grants that has one left (checking its holder
+    /// in until the time given), unless its holder is checked in already; when none has
+    /// one left, the decision becomes a denial.
+    pub pass_grants: Vec<PassGrant>,
     /// Mark this backup code used; when it already is, the decision becomes a denial.
     pub backup_code: Option<Pk>,
 }
@@ -233,8 +234,8 @@ fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<PendingDecision>) -
         let changes = futures::executor::block_on(consume(&mut SqliteLedger(&tx), &mut pending))?;
         let e = &pending.event;
         tx.prepare_cached(
-            "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data, pass_use) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
             e.at,
@@ -246,6 +247,7 @@ fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<PendingDecision>) -
             e.credential_id,
             e.grant_id,
             serde_json::to_string(&e.data).expect("JSON values serialize"),
+            e.pass_use.map(crate::PassUse::as_str),
         ])?;
         out.push(CommittedDecision { event: stored(e, tx.last_insert_rowid())?, changes, version: None });
     }
@@ -318,17 +320,21 @@ async fn commit_any(pool: &AnyPool, batch: Vec<PendingDecision>) -> Result<Vec<C
         .collect())
 }
 
-/// The most events one statement carries (9 parameters each, well under the limits).
+/// The most events one statement carries (10 parameters each, well under the limits).
 const EVENTS_PER_STATEMENT: usize = 500;
 
 /// What the consumption rules ask of the transaction the decisions are committed in, the
 /// same on either driver.
 pub(crate) trait Ledger {
-    /// Uses one pass of the grant if it has one left; how many are used now.
-    async fn take_pass(&mut self, grant: Pk) -> Result<Option<i64>>;
+    /// Until when the grant's holder is checked in, if they are.
+    async fn checked_in_until(&mut self, grant: Pk) -> Result<Option<i64>>;
+    /// Uses one pass of the grant if it has one left, checking its holder in until
+    /// `until`; how many are used now.
+    async fn take_pass(&mut self, grant: Pk, until: Option<i64>) -> Result<Option<i64>>;
     /// How many passes the grant has (none: unlimited, or the grant is gone).
     async fn passes(&mut self, grant: Pk) -> Result<Option<i64>>;
-    async fn give_back_pass(&mut self, grant: Pk) -> Result<()>;
+    /// Undoes [`Ledger::take_pass`]: one pass back, the check-in as it was.
+    async fn give_back_pass(&mut self, grant: Pk, checked_in_until: Option<i64>) -> Result<()>;
     /// Marks the backup code used if it is still active; whether it was.
     async fn use_backup_code(&mut self, credential: Pk, at: i64) -> Result<bool>;
     /// The credential as the index keeps it.
@@ -336,29 +342,44 @@ pub(crate) trait Ledger {
 }
 
 /// Uses up what an allowed decision spends (one pass of the first of its grants that has
-/// one left; its backup code), exactly once, or turns it into a denial when it is gone;
-/// returns what changed for the index.
+/// one left, unless a check-in covers the entry; its backup code), exactly once, or turns
+/// it into a denial when it is gone; returns what changed for the index.
 async fn consume(ledger: &mut impl Ledger, pending: &mut PendingDecision) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
+    let at = pending.event.at;
+    // What the entry took, to give back if its backup code turns out used.
+    let mut taken: Option<(Pk, Option<i64>)> = None;
     if !pending.pass_grants.is_empty() {
-        let mut used_one = false;
-        for &grant in &pending.pass_grants {
-            match ledger.take_pass(grant).await? {
+        let mut entered = false;
+        for pass in &pending.pass_grants {
+            let grant = pass.grant;
+            let checked_in = ledger.checked_in_until(grant).await?;
+            // An entry just before this one (same batch, another node) checked them in.
+            if let Some(until) = checked_in.filter(|until| *until > at) {
+                checked_in_event(&mut pending.event, grant, PassUse::CheckedIn, until);
+                entered = true;
+                break;
+            }
+            let until = (pass.checked_in_until != i64::MIN).then_some(pass.checked_in_until);
+            match ledger.take_pass(grant, until).await? {
                 Some(used) => {
-                    changes.push(Change::PassesUsed { grant, used: u32::try_from(used).unwrap_or(u32::MAX) });
-                    pending.event.grant_id = Some(grant_id(grant));
-                    used_one = true;
+                    let used = u32::try_from(used).unwrap_or(u32::MAX);
+                    changes.push(Change::PassesUsed { grant, used, checked_in_until: pass.checked_in_until });
+                    checked_in_event(&mut pending.event, grant, PassUse::Used, pass.checked_in_until);
+                    taken = Some((grant, checked_in));
+                    entered = true;
                     break;
                 }
                 // Used up elsewhere (another tap, another node): tell the index.
                 None => {
                     if let Some(passes) = ledger.passes(grant).await? {
-                        changes.push(Change::PassesUsed { grant, used: u32::try_from(passes).unwrap_or(u32::MAX) });
+                        let used = u32::try_from(passes).unwrap_or(u32::MAX);
+                        changes.push(Change::PassesUsed { grant, used, checked_in_until: i64::MIN });
                     }
                 }
             }
         }
-        if !used_one {
+        if !entered {
             deny(&mut pending.event, Reason::NoPassesLeft, NO_PASSES_LEFT);
         }
     }
@@ -368,8 +389,9 @@ async fn consume(ledger: &mut impl Ledger, pending: &mut PendingDecision) -> Res
             changes.push(Change::Credential(key, cred));
         } else {
             // Give back the pass this decision took: it did not let anyone in.
-            if let Some(Change::PassesUsed { grant, .. }) = changes.pop() {
-                ledger.give_back_pass(grant).await?;
+            if let Some((grant, checked_in)) = taken {
+                changes.retain(|c| !matches!(c, Change::PassesUsed { grant: g, .. } if *g == grant));
+                ledger.give_back_pass(grant, checked_in).await?;
             }
             deny(&mut pending.event, Reason::CredentialRevoked, BACKUP_CODE_USED);
         }
@@ -377,10 +399,23 @@ async fn consume(ledger: &mut impl Ledger, pending: &mut PendingDecision) -> Res
     Ok(changes)
 }
 
-const TAKE_PASS: &str = "UPDATE grants SET passes_used = passes_used + 1 \
+/// Marks the entry as made through `grant`'s pass, and shows until when its holder is
+/// checked in.
+fn checked_in_event(event: &mut NewEvent, grant: Pk, pass_use: PassUse, until: i64) {
+    event.grant_id = Some(grant_id(grant));
+    event.pass_use = Some(pass_use);
+    if let (serde_json::Value::Object(data), Some(until)) =
+        (&mut event.data, (until != i64::MIN).then(|| chrono::DateTime::from_timestamp_micros(until)).flatten())
+    {
+        data.insert("checked_in_until".into(), until.to_rfc3339().into());
+    }
+}
+
+const CHECKED_IN_UNTIL: &str = "SELECT checked_in_until FROM grants WHERE pk = $1";
+const TAKE_PASS: &str = "UPDATE grants SET passes_used = passes_used + 1, checked_in_until = $2 \
                          WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used";
 const PASSES: &str = "SELECT passes FROM grants WHERE pk = $1";
-const GIVE_BACK_PASS: &str = "UPDATE grants SET passes_used = passes_used - 1 WHERE pk = $1";
+const GIVE_BACK_PASS: &str = "UPDATE grants SET passes_used = passes_used - 1, checked_in_until = $2 WHERE pk = $1";
 const USE_BACKUP_CODE: &str = "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = $2 \
                                WHERE pk = $1 AND status = 'active'";
 
@@ -389,16 +424,24 @@ const USE_BACKUP_CODE: &str = "UPDATE credentials SET status = 'used', status_re
 struct SqliteLedger<'a>(&'a rusqlite::Transaction<'a>);
 
 impl Ledger for SqliteLedger<'_> {
-    async fn take_pass(&mut self, grant: Pk) -> Result<Option<i64>> {
-        Ok(self.0.prepare_cached(TAKE_PASS)?.query_row([grant], |r| r.get(0)).optional()?)
+    async fn checked_in_until(&mut self, grant: Pk) -> Result<Option<i64>> {
+        Ok(self.0.prepare_cached(CHECKED_IN_UNTIL)?.query_row([grant], |r| r.get(0)).optional()?.flatten())
+    }
+
+    async fn take_pass(&mut self, grant: Pk, until: Option<i64>) -> Result<Option<i64>> {
+        // By name: SQLite numbers `$n` in order of appearance, not by their digits.
+        let params = rusqlite::named_params! {"$1": grant, "$2": until};
+        Ok(self.0.prepare_cached(TAKE_PASS)?.query_row(params, |r| r.get(0)).optional()?)
     }
 
     async fn passes(&mut self, grant: Pk) -> Result<Option<i64>> {
         Ok(self.0.prepare_cached(PASSES)?.query_row([grant], |r| r.get(0)).optional()?.flatten())
     }
 
-    async fn give_back_pass(&mut self, grant: Pk) -> Result<()> {
-        self.0.prepare_cached(GIVE_BACK_PASS)?.execute([grant])?;
+    async fn give_back_pass(&mut self, grant: Pk, checked_in_until: Option<i64>) -> Result<()> {
+        self.0
+            .prepare_cached(GIVE_BACK_PASS)?
+            .execute(rusqlite::named_params! {"$1": grant, "$2": checked_in_until})?;
         Ok(())
     }
 
@@ -431,8 +474,14 @@ impl Ledger for SqliteLedger<'_> {
 pub(crate) struct AnyLedger<'a>(pub(crate) &'a mut Transaction<'static, Any>);
 
 impl Ledger for AnyLedger<'_> {
-    async fn take_pass(&mut self, grant: Pk) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(TAKE_PASS).bind(grant).fetch_optional(&mut **self.0).await?)
+    async fn checked_in_until(&mut self, grant: Pk) -> Result<Option<i64>> {
+        let until: Option<Option<i64>> =
+            sqlx::query_scalar(CHECKED_IN_UNTIL).bind(grant).fetch_optional(&mut **self.0).await?;
+        Ok(until.flatten())
+    }
+
+    async fn take_pass(&mut self, grant: Pk, until: Option<i64>) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(TAKE_PASS).bind(grant).bind(until).fetch_optional(&mut **self.0).await?)
     }
 
     async fn passes(&mut self, grant: Pk) -> Result<Option<i64>> {
@@ -440,8 +489,8 @@ impl Ledger for AnyLedger<'_> {
         Ok(passes.flatten())
     }
 
-    async fn give_back_pass(&mut self, grant: Pk) -> Result<()> {
-        sqlx::query(GIVE_BACK_PASS).bind(grant).execute(&mut **self.0).await?;
+    async fn give_back_pass(&mut self, grant: Pk, checked_in_until: Option<i64>) -> Result<()> {
+        sqlx::query(GIVE_BACK_PASS).bind(grant).bind(checked_in_until).execute(&mut **self.0).await?;
         Ok(())
     }
 

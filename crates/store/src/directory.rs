@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use lintel_core::{Change, CompiledSchedule, DoorSet, IndexGrant, IndexGroup, Pk, Subject};
 use lintel_proto::{
-    Credential, CredentialKind, Door, DoorPatch, Grant, Group, NewDoor, NewPerson, Person, PersonPatch, PersonStatus,
-    Schedule,
+    Credential, CredentialKind, Door, DoorPatch, Grant, Group, NewDoor, NewPerson, PassLasts, Person, PersonPatch,
+    PersonStatus, Schedule,
 };
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
@@ -17,7 +17,7 @@ use crate::events::{NewEvent, insert};
 use crate::rows::{self, CREDENTIAL_COLUMNS, CREDENTIAL_FROM, DOOR_COLUMNS, PERSON_COLUMNS, json, to_json};
 use crate::{IndexUpdate, Result, Store, StoreError, Written, bump_version, conflict_on_unique, now_micros};
 
-type Tx = Transaction<'static, Any>;
+pub(crate) type Tx = Transaction<'static, Any>;
 
 /// Filters of the people listing; `after` is the cursor (a row key).
 #[derive(Debug, Clone, Default)]
@@ -58,6 +58,7 @@ pub struct NewGrantRecord {
     pub valid_from: Option<i64>,
     pub valid_until: Option<i64>,
     pub passes: Option<u32>,
+    pub pass_lasts: PassLasts,
     pub source: Option<String>,
 }
 
@@ -69,7 +70,7 @@ pub(crate) async fn person_pk(tx: &mut Tx, id: &str) -> Result<Pk> {
         .ok_or_else(|| StoreError::not_found("person", id))
 }
 
-async fn door_pk(tx: &mut Tx, id: &str) -> Result<Pk> {
+pub(crate) async fn door_pk(tx: &mut Tx, id: &str) -> Result<Pk> {
     sqlx::query_scalar("SELECT pk FROM doors WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -210,7 +211,7 @@ async fn read_group(tx: &mut Tx, pk: Pk) -> Result<(Group, Change)> {
 }
 
 pub(crate) const GRANT_SELECT: &str = "SELECT g.pk, g.person_pk, g.group_pk, g.door_group_pk, g.has_doors, g.schedule, \
-     g.valid_from, g.valid_until, g.passes, g.passes_used, g.source, g.created_at, \
+     g.valid_from, g.valid_until, g.passes, g.passes_used, g.pass_lasts, g.checked_in_until, g.source, g.created_at, \
      p.id AS person_id, ag.id AS group_id, dg.id AS door_group_id \
      FROM grants g LEFT JOIN people p ON p.pk = g.person_pk LEFT JOIN access_groups ag ON ag.pk = g.group_pk \
      LEFT JOIN access_groups dg ON dg.pk = g.door_group_pk";
@@ -232,6 +233,13 @@ pub(crate) fn grant_from_row(row: &AnyRow, doors: Vec<(Pk, String)>) -> Result<(
     let valid_until: Option<i64> = row.try_get("valid_until")?;
     let passes = row.try_get::<Option<i64>, _>("passes")?.map(|p| u32::try_from(p).unwrap_or(u32::MAX));
     let passes_used = u32::try_from(row.try_get::<i64, _>("passes_used")?).unwrap_or(u32::MAX);
+    let pass_lasts = match row.try_get::<Option<String>, _>("pass_lasts")? {
+        None => PassLasts::Entry,
+        Some(s) => {
+            PassLasts::from_stored(&s).ok_or_else(|| StoreError::Corrupt(format!("grant {pk} pass_lasts {s:?}")))?
+        }
+    };
+    let checked_in_until: Option<i64> = row.try_get("checked_in_until")?;
     let subject = match (person, group) {
         (Some(p), None) => Subject::Person(p),
         (None, Some(g)) => Subject::Group(g),
@@ -253,6 +261,8 @@ pub(crate) fn grant_from_row(row: &AnyRow, doors: Vec<(Pk, String)>) -> Result<(
         valid_until: rows::opt_time(valid_until)?,
         passes,
         passes_used,
+        pass_lasts,
+        checked_in_until: rows::opt_time(checked_in_until)?,
         source: row.try_get("source")?,
         created_at: rows::time(row.try_get("created_at")?)?,
     };
@@ -265,11 +275,13 @@ pub(crate) fn grant_from_row(row: &AnyRow, doors: Vec<(Pk, String)>) -> Result<(
         valid_until: valid_until.unwrap_or(i64::MAX),
         passes,
         passes_used,
+        pass_lasts,
+        checked_in_until: checked_in_until.unwrap_or(i64::MIN),
     };
     Ok((grant, index))
 }
 
-async fn read_grants(
+pub(crate) async fn read_grants(
     exec: &mut sqlx::AnyConnection,
     filter: &str,
     bind: Option<Pk>,
@@ -294,7 +306,7 @@ async fn read_grants(
     Ok(out)
 }
 
-async fn finish<T>(mut tx: Tx, value: T, index: IndexUpdate, events: Vec<NewEvent>) -> Result<Written<T>> {
+pub(crate) async fn finish<T>(mut tx: Tx, value: T, index: IndexUpdate, events: Vec<NewEvent>) -> Result<Written<T>> {
     let mut stored = Vec::with_capacity(events.len());
     for e in &events {
         stored.push(insert(&mut tx, e).await?);
@@ -804,8 +816,8 @@ impl Store {
             door_pks.push(door_pk(&mut tx, door).await?);
         }
         let pk: Pk = sqlx::query_scalar(
-            "INSERT INTO grants (person_pk, group_pk, door_group_pk, has_doors, schedule, valid_from, valid_until, passes, source, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING pk",
+            "INSERT INTO grants (person_pk, group_pk, door_group_pk, has_doors, schedule, valid_from, valid_until, passes, \
+             pass_lasts, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING pk",
         )
         .bind(person)
         .bind(group)
@@ -815,6 +827,7 @@ impl Store {
         .bind(g.valid_from)
         .bind(g.valid_until)
         .bind(g.passes.map(i64::from))
+        .bind((g.pass_lasts != PassLasts::Entry).then(|| g.pass_lasts.stored()))
         .bind(&g.source)
         .bind(now_micros())
         .fetch_one(&mut *tx)

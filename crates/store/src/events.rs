@@ -25,6 +25,26 @@ pub struct NewEvent {
     pub credential_id: Option<String>,
     pub grant_id: Option<String>,
     pub data: serde_json::Value,
+    /// What an allowed entry did with a pass.
+    pub pass_use: Option<PassUse>,
+}
+
+/// What an allowed entry did with a grant's pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassUse {
+    /// Used one (and checked its holder in for the pass's time, if it lasts).
+    Used,
+    /// Came in on a check-in opened earlier: used nothing.
+    CheckedIn,
+}
+
+impl PassUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Used => "used",
+            Self::CheckedIn => "checked_in",
+        }
+    }
 }
 
 impl NewEvent {
@@ -39,6 +59,7 @@ impl NewEvent {
             credential_id: None,
             grant_id: None,
             data: serde_json::Value::Object(Default::default()),
+            pass_use: None,
         }
     }
 
@@ -105,9 +126,9 @@ where
 {
     let values: Vec<String> = (0..events.len())
         .map(|i| {
-            let b = i * 9;
+            let b = i * 10;
             format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                 b + 1,
                 b + 2,
                 b + 3,
@@ -116,12 +137,14 @@ where
                 b + 6,
                 b + 7,
                 b + 8,
-                b + 9
+                b + 9,
+                b + 10
             )
         })
         .collect();
     let sql = format!(
-        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data) VALUES {} RETURNING seq",
+        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data, pass_use) \
+         VALUES {} RETURNING seq",
         values.join(", ")
     );
     let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
@@ -135,7 +158,8 @@ where
             .bind(&e.door_id)
             .bind(&e.credential_id)
             .bind(&e.grant_id)
-            .bind(serde_json::to_string(&e.data).expect("JSON values serialize"));
+            .bind(serde_json::to_string(&e.data).expect("JSON values serialize"))
+            .bind(e.pass_use.map(PassUse::as_str));
     }
     let mut seqs = query.fetch_all(exec).await?;
     // One statement assigns its rows ascending numbers in the order of its VALUES.

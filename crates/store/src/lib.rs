@@ -45,7 +45,7 @@ pub use controllers::{ControllerRow, OfflineRecord, RecordedOffline};
 pub use crm::CrmMember;
 pub use decision_log::{CommittedDecision, PendingDecision};
 pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFilter};
-pub use events::{EventFilter, NewEvent};
+pub use events::{EventFilter, NewEvent, PassUse};
 pub use guesses::GuessRecord;
 pub use import::{ImportReport, ImportRow, RejectedRow};
 pub use lintel_core::Change;

@@ -236,7 +236,11 @@ async fn passes_and_backup_codes_are_used_exactly_once(store: Store) {
         event.reason = Some(lintel_proto::Reason::Granted);
         PendingDecision {
             event,
-            pass_grants: if pass { vec![grant] } else { Vec::new() },
+            pass_grants: if pass {
+                vec![lintel_core::PassGrant { grant, checked_in_until: i64::MIN }]
+            } else {
+                Vec::new()
+            },
             backup_code: backup.then_some(code),
         }
     };

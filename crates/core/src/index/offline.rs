@@ -77,8 +77,9 @@ type DoorRights = Vec<(usize, Vec<Arc<IndexGrant>>)>;
 
 impl Index {
     /// Every card that may open one of `doors` at some time, with the grants that say
-    /// when. Grants that count passes are left out: a controller cannot count them
-    /// without lintel. Cards whose UID is longer than the key keeps verbatim are left out
+    /// when. Grants that count passes are left out (a controller cannot count them
+    /// without lintel) unless their holder is checked in: then the list carries the
+    /// check-in. Cards whose UID is longer than the key keeps verbatim are left out
     /// too (their key is a hash of it).
     pub fn offline_cards(&self, doors: &[&str]) -> Vec<CardRights> {
         let doors: Vec<_> = doors.iter().map(|id| self.doors_by_id.get(*id)).collect();
@@ -118,7 +119,8 @@ impl Index {
     }
 
     /// What the credential's person, if active, may open among `doors` while offline: the
-    /// grants per door that do not count passes, skills checked. `None` when nothing.
+    /// grants per door that do not count passes (or whose holder is checked in), skills
+    /// checked. `None` when nothing.
     fn offline_rights(&self, person: Option<NonZeroI64>, doors: &[Option<&IndexDoor>]) -> Option<DoorRights> {
         let person_pk = person?.get();
         let slot = self.people.get(person_pk);
@@ -140,7 +142,7 @@ impl Index {
                     grants.extend(self.group_grants.get(&(door.pk, group)).into_iter().flatten().cloned());
                 }
             }
-            grants.retain(|g| g.passes.is_none());
+            grants.retain(|g| g.passes.is_none() || g.checked_in_until != i64::MIN);
             if !grants.is_empty() {
                 rights.push((position, grants));
             }
@@ -155,8 +157,14 @@ impl Index {
         let mut doors = BTreeSet::new();
         for change in changes {
             match change {
-                // Grants that count passes are never in a list; PINs and secrets neither.
-                Change::PassesUsed { .. } => {}
+                // A pass used for one entry changes no list; one that checks its holder in
+                // puts the check-in in the lists of the grant's doors.
+                Change::PassesUsed { checked_in_until: i64::MIN, .. } => {}
+                Change::PassesUsed { grant: pk, .. } => {
+                    if let Some(grant) = next.grants.get(pk) {
+                        next.doors_of_grant(grant, &mut doors);
+                    }
+                }
                 Change::Credential(key, credential) => {
                     // Cards and backup codes are listed (a code leaves every list once used).
                     if key.card_uid().is_none() && credential.kind != CredentialKind::BackupCode {

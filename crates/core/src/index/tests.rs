@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use lintel_proto::{CredentialKind, CredentialStatus, Reason, Schedule, ScheduleRule, Weekday};
+use lintel_proto::{CredentialKind, CredentialStatus, PassLasts, Reason, Schedule, ScheduleRule, Weekday};
 use proptest::prelude::*;
 
 use super::*;
@@ -100,6 +100,8 @@ fn grant(pk: Pk, subject: Subject, doors: DoorSet) -> IndexGrant {
         valid_until: i64::MAX,
         passes: None,
         passes_used: 0,
+        pass_lasts: lintel_proto::PassLasts::Entry,
+        checked_in_until: i64::MIN,
     }
 }
 
@@ -301,7 +303,8 @@ fn a_granted_decision_names_door_credential_person_and_grant() {
             person: Some(ALICE),
             grant: Some(7),
             consume: Consume::default(),
-            fallback_grants: Vec::new(),
+            pass_grants: Vec::new(),
+            checked_in_until: None,
         }
     );
     assert!(d.allowed());
@@ -652,19 +655,72 @@ fn among_allowing_grants_the_one_ending_first_then_the_oldest_wins() {
 }
 
 #[test]
+fn a_check_in_lets_its_holder_in_without_a_pass() {
+    let hour = 3_600_000_000;
+    let t = now().timestamp_micros();
+    // The last pass went on a check-in that runs for another hour, outside the schedule.
+    let office = schedule("UTC", &EVERY_DAY, "08:00", "09:00");
+    let checked_in = IndexGrant {
+        checked_in_until: t + hour,
+        schedule: Some(office),
+        pass_lasts: PassLasts::Span,
+        ..pass_grant(1, 1, 1)
+    };
+    let d = ask(&with_grants([checked_in.clone()]), "front", alice_card());
+    assert_eq!((d.reason, d.consume, d.checked_in_until), (Reason::Granted, Consume::default(), Some(t + hour)));
+    assert!(d.pass_grants.is_empty());
+    // When it ends, the schedule and the count decide again.
+    let later = from_micros(t + hour);
+    assert_eq!(reason_at(&with_grants([checked_in.clone()]), "front", alice_card(), later), Reason::OutsideSchedule);
+    let anytime = IndexGrant { schedule: None, ..checked_in.clone() };
+    assert_eq!(reason_at(&with_grants([anytime]), "front", alice_card(), later), Reason::NoPassesLeft);
+    // Validity still bounds it.
+    let expired = IndexGrant { valid_until: t, ..checked_in.clone() };
+    assert_eq!(reason(&with_grants([expired]), "front", alice_card()), Reason::Expired);
+    // A running check-in costs nothing, so it wins over a grant with passes left.
+    let d = ask(&with_grants([pass_grant(2, 5, 0), checked_in]), "front", alice_card());
+    assert_eq!((d.grant, d.consume.pass), (Some(1), false));
+}
+
+#[test]
+fn a_pass_that_lasts_says_until_when_it_checks_in() {
+    let t = now(); // Wednesday 12:00 UTC.
+    let ends = |lasts: PassLasts, office: Option<CompiledSchedule>, valid_until: i64| {
+        let grant = IndexGrant { pass_lasts: lasts, schedule: office, valid_until, ..pass_grant(1, 3, 0) };
+        let d = ask_at(&with_grants([grant]), "front", alice_card(), t);
+        assert!(d.consume.pass);
+        d.pass_grants[0].checked_in_until
+    };
+    let day = Some(schedule("UTC", &EVERY_DAY, "04:00", "03:59"));
+    assert_eq!(ends(PassLasts::Entry, day.clone(), i64::MAX), i64::MIN, "one entry");
+    assert_eq!(ends(PassLasts::Span, day.clone(), i64::MAX), utc("2026-06-11T03:59:00Z").timestamp_micros());
+    let afternoon = Some(schedule("UTC", &[Weekday::Wed], "11:00", "13:30"));
+    assert_eq!(ends(PassLasts::Span, afternoon, i64::MAX), utc("2026-06-10T13:30:00Z").timestamp_micros());
+    assert_eq!(ends(PassLasts::Minutes(90), None, i64::MAX), utc("2026-06-10T13:30:00Z").timestamp_micros());
+    let soon = utc("2026-06-10T12:10:00Z").timestamp_micros();
+    assert_eq!(ends(PassLasts::Minutes(90), None, soon), soon, "never past the grant's validity");
+    // Open around the clock: a day at most.
+    let always = Some(schedule("UTC", &EVERY_DAY, "00:00", "24:00"));
+    assert_eq!(ends(PassLasts::Span, always, i64::MAX), utc("2026-06-11T12:00:00Z").timestamp_micros());
+}
+
+#[test]
 fn passes_used_changes_never_lower_the_count() {
     let index = with_grants([pass_grant(1, 3, 0)]);
-    let index = index.apply(&[Change::PassesUsed { grant: 1, used: 2 }]);
+    let index = index.apply(&[Change::PassesUsed { grant: 1, used: 2, checked_in_until: i64::MIN }]);
     assert_eq!(index.grant(1).unwrap().passes_used, 2);
     assert_eq!(reason(&index, "front", alice_card()), Reason::Granted);
-    let index = index.apply(&[Change::PassesUsed { grant: 1, used: 3 }]);
+    let index = index.apply(&[Change::PassesUsed { grant: 1, used: 3, checked_in_until: i64::MIN }]);
     assert_eq!(reason(&index, "front", alice_card()), Reason::NoPassesLeft);
     // A late, older read does not give a pass back.
-    let index = index.apply(&[Change::PassesUsed { grant: 1, used: 1 }, Change::PassesUsed { grant: 1, used: 0 }]);
+    let index = index.apply(&[
+        Change::PassesUsed { grant: 1, used: 1, checked_in_until: i64::MIN },
+        Change::PassesUsed { grant: 1, used: 0, checked_in_until: i64::MIN },
+    ]);
     assert_eq!(index.grant(1).unwrap().passes_used, 3);
     assert_eq!(reason(&index, "front", alice_card()), Reason::NoPassesLeft);
     // Passes of a grant the index does not know change nothing.
-    let index = index.apply(&[Change::PassesUsed { grant: 42, used: 1 }]);
+    let index = index.apply(&[Change::PassesUsed { grant: 42, used: 1, checked_in_until: i64::MIN }]);
     assert_eq!(index.grant(42), None);
     assert_eq!(index.stats().grants, 1);
 }
@@ -1141,7 +1197,7 @@ fn apply_leaves_the_old_snapshot_unchanged() {
         Change::Membership { group: STAFF, person: ALICE, member: false },
         Change::Grant(3, None),
         Change::Grant(4, Some(person_grant(4, ALICE, &[9]))),
-        Change::PassesUsed { grant: 1, used: 3 },
+        Change::PassesUsed { grant: 1, used: 3, checked_in_until: i64::MIN },
     ];
     // Applied at once and one by one, the old snapshots never move.
     let next = old.apply(&changes);
@@ -1380,6 +1436,8 @@ fn mgrant(g: &MGrant) -> IndexGrant {
         valid_until: g.until,
         passes: g.passes,
         passes_used: g.used,
+        pass_lasts: lintel_proto::PassLasts::Entry,
+        checked_in_until: i64::MIN,
     }
 }
 
@@ -1691,8 +1749,8 @@ fn change_scripts(w: &World, rng: &mut Rng) -> Vec<Vec<Change>> {
         if g.used > 0 && rng.one_in(2) {
             // Passes used reach the index after the grant; a late read never lowers them.
             s.push(Change::Grant(g.pk, Some(IndexGrant { passes_used: 0, ..last.clone() })));
-            s.push(Change::PassesUsed { grant: g.pk, used: g.used });
-            s.push(Change::PassesUsed { grant: g.pk, used: g.used - 1 });
+            s.push(Change::PassesUsed { grant: g.pk, used: g.used, checked_in_until: i64::MIN });
+            s.push(Change::PassesUsed { grant: g.pk, used: g.used - 1, checked_in_until: i64::MIN });
         } else {
             s.push(Change::Grant(g.pk, Some(last)));
         }
@@ -1700,7 +1758,7 @@ fn change_scripts(w: &World, rng: &mut Rng) -> Vec<Vec<Change>> {
     }
     scripts.push(vec![
         Change::Grant(999, Some(grant(999, Subject::Group(1), DoorSet::Doors(Box::new([1, 2, 3]))))),
-        Change::PassesUsed { grant: 999, used: 5 },
+        Change::PassesUsed { grant: 999, used: 5, checked_in_until: i64::MIN },
         Change::Grant(999, None),
     ]);
     scripts
@@ -1854,7 +1912,7 @@ proptest! {
 #[test]
 fn a_pass_used_or_a_pin_touches_no_offline_list() {
     let index = with_grants([person_grant(1, ALICE, &[FRONT])]);
-    let used = [Change::PassesUsed { grant: 1, used: 1 }];
+    let used = [Change::PassesUsed { grant: 1, used: 1, checked_in_until: i64::MIN }];
     assert_eq!(index.offline_doors_touched(&index.apply(&used), &used), OfflineDoors::none());
     let digest = pin_digest(&[1; 32], "1234");
     let pin = [Change::Credential(CredentialKey::pin(&digest), with_digest(200, ALICE, CredentialKind::Pin, &digest))];

@@ -10,7 +10,7 @@ use super::*;
 use crate::index::{
     DoorSet, Index, IndexBuilder, IndexCredential, IndexDoor, IndexGrant, IndexGroup, IndexPerson, Query, Subject,
 };
-use crate::{CompiledSchedule, CredentialKey, revocation_hash};
+use crate::{Change, CompiledSchedule, CredentialKey, revocation_hash};
 
 const FRONT: i64 = 1;
 const THREE_DAYS: i64 = 3 * 86_400;
@@ -33,6 +33,8 @@ fn grant(pk: i64, subject: Subject, doors: DoorSet, schedule: Option<Schedule>) 
         valid_until: i64::MAX,
         passes: None,
         passes_used: 0,
+        pass_lasts: lintel_proto::PassLasts::Entry,
+        checked_in_until: i64::MIN,
     }
 }
 
@@ -201,6 +203,27 @@ fn keypad_entries_are_decided_offline_against_backup_codes() {
     }
     let lapsed = list.list.doors["front"].lapses_at;
     assert_eq!(at("front", FRONT_CODE, &[], lapsed).1, Reason::ListExpired);
+}
+
+#[test]
+fn a_checked_in_pass_holder_is_listed_until_the_check_in_ends() {
+    let issued = utc("2026-06-10T10:00:00Z");
+    let ends = issued + 5400;
+    let index = world().apply(&[Change::PassesUsed { grant: 3, used: 1, checked_in_until: ends * 1_000_000 }]);
+    let cards = index.offline_cards(&["front", "lab"]);
+    assert_eq!(cards.iter().map(|c| c.credential).collect::<Vec<_>>(), vec![100, 101, 102, 104], "Cy is in");
+    let list = list_at(&index, issued);
+    let installed = InstalledList::new(list);
+    let cy = hex::decode("04C0C0C0").unwrap();
+    assert!(installed.decide("front", &cy, None, ends - 1).allowed, "inside the check-in");
+    assert_eq!(installed.decide("front", &cy, None, ends).reason, Reason::OutsideSchedule, "after it");
+    // Before any check-in, a pass grant is not listed (the controller cannot count).
+    assert!(!world().offline_cards(&["front"]).iter().any(|c| c.credential == 102));
+    // The check-in touches the lists of the grant's doors.
+    let before = world();
+    let changes = [Change::PassesUsed { grant: 3, used: 1, checked_in_until: ends * 1_000_000 }];
+    let after = before.apply(&changes);
+    assert!(before.offline_doors_touched(&after, &changes).concerns(["front"].into_iter()));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Database, Server, lintel};
+use crate::harness::{Backend, Database, FakeClock, Server, lintel};
 
 /// The platform's state, as the fake keeps it.
 #[derive(Default)]
@@ -273,13 +273,18 @@ async fn setup_with(b: Backend, extra: &[(&'static str, String)]) -> Setup {
     env.extend(extra.iter().cloned());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let s = Server::start_with(&db, &env);
+    space(&s).await;
+    Setup { _db: db, s, platform }
+}
+
+/// The space's doors, groups and grants: `front` counts attendance, `studio` does not.
+async fn space(s: &Server) {
     s.ok("/api/v1/doors", json!({"id": "front", "name": "Front", "attendance": true}), 201).await;
     s.ok("/api/v1/doors", json!({"id": "studio", "name": "Studio", "attendance": false}), 201).await;
     s.ok("/api/v1/groups", json!({"id": "members", "name": "Members", "doors": ["front"]}), 201).await;
     s.ok("/api/v1/groups", json!({"id": "studio", "name": "Studio", "doors": ["front", "studio"]}), 201).await;
     s.ok("/api/v1/grants", json!({"group_id": "members"}), 201).await;
     s.ok("/api/v1/grants", json!({"group_id": "studio"}), 201).await;
-    Setup { _db: db, s, platform }
 }
 
 async fn sync(s: &Server) -> Value {
@@ -358,10 +363,18 @@ async fn members_follow_their_memberships(b: Backend) {
     eventually_reason(&s, "studio", "A1A1A1A1", "no_grant").await;
     eventually_reason(&s, "front", "A1A1A1A1", "granted").await;
 
-    // The cancellation date passed: access ends at once; a reactivation restores it.
+    // The cancellation date passed: access ends at once, and no personal secret stays
+    // active; a reactivation restores the card (the secret is enrolled again).
+    let secret = s.ok("/api/v1/people/cobot-1/credentials", json!({"kind": "secret"}), 201).await;
     platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = json!("2021/12/31"));
     deliver(&s, "membership_cancellation_date_reached", json!({"url": platform.membership_url("1")})).await;
     eventually_reason(&s, "front", "A1A1A1A1", "person_suspended").await;
+    inbox_settled(&s).await;
+    let held = s.get("/api/v1/people/cobot-1/credentials").await.1;
+    let status_of = |id: &Value| held.as_array().unwrap().iter().find(|c| &c["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status_of(&secret["id"]), "revoked", "{held}");
+    let lapsed = s.all_events("kind=person.offboarded&person_id=cobot-1").await;
+    assert_eq!((lapsed.len(), &lapsed[0]["data"]["suspended"]), (1, &json!(false)), "{lapsed:?}");
     platform.with(|p| p.memberships.get_mut("1").unwrap()["canceled_to"] = Value::Null);
     deliver(&s, "reactivated_membership", json!({"url": platform.membership_url("1")})).await;
     eventually_reason(&s, "front", "A1A1A1A1", "granted").await;
@@ -380,7 +393,7 @@ async fn members_follow_their_memberships(b: Backend) {
     // Offboarded: the card is revoked, the person suspended, one event says what was taken.
     eventually_reason(&s, "front", "B2B2B2B2", "credential_revoked").await;
     assert_eq!(s.get("/api/v1/people/cobot-2").await.1["status"], "suspended");
-    let events = s.all_events("kind=person.offboarded").await;
+    let events = s.all_events("kind=person.offboarded&person_id=cobot-2").await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
         (events[0]["person_id"].as_str(), events[0]["data"]["source"].as_str()),
@@ -433,27 +446,159 @@ async fn time_passes_limit_entry_and_follow_the_platform(b: Backend) {
     let grant = &grants[0];
     assert_eq!((&grant["passes"], &grant["doors"]), (&json!(1), &json!(["front"])), "{grants}");
     assert_eq!(grant["schedule"]["tz"], "Europe/Berlin", "{grants}");
+    // The pass is usable around the clock: it checks him in for a day.
     assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted");
-    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "no_passes_left", "one pass, one entry");
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted", "checked in: no second pass");
 
-    // The entry becomes a check-in that uses the pass on the platform too; its
-    // created_checkin delivery refreshes the count (zero).
-    for _ in 0..100 {
-        if platform.with(|p| p.check_ins.len()) == 1 {
+    // The first entry becomes a check-in that uses the pass on the platform too; its
+    // created_checkin delivery refreshes the count (zero), and the check-in still runs.
+    wait_for_check_ins(&platform, 1).await;
+    deliver(&s, "created_checkin", json!({"url": format!("{}/api/check_ins/2", platform.url)})).await;
+    inbox_settled(&s).await;
+    let grants = s.get("/api/v1/grants?person_id=cobot-2").await.1;
+    assert_eq!((&grants[0]["passes"], &grants[0]["passes_used"]), (&json!(0), &json!(0)), "{grants}");
+    assert!(grants[0]["checked_in_until"].is_string(), "{grants}");
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted");
+    assert_eq!(platform.with(|p| p.check_ins.len()), 1, "re-entries post no check-in");
+
+    // Passes bought: the count follows within seconds of the webhook.
+    platform.with(|p| p.unused.insert("2".into(), vec![json!({"time_pass_id": 7}), json!({"time_pass_id": 7})]));
+    deliver(&s, "membership_added_time_passes", json!({"url": platform.membership_url("2")})).await;
+    inbox_settled(&s).await;
+    let grants = s.get("/api/v1/grants?person_id=cobot-2").await.1;
+    assert_eq!(grants[0]["passes"], 2, "{grants}");
+}
+
+/// Waits until the platform has `n` check-ins, then a little longer to see no more come.
+async fn wait_for_check_ins(platform: &FakePlatform, n: usize) {
+    for _ in 0..300 {
+        if platform.with(|p| p.check_ins.len()) >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(platform.with(|p| p.check_ins.len()), 1, "checked in on the platform");
-    deliver(&s, "created_checkin", json!({"url": format!("{}/api/check_ins/2", platform.url)})).await;
-    eventually_reason(&s, "front", "B2B2B2B2", "no_grant").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(platform.with(|p| p.check_ins.len()), n, "check-ins on the platform");
+}
 
-    // Passes bought: access again within seconds of the webhook.
-    platform.with(|p| p.unused.insert("2".into(), vec![json!({"time_pass_id": 7}), json!({"time_pass_id": 7})]));
-    deliver(&s, "membership_added_time_passes", json!({"url": platform.membership_url("2")})).await;
-    eventually_reason(&s, "front", "B2B2B2B2", "granted").await;
+/// A server on a clock the test moves, with the space set up and plan 43's pass type
+/// replaced by `pass`.
+async fn setup_on_a_clock(b: Backend, pass: Value, unused: usize) -> (Setup, FakeClock) {
+    let db = Database::new(b);
+    let clock = FakeClock::new(&db);
+    let platform = fake_platform().await;
+    seed(&platform);
+    platform.with(|p| {
+        p.plans[1]["time_passes"] = json!([pass]);
+        p.unused.insert("2".into(), vec![json!({"time_pass_id": 7}); unused]);
+    });
+    let mut env: Vec<(&str, String)> = cobot_env(&platform);
+    env.extend(clock.env().iter().map(|(k, v)| (*k, v.to_string())));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Server::start_with(&db, &env);
+    space(&s).await;
+    (Setup { _db: db, s, platform }, clock)
+}
+
+/// A moment on the space's clock (Europe/Berlin), on 1 December 2026 plus `day` days.
+fn berlin(day: u32, hour: u32, minute: u32) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 12, 1 + day, hour, minute, 0).unwrap().with_timezone(&chrono::Utc)
+}
+
+const EVERY_DAY: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+
+/// A day pass (04:00 to 03:59:59 the next morning): the member enters, steps out and
+/// comes back three times on one pass and one check-in, through the night until the
+/// space's day ends, and is refused the next day with no pass left.
+async fn a_day_pass_covers_the_day_not_one_entry(b: Backend) {
+    let day_pass = json!({"id": 7, "name": "Day pass", "parsed_timespans": [
+        {"weekdays": EVERY_DAY, "from_hour": 4, "from_minute": 0, "to_hour": 3, "to_minute": 59}]});
+    let (Setup { _db, s, platform }, clock) = setup_on_a_clock(b, day_pass, 1).await;
+    clock.set_to(berlin(1, 8, 0)).await;
+    sync(&s).await;
+    card_for(&s, "cobot-2", "B2B2B2B2").await;
+    for (hour, minute) in [(9, 0), (12, 30), (13, 45), (18, 10)] {
+        clock.set_to(berlin(1, hour, minute)).await;
+        let answer = s.decide("front", card("B2B2B2B2")).await;
+        assert_eq!(answer["reason"], "granted", "{hour}:{minute}: {answer}");
+    }
+    wait_for_check_ins(&platform, 1).await;
+    // The platform counts the pass (its created_checkin delivery): none left there.
+    deliver(&s, "created_checkin", json!({"url": format!("{}/api/check_ins/2", platform.url)})).await;
+    inbox_settled(&s).await;
     let grants = s.get("/api/v1/grants?person_id=cobot-2").await.1;
-    assert_eq!(grants[0]["passes"], 2, "{grants}");
+    let until = berlin(2, 3, 59).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    assert_eq!((&grants[0]["passes"], &grants[0]["checked_in_until"]), (&json!(0), &json!(until)), "{grants}");
+
+    let events = s.all_events("kind=decision&person_id=cobot-2").await;
+    let through_pass: Vec<_> = events.iter().filter(|e| e["data"]["checked_in_until"].is_string()).collect();
+    assert_eq!(through_pass.len(), 4, "every entry shows the check-in: {events:?}");
+
+    clock.set_to(berlin(2, 3, 50)).await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted", "the night is the day's");
+    clock.set_to(berlin(2, 4, 30)).await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "no_passes_left", "a new day");
+    assert_eq!(platform.with(|p| p.check_ins.len()), 1, "one pass, one check-in");
+}
+
+/// A duration pass (2 h) checks in for two hours from the entry, not to the end of a span.
+async fn a_duration_pass_ends_on_time(b: Backend) {
+    let two_hours = json!({"id": 7, "name": "2 hours", "duration_in_minutes": 120, "parsed_timespans": [
+        {"weekdays": EVERY_DAY, "from_hour": 0, "from_minute": 0, "to_hour": 24, "to_minute": 0}]});
+    let (Setup { _db, s, platform: _platform }, clock) = setup_on_a_clock(b, two_hours, 1).await;
+    clock.set_to(berlin(1, 10, 0)).await;
+    sync(&s).await;
+    card_for(&s, "cobot-2", "B2B2B2B2").await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted");
+    clock.set_to(berlin(1, 11, 58)).await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted", "inside the two hours");
+    clock.set_to(berlin(1, 12, 1)).await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "no_passes_left", "the two hours are over");
+}
+
+/// The platform counts a pass only when lintel's check-in arrives: refreshes in between
+/// (two at once here) must not give back a pass used here, so the member never gets in
+/// more often than the platform has passes.
+async fn refreshes_never_admit_more_entries_than_passes(b: Backend) {
+    let minute = json!({"id": 7, "name": "Minute", "duration_in_minutes": 1, "parsed_timespans": []});
+    let (Setup { _db, s, platform }, clock) = setup_on_a_clock(b, minute, 2).await;
+    clock.set_to(berlin(1, 10, 0)).await;
+    sync(&s).await;
+    card_for(&s, "cobot-2", "B2B2B2B2").await;
+    platform.with(|p| p.down = true);
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted");
+
+    // Two refreshes at once while the check-in waits: the platform still says two.
+    let url = json!({"url": platform.membership_url("2")});
+    let (a, b2) = tokio::join!(
+        deliver(&s, "membership_added_time_passes", url.clone()),
+        deliver(&s, "membership_removed_time_passes", url.clone())
+    );
+    assert_eq!((a.0, b2.0), (202, 202));
+    inbox_settled(&s).await;
+    sync(&s).await;
+    let grants = s.get("/api/v1/grants?person_id=cobot-2").await.1;
+    assert_eq!((&grants[0]["passes"], &grants[0]["passes_used"]), (&json!(2), &json!(1)), "{grants}");
+
+    clock.set_to(berlin(1, 10, 5)).await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted", "the second pass");
+    clock.set_to(berlin(1, 10, 10)).await;
+    sync(&s).await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "no_passes_left", "two passes, two entries");
+
+    // The platform comes back: both check-ins arrive and use both passes there; a refresh
+    // agrees. A pass bought is one more entry, no more.
+    platform.with(|p| p.down = false);
+    wait_for_check_ins(&platform, 2).await;
+    sync(&s).await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "no_passes_left");
+    platform.with(|p| p.unused.insert("2".into(), vec![json!({"time_pass_id": 7})]));
+    deliver(&s, "membership_added_time_passes", url).await;
+    eventually_reason(&s, "front", "B2B2B2B2", "granted").await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "granted");
+    clock.set_to(berlin(1, 10, 15)).await;
+    assert_eq!(s.decide("front", card("B2B2B2B2")).await["reason"], "no_passes_left");
 }
 
 async fn check_ins_arrive_exactly_once_across_an_outage(b: Backend) {
@@ -960,6 +1105,9 @@ crate::on_both_backends!(
     a_visitor_is_invited_and_disappears_after_the_booking,
     members_follow_their_memberships,
     time_passes_limit_entry_and_follow_the_platform,
+    a_day_pass_covers_the_day_not_one_entry,
+    a_duration_pass_ends_on_time,
+    refreshes_never_admit_more_entries_than_passes,
     check_ins_arrive_exactly_once_across_an_outage,
     deliveries_are_checked_stored_and_idempotent,
     the_inbox_is_bounded,

@@ -341,7 +341,10 @@ async fn stale_members_are_looked_up_again(b: Backend) {
     let (answer, _) = decide(&s, "front", "1001", "R2").await;
     assert_eq!((&answer["reason"], &answer["person_id"]), (&json!("unknown_member"), &json!("crm-1001")));
     assert_eq!(s.get("/api/v1/people/crm-1001").await.1["status"], "suspended");
-    assert_eq!(reason(&s, "front", "1001", "R2").await, "person_suspended", "fresh again: decided on the copy");
+    // Offboarded: the card is revoked, and one event says so.
+    assert_eq!(reason(&s, "front", "1001", "R2").await, "credential_revoked", "fresh again: decided on the copy");
+    let offboarded = s.all_events("kind=person.offboarded").await;
+    assert_eq!((offboarded.len(), &offboarded[0]["data"]["source"]), (1, &json!("crm")), "{offboarded:?}");
     crm.with(|c| c.persons.insert("1001".into(), ann("R2", &["laser"], true)));
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(reason(&s, "laser", "1001", "R2").await, "granted", "back in good standing");

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use lintel_proto::{Event, Grant, Reason, Schedule, Weekday};
+use lintel_proto::{Event, Grant, PassLasts, Reason, Schedule, Weekday};
 
 const DAYS: [(Weekday, &str); 7] = [
     (Weekday::Mon, "Mon"),
@@ -98,6 +98,14 @@ pub fn grant_terms(g: &Grant, tz: Tz) -> String {
     if let Some(p) = g.passes {
         let left = p.saturating_sub(g.passes_used);
         parts.push(format!("{left} of {p} passes left"));
+        match g.pass_lasts {
+            PassLasts::Entry => {}
+            PassLasts::Span => parts.push("a pass lasts to the end of its span".into()),
+            PassLasts::Minutes(m) => parts.push(format!("a pass lasts {m} minutes")),
+        }
+    }
+    if let Some(until) = g.checked_in_until.filter(|until| *until > chrono::Utc::now()) {
+        parts.push(format!("checked in until {}", local(until, tz)));
     }
     parts.join(", ")
 }

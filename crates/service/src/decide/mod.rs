@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use lintel_core::credential::{normalize_uid, pin_digest, validate_pin};
 use lintel_core::{CredentialKey, Decision, Digest, Index, MemberQuery, Query, Reason};
 use lintel_proto::{DecisionResponse, PresentedCredential};
-use lintel_store::{NewEvent, PendingDecision, credential_id, grant_id};
+use lintel_store::{NewEvent, PassUse, PendingDecision, credential_id, grant_id};
 
 use crate::directory::Directory;
 use crate::error::{Result, ServiceError};
@@ -178,7 +178,8 @@ impl Decider {
                 person: None,
                 grant: None,
                 consume: Default::default(),
-                fallback_grants: Vec::new(),
+                pass_grants: Vec::new(),
+                checked_in_until: None,
             },
             None => presented.decide(&index, ask.door, at),
         };
@@ -328,10 +329,7 @@ impl Decider {
     ) -> Result<DecisionResponse> {
         let pending = PendingDecision {
             event,
-            pass_grants: match (decision.consume.pass, decision.grant) {
-                (true, Some(grant)) => std::iter::once(grant).chain(decision.fallback_grants.iter().copied()).collect(),
-                _ => Vec::new(),
-            },
+            pass_grants: if decision.consume.pass { decision.pass_grants.clone() } else { Vec::new() },
             backup_code: decision.consume.backup_code.then_some(decision.credential).flatten(),
         };
         // A task of its own, so that a client hanging up cannot leave what the decision
@@ -392,6 +390,10 @@ fn decision_event(door: &str, at: DateTime<Utc>, response: &DecisionResponse, de
     event.person_id = response.person_id.clone();
     event.credential_id = decision.credential.map(credential_id);
     event.grant_id = response.grant_id.clone();
+    if let Some(until) = decision.checked_in_until.and_then(DateTime::from_timestamp_micros) {
+        event.pass_use = Some(PassUse::CheckedIn);
+        event = event.with("checked_in_until", until.to_rfc3339());
+    }
     event
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use lintel_connectors::cobot::{self, Booking, CobotError, CustomField, Membership, PassType, Plan, UnusedPass};
-use lintel_proto::{PersonPatch, PersonStatus, Schedule, ScheduleRule, SyncReport, Weekday};
+use lintel_proto::{PassLasts, PersonPatch, PersonStatus, Schedule, ScheduleRule, SyncReport, Weekday};
 use lintel_store::{CobotMember, NewGrantRecord, StoreError, WorkItem, valid_membership_id};
 use serde_json::{Value, json};
 
@@ -105,8 +105,9 @@ fn weekday(name: &str) -> Option<Weekday> {
     serde_json::from_value(Value::String(short)).ok()
 }
 
-/// A pass type's timespans as a lintel schedule (`None`: usable at any time).
-fn pass_schedule(pass: &PassType, tz: Tz) -> Option<Schedule> {
+/// A pass type's timespans as a lintel schedule. A type without timespans is the
+/// platform's day pass: the space's day, from 04:00 to 03:59 the next morning.
+fn pass_schedule(pass: &PassType, tz: Tz) -> Schedule {
     let rules: Vec<ScheduleRule> = pass
         .parsed_timespans
         .iter()
@@ -115,9 +116,25 @@ fn pass_schedule(pass: &PassType, tz: Tz) -> Option<Schedule> {
             from: format!("{:02}:{:02}", t.from_hour.min(24), t.from_minute.min(59)),
             to: format!("{:02}:{:02}", t.to_hour.min(24), t.to_minute.min(59)),
         })
-        .filter(|r| !r.weekdays.is_empty())
+        .filter(|r| !r.weekdays.is_empty() && r.from != r.to)
         .collect();
-    (!rules.is_empty()).then(|| Schedule { tz: tz.name().to_owned(), rules })
+    let rules = match rules.is_empty() {
+        false => rules,
+        true => {
+            let every_day = serde_json::from_value(json!(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]))
+                .expect("weekday names");
+            vec![ScheduleRule { weekdays: every_day, from: "04:00".into(), to: "03:59".into() }]
+        }
+    };
+    Schedule { tz: tz.name().to_owned(), rules }
+}
+
+/// How long a check-in with a pass of this type lasts.
+fn pass_lasts(pass: &PassType) -> PassLasts {
+    match pass.duration_in_minutes {
+        Some(minutes) if minutes > 0 => PassLasts::Minutes(minutes.min(PassLasts::MAX_MINUTES)),
+        _ => PassLasts::Span,
+    }
 }
 
 /// What applying one membership did.
@@ -202,6 +219,9 @@ impl Cobot {
         member.status = Some(if active { PersonStatus::Active } else { PersonStatus::Suspended });
         let upserted = people::upsert(directory, member).await?;
         let id = upserted.id;
+        if !active {
+            self.lapsed(&id).await?;
+        }
 
         // A plan with time passes gives access only through its passes; any other plan
         // through the member's groups.
@@ -224,12 +244,14 @@ impl Cobot {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Asked before the count is fetched: check-ins done after it may not be in it.
+        let asked_at = Utc::now().timestamp_micros();
         let unused = if pass_types.is_empty() {
             Vec::new()
         } else {
             self.client.unused_passes(&m.id).await.map_err(platform)?
         };
-        self.replace_pass_grants(&m.id, &id, pass_types, &unused, &targets).await?;
+        self.replace_pass_grants(&m.id, &id, pass_types, &unused, &targets, asked_at).await?;
 
         let token = known.as_ref().map_or_else(|| secrets::generate("lct_"), |k| k.check_in_token.clone());
         let record = CobotMember {
@@ -250,8 +272,9 @@ impl Cobot {
     }
 
     /// A member's pass grants: one per pass type with unused passes, over the doors of the
-    /// member's groups, with the type's timespans. Replaced whole on every change, so the
-    /// count is always the platform's.
+    /// member's groups, with the type's timespans; a pass checks the member in for its
+    /// time. Updated in place, with the platform's count less the passes used here that it
+    /// has not counted yet (see [`lintel_store::Store::replace_cobot_pass_grants`]).
     async fn replace_pass_grants(
         &self,
         membership_id: &str,
@@ -259,6 +282,7 @@ impl Cobot {
         pass_types: &[PassType],
         unused: &[UnusedPass],
         groups: &BTreeSet<String>,
+        asked_at: i64,
     ) -> Result<()> {
         let store = &self.directory.store;
         let source = pass_source(membership_id);
@@ -279,34 +303,28 @@ impl Cobot {
                         None => pass.id == pass_types[0].id,
                     })
                     .count();
-                if count == 0 || doors.is_empty() {
+                // A type with no pass left keeps its grant: the member's check-in with the
+                // last one still runs.
+                if doors.is_empty() {
                     continue;
                 }
                 wanted.push(NewGrantRecord {
                     person_id: Some(person.to_owned()),
                     doors: Some(doors.iter().cloned().collect()),
-                    schedule: pass_schedule(pass, self.config.timezone),
+                    schedule: Some(pass_schedule(pass, self.config.timezone)),
                     passes: Some(u32::try_from(count).unwrap_or(u32::MAX)),
-                    source: Some(source.clone()),
+                    pass_lasts: pass_lasts(pass),
+                    source: Some(format!("{source}:{}", pass.id)),
                     ..Default::default()
                 });
             }
         }
-        let existing: Vec<_> =
-            store.grants(Some(person)).await?.into_iter().filter(|g| g.source.as_deref() == Some(&source)).collect();
-        let unchanged = existing.len() == wanted.len()
-            && existing.iter().zip(&wanted).all(|(have, want)| {
-                have.passes == want.passes && have.doors == want.doors && have.schedule == want.schedule
-            });
-        if unchanged {
-            return Ok(());
-        }
-        for grant in existing {
-            self.directory.write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
-        }
-        for grant in wanted {
-            self.directory.write(move |store| async move { store.create_grant(&grant).await }).await?;
-        }
+        let person = person.to_owned();
+        self.directory
+            .write(
+                move |store| async move { store.replace_cobot_pass_grants(&person, &source, &wanted, asked_at).await },
+            )
+            .await?;
         Ok(())
     }
 
@@ -330,7 +348,15 @@ impl Cobot {
             Ok(_) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(())
+        self.lapsed(person).await
+    }
+
+    /// A membership that ended but may come back: suspended with its cards kept, and no
+    /// personal secret or signing key left active (see [`offboarding::lapse`]).
+    async fn lapsed(&self, person: &str) -> Result<()> {
+        let reason = "the membership has ended";
+        let departure = Departure { person_id: person, source: "cobot", reason, groups: &[] };
+        offboarding::lapse(&self.directory, departure).await.map(drop)
     }
 
     async fn plans_by_id(&self) -> Result<HashMap<String, Plan>> {
@@ -768,13 +794,21 @@ mod tests {
                 to_hour: 18,
                 to_minute: 30,
             }],
+            duration_in_minutes: None,
         };
         let tz: Tz = "Europe/Berlin".parse().unwrap();
-        let schedule = pass_schedule(&pass, tz).unwrap();
+        let schedule = pass_schedule(&pass, tz);
         assert_eq!(schedule.tz, "Europe/Berlin");
         assert_eq!(schedule.rules[0].weekdays, vec![Weekday::Mon, Weekday::Tue]);
         assert_eq!((schedule.rules[0].from.as_str(), schedule.rules[0].to.as_str()), ("08:00", "18:30"));
-        assert_eq!(pass_schedule(&PassType { parsed_timespans: vec![], ..pass }, tz), None, "any time");
+        assert_eq!(pass_lasts(&pass), PassLasts::Span);
+        let day_pass = PassType { parsed_timespans: vec![], ..pass.clone() };
+        let every_day = pass_schedule(&day_pass, tz);
+        assert_eq!(every_day.rules.len(), 1);
+        assert_eq!(every_day.rules[0].weekdays.len(), 7, "the space's day, every day");
+        assert_eq!((every_day.rules[0].from.as_str(), every_day.rules[0].to.as_str()), ("04:00", "03:59"));
+        let two_hours = PassType { duration_in_minutes: Some(120), ..pass };
+        assert_eq!(pass_lasts(&two_hours), PassLasts::Minutes(120));
     }
 
     /// A space whose members all join `members`, and the `full` plan's also `studio`;

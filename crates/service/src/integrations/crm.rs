@@ -30,14 +30,18 @@ use chrono::Utc;
 use lintel_connectors::crm::{self, CrmError, Person as CrmPerson};
 use lintel_core::credential::normalize_uid;
 use lintel_core::{Decision, Index, Pk, Reason};
-use lintel_proto::{CardToWrite, CredentialKind, CredentialStatus, PersonPatch, PersonStatus, PresentedCredential};
+use lintel_proto::{CardToWrite, CredentialKind, CredentialStatus, PersonStatus, PresentedCredential};
 use lintel_store::{CrmMember, StoreError};
 
 use crate::directory::Directory;
 use crate::error::{Result, ServiceError};
+use crate::offboarding::{self, Departure};
 use crate::people::{ExternalPerson, Identity};
 use crate::photos::Photos;
 use crate::{people, validate};
+
+/// Why a member's credentials were revoked when the CRM no longer had them.
+const GONE_FROM_THE_CRM: &str = "the member is gone from the CRM";
 
 fn younger_than(fetched_at: i64, limit: Duration) -> bool {
     let age = Utc::now().timestamp_micros().saturating_sub(fetched_at);
@@ -331,7 +335,8 @@ impl Crm {
             }
         }
         // The member's card: a new revocation code replaces it; a card revoked in lintel
-        // stays revoked until the CRM gives it a new code (a new card).
+        // stays revoked until the CRM gives it a new code (a new card), unless it was
+        // revoked only because the member had left the CRM, which has them back now.
         let uid = card_uid(crm_id);
         let cards: Vec<_> = store
             .person_credentials(&id)
@@ -341,7 +346,10 @@ impl Crm {
             .collect();
         let issue = match cards.iter().find(|c| c.status == CredentialStatus::Active) {
             Some(active) => active.revocation_code != code,
-            None => !cards.iter().any(|c| c.revocation_code == code),
+            None => cards
+                .iter()
+                .filter(|c| c.revocation_code == code)
+                .all(|c| c.status_reason.as_deref() == Some(GONE_FROM_THE_CRM)),
         };
         if issue {
             let record = crate::credentials::card(&uid, code.clone())?.record;
@@ -363,21 +371,21 @@ impl Crm {
         Ok(CardToWrite { member: crm_id.to_owned(), uid, revocation_code: code, person_id: id, in_good_standing: good })
     }
 
-    /// The CRM no longer has a member lintel knows: their person is suspended.
+    /// The CRM no longer has a member lintel knows: they are offboarded (their cards,
+    /// secrets and signing keys revoked, out of `[crm] group`, suspended unless another
+    /// source knows them). Should the CRM know them again, their card comes back.
     async fn gone(&self, crm_id: &str) -> Result<()> {
         let _one_at_a_time = self.applying.lock().await;
         let store = &self.directory.store;
         let id = person_id(crm_id);
-        let person = match store.person(&id).await {
-            Ok(p) => p,
+        match store.person(&id).await {
+            Ok(_) => {}
             Err(StoreError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
-        };
-        if person.status != PersonStatus::Suspended {
-            let patch = PersonPatch { status: Some(PersonStatus::Suspended), ..Default::default() };
-            let pid = id.clone();
-            self.directory.write(move |store| async move { store.patch_person(&pid, &patch).await }).await?;
         }
+        let groups: Vec<String> = self.config.group.iter().cloned().collect();
+        let departure = Departure { person_id: &id, source: "crm", reason: GONE_FROM_THE_CRM, groups: &groups };
+        offboarding::offboard(&self.directory, departure).await?;
         let now = Utc::now().timestamp_micros();
         let known = store.crm_member(crm_id).await?;
         let member = CrmMember {
@@ -548,7 +556,22 @@ mod standing {
         fake.answer("GET /api/persons/1001", 404, json!({"error": "not found"}));
         let gone = crm.issue_card("1001").await.expect_err("gone from the CRM");
         assert!(matches!(gone, ServiceError::NotFound { code: "unknown-member", .. }), "{gone:?}");
-        assert_eq!(tap(&services, "R2").await, Reason::PersonSuspended, "gone from the CRM, gone from the doors");
+        assert_eq!(tap(&services, "R2").await, Reason::CredentialRevoked, "gone from the CRM, gone from the doors");
+        let person = services.store().person("crm-1001").await.expect("person");
+        assert_eq!((person.status, person.groups.len()), (PersonStatus::Suspended, 0), "offboarded");
+        let cards = services.store().person_credentials("crm-1001").await.expect("credentials");
+        assert!(cards.iter().all(|c| c.status != CredentialStatus::Active), "nothing active left: {cards:?}");
+        let offboarded = services
+            .store()
+            .events(&lintel_store::EventFilter {
+                kind: Some("person.offboarded".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("events");
+        assert_eq!(offboarded.len(), 1, "one event says what was taken");
+        assert_eq!(offboarded[0].data["source"], "crm");
         assert_eq!(fake.requests("POST /oauth/token").len(), 1, "one token for every call");
     }
 }
