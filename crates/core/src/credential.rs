@@ -50,6 +50,15 @@ pub fn sha256(bytes: &[u8]) -> Digest {
     Sha256::digest(bytes).into()
 }
 
+/// The digest a backup code is kept by: its letters and digits only, upper case, so that
+/// dashes, spaces and case typed differently still match. A controller digests a keypad
+/// entry the same way to find it in its offline list.
+pub fn backup_code_digest(code: &str) -> Digest {
+    let normalized: String =
+        code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase();
+    sha256(normalized.as_bytes())
+}
+
 pub fn pin_digest(pin_key: &[u8], pin: &str) -> Digest {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(pin_key).expect("HMAC takes keys of any length");
     mac.update(pin.as_bytes());

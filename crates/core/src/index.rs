@@ -1118,7 +1118,7 @@ fn preference(g: &IndexGrant, at: i64) -> (bool, i64, Pk) {
 }
 
 mod offline;
-pub use offline::{CardRights, OfflineDoors};
+pub use offline::{CardRights, CodeRights, OfflineDoors};
 
 #[cfg(test)]
 mod tests;

@@ -147,6 +147,9 @@ pub fn check(readers: &[ReaderConfig]) -> Result<(), OsdpError> {
 pub enum ReaderEvent {
     /// A card was read; `uid` is upper-case hex (see `lintel_core::card_bits`).
     Card { reader: String, uid: String, bits: usize },
+    /// Keys were pressed on the reader's keypad, as OSDP sends them: ASCII digits, `0x7F`
+    /// for `*` and `0x0D` for `#`.
+    Keys { reader: String, keys: Vec<u8> },
     /// The reader started or stopped answering polls (`secure`: over Secure Channel). A
     /// reader with a key is online only over Secure Channel.
     Status { reader: String, online: bool, secure: bool },
@@ -493,8 +496,8 @@ fn poll(
         let arrived = std::mem::take(&mut *received.lock().expect("the callback never panics holding it"));
         for (pd, event) in arrived {
             let Some(r) = usize::try_from(pd).ok().and_then(|i| polled.get(i)) else { continue };
-            if let Some(card) = card_event(r, cp.is_sc_active(pd), event)
-                && events.send(card).is_err()
+            if let Some(read) = reader_event(r, cp.is_sc_active(pd), event)
+                && events.send(read).is_err()
             {
                 return Ended::Stopped;
             }
@@ -519,13 +522,21 @@ fn poll(
     Ended::Stopped
 }
 
-/// A reader's event as lintel takes it: card reads only, and only over Secure Channel
-/// from a reader that has a key.
-fn card_event(r: &Polled, secure: bool, event: OsdpEvent) -> Option<ReaderEvent> {
+/// A reader's event as lintel takes it: card reads and key presses only, and only over
+/// Secure Channel from a reader that has a key.
+fn reader_event(r: &Polled, secure: bool, event: OsdpEvent) -> Option<ReaderEvent> {
     let reader = &r.config.name;
-    let OsdpEvent::CardRead(card) = event else {
-        tracing::debug!(reader, "reader event ignored (not a card read)");
-        return None;
+    let card = match event {
+        OsdpEvent::CardRead(card) => card,
+        OsdpEvent::KeyPress(_) if r.config.scbk.is_some() && !secure => {
+            tracing::warn!(reader, "keys refused: they came without Secure Channel from a reader with a key");
+            return None;
+        }
+        OsdpEvent::KeyPress(keys) => return Some(ReaderEvent::Keys { reader: reader.clone(), keys: keys.data }),
+        _ => {
+            tracing::debug!(reader, "reader event ignored (not a card read or keys)");
+            return None;
+        }
     };
     if r.config.scbk.is_some() && !secure {
         tracing::warn!(reader, "card read refused: it came without Secure Channel from a reader with a key");

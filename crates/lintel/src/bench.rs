@@ -264,6 +264,8 @@ fn offline_list(index: &lintel_core::Index) -> OfflineList {
         doors: &doors,
         cards: &cards,
         revocation_codes: &codes,
+        codes: &next.offline_backup_codes(&["front"]),
+        credential_id: lintel_store::credential_id,
     });
     let _digest = content_digest(&list);
     let _signed = authority.sign_allow_list(&list);

@@ -4,8 +4,12 @@
 //! never older than the one it has), decides from that list while it cannot reach lintel,
 //! keeps those decisions on disk, and uploads them when it is back until lintel confirms.
 //!
-//! It reads commands on standard input (`tap DOOR UID [REVOCATION_CODE]`, `quit`) and
-//! writes what happens as JSON lines on standard output, so tests and people can drive it.
+//! At its keypad it takes PINs and backup codes: lintel decides both while it answers;
+//! offline, only backup codes (listed as salted hashes), each once at this controller.
+//!
+//! It reads commands on standard input (`tap DOOR UID [REVOCATION_CODE]`, `key DOOR
+//! DIGITS`, `quit`) and writes what happens as JSON lines on standard output, so tests and
+//! people can drive it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use ed25519_dalek::VerifyingKey;
-use lintel_core::offline::InstalledList;
+use lintel_core::offline::{InstalledList, OfflineVerdict};
 use lintel_proto::PresentedCredential;
 use lintel_proto::controller::{
     Ack, Command, DecisionMessage, MAX_UPLOAD_BATCH, OfflineDecision, Status, Tap, Upload, UploadAck, valid_id,
@@ -62,6 +66,38 @@ struct Persisted {
     /// Offline decisions lintel has not confirmed yet.
     pending: Vec<OfflineDecision>,
     next_offline_id: u64,
+    /// Backup codes (credential ids) this controller let in offline: refused from then on,
+    /// until a list no longer holds them (lintel has the use).
+    #[serde(default)]
+    used_codes: Vec<String>,
+}
+
+/// What someone presented at a door: a card, or digits typed at the keypad.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Card { uid: &'a str, code: Option<&'a str> },
+    Keypad { digits: &'a str },
+}
+
+impl Input<'_> {
+    /// As lintel is asked: typed digits go as a `pin`, which lintel takes for a backup code
+    /// when they are one.
+    fn credential(self) -> PresentedCredential {
+        match self {
+            Self::Card { uid, code } => {
+                PresentedCredential::Card { uid: uid.to_owned(), revocation_code: code.map(str::to_owned) }
+            }
+            Self::Keypad { digits } => PresentedCredential::Pin { pin: digits.to_owned() },
+        }
+    }
+
+    /// What the controller's output names: the UID, never typed digits.
+    fn shown(self) -> serde_json::Value {
+        match self {
+            Self::Card { uid, .. } => json!({"uid": uid}),
+            Self::Keypad { .. } => json!({"keypad": true}),
+        }
+    }
 }
 
 struct Sim {
@@ -109,7 +145,9 @@ impl Sim {
             }
             Ok(list) => {
                 let version = list.version;
-                say(json!({"event": "list", "version": version, "cards": list.cards.len()}));
+                say(json!({"event": "list", "version": version, "cards": list.cards.len(), "codes": list.codes.len()}));
+                // A code no longer listed is one lintel knows is used (or revoked).
+                self.persisted.used_codes.retain(|used| list.codes.iter().any(|c| &c.credential == used));
                 self.list = Some(InstalledList::new(list));
                 self.persisted.list_jws = Some(String::from_utf8_lossy(jws).into_owned());
                 if let Err(e) = self.save() {
@@ -124,29 +162,41 @@ impl Sim {
         }
     }
 
-    fn decide_offline(&mut self, door: &str, uid: &str, code: Option<&str>) -> anyhow::Result<OfflineDecision> {
-        let bytes = hex::decode(lintel_core::credential::normalize_uid(uid)?)?;
+    fn decide_offline(&mut self, door: &str, input: Input<'_>) -> anyhow::Result<OfflineDecision> {
         let now = Utc::now();
-        let verdict = match &self.list {
-            Some(list) => list.decide(door, &bytes, code, now.timestamp()),
-            // No list at all: nobody is known, whatever the door.
-            None => lintel_core::offline::OfflineVerdict {
-                allowed: false,
-                reason: lintel_proto::Reason::UnknownCredential,
-                fail_safe: false,
+        // No list at all: nobody is known, whatever the door.
+        let unknown =
+            OfflineVerdict { allowed: false, reason: lintel_proto::Reason::UnknownCredential, fail_safe: false };
+        let (verdict, backup_code, credential) = match input {
+            Input::Card { uid, code } => {
+                let bytes = hex::decode(lintel_core::credential::normalize_uid(uid)?)?;
+                let verdict = self.list.as_ref().map_or(unknown, |l| l.decide(door, &bytes, code, now.timestamp()));
+                (verdict, None, Some(input.credential()))
+            }
+            // Typed digits are never uploaded: they may be a PIN or a code.
+            Input::Keypad { digits } => match &self.list {
+                Some(list) => {
+                    let v = list.decide_keypad(door, digits, &self.persisted.used_codes, now.timestamp());
+                    (v.verdict, v.backup_code, None)
+                }
+                None => (unknown, None, None),
             },
         };
+        if let (true, Some(code)) = (verdict.allowed, &backup_code) {
+            self.persisted.used_codes.push(code.clone());
+        }
         self.persisted.next_offline_id += 1;
         let decision = OfflineDecision {
             // The topic names the controller; the id only needs to be unique for it.
             id: format!("off-{}-{}", now.timestamp_micros(), self.persisted.next_offline_id),
             door: door.to_owned(),
             at: now,
-            credential: PresentedCredential::Card { uid: uid.to_owned(), revocation_code: code.map(str::to_owned) },
+            credential,
             allowed: verdict.allowed,
             reason: verdict.reason,
             list_version: self.list_version(),
             fail_safe: verdict.fail_safe,
+            backup_code,
         };
         self.persisted.pending.push(decision.clone());
         self.save()?;
@@ -241,14 +291,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["tap", door, uid, rest @ ..] if rest.len() <= 1 => {
-                let outcome = tap(&sim, &client, door, uid, rest.first().copied(), timeout).await;
-                if let Err(e) = outcome {
+                let input = Input::Card { uid, code: rest.first().copied() };
+                if let Err(e) = tap(&sim, &client, door, input, timeout).await {
+                    say(json!({"event": "error", "detail": e.to_string()}));
+                }
+            }
+            ["key", door, digits] if digits.bytes().all(|b| b.is_ascii_digit()) => {
+                if let Err(e) = tap(&sim, &client, door, Input::Keypad { digits }, timeout).await {
                     say(json!({"event": "error", "detail": e.to_string()}));
                 }
             }
             ["quit"] => break,
             [] => {}
-            _ => say(json!({"event": "error", "detail": "commands: tap DOOR UID [REVOCATION_CODE] | quit"})),
+            _ => say(
+                json!({"event": "error", "detail": "commands: tap DOOR UID [REVOCATION_CODE] | key DOOR DIGITS | quit"}),
+            ),
         }
     }
     // A clean goodbye: the retained status says offline (the Last Will is only for drops).
@@ -370,13 +427,12 @@ async fn on_message(sim: &Mutex<Sim>, client: &AsyncClient, topic: &str, payload
     }
 }
 
-/// A tap: lintel decides while it answers in time; otherwise the list does.
+/// A card or a keypad entry: lintel decides while it answers in time; otherwise the list does.
 async fn tap(
     sim: &Mutex<Sim>,
     client: &AsyncClient,
     door: &str,
-    uid: &str,
-    code: Option<&str>,
+    input: Input<'_>,
     timeout: Duration,
 ) -> anyhow::Result<DecisionMessage> {
     let ask_lintel = {
@@ -394,13 +450,13 @@ async fn tap(
         let message = Tap {
             id: id.clone(),
             door: door.to_owned(),
-            credential: PresentedCredential::Card { uid: uid.to_owned(), revocation_code: code.map(str::to_owned) },
+            credential: input.credential(),
             deadline: Utc::now() + timeout,
         };
         client.publish(topic, QoS::AtLeastOnce, false, serde_json::to_vec(&message)?).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(decision)) => {
-                say(json!({"event": "decision", "source": "lintel", "door": door, "uid": uid,
+                say(json!({"event": "decision", "source": "lintel", "door": door, "presented": input.shown(),
                     "allowed": decision.allowed, "reason": decision.reason, "actions": decision.actions}));
                 return Ok(decision);
             }
@@ -409,12 +465,13 @@ async fn tap(
             }
         }
     }
-    let decision = lock(sim).decide_offline(door, uid, code)?;
+    let decision = lock(sim).decide_offline(door, input)?;
     let open = lock(sim).list.as_ref().and_then(|l| l.list.doors.get(door).map(|d| d.open_seconds)).unwrap_or(5);
     let actions = lintel_proto::controller::actions_for(decision.allowed, open);
-    say(json!({"event": "decision", "source": "offline", "door": door, "uid": uid, "allowed": decision.allowed,
-        "reason": decision.reason, "fail_safe": decision.fail_safe, "list_version": decision.list_version,
-        "id": decision.id, "actions": &actions}));
+    say(json!({"event": "decision", "source": "offline", "door": door, "presented": input.shown(),
+        "allowed": decision.allowed, "reason": decision.reason, "fail_safe": decision.fail_safe,
+        "backup_code": decision.backup_code, "list_version": decision.list_version, "id": decision.id,
+        "actions": &actions}));
     Ok(DecisionMessage {
         id: decision.id,
         door: door.to_owned(),
@@ -453,7 +510,7 @@ async fn bench(
     let mut offline = 0;
     for _ in 0..count {
         let started = Instant::now();
-        let decision = tap(sim, client, door, uid, None, timeout).await?;
+        let decision = tap(sim, client, door, Input::Card { uid, code: None }, timeout).await?;
         took.push(started.elapsed());
         if decision.id.starts_with("off-") {
             offline += 1;

@@ -220,7 +220,10 @@ pub struct OfflineDecision {
     pub id: String,
     pub door: String,
     pub at: DateTime<Utc>,
-    pub credential: PresentedCredential,
+    /// What was presented; absent for an entry at the keypad, which a controller never
+    /// uploads (it may be someone's PIN or backup code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<PresentedCredential>,
     pub allowed: bool,
     pub reason: Reason,
     /// The list version it was decided on (0: none).
@@ -228,6 +231,10 @@ pub struct OfflineDecision {
     /// A fail-safe door let someone in because its list had lapsed.
     #[serde(default)]
     pub fail_safe: bool,
+    /// The keypad entry was this listed backup code (its `credential` in the list): let in
+    /// (lintel then marks it used everywhere), or refused as used before at this controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_code: Option<String>,
 }
 
 /// `<prefix>/c/<controller>/upload`: offline decisions, sent when the controller is back
@@ -247,6 +254,9 @@ impl Upload {
         for d in &u.decisions {
             check_id("decision id", &d.id)?;
             check_id("door", &d.door)?;
+            if let Some(code) = &d.backup_code {
+                check_id("backup code", code)?;
+            }
         }
         Ok(u)
     }
@@ -282,6 +292,10 @@ pub struct AllowList {
     /// Sets of `[from, until)` windows in Unix seconds, referred to by index.
     pub windows: Vec<Vec<[i64; 2]>>,
     pub cards: Vec<OfflineCard>,
+    /// Unused backup codes, for the keypad (left out when there are none, so a list
+    /// without them is what it was before codes were listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<OfflineCode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,6 +317,19 @@ pub struct OfflineCard {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation: Option<String>,
     /// Door id -> index into `windows`: when this card opens that door.
+    pub doors: BTreeMap<String, usize>,
+}
+
+/// An unused backup code that opens some of the controller's doors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineCode {
+    /// Hex `SHA-256(salt || "backup-code:" || SHA-256(code))`, the code as its digits
+    /// (letters upper case) without dashes or spaces.
+    pub hash: String,
+    /// The code's credential id, which an upload names when the code was used.
+    pub credential: String,
+    /// Door id -> index into `windows`, as for cards.
     pub doors: BTreeMap<String, usize>,
 }
 

@@ -84,6 +84,8 @@ pub enum PresentedCredential {
         #[serde(default)]
         revocation_code: Option<String>,
     },
+    /// Digits typed at a keypad: 4 to 12 are a PIN; a backup code's 20 digits (without
+    /// its dashes) are that backup code, since a keypad has no other way to send one.
     Pin {
         pin: String,
     },

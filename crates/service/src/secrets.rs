@@ -18,16 +18,17 @@ pub fn digest(secret: &str) -> Digest {
     sha256(secret.trim().as_bytes())
 }
 
-/// Backup codes are typed by hand: 20 characters of an alphabet without look-alikes,
-/// in groups of five (about 100 bits). Compared without dashes, spaces or case.
+/// Backup codes are typed by hand, also on a door's numeric keypad when lintel is down:
+/// 20 decimal digits in groups of five (about 66 bits; guessing is held back online, and
+/// the offline lists keep only salted hashes). Compared without dashes or spaces. Codes
+/// issued before they were digits only carry letters too and still work, except at a keypad.
 pub fn generate_backup_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789"; // 30 symbols, no 0/O, 1/I/L, U
-    // Bytes of 240 and above are drawn again, so that every symbol is equally likely.
+    // Bytes of 250 and above are drawn again, so that every digit is equally likely.
     let mut symbols = Vec::with_capacity(20);
     while symbols.len() < 20 {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).expect("the OS random number generator is available");
-        symbols.extend(bytes.iter().filter(|b| **b < 240).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char));
+        symbols.extend(bytes.iter().filter(|b| **b < 250).map(|b| char::from(b'0' + b % 10)));
     }
     symbols.truncate(20);
     symbols.chunks(5).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
@@ -39,10 +40,11 @@ pub fn looks_like_backup_code(s: &str) -> bool {
     groups.len() == 4 && groups.iter().all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-pub fn backup_code_digest(code: &str) -> Digest {
-    let normalized: String =
-        code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase();
-    sha256(normalized.as_bytes())
+pub use lintel_core::credential::backup_code_digest;
+
+/// What a keypad sends for a backup code: its 20 digits, without the dashes.
+pub fn typed_backup_code(entry: &str) -> bool {
+    entry.len() == 20 && entry.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A short random id for people created without one: `p-` and 16 base32 characters.
@@ -71,6 +73,7 @@ mod tests {
         assert_eq!(code.len(), 23);
         assert_eq!(backup_code_digest(&code), backup_code_digest(&code.replace('-', " ").to_lowercase()));
         assert!(looks_like_backup_code(&code));
+        assert!(typed_backup_code(&code.replace('-', "")), "a keypad can type {code}");
         assert!(!looks_like_backup_code(&generate("lsk_")));
     }
 }

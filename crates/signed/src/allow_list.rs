@@ -87,6 +87,7 @@ mod tests {
             doors: BTreeMap::new(),
             windows: vec![vec![[1, 2]]],
             cards: Vec::new(),
+            codes: Vec::new(),
         }
     }
 

@@ -3,12 +3,38 @@
 
 use std::collections::HashMap;
 
+use lintel_core::{Change, Pk};
 use lintel_proto::Event;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
-use crate::events::{NewEvent, insert};
-use crate::{Result, Store, now_micros};
+use crate::decision_log::{AnyLedger, Ledger as _};
+use crate::events::{EVENT_COLUMNS, NewEvent, event, insert};
+use crate::rows::credential_id;
+use crate::{IndexUpdate, Result, Store, now_micros};
+
+/// An offline decision as uploaded, to be recorded once.
+#[derive(Debug, Clone)]
+pub struct OfflineRecord {
+    /// Its id in the controller's upload.
+    pub upload_id: String,
+    pub event: NewEvent,
+    /// The backup code the controller let in with it, if it did: used up now, everywhere.
+    pub backup_code: Option<Pk>,
+}
+
+/// What an upload recorded: the events appended now, and the backup codes it used up as
+/// changes for the index, with the directory version they made.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedOffline {
+    pub events: Vec<Event>,
+    pub changes: Vec<Change>,
+    pub version: Option<i64>,
+}
+
+/// The kind of the event that reports a backup code let in twice: at two controllers that
+/// were both offline, or offline after it was used elsewhere.
+const BACKUP_CODE_CONFLICT: &str = "backup_code.conflict";
 
 /// A controller's row.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,30 +186,130 @@ impl Store {
     }
 
     /// Records a controller's offline decisions, each once: ids seen before are skipped.
-    /// One transaction, so an upload is recorded whole or not at all. Returns the events
-    /// appended now.
+    /// One transaction, so an upload is recorded whole or not at all. A backup code let in
+    /// offline is used up as an online use does it (the same statement and change, so it
+    /// leaves every list); one that was used already is a conflict, reported once by an
+    /// event of its own beside the entry, which is kept and marked.
     pub async fn record_offline_decisions(
         &self,
         controller: &str,
-        decisions: &[(String, NewEvent)],
-    ) -> Result<Vec<Event>> {
+        records: &[OfflineRecord],
+    ) -> Result<RecordedOffline> {
         let mut tx = self.begin().await?;
-        let mut appended = Vec::new();
-        for (upload_id, event) in decisions {
+        let mut recorded = RecordedOffline::default();
+        for record in records {
             let fresh: Option<String> = sqlx::query_scalar(
                 "INSERT INTO controller_uploads (controller, upload_id) VALUES ($1, $2) \
                  ON CONFLICT (controller, upload_id) DO NOTHING RETURNING upload_id",
             )
             .bind(controller)
-            .bind(upload_id)
+            .bind(&record.upload_id)
             .fetch_optional(&mut *tx)
             .await?;
             if fresh.is_none() {
                 continue;
             }
-            appended.push(insert(&mut tx, event).await?);
+            let mut entry = record.event.clone();
+            let mut code = None;
+            if let Some(pk) = record.backup_code {
+                // Only a backup code is used up here: a controller naming another credential
+                // (a card) must not be able to end it.
+                match backup_code_holder(&mut tx, pk).await? {
+                    Some(person) => {
+                        entry.credential_id = Some(credential_id(pk));
+                        entry.person_id = person;
+                        code = Some(pk);
+                    }
+                    None => entry = entry.with("backup_code_unknown", true),
+                }
+            }
+            match code.filter(|_| entry.allowed == Some(true)) {
+                Some(code) => use_offline(&mut tx, code, entry, &mut recorded).await?,
+                None => recorded.events.push(insert(&mut tx, &entry).await?),
+            }
+        }
+        if !recorded.changes.is_empty() {
+            recorded.version = Some(crate::bump_version(&mut tx, &IndexUpdate::Patch(recorded.changes.clone())).await?);
         }
         tx.commit().await?;
-        Ok(appended)
+        Ok(recorded)
     }
+}
+
+/// Records an entry that a backup code let in offline and uses the code up; when it was
+/// used already, the entry is marked and a conflict event names both uses.
+async fn use_offline(
+    tx: &mut Transaction<'static, Any>,
+    code: Pk,
+    entry: NewEvent,
+    recorded: &mut RecordedOffline,
+) -> Result<()> {
+    let mut ledger = AnyLedger(tx);
+    if ledger.use_backup_code(code, entry.at).await? {
+        let (key, credential) = ledger.credential(code).await?;
+        recorded.changes.push(Change::Credential(key, credential));
+        recorded.events.push(insert(tx, &entry).await?);
+        return Ok(());
+    }
+    let earlier = earlier_use(tx, code).await?;
+    if earlier.is_none() && !was_used(tx, code).await? {
+        // Revoked (or deleted) meanwhile, never used: no one else got in with it.
+        recorded.events.push(insert(tx, &entry.with("backup_code_revoked", true)).await?);
+        return Ok(());
+    }
+    let second = insert(tx, &entry.with("backup_code_conflict", true)).await?;
+    let mut uses: Vec<&Event> = earlier.iter().chain([&second]).collect();
+    uses.sort_by_key(|e| e.at);
+    let conflict = NewEvent {
+        person_id: second.person_id.clone(),
+        door_id: second.door.clone(),
+        credential_id: second.credential_id.clone(),
+        ..NewEvent::new(BACKUP_CODE_CONFLICT)
+    }
+    .with("detail", "a backup code was let in twice: it was used already when this controller let it in offline")
+    .with("uses", uses.iter().copied().map(use_of).collect::<Vec<_>>());
+    recorded.events.push(second.clone());
+    recorded.events.push(insert(tx, &conflict).await?);
+    Ok(())
+}
+
+/// The person a backup code belongs to, by id (`Some(None)`: nobody now); `None` when the
+/// credential is not a backup code.
+async fn backup_code_holder(tx: &mut Transaction<'static, Any>, code: Pk) -> Result<Option<Option<String>>> {
+    let row = sqlx::query(
+        "SELECT p.id FROM credentials c LEFT JOIN people p ON p.pk = c.person_pk \
+         WHERE c.pk = $1 AND c.kind = 'backup_code'",
+    )
+    .bind(code)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| r.try_get::<Option<String>, _>(0)).transpose().map_err(Into::into)
+}
+
+async fn was_used(tx: &mut Transaction<'static, Any>, code: Pk) -> Result<bool> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM credentials WHERE pk = $1").bind(code).fetch_optional(&mut **tx).await?;
+    Ok(status.as_deref() == Some("used"))
+}
+
+/// The entry that used the code first. (No index on the events' credential: this runs only
+/// for a conflict, which is rare.)
+async fn earlier_use(tx: &mut Transaction<'static, Any>, code: Pk) -> Result<Option<Event>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE credential_id = $1 AND kind = 'decision' AND allowed = 1 \
+         ORDER BY seq LIMIT 1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(credential_id(code)).fetch_optional(&mut **tx).await?;
+    row.as_ref().map(event).transpose()
+}
+
+/// One use of a code, as the conflict event tells it.
+fn use_of(e: &Event) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": e.id,
+        "door": e.door,
+        "at": e.at,
+        "controller": e.data.get("controller"),
+        "offline": e.data.get("offline").and_then(serde_json::Value::as_bool).unwrap_or(false),
+    })
 }

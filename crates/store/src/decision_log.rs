@@ -325,7 +325,7 @@ const EVENTS_PER_STATEMENT: usize = 500;
 
 /// What the consumption rules ask of the transaction the decisions are committed in, the
 /// same on either driver.
-trait Ledger {
+pub(crate) trait Ledger {
     /// Until when the grant's holder is checked in, if they are.
     async fn checked_in_until(&mut self, grant: Pk) -> Result<Option<i64>>;
     /// Uses one pass of the grant if it has one left, checking its holder in until
@@ -471,7 +471,7 @@ impl Ledger for SqliteLedger<'_> {
 }
 
 /// A transaction of the sqlx pool (PostgreSQL).
-struct AnyLedger<'a>(&'a mut Transaction<'static, Any>);
+pub(crate) struct AnyLedger<'a>(pub(crate) &'a mut Transaction<'static, Any>);
 
 impl Ledger for AnyLedger<'_> {
     async fn checked_in_until(&mut self, grant: Pk) -> Result<Option<i64>> {

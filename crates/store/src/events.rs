@@ -91,9 +91,10 @@ impl NewEvent {
     }
 }
 
-const EVENT_COLUMNS: &str = "seq, at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data";
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data";
 
-fn event(row: &AnyRow) -> Result<Event> {
+pub(crate) fn event(row: &AnyRow) -> Result<Event> {
     let reason: Option<String> = row.try_get("reason")?;
     let data: String = row.try_get("data")?;
     Ok(Event {

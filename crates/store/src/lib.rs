@@ -42,7 +42,7 @@ pub use badges::{BadgeRow, CardHolder, normalize_badge};
 pub use changes::Feed;
 pub use cobot::{CobotMember, valid_membership_id};
 pub use commands::{CommandState, DoorCommand};
-pub use controllers::ControllerRow;
+pub use controllers::{ControllerRow, OfflineRecord, RecordedOffline};
 pub use crm::CrmMember;
 pub use decision_log::{CommittedDecision, PendingDecision};
 pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFilter};

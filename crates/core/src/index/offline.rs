@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use lintel_proto::{CredentialKind, CredentialStatus};
 
-use super::{Change, DoorSet, Index, IndexGrant, Pk, Subject};
+use super::{Change, DoorSet, Index, IndexDoor, IndexGrant, Pk, Subject};
+use crate::Digest;
 
 /// The doors whose offline lists a change may alter: a controller whose doors are not
 /// among them keeps its list without building it again.
@@ -60,6 +61,20 @@ pub struct CardRights {
     pub doors: Vec<(usize, Vec<Arc<IndexGrant>>)>,
 }
 
+/// An unused backup code of an active person that some grant lets through at least one
+/// of the doors asked about: a controller decides it at its keypad while offline.
+#[derive(Debug, Clone)]
+pub struct CodeRights {
+    pub credential: Pk,
+    /// The code's digest as lintel keeps it (never the code).
+    pub digest: Digest,
+    /// Per door asked about (by position), the grants that cover it; never empty.
+    pub doors: Vec<(usize, Vec<Arc<IndexGrant>>)>,
+}
+
+/// Per door (by position), the grants that cover it.
+type DoorRights = Vec<(usize, Vec<Arc<IndexGrant>>)>;
+
 impl Index {
     /// Every card that may open one of `doors` at some time, with the grants that say
     /// when. Grants that count passes are left out (a controller cannot count them
@@ -74,42 +89,65 @@ impl Index {
                 continue;
             }
             let Some(uid) = key.card_uid() else { continue };
-            let Some(person_pk) = cred.person.map(NonZeroI64::get) else { continue };
-            let slot = self.people.get(person_pk);
-            let Some(person) = slot.and_then(|s| s.person.as_ref()).filter(|p| !p.suspended) else { continue };
-            let mut rights = Vec::new();
-            for (position, door) in doors.iter().enumerate() {
-                let Some(door) = door else { continue };
-                if door.required_skill.as_ref().is_some_and(|skill| !person.skills.iter().any(|s| s == skill)) {
-                    continue;
-                }
-                let mut grants: Vec<Arc<IndexGrant>> = Vec::new();
-                if let Some(pks) = self.person_grants.get(&person_pk) {
-                    grants.extend(
-                        pks.iter().filter_map(|pk| self.grants.get(pk)).filter(|g| self.covers(g, door.pk)).cloned(),
-                    );
-                }
-                if let Some(groups) = slot.and_then(|s| s.groups.as_ref()) {
-                    for group in groups.iter() {
-                        grants.extend(self.group_grants.get(&(door.pk, group)).into_iter().flatten().cloned());
-                    }
-                }
-                grants.retain(|g| g.passes.is_none() || g.checked_in_until != i64::MIN);
-                if !grants.is_empty() {
-                    rights.push((position, grants));
-                }
-            }
-            if !rights.is_empty() {
-                cards.push(CardRights {
-                    credential: cred.pk,
-                    uid: uid.into(),
-                    has_revocation_code: cred.revocation != 0,
-                    doors: rights,
-                });
-            }
+            let Some(rights) = self.offline_rights(cred.person, &doors) else { continue };
+            cards.push(CardRights {
+                credential: cred.pk,
+                uid: uid.into(),
+                has_revocation_code: cred.revocation != 0,
+                doors: rights,
+            });
         }
         cards.sort_by_key(|c| c.credential);
         cards
+    }
+
+    /// Every active (so unused) backup code that may open one of `doors` at some time, on
+    /// the same terms as [`Index::offline_cards`].
+    pub fn offline_backup_codes(&self, doors: &[&str]) -> Vec<CodeRights> {
+        let doors: Vec<_> = doors.iter().map(|id| self.doors_by_id.get(*id)).collect();
+        let mut codes = Vec::new();
+        for cred in self.credentials.values() {
+            if cred.kind != CredentialKind::BackupCode || cred.status != CredentialStatus::Active {
+                continue;
+            }
+            let Some(digest) = cred.digest.as_deref() else { continue };
+            let Some(rights) = self.offline_rights(cred.person, &doors) else { continue };
+            codes.push(CodeRights { credential: cred.pk, digest: *digest, doors: rights });
+        }
+        codes.sort_by_key(|c| c.credential);
+        codes
+    }
+
+    /// What the credential's person, if active, may open among `doors` while offline: the
+    /// grants per door that do not count passes (or whose holder is checked in), skills
+    /// checked. `None` when nothing.
+    fn offline_rights(&self, person: Option<NonZeroI64>, doors: &[Option<&IndexDoor>]) -> Option<DoorRights> {
+        let person_pk = person?.get();
+        let slot = self.people.get(person_pk);
+        let person = slot.and_then(|s| s.person.as_ref()).filter(|p| !p.suspended)?;
+        let mut rights = Vec::new();
+        for (position, door) in doors.iter().enumerate() {
+            let Some(door) = door else { continue };
+            if door.required_skill.as_ref().is_some_and(|skill| !person.skills.iter().any(|s| s == skill)) {
+                continue;
+            }
+            let mut grants: Vec<Arc<IndexGrant>> = Vec::new();
+            if let Some(pks) = self.person_grants.get(&person_pk) {
+                grants.extend(
+                    pks.iter().filter_map(|pk| self.grants.get(pk)).filter(|g| self.covers(g, door.pk)).cloned(),
+                );
+            }
+            if let Some(groups) = slot.and_then(|s| s.groups.as_ref()) {
+                for group in groups.iter() {
+                    grants.extend(self.group_grants.get(&(door.pk, group)).into_iter().flatten().cloned());
+                }
+            }
+            grants.retain(|g| g.passes.is_none() || g.checked_in_until != i64::MIN);
+            if !grants.is_empty() {
+                rights.push((position, grants));
+            }
+        }
+        (!rights.is_empty()).then_some(rights)
     }
 
     /// The doors whose offline lists may differ between this snapshot and `next`, which
@@ -128,7 +166,8 @@ impl Index {
                     }
                 }
                 Change::Credential(key, credential) => {
-                    if key.card_uid().is_none() {
+                    // Cards and backup codes are listed (a code leaves every list once used).
+                    if key.card_uid().is_none() && credential.kind != CredentialKind::BackupCode {
                         continue;
                     }
                     let before = self.credentials.get(key).and_then(|c| c.person).map(NonZeroI64::get);

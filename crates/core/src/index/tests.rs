@@ -1866,7 +1866,21 @@ fn offline_rights(index: &Index) -> BTreeMap<Box<str>, String> {
                 (c.credential, c.uid.clone(), c.has_revocation_code, grants)
             })
             .collect();
-        format!("{cards:?}")
+        let codes: Vec<_> = index
+            .offline_backup_codes(&[id])
+            .iter()
+            .map(|c| {
+                let grants: Vec<_> = c
+                    .doors
+                    .iter()
+                    .flat_map(|(_, grants)| {
+                        grants.iter().map(|g| (g.pk, g.valid_from, g.valid_until, format!("{:?}", g.schedule)))
+                    })
+                    .collect();
+                (c.credential, c.digest, grants)
+            })
+            .collect();
+        format!("{cards:?} {codes:?}")
     };
     index.doors_by_id.keys().map(|id| (id.clone(), rights(id))).collect()
 }
@@ -1915,6 +1929,28 @@ fn a_pass_used_or_a_pin_touches_no_offline_list() {
     );
     let door = [Change::Door(STORE, None)];
     assert_eq!(index.offline_doors_touched(&index.apply(&door), &door), OfflineDoors::All);
+}
+
+#[test]
+fn a_backup_code_issued_or_used_touches_the_doors_it_opens() {
+    let index = with_grants([person_grant(1, ALICE, &[FRONT])]);
+    let code = sha256(b"11111222223333344444");
+    let key = CredentialKey::backup_code(&code);
+    let front = OfflineDoors::Some(["front".into()].into_iter().collect());
+    let issued = [Change::Credential(key, with_digest(210, ALICE, CredentialKind::BackupCode, &code))];
+    let with_code = index.apply(&issued);
+    assert_eq!(index.offline_doors_touched(&with_code, &issued), front);
+    assert_eq!(with_code.offline_backup_codes(&["front"]).len(), 1);
+    let used = [Change::Credential(
+        key,
+        IndexCredential {
+            status: CredentialStatus::Used,
+            ..with_digest(210, ALICE, CredentialKind::BackupCode, &code)
+        },
+    )];
+    let after = with_code.apply(&used);
+    assert_eq!(with_code.offline_doors_touched(&after, &used), front, "a used code leaves the list");
+    assert!(after.offline_backup_codes(&["front"]).is_empty());
 }
 
 /// Guards the generators: the random worlds and queries must reach every reason the

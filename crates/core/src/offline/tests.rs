@@ -91,7 +91,32 @@ fn world() -> Index {
         ..grant(4, Subject::Person(14), DoorSet::Doors(vec![FRONT].into()), None)
     });
     b.credential(CredentialKey::card("04E0E0E0").unwrap(), card(104, 14, None));
+    // The front door's backup codes (one used), one of Ann's (office hours), one of Cy's
+    // (passes only: never offline).
+    b.person(15, person("backup-front", &[]));
+    b.grant(grant(5, Subject::Person(15), DoorSet::Doors(vec![FRONT].into()), None));
+    b.credential(CredentialKey::backup_code(&backup_code_digest(FRONT_CODE)), code(105, 15, FRONT_CODE));
+    let used = IndexCredential { status: CredentialStatus::Used, ..code(106, 15, USED_CODE) };
+    b.credential(CredentialKey::backup_code(&backup_code_digest(USED_CODE)), used);
+    b.credential(CredentialKey::backup_code(&backup_code_digest(ANN_CODE)), code(107, 10, ANN_CODE));
+    b.credential(CredentialKey::backup_code(&backup_code_digest(CY_CODE)), code(108, 12, CY_CODE));
     b.build()
+}
+
+const FRONT_CODE: &str = "11111-22222-33333-44444";
+const USED_CODE: &str = "55555-22222-33333-44444";
+const ANN_CODE: &str = "66666-22222-33333-44444";
+const CY_CODE: &str = "77777-22222-33333-44444";
+
+fn code(pk: i64, person: i64, code: &str) -> IndexCredential {
+    IndexCredential {
+        pk,
+        person: Some(person),
+        kind: CredentialKind::BackupCode,
+        status: CredentialStatus::Active,
+        revocation: 0,
+        digest: Some(Box::new(backup_code_digest(code))),
+    }
 }
 
 fn doors() -> Vec<ListDoor> {
@@ -102,18 +127,82 @@ fn doors() -> Vec<ListDoor> {
 }
 
 fn list_at(index: &Index, issued_at: i64) -> AllowList {
+    list_salted(index, issued_at, [9; 16])
+}
+
+fn list_salted(index: &Index, issued_at: i64, salt: [u8; 16]) -> AllowList {
     let doors = doors();
     let cards = index.offline_cards(&["front", "lab"]);
     let codes = HashMap::from([(101, "R2".to_owned())]);
+    let backup_codes = index.offline_backup_codes(&["front", "lab"]);
     build_list(&ListInput {
         controller: "ctl-1",
         version: 7,
         issued_at,
-        salt: [9; 16],
+        salt,
         doors: &doors,
         cards: &cards,
         revocation_codes: &codes,
+        codes: &backup_codes,
+        credential_id: |pk| format!("c-{pk}"),
     })
+}
+
+#[test]
+fn unused_backup_codes_are_listed_by_salted_hash() {
+    let list = list_at(&world(), utc("2026-06-10T10:05:00Z"));
+    let mut listed: Vec<&str> = list.codes.iter().map(|c| c.credential.as_str()).collect();
+    listed.sort_unstable();
+    // The used code is gone, and Cy's opens nothing without passes.
+    assert_eq!(listed, ["c-105", "c-107"]);
+    let text = serde_json::to_string(&list).unwrap();
+    for secret in [FRONT_CODE, &FRONT_CODE.replace('-', ""), &hex::encode(backup_code_digest(FRONT_CODE))] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    let other_salt = list_salted(&world(), utc("2026-06-10T10:05:00Z"), [8; 16]);
+    assert_ne!(other_salt.codes[0].hash, list.codes[0].hash, "hashes are salted per controller");
+}
+
+#[test]
+fn keypad_entries_are_decided_offline_against_backup_codes() {
+    let index = world();
+    let weekday = utc("2026-06-10T10:05:00Z");
+    let night = utc("2026-06-10T23:05:00Z");
+    let list = InstalledList::new(list_at(&index, weekday));
+    let at = |door: &str, entry: &str, used: &[String], now: i64| {
+        let v = list.decide_keypad(door, entry, used, now);
+        (v.verdict.allowed, v.verdict.reason, v.backup_code)
+    };
+    let front = Some("c-105".to_owned());
+    // Typed on a keypad: digits only, no dashes.
+    assert_eq!(at("front", &FRONT_CODE.replace('-', ""), &[], weekday), (true, Reason::Granted, front.clone()));
+    assert_eq!(at("front", FRONT_CODE, &[], night), (true, Reason::Granted, front.clone()), "no schedule");
+    assert_eq!(
+        at("front", FRONT_CODE, &["c-105".to_owned()], weekday),
+        (false, Reason::CredentialRevoked, front.clone()),
+        "used before at this controller"
+    );
+    assert_eq!(at("lab", FRONT_CODE, &[], weekday), (false, Reason::NoGrant, front));
+    assert_eq!(at("front", USED_CODE, &[], weekday), (false, Reason::UnknownCredential, None));
+    assert_eq!(at("front", "1234", &[], weekday), (false, Reason::UnknownCredential, None), "a PIN needs lintel");
+    assert_eq!(at("nowhere", FRONT_CODE, &[], weekday), (false, Reason::UnknownDoor, None));
+    let ann = Some("c-107".to_owned());
+    assert_eq!(at("lab", ANN_CODE, &[], weekday), (true, Reason::Granted, ann.clone()));
+    assert_eq!(at("lab", ANN_CODE, &[], night), (false, Reason::OutsideSchedule, ann));
+    // What lintel decides online for the same codes, at the same moments.
+    for (door, code, now) in [("front", FRONT_CODE, night), ("lab", ANN_CODE, weekday), ("lab", ANN_CODE, night)] {
+        let digest = backup_code_digest(code);
+        let online = index.decide(&Query {
+            door,
+            key: CredentialKey::backup_code(&digest),
+            digest: Some(&digest),
+            revocation_code: None,
+            at: DateTime::from_timestamp(now, 0).unwrap(),
+        });
+        assert_eq!(list.decide_keypad(door, code, &[], now).verdict.reason, online.reason, "{door} {code} {now}");
+    }
+    let lapsed = list.list.doors["front"].lapses_at;
+    assert_eq!(at("front", FRONT_CODE, &[], lapsed).1, Reason::ListExpired);
 }
 
 #[test]

@@ -137,6 +137,10 @@ async fn backup_codes_open_a_door_once_each(b: Backend) {
     let open = |c: &str| s.client.post(format!("{}/open/front", s.base)).bearer_auth(c.to_owned()).send();
     assert_eq!(open(&codes[1]).await.unwrap().status(), 200, "a code works as the bearer of /open too");
     assert_eq!(open(&codes[1]).await.unwrap().status(), 403);
+    // A keypad sends the code's digits as a PIN.
+    let typed = json!({"kind": "pin", "pin": codes[2].replace('-', "")});
+    assert_eq!(s.decide("front", typed.clone()).await["reason"], "granted", "{codes:?}");
+    assert_eq!(s.decide("front", typed).await["reason"], "credential_revoked");
     // More codes for the same door reuse the holder and its grant.
     let again = lintel()
         .args(["backup-codes", "--door", "front", "--count", "1", "--database-url", &db.url])

@@ -19,6 +19,7 @@ mod ldap;
 mod lookup;
 mod mqtt;
 mod nodes;
+mod offline_codes;
 mod operations;
 mod osdp;
 mod replay;

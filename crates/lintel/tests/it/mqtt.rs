@@ -83,8 +83,12 @@ pub struct Controller {
 
 impl Controller {
     pub fn start(broker: &Broker, key: &str, state_dir: &Path) -> Self {
+        Self::start_as("ctl-1", broker, key, state_dir)
+    }
+
+    pub fn start_as(id: &str, broker: &Broker, key: &str, state_dir: &Path) -> Self {
         let mut child = lintel()
-            .args(["controller-sim", "--broker", &broker.url(), "--id", "ctl-1", "--lintel-key", key])
+            .args(["controller-sim", "--broker", &broker.url(), "--id", id, "--lintel-key", key])
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--answer-timeout-ms", "1500"])
@@ -153,7 +157,13 @@ impl Controller {
         self.event("decision")
     }
 
-    fn stop(mut self) {
+    /// Digits typed at the door's keypad.
+    pub fn key(&mut self, door: &str, digits: &str) -> Value {
+        writeln!(self.stdin, "key {door} {digits}").unwrap();
+        self.event("decision")
+    }
+
+    pub fn stop(mut self) {
         let _ = writeln!(self.stdin, "quit");
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(5) {

@@ -335,7 +335,46 @@ async fn a_failed_port_is_opened_again(b: Backend) {
     assert_eq!(led["on_color"], GREEN, "{led}");
 }
 
+/// Keys typed at the reader and ended with `#` are decided at its door: 4 to 12 digits as
+/// a PIN, 20 as a backup code (which opens once); `*` clears what was typed.
+async fn keypad_entries_are_pins_or_backup_codes(b: Backend) {
+    let db = Database::new(b);
+    let mut reader = Reader::start(&["--address", "1"]).await;
+    let s = serve(&db, &[reader_table("front-in", &reader.port, "")]).await;
+    world(&s).await;
+    s.ok("/api/v1/people/bob/credentials", json!({"kind": "pin", "pin": "4711"}), 201).await;
+    let issued = s.ok("/api/v1/people/bob/credentials", json!({"kind": "backup_code"}), 201).await;
+    let code = issued["secret"].as_str().unwrap().replace('-', "");
+    wait_online(&s, "front-in").await;
+
+    let mut colors = Vec::new();
+    for typed in ["47", "11#", &format!("{code}#"), &format!("{code}#"), "99*4712#"] {
+        reader.tell(&format!("keys {typed}"));
+        if typed.ends_with('#') {
+            colors.push(reader.answer().await.0["on_color"].clone());
+        }
+    }
+    assert_eq!(colors, [GREEN, GREEN, RED, RED], "PIN, code, code again, a wrong PIN");
+
+    let decisions = osdp_decisions(&s.events().await);
+    let seen: Vec<(&str, &str)> = decisions
+        .iter()
+        .map(|d| (d["data"]["credential_kind"].as_str().unwrap(), d["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("pin", "granted"),
+            ("backup_code", "granted"),
+            ("backup_code", "credential_revoked"),
+            ("pin", "unknown_credential")
+        ]
+    );
+    assert!(decisions[..3].iter().all(|d| d["person_id"] == "bob" && d["door"] == "front"), "{decisions:?}");
+}
+
 crate::on_both_backends!(
+    keypad_entries_are_pins_or_backup_codes,
     a_failed_port_is_opened_again,
     plain_reader_allows_and_denies,
     door_driver_switches_the_readers_output,

@@ -5,6 +5,8 @@ Prints `PORT <path>` first: the serial device lintel opens. Then reads requests 
 stdin, one a line, and prints one line per happening:
 
     card <hex> <bits>   the reader reads a card (bits left-justified in <hex>)
+    keys <typed>        keys pressed on the keypad: digits, `*` and `#` (sent as OSDP
+                        does: ASCII digits, 0x7F for `*`, 0x0D for `#`)
     status              -> STATUS online=<0|1> secure=<0|1>
     hangup              the line goes dead (lintel's side sees a hang-up); the reader
                         goes on at a new pseudo-terminal -> PORT <path>
@@ -112,6 +114,9 @@ def main():
                 "length": int(words[2]),
                 "data": data,
             })
+        elif words[0] == "keys":
+            keys = words[1].encode().replace(b"*", b"\x7f").replace(b"#", b"\r")
+            pd.submit_event({"event": osdp.Event.KeyPress, "reader_no": 0, "data": keys})
         elif words[0] == "hangup":
             old_master, old_slave = link.master, slave
             master, slave = new_line()

@@ -10,6 +10,7 @@ pub use limiter::{FailureLimiter, now_micros};
 pub use limiter::{LimiterConfig, Source};
 pub use members::{Looked, MemberLookup, MemberSource};
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -148,7 +149,8 @@ impl Decider {
         ask: Ask<'_>,
         note: serde_json::Map<String, serde_json::Value>,
     ) -> Result<DecisionResponse> {
-        let presented = self.present(ask.credential)?;
+        let credential = typed(ask.credential);
+        let presented = self.present(&credential)?;
         let at = match ask.at {
             // Asking about another moment is a question: recording it would put an entry
             // into attendance that never happened (or use up a pass in advance).
@@ -186,7 +188,7 @@ impl Decider {
         // or about a member whose data is stale; no other decision waits for it.
         let mut looked = None;
         if let Some(members) = self.members.as_ref().filter(|_| lock.is_none() && !ask.dry_run)
-            && let Some(lookup) = members.wants(&index, &decision, ask.credential)
+            && let Some(lookup) = members.wants(&index, &decision, &credential)
         {
             drop(index);
             let outcome = members.clone().look_up(lookup).await;
@@ -216,9 +218,9 @@ impl Decider {
             return Ok(response);
         }
         let mut event = decision_event(ask.door, at, &response, &decision);
-        event.data["credential_kind"] = credential_kind(ask.credential).into();
+        event.data["credential_kind"] = credential_kind(&credential).into();
         // An unknown card's UID is what an operator needs to enrol it.
-        if let PresentedCredential::Card { uid, .. } = ask.credential
+        if let PresentedCredential::Card { uid, .. } = &*credential
             && decision.credential.is_none()
         {
             event.data["uid"] = normalize_uid(uid).unwrap_or_default().into();
@@ -393,6 +395,18 @@ fn decision_event(door: &str, at: DateTime<Utc>, response: &DecisionResponse, de
         event = event.with("checked_in_until", until.to_rfc3339());
     }
     event
+}
+
+/// What was typed at a keypad, which sends digits as a `pin` (OSDP readers, MQTT
+/// controllers): 4 to 12 digits are a PIN, a backup code's 20 digits are that code. A
+/// keypad has no other way to enter one.
+pub fn typed(credential: &PresentedCredential) -> Cow<'_, PresentedCredential> {
+    match credential {
+        PresentedCredential::Pin { pin } if secrets::typed_backup_code(pin) => {
+            Cow::Owned(PresentedCredential::BackupCode { code: pin.clone() })
+        }
+        other => Cow::Borrowed(other),
+    }
 }
 
 pub fn credential_kind(c: &PresentedCredential) -> &'static str {

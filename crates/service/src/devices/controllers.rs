@@ -23,7 +23,7 @@ use lintel_proto::controller::{
 };
 use lintel_proto::{DriverConfig, FailMode, PresentedCredential, Reason};
 use lintel_signed::Authority;
-use lintel_store::{ControllerRow, NewEvent, Store, StoreError, credential_id};
+use lintel_store::{ControllerRow, NewEvent, OfflineRecord, Store, StoreError, credential_id, parse_credential_id};
 use tokio::sync::mpsc;
 
 use crate::decide::{Ask, Decider, Source, credential_kind};
@@ -353,12 +353,22 @@ impl Controllers {
                 tracing::warn!(controller, door = d.door, "offline decision at a door this controller does not drive");
                 event = event.with("unexpected_door", true);
             }
-            records.push((d.id.clone(), event));
+            let backup_code = d.backup_code.as_deref().and_then(parse_credential_id);
+            records.push(OfflineRecord { upload_id: d.id.clone(), event, backup_code });
         }
         drop(index);
-        let appended = self.store().record_offline_decisions(controller, &records).await?;
-        tracing::info!(controller, received = records.len(), recorded = appended.len(), "offline decisions uploaded");
-        self.directory.publish(&appended);
+        let recorded = self.store().record_offline_decisions(controller, &records).await?;
+        if let Some(version) = recorded.version {
+            // Backup codes used up: gone from the index, and so from every list, at once.
+            self.directory.lock().await.apply_at(&recorded.changes, version);
+        }
+        tracing::info!(
+            controller,
+            received = records.len(),
+            recorded = recorded.events.len(),
+            "offline decisions uploaded"
+        );
+        self.directory.publish(&recorded.events);
         let ack = UploadAck { ids: upload.decisions.into_iter().map(|d| d.id).collect() };
         let payload = serde_json::to_vec(&ack).expect("an ack always serializes");
         link.publish(controller, "upload/ack", payload, false).await.map_err(|e| Failure::Refused(e.to_string()))?;
@@ -628,8 +638,8 @@ fn offline_event(index: &lintel_core::Index, controller: &str, d: &OfflineDecisi
     event.at = d.at.timestamp_micros();
     event.allowed = Some(d.allowed);
     event.reason = Some(d.reason);
-    // Who it was, as far as lintel knows the card now.
-    if let PresentedCredential::Card { uid, .. } = &d.credential
+    // Who it was, as far as lintel knows the card now (a backup code's holder the store finds).
+    if let Some(PresentedCredential::Card { uid, .. }) = &d.credential
         && let Ok(key) = lintel_core::CredentialKey::card(uid)
     {
         let found =
@@ -645,7 +655,15 @@ fn offline_event(index: &lintel_core::Index, controller: &str, d: &OfflineDecisi
             "detail",
             if d.allowed { "the controller let them in while offline" } else { "the controller refused while offline" },
         )
-        .with("credential_kind", credential_kind(&d.credential))
+        .with(
+            "credential_kind",
+            match (&d.credential, &d.backup_code) {
+                (Some(credential), _) => credential_kind(credential),
+                (None, Some(_)) => "backup_code",
+                // Typed, matched nothing: lintel is never told what.
+                (None, None) => "keypad",
+            },
+        )
         .with("offline", true)
         .with("controller", controller)
         .with("offline_id", &d.id)
@@ -678,6 +696,7 @@ async fn build_off_the_workers(
     tokio::task::spawn_blocking(move || {
         let ids: Vec<&str> = doors.iter().map(|d| d.id.as_str()).collect();
         let cards = index.offline_cards(&ids);
+        let backup_codes = index.offline_backup_codes(&ids);
         let list = build_list(&ListInput {
             controller: &controller,
             version: 0,
@@ -686,6 +705,8 @@ async fn build_off_the_workers(
             doors: &doors,
             cards: &cards,
             revocation_codes: &codes,
+            codes: &backup_codes,
+            credential_id,
         });
         let digest = content_digest(&list);
         (list, digest)
@@ -753,7 +774,7 @@ pub async fn overview(store: &Store) -> Result<Vec<Controller>> {
 
 #[cfg(test)]
 mod tests {
-    use lintel_proto::NewDoor;
+    use lintel_proto::{CredentialKind, CredentialStatus, NewDoor};
     use lintel_store::EventFilter;
     use serde_json::json;
 
@@ -846,6 +867,58 @@ mod tests {
     async fn offline_events(store: &Store) -> Vec<lintel_proto::Event> {
         let filter = EventFilter { kind: Some("decision".into()), limit: 100, ..EventFilter::default() };
         store.events(&filter).await.expect("events")
+    }
+
+    #[tokio::test]
+    async fn an_upload_uses_up_backup_codes_and_nothing_else() {
+        let (_dir, controllers) = controllers().await;
+        let store = controllers.store().clone();
+        crate::backup_codes::issue(&store, "front", 2).await.expect("backup codes");
+        let card = crate::credentials::card("04A1B2C3", None).expect("a card").record;
+        store.issue_credentials("backup-front", &[card]).await.expect("the card issued");
+        let issued = store.person_credentials("backup-front").await.expect("credentials");
+        let id_of = |kind| issued.iter().find(|c| c.kind == kind).map(|c| c.id.clone()).expect("issued");
+        let (code, card) = (id_of(CredentialKind::BackupCode), id_of(CredentialKind::Card));
+        let revoked = issued.iter().rfind(|c| c.kind == CredentialKind::BackupCode).map(|c| c.id.clone()).expect("two");
+        store.revoke_credential(&revoked, "revoked").await.expect("revoked");
+        controllers.directory.follow().await.expect("the index follows");
+        assert_eq!(controllers.directory.index().offline_backup_codes(&["front"]).len(), 1);
+        let entry = |id: &str, named: &str| {
+            json!({"id": id, "door": "front", "at": Utc::now(), "allowed": true, "reason": "granted",
+                "list_version": 1, "backup_code": named})
+        };
+        // A controller that names a card as the code it let in must not end the card.
+        // One revoked meanwhile (the controller's list was older) is no conflict: never used.
+        let upload = json!({"decisions": [entry("k-1", &card), entry("k-2", &code), entry("k-3", &revoked)]});
+        let link = controllers.slot.current().expect("a link");
+        refresh(&controllers).await;
+        let handled = controllers.handle_upload(&link, "ctl-1", &serde_json::to_vec(&upload).expect("json")).await;
+        assert!(handled.is_ok());
+
+        let status = |id: &str| {
+            let store = store.clone();
+            let id = id.to_owned();
+            async move {
+                let all = store.person_credentials("backup-front").await.expect("credentials");
+                all.into_iter().find(|c| c.id == id).map(|c| c.status).expect("still there")
+            }
+        };
+        assert_eq!(status(&card).await, CredentialStatus::Active);
+        assert_eq!(status(&code).await, CredentialStatus::Used);
+        assert!(
+            controllers.directory.index().offline_backup_codes(&["front"]).is_empty(),
+            "gone from the index at once"
+        );
+        let events = offline_events(controllers.store()).await;
+        let named = |id: &str| events.iter().find(|e| e.data["offline_id"] == id).expect("recorded").clone();
+        assert_eq!(named("k-1").data["backup_code_unknown"], true);
+        assert_eq!(named("k-1").credential_id, None);
+        assert_eq!(named("k-2").credential_id.as_deref(), Some(code.as_str()));
+        assert_eq!(named("k-2").person_id.as_deref(), Some("backup-front"));
+        assert_eq!(named("k-3").data["backup_code_revoked"], true);
+        assert_eq!(status(&revoked).await, CredentialStatus::Revoked);
+        let conflicts = EventFilter { kind: Some("backup_code.conflict".into()), limit: 10, ..EventFilter::default() };
+        assert!(store.events(&conflicts).await.expect("events").is_empty());
     }
 
     #[tokio::test]

@@ -1,16 +1,19 @@
 //! OSDP readers at doors: each card a reader reads is decided like any card at its door
 //! (recorded with `via: osdp` and the reader's name), and the reader shows the answer:
 //! green and a short beep, or red and two long beeps. An allowed card also opens the door
-//! through its driver, and through the reader's output when one is configured.
+//! through its driver, and through the reader's output when one is configured. What is
+//! typed at a reader's keypad and ended with `#` is decided the same way, as a PIN or (20
+//! digits) a backup code (see [`super::keypad`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use lintel_doors::osdp::{Answer, ReaderConfig, ReaderEvent, Readers, Release};
 use lintel_proto::PresentedCredential;
 use lintel_store::{EventFilter, NewEvent};
 
+use super::keypad::Keypads;
 use crate::decide::{Ask, Decider, Source};
 use crate::directory::Directory;
 use crate::doors::Doors;
@@ -43,6 +46,7 @@ struct AtDoors {
     readers: Readers,
     /// Reader -> the door it stands at, and its output wired to the strike.
     at: HashMap<String, (String, Option<u8>)>,
+    keypads: Mutex<Keypads>,
 }
 
 /// Starts polling the readers and deciding their cards.
@@ -83,7 +87,7 @@ pub async fn start(
     let at = config.readers.iter().map(|r| (r.reader.name.clone(), (r.door.clone(), r.output))).collect();
     let (readers, mut events) = Readers::start(config.readers.into_iter().map(|r| r.reader).collect())
         .map_err(|e| ServiceError::invalid(format!("[osdp] is not usable: {e}")))?;
-    let osdp = Arc::new(AtDoors { directory, decider, doors, readers, at });
+    let osdp = Arc::new(AtDoors { directory, decider, doors, readers, at, keypads: Mutex::default() });
     let worker = workers.clone();
     workers.spawn(async move {
         while let Some(Some(event)) = worker.unless_stopping(events.recv()).await {
@@ -93,7 +97,22 @@ pub async fn start(
                         continue;
                     }
                     tracing::debug!(reader, bits, "card read");
-                    worker.spawn(osdp.clone().decide_card(reader, uid));
+                    let card = PresentedCredential::Card { uid, revocation_code: None };
+                    worker.spawn(osdp.clone().decide(reader, card));
+                }
+                ReaderEvent::Keys { reader, keys } => {
+                    if !osdp.at.contains_key(&reader) {
+                        continue;
+                    }
+                    let entries = osdp.keypads.lock().unwrap_or_else(PoisonError::into_inner).keys(
+                        &reader,
+                        &keys,
+                        Instant::now(),
+                    );
+                    for pin in entries {
+                        // A backup code's 20 digits are taken for that code by the decider.
+                        worker.spawn(osdp.clone().decide(reader.clone(), PresentedCredential::Pin { pin }));
+                    }
                 }
                 ReaderEvent::Status { reader, online, secure } => {
                     let door = osdp.door_of(&reader);
@@ -123,10 +142,10 @@ impl AtDoors {
         self.at.get(reader).map(|(door, _)| door.as_str()).unwrap_or_default()
     }
 
-    async fn decide_card(self: Arc<Self>, reader: String, uid: String) {
+    /// Decides a card or a keypad entry at the reader's door and answers the reader.
+    async fn decide(self: Arc<Self>, reader: String, credential: PresentedCredential) {
         let Some((door, output)) = self.at.get(&reader).cloned() else { return };
         let started = Instant::now();
-        let credential = PresentedCredential::Card { uid, revocation_code: None };
         let ask = Ask {
             door: &door,
             credential: &credential,
@@ -139,8 +158,8 @@ impl AtDoors {
         let decision = match self.decider.decide_noting(ask, note).await {
             Ok(decision) => Some(decision),
             Err(e) => {
-                // Not decided (e.g. not recorded): the door stays shut and the reader says no.
-                tracing::warn!(reader, door, error = %e, "card at an OSDP reader not decided");
+                // Not decided (not recorded; a PIN too short): the door stays shut and the reader says no.
+                tracing::warn!(reader, door, error = %e, "card or keys at an OSDP reader not decided");
                 None
             }
         };
