@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use lintel_proto::{CredentialKind, CredentialStatus, PersonPatch, PersonStatus};
-use lintel_store::{NewEvent, StoreError};
+use lintel_proto::{CredentialKind, CredentialStatus, Person, PersonPatch, PersonStatus};
+use lintel_store::{NewEvent, Store, StoreError};
 
 use crate::directory::Directory;
 use crate::error::Result;
@@ -42,11 +42,7 @@ impl Offboarded {
 
 pub async fn offboard(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Offboarded> {
     let store = &directory.store;
-    let person = match store.person(d.person_id).await {
-        Ok(p) => p,
-        Err(StoreError::NotFound { .. }) => return Ok(Offboarded::default()),
-        Err(e) => return Err(e.into()),
-    };
+    let Some(person) = person(store, d.person_id).await? else { return Ok(Offboarded::default()) };
     let mut taken = Offboarded::default();
     let (id, reason) = (d.person_id.to_owned(), d.reason.to_owned());
     let revoked =
@@ -59,25 +55,13 @@ pub async fn offboard(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Of
         taken.groups.push(group.clone());
     }
     // Known from nowhere else: nothing vouches for them any more.
-    let elsewhere = person.external_ids.keys().any(|system| system != d.source);
-    if !elsewhere && person.status != PersonStatus::Suspended {
+    if !d.known_elsewhere(&person) && person.status != PersonStatus::Suspended {
         let patch = PersonPatch { status: Some(PersonStatus::Suspended), ..Default::default() };
         let id = d.person_id.to_owned();
         directory.write(move |store| async move { store.patch_person(&id, &patch).await }).await?;
         taken.suspended = true;
     }
-    if !taken.is_empty() {
-        let event = NewEvent::new("person.offboarded")
-            .person(d.person_id)
-            .with("source", d.source)
-            .with("reason", d.reason)
-            .with("credentials", taken.credentials.clone())
-            .with("keys", taken.keys.clone())
-            .with("groups", taken.groups.clone())
-            .with("suspended", taken.suspended);
-        let recorded = store.append_events(&[event]).await?;
-        directory.publish(&recorded);
-    }
+    record(directory, &d, &taken).await?;
     Ok(taken)
 }
 
@@ -88,12 +72,8 @@ pub async fn offboard(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Of
 /// something was taken.
 pub async fn lapse(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Offboarded> {
     let store = &directory.store;
-    let person = match store.person(d.person_id).await {
-        Ok(p) => p,
-        Err(StoreError::NotFound { .. }) => return Ok(Offboarded::default()),
-        Err(e) => return Err(e.into()),
-    };
-    if person.external_ids.keys().any(|system| system != d.source) {
+    let Some(person) = person(store, d.person_id).await? else { return Ok(Offboarded::default()) };
+    if d.known_elsewhere(&person) {
         return Ok(Offboarded::default());
     }
     let mut taken = Offboarded::default();
@@ -113,19 +93,43 @@ pub async fn lapse(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Offbo
         taken.credentials = secrets.value.into_iter().map(|c| c.id).collect();
     }
     taken.keys = revoke_keys(directory, d.person_id).await?;
-    if !taken.is_empty() {
-        let event = NewEvent::new("person.offboarded")
-            .person(d.person_id)
-            .with("source", d.source)
-            .with("reason", d.reason)
-            .with("credentials", taken.credentials.clone())
-            .with("keys", taken.keys.clone())
-            .with("groups", Vec::<String>::new())
-            .with("suspended", false);
-        let recorded = store.append_events(&[event]).await?;
-        directory.publish(&recorded);
-    }
+    record(directory, &d, &taken).await?;
     Ok(taken)
+}
+
+impl Departure<'_> {
+    /// Whether another source than the departing one knows the person (then it still
+    /// vouches for them).
+    fn known_elsewhere(&self, person: &Person) -> bool {
+        person.external_ids.keys().any(|system| system != self.source)
+    }
+}
+
+/// The person, or none when they are gone already (nothing left to take).
+async fn person(store: &Store, id: &str) -> Result<Option<Person>> {
+    match store.person(id).await {
+        Ok(p) => Ok(Some(p)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The one `person.offboarded` event that says what was taken, when anything was.
+async fn record(directory: &Arc<Directory>, d: &Departure<'_>, taken: &Offboarded) -> Result<()> {
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let event = NewEvent::new("person.offboarded")
+        .person(d.person_id)
+        .with("source", d.source)
+        .with("reason", d.reason)
+        .with("credentials", &taken.credentials)
+        .with("keys", &taken.keys)
+        .with("groups", &taken.groups)
+        .with("suspended", taken.suspended);
+    let recorded = directory.store.append_events(&[event]).await?;
+    directory.publish(&recorded);
+    Ok(())
 }
 
 /// Revokes the person's registered signing keys; their ids.

@@ -9,8 +9,9 @@ use crate::rows::time;
 use crate::work::{LEASE_MICROS, WorkItem, state, work_item};
 use crate::{Result, Store, StoreError, now_micros};
 
-/// An endpoint as the store keeps it, secrets included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An endpoint as the store keeps it, secrets included (never in its `Debug` form, so
+/// that no log line can carry them).
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookRow {
     pub id: String,
     pub url: String,
@@ -24,6 +25,21 @@ pub struct WebhookRow {
     pub allow_http: bool,
     pub cursor: i64,
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for WebhookRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRow")
+            .field("id", &self.id)
+            .field("url", &lintel_proto::redact_url(&self.url))
+            .field("kinds", &self.kinds)
+            .field("enabled", &self.enabled)
+            .field("disabled_reason", &self.disabled_reason)
+            .field("secret", &"***")
+            .field("previous_until", &self.previous_until)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
 }
 
 const COLUMNS: &str = "id, url, kinds, description, enabled, disabled_reason, secret, previous_secret, \
