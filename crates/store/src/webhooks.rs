@@ -244,27 +244,31 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
+        // Every attempt of those deliveries in one query, grouped here.
+        let oldest = rows.last().map(|r| r.try_get::<i64, _>("pk")).transpose()?.unwrap_or(i64::MAX);
+        let mut attempts: std::collections::HashMap<i64, Vec<WebhookAttempt>> = Default::default();
+        let attempt_rows = sqlx::query(
+            "SELECT delivery, at, status, duration_ms, excerpt FROM webhook_attempts \
+             WHERE endpoint_id = $1 AND delivery >= $2 ORDER BY pk",
+        )
+        .bind(endpoint)
+        .bind(oldest)
+        .fetch_all(&self.read)
+        .await?;
+        for a in &attempt_rows {
+            attempts.entry(a.try_get("delivery")?).or_default().push(WebhookAttempt {
+                at: time(a.try_get("at")?)?,
+                status: a.try_get::<Option<i64>, _>("status")?.and_then(|s| u16::try_from(s).ok()),
+                duration_ms: u64::try_from(a.try_get::<i64, _>("duration_ms")?).unwrap_or(0),
+                excerpt: a.try_get("excerpt")?,
+            });
+        }
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let pk: i64 = row.try_get("pk")?;
             let payload: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("payload")?)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let attempts = sqlx::query(
-                "SELECT at, status, duration_ms, excerpt FROM webhook_attempts WHERE delivery = $1 ORDER BY pk",
-            )
-            .bind(pk)
-            .fetch_all(&self.read)
-            .await?
-            .iter()
-            .map(|a| {
-                Ok(WebhookAttempt {
-                    at: time(a.try_get("at")?)?,
-                    status: a.try_get::<Option<i64>, _>("status")?.and_then(|s| u16::try_from(s).ok()),
-                    duration_ms: u64::try_from(a.try_get::<i64, _>("duration_ms")?).unwrap_or(0),
-                    excerpt: a.try_get("excerpt")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+            let attempts = attempts.remove(&pk).unwrap_or_default();
             let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
             out.push(WebhookDelivery {
                 id: pk,
