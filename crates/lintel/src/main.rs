@@ -177,8 +177,9 @@ enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// `admin` (everything) or `decisions` (only ask decisions: a station's token).
-        #[arg(long, default_value = "admin", value_parser = ["admin", "decisions"])]
+        /// `admin` (everything), `decisions` (only ask decisions: a station's token) or
+        /// `scim` (only the SCIM provisioning API: an identity provider's token).
+        #[arg(long, default_value = "admin", value_parser = ["admin", "decisions", "scim"])]
         scope: String,
         /// With `--scope decisions`: the only door the token may ask about.
         #[arg(long)]
@@ -415,7 +416,8 @@ async fn main() -> anyhow::Result<()> {
                 TokenCommand::Create { name, scope, door } => {
                     let scope = match (scope.as_str(), door) {
                         ("admin", None) => lintel_store::TokenScope::Admin,
-                        ("admin", Some(_)) => anyhow::bail!("--door goes with --scope decisions"),
+                        ("scim", None) => lintel_store::TokenScope::Scim,
+                        ("admin" | "scim", Some(_)) => anyhow::bail!("--door goes with --scope decisions"),
                         (_, door) => lintel_store::TokenScope::Decisions { door },
                     };
                     let token = lintel_service::tokens::create(&store, &name, &scope).await?;
@@ -431,6 +433,7 @@ async fn main() -> anyhow::Result<()> {
                             lintel_store::TokenScope::Admin => "admin".to_owned(),
                             lintel_store::TokenScope::Decisions { door: None } => "decisions".to_owned(),
                             lintel_store::TokenScope::Decisions { door: Some(door) } => format!("decisions:{door}"),
+                            lintel_store::TokenScope::Scim => "scim".to_owned(),
                         };
                         println!("{}\t{at}\t{scope}", t.name);
                     }

@@ -66,7 +66,7 @@ impl FromRequestParts<AppState> for Asker {
         match state.services().tokens.check_scoped(token) {
             Some((name, TokenScope::Admin)) => Ok(Self { name, door: None }),
             Some((name, TokenScope::Decisions { door })) => Ok(Self { name, door }),
-            None => Err(ApiError::unauthorized("the token is not valid")),
+            Some((_, TokenScope::Scim)) | None => Err(ApiError::unauthorized("the token is not valid")),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod people;
 pub mod photos;
 pub mod retry;
+pub mod scim;
 pub mod secrets;
 pub mod sessions;
 #[cfg(test)]

@@ -99,9 +99,10 @@ pub async fn lapse(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Offbo
 
 impl Departure<'_> {
     /// Whether another source than the departing one knows the person (then it still
-    /// vouches for them).
+    /// vouches for them). A system `source:name` is one more id the source keeps
+    /// (`scim:userName` is the identity provider's).
     fn known_elsewhere(&self, person: &Person) -> bool {
-        person.external_ids.keys().any(|system| system != self.source)
+        person.external_ids.keys().any(|system| system.split(':').next() != Some(self.source))
     }
 }
 

@@ -25,6 +25,8 @@ pub struct PersonFilter {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub external_id: Option<(String, String)>,
+    /// People with an external id in this system.
+    pub system: Option<String>,
     pub q: Option<String>,
     pub after: Option<Pk>,
     pub limit: i64,
@@ -187,7 +189,7 @@ async fn read_credential(tx: &mut Tx, pk: Pk) -> Result<(Credential, Change)> {
     Ok((rows::credential(&row)?, Change::Credential(key, index)))
 }
 
-async fn read_group(tx: &mut Tx, pk: Pk) -> Result<(Group, Change)> {
+pub(crate) async fn read_group(tx: &mut Tx, pk: Pk) -> Result<(Group, Change)> {
     let row = sqlx::query("SELECT pk, id, name FROM access_groups WHERE pk = $1").bind(pk).fetch_one(&mut **tx).await?;
     let doors = sqlx::query(
         "SELECT d.pk, d.id FROM group_doors gd JOIN doors d ON d.pk = gd.door_pk WHERE gd.group_pk = $1 ORDER BY d.id",
@@ -400,6 +402,13 @@ impl Store {
             sql.push_str(&format!(
                 " AND pk IN (SELECT person_pk FROM external_ids WHERE system = ${} AND external_id = ${})",
                 binds.len(),
+                binds.len() + 1
+            ));
+        }
+        if let Some(system) = &f.system {
+            binds.push(system.clone());
+            sql.push_str(&format!(
+                " AND pk IN (SELECT person_pk FROM external_ids WHERE system = ${})",
                 binds.len() + 1
             ));
         }

@@ -34,6 +34,8 @@ pub enum TokenScope {
     /// Only ask decisions (`POST /api/v1/decisions`), at this door only when given: what a
     /// station on the shop floor holds, so that a stolen one opens nothing else.
     Decisions { door: Option<String> },
+    /// Only the SCIM 2.0 provisioning API (`/scim/v2`): what an identity provider holds.
+    Scim,
 }
 
 impl TokenScope {
@@ -42,6 +44,7 @@ impl TokenScope {
         match scope.as_str() {
             "admin" => Ok(Self::Admin),
             "decisions" => Ok(Self::Decisions { door: row.try_get("door")? }),
+            "scim" => Ok(Self::Scim),
             other => Err(StoreError::Corrupt(format!("token scope {other:?}"))),
         }
     }
@@ -50,6 +53,7 @@ impl TokenScope {
         match self {
             Self::Admin => ("admin", None),
             Self::Decisions { door } => ("decisions", door.as_deref()),
+            Self::Scim => ("scim", None),
         }
     }
 }

@@ -24,6 +24,7 @@ mod operations;
 mod osdp;
 mod replay;
 mod retention;
+mod scim;
 mod security;
 mod signed;
 mod slack;

@@ -10,6 +10,7 @@ mod events;
 mod lockcloud;
 pub(crate) mod lookup;
 pub(crate) mod ops;
+mod scim;
 mod signed;
 mod slack;
 mod visit;
@@ -36,6 +37,7 @@ use crate::AppState;
         (name = "integrations", description = "The membership platform's webhooks and sync; the inbox and outbox of work with other systems"),
         (name = "signed operations", description = "Users' keys and the operations they sign: unlock, share, remove; the user directory"),
         (name = "slack", description = "The Slack app: slash commands, events, the doorbell and its Open door button"),
+        (name = "scim", description = "SCIM 2.0 provisioning (RFC 7643, 7644): identity providers create, change, deactivate and remove users and groups"),
         (name = "webhooks", description = "Outbound webhooks: endpoints that receive lintel's events, signed per Standard Webhooks"),
     )
 )]
@@ -50,7 +52,9 @@ impl Modify for BearerAuth {
         components.add_security_scheme("admin", bearer.clone());
         components.add_security_scheme("personal_secret", bearer.clone());
         // Users (not admins): a personal secret or an OpenID Connect ID token.
-        components.add_security_scheme("user", bearer);
+        components.add_security_scheme("user", bearer.clone());
+        // An identity provider: a token with the scim scope.
+        components.add_security_scheme("scim", bearer);
     }
 }
 
@@ -58,6 +62,10 @@ impl Modify for BearerAuth {
 /// them: the extractors and the token check answer the same way on every route.
 pub fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
     for (path, item) in &mut doc.paths.paths {
+        // SCIM answers with its own error documents, each route listing them.
+        if path.starts_with("/scim/") {
+            continue;
+        }
         let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
         for op in operations.into_iter().flatten() {
             let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
@@ -143,6 +151,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::replay_delivery))
         .routes(routes!(webhooks::resend))
+        .routes(routes!(scim::service_provider_config))
+        .routes(routes!(scim::resource_types))
+        .routes(routes!(scim::resource_type))
+        .routes(routes!(scim::schemas))
+        .routes(routes!(scim::schema_by_id))
+        .routes(routes!(scim::search_all))
+        .routes(routes!(scim::list_users, scim::create_user))
+        .routes(routes!(scim::get_user, scim::replace_user, scim::patch_user, scim::delete_user))
+        .routes(routes!(scim::list_groups, scim::create_group))
+        .routes(routes!(scim::get_group, scim::replace_group, scim::patch_group, scim::delete_group))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

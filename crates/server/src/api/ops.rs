@@ -65,8 +65,12 @@ pub async fn openapi(doc: Arc<utoipa::openapi::OpenApi>) -> impl IntoResponse {
     Json(doc)
 }
 
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("no such route; GET /openapi.json lists them")
+pub async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    // An identity provider reads SCIM errors, whatever the path under its base.
+    if uri.path().starts_with("/scim/v2") {
+        return super::scim::not_found(uri.path()).into_response();
+    }
+    ApiError::not_found("no such route; GET /openapi.json lists them").into_response()
 }
 
 pub async fn method_not_allowed() -> ApiError {
