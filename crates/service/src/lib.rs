@@ -15,6 +15,7 @@ mod error;
 pub mod follow;
 pub mod integrations;
 pub mod leases;
+pub mod metrics;
 pub mod offboarding;
 pub mod operations;
 pub mod outbox;

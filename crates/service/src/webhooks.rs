@@ -305,6 +305,14 @@ impl Webhooks {
                 .await
                 .map_err(|e| ServiceError::invalid(format!("webhook endpoint {}: {e}", endpoint.id)))?;
             let took = u64::try_from(answer.took.as_millis()).unwrap_or(u64::MAX);
+            let outcome = match answer.status {
+                Some(200..=299) => "2xx",
+                Some(400..=499) => "4xx",
+                Some(_) => "other",
+                None => "no_answer",
+            };
+            metrics::counter!("lintel_webhook_attempts_total", "endpoint" => endpoint.id.clone(), "outcome" => outcome)
+                .increment(1);
             self.store()
                 .record_webhook_attempt(&endpoint.id, item.pk, answer.status, took, answer.excerpt.as_deref())
                 .await?;

@@ -233,6 +233,15 @@ impl Store {
             .await?)
     }
 
+    /// Outbox work not done yet, counted by target and state (`pending`, `failed`).
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows =
+            sqlx::query("SELECT target, state, COUNT(*) AS n FROM outbox WHERE state <> 'done' GROUP BY target, state")
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter().map(|r| Ok((r.try_get("target")?, r.try_get("state")?, r.try_get("n")?))).collect()
+    }
+
     /// Outbox entries, newest first, optionally in one state.
     pub async fn outbox(&self, state_filter: Option<WorkState>, limit: i64) -> Result<Vec<OutboxEntry>> {
         let columns = "pk, target, kind, idempotency_key, payload, created_at, state, attempts, next_attempt_at, \

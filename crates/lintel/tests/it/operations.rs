@@ -110,11 +110,23 @@ async fn metrics_count_decisions(b: Backend) {
     }
     assert_eq!(expected.get(&("allowed".into(), "granted".into())), Some(&3.0));
     assert!(expected.contains_key(&("denied".into(), "rate_limited".into())), "{events:?}");
-    let counted: HashMap<(String, String), f64> = samples
-        .iter()
-        .filter(|((name, _), _)| name == "lintel_decisions_total")
-        .map(|((_, l), v)| ((l["result"].clone(), l["reason"].clone()), *v))
-        .collect();
+    let mut counted: HashMap<(String, String), f64> = HashMap::new();
+    for ((_, l), v) in samples.iter().filter(|((name, _), _)| name == "lintel_decisions_total") {
+        *counted.entry((l["result"].clone(), l["reason"].clone())).or_default() += v;
+    }
+    // By door: the doors lintel has by name, any other as `unknown` (a probe for door ids
+    // must not make series without bound).
+    let by_door = |door: &str, result: &str, reason: &str| {
+        let key =
+            ("lintel_decisions_total".to_owned(), labels(&[("door", door), ("result", result), ("reason", reason)]));
+        samples.get(&key).copied()
+    };
+    assert_eq!(by_door("front", "allowed", "granted"), Some(3.0), "{text}");
+    assert_eq!(by_door("unknown", "denied", "unknown_door"), Some(1.0), "{text}");
+    assert!(!text.contains("door=\"back\""), "{text}");
+    for name in ["lintel_decisions_total", "lintel_decision_seconds", "lintel_index_people"] {
+        assert!(text.contains(&format!("# HELP {name} ")), "no HELP for {name}: {text}");
+    }
     // Refusals under a lock are recorded once per lock and counted every time.
     let limited = ("denied".to_owned(), "rate_limited".to_owned());
     assert!(counted[&limited] >= expected[&limited], "{text}");
@@ -149,6 +161,29 @@ async fn metrics_count_decisions(b: Backend) {
         "{text}"
     );
     assert_eq!(samples.get(&("lintel_index_people".into(), labels(&[]))), Some(&1.0), "{text}");
+
+    // Work for other systems, by target and state: a webhook endpoint that does not answer
+    // keeps its delivery pending, and the gauge says so.
+    let endpoint = s
+        .ok(
+            "/api/v1/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook", "kinds": ["decision"], "allow_http": true}),
+            201,
+        )
+        .await;
+    let target = format!("webhook:{}", endpoint["endpoint"]["id"].as_str().unwrap());
+    s.decide("front", card("04A1B2C3", Some("7"))).await;
+    let pending = ("lintel_outbox_items".to_owned(), labels(&[("target", &target), ("state", "pending")]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = send(s.client.get(format!("{}/metrics", s.base))).await.text;
+        if parse_metrics(&text).get(&pending) == Some(&1.0) {
+            assert!(text.contains("# HELP lintel_outbox_items "), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no pending delivery for {target}: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// Every route of the HTTP contract, with its methods.
@@ -173,6 +208,13 @@ const CONTRACT: &[(&str, &[&str])] = &[
     ("/healthz", &["get"]),
     ("/readyz", &["get"]),
     ("/metrics", &["get"]),
+    ("/scim/v2/Users", &["get", "post"]),
+    ("/scim/v2/Users/{id}", &["get", "put", "patch", "delete"]),
+    ("/scim/v2/Groups", &["get", "post"]),
+    ("/scim/v2/Groups/{id}", &["get", "put", "patch", "delete"]),
+    ("/scim/v2/ServiceProviderConfig", &["get"]),
+    ("/scim/v2/ResourceTypes", &["get"]),
+    ("/scim/v2/Schemas", &["get"]),
 ];
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];

@@ -157,10 +157,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(scim::schemas))
         .routes(routes!(scim::schema_by_id))
         .routes(routes!(scim::search_all))
-        .routes(routes!(scim::list_users, scim::create_user))
-        .routes(routes!(scim::get_user, scim::replace_user, scim::patch_user, scim::delete_user))
-        .routes(routes!(scim::list_groups, scim::create_group))
-        .routes(routes!(scim::get_group, scim::replace_group, scim::patch_group, scim::delete_group))
+        .routes(routes!(scim::scim_list_users, scim::scim_create_user))
+        .routes(routes!(scim::scim_get_user, scim::scim_replace_user, scim::scim_patch_user, scim::scim_delete_user))
+        .routes(routes!(scim::scim_list_groups, scim::scim_create_group))
+        .routes(routes!(
+            scim::scim_get_group,
+            scim::scim_replace_group,
+            scim::scim_patch_group,
+            scim::scim_delete_group
+        ))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

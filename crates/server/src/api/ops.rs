@@ -38,9 +38,10 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let stats = s.directory().index().stats();
-    metrics::gauge!("lintel_index_credentials").set(stats.credentials as f64);
-    metrics::gauge!("lintel_index_people").set(stats.people as f64);
+    if let Err(e) = lintel_service::metrics::refresh(s.directory()).await {
+        // The counters still render; the gauges read from the store keep their last values.
+        tracing::warn!(error = %e, "metrics not read from the store");
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.inner.metrics.render())
 }
 
@@ -56,6 +57,10 @@ pub fn metrics_handle() -> PrometheusHandle {
                 )
                 .expect("bucket list is not empty")
                 .install_recorder()
+                .map(|handle| {
+                    lintel_service::metrics::describe();
+                    handle
+                })
                 .expect("no other metrics recorder is installed")
         })
         .clone()

@@ -353,12 +353,12 @@ resource_routes!(
         "Change a user (PATCH operations: add, replace, remove); active false offboards them.",
         "Delete a user: they are offboarded and no longer provisioned; the person and their history stay."
     ],
-    list_users,
-    create_user,
-    get_user,
-    replace_user,
-    patch_user,
-    delete_user
+    scim_list_users,
+    scim_create_user,
+    scim_get_user,
+    scim_replace_user,
+    scim_patch_user,
+    scim_delete_user
 );
 resource_routes!(
     groups,
@@ -372,12 +372,12 @@ resource_routes!(
         "Change a group (PATCH operations: add, replace, remove members).",
         "Delete a group, its memberships and its grants."
     ],
-    list_groups,
-    create_group,
-    get_group,
-    replace_group,
-    patch_group,
-    delete_group
+    scim_list_groups,
+    scim_create_group,
+    scim_get_group,
+    scim_replace_group,
+    scim_patch_group,
+    scim_delete_group
 );
 
 /// The answer for a path under `/scim/v2` that is no route: a SCIM 404.

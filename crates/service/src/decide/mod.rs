@@ -208,7 +208,8 @@ impl Decider {
         drop(index);
         if ask.dry_run || lock.is_some_and(|l| !l.first_refusal) {
             if !ask.dry_run {
-                metrics::counter!("lintel_decisions_total", "result" => "denied", "reason" => Reason::RateLimited.as_str())
+                let door = if decision.door.is_some() { ask.door.to_owned() } else { "unknown".to_owned() };
+                metrics::counter!("lintel_decisions_total", "door" => door, "result" => "denied", "reason" => Reason::RateLimited.as_str())
                     .increment(1);
             }
             if matches!(presented, Presented::Member { .. }) {
@@ -363,7 +364,13 @@ impl Decider {
         }
         response.event_id = Some(event.id.clone());
         let result = if response.allowed { "allowed" } else { "denied" };
-        metrics::counter!("lintel_decisions_total", "result" => result, "reason" => response.reason.as_str())
+        // Only doors lintel has become labels: a probe for made-up door ids must not grow
+        // the metrics without bound.
+        let door = match (decision.door, &event.door) {
+            (Some(_), Some(door)) => door.clone(),
+            _ => "unknown".to_owned(),
+        };
+        metrics::counter!("lintel_decisions_total", "door" => door, "result" => result, "reason" => response.reason.as_str())
             .increment(1);
         Ok(response)
     }
