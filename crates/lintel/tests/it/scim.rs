@@ -267,6 +267,22 @@ async fn entra_assigns_changes_deactivates_and_removes(b: Backend) {
         idp.ok("GET", "/Groups?filter=displayName+eq+%22Night+shift%22&excludedAttributes=members", None, 200).await;
     assert_eq!(found["Resources"][0]["id"], json!(gid), "{found}");
 
+    // Searches by POST: one type, and both at once.
+    let search = |filter: &str| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": filter, "attributes": ["displayName"], "startIndex": 1, "count": 10})
+    };
+    let found = idp.ok("POST", "/Users/.search", Some(search("userName eq \"BEA@contoso.com\"")), 200).await;
+    assert_eq!(
+        found["Resources"],
+        json!([{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": "bea",
+        "displayName": "Bea Contoso"}])
+    );
+    let found =
+        idp.ok("POST", "/.search", Some(search("displayName sw \"Bea\" or displayName sw \"Night\"")), 200).await;
+    let ids: Vec<&str> = found["Resources"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["bea", gid.as_str()], "{found}");
+
     idp.patch("/Groups/staff", json!([{"op": "Add", "path": "members", "value": [{"value": "bea"}]}])).await;
     assert!(card_opens(&s, "1A2B3C4D").await);
     let changed = idp
@@ -363,6 +379,12 @@ async fn bad_input_gets_scim_errors_and_changes_nothing(b: Backend) {
         scim_error(&idp.ok("GET", &format!("/Users?filter={filter}"), None, 400).await, 400, Some("invalidFilter"));
     }
     scim_error(&idp.ok("GET", "/Users?count=many", None, 400).await, 400, Some("invalidValue"));
+    scim_error(&idp.ok("POST", "/.search", Some(json!({"filter": 7})), 400).await, 400, Some("invalidValue"));
+    scim_error(
+        &idp.ok("POST", "/Users/.search", Some(json!({"filter": "userName eq"})), 400).await,
+        400,
+        Some("invalidFilter"),
+    );
     scim_error(
         &idp.ok(
             "PATCH",

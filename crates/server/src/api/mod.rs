@@ -158,6 +158,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(scim::schema_by_id))
         .routes(routes!(scim::search_all))
         .routes(routes!(scim::scim_list_users, scim::scim_create_user))
+        .routes(routes!(scim::scim_search_users))
+        .routes(routes!(scim::scim_search_groups))
         .routes(routes!(scim::scim_get_user, scim::scim_replace_user, scim::scim_patch_user, scim::scim_delete_user))
         .routes(routes!(scim::scim_list_groups, scim::scim_create_group))
         .routes(routes!(

@@ -57,10 +57,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 )
                 .expect("bucket list is not empty")
                 .install_recorder()
-                .map(|handle| {
-                    lintel_service::metrics::describe();
-                    handle
-                })
+                .inspect(|_| lintel_service::metrics::describe())
                 .expect("no other metrics recorder is installed")
         })
         .clone()

@@ -228,19 +228,20 @@ pub async fn schema_by_id(who: Provisioner, Path(id): Path<String>) -> ScimResul
     one_of(schema::schemas(&who.base), &id, "schema")
 }
 
-/// Searching several resource types at once is not offered; search each type's list.
-#[utoipa::path(post, path = "/scim/v2/.search", tag = "scim", security(("scim" = [])),
-    responses((status = 501, description = "not offered", content_type = "application/scim+json", body = Object),
-              (status = 401, description = "no token, or one without the scim scope", content_type = "application/scim+json", body = Object)))]
-pub async fn search_all(_: Provisioner) -> ScimResult {
-    Err(ScimError::not_implemented(
-        "search several resource types at once is not offered; GET /Users or /Groups with a filter",
-    )
-    .into())
+/// Search users and groups at once (RFC 7644 §3.4.3): the body holds the filter, paging
+/// and attributes a list takes as its query.
+#[utoipa::path(post, path = "/scim/v2/.search", tag = "scim", request_body(content = Object, content_type = "application/scim+json"), security(("scim" = [])),
+    responses((status = 200, description = "a ListResponse", content_type = "application/scim+json", body = Object),
+              (status = 400, description = "a body or filter that is not valid", content_type = "application/scim+json", body = Object),
+              (status = 401, description = "no token, or one without the scim scope", content_type = "application/scim+json", body = Object),
+              (status = 413, description = "larger than max_body_bytes")))]
+pub async fn search_all(State(s): State<AppState>, who: Provisioner, body: Bytes) -> ScimResult {
+    let query = scim::search_query(&body)?;
+    Ok(Scim::Ok(StatusCode::OK, scim::search_all(s.directory(), &who.base, &query).await?))
 }
 
 macro_rules! resource_routes {
-    ($module:ident, $path:literal, $item:literal, [$list_doc:literal, $create_doc:literal, $get_doc:literal, $replace_doc:literal, $patch_doc:literal, $delete_doc:literal], $list:ident, $create:ident, $get:ident, $replace:ident, $patch:ident, $delete:ident) => {
+    ($module:ident, $path:literal, $item:literal, $search:literal, [$list_doc:literal, $search_doc:literal, $create_doc:literal, $get_doc:literal, $replace_doc:literal, $patch_doc:literal, $delete_doc:literal], $list:ident, $search_fn:ident, $create:ident, $get:ident, $replace:ident, $patch:ident, $delete:ident) => {
         #[doc = $list_doc]
         #[utoipa::path(get, path = $path, tag = "scim", params(ListParams), security(("scim" = [])),
             responses((status = 200, description = "a ListResponse", content_type = "application/scim+json", body = Object),
@@ -252,6 +253,16 @@ macro_rules! resource_routes {
             q: Result<Query<ListParams>, QueryRejection>,
         ) -> ScimResult {
             Ok(Scim::Ok(StatusCode::OK, $module::list(s.directory(), &who.base, &list_query(q)?).await?))
+        }
+
+        #[doc = $search_doc]
+        #[utoipa::path(post, path = $search, tag = "scim", request_body(content = Object, content_type = "application/scim+json"), security(("scim" = [])),
+            responses((status = 200, description = "a ListResponse", content_type = "application/scim+json", body = Object),
+                      (status = 400, description = "a body or filter that is not valid", content_type = "application/scim+json", body = Object),
+                      (status = 401, description = "no token, or one without the scim scope", content_type = "application/scim+json", body = Object),
+                      (status = 413, description = "larger than max_body_bytes")))]
+        pub async fn $search_fn(State(s): State<AppState>, who: Provisioner, body: Bytes) -> ScimResult {
+            Ok(Scim::Ok(StatusCode::OK, $module::list(s.directory(), &who.base, &scim::search_query(&body)?).await?))
         }
 
         #[doc = $create_doc]
@@ -345,8 +356,10 @@ resource_routes!(
     users,
     "/scim/v2/Users",
     "/scim/v2/Users/{id}",
+    "/scim/v2/Users/.search",
     [
         "List users, filtered and paged.",
+        "Search users (the list's query as a body).",
         "Create a user (a person in lintel).",
         "Read a user (304 when If-None-Match names its version).",
         "Replace a user (PUT: the attributes not sent are cleared).",
@@ -354,6 +367,7 @@ resource_routes!(
         "Delete a user: they are offboarded and no longer provisioned; the person and their history stay."
     ],
     scim_list_users,
+    scim_search_users,
     scim_create_user,
     scim_get_user,
     scim_replace_user,
@@ -364,8 +378,10 @@ resource_routes!(
     groups,
     "/scim/v2/Groups",
     "/scim/v2/Groups/{id}",
+    "/scim/v2/Groups/.search",
     [
         "List groups, filtered and paged.",
+        "Search groups (the list's query as a body).",
         "Create a group (or take over the lintel group of that name no provider manages yet).",
         "Read a group (304 when If-None-Match names its version).",
         "Replace a group: its name and all its members.",
@@ -373,6 +389,7 @@ resource_routes!(
         "Delete a group, its memberships and its grants."
     ],
     scim_list_groups,
+    scim_search_groups,
     scim_create_group,
     scim_get_group,
     scim_replace_group,

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use lintel_store::{ScimGroupRecord, ScimGroupRow, StoreError};
+use scim_v2::filter::Filter;
 use serde_json::{Map, Value, json};
 
 use super::schema::{GROUP, GROUP_ATTRS};
@@ -72,16 +73,19 @@ pub async fn delete(directory: &Arc<Directory>, base: &str, id: &str, if_match: 
 }
 
 pub async fn list(directory: &Arc<Directory>, base: &str, query: &ListQuery) -> Result<Value> {
-    let filter = query.filter()?;
-    let matching = directory
+    Ok(query.page(matching(directory, base, query.filter()?.as_ref()).await?))
+}
+
+/// Every group the filter matches, by id.
+pub(super) async fn matching(directory: &Arc<Directory>, base: &str, filter: Option<&Filter>) -> Result<Vec<Value>> {
+    Ok(directory
         .store
         .scim_groups()
         .await?
         .iter()
         .map(|g| resource(g, base))
-        .filter(|r| filter.as_ref().is_none_or(|f| document::matches(f, r, GROUP_ATTRS)))
-        .collect();
-    Ok(query.page(matching))
+        .filter(|r| filter.is_none_or(|f| document::matches(f, r, GROUP_ATTRS)))
+        .collect())
 }
 
 async fn row(directory: &Arc<Directory>, id: &str) -> Result<ScimGroupRow> {

@@ -139,6 +139,55 @@ impl ListQuery {
     }
 }
 
+/// A search (`POST .search`, RFC 7644 §3.4.3): its body read into a list query.
+pub fn search_query(body: &[u8]) -> Result<ListQuery> {
+    let map = object(body)?;
+    let text = |key: &str| -> Result<Option<String>> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ScimError::invalid_value(format!("{key} must be a string"))),
+        }
+    };
+    let number = |key: &str| -> Result<Option<i64>> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => {
+                v.as_i64().map(Some).ok_or_else(|| ScimError::invalid_value(format!("{key} must be an integer")))
+            }
+        }
+    };
+    let names = |key: &str| -> Result<Vec<String>> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| ScimError::invalid_value(format!("{key} lists strings")))
+                })
+                .collect(),
+            Some(_) => Err(ScimError::invalid_value(format!("{key} must be a list of attribute names"))),
+        }
+    };
+    Ok(ListQuery {
+        filter: text("filter")?,
+        start_index: number("startIndex")?,
+        count: number("count")?,
+        attributes: names("attributes")?,
+        excluded_attributes: names("excludedAttributes")?,
+    })
+}
+
+/// A search over users and groups at once (`POST /.search` at the root).
+pub async fn search_all(directory: &std::sync::Arc<crate::Directory>, base: &str, query: &ListQuery) -> Result<Value> {
+    let filter = query.filter()?;
+    let mut found = users::matching(directory, base, filter.as_ref()).await?;
+    found.extend(groups::matching(directory, base, filter.as_ref()).await?);
+    Ok(query.page(found))
+}
+
 /// Which attributes a read returns.
 #[derive(Debug, Default, Clone)]
 pub struct Projection {

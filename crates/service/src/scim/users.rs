@@ -110,18 +110,21 @@ pub async fn delete(directory: &Arc<Directory>, base: &str, id: &str, if_match: 
 }
 
 pub async fn list(directory: &Arc<Directory>, base: &str, query: &ListQuery) -> Result<Value> {
-    let filter = query.filter()?;
-    let people = match filter.as_ref().and_then(exact_lookup) {
+    Ok(query.page(matching(directory, base, query.filter()?.as_ref()).await?))
+}
+
+/// Every user the filter matches, by id.
+pub(super) async fn matching(directory: &Arc<Directory>, base: &str, filter: Option<&Filter>) -> Result<Vec<Value>> {
+    let people = match filter.and_then(exact_lookup) {
         Some((system, value)) => find_linked(directory, system, &value).await?.into_iter().collect(),
         None => all_linked(directory).await?,
     };
     let groups = group_names(directory).await?;
-    let matching = people
+    Ok(people
         .iter()
         .filter_map(|p| resource(p, &groups, base))
-        .filter(|r| filter.as_ref().is_none_or(|f| document::matches(f, r, USER_ATTRS)))
-        .collect();
-    Ok(query.page(matching))
+        .filter(|r| filter.is_none_or(|f| document::matches(f, r, USER_ATTRS)))
+        .collect())
 }
 
 /// The lookups providers make before every create (`userName eq`, `externalId eq`),
