@@ -1,6 +1,9 @@
 //! Groups as a provisioning system (SCIM) states them: whole, with its own id for each and
-//! every member listed. Saving one replaces its name, that id and its members in one
-//! transaction, so a provider's PUT or PATCH is never half applied.
+//! every member listed. Only groups the provider created are its to read and change (an
+//! operator's groups and their grants are not), and only people it provisioned are members
+//! it may name. Saving one replaces its name, that id and its members in one transaction,
+//! and only when the group is still as the provider read it, so a PUT or PATCH is never
+//! half applied and two at once never lose one another's change.
 
 use std::collections::BTreeSet;
 
@@ -33,8 +36,9 @@ impl Store {
     /// Every group with its provider's id and members, by id.
     pub async fn scim_groups(&self) -> Result<Vec<ScimGroupRow>> {
         let mut tx = self.read.begin().await?;
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM access_groups ORDER BY id").fetch_all(&mut *tx).await?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM access_groups WHERE scim_managed = 1 ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             out.push(scim_group_row(&mut tx, &id).await?);
@@ -47,15 +51,21 @@ impl Store {
         scim_group_row(&mut tx, id).await
     }
 
-    /// Creates the group (`create`), or replaces an existing one's name, provider id and
-    /// members: people not listed leave it, people listed join it.
-    pub async fn save_scim_group(&self, g: &ScimGroupRecord, create: bool) -> Result<Written<ScimGroupRow>> {
+    /// Creates the group (`read` is `None`), or replaces the name, provider id and members
+    /// of the group as it was `read`: people not listed leave it, people listed join it. A
+    /// group changed since it was read is a [`StoreError::Conflict`] (read it again).
+    pub async fn save_scim_group(
+        &self,
+        g: &ScimGroupRecord,
+        read: Option<&ScimGroupRow>,
+    ) -> Result<Written<ScimGroupRow>> {
         let mut tx = self.begin().await?;
         let mut changes = Vec::new();
         let mut events = Vec::new();
-        let pk = if create {
+        let pk = if read.is_none() {
             let pk: i64 = sqlx::query_scalar(
-                "INSERT INTO access_groups (id, name, scim_external_id, created_at) VALUES ($1, $2, $3, $4) RETURNING pk",
+                "INSERT INTO access_groups (id, name, scim_managed, scim_external_id, created_at) \
+                 VALUES ($1, $2, 1, $3, $4) RETURNING pk",
             )
             .bind(&g.id)
             .bind(&g.name)
@@ -68,6 +78,9 @@ impl Store {
             changes.push(read_group(&mut tx, pk).await?.1);
             pk
         } else {
+            if read != Some(&scim_group_row(&mut tx, &g.id).await?) {
+                return Err(StoreError::Conflict(format!("the group {:?} changed meanwhile", g.id)));
+            }
             let pk = group_pk(&mut tx, &g.id).await?;
             let before: String =
                 sqlx::query_scalar("SELECT name FROM access_groups WHERE pk = $1").bind(pk).fetch_one(&mut *tx).await?;
@@ -91,10 +104,15 @@ impl Store {
         .into_iter()
         .collect();
         for person in g.members.difference(&current) {
-            let person_pk = person_pk(&mut tx, person).await.map_err(|e| match e {
-                StoreError::NotFound { .. } => StoreError::Invalid(format!("member {person:?} is not a person")),
-                e => e,
-            })?;
+            let provisioned: Option<i64> = sqlx::query_scalar(
+                "SELECT p.pk FROM people p JOIN external_ids x ON x.person_pk = p.pk \
+                 WHERE p.id = $1 AND x.system = 'scim:userName'",
+            )
+            .bind(person)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let person_pk = provisioned
+                .ok_or_else(|| StoreError::Invalid(format!("member {person:?} is not a user the provider made")))?;
             sqlx::query("INSERT INTO group_members (group_pk, person_pk, created_at) VALUES ($1, $2, $3)")
                 .bind(pk)
                 .bind(person_pk)
@@ -119,8 +137,13 @@ impl Store {
     }
 }
 
+/// A group the provider made, by id; any other is not found.
 async fn scim_group_row(tx: &mut Tx, id: &str) -> Result<ScimGroupRow> {
-    let pk = group_pk(tx, id).await?;
+    let pk: i64 = sqlx::query_scalar("SELECT pk FROM access_groups WHERE id = $1 AND scim_managed = 1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { what: "group", id: id.to_owned() })?;
     let (group, _) = read_group(tx, pk).await?;
     let external_id: Option<String> = sqlx::query_scalar("SELECT scim_external_id FROM access_groups WHERE pk = $1")
         .bind(pk)

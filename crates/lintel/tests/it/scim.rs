@@ -124,6 +124,8 @@ async fn okta_assigns_changes_deactivates_and_removes(b: Backend) {
     let db = Database::new(b);
     let s = Server::start(&db);
     door_for_staff(&s).await;
+    let alice = json!({"id": "alice", "name": "Alice", "email": "ann@example.org", "external_ids": {"crm": "7"}});
+    s.ok("/api/v1/people", alice, 201).await;
     let idp = Idp { s: &s, token: scim_token(&db, &s).await };
 
     let found =
@@ -143,6 +145,7 @@ async fn okta_assigns_changes_deactivates_and_removes(b: Backend) {
     });
     let created = idp.ok("POST", "/Users", Some(user.clone()), 201).await;
     let id = created["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, "alice", "a person another source vouches for is not taken over by email");
     assert_eq!(created["userName"], "ann@example.org");
     assert_eq!(created["name"]["givenName"], "Ann");
     assert!(created.get("password").is_none() && created.get("locale").is_none(), "not kept: {created}");
@@ -164,7 +167,9 @@ async fn okta_assigns_changes_deactivates_and_removes(b: Backend) {
     let found = idp.ok("GET", "/Users?filter=externalId%20eq%20%2200u1ab2cd3%22", None, 200).await;
     assert_eq!(found["totalResults"], 1, "{found}");
 
-    // The group push: Okta creates the group with its members.
+    // The group push: Okta creates the group with its members. It is a group of its own,
+    // never the operator's "Staff" (the provider may not change who is in that one); the
+    // operator grants it the door.
     let group = idp
         .ok(
             "POST",
@@ -174,10 +179,14 @@ async fn okta_assigns_changes_deactivates_and_removes(b: Backend) {
             201,
         )
         .await;
-    // lintel's own "Staff" group, which no provider managed, is the one pushed.
-    assert_eq!(group["id"], "staff", "{group}");
+    let gid = group["id"].as_str().unwrap().to_owned();
+    assert!(gid.starts_with("staff-"), "{group}");
+    scim_error(&idp.ok("GET", "/Groups/staff", None, 404).await, 404, None);
+    let listed = idp.ok("GET", "/Groups", None, 200).await;
+    assert_eq!(listed["totalResults"], 1, "only the provider's groups: {listed}");
+    s.ok("/api/v1/grants", json!({"group_id": gid, "doors": ["front"]}), 201).await;
     give_card(&s, &id, "0A0B0C0D").await;
-    assert!(card_opens(&s, "0A0B0C0D").await, "a member of staff opens the front door");
+    assert!(card_opens(&s, "0A0B0C0D").await, "a member of the pushed group opens the front door");
 
     // A profile change: the whole user again.
     let mut changed = user.clone();
@@ -188,9 +197,27 @@ async fn okta_assigns_changes_deactivates_and_removes(b: Backend) {
     assert_eq!(s.get(&format!("/api/v1/people/{id}")).await.1["name"], "Ann King");
 
     // Okta's membership changes: remove by a value filter, add back.
-    idp.patch("/Groups/staff", json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}])).await;
-    assert!(!card_opens(&s, "0A0B0C0D").await, "out of staff, the card opens nothing");
-    idp.patch("/Groups/staff", json!([{"op": "add", "path": "members", "value": [{"value": id}]}])).await;
+    idp.patch(&format!("/Groups/{gid}"), json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]))
+        .await;
+    assert!(!card_opens(&s, "0A0B0C0D").await, "out of the group, the card opens nothing");
+    idp.patch(&format!("/Groups/{gid}"), json!([{"op": "add", "path": "members", "value": [{"value": id}]}])).await;
+    assert!(card_opens(&s, "0A0B0C0D").await);
+    // Only people the provider made are members it may name.
+    let alice = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": "alice"}]}]});
+    scim_error(&idp.ok("PATCH", &format!("/Groups/{gid}"), Some(alice), 400).await, 400, Some("invalidValue"));
+
+    // An operator's suspension stands through the provider's next change.
+    assert_eq!(s.patch(&format!("/api/v1/people/{id}"), json!({"status": "suspended"})).await.0, 200);
+    idp.patch(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": "title", "value": "CTO"},
+        {"op": "replace", "path": "displayName", "value": "Ann K."}]),
+    )
+    .await;
+    assert_eq!(s.get(&format!("/api/v1/people/{id}")).await.1["status"], "suspended");
+    assert!(!card_opens(&s, "0A0B0C0D").await);
+    assert_eq!(s.patch(&format!("/api/v1/people/{id}"), json!({"status": "active"})).await.0, 200);
     assert!(card_opens(&s, "0A0B0C0D").await);
 
     // Deactivation: the card is refused at once, and the person is offboarded.
@@ -283,7 +310,8 @@ async fn entra_assigns_changes_deactivates_and_removes(b: Backend) {
     let ids: Vec<&str> = found["Resources"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["bea", gid.as_str()], "{found}");
 
-    idp.patch("/Groups/staff", json!([{"op": "Add", "path": "members", "value": [{"value": "bea"}]}])).await;
+    s.ok("/api/v1/grants", json!({"group_id": gid, "doors": ["front"]}), 201).await;
+    idp.patch(&format!("/Groups/{gid}"), json!([{"op": "Add", "path": "members", "value": [{"value": "bea"}]}])).await;
     assert!(card_opens(&s, "1A2B3C4D").await);
     let changed = idp
         .patch(
@@ -303,9 +331,10 @@ async fn entra_assigns_changes_deactivates_and_removes(b: Backend) {
     assert_eq!((person["name"].as_str(), person["email"].as_str()), (Some("Bea Azure"), Some("bea.azure@contoso.com")));
     assert_eq!(person["phone"], "+1 555 0100");
 
-    idp.patch("/Groups/staff", json!([{"op": "Remove", "path": "members", "value": [{"value": "bea"}]}])).await;
+    idp.patch(&format!("/Groups/{gid}"), json!([{"op": "Remove", "path": "members", "value": [{"value": "bea"}]}]))
+        .await;
     assert!(!card_opens(&s, "1A2B3C4D").await);
-    idp.patch("/Groups/staff", json!([{"op": "Add", "path": "members", "value": [{"value": "bea"}]}])).await;
+    idp.patch(&format!("/Groups/{gid}"), json!([{"op": "Add", "path": "members", "value": [{"value": "bea"}]}])).await;
 
     // If-Match: a change against an old version is refused, and changes nothing.
     let old = changed["meta"]["version"].as_str().unwrap().to_owned();
@@ -327,12 +356,21 @@ async fn entra_assigns_changes_deactivates_and_removes(b: Backend) {
     assert_eq!(s.get("/api/v1/people/bea").await.1["name"], "Bea B.");
 
     // Entra's deactivation: a path and a string boolean.
-    let off = idp.patch("/Users/bea", json!([{"op": "Replace", "path": "active", "value": "False"}])).await;
+    // With attributes lintel does not keep in the same request (Entra's default mappings).
+    let off = idp
+        .patch("/Users/bea", json!([
+            {"op": "Replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "Gone"},
+            {"op": "Add", "path": "addresses[type eq \"work\"].formatted", "value": "1 Main St"},
+            {"op": "Replace", "path": "active", "value": "False"}
+        ]))
+        .await;
     assert_eq!(off["active"], false);
     assert!(!card_opens(&s, "1A2B3C4D").await, "a deactivated user's card is refused at once");
     assert_eq!(s.get("/api/v1/people/bea").await.1["status"], "suspended");
 
     idp.ok("DELETE", "/Users/bea", None, 204).await;
+    let group = idp.ok("GET", &format!("/Groups/{gid}"), None, 200).await;
+    assert!(group.get("members").is_none(), "a deleted user leaves the provider's groups: {group}");
     idp.ok("DELETE", &format!("/Groups/{gid}"), None, 204).await;
     idp.ok("GET", &format!("/Groups/{gid}"), None, 404).await;
 }

@@ -6,6 +6,8 @@
 
 use scim_v2::filter::{AttrExp, AttrPath, CompValue, CompareOp, Filter, PatchPath, ValFilter};
 use scim_v2::models::others::{OperationTarget, PatchOperation};
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -83,12 +85,12 @@ pub fn patch(doc: &mut Map<String, Value>, ops: &[PatchOperation], attrs: &[Attr
         match op {
             PatchOperation::Add(OperationTarget::WithoutPath { value }) => {
                 for (name, v) in canonical(value, attrs)? {
-                    add(doc, lookup(attrs, &name)?, v);
+                    add(doc, named(attrs, &name), v);
                 }
             }
             PatchOperation::Replace(OperationTarget::WithoutPath { value }) => {
                 for (name, v) in canonical(value, attrs)? {
-                    replace(doc, lookup(attrs, &name)?, v);
+                    replace(doc, named(attrs, &name), v);
                 }
             }
             PatchOperation::Add(OperationTarget::WithPath { path, value }) => {
@@ -112,17 +114,47 @@ enum Edit<'a> {
     Remove(Option<&'a Value>),
 }
 
-/// The attribute a path names: `externalId`, or one of the schema's that a request may set.
-fn lookup<'a>(attrs: &'a [Attr], name: &str) -> Result<&'a Attr, ScimError> {
-    let name = strip_urn(name);
+/// The attribute a path names: `externalId`, or one of the schema's that a request may set;
+/// `None` for one lintel does not keep but a provider may well send (a core attribute such
+/// as `title`, or an extension's such as the enterprise `department`): like an unknown
+/// attribute in a body, the operation is ignored, so that a provider's change of a
+/// department does not hold back the deactivation in the same request.
+fn lookup<'a>(attrs: &'a [Attr], path: &AttrPath) -> Result<Option<&'a Attr>, ScimError> {
+    let name = strip_urn(&path.name);
     if name.eq_ignore_ascii_case(EXTERNAL_ID.name) {
-        return Ok(&EXTERNAL_ID);
+        return Ok(Some(&EXTERNAL_ID));
     }
     match find(attrs, name) {
         Some(a) if a.read_only => Err(ScimError::mutability(format!("{} is read-only", a.name))),
-        Some(a) => Ok(a),
+        Some(a) => Ok(Some(a)),
+        None if path.uri.as_deref().is_some_and(|uri| uri != USER && uri != GROUP) => Ok(None),
+        None if name.contains(':') => Ok(None),
+        None if NOT_KEPT.iter().any(|n| n.eq_ignore_ascii_case(name)) => Ok(None),
         None => Err(ScimError::invalid_path(format!("no attribute {name:?}"))),
     }
+}
+
+/// The core User attributes (RFC 7643 §4.1) lintel does not keep.
+const NOT_KEPT: &[&str] = &[
+    "nickName",
+    "profileUrl",
+    "title",
+    "userType",
+    "preferredLanguage",
+    "locale",
+    "timezone",
+    "password",
+    "ims",
+    "photos",
+    "addresses",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+];
+
+/// An attribute by name, for the operations without a path (their names are canonical).
+fn named<'a>(attrs: &'a [Attr], name: &str) -> &'a Attr {
+    if name == EXTERNAL_ID.name { &EXTERNAL_ID } else { find(attrs, name).expect("canonical names are the schema's") }
 }
 
 fn sub_attr<'a>(attr: &'a Attr, name: &str) -> Result<&'a Attr, ScimError> {
@@ -132,11 +164,8 @@ fn sub_attr<'a>(attr: &'a Attr, name: &str) -> Result<&'a Attr, ScimError> {
 fn add(doc: &mut Map<String, Value>, attr: &Attr, value: Value) {
     match (attr.multi, attr.kind, doc.get_mut(attr.name), value) {
         (true, _, Some(Value::Array(items)), Value::Array(new)) => {
-            for v in new {
-                if !items.iter().any(|i| same_value(i, &v)) {
-                    items.push(v);
-                }
-            }
+            let mut seen: HashSet<String> = items.iter().map(identity).collect();
+            items.extend(new.into_iter().filter(|v| seen.insert(identity(v))));
         }
         (false, Kind::Complex, Some(Value::Object(old)), Value::Object(new)) => old.extend(new),
         (_, _, _, value) => {
@@ -157,8 +186,8 @@ fn replace(doc: &mut Map<String, Value>, attr: &Attr, value: Value) {
 
 fn at_path(doc: &mut Map<String, Value>, path: &PatchPath, attrs: &[Attr], edit: Edit) -> Result<(), ScimError> {
     match path {
-        PatchPath::Attr(AttrPath { name, sub_attr: None, .. }) => {
-            let attr = lookup(attrs, name)?;
+        PatchPath::Attr(path @ AttrPath { sub_attr: None, .. }) => {
+            let Some(attr) = lookup(attrs, path)? else { return Ok(()) };
             match edit {
                 Edit::Add(v) | Edit::Replace(v) => {
                     let Some(v) = attribute(attr, v)? else {
@@ -179,14 +208,15 @@ fn at_path(doc: &mut Map<String, Value>, path: &PatchPath, attrs: &[Attr], edit:
                         one => vec![one],
                     });
                     if let (Some(gone), Some(Value::Array(items))) = (gone, doc.get_mut(attr.name)) {
-                        items.retain(|item| !gone.iter().any(|g| same_value(item, g)));
+                        let gone: HashSet<String> = gone.iter().map(identity).collect();
+                        items.retain(|item| !gone.contains(&identity(item)));
                     }
                     drop_if_empty(doc, attr.name);
                 }
             }
         }
-        PatchPath::Attr(AttrPath { name, sub_attr: Some(sub), .. }) => {
-            let attr = lookup(attrs, name)?;
+        PatchPath::Attr(path @ AttrPath { sub_attr: Some(sub), .. }) => {
+            let Some(attr) = lookup(attrs, path)? else { return Ok(()) };
             let sub = sub_attr(attr, sub)?;
             match doc.get_mut(attr.name) {
                 // On a multi-valued attribute, the sub-attribute of every value.
@@ -207,7 +237,7 @@ fn at_path(doc: &mut Map<String, Value>, path: &PatchPath, attrs: &[Attr], edit:
             drop_if_empty(doc, attr.name);
         }
         PatchPath::Value(vp) => {
-            let attr = lookup(attrs, &vp.attr.name)?;
+            let Some(attr) = lookup(attrs, &vp.attr)? else { return Ok(()) };
             let sub = vp.sub_attr.as_deref().map(|s| sub_attr(attr, s)).transpose()?;
             if !matches!(edit, Edit::Remove(_))
                 && let Some(new) = implied_value(attr, vp, sub, &edit)?
@@ -301,12 +331,13 @@ fn drop_if_empty(doc: &mut Map<String, Value>, name: &str) {
     }
 }
 
-/// Whether two values of a multi-valued attribute are the same one: by their `value`
-/// when they have one (a member named by id), else whole.
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a.get("value"), b.get("value")) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
+/// What makes a value of a multi-valued attribute the same one: its `value` when it has one
+/// (a member named by id), else the whole value. Sets of these keep adding and removing
+/// many members linear.
+fn identity(v: &Value) -> String {
+    match v.get("value") {
+        Some(x) => format!("value:{x}"),
+        None => format!("whole:{v}"),
     }
 }
 

@@ -12,24 +12,12 @@ use super::{ListQuery, Projection, Result, ScimError, check_version, document, p
 use crate::directory::Directory;
 use crate::{secrets, validate};
 
-/// Creates a group; a lintel group of the same name that no provider manages yet becomes
-/// this group instead (an operator's "staff" group, pushed from the provider), its members
-/// replaced by the provider's.
+/// Creates a group. It is a new lintel group, never an operator's: the operator gives it
+/// doors by a grant in lintel.
 pub async fn create(directory: &Arc<Directory>, base: &str, body: &[u8]) -> Result<Value> {
     let doc = document::canonical(&super::object(body)?, GROUP_ATTRS)?;
-    let name = display_name(&doc)?;
-    let existing = directory
-        .store
-        .scim_groups()
-        .await?
-        .into_iter()
-        .find(|g| g.external_id.is_none() && g.group.name.eq_ignore_ascii_case(&name));
-    let (id, create) = match existing {
-        Some(g) => (g.group.id, false),
-        None => (new_id(&name), true),
-    };
-    let row = save(directory, id, doc, create).await?;
-    Ok(resource(&row, base))
+    let id = new_id(&display_name(&doc)?);
+    Ok(resource(&save(directory, id, doc, None).await?, base))
 }
 
 pub async fn get(directory: &Arc<Directory>, base: &str, id: &str, projection: &Projection) -> Result<Value> {
@@ -43,10 +31,8 @@ pub async fn replace(
     body: &[u8],
     if_match: Option<&str>,
 ) -> Result<Value> {
-    let before = row(directory, id).await?;
-    check_version(&resource(&before, base), if_match)?;
     let doc = document::canonical(&super::object(body)?, GROUP_ATTRS)?;
-    Ok(resource(&save(directory, before.group.id, doc, false).await?, base))
+    change(directory, base, id, if_match, |_| Ok(doc.clone())).await
 }
 
 pub async fn patch(
@@ -57,11 +43,33 @@ pub async fn patch(
     if_match: Option<&str>,
 ) -> Result<Value> {
     let op = patch_op(body)?;
-    let before = row(directory, id).await?;
-    check_version(&resource(&before, base), if_match)?;
-    let mut doc = writable(&before);
-    document::patch(&mut doc, &op.operations, GROUP_ATTRS)?;
-    Ok(resource(&save(directory, before.group.id, doc, false).await?, base))
+    change(directory, base, id, if_match, |before| {
+        let mut doc = writable(before);
+        document::patch(&mut doc, &op.operations, GROUP_ATTRS)?;
+        Ok(doc)
+    })
+    .await
+}
+
+/// Reads the group, makes its new attributes and saves them if nobody changed it
+/// meanwhile; else reads it again (a provider's concurrent member changes all land).
+async fn change(
+    directory: &Arc<Directory>,
+    base: &str,
+    id: &str,
+    if_match: Option<&str>,
+    make: impl Fn(&ScimGroupRow) -> Result<Map<String, Value>>,
+) -> Result<Value> {
+    let mut tries = 0;
+    loop {
+        let before = row(directory, id).await?;
+        check_version(&resource(&before, base), if_match)?;
+        let doc = make(&before)?;
+        match save(directory, before.group.id.clone(), doc, Some(before)).await {
+            Err(e) if e.status == 409 && tries < 5 => tries += 1,
+            saved => return Ok(resource(&saved?, base)),
+        }
+    }
 }
 
 /// Removes the group, its memberships and its grants.
@@ -122,7 +130,13 @@ fn new_id(name: &str) -> String {
     if slug.is_empty() { format!("group-{tail}") } else { format!("{slug}-{tail}") }
 }
 
-async fn save(directory: &Arc<Directory>, id: String, doc: Map<String, Value>, create: bool) -> Result<ScimGroupRow> {
+/// Saves a new group (`read` is `None`) or the group as it was read.
+async fn save(
+    directory: &Arc<Directory>,
+    id: String,
+    doc: Map<String, Value>,
+    read: Option<ScimGroupRow>,
+) -> Result<ScimGroupRow> {
     let name = display_name(&doc)?;
     let external_id = doc.get("externalId").and_then(Value::as_str).map(str::to_owned);
     if let Some(e) = &external_id {
@@ -142,7 +156,7 @@ async fn save(directory: &Arc<Directory>, id: String, doc: Map<String, Value>, c
     }
     let record = ScimGroupRecord { id, name, external_id, members };
     let written = directory
-        .write(move |store| async move { store.save_scim_group(&record, create).await })
+        .write(move |store| async move { store.save_scim_group(&record, read.as_ref()).await })
         .await
         .map_err(|e| match e {
             StoreError::Invalid(d) => ScimError::invalid_value(d),

@@ -61,9 +61,6 @@ impl ScimError {
     pub fn unauthorized(detail: impl fmt::Display) -> Self {
         Self::new(401, None, detail)
     }
-    pub fn not_implemented(detail: impl fmt::Display) -> Self {
-        Self::new(501, None, detail)
-    }
     fn precondition_failed() -> Self {
         Self::new(412, None, "the resource changed since the version in If-Match")
     }
@@ -121,11 +118,11 @@ impl ListQuery {
     /// The page of `matching` asked for, as a ListResponse.
     fn page(&self, matching: Vec<Value>) -> Value {
         let total = matching.len();
-        let start = self.start_index.unwrap_or(1).max(1) as usize;
+        let start = usize::try_from(self.start_index.unwrap_or(1).max(1)).unwrap_or(usize::MAX);
         let count = self.count.unwrap_or(100).clamp(0, schema::MAX_RESULTS as i64) as usize;
         let resources: Vec<Value> = matching
             .into_iter()
-            .skip(start - 1)
+            .skip(start.saturating_sub(1))
             .take(count)
             .map(|r| document::project(r, &self.attributes, &self.excluded_attributes))
             .collect();

@@ -1,6 +1,6 @@
 //! SCIM users: people an identity provider provisions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use lintel_proto::{NewPerson, Person, PersonPatch, PersonStatus};
@@ -27,9 +27,9 @@ pub async fn create(directory: &Arc<Directory>, base: &str, body: &[u8]) -> Resu
     if find_linked(directory, USER_NAME, &key).await?.is_some() {
         return Err(ScimError::uniqueness(format!("a user with userName {key:?} exists already")));
     }
-    let fields = Fields::of(&doc, &key)?;
-    // Someone lintel knows by the same email (imported, from the platform) becomes this
-    // user rather than a second person.
+    let fields = Fields::of(&doc, &key);
+    // Someone an operator entered or imported with the same email becomes this user rather
+    // than a second person (see `adoptable` for whom a provider may not take over).
     let adopted = match &fields.email {
         Some(email) => adoptable(directory, email).await?,
         None => None,
@@ -44,13 +44,11 @@ pub async fn create(directory: &Arc<Directory>, base: &str, body: &[u8]) -> Resu
                 email: fields.email,
                 phone: fields.phone,
                 external_ids: fields.external_ids,
-                status: PersonStatus::Active,
+                status: if inactive(&doc) { PersonStatus::Suspended } else { PersonStatus::Active },
                 attributes,
                 ..Default::default()
             };
-            let person = directory.create_person(new).await?;
-            follow_active(directory, &person, None, &doc).await?;
-            person
+            directory.create_person(new).await?
         }
     };
     get(directory, base, &person.id, &Projection::default()).await
@@ -97,7 +95,11 @@ pub async fn patch(
 pub async fn delete(directory: &Arc<Directory>, base: &str, id: &str, if_match: Option<&str>) -> Result<()> {
     let person = linked(directory, id).await?;
     check_version(&current(directory, base, &person).await?, if_match)?;
-    offboard(directory, &person.id, "removed by the identity provider").await?;
+    // Out of the provider's groups too: their grants are the provider's to give.
+    let managed: std::collections::HashSet<String> =
+        directory.store.scim_groups().await?.into_iter().map(|g| g.group.id).collect();
+    let groups: Vec<String> = person.groups.iter().filter(|g| managed.contains(*g)).cloned().collect();
+    offboard(directory, &person.id, "removed by the identity provider", &groups).await?;
     let mut attributes = person.attributes.clone();
     attributes.remove(ATTRIBUTE);
     let patch = PersonPatch {
@@ -181,12 +183,18 @@ async fn all_linked(directory: &Arc<Directory>) -> Result<Vec<Person>> {
     }
 }
 
-/// The one person with this email who is no SCIM user yet.
+/// The one person with this email whom no system provisions (no external id: entered or
+/// imported by an operator), who is active and is no operator of the web UI. A provider
+/// may not take over someone another source vouches for, or an operator's sign-in.
 async fn adoptable(directory: &Arc<Directory>, email: &str) -> Result<Option<Person>> {
     let filter = PersonFilter { email: Some(email.to_owned()), limit: 2, ..Default::default() };
     let (mut people, _) = directory.store.people(&filter).await?;
     Ok(match people.len() {
-        1 => people.pop().filter(|p| !p.external_ids.contains_key(USER_NAME)),
+        1 => people.pop().filter(|p| {
+            p.external_ids.is_empty()
+                && p.status == PersonStatus::Active
+                && !p.attributes.contains_key(crate::integrations::oidc::OPERATOR_ATTRIBUTE)
+        }),
         _ => None,
     })
 }
@@ -197,7 +205,7 @@ async fn group_names(directory: &Arc<Directory>) -> Result<HashMap<String, Strin
 
 async fn current(directory: &Arc<Directory>, base: &str, person: &Person) -> Result<Value> {
     let groups = group_names(directory).await?;
-    Ok(resource(person, &groups, base).unwrap_or(Value::Null))
+    Ok(resource(person, &groups, base).expect("linked people have SCIM attributes"))
 }
 
 /// The SCIM user a person is, when they are one.
@@ -222,11 +230,11 @@ struct Fields {
     name: String,
     email: Option<String>,
     phone: Option<String>,
-    external_ids: std::collections::BTreeMap<String, String>,
+    external_ids: BTreeMap<String, String>,
 }
 
 impl Fields {
-    fn of(doc: &Map<String, Value>, user_name_key: &str) -> Result<Self> {
+    fn of(doc: &Map<String, Value>, user_name_key: &str) -> Self {
         let text =
             |v: Option<&Value>| v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
         let name_part = |part: &str| text(doc.get("name").and_then(|n| n.get(part)));
@@ -240,11 +248,11 @@ impl Fields {
         let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
         let email = preferred(doc, "emails").filter(|e| validate::email(e).is_ok());
         let phone = preferred(doc, "phoneNumbers").filter(|p| validate::phone(p).is_ok());
-        let mut external_ids = std::collections::BTreeMap::from([(USER_NAME.to_owned(), user_name_key.to_owned())]);
+        let mut external_ids = BTreeMap::from([(USER_NAME.to_owned(), user_name_key.to_owned())]);
         if let Some(id) = text(doc.get("externalId")) {
             external_ids.insert(SOURCE.to_owned(), id);
         }
-        Ok(Self { name, email, phone, external_ids })
+        Self { name, email, phone, external_ids }
     }
 }
 
@@ -262,47 +270,47 @@ fn user_name_key(doc: &Map<String, Value>) -> Result<String> {
     }
 }
 
-/// Writes a user's attributes to their person in one change, then follows `active`.
+/// Whether the user's attributes say they are deactivated.
+fn inactive(doc: &Map<String, Value>) -> bool {
+    doc.get("active") == Some(&Value::Bool(false))
+}
+
+/// Writes a user's attributes to their person in one change. A deactivated user is
+/// offboarded first, on every write that says so (offboarding takes only what is left, so
+/// a provider's retry completes one that failed halfway); a user the provider deactivated
+/// is active again only when it says so.
 async fn write(directory: &Arc<Directory>, person: &Person, doc: Map<String, Value>) -> Result<Person> {
     let key = user_name_key(&doc)?;
-    let fields = Fields::of(&doc, &key)?;
-    let mut external_ids: std::collections::BTreeMap<_, _> =
+    let fields = Fields::of(&doc, &key);
+    if inactive(&doc) {
+        offboard(directory, &person.id, "deactivated by the identity provider", &[]).await?;
+    }
+    let mut external_ids: BTreeMap<_, _> =
         person.external_ids.iter().filter(|(s, _)| !is_scim(s)).map(|(s, v)| (s.clone(), v.clone())).collect();
     external_ids.extend(fields.external_ids);
     let mut attributes = person.attributes.clone();
     attributes.insert(ATTRIBUTE.to_owned(), Value::Object(doc.clone()));
-    let reactivated = doc.get("active") == Some(&Value::Bool(true)) && person.status == PersonStatus::Suspended;
+    let reactivated =
+        stored(person).is_some_and(inactive) && !inactive(&doc) && person.status == PersonStatus::Suspended;
+    let email_changed = person.email != fields.email;
+    let phone_changed = person.phone != fields.phone && fields.phone.is_some();
     let patch = PersonPatch {
         name: (person.name != fields.name).then_some(fields.name),
-        email: (person.email != fields.email).then_some(fields.email),
-        phone: (person.phone != fields.phone && fields.phone.is_some()).then_some(fields.phone),
+        email: email_changed.then_some(fields.email),
+        // An address or number the provider sets is one nobody verified here.
+        email_verified: (email_changed && person.email_verified).then_some(false),
+        phone: phone_changed.then_some(fields.phone),
+        phone_verified: (phone_changed && person.phone_verified).then_some(false),
         external_ids: (person.external_ids != external_ids).then_some(external_ids),
         attributes: Some(attributes),
         status: reactivated.then_some(PersonStatus::Active),
         ..Default::default()
     };
-    let updated = directory.patch_person(person.id.clone(), patch).await?;
-    follow_active(directory, &updated, stored(person), &doc).await?;
-    Ok(updated)
+    Ok(directory.patch_person(person.id.clone(), patch).await?)
 }
 
-/// `active` turned false: the person is offboarded (RFC 7643 leaves what it means to the
-/// service provider; for doors it means nothing opens for them any more).
-async fn follow_active(
-    directory: &Arc<Directory>,
-    person: &Person,
-    before: Option<&Map<String, Value>>,
-    doc: &Map<String, Value>,
-) -> Result<()> {
-    let inactive = |d: Option<&Map<String, Value>>| d.and_then(|d| d.get("active")) == Some(&Value::Bool(false));
-    if inactive(Some(doc)) && !inactive(before) {
-        offboard(directory, &person.id, "deactivated by the identity provider").await?;
-    }
-    Ok(())
-}
-
-async fn offboard(directory: &Arc<Directory>, person_id: &str, reason: &str) -> Result<()> {
-    let departure = Departure { person_id, source: SOURCE, reason, groups: &[] };
+async fn offboard(directory: &Arc<Directory>, person_id: &str, reason: &str, groups: &[String]) -> Result<()> {
+    let departure = Departure { person_id, source: SOURCE, reason, groups };
     offboarding::offboard(directory, departure).await?;
     Ok(())
 }
