@@ -127,10 +127,12 @@ async fn people_come_change_and_go_with_the_directory(b: Backend) {
     building(&s).await;
     let env = env(&slapd);
 
-    // More entries than one search may answer: read page by page. Carol is disabled: not
-    // created.
-    let out = synced(&db, &env);
+    // More entries than one search may answer (a plain search is cut at the limit): read
+    // page by page, with progress. Carol is disabled: not created.
     const { assert!(FILLERS + 3 > SIZE_LIMIT) };
+    assert_eq!(plain_search_result(&slapd).await, 4, "sizeLimitExceeded without paging");
+    let (ok, out, err) = sync(&db, &env, &[]);
+    assert!(ok, "{err}");
     assert!(out.contains("35 entries: 34 new, 0 updated, 0 unchanged; 0 offboarded; 1 disabled"), "{out}");
     let ann = person_with(&s, "04A1B2C3").await;
     assert_eq!(
@@ -204,6 +206,18 @@ async fn people_come_change_and_go_with_the_directory(b: Backend) {
     assert_eq!(reasons, ["gone from the LDAP directory", "disabled in the LDAP directory"], "{offboarded:?}");
 }
 
+/// The result code of an unpaged search of every person, as lintel's account.
+async fn plain_search_result(slapd: &Slapd) -> u32 {
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&slapd.url).await.expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.drive().await;
+    });
+    ldap.simple_bind(BIND_DN, BIND_PASSWORD).await.expect("bind").success().expect("bound");
+    let base = format!("ou=people,{SUFFIX}");
+    let result = ldap.search(&base, Scope::Subtree, "(objectClass=inetOrgPerson)", vec!["cn"]).await.expect("search");
+    result.1.rc
+}
+
 async fn entry_uuid(slapd: &Slapd, uid: &str) -> String {
     let mut admin = slapd.admin().await;
     let dn = format!("uid={uid},ou=people,{SUFFIX}");
@@ -222,6 +236,12 @@ async fn a_failed_or_suspicious_sync_offboards_nobody(b: Backend) {
     env.push(("LINTEL_LDAP_SYNC_DEADLINE_SECONDS", "3".into()));
     synced(&db, &env);
     eventually(&s, "front", "04A1B2C3", true).await;
+
+    // A filter that is not one: refused at start.
+    let mut bad = env.clone();
+    bad.push(("LINTEL_LDAP_SYNC_FILTER", "objectClass=person)(".into()));
+    let (ok, _, err) = sync(&db, &bad, &["--quiet"]);
+    assert!(!ok && err.contains("[ldap.sync] is not usable"), "{err}");
 
     // The directory hangs: the sync stops at its deadline, having changed nothing.
     slapd.freeze();

@@ -127,6 +127,13 @@ pub fn account_disabled(entry: &LdapEntry) -> bool {
         .any(|v| v.trim().parse::<i64>().is_ok_and(|uac| uac & ACCOUNT_DISABLE != 0))
 }
 
+/// Whether `losing` people losing access, `staying` keeping it, is more than one and more
+/// than `percent` of them.
+fn too_many_leave(losing: usize, staying: usize, percent: u32) -> bool {
+    let with_access = (losing + staying) as u64;
+    losing > 1 && losing as u64 * 100 > u64::from(percent) * with_access
+}
+
 /// A DN as compared: case and the spaces around separators do not matter.
 fn dn_key(dn: &str) -> String {
     dn.split(',')
@@ -276,15 +283,15 @@ impl LdapSync {
 
     /// Refuses a sync that would take access from too many at once (see the module).
     fn guard(&self, losing: usize, staying: usize, force: bool) -> Result<()> {
-        let limit = u64::from(self.config.max_departures_percent);
-        let with_access = (losing + staying) as u64;
-        if force || losing <= 1 || losing as u64 * 100 <= limit * with_access {
+        let limit = self.config.max_departures_percent;
+        if force || !too_many_leave(losing, staying, limit) {
             return Ok(());
         }
         Err(ServiceError::Conflict(format!(
-            "the LDAP sync would take access from {losing} of the {with_access} people who have it from the \
-             directory (more than max_departures_percent = {limit}); nothing was changed. Check [ldap.sync] base \
-             and filter, or run `lintel ldap sync --force` if they really left"
+            "the LDAP sync would take access from {losing} of the {} people who have it from the directory \
+             (more than max_departures_percent = {limit}); nothing was changed. Check [ldap.sync] base and \
+             filter, or run `lintel ldap sync --force` if they really left",
+            losing + staying
         )))
     }
 
@@ -488,6 +495,16 @@ mod tests {
             assert_eq!(account_disabled(&entry(&[("userAccountControl", &[uac])])), disabled, "{uac}");
         }
         assert!(!account_disabled(&entry(&[])), "no attribute: not disabled");
+    }
+
+    #[test]
+    fn the_guard_lets_few_leave_and_stops_a_mass_departure() {
+        assert!(!too_many_leave(1, 0, 25), "one person may always leave");
+        assert!(!too_many_leave(0, 0, 25));
+        assert!(!too_many_leave(25, 75, 25), "exactly the limit");
+        assert!(too_many_leave(26, 74, 25));
+        assert!(!too_many_leave(2, 0, 100), "100% allows everyone");
+        assert!(too_many_leave(40, 0, 25), "an empty answer");
     }
 
     #[test]
