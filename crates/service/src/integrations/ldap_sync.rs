@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lintel_connectors::ldap::{LdapEntry, LdapListing, LdapServer, ListingConfig};
+use lintel_connectors::ldap::{LdapEntry, LdapError, LdapListing, LdapServer, ListingConfig};
 use lintel_core::credential::normalize_uid;
 use lintel_proto::{CredentialKind, CredentialStatus, PersonStatus};
 use lintel_store::{MemberChange, NewEvent, StoreError};
@@ -212,43 +212,14 @@ impl LdapSync {
     /// while the directory is read `total` grows with the entries read; then `done` runs
     /// up to it as they are applied. `force` passes the mass removal guard.
     pub async fn sync(&self, force: bool, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<LdapSyncReport> {
-        let entries = self
-            .listing
-            .entries(&|read| progress(0, read))
-            .await
-            .map_err(|e| ServiceError::upstream("ldap", e.to_string(), true))?;
+        let entries = self.listing.entries(&|read| progress(0, read)).await.map_err(|e| {
+            let transient = matches!(e, LdapError::Unreachable(_) | LdapError::TimedOut(_));
+            ServiceError::upstream("ldap", e.to_string(), transient)
+        })?;
         let mut report = LdapSyncReport { seen: entries.len(), ..Default::default() };
-        let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
-        for entry in &entries {
-            match self.config.mapping.read(entry) {
-                Some(person) if !listed.contains_key(&person.id) => {
-                    listed.insert(person.id.clone(), person);
-                }
-                Some(person) => {
-                    tracing::warn!(dn = %entry.dn, id = %person.id, "two LDAP entries have the same id: the second is skipped");
-                    report.skipped += 1;
-                }
-                None => {
-                    tracing::warn!(dn = %entry.dn, attribute = %self.config.mapping.id_attribute, "an LDAP entry without its id is skipped");
-                    report.skipped += 1;
-                }
-            }
-        }
-        report.disabled = listed.values().filter(|p| p.disabled).count();
-
-        let known: Vec<(String, String)> = self.directory.store.external_ids(SYSTEM).await?;
-        let mut departing = Vec::new();
-        for (person, external_id) in &known {
-            let reason = match listed.get(external_id) {
-                None => LEFT,
-                Some(p) if p.disabled => DISABLED,
-                Some(_) => continue,
-            };
-            if let Some(access) = self.to_take(person).await? {
-                departing.push((person.clone(), reason, access));
-            }
-        }
-        let losing_access = departing.iter().filter(|(_, _, access)| *access).count();
+        let listed = self.people(&entries, &mut report);
+        let departing = self.departures(&listed).await?;
+        let losing_access = departing.iter().filter(|d| d.has_access).count();
         let staying = listed.values().filter(|p| !p.disabled).count();
         self.guard(losing_access, staying, force)?;
 
@@ -271,14 +242,55 @@ impl LdapSync {
         }
         progress(total, total);
         let groups: Vec<String> = self.config.mapping.managed_groups().into_iter().map(str::to_owned).collect();
-        for (person, reason, _) in &departing {
-            let departure = Departure { person_id: person, source: SYSTEM, reason, groups: &groups };
+        for d in &departing {
+            let departure = Departure { person_id: &d.person, source: SYSTEM, reason: d.reason, groups: &groups };
             if !offboarding::offboard(&self.directory, departure).await?.is_empty() {
                 report.offboarded += 1;
             }
         }
         self.record(&report).await?;
         Ok(report)
+    }
+
+    /// The people the entries describe, by id; entries without a usable id, or with an id
+    /// seen before, are skipped (and logged).
+    fn people(&self, entries: &[LdapEntry], report: &mut LdapSyncReport) -> BTreeMap<String, Listed> {
+        let mut listed = BTreeMap::new();
+        for entry in entries {
+            match self.config.mapping.read(entry) {
+                Some(person) if !listed.contains_key(&person.id) => {
+                    listed.insert(person.id.clone(), person);
+                }
+                Some(person) => {
+                    tracing::warn!(dn = %entry.dn, id = %person.id, "skipped: another LDAP entry has the same id");
+                    report.skipped += 1;
+                }
+                None => {
+                    let attribute = &self.config.mapping.id_attribute;
+                    tracing::warn!(dn = %entry.dn, %attribute, "skipped: the LDAP entry has no usable id");
+                    report.skipped += 1;
+                }
+            }
+        }
+        report.disabled = listed.values().filter(|p| p.disabled).count();
+        listed
+    }
+
+    /// The people synced before who left the directory or are disabled in it, and have
+    /// something left to take.
+    async fn departures(&self, listed: &BTreeMap<String, Listed>) -> Result<Vec<Departing>> {
+        let mut departing = Vec::new();
+        for (person, external_id) in self.directory.store.external_ids(SYSTEM).await? {
+            let reason = match listed.get(&external_id) {
+                None => LEFT,
+                Some(p) if p.disabled => DISABLED,
+                Some(_) => continue,
+            };
+            if let Some(has_access) = self.to_take(&person).await? {
+                departing.push(Departing { person, reason, has_access });
+            }
+        }
+        Ok(departing)
     }
 
     /// Refuses a sync that would take access from too many at once (see the module).
@@ -440,6 +452,14 @@ enum Applied {
     Created,
     Updated,
     Unchanged,
+}
+
+/// Someone to offboard.
+struct Departing {
+    person: String,
+    reason: &'static str,
+    /// An active credential or a managed group (what the guard counts).
+    has_access: bool,
 }
 
 #[cfg(test)]
