@@ -2,8 +2,9 @@
 //! with their name, email, card and groups, and their card opens the doors of their groups;
 //! a change in the directory moves them; an entry deleted or disabled (Active Directory's
 //! `userAccountControl` bit 0x2) is offboarded, and comes back when it returns; the
-//! directory is read page by page past its size limit; a sync that fails, or would remove
-//! too many, offboards nobody; and the server syncs on its own.
+//! directory is read page by page past its size limit; a sync that fails (a directory that
+//! hangs past the deadline, stops answering midway, refuses the bind or is gone), or would
+//! remove too many, offboards nobody; and the server syncs on its own.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use ldap3::{Mod, Scope, SearchEntry};
 use serde_json::{Value, json};
 
 use crate::harness::{ADMIN, Backend, Database, Server, card, lintel};
-use crate::slapd::{BIND_DN, BIND_PASSWORD, SIZE_LIMIT, SUFFIX, Slapd, directory_top};
+use crate::slapd::{BIND_DN, BIND_PASSWORD, LIMITED_DN, SIZE_LIMIT, SUFFIX, Slapd, directory_top};
 
 const STAFF: &str = "cn=Staff,ou=groups,dc=example,dc=org";
 const LAB: &str = "cn=Lab,ou=groups,dc=example,dc=org";
@@ -252,6 +253,17 @@ async fn a_failed_or_suspicious_sync_offboards_nobody(b: Backend) {
     assert!(!ok && err.contains("did not answer within 2s"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(9), "took {:?}", started.elapsed());
     slapd.thaw();
+    // The directory stops answering midway (after two pages of ten): nothing changes,
+    // though Bob, deleted meanwhile, and most people are missing from what was read.
+    let mut admin = slapd.admin().await;
+    admin.delete(&format!("uid=bob,ou=people,{SUFFIX}")).await.expect("delete").success().expect("deleted");
+    let limited: Vec<_> = env
+        .iter()
+        .map(|(k, v)| (*k, if *k == "LINTEL_LDAP_BIND_DN" { LIMITED_DN.to_owned() } else { v.clone() }))
+        .collect();
+    let (ok, _, err) = sync(&db, &limited, &["--quiet"]);
+    assert!(!ok && err.contains("sizeLimitExceeded"), "{err}");
+    eventually(&s, "lab", "0A0B0C0D", true).await;
     // A wrong bind password: refused, nothing changed.
     let wrong: Vec<_> = env
         .iter()

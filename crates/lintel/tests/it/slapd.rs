@@ -15,6 +15,9 @@ use crate::harness::write_file;
 pub const SUFFIX: &str = "dc=example,dc=org";
 pub const BIND_DN: &str = "cn=lintel,ou=services,dc=example,dc=org";
 pub const BIND_PASSWORD: &str = "bind-S3cret-for-lintel";
+/// An account whose searches stop at [`SIZE_LIMIT`] entries, paged or not (its password
+/// is [`BIND_PASSWORD`]): a directory that stops answering midway.
+pub const LIMITED_DN: &str = "cn=limited,ou=services,dc=example,dc=org";
 /// The directory's own administrator, with which tests change entries while it runs.
 pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
 const ADMIN_PASSWORD: &str = "admin-S3cret-for-tests";
@@ -34,7 +37,7 @@ objectclass ( 1.3.6.1.4.1.4203.666.11.99.3 NAME 'adAccount' AUXILIARY \
   MAY ( userAccountControl $ memberOf ) )
 ";
 
-/// The top of the tree: the suffix, lintel's service account (only it may read), and
+/// The top of the tree: the suffix, lintel's service accounts (only they may read), and
 /// `ou=people`.
 pub fn directory_top() -> String {
     [
@@ -42,6 +45,10 @@ pub fn directory_top() -> String {
         format!("dn: ou=services,{SUFFIX}\nobjectClass: organizationalUnit\nou: services\n\n"),
         format!(
             "dn: {BIND_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: lintel\n\
+             userPassword: {BIND_PASSWORD}\n\n"
+        ),
+        format!(
+            "dn: {LIMITED_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: limited\n\
              userPassword: {BIND_PASSWORD}\n\n"
         ),
         format!("dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n"),
@@ -120,7 +127,9 @@ impl Slapd {
                  rootpw {ADMIN_PASSWORD}\n\
                  directory {dir}/db\n\
                  access to attrs=userPassword by anonymous auth by * none\n\
-                 access to * by dn.exact=\"{BIND_DN}\" read by * none\n\
+                 limits dn.exact=\"{LIMITED_DN}\" size.soft={SIZE_LIMIT} size.hard={SIZE_LIMIT} \
+                 size.prtotal={SIZE_LIMIT}\n\
+                 access to * by dn.exact=\"{BIND_DN}\" read by dn.exact=\"{LIMITED_DN}\" read by * none\n\
                  {tls}",
                 dir = dir.display(),
                 schema = write_file(&dir, "ad.schema", AD_SCHEMA).display(),
@@ -181,7 +190,18 @@ impl Slapd {
 
     /// Freezes the server (SIGSTOP): the port stays open, nothing answers.
     pub fn freeze(&self) {
-        signal(self.child.id(), "STOP");
+        let pid = self.child.id();
+        signal(pid, "STOP");
+        // A signal is delivered soon, not at once: wait until the kernel says it stopped.
+        let stopped = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !stopped() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(stopped(), "slapd did not stop");
     }
 
     pub fn thaw(&self) {
