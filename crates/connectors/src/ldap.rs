@@ -1,4 +1,5 @@
-//! An LDAP / Active Directory directory, asked who carries a badge.
+//! An LDAP / Active Directory directory, asked who carries a badge, and listed whole for
+//! the people sync ([`LdapListing`]); both connect and bind through one path.
 //!
 //! **One query.** Each lookup opens its own connection (`ldap://`, `ldap://` with StartTLS,
 //! or `ldaps://`), binds as the configured account (or anonymously), searches the subtree
@@ -26,15 +27,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
+pub use listing::{LdapEntry, LdapListing, ListingConfig};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+
+mod listing;
 
 /// What stands for the converted badge id in the filter.
 pub const PLACEHOLDER: &str = "[DATA]";
 
-/// The directory and how to ask it.
+/// How lintel reaches the directory and who it binds as: shared by the badge lookup and
+/// the people sync, so both connect the same way.
 #[derive(Clone)]
-pub struct LdapConfig {
+pub struct LdapServer {
     /// `ldap://host:389` or `ldaps://host:636`.
     pub url: String,
     /// Upgrade an `ldap://` connection with StartTLS before binding.
@@ -42,6 +47,26 @@ pub struct LdapConfig {
     /// The account lintel binds as; anonymous when absent.
     pub bind_dn: Option<String>,
     pub bind_password: Option<String>,
+    /// The CA certificates (PEM) the server's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for LdapServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapServer")
+            .field("url", &self.url)
+            .field("starttls", &self.starttls)
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password", &self.bind_password.as_ref().map(|_| "***"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// The directory and how to ask it about a badge.
+#[derive(Clone, Debug)]
+pub struct LdapConfig {
+    pub server: LdapServer,
     /// Where the search starts (the whole subtree below it is searched).
     pub base: String,
     /// An LDAP filter with [`PLACEHOLDER`] once, e.g. `(employeeNumber=[DATA])`.
@@ -52,25 +77,6 @@ pub struct LdapConfig {
     pub attributes: BTreeMap<String, String>,
     /// The deadline of one whole query.
     pub timeout: Duration,
-    /// The CA certificates (PEM) the server's certificate must chain to.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for LdapConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LdapConfig")
-            .field("url", &self.url)
-            .field("starttls", &self.starttls)
-            .field("bind_dn", &self.bind_dn)
-            .field("bind_password", &self.bind_password.as_ref().map(|_| "***"))
-            .field("base", &self.base)
-            .field("filter", &self.filter)
-            .field("user_attribute", &self.user_attribute)
-            .field("attributes", &self.attributes)
-            .field("timeout", &self.timeout)
-            .field("ca_file", &self.ca_file)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,7 +111,7 @@ pub struct LdapDirectory {
     config: LdapConfig,
     /// The filter around the placeholder.
     filter: (String, String),
-    tls: Option<Arc<rustls::ClientConfig>>,
+    connection: Connection,
 }
 
 impl std::fmt::Debug for LdapDirectory {
@@ -115,7 +121,7 @@ impl std::fmt::Debug for LdapDirectory {
 }
 
 /// Attribute names as LDAP writes them: a letter, then letters, digits and `-`.
-fn attribute_name(name: &str) -> bool {
+pub(crate) fn attribute_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
@@ -124,18 +130,7 @@ impl LdapDirectory {
     /// Checks the configuration (URL, filter, attribute names, CA file) once, at start.
     pub fn new(config: LdapConfig) -> Result<Self, LdapError> {
         let bad = |what: String| Err(LdapError::Config(what));
-        let url = config.url.trim();
-        let tls_url = match url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()) {
-            Some(s) if s == "ldap" => false,
-            Some(s) if s == "ldaps" => true,
-            _ => return bad(format!("url {url:?} must be ldap://host[:port] or ldaps://host[:port]")),
-        };
-        if tls_url && config.starttls {
-            return bad("starttls is for ldap:// URLs (ldaps:// is TLS from the start)".into());
-        }
-        if config.bind_dn.is_some() != config.bind_password.is_some() {
-            return bad("bind_dn and bind_password go together (neither for an anonymous bind)".into());
-        }
+        let connection = Connection::new(config.server.clone())?;
         if config.base.trim().is_empty() {
             return bad("base must name the subtree to search, e.g. ou=people,dc=example,dc=org".into());
         }
@@ -164,9 +159,8 @@ impl LdapDirectory {
         if config.timeout.is_zero() {
             return bad("the timeout must be positive".into());
         }
-        let tls = if tls_url || config.starttls { Some(tls_config(config.ca_file.as_ref())?) } else { None };
         let filter = (before.to_owned(), after.to_owned());
-        Ok(Self { config, filter, tls })
+        Ok(Self { config, filter, connection })
     }
 
     /// The search filter for a converted badge id, the id escaped so it can only be a value.
@@ -194,26 +188,8 @@ impl LdapDirectory {
 
     async fn query(&self, filter: &str) -> Result<Option<LdapMatch>, LdapError> {
         let c = &self.config;
-        let mut settings = LdapConnSettings::new().set_conn_timeout(c.timeout).set_starttls(c.starttls);
-        if let Some(tls) = &self.tls {
-            settings = settings.set_config(tls.clone());
-        }
-        let failed = |e: ldap3::LdapError| match e {
-            ldap3::LdapError::Timeout { .. } => LdapError::TimedOut(c.timeout),
-            e => LdapError::Unreachable(e.to_string()),
-        };
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, c.url.trim()).await.map_err(failed)?;
-        // The connection's I/O runs beside the operations; its errors surface through them.
-        tokio::spawn(async move {
-            let _ = conn.drive().await;
-        });
-        ldap.with_timeout(c.timeout);
-        if let (Some(dn), Some(password)) = (&c.bind_dn, &c.bind_password) {
-            let bind = ldap.simple_bind(dn, password).await.map_err(failed)?;
-            if bind.rc != 0 {
-                return Err(LdapError::Bind { dn: dn.clone(), reason: bind.to_string() });
-            }
-        }
+        let mut ldap = self.connection.open(c.timeout).await?;
+        let failed = failure(c.timeout);
         let wanted: Vec<&str> =
             std::iter::once(c.user_attribute.as_str()).chain(c.attributes.values().map(String::as_str)).collect();
         // Two entries are enough to know the badge is ambiguous.
@@ -247,6 +223,67 @@ impl LdapDirectory {
             .filter(|(_, v)| !v.is_empty())
             .collect();
         Ok(Some(LdapMatch { dn: entry.dn.clone(), user, attributes }))
+    }
+}
+
+/// A checked [`LdapServer`]: the one way lintel connects and binds, for the lookup and the
+/// sync alike.
+#[derive(Clone, Debug)]
+pub(crate) struct Connection {
+    server: LdapServer,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// An ldap3 failure as lintel names it (`timeout` is the deadline that was set).
+pub(crate) fn failure(timeout: Duration) -> impl Fn(ldap3::LdapError) -> LdapError {
+    move |e| match e {
+        ldap3::LdapError::Timeout { .. } => LdapError::TimedOut(timeout),
+        e => LdapError::Unreachable(e.to_string()),
+    }
+}
+
+impl Connection {
+    /// Checks the URL, the bind account and the CA file once, at start.
+    pub(crate) fn new(server: LdapServer) -> Result<Self, LdapError> {
+        let bad = |what: String| Err(LdapError::Config(what));
+        let url = server.url.trim();
+        let tls_url = match url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()) {
+            Some(s) if s == "ldap" => false,
+            Some(s) if s == "ldaps" => true,
+            _ => return bad(format!("url {url:?} must be ldap://host[:port] or ldaps://host[:port]")),
+        };
+        if tls_url && server.starttls {
+            return bad("starttls is for ldap:// URLs (ldaps:// is TLS from the start)".into());
+        }
+        if server.bind_dn.is_some() != server.bind_password.is_some() {
+            return bad("bind_dn and bind_password go together (neither for an anonymous bind)".into());
+        }
+        let tls = if tls_url || server.starttls { Some(tls_config(server.ca_file.as_ref())?) } else { None };
+        Ok(Self { server, tls })
+    }
+
+    /// A connection, bound; each operation on it (connect and bind included) waits at
+    /// most `timeout`.
+    pub(crate) async fn open(&self, timeout: Duration) -> Result<ldap3::Ldap, LdapError> {
+        let s = &self.server;
+        let mut settings = LdapConnSettings::new().set_conn_timeout(timeout).set_starttls(s.starttls);
+        if let Some(tls) = &self.tls {
+            settings = settings.set_config(tls.clone());
+        }
+        let failed = failure(timeout);
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, s.url.trim()).await.map_err(&failed)?;
+        // The connection's I/O runs beside the operations; its errors surface through them.
+        tokio::spawn(async move {
+            let _ = conn.drive().await;
+        });
+        ldap.with_timeout(timeout);
+        if let (Some(dn), Some(password)) = (&s.bind_dn, &s.bind_password) {
+            let bind = ldap.simple_bind(dn, password).await.map_err(&failed)?;
+            if bind.rc != 0 {
+                return Err(LdapError::Bind { dn: dn.clone(), reason: bind.to_string() });
+            }
+        }
+        Ok(ldap)
     }
 }
 
@@ -288,17 +325,27 @@ mod tests {
 
     fn config() -> LdapConfig {
         LdapConfig {
-            url: "ldap://127.0.0.1:389".into(),
-            starttls: false,
-            bind_dn: Some("cn=lintel,dc=example,dc=org".into()),
-            bind_password: Some("hunter2-secret".into()),
+            server: server(),
             base: "dc=example,dc=org".into(),
             filter: "(&(objectClass=inetOrgPerson)(employeeNumber=[DATA]))".into(),
             user_attribute: "uid".into(),
             attributes: BTreeMap::from([("fullname".into(), "cn".into()), ("email".into(), "mail".into())]),
             timeout: Duration::from_secs(3),
+        }
+    }
+
+    pub(crate) fn server() -> LdapServer {
+        LdapServer {
+            url: "ldap://127.0.0.1:389".into(),
+            starttls: false,
+            bind_dn: Some("cn=lintel,dc=example,dc=org".into()),
+            bind_password: Some("hunter2-secret".into()),
             ca_file: None,
         }
+    }
+
+    fn on(server: LdapServer) -> LdapConfig {
+        LdapConfig { server, ..config() }
     }
 
     #[test]
@@ -330,9 +377,9 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         let bad = [
-            LdapConfig { url: "http://dir".into(), ..config() },
-            LdapConfig { url: "ldaps://dir".into(), starttls: true, ..config() },
-            LdapConfig { bind_password: None, ..config() },
+            on(LdapServer { url: "http://dir".into(), ..server() }),
+            on(LdapServer { url: "ldaps://dir".into(), starttls: true, ..server() }),
+            on(LdapServer { bind_password: None, ..server() }),
             LdapConfig { base: " ".into(), ..config() },
             LdapConfig { filter: "(employeeNumber=1)".into(), ..config() },
             LdapConfig { filter: "(|(a=[DATA])(b=[DATA]))".into(), ..config() },
@@ -341,14 +388,14 @@ mod tests {
             LdapConfig { attributes: BTreeMap::from([("user".into(), "cn".into())]), ..config() },
             LdapConfig { attributes: BTreeMap::from([("x".into(), "(cn)".into())]), ..config() },
             LdapConfig { timeout: Duration::ZERO, ..config() },
-            LdapConfig { url: "ldaps://dir".into(), ca_file: Some("/nonexistent/ca.pem".into()), ..config() },
+            on(LdapServer { url: "ldaps://dir".into(), ca_file: Some("/nonexistent/ca.pem".into()), ..server() }),
         ];
         for c in bad {
             let shown = format!("{c:?}");
             assert!(LdapDirectory::new(c).is_err(), "{shown}");
         }
-        assert!(LdapDirectory::new(LdapConfig { bind_dn: None, bind_password: None, ..config() }).is_ok());
-        assert!(LdapDirectory::new(LdapConfig { url: "ldaps://dir:636".into(), ..config() }).is_ok());
+        assert!(LdapDirectory::new(on(LdapServer { bind_dn: None, bind_password: None, ..server() })).is_ok());
+        assert!(LdapDirectory::new(on(LdapServer { url: "ldaps://dir:636".into(), ..server() })).is_ok());
     }
 
     #[test]
@@ -362,7 +409,7 @@ mod tests {
     async fn a_directory_that_is_not_there_is_an_error_not_an_answer() {
         // A port nothing listens on (bound, then released).
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let d = LdapDirectory::new(LdapConfig { url: format!("ldap://127.0.0.1:{port}"), ..config() }).unwrap();
+        let d = LdapDirectory::new(on(LdapServer { url: format!("ldap://127.0.0.1:{port}"), ..server() })).unwrap();
         assert!(matches!(d.find("1001").await, Err(LdapError::Unreachable(_))));
     }
 }

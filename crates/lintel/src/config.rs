@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use lintel_service::integrations::cobot::CobotConfig;
+use lintel_service::integrations::ldap_sync::{LdapSyncConfig, Mapping};
+use lintel_service::integrations::lookup::LdapServer;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,9 +97,12 @@ impl Config {
     /// The badge lookup's settings, checked (its route and conversion steps, and `[ldap]`).
     pub fn lookup_config(&self) -> anyhow::Result<Option<lintel_service::integrations::lookup::LookupConfig>> {
         let Some(l) = &self.lookup else {
-            // `[ldap]` serves the badge lookup only: alone it would be a setting that does nothing.
-            if self.ldap.is_some() {
-                bail!("[ldap] is asked by the badge lookup only: configure [lookup] too (its path_template)");
+            // `[ldap]` serves the badge lookup and the sync: with neither it would do nothing.
+            if self.ldap.as_ref().is_some_and(|d| d.sync.is_none()) {
+                bail!(
+                    "[ldap] does nothing alone: configure [lookup] (the badge lookup, its path_template) or \
+                     [ldap.sync] (people from the directory)"
+                );
             }
             return Ok(None);
         };
@@ -110,27 +115,57 @@ impl Config {
         )
         .map_err(|e| anyhow::anyhow!("[lookup] {e}"))?;
         let Some(d) = &self.ldap else { return Ok(Some(config)) };
+        let filter = match (&d.filter, &d.sync) {
+            (Some(filter), _) => filter.clone(),
+            // The directory is there for the sync; the lookup does not ask it.
+            (None, Some(_)) => return Ok(Some(config)),
+            (None, None) => bail!("[ldap] filter is needed by the badge lookup, e.g. (employeeNumber=[DATA])"),
+        };
         let ldap = lintel_service::integrations::lookup::LdapDirectory::new(
             lintel_service::integrations::lookup::LdapConfig {
-                url: d.url.clone(),
-                starttls: d.starttls,
-                bind_dn: d.bind_dn.clone().filter(|b| !b.trim().is_empty()),
-                bind_password: d.bind_password.clone().filter(|p| !p.is_empty()),
+                server: d.server(),
                 base: d.base.clone(),
-                filter: d.filter.clone(),
+                filter,
                 user_attribute: d.user_attribute.clone(),
                 attributes: d.attributes.clone(),
-                timeout: std::time::Duration::from_millis(d.timeout_ms.clamp(100, 30_000)),
-                ca_file: d.ca_file.clone(),
+                timeout: d.timeout(),
             },
         )
         .map_err(|e| anyhow::anyhow!("[ldap] {e}"))?;
         Ok(Some(config.with_ldap(ldap)))
     }
+
+    /// The people sync's settings (`[ldap.sync]`), on `[ldap]`'s server.
+    pub fn ldap_sync_config(&self) -> anyhow::Result<Option<LdapSyncConfig>> {
+        let Some(d) = &self.ldap else { return Ok(None) };
+        let Some(s) = &d.sync else { return Ok(None) };
+        if !(1..=100).contains(&s.max_departures_percent) {
+            bail!("[ldap.sync] max_departures_percent must be 1 to 100");
+        }
+        let optional = |a: &Option<String>| a.clone().filter(|a| !a.trim().is_empty());
+        Ok(Some(LdapSyncConfig {
+            server: d.server(),
+            base: s.base.clone().unwrap_or_else(|| d.base.clone()),
+            filter: s.filter.clone(),
+            page_size: s.page_size,
+            timeout: d.timeout(),
+            deadline: std::time::Duration::from_secs(s.deadline_seconds.max(1)),
+            mapping: Mapping {
+                id_attribute: s.id_attribute.clone(),
+                name_attribute: s.name_attribute.clone(),
+                email_attribute: optional(&s.email_attribute),
+                card_attribute: optional(&s.card_attribute),
+                group_attribute: s.group_attribute.clone(),
+                groups: s.groups.clone(),
+            },
+            every: std::time::Duration::from_secs(s.every_minutes.max(1) * 60),
+            max_departures_percent: s.max_departures_percent,
+        }))
+    }
 }
 
 /// `[ldap]`: an LDAP / Active Directory directory the badge lookup asks (after the
-/// imported badges, before lintel's own cards).
+/// imported badges, before lintel's own cards), and people are synced from (`[ldap.sync]`).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapSection {
@@ -146,8 +181,10 @@ pub struct LdapSection {
     pub bind_password: Option<String>,
     /// Where the search starts (its whole subtree).
     pub base: String,
-    /// The filter, `[DATA]` standing for the converted badge id: `(employeeNumber=[DATA])`.
-    pub filter: String,
+    /// The badge lookup's filter, `[DATA]` standing for the converted badge id:
+    /// `(employeeNumber=[DATA])`.
+    #[serde(default)]
+    pub filter: Option<String>,
     /// The LDAP attribute answered as `user` (`uid`; `sAMAccountName` in Active Directory).
     #[serde(default = "default_ldap_user_attribute")]
     pub user_attribute: String,
@@ -160,6 +197,25 @@ pub struct LdapSection {
     /// CA certificates (PEM) for ldaps:// or StartTLS; the system's roots when absent.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// People from the directory.
+    #[serde(default)]
+    pub sync: Option<LdapSyncSection>,
+}
+
+impl LdapSection {
+    fn server(&self) -> LdapServer {
+        LdapServer {
+            url: self.url.clone(),
+            starttls: self.starttls,
+            bind_dn: self.bind_dn.clone().filter(|b| !b.trim().is_empty()),
+            bind_password: self.bind_password.clone().filter(|p| !p.is_empty()),
+            ca_file: self.ca_file.clone(),
+        }
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms.clamp(100, 30_000))
+    }
 }
 
 impl std::fmt::Debug for LdapSection {
@@ -170,7 +226,75 @@ impl std::fmt::Debug for LdapSection {
             .field("bind_password", &self.bind_password.as_ref().map(|_| "***"))
             .field("base", &self.base)
             .field("filter", &self.filter)
+            .field("sync", &self.sync)
             .finish_non_exhaustive()
+    }
+}
+
+/// `[ldap.sync]`: every entry under `base` matching `filter` is a person; see the README.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapSyncSection {
+    /// Where the listing starts; `[ldap] base` when absent.
+    pub base: Option<String>,
+    pub filter: String,
+    /// The entry's stable id: `entryUUID`, or `objectGUID` in Active Directory (hex).
+    pub id_attribute: String,
+    pub name_attribute: String,
+    pub email_attribute: Option<String>,
+    /// Its values are the person's card UIDs (hex); no cards from the directory when absent.
+    pub card_attribute: Option<String>,
+    pub group_attribute: String,
+    /// Directory group DN -> lintel group: a table, or `DN=group;DN=group`.
+    #[serde(deserialize_with = "dn_groups")]
+    pub groups: std::collections::BTreeMap<String, String>,
+    pub page_size: u32,
+    pub every_minutes: u64,
+    /// The deadline of a whole listing (every page).
+    pub deadline_seconds: u64,
+    /// A sync that would take access from more than this share of the directory's
+    /// people (and more than one) is refused unless forced.
+    pub max_departures_percent: u32,
+}
+
+impl Default for LdapSyncSection {
+    fn default() -> Self {
+        Self {
+            base: None,
+            filter: "(objectClass=inetOrgPerson)".into(),
+            id_attribute: "entryUUID".into(),
+            name_attribute: "cn".into(),
+            email_attribute: Some("mail".into()),
+            card_attribute: None,
+            group_attribute: "memberOf".into(),
+            groups: Default::default(),
+            page_size: 500,
+            every_minutes: 15,
+            deadline_seconds: 300,
+            max_departures_percent: 25,
+        }
+    }
+}
+
+/// Group DNs hold `=` and `,`: the text form is `DN=group;DN=group` (the last `=` splits).
+fn dn_groups<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Groups {
+        Table(std::collections::BTreeMap<String, String>),
+        Text(String),
+    }
+    match Groups::deserialize(d)? {
+        Groups::Table(t) => Ok(t),
+        Groups::Text(text) => text
+            .split(';')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let (dn, group) =
+                    p.rsplit_once('=').ok_or_else(|| serde::de::Error::custom(format!("{p:?} is not DN=group")))?;
+                Ok((dn.trim().to_owned(), group.trim().to_owned()))
+            })
+            .collect(),
     }
 }
 
@@ -795,6 +919,18 @@ const KEYS: &[&str] = &[
     "ldap.attributes",
     "ldap.timeout_ms",
     "ldap.ca_file",
+    "ldap.sync.base",
+    "ldap.sync.filter",
+    "ldap.sync.id_attribute",
+    "ldap.sync.name_attribute",
+    "ldap.sync.email_attribute",
+    "ldap.sync.card_attribute",
+    "ldap.sync.group_attribute",
+    "ldap.sync.groups",
+    "ldap.sync.page_size",
+    "ldap.sync.every_minutes",
+    "ldap.sync.deadline_seconds",
+    "ldap.sync.max_departures_percent",
 ];
 
 /// The keys whose values are numbers or booleans; every other key's value stays text,
@@ -822,6 +958,10 @@ const SCALAR_KEYS: &[&str] = &[
     "crm.timeout_ms",
     "ldap.starttls",
     "ldap.timeout_ms",
+    "ldap.sync.page_size",
+    "ldap.sync.every_minutes",
+    "ldap.sync.deadline_seconds",
+    "ldap.sync.max_departures_percent",
 ];
 
 /// Turns an environment value into TOML: numbers and booleans as such, the rest as text.
@@ -856,16 +996,15 @@ pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
             continue;
         };
         let value = if SCALAR_KEYS.contains(dotted) { env_value(&raw) } else { toml::Value::String(raw) };
-        match dotted.split_once('.') {
-            Some((section, field)) => {
-                let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(Default::default()));
-                let Some(t) = entry.as_table_mut() else { bail!("[{section}] in the config file must be a table") };
-                t.insert(field.to_owned(), value);
-            }
-            None => {
-                table.insert((*dotted).to_owned(), value);
-            }
+        // `section.key` or `section.subsection.key` (`ldap.sync.filter`).
+        let (sections, field) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+        let mut t = &mut table;
+        for section in sections.split('.').filter(|s| !s.is_empty()) {
+            let entry = t.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(Default::default()));
+            let Some(inner) = entry.as_table_mut() else { bail!("[{sections}] in the config file must be a table") };
+            t = inner;
         }
+        t.insert(field.to_owned(), value);
     }
     let config: Config =
         table.try_into().context("the configuration does not fit (see the README's configuration reference)")?;
@@ -925,6 +1064,30 @@ mod tests {
         let env = [("LINTEL_LOOKUP_PATH_TEMPLATE", "/lookup/[DATA]"), ("LINTEL_LOOKUP_CONVERSIONS", "rot13")];
         let c = load(None, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
         assert!(c.lookup_config().is_err());
+    }
+
+    #[test]
+    fn ldap_sync_needs_no_lookup_and_shares_the_server() {
+        let ldap = [("LINTEL_LDAP_URL", "ldap://127.0.0.1:389"), ("LINTEL_LDAP_BASE", "dc=example,dc=org")];
+        let env = ldap.iter().chain(&[
+            ("LINTEL_LDAP_SYNC_GROUPS", "cn=Staff, ou=groups,dc=example,dc=org=staff;cn=Lab,dc=example,dc=org=lab"),
+            ("LINTEL_LDAP_SYNC_PAGE_SIZE", "10"),
+        ]);
+        let c = load(None, env.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        assert!(c.lookup_config().unwrap().is_none(), "no [lookup]: no badge lookup, and no error");
+        let sync = c.ldap_sync_config().unwrap().unwrap();
+        assert_eq!((sync.base.as_str(), sync.filter.as_str()), ("dc=example,dc=org", "(objectClass=inetOrgPerson)"));
+        assert_eq!((sync.page_size, sync.max_departures_percent), (10, 25));
+        assert_eq!(sync.every, std::time::Duration::from_secs(15 * 60));
+        assert_eq!(sync.mapping.id_attribute, "entryUUID");
+        assert_eq!(sync.mapping.groups.get("cn=Staff, ou=groups,dc=example,dc=org").map(String::as_str), Some("staff"));
+        assert_eq!(sync.mapping.groups.get("cn=Lab,dc=example,dc=org").map(String::as_str), Some("lab"));
+        assert_eq!(sync.server.url, "ldap://127.0.0.1:389");
+
+        // [ldap] that neither the lookup nor the sync uses is refused.
+        let c = load(None, ldap.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        let err = c.lookup_config().unwrap_err().to_string();
+        assert!(err.contains("[lookup]") && err.contains("[ldap.sync]"), "{err}");
     }
 
     #[test]

@@ -102,6 +102,11 @@ enum Command {
         #[command(subcommand)]
         command: CobotCommand,
     },
+    /// People from the LDAP / Active Directory directory ([ldap.sync] in the config).
+    Ldap {
+        #[command(subcommand)]
+        command: LdapCommand,
+    },
     /// People in the directory.
     Person {
         #[command(subcommand)]
@@ -144,6 +149,20 @@ enum CobotCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LdapCommand {
+    /// Sync now: read the whole directory, create and update its people, offboard those
+    /// who left or are disabled; with progress.
+    Sync {
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Offboard even more people than [ldap.sync] max_departures_percent allows.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -350,6 +369,14 @@ async fn main() -> anyhow::Result<()> {
             let services =
                 lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
             let ran = run_cobot(&services, command).await;
+            store.close().await;
+            ran?;
+        }
+        Command::Ldap { command: LdapCommand::Sync { quiet, force } } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let ran = run_ldap_sync(&services, quiet, force).await;
             store.close().await;
             ran?;
         }
@@ -600,6 +627,7 @@ async fn open_server(config: &Config, open: Open) -> anyhow::Result<(Store, Serv
         mqtt: config.mqtt_config(),
         osdp: config.osdp_config()?,
         lookup: config.lookup_config()?,
+        ldap_sync: config.ldap_sync_config()?,
         slack: config.slack.clone().map(|s| lintel_service::integrations::slack::SlackConfig {
             signing_secret: s.signing_secret,
             bot_token: s.bot_token,
@@ -645,6 +673,30 @@ async fn run_cobot(services: &lintel_service::Services, command: CobotCommand) -
             );
         }
     }
+    Ok(())
+}
+
+async fn run_ldap_sync(services: &lintel_service::Services, quiet: bool, force: bool) -> anyhow::Result<()> {
+    let ldap = services.ldap_sync.as_ref().context("the LDAP sync is not configured ([ldap.sync] in the config)")?;
+    let bar = progress_bar(quiet, "entries");
+    let report = ldap
+        .sync(force, &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .await?;
+    bar.finish_and_clear();
+    println!(
+        "{} entries: {} new, {} updated, {} unchanged; {} offboarded; {} disabled, {} skipped, {} failed",
+        report.seen,
+        report.created,
+        report.updated,
+        report.unchanged,
+        report.offboarded,
+        report.disabled,
+        report.skipped,
+        report.failed
+    );
     Ok(())
 }
 

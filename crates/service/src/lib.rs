@@ -49,6 +49,7 @@ use integrations::cobot::Cobot;
 use integrations::crm::Crm;
 use integrations::doorbell::Doorbell;
 use integrations::invitations::Invitations;
+use integrations::ldap_sync::LdapSync;
 use integrations::lockcloud::LockCloud;
 use integrations::lookup::Lookup;
 use integrations::oidc::Oidc;
@@ -110,6 +111,8 @@ pub struct Config {
     pub osdp: Option<devices::osdp::OsdpConfig>,
     /// The badge identity lookup (`[lookup]`, with `[ldap]`).
     pub lookup: Option<integrations::lookup::LookupConfig>,
+    /// People from the LDAP / Active Directory directory (`[ldap.sync]`).
+    pub ldap_sync: Option<integrations::ldap_sync::LdapSyncConfig>,
 }
 
 /// What a process built from [`Services`] is for.
@@ -147,6 +150,7 @@ pub struct Services {
     /// Sends visitors their invitations, when `[smtp]` or `[sms]` is configured.
     pub invitations: Option<Arc<Invitations>>,
     pub lookup: Option<Arc<Lookup>>,
+    pub ldap_sync: Option<Arc<LdapSync>>,
     /// The MQTT door controllers (a server with `[mqtt]` only).
     pub controllers: Option<Arc<Controllers>>,
     pub slack: Option<Arc<Slack>>,
@@ -215,6 +219,10 @@ impl Services {
         });
         let doors = Arc::new(Doors::new(directory.clone(), decider.clone(), links));
         let lookup = config.lookup.clone().map(|c| Arc::new(Lookup::new(c, directory.store.clone(), config.limiter)));
+        let ldap_sync = match config.ldap_sync.clone() {
+            Some(c) => Some(Arc::new(LdapSync::new(c, directory.clone())?)),
+            None => None,
+        };
         let operations = Arc::new(Operations::new(directory.clone(), doors.clone(), authority.clone()));
         let slack = config.slack.clone().map(|c| {
             let url = config.public_url.clone();
@@ -252,6 +260,7 @@ impl Services {
             lockcloud,
             invitations,
             lookup,
+            ldap_sync,
             controllers,
             slack,
             doorbell,
@@ -291,6 +300,9 @@ impl Services {
         self.operations.spawn_queue_worker(&self.workers);
         if let Some(slack) = &self.slack {
             slack.spawn_reconciler(&self.workers);
+        }
+        if let Some(ldap) = &self.ldap_sync {
+            ldap.spawn_worker(&self.workers);
         }
         self.webhooks.spawn_worker(&self.workers);
         Ok(())

@@ -73,6 +73,8 @@ impl ExternalPerson {
 pub struct Upserted {
     pub id: String,
     pub created: bool,
+    /// Whether an existing person's fields were changed.
+    pub updated: bool,
     /// The groups they were in before (for a sync that adds its own).
     pub groups: Vec<String>,
 }
@@ -117,7 +119,7 @@ pub async fn upsert(directory: &Arc<Directory>, p: ExternalPerson) -> Result<Ups
         };
         let pid = id.clone();
         directory.write(move |store| async move { store.create_person(&new, &pid).await }).await?;
-        return Ok(Upserted { id, created: true, groups: Vec::new() });
+        return Ok(Upserted { id, created: true, updated: false, groups: Vec::new() });
     };
     let mut external_ids = person.external_ids.clone();
     external_ids.insert(p.system.to_owned(), p.external_id.clone());
@@ -132,11 +134,12 @@ pub async fn upsert(directory: &Arc<Directory>, p: ExternalPerson) -> Result<Ups
         attributes: differs(&p.attributes, &person.attributes),
         external_ids: (person.external_ids != external_ids).then_some(external_ids),
     };
-    if patch != PersonPatch::default() {
+    let updated = patch != PersonPatch::default();
+    if updated {
         let pid = person.id.clone();
         directory.write(move |store| async move { store.patch_person(&pid, &patch).await }).await?;
     }
-    Ok(Upserted { id: person.id, created: false, groups: person.groups })
+    Ok(Upserted { id: person.id, created: false, updated, groups: person.groups })
 }
 
 /// What the other system says, when it says something and it is not what lintel has.

@@ -49,6 +49,7 @@ pub(crate) async fn services(configure: impl FnOnce(&mut Config)) -> (tempfile::
         sms: None,
         osdp: None,
         lookup: None,
+        ldap_sync: None,
         slack: None,
         doorbell: None,
         oidc: None,

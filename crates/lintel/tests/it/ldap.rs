@@ -3,20 +3,16 @@
 //! the sources, ambiguous badges, injection, a wrong bind password, a directory that is
 //! down or hangs, and the settings refused at start.
 
-use std::io::Read;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lintel_connectors::ldap::{LdapConfig, LdapDirectory, LdapError};
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, Database, Server, lintel, small_world, write_file};
+use crate::slapd::{BIND_DN, BIND_PASSWORD, Certificate, SUFFIX, Slapd, directory_top, next_instance, server};
 
-const SUFFIX: &str = "dc=example,dc=org";
-const BIND_DN: &str = "cn=lintel,ou=services,dc=example,dc=org";
-const BIND_PASSWORD: &str = "bind-S3cret-for-lintel";
 const FILTER: &str = "(&(objectClass=inetOrgPerson)(employeeNumber=[DATA]))";
 
 /// The decimal of the reversed bytes of a hex id (the conversions `reverse_bytes,hex_to_decimal`).
@@ -36,13 +32,7 @@ fn people() -> String {
         )
     };
     [
-        format!("dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n"),
-        format!("dn: ou=services,{SUFFIX}\nobjectClass: organizationalUnit\nou: services\n\n"),
-        format!(
-            "dn: {BIND_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: lintel\n\
-             userPassword: {BIND_PASSWORD}\n\n"
-        ),
-        format!("dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n"),
+        directory_top(),
         person("ann", "Ann Lovelace", &["ann@example.org"], &reversed_decimal("11223344")),
         person("bob", "Bob Builder", &["bob@example.org", "bob.builder@example.org"], &reversed_decimal("55667788")),
         // The same badge as alice's card in lintel: the directory answers first.
@@ -60,158 +50,6 @@ fn people() -> String {
         ),
     ]
     .concat()
-}
-
-fn slapd_binary() -> PathBuf {
-    ["/usr/sbin/slapd", "/usr/local/sbin/slapd", "/usr/local/libexec/slapd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "OpenLDAP's slapd is not installed, and the LDAP lookup tests need a real one: \
-                 run scripts/test (it installs Debian's slapd) or `apt-get install slapd ldap-utils`"
-            )
-        })
-}
-
-/// A real slapd on an ephemeral loopback port, with its own config and database in a
-/// temporary directory; killed when dropped.
-struct Slapd {
-    url: String,
-    port: u16,
-    /// `ldaps://127.0.0.1:PORT` when started with a certificate.
-    ldaps_url: Option<String>,
-    child: Child,
-    dir: PathBuf,
-}
-
-/// A certificate for 127.0.0.1 and its key, in PEM files.
-struct Certificate {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Slapd {
-    fn start(ldif: &str) -> Self {
-        Self::start_with(ldif, None)
-    }
-
-    /// Also listens for ldaps:// and offers StartTLS, with this certificate.
-    fn start_with(ldif: &str, tls: Option<&Certificate>) -> Self {
-        let slapd = slapd_binary();
-        let dir = std::env::temp_dir().join(format!("lintel-slapd-{}-{}", std::process::id(), next_instance()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("db")).expect("slapd dir");
-        let conf = write_file(
-            &dir,
-            "slapd.conf",
-            &format!(
-                "include /etc/ldap/schema/core.schema\n\
-                 include /etc/ldap/schema/cosine.schema\n\
-                 include /etc/ldap/schema/inetorgperson.schema\n\
-                 modulepath /usr/lib/ldap\n\
-                 moduleload back_mdb\n\
-                 pidfile {dir}/slapd.pid\n\
-                 database mdb\n\
-                 maxsize 10485760\n\
-                 suffix \"{SUFFIX}\"\n\
-                 rootdn \"cn=admin,{SUFFIX}\"\n\
-                 directory {dir}/db\n\
-                 access to attrs=userPassword by anonymous auth by * none\n\
-                 access to * by dn.exact=\"{BIND_DN}\" read by * none\n\
-                 {tls}",
-                dir = dir.display(),
-                tls = tls
-                    .map(|t| format!(
-                        "TLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
-                        t.cert.display(),
-                        t.key.display()
-                    ))
-                    .unwrap_or_default(),
-            ),
-        );
-        let data = write_file(&dir, "data.ldif", ldif);
-        // Loaded offline, before slapd serves: no admin bind needed.
-        let out = Command::new(slapd.with_file_name("slapadd"))
-            .args(["-f", path(&conf), "-l", path(&data)])
-            .output()
-            .expect("slapadd runs");
-        assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
-        for _ in 0..5 {
-            let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let port = free_port();
-            let ldaps_url = tls.map(|_| format!("ldaps://127.0.0.1:{}", free_port()));
-            let listeners = match &ldaps_url {
-                Some(ldaps) => format!("ldap://127.0.0.1:{port}/ {ldaps}/"),
-                None => format!("ldap://127.0.0.1:{port}/"),
-            };
-            let mut child = Command::new(&slapd)
-                .args(["-f", path(&conf), "-h", &listeners, "-d", "0"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("slapd starts");
-            // Ready once it wrote its pid, which it does after opening its listeners: a port
-            // that answers might be another process's that took it meanwhile.
-            let pidfile = dir.join("slapd.pid");
-            let pid = child.id().to_string();
-            let ours = || std::fs::read_to_string(&pidfile).is_ok_and(|p| p.trim() == pid);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if ours() && TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self { url: format!("ldap://127.0.0.1:{port}"), port, ldaps_url, child, dir };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile: another one
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let mut err = String::new();
-            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-            let _ = child.wait();
-            eprintln!("slapd did not come up on port {port}: {err}");
-        }
-        panic!("slapd did not come up (see above)");
-    }
-
-    /// Freezes the server (SIGSTOP): the port stays open, nothing answers.
-    fn freeze(&self) {
-        signal(self.child.id(), "STOP");
-    }
-
-    fn thaw(&self) {
-        signal(self.child.id(), "CONT");
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        self.stop(); // SIGKILL ends a frozen slapd too
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().expect("kill runs");
-    assert!(status.success(), "kill -{name} {pid}");
-}
-
-fn next_instance() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::SeqCst)
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 path")
 }
 
 const GATE: (&str, &str) = ("gc", "gate-Pa55word");
@@ -309,16 +147,12 @@ async fn found_in_the_directory_between_badges_and_cards(b: Backend) {
     // And the client itself, given the worst ids, against the real server: the escaped id is
     // a value, so it matches nobody rather than everybody.
     let directory = LdapDirectory::new(LdapConfig {
-        url: slapd.url.clone(),
-        starttls: false,
-        bind_dn: Some(BIND_DN.into()),
-        bind_password: Some(BIND_PASSWORD.into()),
+        server: server(&slapd.url, false, BIND_PASSWORD, None),
         base: SUFFIX.into(),
         filter: "(employeeNumber=[DATA])".into(),
         user_attribute: "uid".into(),
         attributes: Default::default(),
         timeout: Duration::from_secs(3),
-        ca_file: None,
     })
     .unwrap();
     let ann = reversed_decimal("11223344");
@@ -426,16 +260,12 @@ async fn ldap_settings_are_checked_at_start(b: Backend) {
 async fn the_client_names_what_went_wrong() {
     let slapd = Slapd::start(&people());
     let config = |password: &str| LdapConfig {
-        url: slapd.url.clone(),
-        starttls: false,
-        bind_dn: Some(BIND_DN.into()),
-        bind_password: Some(password.into()),
+        server: server(&slapd.url, false, password, None),
         base: format!("ou=nowhere,{SUFFIX}"),
         filter: "(employeeNumber=[DATA])".into(),
         user_attribute: "uid".into(),
         attributes: Default::default(),
         timeout: Duration::from_secs(3),
-        ca_file: None,
     };
     let wrong = LdapDirectory::new(config("wrong")).unwrap().find("1").await;
     assert!(matches!(&wrong, Err(LdapError::Bind { dn, .. }) if dn == BIND_DN), "{wrong:?}");
@@ -459,16 +289,12 @@ async fn ldaps_and_starttls_check_the_certificate() {
     let ldaps = slapd.ldaps_url.clone().expect("an ldaps listener");
     let directory = |url: &str, starttls: bool, ca_file: Option<PathBuf>| {
         LdapDirectory::new(LdapConfig {
-            url: url.to_owned(),
-            starttls,
-            bind_dn: Some(BIND_DN.into()),
-            bind_password: Some(BIND_PASSWORD.into()),
+            server: server(url, starttls, BIND_PASSWORD, ca_file),
             base: SUFFIX.into(),
             filter: FILTER.into(),
             user_attribute: "uid".into(),
             attributes: [("fullname".to_owned(), "cn".to_owned())].into(),
             timeout: Duration::from_secs(3),
-            ca_file,
         })
         .unwrap()
     };

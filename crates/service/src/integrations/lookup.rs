@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-pub use lintel_connectors::ldap::{LdapConfig, LdapDirectory};
+pub use lintel_connectors::ldap::{LdapConfig, LdapDirectory, LdapServer};
 use lintel_connectors::ldap::{LdapError, LdapMatch};
 use lintel_core::badge::{ConvertError, Pipeline};
 use lintel_store::Store;

@@ -5,6 +5,7 @@ pub mod cobot;
 pub mod crm;
 pub mod doorbell;
 pub mod invitations;
+pub mod ldap_sync;
 pub mod lockcloud;
 pub mod lookup;
 pub mod oidc;
