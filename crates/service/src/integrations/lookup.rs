@@ -81,8 +81,19 @@ pub enum LookupConfigError {
 }
 
 /// Paths (and prefixes ending in `/`) that belong to lintel.
-const RESERVED: &[&str] =
-    &["/api/", "/hooks/", "/ui", "/open", "/visit", "/visit.js", "/openapi.json", "/healthz", "/readyz", "/metrics"];
+const RESERVED: &[&str] = &[
+    "/api/",
+    "/hooks/",
+    "/scim/",
+    "/ui",
+    "/open",
+    "/visit",
+    "/visit.js",
+    "/openapi.json",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
 
 /// Whether a path is `/` or lies under one of lintel's own routes.
 pub fn reserved(path: &str) -> bool {
