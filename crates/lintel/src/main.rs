@@ -660,12 +660,7 @@ async fn run_cobot(services: &lintel_service::Services, command: CobotCommand) -
         }
         CobotCommand::Sync { quiet } => {
             let bar = progress_bar(quiet, "memberships");
-            let report = cobot
-                .sync(&|done, total| {
-                    bar.set_length(total as u64);
-                    bar.set_position(done as u64);
-                })
-                .await?;
+            let report = cobot.sync(&advance(&bar)).await?;
             bar.finish_and_clear();
             println!(
                 "{} memberships: {} new, {} without access now, {} with time passes; {} gone from the platform",
@@ -679,12 +674,7 @@ async fn run_cobot(services: &lintel_service::Services, command: CobotCommand) -
 async fn run_ldap_sync(services: &lintel_service::Services, quiet: bool, force: bool) -> anyhow::Result<()> {
     let ldap = services.ldap_sync.as_ref().context("the LDAP sync is not configured ([ldap.sync] in the config)")?;
     let bar = progress_bar(quiet, "entries");
-    let report = ldap
-        .sync(force, &|done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })
-        .await?;
+    let report = ldap.sync(force, &advance(&bar)).await?;
     bar.finish_and_clear();
     println!(
         "{} entries: {} new, {} updated, {} unchanged; {} offboarded; {} disabled, {} skipped, {} failed",
@@ -698,6 +688,14 @@ async fn run_ldap_sync(services: &lintel_service::Services, quiet: bool, force: 
         report.failed
     );
     Ok(())
+}
+
+/// A sync's progress report (done of total) shown on `bar`.
+fn advance(bar: &indicatif::ProgressBar) -> impl Fn(usize, usize) + Sync + '_ {
+    |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
 }
 
 fn progress_bar(quiet: bool, what: &str) -> indicatif::ProgressBar {

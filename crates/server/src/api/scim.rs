@@ -20,7 +20,7 @@ const CONTENT_TYPE: &str = "application/scim+json";
 
 /// A SCIM answer: a resource, a list, or an error.
 pub enum Scim {
-    Ok(StatusCode, Value),
+    Resource(StatusCode, Value),
     NoContent,
     NotModified,
 }
@@ -47,7 +47,7 @@ impl IntoResponse for ScimFailure {
 impl IntoResponse for Scim {
     fn into_response(self) -> Response {
         match self {
-            Self::Ok(status, body) => {
+            Self::Resource(status, body) => {
                 let mut response = (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response();
                 if let Some(v) = scim::version_of(&body).and_then(|v| HeaderValue::from_str(v).ok()) {
                     response.headers_mut().insert(header::ETAG, v);
@@ -165,7 +165,7 @@ fn read(resource: Value, headers: &HeaderMap) -> Scim {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| tags.split(',').any(|t| Some(t.trim()) == scim::version_of(&resource)));
-    if unchanged { Scim::NotModified } else { Scim::Ok(StatusCode::OK, resource) }
+    if unchanged { Scim::NotModified } else { Scim::Resource(StatusCode::OK, resource) }
 }
 
 /// What this service provider supports.
@@ -173,24 +173,14 @@ fn read(resource: Value, headers: &HeaderMap) -> Scim {
     responses((status = 200, description = "the configuration", content_type = "application/scim+json", body = Object),
               (status = 401, description = "no token, or one without the scim scope", content_type = "application/scim+json", body = Object)))]
 pub async fn service_provider_config(who: Provisioner) -> ScimResult {
-    Ok(Scim::Ok(StatusCode::OK, schema::service_provider_config(&who.base)))
-}
-
-fn listed(resources: Vec<Value>) -> Value {
-    serde_json::json!({
-        "schemas": [schema::LIST],
-        "totalResults": resources.len(),
-        "startIndex": 1,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    })
+    Ok(Scim::Resource(StatusCode::OK, schema::service_provider_config(&who.base)))
 }
 
 fn one_of(resources: Vec<Value>, id: &str, what: &str) -> ScimResult {
     resources
         .into_iter()
         .find(|r| r["id"] == id)
-        .map(|r| Scim::Ok(StatusCode::OK, r))
+        .map(|r| Scim::Resource(StatusCode::OK, r))
         .ok_or_else(|| ScimError::not_found(format!("no {what} {id:?}")).into())
 }
 
@@ -199,7 +189,7 @@ fn one_of(resources: Vec<Value>, id: &str, what: &str) -> ScimResult {
     responses((status = 200, description = "a ListResponse", content_type = "application/scim+json", body = Object),
               (status = 401, description = "no token, or one without the scim scope", content_type = "application/scim+json", body = Object)))]
 pub async fn resource_types(who: Provisioner) -> ScimResult {
-    Ok(Scim::Ok(StatusCode::OK, listed(schema::resource_types(&who.base))))
+    Ok(Scim::Resource(StatusCode::OK, scim::listed(schema::resource_types(&who.base))))
 }
 
 /// One resource type.
@@ -216,7 +206,7 @@ pub async fn resource_type(who: Provisioner, Path(id): Path<String>) -> ScimResu
     responses((status = 200, description = "a ListResponse", content_type = "application/scim+json", body = Object),
               (status = 401, description = "no token, or one without the scim scope", content_type = "application/scim+json", body = Object)))]
 pub async fn schemas(who: Provisioner) -> ScimResult {
-    Ok(Scim::Ok(StatusCode::OK, listed(schema::schemas(&who.base))))
+    Ok(Scim::Resource(StatusCode::OK, scim::listed(schema::schemas(&who.base))))
 }
 
 /// One schema, by its URN.
@@ -237,7 +227,7 @@ pub async fn schema_by_id(who: Provisioner, Path(id): Path<String>) -> ScimResul
               (status = 413, description = "larger than max_body_bytes")))]
 pub async fn search_all(State(s): State<AppState>, who: Provisioner, body: Bytes) -> ScimResult {
     let query = scim::search_query(&body)?;
-    Ok(Scim::Ok(StatusCode::OK, scim::search_all(s.directory(), &who.base, &query).await?))
+    Ok(Scim::Resource(StatusCode::OK, scim::search_all(s.directory(), &who.base, &query).await?))
 }
 
 macro_rules! resource_routes {
@@ -252,7 +242,7 @@ macro_rules! resource_routes {
             who: Provisioner,
             q: Result<Query<ListParams>, QueryRejection>,
         ) -> ScimResult {
-            Ok(Scim::Ok(StatusCode::OK, $module::list(s.directory(), &who.base, &list_query(q)?).await?))
+            Ok(Scim::Resource(StatusCode::OK, $module::list(s.directory(), &who.base, &list_query(q)?).await?))
         }
 
         #[doc = $search_doc]
@@ -262,7 +252,7 @@ macro_rules! resource_routes {
                       (status = 401, description = "no token, or one without the scim scope", content_type = "application/scim+json", body = Object),
                       (status = 413, description = "larger than max_body_bytes")))]
         pub async fn $search_fn(State(s): State<AppState>, who: Provisioner, body: Bytes) -> ScimResult {
-            Ok(Scim::Ok(StatusCode::OK, $module::list(s.directory(), &who.base, &scim::search_query(&body)?).await?))
+            Ok(Scim::Resource(StatusCode::OK, $module::list(s.directory(), &who.base, &scim::search_query(&body)?).await?))
         }
 
         #[doc = $create_doc]
@@ -273,7 +263,7 @@ macro_rules! resource_routes {
                       (status = 409, description = "the userName is taken", content_type = "application/scim+json", body = Object),
                       (status = 413, description = "larger than max_body_bytes")))]
         pub async fn $create(State(s): State<AppState>, who: Provisioner, body: Bytes) -> ScimResult {
-            Ok(Scim::Ok(StatusCode::CREATED, $module::create(s.directory(), &who.base, &body).await?))
+            Ok(Scim::Resource(StatusCode::CREATED, $module::create(s.directory(), &who.base, &body).await?))
         }
 
         #[doc = $get_doc]
@@ -311,7 +301,7 @@ macro_rules! resource_routes {
             body: Bytes,
         ) -> ScimResult {
             let resource = $module::replace(s.directory(), &who.base, &id, &body, if_match(&headers)).await?;
-            Ok(Scim::Ok(StatusCode::OK, resource))
+            Ok(Scim::Resource(StatusCode::OK, resource))
         }
 
         #[doc = $patch_doc]
@@ -331,7 +321,7 @@ macro_rules! resource_routes {
             body: Bytes,
         ) -> ScimResult {
             let resource = $module::patch(s.directory(), &who.base, &id, &body, if_match(&headers)).await?;
-            Ok(Scim::Ok(StatusCode::OK, resource))
+            Ok(Scim::Resource(StatusCode::OK, resource))
         }
 
         #[doc = $delete_doc]

@@ -208,7 +208,7 @@ impl Decider {
         drop(index);
         if ask.dry_run || lock.is_some_and(|l| !l.first_refusal) {
             if !ask.dry_run {
-                let door = if decision.door.is_some() { ask.door.to_owned() } else { "unknown".to_owned() };
+                let door = door_label(decision.door.is_some(), ask.door.to_owned());
                 metrics::counter!("lintel_decisions_total", "door" => door, "result" => "denied", "reason" => Reason::RateLimited.as_str())
                     .increment(1);
             }
@@ -358,22 +358,23 @@ impl Decider {
         // The commit may have turned an allowance into a denial (a pass used up meanwhile).
         response.allowed = event.allowed == Some(true);
         response.reason = event.reason.unwrap_or(response.reason);
-        response.grant_id = event.grant_id.clone();
+        response.grant_id = event.grant_id;
         if let Some(detail) = event.data.get("detail").and_then(|d| d.as_str()) {
             response.detail = detail.to_owned();
         }
-        response.event_id = Some(event.id.clone());
+        response.event_id = Some(event.id);
         let result = if response.allowed { "allowed" } else { "denied" };
-        // Only doors lintel has become labels: a probe for made-up door ids must not grow
-        // the metrics without bound.
-        let door = match (decision.door, &event.door) {
-            (Some(_), Some(door)) => door.clone(),
-            _ => "unknown".to_owned(),
-        };
+        let door = door_label(decision.door.is_some(), event.door.unwrap_or_default());
         metrics::counter!("lintel_decisions_total", "door" => door, "result" => result, "reason" => response.reason.as_str())
             .increment(1);
         Ok(response)
     }
+}
+
+/// The door a decision is counted under: its id when lintel has the door, else `unknown`,
+/// so that a probe for made-up door ids cannot grow the metrics without bound.
+fn door_label(known: bool, door: String) -> metrics::SharedString {
+    if known { door.into() } else { metrics::SharedString::const_str("unknown") }
 }
 
 fn response_for(index: &lintel_core::Index, decision: &Decision) -> DecisionResponse {

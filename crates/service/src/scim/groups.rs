@@ -155,13 +155,8 @@ async fn save(
         };
     }
     let record = ScimGroupRecord { id, name, external_id, members };
-    let written = directory
-        .write(move |store| async move { store.save_scim_group(&record, read.as_ref()).await })
-        .await
-        .map_err(|e| match e {
-            StoreError::Invalid(d) => ScimError::invalid_value(d),
-            e => e.into(),
-        })?;
+    let written =
+        directory.write(move |store| async move { store.save_scim_group(&record, read.as_ref()).await }).await?;
     Ok(written.value)
 }
 

@@ -185,6 +185,11 @@ pub async fn search_all(directory: &std::sync::Arc<crate::Directory>, base: &str
     Ok(query.page(found))
 }
 
+/// Resources in one ListResponse, unfiltered (the discovery endpoints' lists).
+pub fn listed(resources: Vec<Value>) -> Value {
+    ListQuery::default().page(resources)
+}
+
 /// Which attributes a read returns.
 #[derive(Debug, Default, Clone)]
 pub struct Projection {

@@ -67,8 +67,7 @@ pub async fn replace(
     body: &[u8],
     if_match: Option<&str>,
 ) -> Result<Value> {
-    let person = linked(directory, id).await?;
-    check_version(&current(directory, base, &person).await?, if_match)?;
+    let person = at_version(directory, base, id, if_match).await?;
     let doc = document::canonical(&super::object(body)?, USER_ATTRS)?;
     write(directory, &person, doc).await?;
     get(directory, base, id, &Projection::default()).await
@@ -82,8 +81,7 @@ pub async fn patch(
     if_match: Option<&str>,
 ) -> Result<Value> {
     let op = patch_op(body)?;
-    let person = linked(directory, id).await?;
-    check_version(&current(directory, base, &person).await?, if_match)?;
+    let person = at_version(directory, base, id, if_match).await?;
     let mut doc = stored(&person).cloned().unwrap_or_default();
     document::patch(&mut doc, &op.operations, USER_ATTRS)?;
     write(directory, &person, doc).await?;
@@ -93,8 +91,7 @@ pub async fn patch(
 /// Offboards the person and ends their link with the provider; the person and their
 /// history stay in lintel (suspended unless another source vouches for them).
 pub async fn delete(directory: &Arc<Directory>, base: &str, id: &str, if_match: Option<&str>) -> Result<()> {
-    let person = linked(directory, id).await?;
-    check_version(&current(directory, base, &person).await?, if_match)?;
+    let person = at_version(directory, base, id, if_match).await?;
     // Out of the provider's groups too: their grants are the provider's to give.
     let managed: std::collections::HashSet<String> =
         directory.store.scim_groups().await?.into_iter().map(|g| g.group.id).collect();
@@ -203,9 +200,14 @@ async fn group_names(directory: &Arc<Directory>) -> Result<HashMap<String, Strin
     Ok(directory.store.groups().await?.into_iter().map(|g| (g.id, g.name)).collect())
 }
 
-async fn current(directory: &Arc<Directory>, base: &str, person: &Person) -> Result<Value> {
-    let groups = group_names(directory).await?;
-    Ok(resource(person, &groups, base).expect("linked people have SCIM attributes"))
+/// The SCIM user's person, when the caller's `If-Match` (if any) names their version.
+async fn at_version(directory: &Arc<Directory>, base: &str, id: &str, if_match: Option<&str>) -> Result<Person> {
+    let person = linked(directory, id).await?;
+    if if_match.is_some() {
+        let groups = group_names(directory).await?;
+        check_version(&resource(&person, &groups, base).expect("linked people have SCIM attributes"), if_match)?;
+    }
+    Ok(person)
 }
 
 /// The SCIM user a person is, when they are one.
