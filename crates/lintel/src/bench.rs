@@ -629,6 +629,7 @@ async fn members(store: &lintel_store::Store, people: u64, dir: &Path) -> anyhow
                 required_skill: None,
                 open_seconds: None,
                 attendance: None,
+                site: None,
             },
             5,
         )

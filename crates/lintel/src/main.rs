@@ -226,6 +226,9 @@ enum WebhooksCommand {
         kinds: Vec<String>,
         #[arg(long)]
         description: Option<String>,
+        /// Only the events at this site's doors.
+        #[arg(long)]
+        site: Option<String>,
         /// Allow plain http, to a loopback or private address only.
         #[arg(long)]
         allow_http: bool,
@@ -484,11 +487,13 @@ async fn main() -> anyhow::Result<()> {
                             (false, Some(why)) => format!("disabled: {why}"),
                             (false, None) => "disabled".to_owned(),
                         };
-                        println!("{}\t{}\t{}\t{state}", e.id, e.url, e.kinds.join(","));
+                        let site = e.site.as_deref().unwrap_or("every site");
+                        println!("{}\t{}\t{}\t{site}\t{state}", e.id, e.url, e.kinds.join(","));
                     }
                 }
-                WebhooksCommand::Add { url, kinds, description, allow_http } => {
-                    let new = lintel_proto::NewWebhookEndpoint { url, kinds, description, enabled: None, allow_http };
+                WebhooksCommand::Add { url, kinds, description, site, allow_http } => {
+                    let new =
+                        lintel_proto::NewWebhookEndpoint { url, kinds, site, description, enabled: None, allow_http };
                     let made = webhooks::create(&store, new).await?;
                     println!("{}", made.secret);
                     eprintln!("endpoint {} registered; its secret is shown only this once", made.endpoint.id);

@@ -83,7 +83,7 @@ pub struct PersonPatch {
 }
 
 /// Tells "absent" (outer `None`) from "explicitly null" (`Some(None)`) in a merge patch.
-mod double_option {
+pub(crate) mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer, T: Serialize>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
@@ -438,6 +438,8 @@ pub struct Door {
     pub open_seconds: u32,
     /// Whether allowed entries here count as attendance.
     pub attendance: bool,
+    /// The site the door is in.
+    pub site: String,
     pub state: DoorState,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -467,6 +469,9 @@ pub struct NewDoor {
     pub open_seconds: Option<u32>,
     #[serde(default)]
     pub attendance: Option<bool>,
+    /// The site it is in (default `main`, the site every lintel starts with).
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -480,6 +485,40 @@ pub struct DoorPatch {
     pub required_skill: Option<Option<String>>,
     pub open_seconds: Option<u32>,
     pub attendance: Option<bool>,
+    /// Moves the door to another site.
+    pub site: Option<String>,
+}
+
+/// A location (a building, one space of a chain): every door is in one site; events,
+/// attendance and webhook endpoints can be limited to one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    /// An IANA time zone name, e.g. `Europe/Berlin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// How many doors it has.
+    pub doors: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSite {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SitePatch {
+    pub name: Option<String>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub time_zone: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

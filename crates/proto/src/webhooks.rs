@@ -14,6 +14,10 @@ pub struct WebhookEndpoint {
     pub url: String,
     /// Event kinds it receives: `decision`, `door.opened`, `door.*`, `*`.
     pub kinds: Vec<String>,
+    /// Only the events at this site's doors (events at no door are not sent); every
+    /// event when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub enabled: bool,
@@ -34,6 +38,8 @@ pub struct NewWebhookEndpoint {
     /// `https://...`; `http://` only to a loopback or private address, with `allow_http`.
     pub url: String,
     pub kinds: Vec<String>,
+    /// Only the events at this site's doors.
+    pub site: Option<String>,
     pub description: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -46,6 +52,10 @@ pub struct NewWebhookEndpoint {
 pub struct WebhookEndpointPatch {
     pub url: Option<String>,
     pub kinds: Option<Vec<String>>,
+    /// A site to limit it to, or `null` for every event.
+    #[serde(default, with = "crate::directory::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub site: Option<Option<String>>,
     pub description: Option<String>,
     /// Enabling an endpoint lintel disabled clears its reason; what was not delivered
     /// meanwhile can be sent with a re-send.

@@ -24,12 +24,24 @@ pub fn next_day(day: NaiveDate) -> NaiveDate {
     day.checked_add_days(DayCount::new(1)).unwrap_or(day)
 }
 
-/// Attendance from `from` to `to` (inclusive), days drawn in `tz`.
-pub async fn days(store: &Store, tz: Tz, from: NaiveDate, to: NaiveDate, by_group: bool) -> Result<ByDay, StoreError> {
+/// What an attendance report covers: days from `from` to `to` (inclusive) drawn in `tz`,
+/// at one site's doors or all, split by group or not.
+pub struct Report<'a> {
+    pub tz: Tz,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub site: Option<&'a str>,
+    pub by_group: bool,
+}
+
+/// The attendance a report asks for.
+pub async fn days(store: &Store, report: Report<'_>) -> Result<ByDay, StoreError> {
+    let Report { tz, from, to, site, by_group } = report;
     let entries = store
         .entries_between(
             local_midnight(tz, from).timestamp_micros(),
             local_midnight(tz, next_day(to)).timestamp_micros(),
+            site,
         )
         .await?;
     let mut groups: HashMap<String, Vec<String>> = HashMap::new();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use lintel_core::CompiledSchedule;
 use lintel_proto::{
-    Credential, Door, DoorPatch, DriverConfig, Grant, Group, NewDoor, NewGrant, NewGroup, NewPerson, PassLasts, Person,
-    PersonPatch,
+    Credential, Door, DoorPatch, DriverConfig, Grant, Group, NewDoor, NewGrant, NewGroup, NewPerson, NewSite,
+    PassLasts, Person, PersonPatch, Site, SitePatch,
 };
 use lintel_store::NewGrantRecord;
 use serde_json::{Map, Value};
@@ -56,6 +56,15 @@ impl PersonFields<'_> {
             validate::external_ids(v)?;
         }
         Ok(())
+    }
+}
+
+fn check_time_zone(tz: Option<&str>) -> Result<()> {
+    match tz {
+        Some(name) if name.parse::<chrono_tz::Tz>().is_err() => {
+            Err(ServiceError::invalid(format!("time_zone {name:?} is not an IANA time zone name")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -219,8 +228,32 @@ impl Directory {
         Ok(self.write(move |store| async move { store.revoke_credential(&id, &reason).await }).await?.value)
     }
 
+    pub async fn create_site(self: &Arc<Self>, site: NewSite) -> Result<Site> {
+        validate::id("id", &site.id)?;
+        validate::name("name", &site.name)?;
+        check_time_zone(site.time_zone.as_deref())?;
+        Ok(self.write(move |store| async move { store.create_site(&site).await }).await?.value)
+    }
+
+    pub async fn patch_site(self: &Arc<Self>, id: String, p: SitePatch) -> Result<Site> {
+        if let Some(name) = &p.name {
+            validate::name("name", name)?;
+        }
+        check_time_zone(p.time_zone.as_ref().and_then(|tz| tz.as_deref()))?;
+        Ok(self.write(move |store| async move { store.patch_site(&id, &p).await }).await?.value)
+    }
+
+    /// Removes a site that has no doors (and no webhook endpoint limited to it).
+    pub async fn delete_site(self: &Arc<Self>, id: String) -> Result<()> {
+        self.write(move |store| async move { store.delete_site(&id).await }).await?;
+        Ok(())
+    }
+
     pub async fn create_door(self: &Arc<Self>, door: NewDoor) -> Result<Door> {
         validate::id("id", &door.id)?;
+        if let Some(site) = &door.site {
+            validate::id("site", site)?;
+        }
         check_door_fields(Some(&door.name), Some(&door.driver), door.required_skill.as_deref(), door.open_seconds)?;
         let seconds = door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS);
         let written = self.write(move |store| async move { store.create_door(&door, seconds).await }).await?;
@@ -228,6 +261,9 @@ impl Directory {
     }
 
     pub async fn patch_door(self: &Arc<Self>, id: String, p: DoorPatch) -> Result<Door> {
+        if let Some(site) = &p.site {
+            validate::id("site", site)?;
+        }
         check_door_fields(
             p.name.as_deref(),
             p.driver.as_ref(),

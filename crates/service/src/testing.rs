@@ -74,6 +74,7 @@ pub(crate) async fn door(services: &Services, id: &str, driver: DriverConfig) {
         required_skill: None,
         open_seconds: None,
         attendance: None,
+        site: None,
     };
     services.directory.write(move |store| async move { store.create_door(&new, 3).await }).await.expect("door");
 }

@@ -14,6 +14,7 @@
 //! attempts are in the store, so the next holder carries on where the last one stopped (a
 //! delivery it was sending when it died is sent again: at least once).
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use lintel_connectors::webhooks::{self as standard, Sender};
 use lintel_proto::{
     Event, NewWebhookEndpoint, WebhookDelivery, WebhookEndpoint, WebhookEndpointPatch, WebhookResend, WebhookSecret,
 };
-use lintel_store::{Attempt, EventFilter, NewEvent, Store, WebhookRow};
+use lintel_store::{Attempt, EventFilter, NewEvent, Store, StoreError, WebhookRow};
 use serde_json::json;
 
 use crate::directory::Directory;
@@ -111,6 +112,7 @@ fn shown(row: &WebhookRow) -> WebhookEndpoint {
         id: row.id.clone(),
         url: row.url.clone(),
         kinds: row.kinds.clone(),
+        site: row.site.clone(),
         description: row.description.clone(),
         enabled: row.enabled,
         disabled_reason: row.disabled_reason.clone(),
@@ -129,11 +131,43 @@ fn body(event: &Event) -> String {
     json!({"type": event.kind, "timestamp": timestamp, "data": event}).to_string()
 }
 
+/// Refuses a site that does not exist.
+async fn check_site(store: &Store, site: Option<&str>) -> Result<()> {
+    match site {
+        Some(id) => match store.site(id).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::NotFound { .. }) => Err(ServiceError::invalid(format!("there is no site {id:?}"))),
+            Err(e) => Err(e.into()),
+        },
+        None => Ok(()),
+    }
+}
+
+/// The doors of the endpoint's site (as they are now), when it is limited to one.
+async fn site_doors(store: &Store, row: &WebhookRow) -> Result<Option<HashSet<String>>> {
+    match &row.site {
+        Some(site) => Ok(Some(store.doors(Some(site)).await?.into_iter().map(|d| d.id).collect())),
+        None => Ok(None),
+    }
+}
+
+/// The events an endpoint wants, each with its body: by kind, and only those at its
+/// site's doors when it has a site (an event at no door belongs to no site).
+fn matched<'e>(
+    row: &WebhookRow,
+    events: &'e [Event],
+    site_doors: Option<&HashSet<String>>,
+) -> Vec<(&'e Event, String)> {
+    let at_site = |e: &Event| site_doors.is_none_or(|doors| e.door.as_ref().is_some_and(|d| doors.contains(d)));
+    events.iter().filter(|e| wants(&row.kinds, &e.kind) && at_site(e)).map(|e| (e, body(e))).collect()
+}
+
 /// Registers an endpoint; its secret is in the answer, and never shown again. It gets
 /// the events from now on (a re-send covers earlier ones).
 pub async fn create(store: &Store, new: NewWebhookEndpoint) -> Result<WebhookSecret> {
     check_url(&new.url, new.allow_http)?;
     check_kinds(&new.kinds)?;
+    check_site(store, new.site.as_deref()).await?;
     if let Some(d) = &new.description {
         validate::text("description", d, 500)?;
     }
@@ -141,6 +175,7 @@ pub async fn create(store: &Store, new: NewWebhookEndpoint) -> Result<WebhookSec
         id: format!("wh_{}", hex::encode(random_bytes::<8>())),
         url: new.url,
         kinds: new.kinds,
+        site: new.site,
         description: new.description,
         enabled: new.enabled.unwrap_or(true),
         disabled_reason: None,
@@ -172,6 +207,10 @@ pub async fn patch(store: &Store, id: &str, patch: WebhookEndpointPatch) -> Resu
     if let Some(kinds) = patch.kinds {
         check_kinds(&kinds)?;
         row.kinds = kinds;
+    }
+    if let Some(site) = patch.site {
+        check_site(store, site.as_deref()).await?;
+        row.site = site;
     }
     if let Some(description) = patch.description {
         validate::text("description", &description, 500)?;
@@ -218,6 +257,7 @@ pub async fn resend(store: &Store, id: &str, range: WebhookResend) -> Result<u64
         return Err(ServiceError::invalid("from must be before to"));
     }
     let row = store.webhook(id).await?;
+    let doors = site_doors(store, &row).await?;
     let tag = format!(":resent:{}", Utc::now().timestamp_micros());
     let mut after = 0;
     let mut queued = 0;
@@ -233,9 +273,7 @@ pub async fn resend(store: &Store, id: &str, range: WebhookResend) -> Result<u64
         let events = store.events(&filter).await?;
         let Some(last) = events.last() else { break };
         after = last.id.parse().unwrap_or(i64::MAX);
-        let matched: Vec<(&Event, String)> =
-            events.iter().filter(|e| wants(&row.kinds, &e.kind)).map(|e| (e, body(e))).collect();
-        queued += store.queue_webhook_deliveries(id, &matched, None, &tag).await?;
+        queued += store.queue_webhook_deliveries(id, &matched(&row, &events, doors.as_ref()), None, &tag).await?;
     }
     Ok(queued)
 }
@@ -273,13 +311,13 @@ impl Webhooks {
 
     async fn queue_new(&self, endpoint: &WebhookRow) -> Result<()> {
         let mut cursor = endpoint.cursor;
+        let doors = site_doors(self.store(), endpoint).await?;
         loop {
             let filter = EventFilter { after: Some(cursor), limit: PAGE, ..Default::default() };
             let events = self.store().events(&filter).await?;
             let Some(last) = events.last() else { return Ok(()) };
             cursor = last.id.parse().map_err(|_| ServiceError::invalid("an event id is not a number"))?;
-            let matched: Vec<(&Event, String)> =
-                events.iter().filter(|e| wants(&endpoint.kinds, &e.kind)).map(|e| (e, body(e))).collect();
+            let matched = matched(endpoint, &events, doors.as_ref());
             self.store().queue_webhook_deliveries(&endpoint.id, &matched, Some(cursor), "").await?;
             if events.len() < PAGE as usize {
                 return Ok(());

@@ -15,6 +15,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::changes::Touched;
 use crate::events::{NewEvent, insert};
 use crate::rows::{self, CREDENTIAL_COLUMNS, CREDENTIAL_FROM, DOOR_COLUMNS, PERSON_COLUMNS, json, to_json};
+use crate::sites::{DEFAULT_SITE, check_site_exists};
 use crate::{IndexUpdate, Result, Store, StoreError, Written, bump_version, conflict_on_unique, now_micros};
 
 pub(crate) type Tx = Transaction<'static, Any>;
@@ -642,9 +643,11 @@ impl Store {
     pub async fn create_door(&self, d: &NewDoor, open_seconds: u32) -> Result<Written<Door>> {
         let mut tx = self.begin().await?;
         let now = now_micros();
+        let site = d.site.as_deref().unwrap_or(DEFAULT_SITE);
+        check_site_exists(&mut tx, site).await?;
         let pk: Pk = sqlx::query_scalar(
-            "INSERT INTO doors (id, name, driver, fail_mode, required_skill, open_seconds, attendance, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING pk",
+            "INSERT INTO doors (id, name, driver, fail_mode, required_skill, open_seconds, attendance, site, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING pk",
         )
         .bind(&d.id)
         .bind(&d.name)
@@ -653,12 +656,13 @@ impl Store {
         .bind(&d.required_skill)
         .bind(i64::from(open_seconds))
         .bind(i64::from(d.attendance.unwrap_or(true)))
+        .bind(site)
         .bind(now)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || format!("a door with id {:?} exists already", d.id)))?;
         let (door, change) = read_door(&mut tx, pk).await?;
-        let event = NewEvent::new("door.created").door(&d.id).with("driver", d.driver.kind());
+        let event = NewEvent::new("door.created").door(&d.id).with("driver", d.driver.kind()).with("site", site);
         finish(tx, door, IndexUpdate::Patch(vec![change]), vec![event]).await
     }
 
@@ -671,10 +675,21 @@ impl Store {
         rows::door(&row)
     }
 
-    pub async fn doors(&self) -> Result<Vec<Door>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {DOOR_COLUMNS} FROM doors ORDER BY id")))
-            .fetch_all(&self.read)
-            .await?;
+    /// Every door, or a site's.
+    pub async fn doors(&self, site: Option<&str>) -> Result<Vec<Door>> {
+        let rows = match site {
+            None => {
+                sqlx::query(AssertSqlSafe(format!("SELECT {DOOR_COLUMNS} FROM doors ORDER BY id")))
+                    .fetch_all(&self.read)
+                    .await?
+            }
+            Some(site) => {
+                sqlx::query(AssertSqlSafe(format!("SELECT {DOOR_COLUMNS} FROM doors WHERE site = $1 ORDER BY id")))
+                    .bind(site)
+                    .fetch_all(&self.read)
+                    .await?
+            }
+        };
         rows.iter().map(rows::door).collect()
     }
 
@@ -700,9 +715,13 @@ impl Store {
         if let Some(v) = patch.attendance {
             d.attendance = v;
         }
+        if let Some(v) = &patch.site {
+            check_site_exists(&mut tx, v).await?;
+            d.site = v.clone();
+        }
         sqlx::query(
             "UPDATE doors SET name = $2, driver = $3, fail_mode = $4, required_skill = $5, open_seconds = $6, \
-             attendance = $7, updated_at = $8 WHERE pk = $1",
+             attendance = $7, site = $8, updated_at = $9 WHERE pk = $1",
         )
         .bind(pk)
         .bind(&d.name)
@@ -711,6 +730,7 @@ impl Store {
         .bind(&d.required_skill)
         .bind(i64::from(d.open_seconds))
         .bind(i64::from(d.attendance))
+        .bind(&d.site)
         .bind(now_micros())
         .execute(&mut *tx)
         .await?;

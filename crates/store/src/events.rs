@@ -183,8 +183,8 @@ pub(crate) fn stored(e: &NewEvent, seq: i64) -> Result<Event> {
     })
 }
 
-/// ` AND kind = $n AND door_id = $m` for the filter's kind and door, their values pushed
-/// to `binds` (whose parameters start at `$3`).
+/// ` AND kind = $n AND door_id = $m ...` for the filter's kind, door and site, their
+/// values pushed to `binds` (whose parameters start at `$3`).
 fn filter_conditions<'a>(filter: &'a EventFilter, prefix: &str, binds: &mut Vec<&'a str>) -> String {
     let mut sql = String::new();
     for (column, value) in [("kind", &filter.kind), ("door_id", &filter.door)] {
@@ -192,6 +192,10 @@ fn filter_conditions<'a>(filter: &'a EventFilter, prefix: &str, binds: &mut Vec<
             binds.push(v);
             sql.push_str(&format!(" AND {prefix}{column} = ${}", binds.len() + 2));
         }
+    }
+    if let Some(site) = &filter.site {
+        binds.push(site);
+        sql.push_str(&format!(" AND {prefix}door_id IN (SELECT id FROM doors WHERE site = ${})", binds.len() + 2));
     }
     // Integers, written into the statement as such.
     if let Some(from) = filter.from {
@@ -211,6 +215,8 @@ pub struct EventFilter {
     pub kind: Option<String>,
     pub person_id: Option<String>,
     pub door: Option<String>,
+    /// Events at the doors of this site (as the doors are now).
+    pub site: Option<String>,
     /// Events at or after this instant (µs since the epoch).
     pub from: Option<i64>,
     /// Events before this instant (µs since the epoch).
@@ -297,18 +303,24 @@ impl Store {
     }
 
     /// Allowed entries (person, time) between two instants at doors that count attendance
-    /// (and at doors since deleted), those of pruned events included.
-    pub async fn entries_between(&self, from: i64, until: i64) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
+    /// (and at doors since deleted, unless a site is asked), those of pruned events
+    /// included; at one site's doors only when `site` is given.
+    pub async fn entries_between(&self, from: i64, until: i64, site: Option<&str>) -> Result<Vec<(String, i64)>> {
+        let (events_at, kept_at) = match site {
+            Some(_) => (" AND d.site = $3", " AND site = $3"),
+            None => ("", ""),
+        };
+        let sql = format!(
             "SELECT e.person_id, e.at FROM events e LEFT JOIN doors d ON d.id = e.door_id \
              WHERE e.kind = 'decision' AND e.allowed = 1 AND e.person_id IS NOT NULL \
-             AND e.at >= $1 AND e.at < $2 AND (d.attendance IS NULL OR d.attendance = 1) \
-             UNION ALL SELECT person_id, at FROM attendance_entries WHERE at >= $1 AND at < $2 ORDER BY at",
-        )
-        .bind(from)
-        .bind(until)
-        .fetch_all(&self.read)
-        .await?;
+             AND e.at >= $1 AND e.at < $2 AND (d.attendance IS NULL OR d.attendance = 1){events_at} \
+             UNION ALL SELECT person_id, at FROM attendance_entries WHERE at >= $1 AND at < $2{kept_at} ORDER BY at"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(from).bind(until);
+        if let Some(site) = site {
+            query = query.bind(site);
+        }
+        let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok((r.try_get("person_id")?, r.try_get("at")?))).collect()
     }
 
@@ -323,8 +335,8 @@ impl Store {
                       ORDER BY seq LIMIT $2";
         let mut tx = self.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO attendance_entries (person_id, at) \
-             SELECT e.person_id, e.at FROM events e LEFT JOIN doors d ON d.id = e.door_id \
+            "INSERT INTO attendance_entries (person_id, at, site) \
+             SELECT e.person_id, e.at, d.site FROM events e LEFT JOIN doors d ON d.id = e.door_id \
              WHERE e.seq IN ({doomed}) AND e.kind = 'decision' AND e.allowed = 1 \
              AND e.person_id IS NOT NULL AND (d.attendance IS NULL OR d.attendance = 1)"
         )))

@@ -25,6 +25,7 @@ mod rows;
 mod scim;
 mod sessions;
 mod signed;
+mod sites;
 mod snapshots;
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,7 @@ pub use rows::{credential_id, grant_id, parse_credential_id, parse_grant_id};
 pub use scim::{ScimGroupRecord, ScimGroupRow};
 pub use sessions::StoredSession;
 pub use signed::QueuedOperation;
+pub use sites::DEFAULT_SITE;
 pub use webhooks::{WebhookRow, webhook_target};
 pub use work::{Attempt, WorkItem};
 

@@ -147,7 +147,7 @@ pub(crate) fn index_credential_from(c: CredentialParts) -> Result<(CredentialKey
     Ok((key, credential))
 }
 
-pub(crate) const DOOR_COLUMNS: &str = "pk, id, name, driver, fail_mode, required_skill, open_seconds, attendance, online, last_seen, last_opened, last_error, created_at, updated_at";
+pub(crate) const DOOR_COLUMNS: &str = "pk, id, name, driver, fail_mode, required_skill, open_seconds, attendance, site, online, last_seen, last_opened, last_error, created_at, updated_at";
 
 pub(crate) fn door(row: &AnyRow) -> Result<Door> {
     let fail_mode: String = row.try_get("fail_mode")?;
@@ -159,6 +159,7 @@ pub(crate) fn door(row: &AnyRow) -> Result<Door> {
         required_skill: row.try_get("required_skill")?,
         open_seconds: u32::try_from(row.try_get::<i64, _>("open_seconds")?).unwrap_or(u32::MAX),
         attendance: row.try_get::<i64, _>("attendance")? != 0,
+        site: row.try_get("site")?,
         state: DoorState {
             online: row.try_get::<Option<i64>, _>("online")?.map(|v| v != 0),
             last_seen: opt_time(row.try_get("last_seen")?)?,

@@ -16,6 +16,8 @@ pub struct WebhookRow {
     pub id: String,
     pub url: String,
     pub kinds: Vec<String>,
+    /// Only events at this site's doors.
+    pub site: Option<String>,
     pub description: Option<String>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
@@ -33,6 +35,7 @@ impl std::fmt::Debug for WebhookRow {
             .field("id", &self.id)
             .field("url", &lintel_proto::redact_url(&self.url))
             .field("kinds", &self.kinds)
+            .field("site", &self.site)
             .field("enabled", &self.enabled)
             .field("disabled_reason", &self.disabled_reason)
             .field("secret", &"***")
@@ -42,7 +45,7 @@ impl std::fmt::Debug for WebhookRow {
     }
 }
 
-const COLUMNS: &str = "id, url, kinds, description, enabled, disabled_reason, secret, previous_secret, \
+const COLUMNS: &str = "id, url, kinds, site, description, enabled, disabled_reason, secret, previous_secret, \
                        previous_until, allow_http, cursor, created_at";
 
 fn endpoint(row: &AnyRow) -> Result<WebhookRow> {
@@ -51,6 +54,7 @@ fn endpoint(row: &AnyRow) -> Result<WebhookRow> {
         id: row.try_get("id")?,
         url: row.try_get("url")?,
         kinds: serde_json::from_str(&kinds).map_err(|e| StoreError::Corrupt(format!("webhook kinds: {e}")))?,
+        site: row.try_get("site")?,
         description: row.try_get("description")?,
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         disabled_reason: row.try_get("disabled_reason")?,
@@ -71,8 +75,8 @@ pub fn webhook_target(endpoint: &str) -> String {
 impl Store {
     pub async fn create_webhook(&self, w: &WebhookRow) -> Result<()> {
         let done = sqlx::query(
-            "INSERT INTO webhook_endpoints (id, url, kinds, description, enabled, secret, allow_http, cursor, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO webhook_endpoints (id, url, kinds, description, enabled, secret, allow_http, cursor, created_at, \
+             site) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&w.id)
         .bind(&w.url)
@@ -83,6 +87,7 @@ impl Store {
         .bind(i64::from(w.allow_http))
         .bind(w.cursor)
         .bind(w.created_at)
+        .bind(&w.site)
         .execute(&self.write)
         .await?;
         if done.rows_affected() == 0 {
@@ -107,7 +112,7 @@ impl Store {
     pub async fn update_webhook(&self, w: &WebhookRow) -> Result<()> {
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET url = $2, kinds = $3, description = $4, enabled = $5, \
-             disabled_reason = $6 WHERE id = $1",
+             disabled_reason = $6, site = $7 WHERE id = $1",
         )
         .bind(&w.id)
         .bind(&w.url)
@@ -115,6 +120,7 @@ impl Store {
         .bind(&w.description)
         .bind(i64::from(w.enabled))
         .bind(&w.disabled_reason)
+        .bind(&w.site)
         .execute(&self.write)
         .await?;
         if done.rows_affected() == 0 {

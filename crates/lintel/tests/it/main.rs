@@ -28,6 +28,7 @@ mod retention;
 mod scim;
 mod security;
 mod signed;
+mod sites;
 mod slack;
 mod slapd;
 mod stations;

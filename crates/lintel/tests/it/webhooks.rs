@@ -238,7 +238,52 @@ async fn gone_endpoints_stop_and_deliveries_can_be_sent_again(b: Backend) {
     assert_eq!(s.get("/api/v1/webhooks").await.1, json!([]));
 }
 
+/// An endpoint limited to a site gets the events at that site's doors only, also when a
+/// range is re-sent; one for every site gets them all. An unknown site is refused.
+async fn a_site_endpoint_gets_only_its_sites_events(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    small_world(&s).await;
+    s.ok("/api/v1/sites", json!({"id": "annex", "name": "Annex"}), 201).await;
+    s.ok("/api/v1/doors", json!({"id": "lab", "name": "Lab", "site": "annex"}), 201).await;
+    s.ok("/api/v1/grants", json!({"person_id": "alice", "doors": ["lab"]}), 201).await;
+    let (url, receiver) = receiver().await;
+    let hook = |site: Value| json!({"url": url, "kinds": ["decision"], "allow_http": true, "site": site});
+    let (status, problem) = s.post("/api/v1/webhooks", hook(json!("nowhere"))).await;
+    assert_eq!(status, 422, "{problem}");
+    let started = chrono::Utc::now();
+    let at_annex = s.ok("/api/v1/webhooks", hook(json!("annex")), 201).await;
+    assert_eq!(at_annex["endpoint"]["site"], "annex");
+    let annex_id = at_annex["endpoint"]["id"].as_str().unwrap().to_owned();
+    s.ok("/api/v1/webhooks", hook(Value::Null), 201).await;
+    for door in ["front", "lab", "front", "lab"] {
+        s.decide(door, card()).await;
+    }
+    until("six deliveries", || receiver.lock().unwrap().got.len() == 6).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let doors = |r: &[Received]| -> Vec<String> {
+        r.iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["data"]["door"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let got = receiver.lock().unwrap().got.clone();
+    let by_endpoint = |secret: &str| -> Vec<Received> {
+        got.iter().filter(|r| verified_by_the_standard_library(secret, std::slice::from_ref(r)) == 1).cloned().collect()
+    };
+    assert_eq!(doors(&by_endpoint(at_annex["secret"].as_str().unwrap())), ["lab", "lab"], "the annex's only");
+    assert_eq!(got.len(), 6, "two to the annex's endpoint, four to the other: {:?}", doors(&got));
+
+    // A re-send keeps to the site too; the endpoint can be opened to every site.
+    let resent = s
+        .ok(&format!("/api/v1/webhooks/{annex_id}/resend"), json!({"from": started, "to": chrono::Utc::now()}), 200)
+        .await;
+    assert_eq!(resent["queued"], 2, "{resent}");
+    let (status, opened) = s.patch(&format!("/api/v1/webhooks/{annex_id}"), json!({"site": null})).await;
+    assert_eq!((status, opened.get("site")), (200, None), "{opened}");
+}
+
 crate::on_both_backends!(
     deliveries_are_signed_in_order_and_retried,
-    gone_endpoints_stop_and_deliveries_can_be_sent_again
+    gone_endpoints_stop_and_deliveries_can_be_sent_again,
+    a_site_endpoint_gets_only_its_sites_events
 );

@@ -162,10 +162,22 @@ pub async fn create_door(
     Ok((StatusCode::CREATED, Json(s.directory().create_door(door).await?)))
 }
 
-/// All doors with their last known state.
-#[utoipa::path(get, path = "/api/v1/doors", tag = "directory", security(("admin" = [])), responses((status = 200, description = "the doors", body = Vec<Door>)))]
-pub async fn list_doors(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Door>>> {
-    Ok(Json(s.store().doors().await?.into_iter().map(redacted).collect()))
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DoorsQuery {
+    /// Only the doors of this site.
+    site: Option<String>,
+}
+
+/// All doors (or a site's) with their last known state.
+#[utoipa::path(get, path = "/api/v1/doors", tag = "directory", params(DoorsQuery), security(("admin" = [])), responses((status = 200, description = "the doors", body = Vec<Door>)))]
+pub async fn list_doors(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<DoorsQuery>,
+) -> ApiResult<Json<Vec<Door>>> {
+    Ok(Json(s.store().doors(q.site.as_deref()).await?.into_iter().map(redacted).collect()))
 }
 
 /// Read a door.

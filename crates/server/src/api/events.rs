@@ -11,7 +11,8 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use futures::{Stream, StreamExt};
 use lintel_proto::{Attendance, AttendanceDay, Event, Page, Problem};
-use lintel_store::EventFilter;
+use lintel_service::attendance::Report;
+use lintel_store::{EventFilter, StoreError};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -28,6 +29,8 @@ pub struct EventsQuery {
     kind: Option<String>,
     person_id: Option<String>,
     door: Option<String>,
+    /// Only events at this site's doors.
+    site: Option<String>,
     /// Only events at or after this time (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
     from: Option<DateTime<Utc>>,
     /// Only events before this time (RFC 3339).
@@ -50,6 +53,7 @@ pub async fn list_events(
         kind: q.kind,
         person_id: q.person_id,
         door: q.door,
+        site: q.site,
         from: q.from.map(|t| t.timestamp_micros()),
         to: q.to.map(|t| t.timestamp_micros()),
         limit: q.limit.unwrap_or(100),
@@ -110,8 +114,11 @@ pub struct AttendanceQuery {
     to: NaiveDate,
     /// `group` splits each day by the groups people belong to.
     by: Option<String>,
-    /// Time zone that draws the line between days; the server's `timezone` by default.
+    /// Time zone that draws the line between days; the site's, else the server's
+    /// `timezone`, by default.
     tz: Option<String>,
+    /// Only entries at this site's doors.
+    site: Option<String>,
 }
 
 /// People present per day: who, first and last entry, how many entries.
@@ -122,7 +129,15 @@ pub async fn attendance(
     _: Admin,
     ApiQuery(q): ApiQuery<AttendanceQuery>,
 ) -> Result<Json<Attendance>, ApiError> {
-    let tz: Tz = match &q.tz {
+    let site = match &q.site {
+        Some(id) => Some(s.store().site(id).await.map_err(|e| match e {
+            StoreError::NotFound { .. } => ApiError::invalid(format!("there is no site {id:?}")),
+            e => e.into(),
+        })?),
+        None => None,
+    };
+    let tz_name = q.tz.as_deref().or(site.as_ref().and_then(|s| s.time_zone.as_deref()));
+    let tz: Tz = match tz_name {
         Some(name) => name.parse().map_err(|_| ApiError::invalid(format!("unknown time zone {name:?}")))?,
         None => s.inner.services.config.timezone,
     };
@@ -137,7 +152,8 @@ pub async fn attendance(
     if q.to.checked_add_days(Days::new(1)).is_none() {
         return Err(ApiError::invalid("to is out of range"));
     }
-    let days = lintel_service::attendance::days(s.store(), tz, q.from, q.to, by_group).await?;
+    let report = Report { tz, from: q.from, to: q.to, site: q.site.as_deref(), by_group };
+    let days = lintel_service::attendance::days(s.store(), report).await?;
     let days = days
         .into_iter()
         .map(|((date, group), people)| AttendanceDay {

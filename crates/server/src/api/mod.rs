@@ -12,6 +12,7 @@ pub(crate) mod lookup;
 pub(crate) mod ops;
 mod scim;
 mod signed;
+mod sites;
 mod slack;
 mod visit;
 mod webhooks;
@@ -30,7 +31,7 @@ use crate::AppState;
     info(title = "lintel", description = "The self-hosted access-control hub: directory, decisions, doors, events."),
     modifiers(&BearerAuth),
     tags(
-        (name = "directory", description = "People, credentials, doors, groups and grants"),
+        (name = "directory", description = "People, credentials, sites, doors, groups and grants"),
         (name = "decisions", description = "May this credential open this door now?"),
         (name = "events", description = "The event log and attendance"),
         (name = "operations", description = "Health, readiness and metrics"),
@@ -108,6 +109,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(directory::get_credential, directory::revoke_credential))
         .routes(routes!(directory::create_door, directory::list_doors))
         .routes(routes!(directory::get_door, directory::patch_door, directory::delete_door))
+        .routes(routes!(sites::create_site, sites::list_sites))
+        .routes(routes!(sites::get_site, sites::patch_site, sites::delete_site))
         .routes(routes!(directory::create_group, directory::list_groups))
         .routes(routes!(directory::get_group, directory::delete_group))
         .routes(routes!(directory::add_member, directory::remove_member))

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::session::Signed;
 use super::{Ui, UiError, UiResult, html, is_htmx, words};
 use crate::AppState;
-use lintel_service::attendance::{ByDay, local_midnight, next_day};
+use lintel_service::attendance::{ByDay, Report, local_midnight, next_day};
 use lintel_service::validate;
 
 /// What every page's frame shows.
@@ -223,13 +223,14 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
     let store = &app.store();
     let tz = app.services().config.timezone;
     let now = Utc::now();
-    let doors = store.doors().await?;
+    let doors = store.doors(None).await?;
     let recent = recent_events(store, EventFilter::default(), 500).await?;
     let today = now.with_timezone(&tz).date_naive();
     let entries = store
         .entries_between(
             local_midnight(tz, today).timestamp_micros(),
             local_midnight(tz, next_day(today)).timestamp_micros(),
+            None,
         )
         .await?;
     let present_today = entries.iter().map(|(p, _)| p).collect::<BTreeSet<_>>().len();
@@ -552,7 +553,7 @@ impl PersonData {
                 g.person_id.as_deref() == Some(id) || g.group_id.as_ref().is_some_and(|gid| person.groups.contains(gid))
             })
             .collect();
-        let doors = store.doors().await?;
+        let doors = store.doors(None).await?;
         Ok(Self { person, pk, credentials, groups, grants, doors })
     }
 
@@ -975,7 +976,7 @@ struct DoorsPage {
 
 pub async fn doors(State(ui): State<Ui>, Extension(signed): Extension<Signed>) -> UiResult {
     let store = &ui.app.store();
-    let doors = store.doors().await?;
+    let doors = store.doors(None).await?;
     let recent = recent_events(store, EventFilter::default(), 500).await?;
     let tz = ui.app.inner.services.config.timezone;
     let now = Utc::now();
@@ -1070,7 +1071,7 @@ async fn door_page(ui: &Ui, signed: &Signed, id: &str, confirm: bool, outcome: O
     let door = store.door(id).await?;
     let filter = EventFilter { door: Some(id.to_owned()), ..Default::default() };
     let events = recent_events(store, filter, 15).await?;
-    let all_doors = store.doors().await?;
+    let all_doors = store.doors(None).await?;
     Ok(DoorPage {
         page: ctx(signed, "doors"),
         open: OpenPanel {
@@ -1139,12 +1140,15 @@ pub struct AttendanceQuery {
     from: Option<String>,
     to: Option<String>,
     by: Option<String>,
+    site: Option<String>,
 }
 
 struct Range {
     from: NaiveDate,
     to: NaiveDate,
     by_group: bool,
+    /// Entries at this site's doors only.
+    site: Option<String>,
 }
 
 fn range(q: &AttendanceQuery, today: NaiveDate) -> Result<Range, UiError> {
@@ -1161,12 +1165,20 @@ fn range(q: &AttendanceQuery, today: NaiveDate) -> Result<Range, UiError> {
     if to < from || (to - from).num_days() > 366 {
         return Err(UiError::invalid("From comes before To, at most 366 days apart."));
     }
-    Ok(Range { from, to, by_group: q.by.as_deref() == Some("group") })
+    let site = q.site.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    Ok(Range { from, to, by_group: q.by.as_deref() == Some("group"), site })
 }
 
 async fn attendance_days(app: &AppState, r: &Range) -> Result<ByDay, UiError> {
     let store = &app.store();
-    Ok(lintel_service::attendance::days(store, app.inner.services.config.timezone, r.from, r.to, r.by_group).await?)
+    let report = Report {
+        tz: app.inner.services.config.timezone,
+        from: r.from,
+        to: r.to,
+        site: r.site.as_deref(),
+        by_group: r.by_group,
+    };
+    Ok(lintel_service::attendance::days(store, report).await?)
 }
 
 pub struct Bar {
@@ -1313,7 +1325,7 @@ pub async fn attendance(
     let (r, error) = match range(&q, today) {
         Ok(r) => (r, None),
         Err(e) => {
-            let fallback = AttendanceQuery { from: None, to: None, by: q.by.clone() };
+            let fallback = AttendanceQuery { from: None, to: None, by: q.by.clone(), site: q.site.clone() };
             (range(&fallback, today)?, Some(e.message))
         }
     };
@@ -1400,7 +1412,7 @@ pub async fn display(State(ui): State<Ui>) -> UiResult {
     let filter = EventFilter { kind: Some("decision".into()), ..Default::default() };
     let recent = recent_events(store, filter, 500).await?;
     let latest: Vec<&Event> = recent.iter().filter(|e| is_check_in(e)).take(DISPLAY_TILES).collect();
-    let doors = store.doors().await?;
+    let doors = store.doors(None).await?;
     html(&DisplayPage { items: check_ins(&ui.app, &latest, &doors, ui.app.inner.services.config.timezone).await })
 }
 
@@ -1433,7 +1445,7 @@ pub enum View {
 pub async fn live_fragment(app: &AppState, e: &Event, view: View) -> Option<String> {
     let store = &app.store();
     let tz = app.inner.services.config.timezone;
-    let doors = store.doors().await.ok()?;
+    let doors = store.doors(None).await.ok()?;
     match view {
         View::Feed => {
             let names = Names::load(store, &[e], &doors).await;

@@ -17,6 +17,8 @@ pub struct EndpointRow {
     id: String,
     url: String,
     kinds: String,
+    /// Empty for every site.
+    site: String,
     description: String,
     enabled: bool,
     disabled_reason: String,
@@ -29,6 +31,8 @@ pub struct EndpointRow {
 struct WebhooksPage {
     page: PageCtx,
     endpoints: Vec<EndpointRow>,
+    /// (id, name) of every site, for limiting an endpoint to one.
+    sites: Vec<(String, String)>,
     /// (endpoint, secret) just made.
     shown_once: Option<(String, String)>,
     notice: Option<String>,
@@ -56,6 +60,7 @@ async fn render(ui: &Ui, signed: &Signed, outcome: Result<(Option<(String, Strin
             id: e.id,
             url: e.url,
             kinds: e.kinds.join(", "),
+            site: e.site.unwrap_or_default(),
             description: e.description.unwrap_or_default(),
             enabled: e.enabled,
             disabled_reason: e.disabled_reason.unwrap_or_default(),
@@ -66,7 +71,8 @@ async fn render(ui: &Ui, signed: &Signed, outcome: Result<(Option<(String, Strin
         Ok((shown, notice)) => (shown, Some(notice).filter(|n| !n.is_empty()), None),
         Err(e) => (None, None, Some(e.message().to_owned())),
     };
-    html(&WebhooksPage { page: super::pages::ctx(signed, "webhooks"), endpoints, shown_once, notice, error })
+    let sites = store.sites().await?.into_iter().map(|s| (s.id, s.name)).collect();
+    html(&WebhooksPage { page: super::pages::ctx(signed, "webhooks"), endpoints, sites, shown_once, notice, error })
 }
 
 pub async fn page(State(ui): State<Ui>, Extension(signed): Extension<Signed>) -> UiResult {
@@ -81,6 +87,9 @@ pub struct AddForm {
     description: String,
     #[serde(default)]
     allow_http: Option<String>,
+    /// Empty for every site.
+    #[serde(default)]
+    site: String,
 }
 
 pub async fn add(State(ui): State<Ui>, Extension(signed): Extension<Signed>, Form(form): Form<AddForm>) -> UiResult {
@@ -88,6 +97,7 @@ pub async fn add(State(ui): State<Ui>, Extension(signed): Extension<Signed>, For
         let new = NewWebhookEndpoint {
             url: form.url.trim().to_owned(),
             kinds: form.kinds.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect(),
+            site: Some(form.site.trim().to_owned()).filter(|s| !s.is_empty()),
             description: Some(form.description.trim().to_owned()).filter(|d| !d.is_empty()),
             enabled: None,
             allow_http: form.allow_http.is_some(),

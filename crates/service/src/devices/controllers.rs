@@ -522,7 +522,7 @@ impl Controllers {
         let _one_at_a_time = self.refreshing.lock().await;
         let store = self.store();
         let mut doors: BTreeMap<String, Vec<ControllerDoor>> = BTreeMap::new();
-        for door in store.doors().await? {
+        for door in store.doors(None).await? {
             if let DriverConfig::Mqtt { controller, offline_max_age } = &door.driver {
                 doors.entry(controller.clone()).or_default().push(ControllerDoor {
                     id: door.id.clone(),
@@ -735,7 +735,7 @@ fn random_salt() -> [u8; 16] {
 /// alone: a command lists them while the server holds the link.
 pub async fn overview(store: &Store) -> Result<Vec<Controller>> {
     let mut doors: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for door in store.doors().await? {
+    for door in store.doors(None).await? {
         if let DriverConfig::Mqtt { controller, .. } = door.driver {
             doors.entry(controller).or_default().push(door.id);
         }
@@ -812,6 +812,7 @@ mod tests {
             required_skill: None,
             open_seconds: None,
             attendance: None,
+            site: None,
         };
         store.create_door(&door, 5).await.expect("door");
     }
