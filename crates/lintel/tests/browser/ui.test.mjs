@@ -582,3 +582,37 @@ test('the README\'s screenshot of the dashboard', async () => {
   clean(page);
   await page.context().close();
 });
+
+test('sites: the doors and attendance of one site, and a webhook endpoint limited to it', async () => {
+  await api('POST', '/api/v1/sites', { id: 'annex', name: 'Annex' });
+  await api('POST', '/api/v1/doors', { id: 'annex-door', name: 'Annex door', site: 'annex' });
+  const page = await newPage();
+  await signIn(page);
+  await page.goto(base + '/ui/doors');
+  await page.getByLabel('Site').selectOption('annex');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL(/site=annex/);
+  const rows = page.locator('table.doors tbody tr');
+  assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.door)), ['annex-door']);
+  await page.goto(base + '/ui/attendance');
+  await page.getByLabel('Site').selectOption('annex');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL(/site=annex/);
+  assert.match(await page.locator('main').innerText(), /0 different people came in/, 'nobody entered at the annex');
+  assert.match(await page.getByTestId('csv').getAttribute('href'), /site=annex/);
+  await page.goto(base + '/ui/webhooks');
+  await page.getByText('Add an endpoint').click();
+  await page.getByLabel('URL').fill(base + '/receiver');
+  await page.getByLabel(/Allow plain http/).check();
+  await page.getByLabel('Site').selectOption('annex');
+  await page.getByRole('button', { name: 'Add' }).click();
+  await page.getByTestId('shown-once').waitFor();
+  const [endpoint] = await api('GET', '/api/v1/webhooks');
+  assert.equal(endpoint.site, 'annex');
+  await page.locator(`tr[data-endpoint="${endpoint.id}"]`).getByText('at site annex only').waitFor();
+  await api('DELETE', `/api/v1/webhooks/${endpoint.id}`);
+  await api('DELETE', '/api/v1/doors/annex-door');
+  await api('DELETE', '/api/v1/sites/annex');
+  clean(page);
+  await page.context().close();
+});

@@ -158,6 +158,7 @@ async fn check_ins(app: &AppState, events: &[&Event], doors: &[Door], tz: Tz) ->
 pub struct DoorRow {
     pub id: String,
     pub name: String,
+    pub site: String,
     pub driver: &'static str,
     pub state: &'static str,
     pub tone: &'static str,
@@ -190,6 +191,7 @@ fn door_row(d: &Door, recent: &[Event], tz: Tz, now: DateTime<Utc>) -> DoorRow {
     DoorRow {
         id: d.id.clone(),
         name: d.name.clone(),
+        site: d.site.clone(),
         driver: d.driver.kind(),
         state,
         tone,
@@ -972,17 +974,32 @@ pub async fn regenerate_credential(
 struct DoorsPage {
     page: PageCtx,
     doors: Vec<DoorRow>,
+    sites: Vec<(String, String)>,
+    /// The site shown, empty for all.
+    site: String,
 }
 
-pub async fn doors(State(ui): State<Ui>, Extension(signed): Extension<Signed>) -> UiResult {
+#[derive(Deserialize)]
+pub struct DoorsQuery {
+    site: Option<String>,
+}
+
+pub async fn doors(
+    State(ui): State<Ui>,
+    Extension(signed): Extension<Signed>,
+    Query(q): Query<DoorsQuery>,
+) -> UiResult {
     let store = &ui.app.store();
-    let doors = store.doors(None).await?;
+    let site = q.site.filter(|s| !s.is_empty());
+    let doors = store.doors(site.as_deref()).await?;
     let recent = recent_events(store, EventFilter::default(), 500).await?;
     let tz = ui.app.inner.services.config.timezone;
     let now = Utc::now();
     html(&DoorsPage {
         page: ctx(&signed, "doors"),
         doors: doors.iter().map(|d| door_row(d, &recent, tz, now)).collect(),
+        sites: site_choices(store).await?,
+        site: site.unwrap_or_default(),
     })
 }
 
@@ -1171,13 +1188,12 @@ fn range(q: &AttendanceQuery, today: NaiveDate) -> Result<Range, UiError> {
 
 async fn attendance_days(app: &AppState, r: &Range) -> Result<ByDay, UiError> {
     let store = &app.store();
-    let report = Report {
-        tz: app.inner.services.config.timezone,
-        from: r.from,
-        to: r.to,
-        site: r.site.as_deref(),
-        by_group: r.by_group,
-    };
+    let mut tz = app.inner.services.config.timezone;
+    if let Some(site) = &r.site {
+        let site = store.site(site).await.map_err(|_| UiError::invalid(format!("There is no site {site:?}.")))?;
+        tz = site.time_zone.and_then(|name| name.parse().ok()).unwrap_or(tz);
+    }
+    let report = Report { tz, from: r.from, to: r.to, site: r.site.as_deref(), by_group: r.by_group };
     Ok(lintel_service::attendance::days(store, report).await?)
 }
 
@@ -1226,6 +1242,9 @@ struct AttendancePage {
     rows: Vec<DayRow>,
     total: usize,
     csv: String,
+    sites: Vec<(String, String)>,
+    /// The site shown, empty for all.
+    site: String,
 }
 
 fn chart(r: &Range, days: &ByDay, group_names: &HashMap<String, String>) -> (Chart, Vec<DayRow>) {
@@ -1311,7 +1330,14 @@ fn chart(r: &Range, days: &ByDay, group_names: &HashMap<String, String>) -> (Cha
 
 fn csv_href(r: &Range) -> String {
     let by = if r.by_group { "&by=group" } else { "" };
-    format!("/ui/attendance.csv?from={}&to={}{by}", r.from, r.to)
+    let site = r.site.as_deref().and_then(|s| serde_urlencoded::to_string([("site", s)]).ok());
+    let site = site.map(|pair| format!("&{pair}")).unwrap_or_default();
+    format!("/ui/attendance.csv?from={}&to={}{by}{site}", r.from, r.to)
+}
+
+/// (id, name) of every site, for a choice that only shows when there is more than one.
+async fn site_choices(store: &Store) -> Result<Vec<(String, String)>, UiError> {
+    Ok(store.sites().await?.into_iter().map(|s| (s.id, s.name)).collect())
 }
 
 pub async fn attendance(
@@ -1344,6 +1370,8 @@ pub async fn attendance(
         rows,
         total,
         csv: csv_href(&r),
+        sites: site_choices(app.store()).await?,
+        site: r.site.clone().unwrap_or_default(),
     })
 }
 
