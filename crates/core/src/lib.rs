@@ -7,6 +7,7 @@ pub mod card_bits;
 pub mod credential;
 pub mod index;
 pub mod offline;
+pub mod roles;
 pub mod schedule;
 
 pub use credential::{CredentialKey, Digest, KeyError};
@@ -15,4 +16,5 @@ pub use index::{
     IndexPerson, IndexStats, MemberQuery, OfflineDoors, PassGrant, Pk, Query, Subject, grant_allows, revocation_hash,
 };
 pub use lintel_proto::Reason;
+pub use roles::{Action, Role};
 pub use schedule::{CompiledSchedule, ScheduleError};

@@ -196,10 +196,16 @@ enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// `admin` (everything), `decisions` (only ask decisions: a station's token) or
-        /// `scim` (only the SCIM provisioning API: an identity provider's token).
+        /// `admin` (an operator's: what its `--role` allows), `decisions` (only ask
+        /// decisions: a station's token) or `scim` (only the SCIM provisioning API: an
+        /// identity provider's token).
         #[arg(long, default_value = "admin", value_parser = ["admin", "decisions", "scim"])]
         scope: String,
+        /// With `--scope admin`: `owner` (everything), `admin` (everything but tokens and
+        /// roles), `front_desk` (people, credentials, opening doors), `viewer` (reads only)
+        /// or `display` (the facility display only).
+        #[arg(long, default_value = "owner", value_parser = ["owner", "admin", "front_desk", "viewer", "display"])]
+        role: String,
         /// With `--scope decisions`: the only door the token may ask about.
         #[arg(long)]
         door: Option<String>,
@@ -443,9 +449,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Token { command } => {
             let store = open_store(&config, Open::Existing).await?;
             match command {
-                TokenCommand::Create { name, scope, door } => {
+                TokenCommand::Create { name, scope, role, door } => {
+                    let role = lintel_core::Role::parse(&role).context("a role clap accepted")?;
                     let scope = match (scope.as_str(), door) {
-                        ("admin", None) => lintel_store::TokenScope::Admin,
+                        ("admin", None) => lintel_store::TokenScope::Operator(role),
                         ("scim", None) => lintel_store::TokenScope::Scim,
                         ("admin" | "scim", Some(_)) => anyhow::bail!("--door goes with --scope decisions"),
                         (_, door) => lintel_store::TokenScope::Decisions { door },
@@ -459,13 +466,7 @@ async fn main() -> anyhow::Result<()> {
                         let at = chrono::DateTime::from_timestamp_micros(t.created_at)
                             .map(|t| t.to_rfc3339())
                             .unwrap_or_default();
-                        let scope = match &t.scope {
-                            lintel_store::TokenScope::Admin => "admin".to_owned(),
-                            lintel_store::TokenScope::Decisions { door: None } => "decisions".to_owned(),
-                            lintel_store::TokenScope::Decisions { door: Some(door) } => format!("decisions:{door}"),
-                            lintel_store::TokenScope::Scim => "scim".to_owned(),
-                        };
-                        println!("{}\t{at}\t{scope}", t.name);
+                        println!("{}\t{at}\t{}", t.name, t.scope.label());
                     }
                 }
                 TokenCommand::Revoke { name } => {

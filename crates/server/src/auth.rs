@@ -1,14 +1,17 @@
-//! Who is calling, from `Authorization: Bearer <token>`. Admins: the token is checked
-//! against the SHA-256 digests of the tokens in the store (cached, refreshed when the
-//! directory changes) and the token from the environment, always in constant time; a token
-//! scoped to decisions (a station's) passes only [`Asker`], never [`Admin`]. Users (not
-//! admins): their personal secret, or an OpenID Connect ID token from the configured
-//! issuer.
+//! Who is calling, from `Authorization: Bearer <token>`. Operators: the token is checked
+//! against the SHA-256 digests of the tokens in the store (cached, refreshed when they
+//! change) and the token from the environment (an owner's), always in constant time; each
+//! route takes the extractor of what it does ([`Reader`], [`Desk`], [`DoorOpener`],
+//! [`Admin`]; [`Operator::may`] for what only the body says), which lets through the
+//! roles that may. A token scoped to decisions (a
+//! station's) passes only [`Asker`]. Users (not operators): their personal secret, or an
+//! OpenID Connect ID token from the configured issuer.
 
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use lintel_core::CredentialKey;
+use lintel_core::{Action, CredentialKey, Role};
 use lintel_service::decide::Source;
 use lintel_service::secrets;
 use lintel_store::TokenScope;
@@ -22,18 +25,94 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// An authenticated admin; the token's name is kept for the record.
-pub struct Admin(pub String);
+/// An operator's token and its role; the name is kept for the record.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub name: String,
+    pub role: Role,
+}
 
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
+impl Operator {
+    /// How the record names who did something.
+    pub fn label(&self) -> String {
+        format!("token {:?}", self.name)
+    }
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)
-            .ok_or_else(|| ApiError::unauthorized("send an admin token as Authorization: Bearer <token>"))?;
-        state.services().tokens.check(token).map(Admin).ok_or_else(|| ApiError::unauthorized("the token is not valid"))
+    /// Refuses what the role does not allow (for a rule a route's extractor cannot see).
+    pub fn may(&self, action: Action) -> Result<(), ApiError> {
+        match self.role.may(action) {
+            true => Ok(()),
+            false => Err(forbidden(&self.name, self.role, action)),
+        }
     }
 }
+
+/// The operator presenting the request, if their role allows `action`: 401 without a
+/// valid operator token, 403 when the role does not allow it.
+fn operator(parts: &Parts, state: &AppState, action: Action) -> Result<Operator, ApiError> {
+    let token = bearer(parts)
+        .ok_or_else(|| ApiError::unauthorized("send an operator token as Authorization: Bearer <token>"))?;
+    let (name, role) =
+        state.services().tokens.operator(token).ok_or_else(|| ApiError::unauthorized("the token is not valid"))?;
+    if !role.may(action) {
+        return Err(forbidden(&name, role, action));
+    }
+    Ok(Operator { name, role })
+}
+
+fn forbidden(name: &str, role: Role, action: Action) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("the token {name:?} has the role {role}, which may not {}", action.phrase()),
+    )
+}
+
+/// Extractors, one per action a route does: each lets through an operator whose role
+/// allows it (see [`Role::may`]); those whose routes record who did it carry the operator.
+macro_rules! operator_may {
+    ($(#[$doc:meta])* $name:ident => $action:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                operator(parts, state, $action).map(|_| $name)
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident(Operator) => $action:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Operator);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                operator(parts, state, $action).map($name)
+            }
+        }
+    };
+}
+
+operator_may!(
+    /// Reads the directory, events, attendance and settings: `viewer` and above.
+    Reader => Action::Read
+);
+operator_may!(
+    /// Changes people, credentials and memberships: `front_desk` and above.
+    Desk(Operator) => Action::ManagePeople
+);
+operator_may!(
+    /// Opens doors: `front_desk` and above.
+    DoorOpener(Operator) => Action::OpenDoors
+);
+operator_may!(
+    /// Changes doors, groups, grants, sites, webhooks and integrations: `admin` and above.
+    Admin => Action::Configure
+);
 
 /// Who may ask decisions: an admin token, or a token scoped to decisions (a station's),
 /// which may be limited to one door.
@@ -64,7 +143,8 @@ impl FromRequestParts<AppState> for Asker {
         let token =
             bearer(parts).ok_or_else(|| ApiError::unauthorized("send a token as Authorization: Bearer <token>"))?;
         match state.services().tokens.check_scoped(token) {
-            Some((name, TokenScope::Admin)) => Ok(Self { name, door: None }),
+            Some((name, TokenScope::Operator(role))) if role.may(Action::ManagePeople) => Ok(Self { name, door: None }),
+            Some((name, TokenScope::Operator(role))) => Err(forbidden(&name, role, Action::ManagePeople)),
             Some((name, TokenScope::Decisions { door })) => Ok(Self { name, door }),
             Some((_, TokenScope::Scim)) | None => Err(ApiError::unauthorized("the token is not valid")),
         }
@@ -77,7 +157,8 @@ pub struct User {
     pub person_id: String,
 }
 
-/// Who is calling a route open to users and admins alike.
+/// Who is calling a route open to users and admins alike (an operator token whose role
+/// may configure; any other operator token is refused).
 pub enum Caller {
     Admin,
     User(User),
@@ -117,8 +198,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if bearer(parts).is_some_and(|t| state.services().tokens.check(t).is_some()) {
-            return Ok(Caller::Admin);
+        if let Some((name, role)) = bearer(parts).and_then(|t| state.services().tokens.operator(t)) {
+            return match role.may(Action::Configure) {
+                true => Ok(Caller::Admin),
+                false => Err(forbidden(&name, role, Action::Configure)),
+            };
         }
         User::from_request_parts(parts, state).await.map(Caller::User)
     }

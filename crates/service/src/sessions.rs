@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use lintel_core::Digest;
+use lintel_core::{Digest, Role};
 use lintel_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +27,8 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Who {
-    /// Signed in with an admin token, known by its name and its digest (hex), so that the
-    /// session ends as soon as the token is revoked.
+    /// Signed in with an operator token, known by its name and its digest (hex), so that
+    /// the session ends as soon as the token is revoked (and its role is the token's).
     Token { name: String, digest: String },
     /// Signed in through the OpenID issuer as a person the directory marks as operator.
     Operator { person_id: String, name: String },
@@ -43,23 +43,24 @@ impl Who {
     /// How the session is named in the event log and on the page.
     pub fn label(&self) -> String {
         match self {
-            Who::Token { name, .. } => format!("admin token {name:?}"),
+            Who::Token { name, .. } => format!("token {name:?}"),
             Who::Operator { person_id, .. } => format!("operator {person_id}"),
         }
     }
 
     pub fn display(&self) -> String {
         match self {
-            Who::Token { name, .. } => format!("admin token “{name}”"),
+            Who::Token { name, .. } => format!("token “{name}”"),
             Who::Operator { name, .. } => name.clone(),
         }
     }
 }
 
-/// A live session: its holder, and the token its forms must carry.
+/// A live session: its holder, their role now, and the token its forms must carry.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub who: Who,
+    pub role: Role,
     pub csrf: String,
 }
 
@@ -81,11 +82,14 @@ impl Sessions {
         Self { store, tokens }
     }
 
-    /// A new session; its id goes into the cookie, and nowhere else.
+    /// A new session; its id goes into the cookie, and nowhere else. A wall display's
+    /// (the `display` role's) lasts until signed out or its token revoked, so that a
+    /// screen on the wall is not signed out every week.
     pub async fn create(&self, who: Who) -> Result<String> {
         let id = secrets::generate("");
+        let lasting = self.role_now(&who).await? == Some(Role::Display);
         let holder = serde_json::to_string(&who).expect("a holder serializes");
-        self.store.create_session(&key(&id), &holder, decide::now_micros(), MAX_SESSIONS).await?;
+        self.store.create_session(&key(&id), &holder, decide::now_micros(), MAX_SESSIONS, lasting).await?;
         Ok(id)
     }
 
@@ -95,20 +99,21 @@ impl Sessions {
         let key = key(id);
         let Some(stored) = self.store.session(&key).await? else { return Ok(None) };
         let now = decide::now_micros();
-        let alive = now - stored.seen_at < micros(IDLE) && now - stored.created_at < micros(LIFETIME);
+        let alive =
+            stored.lasting || (now - stored.seen_at < micros(IDLE) && now - stored.created_at < micros(LIFETIME));
         let who: Option<Who> = serde_json::from_str(&stored.holder).ok();
-        let holds = match &who {
-            Some(who) => alive && self.still_holds(who).await?,
-            None => false,
+        let role = match &who {
+            Some(who) if alive => self.role_now(who).await?,
+            _ => None,
         };
-        let (Some(who), true) = (who, holds) else {
+        let (Some(who), Some(role)) = (who, role) else {
             self.store.end_session(&key).await?;
             return Ok(None);
         };
         if now - stored.seen_at >= micros(TOUCH_EVERY) {
             self.store.touch_session(&key, now).await?;
         }
-        Ok(Some(Session { who, csrf: csrf(id) }))
+        Ok(Some(Session { who, role, csrf: csrf(id) }))
     }
 
     /// Ends the session everywhere.
@@ -122,15 +127,17 @@ impl Sessions {
         Ok(self.store.prune_sessions(now - micros(IDLE), now - micros(LIFETIME)).await?)
     }
 
-    async fn still_holds(&self, who: &Who) -> Result<bool> {
+    /// The holder's role now (what the session was opened with may have changed since),
+    /// or `None` when it no longer lets them in.
+    async fn role_now(&self, who: &Who) -> Result<Option<Role>> {
         Ok(match who {
             Who::Token { digest, .. } => hex::decode(digest)
                 .ok()
                 .and_then(|d| Digest::try_from(d.as_slice()).ok())
-                .is_some_and(|d| self.tokens.admin_digest(&d)),
+                .and_then(|d| self.tokens.operator_digest(&d)),
             Who::Operator { person_id, .. } => match self.store.person(person_id).await {
-                Ok(person) => crate::integrations::oidc::is_operator(&person),
-                Err(lintel_store::StoreError::NotFound { .. }) => false,
+                Ok(person) => crate::integrations::oidc::operator_role(&person),
+                Err(lintel_store::StoreError::NotFound { .. }) => None,
                 Err(e) => return Err(e.into()),
             },
         })
@@ -158,7 +165,8 @@ mod tests {
         let (dir, sessions, store) = sessions().await;
         let id = sessions.create(Who::token("environment".into(), "env-token-0123456789abcdef")).await.unwrap();
         let session = sessions.open(&id).await.unwrap().expect("alive");
-        assert_eq!(session.who.label(), "admin token \"environment\"");
+        assert_eq!(session.who.label(), "token \"environment\"");
+        assert_eq!(session.role, Role::Owner);
         assert_eq!(session.csrf, csrf(&id));
         assert!(sessions.open("not-the-id").await.unwrap().is_none());
         // Another process on the same database sees it, and a sign-out there ends it here.
@@ -168,6 +176,27 @@ mod tests {
         assert!(other.open(&id).await.unwrap().is_some(), "made here, open there");
         other.end(&id).await.unwrap();
         assert!(sessions.open(&id).await.unwrap().is_none(), "ended there, ended here");
+    }
+
+    #[tokio::test]
+    async fn a_wall_display_session_is_never_pruned_but_ends_with_its_token() {
+        let (_dir, store) = crate::testing::store().await;
+        let scope = lintel_store::TokenScope::Operator(Role::Display);
+        let wall = crate::tokens::create(&store, "wall", &scope).await.unwrap();
+        let viewer =
+            crate::tokens::create(&store, "v", &lintel_store::TokenScope::Operator(Role::Viewer)).await.unwrap();
+        let sessions = Sessions::new(store.clone(), Tokens::load(&store, None).await.unwrap());
+        let on_the_wall = sessions.create(Who::token("wall".into(), &wall)).await.unwrap();
+        let at_a_desk = sessions.create(Who::token("v".into(), &viewer)).await.unwrap();
+        assert_eq!(sessions.open(&at_a_desk).await.unwrap().unwrap().role, Role::Viewer);
+        // Pruning as if a year had passed.
+        let later = decide::now_micros() + micros(Duration::from_secs(365 * 86_400));
+        assert_eq!(store.prune_sessions(later, later).await.unwrap(), 1, "the viewer's session only");
+        let session = sessions.open(&on_the_wall).await.unwrap().expect("the display's session stays");
+        assert_eq!(session.role, Role::Display);
+        store.revoke_token("wall").await.unwrap();
+        let sessions = Sessions::new(store.clone(), Tokens::load(&store, None).await.unwrap());
+        assert!(sessions.open(&on_the_wall).await.unwrap().is_none(), "its token revoked, it ends");
     }
 
     #[tokio::test]

@@ -1,13 +1,14 @@
-//! Admin tokens: the SHA-256 digests of the tokens in the store (cached, refreshed when
-//! they change) and the token from the environment, compared in constant time.
+//! Tokens (operators', each with a role; stations'; identity providers'): the SHA-256
+//! digests of the tokens in the store (cached, refreshed when they change) and the token
+//! from the environment (an owner's), compared in constant time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use lintel_core::Digest;
 use lintel_core::credential::digests_equal;
+use lintel_core::{Digest, Role};
 use lintel_store::{Store, StoreError, TokenScope};
 
 use crate::secrets::digest;
@@ -60,25 +61,33 @@ impl Tokens {
         });
     }
 
-    /// The name of the admin token presented, if it is one (a scoped token is not).
-    pub fn check(&self, presented: &str) -> Option<String> {
-        self.check_scoped(presented).and_then(|(name, scope)| (scope == TokenScope::Admin).then_some(name))
+    /// The name and role of the operator token presented, if it is one (a station's or
+    /// an identity provider's token is not).
+    pub fn operator(&self, presented: &str) -> Option<(String, Role)> {
+        match self.check_scoped(presented)? {
+            (name, TokenScope::Operator(role)) => Some((name, role)),
+            _ => None,
+        }
     }
 
-    /// Whether this digest is an admin token's (a session opened with one keeps only it).
-    pub fn admin_digest(&self, d: &Digest) -> bool {
+    /// The role of the operator token with this digest, if it is still one (a session
+    /// opened with a token keeps only its digest, and its role follows the token's).
+    pub fn operator_digest(&self, d: &Digest) -> Option<Role> {
         if self.from_env.as_ref().is_some_and(|env| digests_equal(env, d)) {
-            return true;
+            return Some(Role::Owner);
         }
         let map = self.by_digest.load();
-        map.get_key_value(d).is_some_and(|(stored, (_, scope))| digests_equal(stored, d) && *scope == TokenScope::Admin)
+        match map.get_key_value(d) {
+            Some((stored, (_, TokenScope::Operator(role)))) if digests_equal(stored, d) => Some(*role),
+            _ => None,
+        }
     }
 
     /// The name and scope of the token presented, if it is one.
     pub fn check_scoped(&self, presented: &str) -> Option<(String, TokenScope)> {
         let d = digest(presented);
         if self.from_env.as_ref().is_some_and(|env| digests_equal(env, &d)) {
-            return Some(("environment".into(), TokenScope::Admin));
+            return Some(("environment".into(), TokenScope::Operator(Role::Owner)));
         }
         let map = self.by_digest.load();
         let (stored, token) = map.get_key_value(&d)?;

@@ -1,5 +1,6 @@
 //! Admin tokens, stored as SHA-256 digests (hex); the token itself is never stored.
 
+use lintel_core::Role;
 use sqlx::Row;
 
 use crate::events::{NewEvent, insert};
@@ -29,8 +30,8 @@ pub struct TokenInfo {
 /// What a token may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenScope {
-    /// Everything.
-    Admin,
+    /// An operator's token: what its role allows (`owner` for tokens made before roles).
+    Operator(Role),
     /// Only ask decisions (`POST /api/v1/decisions`), at this door only when given: what a
     /// station on the shop floor holds, so that a stolen one opens nothing else.
     Decisions { door: Option<String> },
@@ -42,35 +43,60 @@ impl TokenScope {
     fn from_row(row: &sqlx::any::AnyRow) -> Result<Self> {
         let scope: String = row.try_get("scope")?;
         match scope.as_str() {
-            "admin" => Ok(Self::Admin),
+            "admin" => {
+                let role: Option<String> = row.try_get("role")?;
+                match role.as_deref() {
+                    None => Ok(Self::Operator(Role::Owner)),
+                    Some(name) => Role::parse(name)
+                        .map(Self::Operator)
+                        .ok_or_else(|| StoreError::Corrupt(format!("token role {name:?}"))),
+                }
+            }
             "decisions" => Ok(Self::Decisions { door: row.try_get("door")? }),
             "scim" => Ok(Self::Scim),
             other => Err(StoreError::Corrupt(format!("token scope {other:?}"))),
         }
     }
 
-    fn columns(&self) -> (&'static str, Option<&str>) {
+    /// The stored scope, its door and its role.
+    fn columns(&self) -> (&'static str, Option<&str>, Option<&'static str>) {
         match self {
-            Self::Admin => ("admin", None),
-            Self::Decisions { door } => ("decisions", door.as_deref()),
-            Self::Scim => ("scim", None),
+            Self::Operator(role) => ("admin", None, Some(role.as_str())),
+            Self::Decisions { door } => ("decisions", door.as_deref(), None),
+            Self::Scim => ("scim", None, None),
+        }
+    }
+
+    /// How the CLI and the events name it.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Operator(role) => role.as_str().to_owned(),
+            Self::Decisions { door: None } => "decisions".to_owned(),
+            Self::Decisions { door: Some(door) } => format!("decisions at {door}"),
+            Self::Scim => "scim".to_owned(),
         }
     }
 }
 
 impl Store {
     pub async fn create_token(&self, name: &str, digest_hex: &str, scope: &TokenScope) -> Result<()> {
-        let (scope_name, door) = scope.columns();
+        let (scope_name, door, role) = scope.columns();
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO admin_tokens (name, digest, created_at, scope, door) VALUES ($1, $2, $3, $4, $5)")
-            .bind(name)
-            .bind(digest_hex)
-            .bind(now_micros())
-            .bind(scope_name)
-            .bind(door)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO admin_tokens (name, digest, created_at, scope, door, role) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(name)
+        .bind(digest_hex)
+        .bind(now_micros())
+        .bind(scope_name)
+        .bind(door)
+        .bind(role)
+        .execute(&mut *tx)
+        .await?;
         let mut event = NewEvent::new("token.created").with("name", name).with("scope", scope_name);
+        if let Some(role) = role {
+            event = event.with("role", role);
+        }
         if let Some(door) = door {
             event = event.with("door", door);
         }
@@ -90,12 +116,13 @@ impl Store {
 
     /// Every token's name, digest (hex) and scope, for the server's in-memory check.
     pub async fn token_digests(&self) -> Result<Vec<(String, String, TokenScope)>> {
-        let rows = sqlx::query("SELECT name, digest, scope, door FROM admin_tokens").fetch_all(&self.read).await?;
+        let rows =
+            sqlx::query("SELECT name, digest, scope, door, role FROM admin_tokens").fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("digest")?, TokenScope::from_row(r)?))).collect()
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
-        let rows = sqlx::query("SELECT name, created_at, scope, door FROM admin_tokens ORDER BY pk")
+        let rows = sqlx::query("SELECT name, created_at, scope, door, role FROM admin_tokens ORDER BY pk")
             .fetch_all(&self.read)
             .await?;
         rows.iter()

@@ -9,7 +9,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { generateKeyPairSync, sign, randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, existsSync, rmSync, copyFileSync, writeFileSync } from 'node:fs';
@@ -107,6 +107,39 @@ function fakeIssuer() {
   return me;
 }
 
+let lintelEnv;
+
+/** A token with this role, made by the CLI on the server's database. */
+async function roleToken(role) {
+  const made = spawnSync(lintelBin, ['token', 'create', '--name', `ui-${role}`, '--role', role,
+    '--database-url', `sqlite://${work}/l.db`], { encoding: 'utf8' });
+  assert.equal(made.status, 0, made.stderr);
+  const token = made.stdout.trim();
+  // The server loads new tokens within seconds; until then they are unknown (401).
+  for (let i = 0; i < 100; i++) {
+    const res = await fetch(base + '/api/v1/sites', { headers: { Authorization: `Bearer ${token}` } });
+    if (res.status !== 401) return token;
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  throw new Error(`the ${role} token was not loaded`);
+}
+
+async function signInWith(page, token) {
+  await page.goto(base + '/ui/login');
+  await page.getByLabel('Operator token').fill(token);
+  await page.getByLabel('Operator token').press('Enter');
+  await page.waitForLoadState();
+}
+
+/** Posts a form as the page's own session would (with its CSRF token); the status. */
+async function postAs(page, path) {
+  return page.evaluate(async (path) => {
+    const csrf = JSON.parse(document.body.getAttribute('hx-headers') || '{}')['X-CSRF-Token'] || '';
+    const res = await fetch(path, { method: 'POST', headers: { 'X-CSRF-Token': csrf } });
+    return res.status;
+  }, path);
+}
+
 function startLintel(env) {
   return new Promise((ok, fail) => {
     const child = spawn(lintelBin, ['serve', '--listen', '127.0.0.1:0', '--database-url', `sqlite://${work}/l.db`], {
@@ -146,8 +179,8 @@ function clean(page) {
 
 async function signIn(page) {
   await page.goto(base + '/ui/');
-  await page.getByLabel('Admin token').fill(TOKEN);
-  await page.getByLabel('Admin token').press('Enter');
+  await page.getByLabel('Operator token').fill(TOKEN);
+  await page.getByLabel('Operator token').press('Enter');
   await page.waitForURL(base + '/ui/');
 }
 
@@ -167,12 +200,13 @@ before(async () => {
   const doorPort = await listen(door.server);
   idp = fakeIssuer();
   idp.url = `http://127.0.0.1:${await listen(idp.server)}`;
-  const started = await startLintel({
+  lintelEnv = {
     LINTEL_ADMIN_TOKEN: TOKEN,
     LINTEL_OIDC_ISSUER: idp.url,
     LINTEL_OIDC_JWKS_URL: idp.url + '/jwks',
     LINTEL_OIDC_AUDIENCE: AUDIENCE,
-  });
+  };
+  const started = await startLintel(lintelEnv);
   lintel = started.child;
   base = started.url;
 
@@ -229,11 +263,11 @@ test('signing in: the UI asks for a token, refuses a wrong one, accepts the admi
   const page = await newPage();
   await page.goto(base + '/');
   await page.waitForURL(/\/ui\/login\?next=/);
-  await page.getByLabel('Admin token').fill('not-the-token');
+  await page.getByLabel('Operator token').fill('not-the-token');
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-  await page.getByText('That is not a valid admin token.').waitFor();
+  await page.getByText('That is not a valid operator token.').waitFor();
   await shoot(page, 'login');
-  await page.getByLabel('Admin token').fill(TOKEN);
+  await page.getByLabel('Operator token').fill(TOKEN);
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForURL(base + '/ui/');
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
@@ -615,4 +649,46 @@ test('sites: the doors and attendance of one site, and a webhook endpoint limite
   await api('DELETE', '/api/v1/sites/annex');
   clean(page);
   await page.context().close();
+});
+
+test('roles: a viewer sees and changes nothing, a wall display shows only the display and outlives a restart', async () => {
+  const viewer = await roleToken('viewer');
+  const wall = await roleToken('display');
+  const page = await newPage();
+  await signInWith(page, viewer);
+  await page.goto(base + '/ui/people/alice');
+  await page.getByRole('heading', { name: 'Credentials' }).waitFor();
+  assert.equal(await page.getByText('Issue a credential').count(), 0, 'no issuing for a viewer');
+  assert.equal(await page.getByRole('button', { name: 'Revoke' }).count(), 0);
+  await page.goto(base + '/ui/doors/front');
+  assert.equal(await page.getByRole('link', { name: 'Open the door…' }).count(), 0, 'no opening for a viewer');
+  const calls = door.calls.length;
+  assert.equal(await postAs(page, '/ui/doors/front/open'), 403, 'and the server refuses it too');
+  assert.equal(door.calls.length, calls, 'the door was not driven');
+  await page.goto(base + '/ui/webhooks');
+  assert.equal(await page.getByText('Add an endpoint').count(), 0);
+  assert.equal(await postAs(page, '/ui/webhooks'), 403);
+  await page.context().close();
+
+  const screen = await newPage();
+  await signInWith(screen, wall);
+  await screen.waitForURL(base + '/ui/display');
+  const people = await screen.goto(base + '/ui/people');
+  assert.equal(people.status(), 403);
+  assert.match(await screen.locator('body').innerText(), /Your role \(display\) may not/);
+  await screen.goto(base + '/ui/display');
+  assert.equal(await postAs(screen, '/ui/doors/front/open'), 403, 'a wall display opens nothing');
+  assert.equal(door.calls.length, calls);
+
+  // A restart keeps the display's session (it is in the database, and it does not expire).
+  lintel.kill('SIGTERM');
+  await new Promise((ok) => lintel.once('exit', ok));
+  const started = await startLintel(lintelEnv);
+  lintel = started.child;
+  base = started.url;
+  const again = await screen.goto(base + '/ui/display');
+  assert.equal(again.status(), 200);
+  assert.equal(new URL(screen.url()).pathname, '/ui/display', 'still signed in, no login page');
+  screen.problems = [];
+  await screen.context().close();
 });

@@ -25,6 +25,7 @@ mod operations;
 mod osdp;
 mod replay;
 mod retention;
+mod roles;
 mod scim;
 mod security;
 mod signed;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::problem::{ApiError, ApiPath, ApiQuery, RawBody, parse_json};
 
 fn cobot(s: &AppState) -> Result<&Cobot, ServiceError> {
@@ -91,7 +91,7 @@ fn work_filter(q: &WorkQuery) -> Result<(Option<WorkState>, i64), ApiError> {
     responses((status = 200, description = "`{items: [OutboxEntry]}`, newest first")))]
 pub async fn outbox(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiQuery(q): ApiQuery<WorkQuery>,
 ) -> Result<Json<Page<OutboxEntry>>, ApiError> {
     let (state, limit) = work_filter(&q)?;
@@ -118,7 +118,7 @@ pub async fn retry_outbox(State(s): State<AppState>, _: Admin) -> Result<Json<Va
     responses((status = 200, description = "`{items: [InboxEntry]}`, newest first")))]
 pub async fn inbox(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiQuery(q): ApiQuery<WorkQuery>,
 ) -> Result<Json<Page<InboxEntry>>, ApiError> {
     let (state, limit) = work_filter(&q)?;

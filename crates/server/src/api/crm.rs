@@ -10,7 +10,7 @@ use serde::Deserialize;
 use lintel_service::ServiceError;
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::{Desk, Reader};
 use crate::problem::{ApiError, ApiJson, ApiPath};
 
 /// A member's CRM id, as text or as a JSON number.
@@ -40,7 +40,7 @@ pub struct CardRequest {
         (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json"), (status = 502, description = "the CRM failed", body = Problem, content_type = "application/problem+json")))]
 pub async fn issue_card(
     State(s): State<AppState>,
-    _: Admin,
+    _: Desk,
     ApiJson(body): ApiJson<CardRequest>,
 ) -> Result<Json<CardToWrite>, ApiError> {
     let member = match body.member {
@@ -56,7 +56,7 @@ pub async fn issue_card(
 #[utoipa::path(get, path = "/api/v1/people/{id}/photo", tag = "directory", params(("id" = String, Path, description = "the person's id")), security(("admin" = [])),
     responses((status = 200, content_type = "image/jpeg", description = "the JPEG"),
         (status = 404, description = "no such person, or no photo", body = Problem, content_type = "application/problem+json")))]
-pub async fn photo(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+pub async fn photo(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let jpeg = s
         .services()
         .photos

@@ -12,7 +12,7 @@ use lintel_proto::{
 use lintel_service::{Driven, Opened, Opener};
 
 use crate::AppState;
-use crate::auth::{Admin, Asker};
+use crate::auth::{Asker, DoorOpener};
 use crate::problem::{ApiError, ApiJson, ApiPath, OptionalJson};
 use lintel_service::Ask;
 use lintel_service::decide::Source;
@@ -93,7 +93,7 @@ fn open_answer_as(door: &str, Opened { decision, driven }: Opened, tell_unknown_
     responses((status = 200, description = "the open response", body = OpenResponse), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 502, description = "the other system could not be reached", body = Problem, content_type = "application/problem+json")))]
 pub async fn admin_open(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    DoorOpener(by): DoorOpener,
     ApiPath(door): ApiPath<String>,
     OptionalJson(request): OptionalJson<AdminOpenRequest>,
 ) -> Result<Response, ApiError> {
@@ -103,7 +103,7 @@ pub async fn admin_open(
     if request.seconds.is_some_and(|v| !(1..=3600).contains(&v)) {
         return Err(ApiError::invalid("seconds is 1 to 3600"));
     }
-    let by = format!("admin token {by:?}");
+    let by = by.label();
     let opened =
         s.services().doors.open(&door, Opener::Operator { by, note: request.note.as_deref() }, request.seconds);
     Ok(open_answer(&door, opened.await?))

@@ -3,16 +3,18 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use lintel_core::Action;
 use lintel_proto::{
     Credential, Door, DoorPatch, Grant, Group, NewCredential, NewDoor, NewGrant, NewGroup, NewPerson, Page, Person,
     PersonPatch, Problem,
 };
-use lintel_store::PersonFilter;
+use lintel_service::integrations::oidc::{OPERATOR_ATTRIBUTE, is_operator};
+use lintel_store::{PersonFilter, StoreError};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::{Admin, Desk, Operator, Reader};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use lintel_service::edits::redacted;
 
@@ -24,10 +26,35 @@ type ApiResult<T> = Result<T, ApiError>;
     responses((status = 201, description = "the person", body = Person), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_person(
     State(s): State<AppState>,
-    _: Admin,
+    Desk(by): Desk,
     ApiJson(p): ApiJson<NewPerson>,
 ) -> ApiResult<(StatusCode, Json<Person>)> {
+    operators_are_owners_business(&s, &by, None, Some(&p.attributes)).await?;
     Ok((StatusCode::CREATED, Json(s.directory().create_person(p).await?)))
+}
+
+/// Making someone an operator of the web UI, changing their role, and changing or
+/// removing a person who is an operator manage access: an owner's business.
+async fn operators_are_owners_business(
+    s: &AppState,
+    by: &Operator,
+    person: Option<&str>,
+    attributes: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<()> {
+    if by.role.may(Action::ManageAccess) {
+        return Ok(());
+    }
+    if attributes.is_some_and(|a| a.contains_key(OPERATOR_ATTRIBUTE)) {
+        return by.may(Action::ManageAccess);
+    }
+    if let Some(id) = person {
+        match s.store().person(id).await {
+            Ok(p) if is_operator(&p) => return by.may(Action::ManageAccess),
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -50,7 +77,7 @@ pub struct PeopleQuery {
     responses((status = 200, description = "a page of people", body = Page<Person>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_people(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiQuery(q): ApiQuery<PeopleQuery>,
 ) -> ApiResult<Json<Page<Person>>> {
     let external_id = q
@@ -80,7 +107,7 @@ pub async fn list_people(
 /// Read a person.
 #[utoipa::path(get, path = "/api/v1/people/{id}", tag = "directory", params(("id" = String, Path, description = "the person's id")), security(("admin" = [])),
     responses((status = 200, description = "the person", body = Person), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Person>> {
+pub async fn get_person(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Person>> {
     Ok(Json(s.store().person(&id).await?))
 }
 
@@ -89,17 +116,23 @@ pub async fn get_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPat
     responses((status = 200, description = "the person", body = Person), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_person(
     State(s): State<AppState>,
-    _: Admin,
+    Desk(by): Desk,
     ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<PersonPatch>,
 ) -> ApiResult<Json<Person>> {
+    operators_are_owners_business(&s, &by, Some(&id), p.attributes.as_ref()).await?;
     Ok(Json(s.directory().patch_person(id, p).await?))
 }
 
 /// Remove a person; their credentials are revoked at once.
 #[utoipa::path(delete, path = "/api/v1/people/{id}", tag = "directory", params(("id" = String, Path, description = "the person's id")), security(("admin" = [])),
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn delete_person(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
+pub async fn delete_person(
+    State(s): State<AppState>,
+    Desk(by): Desk,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    operators_are_owners_business(&s, &by, Some(&id), None).await?;
     s.directory().delete_person(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -110,7 +143,7 @@ pub async fn delete_person(State(s): State<AppState>, _: Admin, ApiPath(id): Api
     responses((status = 201, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn issue_credential(
     State(s): State<AppState>,
-    _: Admin,
+    _: Desk,
     ApiPath(id): ApiPath<String>,
     ApiJson(c): ApiJson<NewCredential>,
 ) -> ApiResult<(StatusCode, Json<Credential>)> {
@@ -123,7 +156,7 @@ pub async fn issue_credential(
     responses((status = 200, description = "the credentials", body = Vec<Credential>), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_credentials(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<Credential>>> {
     Ok(Json(s.store().person_credentials(&id).await?))
@@ -134,7 +167,7 @@ pub async fn list_credentials(
     responses((status = 200, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_credential(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Credential>> {
     Ok(Json(s.store().credential(&id).await?))
@@ -145,10 +178,10 @@ pub async fn get_credential(
     responses((status = 200, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_credential(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    Desk(by): Desk,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Credential>> {
-    Ok(Json(s.directory().revoke_credential(id, format!("revoked by admin token {by:?}")).await?))
+    Ok(Json(s.directory().revoke_credential(id, format!("revoked by {}", by.label())).await?))
 }
 
 /// Create a door.
@@ -174,7 +207,7 @@ pub struct DoorsQuery {
 #[utoipa::path(get, path = "/api/v1/doors", tag = "directory", params(DoorsQuery), security(("admin" = [])), responses((status = 200, description = "the doors", body = Vec<Door>)))]
 pub async fn list_doors(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiQuery(q): ApiQuery<DoorsQuery>,
 ) -> ApiResult<Json<Vec<Door>>> {
     Ok(Json(s.store().doors(q.site.as_deref()).await?.into_iter().map(redacted).collect()))
@@ -183,7 +216,7 @@ pub async fn list_doors(
 /// Read a door.
 #[utoipa::path(get, path = "/api/v1/doors/{id}", tag = "directory", params(("id" = String, Path, description = "the door's id")), security(("admin" = [])),
     responses((status = 200, description = "the door", body = Door), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Door>> {
+pub async fn get_door(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Door>> {
     Ok(Json(redacted(s.store().door(&id).await?)))
 }
 
@@ -220,14 +253,14 @@ pub async fn create_group(
 
 /// All groups.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "directory", security(("admin" = [])), responses((status = 200, description = "the groups", body = Vec<Group>)))]
-pub async fn list_groups(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Group>>> {
+pub async fn list_groups(State(s): State<AppState>, _: Reader) -> ApiResult<Json<Vec<Group>>> {
     Ok(Json(s.store().groups().await?))
 }
 
 /// Read a group.
 #[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "directory", params(("id" = String, Path, description = "the group's id")), security(("admin" = [])),
     responses((status = 200, description = "the group", body = Group), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Group>> {
+pub async fn get_group(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Group>> {
     Ok(Json(s.store().group(&id).await?))
 }
 
@@ -244,7 +277,7 @@ pub async fn delete_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiP
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
     State(s): State<AppState>,
-    _: Admin,
+    _: Desk,
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     s.directory().set_member(group, person, true).await?;
@@ -256,7 +289,7 @@ pub async fn add_member(
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_member(
     State(s): State<AppState>,
-    _: Admin,
+    _: Desk,
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     s.directory().set_member(group, person, false).await?;
@@ -287,7 +320,7 @@ pub struct GrantsQuery {
     responses((status = 200, description = "the grants", body = Vec<Grant>), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_grants(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiQuery(q): ApiQuery<GrantsQuery>,
 ) -> ApiResult<Json<Vec<Grant>>> {
     Ok(Json(s.store().grants(q.person_id.as_deref()).await?))
@@ -296,7 +329,7 @@ pub async fn list_grants(
 /// Read a grant.
 #[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "directory", params(("id" = String, Path, description = "the grant's id")), security(("admin" = [])),
     responses((status = 200, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Grant>> {
+pub async fn get_grant(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Grant>> {
     Ok(Json(s.store().grant(&id).await?))
 }
 

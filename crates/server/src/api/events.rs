@@ -17,7 +17,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::Reader;
 use crate::problem::{ApiError, ApiQuery};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -44,7 +44,7 @@ pub struct EventsQuery {
     responses((status = 200, description = "a page of events", body = Page<Event>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_events(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Page<Event>>, ApiError> {
     let filter = EventFilter {
@@ -80,7 +80,7 @@ pub struct StreamQuery {
     responses((status = 200, description = "text/event-stream of events, `id` = event id")))]
 pub async fn stream_events(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -126,7 +126,7 @@ pub struct AttendanceQuery {
     responses((status = 200, description = "the attendance", body = Attendance), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn attendance(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiQuery(q): ApiQuery<AttendanceQuery>,
 ) -> Result<Json<Attendance>, ApiError> {
     let site = match &q.site {

@@ -84,7 +84,8 @@ impl FromRequestParts<AppState> for Provisioner {
             ScimError::unauthorized("send a token with the scim scope as Authorization: Bearer <token>")
         })?;
         match state.services().tokens.check_scoped(token) {
-            Some((_, TokenScope::Scim | TokenScope::Admin)) => {}
+            Some((_, TokenScope::Scim)) => {}
+            Some((_, TokenScope::Operator(role))) if role.may(lintel_core::Action::Configure) => {}
             _ => return Err(ScimError::unauthorized("the token is not valid for SCIM").into()),
         }
         let root = match &state.services().config.public_url {

@@ -13,7 +13,7 @@ use lintel_service::operations::{RefusalKind, Refused, UserQuery};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{Admin, Caller, User};
+use crate::auth::{Admin, Caller, Reader, User};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery, RawBody, parse_json};
 
 // ---------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ pub async fn remove_lock_admin(
     responses((status = 200, description = "`{items: [person ids]}`"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_lock_admins(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiPath(door): ApiPath<String>,
 ) -> Result<Json<Page<String>>, ApiError> {
     Ok(Json(Page { items: s.services().operations.lock_admins(&door).await?, next: None }))

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use lintel_proto::{NewSite, Problem, Site, SitePatch};
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::problem::{ApiError, ApiJson, ApiPath};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -24,14 +24,14 @@ pub async fn create_site(
 
 /// All sites, each with how many doors it has.
 #[utoipa::path(get, path = "/api/v1/sites", tag = "directory", security(("admin" = [])), responses((status = 200, description = "the sites", body = Vec<Site>)))]
-pub async fn list_sites(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<Site>>> {
+pub async fn list_sites(State(s): State<AppState>, _: Reader) -> ApiResult<Json<Vec<Site>>> {
     Ok(Json(s.store().sites().await?))
 }
 
 /// Read a site.
 #[utoipa::path(get, path = "/api/v1/sites/{id}", tag = "directory", params(("id" = String, Path, description = "the site's id")), security(("admin" = [])),
     responses((status = 200, description = "the site", body = Site), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_site(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Site>> {
+pub async fn get_site(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Site>> {
     Ok(Json(s.store().site(&id).await?))
 }
 

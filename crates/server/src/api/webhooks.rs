@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 use lintel_service::webhooks;
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::{Admin, Reader};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -33,7 +33,7 @@ pub async fn create_webhook(
 /// All endpoints.
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("admin" = [])),
     responses((status = 200, description = "the endpoints", body = Vec<WebhookEndpoint>)))]
-pub async fn list_webhooks(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<WebhookEndpoint>>> {
+pub async fn list_webhooks(State(s): State<AppState>, _: Reader) -> ApiResult<Json<Vec<WebhookEndpoint>>> {
     Ok(Json(webhooks::list(s.store()).await?))
 }
 
@@ -42,7 +42,7 @@ pub async fn list_webhooks(State(s): State<AppState>, _: Admin) -> ApiResult<Jso
     responses((status = 200, description = "the endpoint", body = WebhookEndpoint), (status = 404, description = "no such resource", body = lintel_proto::Problem, content_type = "application/problem+json")))]
 pub async fn get_webhook(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<WebhookEndpoint>> {
     Ok(Json(webhooks::get(s.store(), &id).await?))
@@ -96,7 +96,7 @@ pub struct DeliveriesQuery {
     responses((status = 200, description = "the deliveries, newest first", body = Vec<WebhookDelivery>), (status = 404, description = "no such resource", body = lintel_proto::Problem, content_type = "application/problem+json")))]
 pub async fn list_deliveries(
     State(s): State<AppState>,
-    _: Admin,
+    _: Reader,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeliveriesQuery>,
 ) -> ApiResult<Json<Vec<WebhookDelivery>>> {

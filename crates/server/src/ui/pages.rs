@@ -21,6 +21,7 @@ use serde::Deserialize;
 use super::session::Signed;
 use super::{Ui, UiError, UiResult, html, is_htmx, words};
 use crate::AppState;
+use lintel_core::{Action, Role};
 use lintel_service::attendance::{ByDay, Report, local_midnight, next_day};
 use lintel_service::validate;
 
@@ -29,10 +30,28 @@ pub struct PageCtx {
     pub csrf: String,
     pub who: String,
     pub active: &'static str,
+    /// What the role may do, so that a page shows only that (the guard refuses the rest).
+    pub may: Abilities,
+}
+
+pub struct Abilities {
+    pub read: bool,
+    pub open_doors: bool,
+    pub configure: bool,
+}
+
+impl Abilities {
+    pub fn of(role: Role) -> Self {
+        Self {
+            read: role.may(Action::Read),
+            open_doors: role.may(Action::OpenDoors),
+            configure: role.may(Action::Configure),
+        }
+    }
 }
 
 pub(super) fn ctx(signed: &Signed, active: &'static str) -> PageCtx {
-    PageCtx { csrf: signed.csrf.clone(), who: signed.who.display(), active }
+    PageCtx { csrf: signed.csrf.clone(), who: signed.who.display(), active, may: Abilities::of(signed.role) }
 }
 
 /// The newest `n` events that match `filter`, newest first. The log is read backwards
@@ -464,6 +483,8 @@ pub struct ShownOnce {
 
 pub struct CredsPanel {
     pub csrf: String,
+    /// The role may issue and revoke (the forms show).
+    pub editable: bool,
     pub person_id: String,
     pub rows: Vec<CredRow>,
     pub shown_once: Option<ShownOnce>,
@@ -585,7 +606,7 @@ impl PersonData {
         }
     }
 
-    fn creds(&self, csrf: &str, tz: Tz) -> CredsPanel {
+    fn creds(&self, signed: &Signed, tz: Tz) -> CredsPanel {
         let rows = self
             .credentials
             .iter()
@@ -605,7 +626,8 @@ impl PersonData {
             })
             .collect();
         CredsPanel {
-            csrf: csrf.to_owned(),
+            csrf: signed.csrf.clone(),
+            editable: signed.role.may(Action::ManagePeople),
             person_id: self.person.id.clone(),
             rows,
             shown_once: None,
@@ -790,7 +812,7 @@ async fn person_page(ui: &Ui, signed: &Signed, data: &PersonData, creds: CredsPa
 
 pub async fn person(State(ui): State<Ui>, Extension(signed): Extension<Signed>, Path(id): Path<String>) -> UiResult {
     let data = PersonData::load(&ui.app, &id).await?;
-    let creds = data.creds(&signed.csrf, ui.app.inner.services.config.timezone);
+    let creds = data.creds(&signed, ui.app.inner.services.config.timezone);
     html(&person_page(&ui, &signed, &data, creds).await?)
 }
 
@@ -818,7 +840,7 @@ async fn after_credential_change(
 ) -> UiResult {
     let data = PersonData::load(&ui.app, person_id).await?;
     let tz = ui.app.inner.services.config.timezone;
-    let mut creds = data.creds(&signed.csrf, tz);
+    let mut creds = data.creds(signed, tz);
     let status = match outcome {
         Ok((shown_once, notice)) => {
             creds.shown_once = shown_once;

@@ -1,4 +1,4 @@
-//! Signing in to the web UI: with an admin token (or through OpenID, see `oidc.rs`), a
+//! Signing in to the web UI: with an operator token (or through OpenID, see `oidc.rs`), a
 //! random session id in an HttpOnly, SameSite=Strict cookie, the session itself kept by
 //! the service (in the store, so it works on every node and outlives a restart), and a
 //! CSRF token per session that every state-changing request must carry (form field
@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use lintel_core::credential::digests_equal;
+use lintel_core::{Action, Role};
 use serde::Deserialize;
 
 use super::{Ui, UiError, UiResult, html, is_htmx};
@@ -30,6 +31,21 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 pub struct Signed {
     pub csrf: String,
     pub who: Who,
+    /// Their role now (a token's or an operator's may change while signed in).
+    pub role: Role,
+}
+
+impl Signed {
+    /// Refuses what the role does not allow, with a 403 page.
+    pub fn may(&self, action: Action) -> Result<(), UiError> {
+        match self.role.may(action) {
+            true => Ok(()),
+            false => Err(UiError::new(
+                StatusCode::FORBIDDEN,
+                format!("Your role ({}) may not {}.", self.role, action.phrase()),
+            )),
+        }
+    }
 }
 
 /// The value of a cookie in the request.
@@ -83,10 +99,18 @@ pub async fn guard(State(ui): State<Ui>, request: Request, next: Next) -> Respon
         None => Ok(None),
     };
     let signed = match session {
-        Ok(Some(session)) => Signed { csrf: session.csrf, who: session.who },
+        Ok(Some(session)) => Signed { csrf: session.csrf, who: session.who, role: session.role },
         Ok(None) => return to_login(&request),
         Err(e) => return UiError::from(e).into_response(),
     };
+    let action = needed(request.method(), request.uri().path(), request.uri().query().unwrap_or_default());
+    if let Err(refused) = signed.may(action) {
+        // A wall screen that opens the UI's front page is shown its display.
+        if request.uri().path() == "/ui/" && signed.role.may(Action::ShowDisplay) {
+            return Redirect::to("/ui/display").into_response();
+        }
+        return refused.into_response();
+    }
     let request = if request.method() == Method::GET || request.method() == Method::HEAD {
         request
     } else {
@@ -98,6 +122,20 @@ pub async fn guard(State(ui): State<Ui>, request: Request, next: Next) -> Respon
     let mut request = request;
     request.extensions_mut().insert(signed);
     next.run(request).await
+}
+
+/// What a request to the UI does, so that the guard lets through only the roles that may:
+/// one table for every page and form.
+fn needed(method: &Method, path: &str, query: &str) -> Action {
+    let reading = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/ui/display" | "/ui/logout" => Action::ShowDisplay,
+        "/ui/live" if query.split('&').any(|pair| pair == "view=display") => Action::ShowDisplay,
+        _ if path.starts_with("/ui/doors/") && path.ends_with("/open") => Action::OpenDoors,
+        _ if reading => Action::Read,
+        _ if path.starts_with("/ui/people/") && path.contains("/credentials") => Action::ManagePeople,
+        _ => Action::Configure,
+    }
 }
 
 async fn check_csrf(request: Request, expected: &str) -> Result<Request, Response> {
@@ -161,7 +199,7 @@ pub struct NextQuery {
 
 pub async fn login_page(State(ui): State<Ui>, Query(q): Query<NextQuery>) -> UiResult {
     let error = match q.error.as_deref() {
-        Some("oidc") => Some("Signing in with OpenID did not work. Try again, or use an admin token.".to_owned()),
+        Some("oidc") => Some("Signing in with OpenID did not work. Try again, or use an operator token.".to_owned()),
         Some("not_operator") => Some(
             "You signed in, but you are not an operator of this lintel. An administrator can mark you as one."
                 .to_owned(),
@@ -194,11 +232,11 @@ pub async fn login(
         return html(&LoginPage { next, error: Some(error), oidc });
     }
     let token = form.token.trim();
-    let Some(name) = (!token.is_empty() && token.len() <= 256).then(|| ui.app.services().tokens.check(token)).flatten()
-    else {
+    let operator = (!token.is_empty() && token.len() <= 256).then(|| ui.app.services().tokens.operator(token));
+    let Some((name, _)) = operator.flatten() else {
         tracing::warn!(client = %source, "a sign-in to the web UI with a wrong token");
         ui.login_failures.failure(&source, now).await;
-        return html(&LoginPage { next, error: Some("That is not a valid admin token.".into()), oidc });
+        return html(&LoginPage { next, error: Some("That is not a valid operator token.".into()), oidc });
     };
     tracing::info!(token = %name, "signed in to the web UI");
     let id = ui.app.services().sessions.create(Who::token(name, token)).await?;
@@ -231,6 +269,28 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/ui/", "{bad}");
         }
         assert_eq!(safe_next(None), "/ui/");
+    }
+
+    #[test]
+    fn every_page_and_form_names_what_it_does() {
+        let (get, post) = (&Method::GET, &Method::POST);
+        for (method, path, query, action) in [
+            (get, "/ui/display", "", Action::ShowDisplay),
+            (get, "/ui/live", "view=display", Action::ShowDisplay),
+            (get, "/ui/live", "view=feed", Action::Read),
+            (post, "/ui/logout", "", Action::ShowDisplay),
+            (get, "/ui/", "", Action::Read),
+            (get, "/ui/people/ann", "", Action::Read),
+            (post, "/ui/people/ann/credentials", "", Action::ManagePeople),
+            (post, "/ui/people/ann/credentials/c-1/revoke", "", Action::ManagePeople),
+            (get, "/ui/doors/front/open", "", Action::OpenDoors),
+            (post, "/ui/doors/front/open", "", Action::OpenDoors),
+            (post, "/ui/webhooks", "", Action::Configure),
+            (post, "/ui/webhooks/wh_1/remove", "", Action::Configure),
+            (post, "/ui/anything-new", "", Action::Configure),
+        ] {
+            assert_eq!(needed(method, path, query), action, "{method} {path}?{query}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lintel_core::Role;
 use lintel_proto::{Person, PersonStatus};
 use lintel_signed::{IdClaims, JwkSet, OidcError, verify_id_token};
 use lintel_store::PersonFilter;
@@ -24,8 +25,8 @@ pub struct OidcConfig {
 /// The external-id system under which OpenID subjects are kept.
 pub const OIDC_SYSTEM: &str = "oidc";
 
-/// The person attribute that lets someone into the web UI through OpenID (only an
-/// administrator can set it).
+/// The person attribute that lets someone into the web UI through OpenID, with a role:
+/// a role's name (`"front_desk"`), or `true` for `admin`. Only an owner sets it.
 pub const OPERATOR_ATTRIBUTE: &str = "ui_operator";
 
 /// How long a fetched JWKS is used before it is fetched again.
@@ -41,10 +42,20 @@ pub struct Oidc {
     directory: Arc<Directory>,
 }
 
-/// An active person the directory marks as an operator of the web UI.
+/// The role of an active person the directory marks as an operator of the web UI.
+pub fn operator_role(person: &Person) -> Option<Role> {
+    if person.status != PersonStatus::Active {
+        return None;
+    }
+    match person.attributes.get(OPERATOR_ATTRIBUTE)? {
+        serde_json::Value::Bool(true) => Some(Role::Admin),
+        serde_json::Value::String(name) => Role::parse(name),
+        _ => None,
+    }
+}
+
 pub fn is_operator(person: &Person) -> bool {
-    person.status == PersonStatus::Active
-        && person.attributes.get(OPERATOR_ATTRIBUTE).is_some_and(|v| v == &serde_json::Value::Bool(true))
+    operator_role(person).is_some()
 }
 
 impl Oidc {
