@@ -106,6 +106,7 @@ pub async fn run(store: &Store, path: &Path, quiet: bool) -> anyhow::Result<Impo
             .expect("a valid template")
             .progress_chars("=> "),
     );
+    let store = store.acting_as(lintel_service::Actor::cli().as_str());
     let mut report = ImportReport::default();
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut record = csv::StringRecord::new();

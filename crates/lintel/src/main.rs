@@ -394,7 +394,7 @@ async fn main() -> anyhow::Result<()> {
             let services =
                 lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
             let settle = services.config.follow_every + Duration::from_secs(1);
-            let forgotten = services.directory.forget_person(id.clone(), settle).await;
+            let forgotten = services.directory.forget_person(&lintel_service::Actor::cli(), id.clone(), settle).await;
             store.close().await;
             let (token, events) = forgotten?;
             println!("{token}");
@@ -447,7 +447,7 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Token { command } => {
-            let store = open_store(&config, Open::Existing).await?;
+            let store = open_store(&config, Open::Existing).await?.acting_as(lintel_service::Actor::cli().as_str());
             match command {
                 TokenCommand::Create { name, scope, role, door } => {
                     let role = lintel_core::Role::parse(&role).context("a role clap accepted")?;

@@ -24,6 +24,11 @@ pub struct Event {
     pub credential_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// Who made this change: `token:<name>`, `operator:<person id>`, `cli`,
+    /// `integration:<name>`, `scim:<token>`; absent on what no one did (decisions,
+    /// devices).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }

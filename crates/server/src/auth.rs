@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use lintel_core::{Action, CredentialKey, Role};
+use lintel_service::Actor;
 use lintel_service::decide::Source;
 use lintel_service::secrets;
 use lintel_store::TokenScope;
@@ -36,6 +37,11 @@ impl Operator {
     /// How the record names who did something.
     pub fn label(&self) -> String {
         format!("token {:?}", self.name)
+    }
+
+    /// Who the audit trail names for what this token changes.
+    pub fn actor(&self) -> Actor {
+        Actor::token(&self.name)
     }
 
     /// Refuses what the role does not allow (for a rule a route's extractor cannot see).
@@ -111,7 +117,7 @@ operator_may!(
 );
 operator_may!(
     /// Changes doors, groups, grants, sites, webhooks and integrations: `admin` and above.
-    Admin => Action::Configure
+    Admin(Operator) => Action::Configure
 );
 
 /// Who may ask decisions: an admin token, or a token scoped to decisions (a station's),

@@ -5,6 +5,7 @@
 mod access_log;
 mod api;
 mod auth;
+mod export;
 mod listener;
 pub mod problem;
 mod proxies;

@@ -14,6 +14,46 @@ use lintel_proto::Event;
 use lintel_store::{Channel, EventFilter, Feed, IndexUpdate, Store, StoreError, Written};
 use tokio::sync::{Mutex, MutexGuard, broadcast};
 
+/// Who makes a directory change, as the audit trail names them: every write says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(String);
+
+impl Actor {
+    /// An operator's token (the API, or the web UI signed in with it).
+    pub fn token(name: &str) -> Self {
+        Self(format!("token:{name}"))
+    }
+
+    /// An operator signed in to the web UI through OpenID.
+    pub fn operator(person_id: &str) -> Self {
+        Self(format!("operator:{person_id}"))
+    }
+
+    /// Another system: a membership platform, an identity provider, a directory.
+    pub fn integration(name: &str) -> Self {
+        Self(format!("integration:{name}"))
+    }
+
+    /// A member acting through a signed operation (sharing a lock).
+    pub fn user(person_id: &str) -> Self {
+        Self(format!("user:{person_id}"))
+    }
+
+    /// Someone at the server's command line.
+    pub fn cli() -> Self {
+        Self("cli".to_owned())
+    }
+
+    /// lintel itself (expirations, a station's own bookkeeping).
+    pub fn lintel() -> Self {
+        Self("lintel".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 pub struct Directory {
     pub store: Store,
     index: ArcSwap<Index>,
@@ -94,19 +134,20 @@ impl Directory {
         WriteGuard { directory: self, version: self.version.lock().await }
     }
 
-    /// Runs a store write under the lock and brings the index up to date with it. It
-    /// runs as a task of its own: a caller that goes away (a client hanging up) cannot
+    /// Runs a store write under the lock, recorded as `by`'s, and brings the index up to
+    /// date with it. It runs as a task of its own: a caller that goes away (a client hanging up) cannot
     /// leave a committed write out of the index.
-    pub async fn write<T, F, Fut>(self: &Arc<Self>, write: F) -> Result<Written<T>, StoreError>
+    pub async fn write<T, F, Fut>(self: &Arc<Self>, by: &Actor, write: F) -> Result<Written<T>, StoreError>
     where
         F: FnOnce(Store) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Written<T>, StoreError>> + Send,
         T: Send + Sync + 'static,
     {
         let me = self.clone();
+        let store = self.store.acting_as(by.as_str());
         let task = tokio::spawn(async move {
             let mut guard = me.lock().await;
-            let written = write(me.store.clone()).await?;
+            let written = write(store).await?;
             guard.absorb(&written).await?;
             let behind = guard.version.complete < written.version;
             drop(guard);

@@ -16,7 +16,7 @@ use lintel_store::NewGrantRecord;
 use serde_json::{Map, Value};
 
 use crate::credentials::Built;
-use crate::directory::Directory;
+use crate::directory::{Actor, Directory};
 use crate::error::{Result, ServiceError};
 use crate::{secrets, validate};
 
@@ -160,7 +160,7 @@ pub fn redacted(mut door: Door) -> Door {
 }
 
 impl Directory {
-    pub async fn create_person(self: &Arc<Self>, p: NewPerson) -> Result<Person> {
+    pub async fn create_person(self: &Arc<Self>, by: &Actor, p: NewPerson) -> Result<Person> {
         let id = match &p.id {
             Some(id) => {
                 validate::id("id", id)?;
@@ -177,11 +177,11 @@ impl Directory {
             external_ids: Some(&p.external_ids),
         }
         .check()?;
-        Ok(self.write(move |store| async move { store.create_person(&p, &id).await }).await?.value)
+        Ok(self.write(by, move |store| async move { store.create_person(&p, &id).await }).await?.value)
     }
 
     /// Changes a person (a merge patch).
-    pub async fn patch_person(self: &Arc<Self>, id: String, p: PersonPatch) -> Result<Person> {
+    pub async fn patch_person(self: &Arc<Self>, by: &Actor, id: String, p: PersonPatch) -> Result<Person> {
         PersonFields {
             name: p.name.as_deref(),
             email: p.email.as_ref().and_then(|e| e.as_deref()),
@@ -191,12 +191,12 @@ impl Directory {
             external_ids: p.external_ids.as_ref(),
         }
         .check()?;
-        Ok(self.write(move |store| async move { store.patch_person(&id, &p).await }).await?.value)
+        Ok(self.write(by, move |store| async move { store.patch_person(&id, &p).await }).await?.value)
     }
 
     /// Removes a person; their credentials stop working at once.
-    pub async fn delete_person(self: &Arc<Self>, id: String) -> Result<()> {
-        self.write(move |store| async move { store.delete_person(&id).await }).await?;
+    pub async fn delete_person(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
+        self.write(by, move |store| async move { store.delete_person(&id).await }).await?;
         Ok(())
     }
 
@@ -204,10 +204,11 @@ impl Directory {
     /// their events carry now: random, and one for all of them, so their history still
     /// adds up without naming them. Other processes see the erasure within `settle` (their
     /// follow interval); a second pass then covers the decisions they made meanwhile.
-    pub async fn forget_person(self: &Arc<Self>, id: String, settle: Duration) -> Result<(String, u64)> {
+    pub async fn forget_person(self: &Arc<Self>, by: &Actor, id: String, settle: Duration) -> Result<(String, u64)> {
         let token = crate::secrets::generate("forgotten-");
         let (pseudonym, person) = (token.clone(), id.clone());
-        let written = self.write(move |store| async move { store.forget_person(&person, &pseudonym).await }).await?;
+        let written =
+            self.write(by, move |store| async move { store.forget_person(&person, &pseudonym).await }).await?;
         tokio::time::sleep(settle).await;
         let late = self.store.pseudonymise_events(&id, &token).await?;
         Ok((token, written.value + late))
@@ -215,52 +216,52 @@ impl Directory {
 
     /// Issues a built credential (see [`crate::CredentialBuilder`]); a generated secret is
     /// in the answer, once.
-    pub async fn issue_credential(self: &Arc<Self>, person: String, built: Built) -> Result<Credential> {
+    pub async fn issue_credential(self: &Arc<Self>, by: &Actor, person: String, built: Built) -> Result<Credential> {
         let Built { record, shown_once } = built;
         let mut credential =
-            self.write(move |store| async move { store.issue_credential(&person, &record).await }).await?.value;
+            self.write(by, move |store| async move { store.issue_credential(&person, &record).await }).await?.value;
         credential.secret = shown_once;
         Ok(credential)
     }
 
     /// Revokes a credential, saying by whom or why; it stops working at once.
-    pub async fn revoke_credential(self: &Arc<Self>, id: String, reason: String) -> Result<Credential> {
-        Ok(self.write(move |store| async move { store.revoke_credential(&id, &reason).await }).await?.value)
+    pub async fn revoke_credential(self: &Arc<Self>, by: &Actor, id: String, reason: String) -> Result<Credential> {
+        Ok(self.write(by, move |store| async move { store.revoke_credential(&id, &reason).await }).await?.value)
     }
 
-    pub async fn create_site(self: &Arc<Self>, site: NewSite) -> Result<Site> {
+    pub async fn create_site(self: &Arc<Self>, by: &Actor, site: NewSite) -> Result<Site> {
         validate::id("id", &site.id)?;
         validate::name("name", &site.name)?;
         check_time_zone(site.time_zone.as_deref())?;
-        Ok(self.write(move |store| async move { store.create_site(&site).await }).await?.value)
+        Ok(self.write(by, move |store| async move { store.create_site(&site).await }).await?.value)
     }
 
-    pub async fn patch_site(self: &Arc<Self>, id: String, p: SitePatch) -> Result<Site> {
+    pub async fn patch_site(self: &Arc<Self>, by: &Actor, id: String, p: SitePatch) -> Result<Site> {
         if let Some(name) = &p.name {
             validate::name("name", name)?;
         }
         check_time_zone(p.time_zone.as_ref().and_then(|tz| tz.as_deref()))?;
-        Ok(self.write(move |store| async move { store.patch_site(&id, &p).await }).await?.value)
+        Ok(self.write(by, move |store| async move { store.patch_site(&id, &p).await }).await?.value)
     }
 
     /// Removes a site that has no doors (and no webhook endpoint limited to it).
-    pub async fn delete_site(self: &Arc<Self>, id: String) -> Result<()> {
-        self.write(move |store| async move { store.delete_site(&id).await }).await?;
+    pub async fn delete_site(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
+        self.write(by, move |store| async move { store.delete_site(&id).await }).await?;
         Ok(())
     }
 
-    pub async fn create_door(self: &Arc<Self>, door: NewDoor) -> Result<Door> {
+    pub async fn create_door(self: &Arc<Self>, by: &Actor, door: NewDoor) -> Result<Door> {
         validate::id("id", &door.id)?;
         if let Some(site) = &door.site {
             validate::id("site", site)?;
         }
         check_door_fields(Some(&door.name), Some(&door.driver), door.required_skill.as_deref(), door.open_seconds)?;
         let seconds = door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS);
-        let written = self.write(move |store| async move { store.create_door(&door, seconds).await }).await?;
+        let written = self.write(by, move |store| async move { store.create_door(&door, seconds).await }).await?;
         Ok(redacted(written.value))
     }
 
-    pub async fn patch_door(self: &Arc<Self>, id: String, p: DoorPatch) -> Result<Door> {
+    pub async fn patch_door(self: &Arc<Self>, by: &Actor, id: String, p: DoorPatch) -> Result<Door> {
         if let Some(site) = &p.site {
             validate::id("site", site)?;
         }
@@ -270,41 +271,41 @@ impl Directory {
             p.required_skill.as_ref().and_then(|s| s.as_deref()),
             p.open_seconds,
         )?;
-        Ok(redacted(self.write(move |store| async move { store.patch_door(&id, &p).await }).await?.value))
+        Ok(redacted(self.write(by, move |store| async move { store.patch_door(&id, &p).await }).await?.value))
     }
 
     /// Removes a door, and it from every group and grant.
-    pub async fn delete_door(self: &Arc<Self>, id: String) -> Result<()> {
-        self.write(move |store| async move { store.delete_door(&id).await }).await?;
+    pub async fn delete_door(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
+        self.write(by, move |store| async move { store.delete_door(&id).await }).await?;
         Ok(())
     }
 
-    pub async fn create_group(self: &Arc<Self>, g: NewGroup) -> Result<Group> {
+    pub async fn create_group(self: &Arc<Self>, by: &Actor, g: NewGroup) -> Result<Group> {
         validate::id("id", &g.id)?;
         validate::name("name", &g.name)?;
         g.doors.iter().try_for_each(|door| validate::id("a door", door))?;
-        Ok(self.write(move |store| async move { store.create_group(&g.id, &g.name, &g.doors).await }).await?.value)
+        Ok(self.write(by, move |store| async move { store.create_group(&g.id, &g.name, &g.doors).await }).await?.value)
     }
 
     /// Removes a group, its memberships and its grants.
-    pub async fn delete_group(self: &Arc<Self>, id: String) -> Result<()> {
-        self.write(move |store| async move { store.delete_group(&id).await }).await?;
+    pub async fn delete_group(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
+        self.write(by, move |store| async move { store.delete_group(&id).await }).await?;
         Ok(())
     }
 
     /// Puts a person in a group or takes them out (idempotent).
-    pub async fn set_member(self: &Arc<Self>, group: String, person: String, member: bool) -> Result<()> {
-        self.write(move |store| async move { store.set_member(&group, &person, member).await }).await?;
+    pub async fn set_member(self: &Arc<Self>, by: &Actor, group: String, person: String, member: bool) -> Result<()> {
+        self.write(by, move |store| async move { store.set_member(&group, &person, member).await }).await?;
         Ok(())
     }
 
-    pub async fn create_grant(self: &Arc<Self>, g: NewGrant) -> Result<Grant> {
+    pub async fn create_grant(self: &Arc<Self>, by: &Actor, g: NewGrant) -> Result<Grant> {
         let record = grant_record(g)?;
-        Ok(self.write(move |store| async move { store.create_grant(&record).await }).await?.value)
+        Ok(self.write(by, move |store| async move { store.create_grant(&record).await }).await?.value)
     }
 
-    pub async fn delete_grant(self: &Arc<Self>, id: String) -> Result<()> {
-        self.write(move |store| async move { store.delete_grant(&id).await }).await?;
+    pub async fn delete_grant(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
+        self.write(by, move |store| async move { store.delete_grant(&id).await }).await?;
         Ok(())
     }
 }

@@ -42,7 +42,7 @@ use lintel_store::Store;
 pub use credentials::CredentialBuilder;
 pub use decide::{Ask, Decider, LimiterConfig, MemberSource, Source};
 use devices::controllers::Controllers;
-pub use directory::Directory;
+pub use directory::{Actor, Directory};
 pub use doors::{Doors, Driven, Opened, Opener};
 pub use error::{Result, ServiceError};
 use integrations::cobot::Cobot;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use lintel_proto::{CredentialKind, CredentialStatus, Person, PersonPatch, PersonStatus};
 use lintel_store::{NewEvent, Store, StoreError};
 
+use crate::directory::Actor;
 use crate::directory::Directory;
 use crate::error::Result;
 
@@ -45,20 +46,27 @@ pub async fn offboard(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Of
     let Some(person) = person(store, d.person_id).await? else { return Ok(Offboarded::default()) };
     let mut taken = Offboarded::default();
     let (id, reason) = (d.person_id.to_owned(), d.reason.to_owned());
-    let revoked =
-        directory.write(move |store| async move { store.revoke_person_credentials(&id, None, &reason).await }).await?;
+    let revoked = directory
+        .write(&Actor::integration(d.source), move |store| async move {
+            store.revoke_person_credentials(&id, None, &reason).await
+        })
+        .await?;
     taken.credentials = revoked.value.into_iter().map(|c| c.id).collect();
     taken.keys = revoke_keys(directory, d.person_id).await?;
     for group in d.groups.iter().filter(|g| person.groups.contains(g)) {
         let (g, p) = (group.clone(), d.person_id.to_owned());
-        directory.write(move |store| async move { store.set_member(&g, &p, false).await }).await?;
+        directory
+            .write(&Actor::integration(d.source), move |store| async move { store.set_member(&g, &p, false).await })
+            .await?;
         taken.groups.push(group.clone());
     }
     // Known from nowhere else: nothing vouches for them any more.
     if !d.known_elsewhere(&person) && person.status != PersonStatus::Suspended {
         let patch = PersonPatch { status: Some(PersonStatus::Suspended), ..Default::default() };
         let id = d.person_id.to_owned();
-        directory.write(move |store| async move { store.patch_person(&id, &patch).await }).await?;
+        directory
+            .write(&Actor::integration(d.source), move |store| async move { store.patch_person(&id, &patch).await })
+            .await?;
         taken.suspended = true;
     }
     record(directory, &d, &taken).await?;
@@ -86,7 +94,7 @@ pub async fn lapse(directory: &Arc<Directory>, d: Departure<'_>) -> Result<Offbo
     if active_secret {
         let (id, reason) = (d.person_id.to_owned(), d.reason.to_owned());
         let secrets = directory
-            .write(move |store| async move {
+            .write(&Actor::integration(d.source), move |store| async move {
                 store.revoke_person_credentials(&id, Some(CredentialKind::Secret), &reason).await
             })
             .await?;

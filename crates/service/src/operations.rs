@@ -16,6 +16,7 @@ use lintel_signed::{Authority, Operation, Refusal, Role, SignedOperation, key_fi
 use lintel_store::{NewEvent, NewGrantRecord, PersonFilter, QueuedOperation, StoreError};
 use serde_json::Value;
 
+use crate::directory::Actor;
 use crate::directory::Directory;
 use crate::doors::{Doors, Opener};
 use crate::error::{Result, ServiceError};
@@ -340,7 +341,7 @@ impl Operations {
                     ..Default::default()
                 };
                 self.directory
-                    .write(move |store| async move { store.create_grant(&grant).await })
+                    .write(&Actor::user(signer), move |store| async move { store.create_grant(&grant).await })
                     .await
                     .map_err(unavailable)?;
                 if share.role == Role::Admin {
@@ -363,7 +364,7 @@ impl Operations {
                     .collect();
                 for id in shares {
                     self.directory
-                        .write(move |store| async move { store.delete_grant(&id).await })
+                        .write(&Actor::user(signer), move |store| async move { store.delete_grant(&id).await })
                         .await
                         .map_err(unavailable)?;
                 }

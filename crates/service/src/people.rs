@@ -7,6 +7,7 @@ use std::sync::Arc;
 use lintel_proto::{NewPerson, PersonPatch, PersonStatus};
 use lintel_store::{PersonFilter, StoreError};
 
+use crate::directory::Actor;
 use crate::directory::Directory;
 use crate::error::Result;
 use crate::{secrets, validate};
@@ -118,7 +119,9 @@ pub async fn upsert(directory: &Arc<Directory>, p: ExternalPerson) -> Result<Ups
             attributes: p.attributes.clone().unwrap_or_default(),
         };
         let pid = id.clone();
-        directory.write(move |store| async move { store.create_person(&new, &pid).await }).await?;
+        directory
+            .write(&Actor::integration(p.system), move |store| async move { store.create_person(&new, &pid).await })
+            .await?;
         return Ok(Upserted { id, created: true, updated: false, groups: Vec::new() });
     };
     let mut external_ids = person.external_ids.clone();
@@ -137,7 +140,9 @@ pub async fn upsert(directory: &Arc<Directory>, p: ExternalPerson) -> Result<Ups
     let updated = patch != PersonPatch::default();
     if updated {
         let pid = person.id.clone();
-        directory.write(move |store| async move { store.patch_person(&pid, &patch).await }).await?;
+        directory
+            .write(&Actor::integration(p.system), move |store| async move { store.patch_person(&pid, &patch).await })
+            .await?;
     }
     Ok(Upserted { id: person.id, created: false, updated, groups: person.groups })
 }

@@ -48,6 +48,14 @@ impl Who {
         }
     }
 
+    /// Who the audit trail names for what they change.
+    pub fn actor(&self) -> crate::Actor {
+        match self {
+            Who::Token { name, .. } => crate::Actor::token(name),
+            Who::Operator { person_id, .. } => crate::Actor::operator(person_id),
+        }
+    }
+
     pub fn display(&self) -> String {
         match self {
             Who::Token { name, .. } => format!("token “{name}”"),

@@ -62,7 +62,11 @@ pub(crate) async fn services(configure: impl FnOnce(&mut Config)) -> (tempfile::
 
 pub(crate) async fn person(services: &Services, new: NewPerson) {
     let id = new.id.clone().expect("an id");
-    services.directory.write(move |store| async move { store.create_person(&new, &id).await }).await.expect("person");
+    services
+        .directory
+        .write(&crate::Actor::cli(), move |store| async move { store.create_person(&new, &id).await })
+        .await
+        .expect("person");
 }
 
 pub(crate) async fn door(services: &Services, id: &str, driver: DriverConfig) {
@@ -76,14 +80,22 @@ pub(crate) async fn door(services: &Services, id: &str, driver: DriverConfig) {
         attendance: None,
         site: None,
     };
-    services.directory.write(move |store| async move { store.create_door(&new, 3).await }).await.expect("door");
+    services
+        .directory
+        .write(&crate::Actor::cli(), move |store| async move { store.create_door(&new, 3).await })
+        .await
+        .expect("door");
 }
 
 /// Lets `person` through `door` at any time.
 pub(crate) async fn grant(services: &Services, person: &str, door: &str) {
     let grant =
         NewGrantRecord { person_id: Some(person.to_owned()), doors: Some(vec![door.to_owned()]), ..Default::default() };
-    services.directory.write(move |store| async move { store.create_grant(&grant).await }).await.expect("grant");
+    services
+        .directory
+        .write(&crate::Actor::cli(), move |store| async move { store.create_grant(&grant).await })
+        .await
+        .expect("grant");
 }
 
 /// A remote system (a platform, a CRM, a door's HTTP endpoint) as a test scripts it: an

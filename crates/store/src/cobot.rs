@@ -5,7 +5,7 @@ use lintel_proto::{Grant, PassLasts};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::directory::{NewGrantRecord, door_pk, finish, person_pk, read_grants};
+use crate::directory::{NewGrantRecord, door_pk, person_pk, read_grants};
 use crate::events::NewEvent;
 use crate::rows::grant_id;
 use crate::{IndexUpdate, Result, Store, StoreError, Written, now_micros};
@@ -300,6 +300,6 @@ impl Store {
             tx.rollback().await?;
             return Ok(Written { value: false, index: IndexUpdate::Patch(Vec::new()), events: Vec::new(), version: 0 });
         }
-        finish(tx, true, IndexUpdate::Patch(changes), events).await
+        self.finish(tx, true, IndexUpdate::Patch(changes), events).await
     }
 }

@@ -309,14 +309,27 @@ pub(crate) async fn read_grants(
     Ok(out)
 }
 
-pub(crate) async fn finish<T>(mut tx: Tx, value: T, index: IndexUpdate, events: Vec<NewEvent>) -> Result<Written<T>> {
-    let mut stored = Vec::with_capacity(events.len());
-    for e in &events {
-        stored.push(insert(&mut tx, e).await?);
+impl Store {
+    /// Ends a directory write: its events (each naming who made it, when this store acts
+    /// for someone), the change feed's entry, the commit.
+    pub(crate) async fn finish<T>(
+        &self,
+        mut tx: Tx,
+        value: T,
+        index: IndexUpdate,
+        events: Vec<NewEvent>,
+    ) -> Result<Written<T>> {
+        let mut stored = Vec::with_capacity(events.len());
+        for mut e in events {
+            if e.actor.is_none() {
+                e.actor = self.actor.as_deref().map(str::to_owned);
+            }
+            stored.push(insert(&mut tx, &e).await?);
+        }
+        let version = bump_version(&mut tx, &index).await?;
+        tx.commit().await?;
+        Ok(Written { value, index, events: stored, version })
     }
-    let version = bump_version(&mut tx, &index).await?;
-    tx.commit().await?;
-    Ok(Written { value, index, events: stored, version })
 }
 
 /// `token` in place of `id` in the events, their index by person and the attendance
@@ -362,7 +375,7 @@ impl Store {
         write_external_ids(&mut tx, pk, &p.external_ids).await?;
         let (person, change) = read_person(&mut tx, pk).await?;
         let event = NewEvent::new("person.created").person(id).with("name", &person.name);
-        finish(tx, person, IndexUpdate::Patch(vec![change]), vec![event]).await
+        self.finish(tx, person, IndexUpdate::Patch(vec![change]), vec![event]).await
     }
 
     pub async fn person(&self, id: &str) -> Result<Person> {
@@ -438,6 +451,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let pk = person_pk(&mut tx, id).await?;
         let (mut p, _) = read_person(&mut tx, pk).await?;
+        let before = p.clone();
         if let Some(v) = &patch.name {
             p.name = v.clone();
         }
@@ -488,11 +502,11 @@ impl Store {
             write_external_ids(&mut tx, pk, ids).await?;
         }
         let (person, change) = read_person(&mut tx, pk).await?;
-        let mut event = NewEvent::new("person.updated").person(id);
+        let mut event = NewEvent::new("person.updated").person(id).changed(&before, &person);
         if patch.status == Some(PersonStatus::Suspended) {
             event = event.with("status", "suspended");
         }
-        finish(tx, person, IndexUpdate::Patch(vec![change]), vec![event]).await
+        self.finish(tx, person, IndexUpdate::Patch(vec![change]), vec![event]).await
     }
 
     /// Removes a person; their credentials stay on record, revoked, so that a card
@@ -527,7 +541,7 @@ impl Store {
         changes.extend(groups.into_iter().map(|group| Change::Membership { group, person: pk, member: false }));
         changes.extend(grants.into_iter().map(|g| Change::Grant(g, None)));
         let event = NewEvent::new("person.deleted").person(id).with("credentials_revoked", live.len());
-        finish(tx, (), IndexUpdate::Patch(changes), vec![event]).await
+        self.finish(tx, (), IndexUpdate::Patch(changes), vec![event]).await
     }
 
     /// Erases a person (`lintel person forget`): the person with their contacts, external
@@ -550,7 +564,7 @@ impl Store {
         let events = pseudonymise(&mut tx, id, token).await?;
         let event = NewEvent::new("person.forgotten").person(token).with("events_pseudonymised", events);
         // Rare, and it touches credentials, memberships and grants at once: reload.
-        finish(tx, events, IndexUpdate::Reload, vec![event]).await
+        self.finish(tx, events, IndexUpdate::Reload, vec![event]).await
     }
 
     /// Puts `token` in place of a forgotten person's id in events written since
@@ -587,7 +601,7 @@ impl Store {
         for c in records {
             issued.push(issue_in(&mut tx, person, person_id, c, now, &mut changes, &mut events).await?);
         }
-        finish(tx, issued, IndexUpdate::Patch(changes), events).await
+        self.finish(tx, issued, IndexUpdate::Patch(changes), events).await
     }
 
     pub async fn revoke_credential(&self, id: &str, reason: &str) -> Result<Written<Credential>> {
@@ -613,7 +627,7 @@ impl Store {
             e.person_id = credential.person_id.clone();
             events.push(e);
         }
-        finish(tx, credential, IndexUpdate::Patch(vec![change]), events).await
+        self.finish(tx, credential, IndexUpdate::Patch(vec![change]), events).await
     }
 
     pub async fn credential(&self, id: &str) -> Result<Credential> {
@@ -663,7 +677,7 @@ impl Store {
         .map_err(|e| conflict_on_unique(e, || format!("a door with id {:?} exists already", d.id)))?;
         let (door, change) = read_door(&mut tx, pk).await?;
         let event = NewEvent::new("door.created").door(&d.id).with("driver", d.driver.kind()).with("site", site);
-        finish(tx, door, IndexUpdate::Patch(vec![change]), vec![event]).await
+        self.finish(tx, door, IndexUpdate::Patch(vec![change]), vec![event]).await
     }
 
     pub async fn door(&self, id: &str) -> Result<Door> {
@@ -697,6 +711,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let pk = door_pk(&mut tx, id).await?;
         let (mut d, _) = read_door(&mut tx, pk).await?;
+        let before = d.clone();
         if let Some(v) = &patch.name {
             d.name = v.clone();
         }
@@ -735,15 +750,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let (door, change) = read_door(&mut tx, pk).await?;
-        let event = NewEvent::new("door.updated").door(id);
-        finish(tx, door, IndexUpdate::Patch(vec![change]), vec![event]).await
+        // Drivers' secrets never go into the log.
+        let shown = |d: &Door| Door { driver: d.driver.redacted(), state: Default::default(), ..d.clone() };
+        let event = NewEvent::new("door.updated").door(id).changed(&shown(&before), &shown(&door));
+        self.finish(tx, door, IndexUpdate::Patch(vec![change]), vec![event]).await
     }
 
     pub async fn delete_door(&self, id: &str) -> Result<Written<()>> {
         let mut tx = self.begin().await?;
         let pk = door_pk(&mut tx, id).await?;
         sqlx::query("DELETE FROM doors WHERE pk = $1").bind(pk).execute(&mut *tx).await?;
-        finish(tx, (), IndexUpdate::Reload, vec![NewEvent::new("door.deleted").door(id)]).await
+        self.finish(tx, (), IndexUpdate::Reload, vec![NewEvent::new("door.deleted").door(id)]).await
     }
 
     pub async fn create_group(&self, id: &str, name: &str, doors: &[String]) -> Result<Written<Group>> {
@@ -766,7 +783,7 @@ impl Store {
         }
         let (group, change) = read_group(&mut tx, pk).await?;
         let event = NewEvent::new("group.created").with("group", id).with("doors", &group.doors);
-        finish(tx, group, IndexUpdate::Patch(vec![change]), vec![event]).await
+        self.finish(tx, group, IndexUpdate::Patch(vec![change]), vec![event]).await
     }
 
     pub async fn group(&self, id: &str) -> Result<Group> {
@@ -789,7 +806,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let pk = group_pk(&mut tx, id).await?;
         sqlx::query("DELETE FROM access_groups WHERE pk = $1").bind(pk).execute(&mut *tx).await?;
-        finish(tx, (), IndexUpdate::Reload, vec![NewEvent::new("group.deleted").with("group", id)]).await
+        self.finish(tx, (), IndexUpdate::Reload, vec![NewEvent::new("group.deleted").with("group", id)]).await
     }
 
     pub async fn set_member(&self, group_id: &str, person_id: &str, member: bool) -> Result<Written<MemberChange>> {
@@ -823,7 +840,7 @@ impl Store {
             }
         };
         let changes = vec![Change::Membership { group, person, member }];
-        finish(tx, outcome, IndexUpdate::Patch(changes), events).await
+        self.finish(tx, outcome, IndexUpdate::Patch(changes), events).await
     }
 
     pub async fn create_grant(&self, g: &NewGrantRecord) -> Result<Written<Grant>> {
@@ -875,7 +892,7 @@ impl Store {
         if let Some(group) = &grant.group_id {
             event = event.with("group", group);
         }
-        finish(tx, grant, IndexUpdate::Patch(vec![Change::Grant(pk, Some(index))]), vec![event]).await
+        self.finish(tx, grant, IndexUpdate::Patch(vec![Change::Grant(pk, Some(index))]), vec![event]).await
     }
 
     pub async fn grant(&self, id: &str) -> Result<Grant> {
@@ -912,7 +929,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("grant", id));
         }
-        finish(
+        self.finish(
             tx,
             (),
             IndexUpdate::Patch(vec![Change::Grant(pk, None)]),
@@ -1017,7 +1034,7 @@ impl Store {
             revoked.push(credential);
             changes.push(change);
         }
-        finish(tx, revoked, IndexUpdate::Patch(changes), events).await
+        self.finish(tx, revoked, IndexUpdate::Patch(changes), events).await
     }
 }
 

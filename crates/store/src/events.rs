@@ -24,6 +24,8 @@ pub struct NewEvent {
     pub door_id: Option<String>,
     pub credential_id: Option<String>,
     pub grant_id: Option<String>,
+    /// Who made the change (see [`lintel_proto::Event::actor`]).
+    pub actor: Option<String>,
     pub data: serde_json::Value,
     /// What an allowed entry did with a pass.
     pub pass_use: Option<PassUse>,
@@ -58,6 +60,7 @@ impl NewEvent {
             door_id: None,
             credential_id: None,
             grant_id: None,
+            actor: None,
             data: serde_json::Value::Object(Default::default()),
             pass_use: None,
         }
@@ -83,6 +86,26 @@ impl NewEvent {
         self
     }
 
+    /// What an edit changed, for the audit trail: `before` and `after` hold the fields
+    /// that differ (times of the edit itself left out), each side as it was.
+    pub fn changed<T: serde::Serialize>(self, before: &T, after: &T) -> Self {
+        use serde_json::{Map, Value};
+        let fields = |v: &T| match serde_json::to_value(v) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let (old, new) = (fields(before), fields(after));
+        let keys: Vec<&String> = old
+            .keys()
+            .chain(new.keys().filter(|k| !old.contains_key(*k)))
+            .filter(|k| *k != "updated_at" && old.get(*k) != new.get(*k))
+            .collect();
+        let side = |map: &Map<String, Value>| -> Map<String, Value> {
+            keys.iter().map(|k| ((*k).clone(), map.get(*k).cloned().unwrap_or(Value::Null))).collect()
+        };
+        self.with("before", side(&old)).with("after", side(&new))
+    }
+
     pub fn with(mut self, key: &str, value: impl serde::Serialize) -> Self {
         if let serde_json::Value::Object(map) = &mut self.data {
             map.insert(key.to_owned(), serde_json::to_value(value).unwrap_or_default());
@@ -92,7 +115,7 @@ impl NewEvent {
 }
 
 pub(crate) const EVENT_COLUMNS: &str =
-    "seq, at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data";
+    "seq, at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, actor, data";
 
 pub(crate) fn event(row: &AnyRow) -> Result<Event> {
     let reason: Option<String> = row.try_get("reason")?;
@@ -110,6 +133,7 @@ pub(crate) fn event(row: &AnyRow) -> Result<Event> {
         door: row.try_get("door_id")?,
         credential_id: row.try_get("credential_id")?,
         grant_id: row.try_get("grant_id")?,
+        actor: row.try_get("actor")?,
         data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })
 }
@@ -124,27 +148,16 @@ pub(crate) async fn insert_many<'e, E>(exec: E, events: &[NewEvent]) -> Result<V
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
+    const COLUMNS: usize = 11;
     let values: Vec<String> = (0..events.len())
         .map(|i| {
-            let b = i * 10;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9,
-                b + 10
-            )
+            let params: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect();
+            format!("({})", params.join(", "))
         })
         .collect();
     let sql = format!(
-        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data, pass_use) \
-         VALUES {} RETURNING seq",
+        "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data, pass_use, \
+         actor) VALUES {} RETURNING seq",
         values.join(", ")
     );
     let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
@@ -159,7 +172,8 @@ where
             .bind(&e.credential_id)
             .bind(&e.grant_id)
             .bind(serde_json::to_string(&e.data).expect("JSON values serialize"))
-            .bind(e.pass_use.map(PassUse::as_str));
+            .bind(e.pass_use.map(PassUse::as_str))
+            .bind(&e.actor);
     }
     let mut seqs = query.fetch_all(exec).await?;
     // One statement assigns its rows ascending numbers in the order of its VALUES.
@@ -179,6 +193,7 @@ pub(crate) fn stored(e: &NewEvent, seq: i64) -> Result<Event> {
         door: e.door_id.clone(),
         credential_id: e.credential_id.clone(),
         grant_id: e.grant_id.clone(),
+        actor: e.actor.clone(),
         data: e.data.clone(),
     })
 }
@@ -192,6 +207,13 @@ fn filter_conditions<'a>(filter: &'a EventFilter, prefix: &str, binds: &mut Vec<
             binds.push(v);
             sql.push_str(&format!(" AND {prefix}{column} = ${}", binds.len() + 2));
         }
+    }
+    if let Some(actor) = &filter.actor {
+        binds.push(actor);
+        sql.push_str(&format!(" AND {prefix}actor = ${}", binds.len() + 2));
+    }
+    if filter.changes_only {
+        sql.push_str(&format!(" AND {prefix}actor IS NOT NULL"));
     }
     if let Some(site) = &filter.site {
         binds.push(site);
@@ -217,6 +239,10 @@ pub struct EventFilter {
     pub door: Option<String>,
     /// Events at the doors of this site (as the doors are now).
     pub site: Option<String>,
+    /// Changes made by this actor (`token:ci`, `operator:ann`, `integration:cobot`).
+    pub actor: Option<String>,
+    /// Only changes someone made (the audit trail), no decisions or device events.
+    pub changes_only: bool,
     /// Events at or after this instant (µs since the epoch).
     pub from: Option<i64>,
     /// Events before this instant (µs since the epoch).

@@ -309,7 +309,7 @@ impl Store {
             + report.memberships_added
             + report.memberships_removed;
         if changed > 0 {
-            let event = NewEvent::new("people.imported")
+            let mut event = NewEvent::new("people.imported")
                 .with("created", report.created)
                 .with("updated", report.updated)
                 .with("cards_issued", report.cards_issued)
@@ -317,6 +317,7 @@ impl Store {
                 .with("memberships_added", report.memberships_added)
                 .with("memberships_removed", report.memberships_removed)
                 .with("rejected", report.rejected.len());
+            event.actor = self.actor.as_deref().map(str::to_owned);
             insert(&mut tx, &event).await?;
             // Many people at once: others reload rather than patch.
             bump_version(&mut tx, &crate::IndexUpdate::Reload).await?;

@@ -142,6 +142,8 @@ pub struct Store {
     node: std::sync::Arc<str>,
     /// Where a PostgreSQL listener connects (it needs a connection of its own).
     url: std::sync::Arc<str>,
+    /// Who the directory writes through this handle are made by (see [`Store::acting_as`]).
+    actor: Option<std::sync::Arc<str>>,
 }
 
 /// What other nodes tell through PostgreSQL's notifications (see [`Store::notifications`]).
@@ -183,6 +185,12 @@ pub(crate) fn now_micros() -> i64 {
 }
 
 impl Store {
+    /// This store, with the directory writes made through it recorded as `actor`'s (the
+    /// audit trail: the events of those writes carry it).
+    pub fn acting_as(&self, actor: &str) -> Self {
+        Self { actor: Some(actor.into()), ..self.clone() }
+    }
+
     /// Opens (creating when needed) the database at `url` and applies the migrations.
     pub async fn open(url: &str, sqlite_sync: SqliteSync) -> Result<Self> {
         Self::connect(url, sqlite_sync, true).await
@@ -287,8 +295,16 @@ impl Store {
                 decision_log::DecisionLog::postgres(write.clone())
             }
         };
-        let store =
-            Self { write, read, backend, decisions, indexer: Default::default(), node, url: url.as_str().into() };
+        let store = Self {
+            write,
+            read,
+            backend,
+            decisions,
+            indexer: Default::default(),
+            node,
+            url: url.as_str().into(),
+            actor: None,
+        };
         let indexer = tokio::spawn({
             let store = store.clone();
             async move {

@@ -133,7 +133,7 @@ impl Store {
             events.push(NewEvent::new("group.member_removed").person(person).with("group", &g.id));
         }
         let row = scim_group_row(&mut tx, &g.id).await?;
-        crate::directory::finish(tx, row, IndexUpdate::Patch(changes), events).await
+        self.finish(tx, row, IndexUpdate::Patch(changes), events).await
     }
 }
 

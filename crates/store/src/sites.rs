@@ -5,7 +5,7 @@ use lintel_proto::{NewSite, Site, SitePatch};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::directory::{Tx, finish};
+use crate::directory::Tx;
 use crate::events::NewEvent;
 use crate::rows::time;
 use crate::{IndexUpdate, Result, Store, StoreError, Written, conflict_on_unique, now_micros};
@@ -55,7 +55,7 @@ impl Store {
             .map_err(|e| conflict_on_unique(e, || format!("a site with id {:?} exists already", s.id)))?;
         let created = read_site(&mut tx, &s.id).await?;
         let event = NewEvent::new("site.created").with("site", &s.id);
-        finish(tx, created, IndexUpdate::Patch(Vec::new()), vec![event]).await
+        self.finish(tx, created, IndexUpdate::Patch(Vec::new()), vec![event]).await
     }
 
     pub async fn site(&self, id: &str) -> Result<Site> {
@@ -76,6 +76,7 @@ impl Store {
     pub async fn patch_site(&self, id: &str, patch: &SitePatch) -> Result<Written<Site>> {
         let mut tx = self.begin().await?;
         let mut s = read_site(&mut tx, id).await?;
+        let before = s.clone();
         if let Some(name) = &patch.name {
             s.name = name.clone();
         }
@@ -88,8 +89,8 @@ impl Store {
             .bind(&s.time_zone)
             .execute(&mut *tx)
             .await?;
-        let event = NewEvent::new("site.updated").with("site", id);
-        finish(tx, s, IndexUpdate::Patch(Vec::new()), vec![event]).await
+        let event = NewEvent::new("site.updated").with("site", id).changed(&before, &s);
+        self.finish(tx, s, IndexUpdate::Patch(Vec::new()), vec![event]).await
     }
 
     /// Removes a site without doors; the default site stays (new doors go there).
@@ -116,6 +117,6 @@ impl Store {
         }
         sqlx::query("DELETE FROM sites WHERE id = $1").bind(id).execute(&mut *tx).await?;
         let event = NewEvent::new("site.deleted").with("site", id);
-        finish(tx, (), IndexUpdate::Patch(Vec::new()), vec![event]).await
+        self.finish(tx, (), IndexUpdate::Patch(Vec::new()), vec![event]).await
     }
 }

@@ -72,7 +72,7 @@ impl TokenScope {
         match self {
             Self::Operator(role) => role.as_str().to_owned(),
             Self::Decisions { door: None } => "decisions".to_owned(),
-            Self::Decisions { door: Some(door) } => format!("decisions at {door}"),
+            Self::Decisions { door: Some(door) } => format!("decisions:{door}"),
             Self::Scim => "scim".to_owned(),
         }
     }
@@ -97,6 +97,7 @@ impl Store {
         if let Some(role) = role {
             event = event.with("role", role);
         }
+        event.actor = self.actor.as_deref().map(str::to_owned);
         if let Some(door) = door {
             event = event.with("door", door);
         }
@@ -142,7 +143,9 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("token", name));
         }
-        insert(&mut tx, &NewEvent::new("token.revoked").with("name", name)).await?;
+        let mut event = NewEvent::new("token.revoked").with("name", name);
+        event.actor = self.actor.as_deref().map(str::to_owned);
+        insert(&mut tx, &event).await?;
         bump_tokens_version(&mut tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected())

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod audit;
 mod backups;
 mod bad_input;
 mod cli;

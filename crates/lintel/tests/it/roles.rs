@@ -46,7 +46,7 @@ fn concrete(path: &str) -> String {
     out
 }
 
-fn create_token(db: &Database, role: &str) -> String {
+pub(crate) fn create_token(db: &Database, role: &str) -> String {
     let out = lintel()
         .args(["token", "create", "--name", &format!("t-{role}"), "--role", role, "--database-url", &db.url])
         .current_dir(&db.dir)
@@ -67,7 +67,7 @@ async fn status(s: &Server, method: &str, path: &str, token: &str) -> u16 {
     request.send().await.expect("the request").status().as_u16()
 }
 
-async fn tokens(db: &Database, s: &Server) -> Vec<(&'static str, String)> {
+pub(crate) async fn tokens(db: &Database, s: &Server) -> Vec<(&'static str, String)> {
     let tokens: Vec<_> = ROLES.iter().map(|role| (*role, create_token(db, role))).collect();
     // The server loads new tokens within a few seconds (unknown ones are a 401).
     for _ in 0..100 {

@@ -30,7 +30,7 @@ pub async fn create_person(
     ApiJson(p): ApiJson<NewPerson>,
 ) -> ApiResult<(StatusCode, Json<Person>)> {
     operators_are_owners_business(&s, &by, None, Some(&p.attributes)).await?;
-    Ok((StatusCode::CREATED, Json(s.directory().create_person(p).await?)))
+    Ok((StatusCode::CREATED, Json(s.directory().create_person(&by.actor(), p).await?)))
 }
 
 /// Making someone an operator of the web UI, changing their role, and changing or
@@ -121,7 +121,7 @@ pub async fn patch_person(
     ApiJson(p): ApiJson<PersonPatch>,
 ) -> ApiResult<Json<Person>> {
     operators_are_owners_business(&s, &by, Some(&id), p.attributes.as_ref()).await?;
-    Ok(Json(s.directory().patch_person(id, p).await?))
+    Ok(Json(s.directory().patch_person(&by.actor(), id, p).await?))
 }
 
 /// Remove a person; their credentials are revoked at once.
@@ -133,7 +133,7 @@ pub async fn delete_person(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     operators_are_owners_business(&s, &by, Some(&id), None).await?;
-    s.directory().delete_person(id).await?;
+    s.directory().delete_person(&by.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -143,12 +143,12 @@ pub async fn delete_person(
     responses((status = 201, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn issue_credential(
     State(s): State<AppState>,
-    _: Desk,
+    Desk(by): Desk,
     ApiPath(id): ApiPath<String>,
     ApiJson(c): ApiJson<NewCredential>,
 ) -> ApiResult<(StatusCode, Json<Credential>)> {
     let built = s.services().credentials.build(&c)?;
-    Ok((StatusCode::CREATED, Json(s.directory().issue_credential(id, built).await?)))
+    Ok((StatusCode::CREATED, Json(s.directory().issue_credential(&by.actor(), id, built).await?)))
 }
 
 /// A person's credentials, revoked ones included.
@@ -181,7 +181,7 @@ pub async fn revoke_credential(
     Desk(by): Desk,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Credential>> {
-    Ok(Json(s.directory().revoke_credential(id, format!("revoked by {}", by.label())).await?))
+    Ok(Json(s.directory().revoke_credential(&by.actor(), id, format!("revoked by {}", by.label())).await?))
 }
 
 /// Create a door.
@@ -189,10 +189,10 @@ pub async fn revoke_credential(
     responses((status = 201, description = "the door", body = Door), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_door(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiJson(door): ApiJson<NewDoor>,
 ) -> ApiResult<(StatusCode, Json<Door>)> {
-    Ok((StatusCode::CREATED, Json(s.directory().create_door(door).await?)))
+    Ok((StatusCode::CREATED, Json(s.directory().create_door(&by.actor(), door).await?)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -225,18 +225,22 @@ pub async fn get_door(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath
     responses((status = 200, description = "the door", body = Door), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_door(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<DoorPatch>,
 ) -> ApiResult<Json<Door>> {
-    Ok(Json(s.directory().patch_door(id, p).await?))
+    Ok(Json(s.directory().patch_door(&by.actor(), id, p).await?))
 }
 
 /// Remove a door (and it from every group and grant).
 #[utoipa::path(delete, path = "/api/v1/doors/{id}", tag = "directory", params(("id" = String, Path, description = "the door's id")), security(("admin" = [])),
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn delete_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
-    s.directory().delete_door(id).await?;
+pub async fn delete_door(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.directory().delete_door(&by.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -245,10 +249,10 @@ pub async fn delete_door(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPa
     responses((status = 201, description = "the group", body = Group), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_group(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiJson(g): ApiJson<NewGroup>,
 ) -> ApiResult<(StatusCode, Json<Group>)> {
-    Ok((StatusCode::CREATED, Json(s.directory().create_group(g).await?)))
+    Ok((StatusCode::CREATED, Json(s.directory().create_group(&by.actor(), g).await?)))
 }
 
 /// All groups.
@@ -267,8 +271,12 @@ pub async fn get_group(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPat
 /// Remove a group, its memberships and its grants.
 #[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "directory", params(("id" = String, Path, description = "the group's id")), security(("admin" = [])),
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn delete_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
-    s.directory().delete_group(id).await?;
+pub async fn delete_group(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.directory().delete_group(&by.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -277,10 +285,10 @@ pub async fn delete_group(State(s): State<AppState>, _: Admin, ApiPath(id): ApiP
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
     State(s): State<AppState>,
-    _: Desk,
+    Desk(by): Desk,
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    s.directory().set_member(group, person, true).await?;
+    s.directory().set_member(&by.actor(), group, person, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -289,10 +297,10 @@ pub async fn add_member(
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_member(
     State(s): State<AppState>,
-    _: Desk,
+    Desk(by): Desk,
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    s.directory().set_member(group, person, false).await?;
+    s.directory().set_member(&by.actor(), group, person, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -301,10 +309,10 @@ pub async fn remove_member(
     responses((status = 201, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_grant(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiJson(g): ApiJson<NewGrant>,
 ) -> ApiResult<(StatusCode, Json<Grant>)> {
-    Ok((StatusCode::CREATED, Json(s.directory().create_grant(g).await?)))
+    Ok((StatusCode::CREATED, Json(s.directory().create_grant(&by.actor(), g).await?)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -336,7 +344,11 @@ pub async fn get_grant(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPat
 /// Withdraw a grant.
 #[utoipa::path(delete, path = "/api/v1/grants/{id}", tag = "directory", params(("id" = String, Path, description = "the grant's id")), security(("admin" = [])),
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn delete_grant(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
-    s.directory().delete_grant(id).await?;
+pub async fn delete_grant(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.directory().delete_grant(&by.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

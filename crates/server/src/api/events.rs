@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use futures::{Stream, StreamExt};
 use lintel_proto::{Attendance, AttendanceDay, Event, Page, Problem};
@@ -18,6 +19,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::Reader;
+use crate::export::spreadsheet_safe;
 use crate::problem::{ApiError, ApiQuery};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -31,6 +33,9 @@ pub struct EventsQuery {
     door: Option<String>,
     /// Only events at this site's doors.
     site: Option<String>,
+    /// Only changes made by this actor: `token:<name>`, `operator:<person id>`, `cli`,
+    /// `integration:<name>`, `user:<person id>`.
+    actor: Option<String>,
     /// Only events at or after this time (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
     from: Option<DateTime<Utc>>,
     /// Only events before this time (RFC 3339).
@@ -47,20 +52,90 @@ pub async fn list_events(
     _: Reader,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Page<Event>>, ApiError> {
-    let filter = EventFilter {
-        after: q.after,
-        before: None,
-        kind: q.kind,
-        person_id: q.person_id,
-        door: q.door,
-        site: q.site,
-        from: q.from.map(|t| t.timestamp_micros()),
-        to: q.to.map(|t| t.timestamp_micros()),
-        limit: q.limit.unwrap_or(100),
-    };
-    let items = s.store().events(&filter).await?;
-    let next = items.last().map(|e| e.id.clone()).or_else(|| Some(q.after.unwrap_or(0).to_string()));
+    page(&s, q, false).await
+}
+
+/// A page of events (of changes only, for the audit trail) and the cursor to go on from.
+async fn page(s: &AppState, q: EventsQuery, changes_only: bool) -> Result<Json<Page<Event>>, ApiError> {
+    let after = q.after;
+    let items = s.store().events(&q.filter(changes_only)).await?;
+    let next = items.last().map(|e| e.id.clone()).or_else(|| Some(after.unwrap_or(0).to_string()));
     Ok(Json(Page { items, next }))
+}
+
+impl EventsQuery {
+    fn filter(self, changes_only: bool) -> EventFilter {
+        EventFilter {
+            after: self.after,
+            before: None,
+            kind: self.kind,
+            person_id: self.person_id,
+            door: self.door,
+            site: self.site,
+            actor: self.actor,
+            changes_only,
+            from: self.from.map(|t| t.timestamp_micros()),
+            to: self.to.map(|t| t.timestamp_micros()),
+            limit: self.limit.unwrap_or(100),
+        }
+    }
+}
+
+/// The audit trail: the changes someone made (who in `actor`; for edits, `data.before`
+/// and `data.after` hold the fields that changed, never a secret), oldest first, with the
+/// events' filters.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "events", params(EventsQuery), security(("admin" = [])),
+    responses((status = 200, description = "a page of changes", body = Page<Event>)))]
+pub async fn audit(
+    State(s): State<AppState>,
+    _: Reader,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<Page<Event>>, ApiError> {
+    page(&s, q, true).await
+}
+
+/// The most rows one CSV export holds; a longer trail is exported in ranges (`from`, `to`).
+const AUDIT_CSV_ROWS: usize = 100_000;
+
+/// The audit trail as CSV (the same filters; `limit` is ignored): one row per change,
+/// `id,at,actor,kind,person_id,door,credential_id,grant_id,data`.
+#[utoipa::path(get, path = "/api/v1/audit.csv", tag = "events", params(EventsQuery), security(("admin" = [])),
+    responses((status = 200, description = "the changes as CSV", body = String, content_type = "text/csv")))]
+pub async fn audit_csv(
+    State(s): State<AppState>,
+    _: Reader,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut filter = q.filter(true);
+    filter.limit = 1000;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let failed = |e: csv::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    out.write_record(["id", "at", "actor", "kind", "person_id", "door", "credential_id", "grant_id", "data"])
+        .map_err(failed)?;
+    let mut rows = 0;
+    while rows < AUDIT_CSV_ROWS {
+        let page = s.store().events(&filter).await?;
+        let Some(last) = page.last() else { break };
+        filter.after = last.id.parse().ok();
+        for e in &page {
+            let text = |v: &Option<String>| spreadsheet_safe(v.as_deref().unwrap_or_default());
+            out.write_record([
+                e.id.clone(),
+                e.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                text(&e.actor),
+                spreadsheet_safe(&e.kind),
+                text(&e.person_id),
+                text(&e.door),
+                text(&e.credential_id),
+                text(&e.grant_id),
+                spreadsheet_safe(&e.data.to_string()),
+            ])
+            .map_err(failed)?;
+        }
+        rows += page.len();
+    }
+    let body = out.into_inner().map_err(|e| failed(e.into_error().into()))?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

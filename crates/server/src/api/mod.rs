@@ -123,6 +123,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list_events))
         .routes(routes!(events::stream_events))
         .routes(routes!(events::attendance))
+        .routes(routes!(events::audit))
+        .routes(routes!(events::audit_csv))
         .routes(routes!(slack::commands))
         .routes(routes!(slack::events))
         .routes(routes!(slack::interactions))

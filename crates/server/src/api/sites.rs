@@ -16,10 +16,10 @@ type ApiResult<T> = Result<T, ApiError>;
     responses((status = 201, description = "the site", body = Site), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_site(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiJson(site): ApiJson<NewSite>,
 ) -> ApiResult<(StatusCode, Json<Site>)> {
-    Ok((StatusCode::CREATED, Json(s.directory().create_site(site).await?)))
+    Ok((StatusCode::CREATED, Json(s.directory().create_site(&by.actor(), site).await?)))
 }
 
 /// All sites, each with how many doors it has.
@@ -40,17 +40,21 @@ pub async fn get_site(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath
     responses((status = 200, description = "the site", body = Site), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_site(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<SitePatch>,
 ) -> ApiResult<Json<Site>> {
-    Ok(Json(s.directory().patch_site(id, p).await?))
+    Ok(Json(s.directory().patch_site(&by.actor(), id, p).await?))
 }
 
 /// Remove a site: only one without doors, never the default site `main`.
 #[utoipa::path(delete, path = "/api/v1/sites/{id}", tag = "directory", params(("id" = String, Path, description = "the site's id")), security(("admin" = [])),
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 409, description = "the default site, or one with doors or webhook endpoints", body = Problem, content_type = "application/problem+json")))]
-pub async fn delete_site(State(s): State<AppState>, _: Admin, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
-    s.directory().delete_site(id).await?;
+pub async fn delete_site(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.directory().delete_site(&by.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use super::session::Signed;
 use super::{Ui, UiError, UiResult, html, is_htmx, words};
 use crate::AppState;
+use crate::export::spreadsheet_safe;
 use lintel_core::{Action, Role};
 use lintel_service::attendance::{ByDay, Report, local_midnight, next_day};
 use lintel_service::validate;
@@ -911,7 +912,7 @@ pub async fn issue_credential(
 ) -> UiResult {
     let outcome = async {
         let (built, label) = new_credential(&ui.app, &form.kind, &form)?;
-        let (issued, shown) = issue(&ui.app, &id, built, label).await?;
+        let (issued, shown) = issue(&ui.app, &signed, &id, built, label).await?;
         Ok((shown, format!("Issued {}.", credential_name(&issued))))
     }
     .await;
@@ -930,18 +931,19 @@ async fn persons_credential(app: &AppState, person: &str, credential: &str) -> R
 /// Issues a credential, with what to show once (a generated secret), labelled.
 async fn issue(
     app: &AppState,
+    signed: &Signed,
     person: &str,
     built: lintel_service::credentials::Built,
     label: &'static str,
 ) -> Result<(Credential, Option<ShownOnce>), UiError> {
-    let mut issued = app.directory().issue_credential(person.to_owned(), built).await?;
+    let mut issued = app.directory().issue_credential(&signed.who.actor(), person.to_owned(), built).await?;
     let shown = issued.secret.take().map(|value| ShownOnce { label, value });
     Ok((issued, shown))
 }
 
 async fn revoke(app: &AppState, signed: &Signed, credential: &str) -> Result<Credential, UiError> {
     let reason = format!("revoked in the web UI by {}", signed.who.label());
-    Ok(app.directory().revoke_credential(credential.to_owned(), reason).await?)
+    Ok(app.directory().revoke_credential(&signed.who.actor(), credential.to_owned(), reason).await?)
 }
 
 pub async fn revoke_credential(
@@ -982,7 +984,7 @@ pub async fn regenerate_credential(
         if c.status == CredentialStatus::Active {
             revoke(&ui.app, &signed, &credential).await?;
         }
-        let (issued, shown) = issue(&ui.app, &id, built, label).await?;
+        let (issued, shown) = issue(&ui.app, &signed, &id, built, label).await?;
         Ok((shown, format!("Replaced {} with {}.", credential_name(&c), credential_name(&issued))))
     }
     .await;
@@ -1397,11 +1399,6 @@ pub async fn attendance(
     })
 }
 
-/// A cell a spreadsheet would not take for a formula.
-fn cell(s: &str) -> String {
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() }
-}
-
 pub async fn attendance_csv(State(ui): State<Ui>, Query(q): Query<AttendanceQuery>) -> UiResult {
     let app = &ui.app;
     let tz = app.inner.services.config.timezone;
@@ -1426,11 +1423,11 @@ pub async fn attendance_csv(State(ui): State<Ui>, Query(q): Query<AttendanceQuer
             }
             let mut record = vec![day.to_string()];
             if r.by_group {
-                record.push(cell(group.as_deref().unwrap_or("")));
+                record.push(spreadsheet_safe(group.as_deref().unwrap_or("")));
             }
             record.extend([
-                cell(person),
-                cell(&names[person]),
+                spreadsheet_safe(person),
+                spreadsheet_safe(&names[person]),
                 entry.first_entry.with_timezone(&tz).to_rfc3339(),
                 entry.last_entry.with_timezone(&tz).to_rfc3339(),
                 entry.entries.to_string(),

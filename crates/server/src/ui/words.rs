@@ -189,13 +189,24 @@ pub fn event(e: &Event, who: Option<&str>, door: Option<&str>) -> String {
             if let Some(first) = s.get_mut(0..1) {
                 first.make_ascii_uppercase();
             }
-            match (who, e.door.as_deref()) {
+            let sentence = match (who, e.door.as_deref()) {
                 (Some(w), _) => format!("{s}: {w}"),
                 (None, Some(_)) => format!("{s}: {door}"),
                 (None, None) => s,
+            };
+            match (&e.actor, changed_fields(e)) {
+                (Some(actor), Some(fields)) => format!("{sentence} ({fields}), by {actor}"),
+                (Some(actor), None) => format!("{sentence}, by {actor}"),
+                (None, _) => sentence,
             }
         }
     }
+}
+
+/// The fields an edit changed, as the audit trail keeps them: `name, site`.
+fn changed_fields(e: &Event) -> Option<String> {
+    let fields: Vec<&str> = e.data.get("after")?.as_object()?.keys().map(String::as_str).collect();
+    (!fields.is_empty()).then(|| fields.join(", "))
 }
 
 /// `ok`, `refused` or `info`: how an event is coloured.
@@ -254,6 +265,24 @@ mod tests {
     }
 
     #[test]
+    fn a_change_says_who_made_it_and_what_changed() {
+        let e = Event {
+            id: "2".into(),
+            at: Utc::now(),
+            kind: "door.updated".into(),
+            allowed: None,
+            reason: None,
+            person_id: None,
+            door: Some("front".into()),
+            credential_id: None,
+            grant_id: None,
+            actor: Some("token:desk".into()),
+            data: serde_json::json!({"before": {"name": "Front"}, "after": {"name": "Front door"}}),
+        };
+        assert_eq!(event(&e, None, Some("Front door")), "Door updated: Front door (name), by token:desk");
+    }
+
+    #[test]
     fn events_read_as_sentences() {
         let mut e = Event {
             id: "1".into(),
@@ -265,6 +294,7 @@ mod tests {
             door: Some("front".into()),
             credential_id: None,
             grant_id: None,
+            actor: None,
             data: serde_json::json!({}),
         };
         assert_eq!(

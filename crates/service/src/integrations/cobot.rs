@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::invitations::{Invitation, Invitations};
 use super::lockcloud::LockCloud;
+use crate::directory::Actor;
 use crate::directory::Directory;
 use crate::error::{Result, ServiceError};
 use crate::offboarding::{self, Departure};
@@ -238,7 +239,10 @@ impl Cobot {
         for group in self.managed_groups() {
             let member = in_groups.contains(group);
             let (g, p) = (group.to_owned(), id.clone());
-            match directory.write(move |store| async move { store.set_member(&g, &p, member).await }).await {
+            match directory
+                .write(&Actor::integration("cobot"), move |store| async move { store.set_member(&g, &p, member).await })
+                .await
+            {
                 Ok(_) => {}
                 Err(StoreError::NotFound { .. }) => tracing::error!(group, "a [cobot] group does not exist"),
                 Err(e) => return Err(e.into()),
@@ -321,9 +325,9 @@ impl Cobot {
         }
         let person = person.to_owned();
         self.directory
-            .write(
-                move |store| async move { store.replace_cobot_pass_grants(&person, &source, &wanted, asked_at).await },
-            )
+            .write(&Actor::integration("cobot"), move |store| async move {
+                store.replace_cobot_pass_grants(&person, &source, &wanted, asked_at).await
+            })
             .await?;
         Ok(())
     }
@@ -343,7 +347,12 @@ impl Cobot {
             Ok(p) if p.status != PersonStatus::Suspended => {
                 let patch = PersonPatch { status: Some(PersonStatus::Suspended), ..Default::default() };
                 let id = person.to_owned();
-                self.directory.write(move |store| async move { store.patch_person(&id, &patch).await }).await?;
+                self.directory
+                    .write(
+                        &Actor::integration("cobot"),
+                        move |store| async move { store.patch_person(&id, &patch).await },
+                    )
+                    .await?;
             }
             Ok(_) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -569,9 +578,16 @@ impl Cobot {
             && existing[0].doors.as_deref().map(sorted) == Some(sorted(doors));
         if !same {
             for grant in existing {
-                directory.write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
+                directory
+                    .write(
+                        &Actor::integration("cobot"),
+                        move |store| async move { store.delete_grant(&grant.id).await },
+                    )
+                    .await?;
             }
-            directory.write(move |store| async move { store.create_grant(&wanted).await }).await?;
+            directory
+                .write(&Actor::integration("cobot"), move |store| async move { store.create_grant(&wanted).await })
+                .await?;
         }
         if let Some(cloud) = &self.lockcloud {
             cloud.booking_changed(&b.id, &person, doors, from, until).await?;
@@ -610,7 +626,12 @@ impl Cobot {
         let secret = credentials::secret();
         let record = secret.record;
         let pid = id.clone();
-        directory.write(move |store| async move { store.issue_credential(&pid, &record).await }).await?;
+        directory
+            .write(
+                &Actor::integration("cobot"),
+                move |store| async move { store.issue_credential(&pid, &record).await },
+            )
+            .await?;
         let secret = secret.shown_once.expect("a secret is shown once");
         match &self.invitations {
             Some(invitations) => {
@@ -641,7 +662,10 @@ impl Cobot {
         let Some((person, visitor)) = store.cobot_booking(booking_id).await? else { return Ok(()) };
         if visitor {
             let id = person.clone();
-            match directory.write(move |store| async move { store.delete_person(&id).await }).await {
+            match directory
+                .write(&Actor::integration("cobot"), move |store| async move { store.delete_person(&id).await })
+                .await
+            {
                 Ok(_) | Err(StoreError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -649,7 +673,12 @@ impl Cobot {
             let source = booking_source(booking_id);
             for grant in store.grants(Some(&person)).await?.into_iter().filter(|g| g.source.as_deref() == Some(&source))
             {
-                directory.write(move |store| async move { store.delete_grant(&grant.id).await }).await?;
+                directory
+                    .write(
+                        &Actor::integration("cobot"),
+                        move |store| async move { store.delete_grant(&grant.id).await },
+                    )
+                    .await?;
             }
         }
         if let Some(cloud) = &self.lockcloud {
@@ -816,7 +845,13 @@ mod tests {
     async fn space(platform: &FakeHttp) -> (tempfile::TempDir, Cobot) {
         let (dir, directory) = testing::directory().await;
         for group in ["members", "studio"] {
-            directory.write(move |store| async move { store.create_group(group, group, &[]).await }).await.unwrap();
+            directory
+                .write(
+                    &Actor::integration("cobot"),
+                    move |store| async move { store.create_group(group, group, &[]).await },
+                )
+                .await
+                .unwrap();
         }
         let config = CobotConfig {
             base_url: platform.url.clone(),

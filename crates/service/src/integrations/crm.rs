@@ -26,6 +26,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::decide::{Looked, MemberLookup as Wanted, MemberSource};
+use crate::directory::Actor;
 use chrono::Utc;
 use lintel_connectors::crm::{self, CrmError, Person as CrmPerson};
 use lintel_core::credential::normalize_uid;
@@ -326,7 +327,13 @@ impl Crm {
             && !groups.contains(&group)
         {
             let pid = id.clone();
-            match directory.write(move |store| async move { store.set_member(&group, &pid, true).await }).await {
+            match directory
+                .write(
+                    &Actor::integration("crm"),
+                    move |store| async move { store.set_member(&group, &pid, true).await },
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(StoreError::NotFound { what: "group", .. }) => {
                     tracing::error!(group = ?self.config.group, "the [crm] group does not exist");
@@ -354,7 +361,12 @@ impl Crm {
         if issue {
             let record = crate::credentials::card(&uid, code.clone())?.record;
             let pid = id.clone();
-            directory.write(move |store| async move { store.issue_credential(&pid, &record).await }).await?;
+            directory
+                .write(
+                    &Actor::integration("crm"),
+                    move |store| async move { store.issue_credential(&pid, &record).await },
+                )
+                .await?;
         }
         let now = Utc::now().timestamp_micros();
         let member = CrmMember {
@@ -511,11 +523,14 @@ mod standing {
         .await;
         let directory = &services.directory;
         let laser = json!({"id": "laser", "name": "Laser cutter", "required_skill": "laser"});
-        directory.create_door(serde_json::from_value(laser).expect("a door")).await.expect("door");
+        directory
+            .create_door(&Actor::integration("crm"), serde_json::from_value(laser).expect("a door"))
+            .await
+            .expect("door");
         let members = NewGroup { id: "members".into(), name: "Members".into(), doors: vec!["laser".into()] };
-        directory.create_group(members).await.expect("group");
+        directory.create_group(&Actor::integration("crm"), members).await.expect("group");
         let grant: NewGrant = serde_json::from_value(json!({"group_id": "members"})).expect("a grant");
-        directory.create_grant(grant).await.expect("grant");
+        directory.create_grant(&Actor::integration("crm"), grant).await.expect("grant");
         (dir, services)
     }
 

@@ -31,6 +31,7 @@ use lintel_core::credential::normalize_uid;
 use lintel_proto::{CredentialKind, CredentialStatus, PersonStatus};
 use lintel_store::{MemberChange, NewEvent, StoreError};
 
+use crate::directory::Actor;
 use crate::directory::Directory;
 use crate::error::{Result, ServiceError};
 use crate::offboarding::{self, Departure};
@@ -357,7 +358,9 @@ impl LdapSync {
         for group in groups {
             let member = listed.groups.contains(group);
             let (g, p) = (group.clone(), id.clone());
-            let written = directory.write(move |store| async move { store.set_member(&g, &p, member).await }).await?;
+            let written = directory
+                .write(&Actor::integration("ldap"), move |store| async move { store.set_member(&g, &p, member).await })
+                .await?;
             changed |= written.value != MemberChange::Unchanged;
         }
         if self.config.mapping.card_attribute.is_some() {
@@ -385,7 +388,11 @@ impl LdapSync {
         for card in cards.iter().filter(|c| c.status == CredentialStatus::Active) {
             if card.uid.as_ref().is_none_or(|uid| !wanted.contains(uid)) {
                 let id = card.id.clone();
-                directory.write(move |store| async move { store.revoke_credential(&id, CARD_UNLISTED).await }).await?;
+                directory
+                    .write(&Actor::integration("ldap"), move |store| async move {
+                        store.revoke_credential(&id, CARD_UNLISTED).await
+                    })
+                    .await?;
                 changed = true;
             }
         }
@@ -402,7 +409,12 @@ impl LdapSync {
             }
             let record = crate::credentials::card(uid, None)?.record;
             let pid = person_id.to_owned();
-            directory.write(move |store| async move { store.issue_credential(&pid, &record).await }).await?;
+            directory
+                .write(
+                    &Actor::integration("ldap"),
+                    move |store| async move { store.issue_credential(&pid, &record).await },
+                )
+                .await?;
             changed = true;
         }
         Ok(changed)

@@ -15,6 +15,7 @@ use lintel_store::{PersonFilter, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::directory::Actor;
 use crate::directory::Directory;
 use crate::doors::{Doors, Opener};
 use crate::error::{Result, ServiceError};
@@ -231,8 +232,12 @@ impl Slack {
         // `group` was missing or misnamed gets in once the configuration is fixed.
         if let Some(group) = self.config.group.clone() {
             let member = person.clone();
-            let joined =
-                self.directory.write(move |store| async move { store.set_member(&group, &member, true).await }).await;
+            let joined = self
+                .directory
+                .write(&Actor::integration("slack"), move |store| async move {
+                    store.set_member(&group, &member, true).await
+                })
+                .await;
             if let Err(StoreError::NotFound { .. }) = joined {
                 tracing::error!("[slack] group names a group that does not exist");
                 return Ok(
@@ -256,13 +261,18 @@ impl Slack {
         if regenerate {
             let p = person.clone();
             self.directory
-                .write(move |store| async move {
+                .write(&Actor::integration("slack"), move |store| async move {
                     store.revoke_person_credentials(&p, Some(CredentialKind::Secret), "regenerated from Slack").await
                 })
                 .await?;
         }
         let credentials::Built { record, shown_once } = credentials::secret();
-        self.directory.write(move |store| async move { store.issue_credential(&person, &record).await }).await?;
+        self.directory
+            .write(
+                &Actor::integration("slack"),
+                move |store| async move { store.issue_credential(&person, &record).await },
+            )
+            .await?;
         Ok(secret_message(&shown_once.unwrap_or_default(), self.public_url.as_deref()))
     }
 
@@ -522,7 +532,9 @@ mod tests {
                 let (person, record) = (id.to_owned(), built.record);
                 services
                     .directory
-                    .write(move |store| async move { store.issue_credential(&person, &record).await })
+                    .write(&Actor::integration("slack"), move |store| async move {
+                        store.issue_credential(&person, &record).await
+                    })
                     .await
                     .expect("credential");
             }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::schema::{GROUP, GROUP_ATTRS};
 use super::{ListQuery, Projection, Result, ScimError, check_version, document, patch_op, with_meta};
+use crate::directory::Actor;
 use crate::directory::Directory;
 use crate::{secrets, validate};
 
@@ -76,7 +77,7 @@ async fn change(
 pub async fn delete(directory: &Arc<Directory>, base: &str, id: &str, if_match: Option<&str>) -> Result<()> {
     let before = row(directory, id).await?;
     check_version(&resource(&before, base), if_match)?;
-    directory.delete_group(before.group.id).await?;
+    directory.delete_group(&Actor::integration("scim"), before.group.id).await?;
     Ok(())
 }
 
@@ -155,8 +156,12 @@ async fn save(
         };
     }
     let record = ScimGroupRecord { id, name, external_id, members };
-    let written =
-        directory.write(move |store| async move { store.save_scim_group(&record, read.as_ref()).await }).await?;
+    let written = directory
+        .write(
+            &Actor::integration("scim"),
+            move |store| async move { store.save_scim_group(&record, read.as_ref()).await },
+        )
+        .await?;
     Ok(written.value)
 }
 

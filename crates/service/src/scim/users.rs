@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::schema::{USER, USER_ATTRS};
 use super::{ListQuery, Projection, Result, ScimError, check_version, document, patch_op, time, with_meta};
+use crate::directory::Actor;
 use crate::directory::Directory;
 use crate::offboarding::{self, Departure};
 use crate::validate;
@@ -48,7 +49,7 @@ pub async fn create(directory: &Arc<Directory>, base: &str, body: &[u8]) -> Resu
                 attributes,
                 ..Default::default()
             };
-            directory.create_person(new).await?
+            directory.create_person(&Actor::integration("scim"), new).await?
         }
     };
     get(directory, base, &person.id, &Projection::default()).await
@@ -104,7 +105,7 @@ pub async fn delete(directory: &Arc<Directory>, base: &str, id: &str, if_match: 
         attributes: Some(attributes),
         ..Default::default()
     };
-    directory.patch_person(person.id, patch).await?;
+    directory.patch_person(&Actor::integration("scim"), person.id, patch).await?;
     Ok(())
 }
 
@@ -308,7 +309,7 @@ async fn write(directory: &Arc<Directory>, person: &Person, doc: Map<String, Val
         status: reactivated.then_some(PersonStatus::Active),
         ..Default::default()
     };
-    Ok(directory.patch_person(person.id.clone(), patch).await?)
+    Ok(directory.patch_person(&Actor::integration("scim"), person.id.clone(), patch).await?)
 }
 
 async fn offboard(directory: &Arc<Directory>, person_id: &str, reason: &str, groups: &[String]) -> Result<()> {
