@@ -708,3 +708,27 @@ mod tests {
         assert_eq!(serde_json::to_string(&DriverConfig::default()).unwrap(), r#"{"kind":"none"}"#);
     }
 }
+
+/// Enrolling a card by tapping it: the next unknown card tapped at `door` before
+/// `expires_at` becomes the person's card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Enrolment {
+    pub id: String,
+    pub person_id: String,
+    pub door: String,
+    /// `waiting` for a tap, `enrolled` (the card is the person's), or `expired`.
+    pub state: String,
+    pub expires_at: DateTime<Utc>,
+    /// The tapped card's UID, once enrolled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrolment {
+    /// The door whose reader the card will be tapped at.
+    pub door: String,
+}

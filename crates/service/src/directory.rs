@@ -49,6 +49,11 @@ impl Actor {
         Self("lintel".to_owned())
     }
 
+    /// One named before, as the store kept it.
+    pub(crate) fn recorded(label: String) -> Self {
+        Self(label)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

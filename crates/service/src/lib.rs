@@ -11,6 +11,7 @@ pub mod devices;
 pub mod directory;
 pub mod doors;
 pub mod edits;
+pub mod enrolments;
 mod error;
 pub mod follow;
 pub mod integrations;

@@ -1052,7 +1052,7 @@ impl Store {
     }
 }
 
-async fn issue_in(
+pub(crate) async fn issue_in(
     tx: &mut Tx,
     person: Pk,
     person_id: &str,

@@ -617,6 +617,23 @@ test('the README\'s screenshot of the dashboard', async () => {
   await page.context().close();
 });
 
+test('enrolling a card by tapping it: the operator sees the UID arrive', async () => {
+  const page = await newPage();
+  await signIn(page);
+  await page.goto(base + '/ui/people/mallory');
+  await page.getByText('Enrol a card by tapping it').click();
+  await page.getByLabel('At the reader of').selectOption('front');
+  await page.getByRole('button', { name: 'Wait for a tap' }).click();
+  await page.getByText(/Tap the card at/).waitFor();
+  await api('POST', '/api/v1/decisions', { door: 'front', credential: { kind: 'card', uid: '0E0E0E0F' } });
+  await page.getByTestId('enrolled').getByText('0E0E0E0F').waitFor({ timeout: 10000 });
+  const cards = await api('GET', '/api/v1/people/mallory/credentials');
+  assert.deepEqual(cards.map((c) => c.uid), ['0E0E0E0F']);
+  await shoot(page, 'enrolled');
+  clean(page);
+  await page.context().close();
+});
+
 test('sites: the doors and attendance of one site, and a webhook endpoint limited to it', async () => {
   await api('POST', '/api/v1/sites', { id: 'annex', name: 'Annex' });
   await api('POST', '/api/v1/doors', { id: 'annex-door', name: 'Annex door', site: 'annex' });

@@ -14,6 +14,7 @@ mod crm;
 mod decisions;
 mod doorbell;
 mod doors;
+mod enrolments;
 mod events;
 mod faults;
 mod ldap;

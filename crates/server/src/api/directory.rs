@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use lintel_core::Action;
 use lintel_proto::{
-    Credential, Door, DoorPatch, Grant, Group, NewCredential, NewDoor, NewGrant, NewGroup, NewPerson, Page, Person,
-    PersonPatch, Problem,
+    Credential, Door, DoorPatch, Enrolment, Grant, Group, NewCredential, NewDoor, NewEnrolment, NewGrant, NewGroup,
+    NewPerson, Page, Person, PersonPatch, Problem,
 };
 use lintel_service::integrations::oidc::{OPERATOR_ATTRIBUTE, is_operator};
 use lintel_store::{PersonFilter, StoreError};
@@ -351,4 +351,31 @@ pub async fn delete_grant(
 ) -> ApiResult<StatusCode> {
     s.directory().delete_grant(&by.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enrol a card by tapping it: the next unknown card tapped at `door` within a minute
+/// becomes this person's card. Look at the enrolment to see the card arrive.
+#[utoipa::path(post, path = "/api/v1/people/{id}/enrolments", tag = "directory", params(("id" = String, Path, description = "the person's id")), request_body = NewEnrolment,
+    security(("admin" = [])),
+    responses((status = 201, description = "waiting for the tap", body = Enrolment), (status = 404, description = "no such person or door", body = Problem, content_type = "application/problem+json")))]
+pub async fn start_enrolment(
+    State(s): State<AppState>,
+    Desk(by): Desk,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(e): ApiJson<NewEnrolment>,
+) -> ApiResult<(StatusCode, Json<Enrolment>)> {
+    let started = lintel_service::enrolments::start(s.directory(), &by.actor(), &id, &e.door).await?;
+    Ok((StatusCode::CREATED, Json(started)))
+}
+
+/// An enrolment: still `waiting`, `enrolled` (with the card's UID and credential), or
+/// `expired`.
+#[utoipa::path(get, path = "/api/v1/enrolments/{id}", tag = "directory", params(("id" = String, Path, description = "the enrolment's id")), security(("admin" = [])),
+    responses((status = 200, description = "the enrolment", body = Enrolment), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
+pub async fn get_enrolment(
+    State(s): State<AppState>,
+    _: Reader,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Enrolment>> {
+    Ok(Json(lintel_service::enrolments::check(s.directory(), &id).await?))
 }

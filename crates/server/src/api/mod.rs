@@ -107,6 +107,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(directory::get_person, directory::patch_person, directory::delete_person))
         .routes(routes!(directory::issue_credential, directory::list_credentials))
         .routes(routes!(directory::get_credential, directory::revoke_credential))
+        .routes(routes!(directory::start_enrolment))
+        .routes(routes!(directory::get_enrolment))
         .routes(routes!(directory::create_door, directory::list_doors))
         .routes(routes!(directory::get_door, directory::patch_door, directory::delete_door))
         .routes(routes!(sites::create_site, sites::list_sites))

@@ -58,6 +58,8 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/ui/people/{id}/why", get(pages::why))
         .route("/ui/people/{id}/photo", get(pages::photo))
         .route("/ui/people/{id}/credentials", post(pages::issue_credential))
+        .route("/ui/people/{id}/credentials/enrol", post(pages::start_enrol))
+        .route("/ui/people/{id}/credentials/enrol/{enrolment}", get(pages::enrol_state))
         .route("/ui/people/{id}/credentials/{credential}/revoke", post(pages::revoke_credential))
         .route("/ui/people/{id}/credentials/{credential}/regenerate", post(pages::regenerate_credential))
         .route("/ui/doors", get(pages::doors))

@@ -13,7 +13,8 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use lintel_core::{CredentialKey, Decision, Index, Pk, Query as IndexQuery};
 use lintel_proto::{
-    Credential, CredentialKind, CredentialStatus, Door, DriverConfig, Event, Grant, Group, Person, PersonStatus, Reason,
+    Credential, CredentialKind, CredentialStatus, Door, DriverConfig, Enrolment, Event, Grant, Group, Person,
+    PersonStatus, Reason,
 };
 use lintel_store::{EventFilter, PersonFilter, Store, StoreError, grant_id};
 use serde::Deserialize;
@@ -486,6 +487,8 @@ pub struct CredsPanel {
     pub csrf: String,
     /// The role may issue and revoke (the forms show).
     pub editable: bool,
+    /// (id, name) of the doors a card can be enrolled at.
+    pub doors: Vec<(String, String)>,
     pub person_id: String,
     pub rows: Vec<CredRow>,
     pub shown_once: Option<ShownOnce>,
@@ -629,6 +632,7 @@ impl PersonData {
         CredsPanel {
             csrf: signed.csrf.clone(),
             editable: signed.role.may(Action::ManagePeople),
+            doors: self.doors.iter().map(|d| (d.id.clone(), d.name.clone())).collect(),
             person_id: self.person.id.clone(),
             rows,
             shown_once: None,
@@ -815,6 +819,51 @@ pub async fn person(State(ui): State<Ui>, Extension(signed): Extension<Signed>, 
     let data = PersonData::load(&ui.app, &id).await?;
     let creds = data.creds(&signed, ui.app.inner.services.config.timezone);
     html(&person_page(&ui, &signed, &data, creds).await?)
+}
+
+#[derive(Template)]
+#[template(path = "enrol.html")]
+struct EnrolFragment {
+    id: String,
+    person_id: String,
+    door: String,
+    state: String,
+    until: String,
+    uid: String,
+}
+
+impl EnrolFragment {
+    fn of(e: Enrolment, tz: Tz) -> Self {
+        Self {
+            until: words::local(e.expires_at, tz),
+            id: e.id,
+            person_id: e.person_id,
+            door: e.door,
+            state: e.state,
+            uid: e.uid.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EnrolForm {
+    door: String,
+}
+
+/// Starts waiting for a tap; the answer polls until the card arrives or time is up.
+pub async fn start_enrol(
+    State(ui): State<Ui>,
+    Extension(signed): Extension<Signed>,
+    Path(id): Path<String>,
+    Form(form): Form<EnrolForm>,
+) -> UiResult {
+    let started = lintel_service::enrolments::start(ui.app.directory(), &signed.who.actor(), &id, &form.door).await?;
+    html(&EnrolFragment::of(started, ui.app.inner.services.config.timezone))
+}
+
+pub async fn enrol_state(State(ui): State<Ui>, Path((_, enrolment)): Path<(String, String)>) -> UiResult {
+    let now = lintel_service::enrolments::check(ui.app.directory(), &enrolment).await?;
+    html(&EnrolFragment::of(now, ui.app.inner.services.config.timezone))
 }
 
 #[derive(Template)]
