@@ -15,11 +15,27 @@ pub fn seq(e: &Event) -> i64 {
     e.id.parse().unwrap_or(0)
 }
 
-/// Whether an event passes a filter's kind, person and door (its bounds are the follower's).
+/// Whether an event passes a filter's kind, person, door and actor (its bounds are the
+/// follower's; its site, [`passes`]).
 fn matches(e: &Event, filter: &EventFilter) -> bool {
     filter.kind.as_ref().is_none_or(|k| *k == e.kind)
         && filter.person_id.as_ref().is_none_or(|p| Some(p) == e.person_id.as_ref())
         && filter.door.as_ref().is_none_or(|d| Some(d) == e.door.as_ref())
+        && filter.actor.as_ref().is_none_or(|a| Some(a) == e.actor.as_ref())
+        && (!filter.changes_only || e.actor.is_some())
+}
+
+/// [`matches`], and at the filter's site: the event's door is there now (as the store
+/// reads it, like the stored events' filter; only streams limited to a site ask).
+async fn passes(directory: &Directory, e: &Event, filter: &EventFilter) -> bool {
+    if !matches(e, filter) {
+        return false;
+    }
+    match (&filter.site, &e.door) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(site), Some(door)) => directory.store.door(door).await.is_ok_and(|d| d.site == *site),
+    }
 }
 
 /// Every event after `last` that passes `filter`: first from the store, then live. The
@@ -66,7 +82,7 @@ pub fn follow(directory: Arc<Directory>, mut last: i64, filter: EventFilter) -> 
                         return;
                     }
                     last = this;
-                    if matches(&e, &filter) && tx.send(e).await.is_err() {
+                    if passes(&directory, &e, &filter).await && tx.send(e).await.is_err() {
                         return;
                     }
                 }

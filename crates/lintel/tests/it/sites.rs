@@ -4,6 +4,7 @@
 use chrono::{Days, Utc};
 use serde_json::{Value, json};
 
+use crate::events::Stream;
 use crate::harness::{Backend, Database, Server, small_world};
 
 fn card() -> Value {
@@ -58,9 +59,13 @@ async fn doors_events_and_attendance_are_told_apart_by_site(b: Backend) {
     assert_eq!(ids(&s.get("/api/v1/doors?site=main").await.1), vec!["front"]);
     assert_eq!(s.get("/api/v1/sites/annex").await.1["doors"], 1);
 
+    let mut at_the_annex = Stream::open(&s, "?kind=decision&site=annex", None).await;
     for door in ["front", "lab", "lab"] {
         assert_eq!(s.decide(door, card()).await["allowed"], true, "{door}");
     }
+    let live: Vec<Value> = at_the_annex.take(2).await.iter().map(|m| m.json()).collect();
+    assert!(live.iter().all(|e| e["door"] == "lab"), "the live stream keeps to the site: {live:?}");
+    assert!(at_the_annex.next(std::time::Duration::from_millis(500)).await.is_none(), "and nothing else");
     let at = |site: &str| {
         let s = &s;
         let filter = format!("kind=decision&site={site}");

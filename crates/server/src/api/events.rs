@@ -147,6 +147,10 @@ pub struct StreamQuery {
     kind: Option<String>,
     person_id: Option<String>,
     door: Option<String>,
+    /// Only events at this site's doors.
+    site: Option<String>,
+    /// Only changes made by this actor.
+    actor: Option<String>,
 }
 
 /// Live events as Server-Sent Events; reconnecting with `Last-Event-ID` resumes without
@@ -168,7 +172,14 @@ pub async fn stream_events(
         Some(after) => after,
         None => directory.store.last_event_seq().await?,
     };
-    let filter = EventFilter { kind: q.kind, person_id: q.person_id, door: q.door, ..Default::default() };
+    let filter = EventFilter {
+        kind: q.kind,
+        person_id: q.person_id,
+        door: q.door,
+        site: q.site,
+        actor: q.actor,
+        ..Default::default()
+    };
     let rx = lintel_service::follow::follow(directory, last, filter);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let e = rx.recv().await?;
