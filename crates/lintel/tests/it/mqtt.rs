@@ -393,7 +393,37 @@ async fn a_forged_list_is_refused(backend: Backend) {
     assert!(genuine >= 1);
 }
 
+/// Enrolling by a tap at the reference controller's reader: the tap lintel decides
+/// online is the one that becomes the person's card, and with a grant the card opens
+/// the door at the next tap.
+async fn a_card_tapped_at_a_controller_is_enrolled(backend: Backend) {
+    let db = Database::new(backend);
+    let broker = Broker::start(&db.dir);
+    let s = serve(&db, &broker, "lintel-it");
+    world(&s).await;
+    s.ok("/api/v1/people", json!({"id": "dan", "name": "Dan"}), 201).await;
+    s.ok("/api/v1/grants", json!({"person_id": "dan", "doors": ["front"]}), 201).await;
+    let mut ctl = Controller::start(&broker, &lintel_key(&db), &db.dir.join("ctl"));
+    ctl.event("connected");
+    let enrolment = s.ok("/api/v1/people/dan/enrolments", json!({"door": "front"}), 201).await;
+    let path = format!("/api/v1/enrolments/{}", enrolment["id"].as_str().unwrap());
+    let unknown = ctl.tap("front", "0D0D0D0D");
+    assert_eq!((unknown["source"].as_str(), unknown["reason"].as_str()), (Some("lintel"), Some("unknown_credential")));
+    let enrolled = s.get(&path).await.1;
+    assert_eq!(
+        (enrolled["state"].as_str(), enrolled["uid"].as_str()),
+        (Some("enrolled"), Some("0D0D0D0D")),
+        "{enrolled}"
+    );
+    let allowed = ctl.tap("front", "0D0D0D0D");
+    assert_eq!((allowed["allowed"].as_bool(), allowed["reason"].as_str()), (Some(true), Some("granted")), "{allowed}");
+    let decided = s.all_events("kind=decision&person_id=dan").await;
+    assert_eq!(decided.len(), 1, "the second tap is Dan's: {decided:?}");
+    ctl.stop();
+}
+
 crate::on_both_backends!(
+    a_card_tapped_at_a_controller_is_enrolled,
     taps_are_decided_by_lintel_and_doors_open_on_command,
     a_revocation_reaches_the_controller_and_holds_offline,
     offline_decisions_are_uploaded_once,
