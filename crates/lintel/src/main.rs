@@ -478,7 +478,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Webhooks { command } => {
             use lintel_service::webhooks;
-            let store = open_store(&config, Open::Existing).await?;
+            let store = open_store(&config, Open::Existing).await?.acting_as(lintel_service::Actor::cli().as_str());
             let enabled = |enabled| lintel_proto::WebhookEndpointPatch { enabled: Some(enabled), ..Default::default() };
             match command {
                 WebhooksCommand::List => {

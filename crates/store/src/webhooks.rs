@@ -5,9 +5,12 @@ use lintel_proto::{Event, WebhookAttempt, WebhookDelivery};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::directory::Tx;
+use crate::events::{NewEvent, insert};
 use crate::rows::time;
 use crate::work::{LEASE_MICROS, WorkItem, state, work_item};
 use crate::{Result, Store, StoreError, now_micros};
+use lintel_proto::redact_url;
 
 /// An endpoint as the store keeps it, secrets included (never in its `Debug` form, so
 /// that no log line can carry them).
@@ -74,6 +77,7 @@ pub fn webhook_target(endpoint: &str) -> String {
 
 impl Store {
     pub async fn create_webhook(&self, w: &WebhookRow) -> Result<()> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "INSERT INTO webhook_endpoints (id, url, kinds, description, enabled, secret, allow_http, cursor, created_at, \
              site) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
@@ -88,11 +92,19 @@ impl Store {
         .bind(w.cursor)
         .bind(w.created_at)
         .bind(&w.site)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("webhook endpoint {:?} exists", w.id)));
         }
+        let made = NewEvent::new("webhook.created").with("endpoint", &w.id).with("url", redact_url(&w.url));
+        self.record_change(&mut tx, made).await?;
+        // It gets the events after its own making.
+        sqlx::query("UPDATE webhook_endpoints SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM events) WHERE id = $1")
+            .bind(&w.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -110,6 +122,8 @@ impl Store {
 
     /// Writes an endpoint's settings (everything but its secrets and cursor).
     pub async fn update_webhook(&self, w: &WebhookRow) -> Result<()> {
+        let before = self.webhook(&w.id).await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET url = $2, kinds = $3, description = $4, enabled = $5, \
              disabled_reason = $6, site = $7 WHERE id = $1",
@@ -121,39 +135,61 @@ impl Store {
         .bind(i64::from(w.enabled))
         .bind(&w.disabled_reason)
         .bind(&w.site)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("webhook endpoint", &w.id));
+        }
+        let settings = |w: &WebhookRow| {
+            serde_json::json!({"url": redact_url(&w.url), "kinds": w.kinds, "site": w.site,
+                               "description": w.description, "enabled": w.enabled})
+        };
+        let event = NewEvent::new("webhook.updated").with("endpoint", &w.id).changed(&settings(&before), &settings(w));
+        self.record_change(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The event of a change to an endpoint, for the audit trail: only when someone made
+    /// it (lintel's own updates, such as disabling an endpoint that answered 410, have
+    /// events of their own).
+    async fn record_change(&self, tx: &mut Tx, mut event: NewEvent) -> Result<()> {
+        if let Some(actor) = &self.actor {
+            event.actor = Some(actor.to_string());
+            insert(tx, &event).await?;
         }
         Ok(())
     }
 
     /// A new signing key; the current one keeps signing until `previous_until`.
     pub async fn rotate_webhook_secret(&self, id: &str, secret: &str, previous_until: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET previous_secret = secret, previous_until = $3, secret = $2 WHERE id = $1",
         )
         .bind(id)
         .bind(secret)
         .bind(previous_until)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("webhook endpoint", id));
         }
+        self.record_change(&mut tx, NewEvent::new("webhook.rotated").with("endpoint", id)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Deletes an endpoint with its queue and attempts.
     pub async fn delete_webhook(&self, id: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found("webhook endpoint", id));
         }
         sqlx::query("DELETE FROM outbox WHERE target = $1").bind(webhook_target(id)).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM webhook_attempts WHERE endpoint_id = $1").bind(id).execute(&mut *tx).await?;
+        self.record_change(&mut tx, NewEvent::new("webhook.deleted").with("endpoint", id)).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -88,6 +88,18 @@ async fn every_change_names_who_made_it_and_what_changed(b: Backend) {
     assert_eq!(lines.len(), 3, "door.created and door.updated: {csv}");
     assert!(lines[1..].iter().all(|l| l.contains(",token:t-admin,door.")), "{csv}");
     assert!(!csv.contains("relay-secret"), "{csv}");
+    // Webhook endpoints' settings are changes too; their secrets never show.
+    let hook = json!({"url": "http://127.0.0.1:9/hook", "kinds": ["decision"], "allow_http": true});
+    let (status, made) = as_token(&s, &admin, reqwest::Method::POST, "/api/v1/webhooks", hook).await;
+    assert_eq!(status, 201, "{made}");
+    let endpoint = format!("/api/v1/webhooks/{}", made["endpoint"]["id"].as_str().unwrap());
+    let more_kinds = json!({"kinds": ["decision", "door.*"]});
+    assert_eq!(as_token(&s, &admin, reqwest::Method::PATCH, &endpoint, more_kinds).await.0, 200);
+    assert_eq!(as_token(&s, &admin, reqwest::Method::DELETE, &endpoint, Value::Null).await.0, 204);
+    let hooks = s.get("/api/v1/audit?actor=token:t-admin&limit=1000").await.1;
+    assert_eq!(kinds(&hooks)[2..], ["webhook.created", "webhook.updated", "webhook.deleted"], "{hooks}");
+    assert_eq!(hooks["items"][3]["data"]["after"]["kinds"], json!(["decision", "door.*"]), "{hooks}");
+    assert!(!hooks.to_string().contains(made["secret"].as_str().unwrap()), "a webhook secret in the trail");
     // Reading the trail is for those who may read.
     let display = token("display");
     assert_eq!(as_token(&s, &display, reqwest::Method::GET, "/api/v1/audit", Value::Null).await.0, 403);

@@ -24,10 +24,10 @@ type ApiResult<T> = Result<T, ApiError>;
     responses((status = 201, description = "the endpoint and its secret", body = WebhookSecret), (status = 422, description = "fails validation", body = lintel_proto::Problem, content_type = "application/problem+json")))]
 pub async fn create_webhook(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiJson(new): ApiJson<NewWebhookEndpoint>,
 ) -> ApiResult<(StatusCode, Json<WebhookSecret>)> {
-    Ok((StatusCode::CREATED, Json(webhooks::create(s.store(), new).await?)))
+    Ok((StatusCode::CREATED, Json(webhooks::create(&s.store().acting_as(by.actor().as_str()), new).await?)))
 }
 
 /// All endpoints.
@@ -53,11 +53,11 @@ pub async fn get_webhook(
     responses((status = 200, description = "the endpoint", body = WebhookEndpoint), (status = 404, description = "no such resource", body = lintel_proto::Problem, content_type = "application/problem+json")))]
 pub async fn patch_webhook(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<WebhookEndpointPatch>,
 ) -> ApiResult<Json<WebhookEndpoint>> {
-    Ok(Json(webhooks::patch(s.store(), &id, patch).await?))
+    Ok(Json(webhooks::patch(&s.store().acting_as(by.actor().as_str()), &id, patch).await?))
 }
 
 /// Remove an endpoint with its queue.
@@ -65,10 +65,10 @@ pub async fn patch_webhook(
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = lintel_proto::Problem, content_type = "application/problem+json")))]
 pub async fn delete_webhook(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    webhooks::delete(s.store(), &id).await?;
+    webhooks::delete(&s.store().acting_as(by.actor().as_str()), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -77,10 +77,10 @@ pub async fn delete_webhook(
     responses((status = 200, description = "the endpoint and its new secret", body = WebhookSecret), (status = 404, description = "no such resource", body = lintel_proto::Problem, content_type = "application/problem+json")))]
 pub async fn rotate_webhook(
     State(s): State<AppState>,
-    _: Admin,
+    Admin(by): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<WebhookSecret>> {
-    Ok(Json(webhooks::rotate(s.store(), &id).await?))
+    Ok(Json(webhooks::rotate(&s.store().acting_as(by.actor().as_str()), &id).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

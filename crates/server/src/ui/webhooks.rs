@@ -102,7 +102,7 @@ pub async fn add(State(ui): State<Ui>, Extension(signed): Extension<Signed>, For
             enabled: None,
             allow_http: form.allow_http.is_some(),
         };
-        let made = webhooks::create(ui.app.store(), new).await?;
+        let made = webhooks::create(&ui.app.store().acting_as(signed.who.actor().as_str()), new).await?;
         let id = made.endpoint.id.clone();
         Ok((Some((id.clone(), made.secret)), format!("Added {id}; it gets events from now on.")))
     }
@@ -116,7 +116,7 @@ pub async fn act(
     Extension(signed): Extension<Signed>,
     Path((id, action)): Path<(String, String)>,
 ) -> UiResult {
-    let store = ui.app.store();
+    let store = &ui.app.store().acting_as(signed.who.actor().as_str());
     let switch = |enabled| WebhookEndpointPatch { enabled: Some(enabled), ..Default::default() };
     let outcome = async {
         Ok(match action.as_str() {
