@@ -24,6 +24,19 @@ pub fn next_day(day: NaiveDate) -> NaiveDate {
     day.checked_add_days(DayCount::new(1)).unwrap_or(day)
 }
 
+/// The time zone a report draws its days in: the one asked for, else the site's, else
+/// `default` (the server's); an unknown site or zone is the caller's mistake.
+pub async fn zone(store: &Store, asked: Option<&str>, site: Option<&str>, default: Tz) -> crate::Result<Tz> {
+    let site_zone = match site {
+        Some(id) => crate::edits::existing_site(store, id).await?.time_zone,
+        None => None,
+    };
+    match asked.or(site_zone.as_deref()) {
+        Some(name) => name.parse().map_err(|_| crate::ServiceError::invalid(format!("unknown time zone {name:?}"))),
+        None => Ok(default),
+    }
+}
+
 /// What an attendance report covers: days from `from` to `to` (inclusive) drawn in `tz`,
 /// at one site's doors or all, split by group or not.
 pub struct Report<'a> {

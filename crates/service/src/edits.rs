@@ -12,7 +12,7 @@ use lintel_proto::{
     Credential, Door, DoorPatch, DriverConfig, Grant, Group, NewDoor, NewGrant, NewGroup, NewPerson, NewSite,
     PassLasts, Person, PersonPatch, Site, SitePatch,
 };
-use lintel_store::NewGrantRecord;
+use lintel_store::{NewGrantRecord, Store, StoreError};
 use serde_json::{Map, Value};
 
 use crate::credentials::Built;
@@ -56,6 +56,15 @@ impl PersonFields<'_> {
             validate::external_ids(v)?;
         }
         Ok(())
+    }
+}
+
+/// The site a request names, which must exist: an unknown one is the caller's mistake
+/// (422), not a missing resource of the path.
+pub async fn existing_site(store: &Store, id: &str) -> Result<Site> {
+    match store.site(id).await {
+        Err(StoreError::NotFound { .. }) => Err(ServiceError::invalid(format!("there is no site {id:?}"))),
+        found => Ok(found?),
     }
 }
 

@@ -24,7 +24,7 @@ use lintel_connectors::webhooks::{self as standard, Sender};
 use lintel_proto::{
     Event, NewWebhookEndpoint, WebhookDelivery, WebhookEndpoint, WebhookEndpointPatch, WebhookResend, WebhookSecret,
 };
-use lintel_store::{Attempt, EventFilter, NewEvent, Store, StoreError, WebhookRow};
+use lintel_store::{Attempt, EventFilter, NewEvent, Store, WebhookRow};
 use serde_json::json;
 
 use crate::directory::Directory;
@@ -133,14 +133,10 @@ fn body(event: &Event) -> String {
 
 /// Refuses a site that does not exist.
 async fn check_site(store: &Store, site: Option<&str>) -> Result<()> {
-    match site {
-        Some(id) => match store.site(id).await {
-            Ok(_) => Ok(()),
-            Err(StoreError::NotFound { .. }) => Err(ServiceError::invalid(format!("there is no site {id:?}"))),
-            Err(e) => Err(e.into()),
-        },
-        None => Ok(()),
+    if let Some(id) = site {
+        crate::edits::existing_site(store, id).await?;
     }
+    Ok(())
 }
 
 /// The doors of the endpoint's site (as they are now), when it is limited to one.
@@ -311,13 +307,17 @@ impl Webhooks {
 
     async fn queue_new(&self, endpoint: &WebhookRow) -> Result<()> {
         let mut cursor = endpoint.cursor;
-        let doors = site_doors(self.store(), endpoint).await?;
+        // Read once there are events to match (rounds run every second, most with none).
+        let mut doors = None;
         loop {
             let filter = EventFilter { after: Some(cursor), limit: PAGE, ..Default::default() };
             let events = self.store().events(&filter).await?;
             let Some(last) = events.last() else { return Ok(()) };
+            if doors.is_none() {
+                doors = Some(site_doors(self.store(), endpoint).await?);
+            }
             cursor = last.id.parse().map_err(|_| ServiceError::invalid("an event id is not a number"))?;
-            let matched = matched(endpoint, &events, doors.as_ref());
+            let matched = matched(endpoint, &events, doors.as_ref().and_then(Option::as_ref));
             self.store().queue_webhook_deliveries(&endpoint.id, &matched, Some(cursor), "").await?;
             if events.len() < PAGE as usize {
                 return Ok(());

@@ -9,11 +9,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use chrono::{DateTime, Days, NaiveDate, SecondsFormat, Utc};
-use chrono_tz::Tz;
 use futures::{Stream, StreamExt};
 use lintel_proto::{Attendance, AttendanceDay, Event, Page, Problem};
 use lintel_service::attendance::Report;
-use lintel_store::{EventFilter, StoreError};
+use lintel_store::EventFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -215,18 +214,8 @@ pub async fn attendance(
     _: Reader,
     ApiQuery(q): ApiQuery<AttendanceQuery>,
 ) -> Result<Json<Attendance>, ApiError> {
-    let site = match &q.site {
-        Some(id) => Some(s.store().site(id).await.map_err(|e| match e {
-            StoreError::NotFound { .. } => ApiError::invalid(format!("there is no site {id:?}")),
-            e => e.into(),
-        })?),
-        None => None,
-    };
-    let tz_name = q.tz.as_deref().or(site.as_ref().and_then(|s| s.time_zone.as_deref()));
-    let tz: Tz = match tz_name {
-        Some(name) => name.parse().map_err(|_| ApiError::invalid(format!("unknown time zone {name:?}")))?,
-        None => s.inner.services.config.timezone,
-    };
+    let default = s.inner.services.config.timezone;
+    let tz = lintel_service::attendance::zone(s.store(), q.tz.as_deref(), q.site.as_deref(), default).await?;
     let by_group = match q.by.as_deref() {
         None => false,
         Some("group") => true,

@@ -1261,11 +1261,8 @@ fn range(q: &AttendanceQuery, today: NaiveDate) -> Result<Range, UiError> {
 
 async fn attendance_days(app: &AppState, r: &Range) -> Result<ByDay, UiError> {
     let store = &app.store();
-    let mut tz = app.inner.services.config.timezone;
-    if let Some(site) = &r.site {
-        let site = store.site(site).await.map_err(|_| UiError::invalid(format!("There is no site {site:?}.")))?;
-        tz = site.time_zone.and_then(|name| name.parse().ok()).unwrap_or(tz);
-    }
+    let default = app.inner.services.config.timezone;
+    let tz = lintel_service::attendance::zone(store, None, r.site.as_deref(), default).await?;
     let report = Report { tz, from: r.from, to: r.to, site: r.site.as_deref(), by_group: r.by_group };
     Ok(lintel_service::attendance::days(store, report).await?)
 }
@@ -1409,7 +1406,7 @@ fn csv_href(r: &Range) -> String {
 }
 
 /// (id, name) of every site, for a choice that only shows when there is more than one.
-async fn site_choices(store: &Store) -> Result<Vec<(String, String)>, UiError> {
+pub(super) async fn site_choices(store: &Store) -> Result<Vec<(String, String)>, UiError> {
     Ok(store.sites().await?.into_iter().map(|s| (s.id, s.name)).collect())
 }
 

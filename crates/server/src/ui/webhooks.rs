@@ -71,7 +71,7 @@ async fn render(ui: &Ui, signed: &Signed, outcome: Result<(Option<(String, Strin
         Ok((shown, notice)) => (shown, Some(notice).filter(|n| !n.is_empty()), None),
         Err(e) => (None, None, Some(e.message().to_owned())),
     };
-    let sites = store.sites().await?.into_iter().map(|s| (s.id, s.name)).collect();
+    let sites = super::pages::site_choices(store).await?;
     html(&WebhooksPage { page: super::pages::ctx(signed, "webhooks"), endpoints, sites, shown_once, notice, error })
 }
 
