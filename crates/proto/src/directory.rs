@@ -726,6 +726,59 @@ pub struct Enrolment {
     pub credential_id: Option<String>,
 }
 
+/// A guest pass: a visitor's personal link to chosen doors for a while, with no app and no
+/// account. The visitor is a person of its own (`person_id`) with a personal secret and a
+/// grant to the doors from `valid_from` to `valid_until`; revoking the pass, or its end,
+/// removes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GuestPass {
+    pub id: String,
+    pub person_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub doors: Vec<String>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    /// `upcoming`, `active`, `ended` or `revoked`.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    /// Who issued it (`token:<name>`, `operator:<person>`, ...).
+    pub created_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+    /// The visitor's link (`{public_url}/visit#doors=...&secret=...`): in the answer that
+    /// issues the pass only, and only when `public_url` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// The personal secret the link carries: in the answer that issues the pass only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Whether the link was queued to the visitor's email (needs `[smtp]`), in the answer
+    /// that issues the pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emailed: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGuestPass {
+    /// The visitor's name, as the doors' log will show it.
+    pub name: String,
+    /// Where the link is mailed (with `send`, and `[smtp]` configured).
+    pub email: Option<String>,
+    /// 1 to 50 doors.
+    pub doors: Vec<String>,
+    /// Default: now.
+    pub valid_from: Option<DateTime<Utc>>,
+    /// At most a year after `valid_from`.
+    pub valid_until: DateTime<Utc>,
+    /// Mail the link to `email` (default: true when an email is given).
+    pub send: Option<bool>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEnrolment {

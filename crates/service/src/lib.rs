@@ -14,6 +14,7 @@ pub mod edits;
 pub mod enrolments;
 mod error;
 pub mod follow;
+pub mod guests;
 pub mod integrations;
 pub mod leases;
 pub mod metrics;
@@ -46,6 +47,7 @@ use devices::controllers::Controllers;
 pub use directory::{Actor, Directory};
 pub use doors::{Doors, Driven, Opened, Opener};
 pub use error::{Result, ServiceError};
+use guests::Guests;
 use integrations::cobot::Cobot;
 use integrations::crm::Crm;
 use integrations::doorbell::Doorbell;
@@ -158,6 +160,7 @@ pub struct Services {
     pub doorbell: Option<Arc<Doorbell>>,
     pub oidc: Option<Arc<Oidc>>,
     pub webhooks: Arc<Webhooks>,
+    pub guests: Arc<Guests>,
 }
 
 impl Services {
@@ -243,6 +246,7 @@ impl Services {
         let oidc = config.oidc.clone().map(|c| Arc::new(Oidc::new(c, directory.clone())));
         let sessions = Arc::new(Sessions::new(directory.store.clone(), tokens.clone()));
         let webhooks = Arc::new(Webhooks::new(directory.clone()));
+        let guests = Arc::new(Guests::new(directory.clone(), invitations.clone(), config.public_url.clone()));
         Ok(Self {
             sessions,
             credentials: CredentialBuilder::new(config.pin_key),
@@ -267,6 +271,7 @@ impl Services {
             doorbell,
             oidc,
             webhooks,
+            guests,
         })
     }
 
@@ -306,6 +311,7 @@ impl Services {
             ldap.spawn_worker(&self.workers);
         }
         self.webhooks.spawn_worker(&self.workers);
+        self.guests.spawn_closer(&self.workers);
         Ok(())
     }
 

@@ -309,6 +309,136 @@ pub(crate) async fn read_grants(
     Ok(out)
 }
 
+/// Adds a person in `tx`, with the index change and the event that say so.
+pub(crate) async fn insert_person(
+    tx: &mut Tx,
+    p: &NewPerson,
+    id: &str,
+    changes: &mut Vec<Change>,
+    events: &mut Vec<NewEvent>,
+) -> Result<Person> {
+    let now = now_micros();
+    let pk: Pk = sqlx::query_scalar(
+        "INSERT INTO people (id, name, email, phone, email_verified, phone_verified, status, skills, attributes, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING pk",
+    )
+    .bind(id)
+    .bind(&p.name)
+    .bind(&p.email)
+    .bind(&p.phone)
+    .bind(i64::from(p.email_verified))
+    .bind(i64::from(p.phone_verified))
+    .bind(p.status.as_str())
+    .bind(to_json(&p.skills))
+    .bind(to_json(&p.attributes))
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| conflict_on_unique(e, || format!("a person with id {id:?} exists already")))?;
+    write_external_ids(tx, pk, &p.external_ids).await?;
+    let (person, change) = read_person(tx, pk).await?;
+    events.push(NewEvent::new("person.created").person(id).with("name", &person.name));
+    changes.push(change);
+    Ok(person)
+}
+
+/// Adds a grant in `tx`, with the index change and the event that say so.
+pub(crate) async fn insert_grant(
+    tx: &mut Tx,
+    g: &NewGrantRecord,
+    changes: &mut Vec<Change>,
+    events: &mut Vec<NewEvent>,
+) -> Result<Grant> {
+    let person = match &g.person_id {
+        Some(id) => Some(person_pk(tx, id).await?),
+        None => None,
+    };
+    let group = match &g.group_id {
+        Some(id) => Some(group_pk(tx, id).await?),
+        None => None,
+    };
+    let door_group = match &g.door_group {
+        Some(id) => Some(group_pk(tx, id).await?),
+        None => None,
+    };
+    let mut door_pks = Vec::new();
+    for door in g.doors.iter().flatten() {
+        door_pks.push(door_pk(tx, door).await?);
+    }
+    let pk: Pk = sqlx::query_scalar(
+        "INSERT INTO grants (person_pk, group_pk, door_group_pk, has_doors, schedule, valid_from, valid_until, passes, \
+         pass_lasts, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING pk",
+    )
+    .bind(person)
+    .bind(group)
+    .bind(door_group)
+    .bind(i64::from(g.doors.is_some()))
+    .bind(g.schedule.as_ref().map(to_json))
+    .bind(g.valid_from)
+    .bind(g.valid_until)
+    .bind(g.passes.map(i64::from))
+    .bind((g.pass_lasts != PassLasts::Entry).then(|| g.pass_lasts.stored()))
+    .bind(&g.source)
+    .bind(now_micros())
+    .fetch_one(&mut **tx)
+    .await?;
+    for door in door_pks {
+        sqlx::query("INSERT INTO grant_doors (grant_pk, door_pk) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(pk)
+            .bind(door)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let (grant, index) = read_grants(&mut **tx, "WHERE g.pk = $1", Some(pk)).await?.pop().expect("grant just written");
+    let mut event = NewEvent::new("grant.created").grant(&grant.id);
+    event.person_id = grant.person_id.clone();
+    if let Some(group) = &grant.group_id {
+        event = event.with("group", group);
+    }
+    events.push(event);
+    changes.push(Change::Grant(pk, Some(index)));
+    Ok(grant)
+}
+
+/// Removes a person in `tx`; their credentials stay on record, revoked.
+pub(crate) async fn remove_person(
+    tx: &mut Tx,
+    id: &str,
+    changes: &mut Vec<Change>,
+    events: &mut Vec<NewEvent>,
+) -> Result<()> {
+    let pk = person_pk(tx, id).await?;
+    let now = now_micros();
+    let live: Vec<Pk> = sqlx::query_scalar("SELECT pk FROM credentials WHERE person_pk = $1 AND status = 'active'")
+        .bind(pk)
+        .fetch_all(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE credentials SET status = 'revoked', status_reason = 'person deleted', revoked_at = $2 \
+         WHERE person_pk = $1 AND status = 'active'",
+    )
+    .bind(pk)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let groups: Vec<Pk> = sqlx::query_scalar("SELECT group_pk FROM group_members WHERE person_pk = $1")
+        .bind(pk)
+        .fetch_all(&mut **tx)
+        .await?;
+    let grants: Vec<Pk> =
+        sqlx::query_scalar("SELECT pk FROM grants WHERE person_pk = $1").bind(pk).fetch_all(&mut **tx).await?;
+    sqlx::query("DELETE FROM people WHERE pk = $1").bind(pk).execute(&mut **tx).await?;
+    changes.push(Change::Person(pk, None));
+    for c in &live {
+        changes.push(read_credential(tx, *c).await?.1);
+    }
+    changes.extend(groups.into_iter().map(|group| Change::Membership { group, person: pk, member: false }));
+    changes.extend(grants.into_iter().map(|g| Change::Grant(g, None)));
+    let event = NewEvent::new("person.deleted").person(id).with("credentials_revoked", live.len());
+    events.push(event);
+    Ok(())
+}
+
 impl Store {
     /// Ends a directory write: its events (each naming who made it, when this store acts
     /// for someone), the change feed's entry, the commit.
@@ -354,28 +484,9 @@ async fn pseudonymise(tx: &mut Tx, id: &str, token: &str) -> Result<u64> {
 impl Store {
     pub async fn create_person(&self, p: &NewPerson, id: &str) -> Result<Written<Person>> {
         let mut tx = self.begin().await?;
-        let now = now_micros();
-        let pk: Pk = sqlx::query_scalar(
-            "INSERT INTO people (id, name, email, phone, email_verified, phone_verified, status, skills, attributes, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING pk",
-        )
-        .bind(id)
-        .bind(&p.name)
-        .bind(&p.email)
-        .bind(&p.phone)
-        .bind(i64::from(p.email_verified))
-        .bind(i64::from(p.phone_verified))
-        .bind(p.status.as_str())
-        .bind(to_json(&p.skills))
-        .bind(to_json(&p.attributes))
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, || format!("a person with id {id:?} exists already")))?;
-        write_external_ids(&mut tx, pk, &p.external_ids).await?;
-        let (person, change) = read_person(&mut tx, pk).await?;
-        let event = NewEvent::new("person.created").person(id).with("name", &person.name);
-        self.finish(tx, person, IndexUpdate::Patch(vec![change]), vec![event]).await
+        let (mut changes, mut events) = (Vec::new(), Vec::new());
+        let person = insert_person(&mut tx, p, id, &mut changes, &mut events).await?;
+        self.finish(tx, person, IndexUpdate::Patch(changes), events).await
     }
 
     pub async fn person(&self, id: &str) -> Result<Person> {
@@ -513,35 +624,9 @@ impl Store {
     /// presented later is answered `credential_revoked` rather than `unknown_credential`.
     pub async fn delete_person(&self, id: &str) -> Result<Written<()>> {
         let mut tx = self.begin().await?;
-        let pk = person_pk(&mut tx, id).await?;
-        let now = now_micros();
-        let live: Vec<Pk> = sqlx::query_scalar("SELECT pk FROM credentials WHERE person_pk = $1 AND status = 'active'")
-            .bind(pk)
-            .fetch_all(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE credentials SET status = 'revoked', status_reason = 'person deleted', revoked_at = $2 \
-             WHERE person_pk = $1 AND status = 'active'",
-        )
-        .bind(pk)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let groups: Vec<Pk> = sqlx::query_scalar("SELECT group_pk FROM group_members WHERE person_pk = $1")
-            .bind(pk)
-            .fetch_all(&mut *tx)
-            .await?;
-        let grants: Vec<Pk> =
-            sqlx::query_scalar("SELECT pk FROM grants WHERE person_pk = $1").bind(pk).fetch_all(&mut *tx).await?;
-        sqlx::query("DELETE FROM people WHERE pk = $1").bind(pk).execute(&mut *tx).await?;
-        let mut changes = vec![Change::Person(pk, None)];
-        for c in &live {
-            changes.push(read_credential(&mut tx, *c).await?.1);
-        }
-        changes.extend(groups.into_iter().map(|group| Change::Membership { group, person: pk, member: false }));
-        changes.extend(grants.into_iter().map(|g| Change::Grant(g, None)));
-        let event = NewEvent::new("person.deleted").person(id).with("credentials_revoked", live.len());
-        self.finish(tx, (), IndexUpdate::Patch(changes), vec![event]).await
+        let (mut changes, mut events) = (Vec::new(), Vec::new());
+        remove_person(&mut tx, id, &mut changes, &mut events).await?;
+        self.finish(tx, (), IndexUpdate::Patch(changes), events).await
     }
 
     /// Erases a person (`lintel person forget`): the person with their contacts, external
@@ -845,54 +930,9 @@ impl Store {
 
     pub async fn create_grant(&self, g: &NewGrantRecord) -> Result<Written<Grant>> {
         let mut tx = self.begin().await?;
-        let person = match &g.person_id {
-            Some(id) => Some(person_pk(&mut tx, id).await?),
-            None => None,
-        };
-        let group = match &g.group_id {
-            Some(id) => Some(group_pk(&mut tx, id).await?),
-            None => None,
-        };
-        let door_group = match &g.door_group {
-            Some(id) => Some(group_pk(&mut tx, id).await?),
-            None => None,
-        };
-        let mut door_pks = Vec::new();
-        for door in g.doors.iter().flatten() {
-            door_pks.push(door_pk(&mut tx, door).await?);
-        }
-        let pk: Pk = sqlx::query_scalar(
-            "INSERT INTO grants (person_pk, group_pk, door_group_pk, has_doors, schedule, valid_from, valid_until, passes, \
-             pass_lasts, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING pk",
-        )
-        .bind(person)
-        .bind(group)
-        .bind(door_group)
-        .bind(i64::from(g.doors.is_some()))
-        .bind(g.schedule.as_ref().map(to_json))
-        .bind(g.valid_from)
-        .bind(g.valid_until)
-        .bind(g.passes.map(i64::from))
-        .bind((g.pass_lasts != PassLasts::Entry).then(|| g.pass_lasts.stored()))
-        .bind(&g.source)
-        .bind(now_micros())
-        .fetch_one(&mut *tx)
-        .await?;
-        for door in door_pks {
-            sqlx::query("INSERT INTO grant_doors (grant_pk, door_pk) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(pk)
-                .bind(door)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let (grant, index) =
-            read_grants(&mut tx, "WHERE g.pk = $1", Some(pk)).await?.pop().expect("grant just written");
-        let mut event = NewEvent::new("grant.created").grant(&grant.id);
-        event.person_id = grant.person_id.clone();
-        if let Some(group) = &grant.group_id {
-            event = event.with("group", group);
-        }
-        self.finish(tx, grant, IndexUpdate::Patch(vec![Change::Grant(pk, Some(index))]), vec![event]).await
+        let (mut changes, mut events) = (Vec::new(), Vec::new());
+        let grant = insert_grant(&mut tx, g, &mut changes, &mut events).await?;
+        self.finish(tx, grant, IndexUpdate::Patch(changes), events).await
     }
 
     pub async fn grant(&self, id: &str) -> Result<Grant> {

@@ -16,6 +16,7 @@ mod directory;
 mod enrolments;
 mod events;
 mod guesses;
+mod guests;
 mod import;
 mod index_load;
 mod leases;
@@ -52,6 +53,7 @@ pub use directory::{MemberChange, NewCredentialRecord, NewGrantRecord, PersonFil
 pub use enrolments::EnrolmentRow;
 pub use events::{EventFilter, NewEvent, PassUse};
 pub use guesses::GuessRecord;
+pub use guests::NewGuestPassRecord;
 pub use import::{ImportReport, ImportRow, RejectedRow};
 pub use lintel_core::Change;
 pub use lintel_proto::redact_url;

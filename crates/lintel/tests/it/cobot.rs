@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Database, FakeClock, Server, lintel};
+use crate::harness::{Backend, Database, FakeClock, Server, first_mail, lintel, smtp_sink};
 
 /// The platform's state, as the fake keeps it.
 #[derive(Default)]
@@ -860,53 +860,6 @@ async fn a_booking_opens_its_room_around_its_time(b: Backend) {
     assert!(left.as_array().unwrap().iter().all(|g| g["source"] != "cobot-booking:500"), "{left}");
 }
 
-/// A minimal SMTP server that keeps what it receives.
-async fn smtp_sink() -> (String, Arc<Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("smtp://{}", listener.local_addr().unwrap());
-    let mail = Arc::new(Mutex::new(Vec::new()));
-    let kept = mail.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 sink ready\r\n").await.ok();
-                let mut data: Option<String> = None;
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(body) = data.as_mut() {
-                        if line == "." {
-                            kept.lock().unwrap().push(data.take().unwrap());
-                            write.write_all(b"250 kept\r\n").await.ok();
-                        } else {
-                            body.push_str(&line);
-                            body.push('\n');
-                        }
-                        continue;
-                    }
-                    let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
-                    let answer: &[u8] = match verb.as_str() {
-                        "EHLO" | "HELO" => b"250 sink\r\n",
-                        "DATA" => {
-                            data = Some(String::new());
-                            b"354 go on\r\n"
-                        }
-                        "QUIT" => {
-                            write.write_all(b"221 bye\r\n").await.ok();
-                            break;
-                        }
-                        _ => b"250 ok\r\n",
-                    };
-                    write.write_all(answer).await.ok();
-                }
-            });
-        }
-    });
-    (url, mail)
-}
-
 async fn a_visitor_is_invited_and_disappears_after_the_booking(b: Backend) {
     let (smtp, mail) = smtp_sink().await;
     let sms = crate::doors::FakeDevice::start(|_, _| StatusCode::ACCEPTED.into_response()).await;
@@ -930,16 +883,7 @@ async fn a_visitor_is_invited_and_disappears_after_the_booking(b: Backend) {
     let url = format!("{}/api/bookings/600", platform.url);
     assert_eq!(deliver(&s, "approved_external_booking", json!({"url": url})).await.0, 202);
 
-    let mut message = None;
-    for _ in 0..100 {
-        message = mail.lock().unwrap().first().cloned();
-        if message.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Mail bodies travel quoted-printable: undo soft line breaks and `=3D`.
-    let message = message.expect("an invitation was mailed").replace("=\n", "").replace("=3D", "=");
+    let message = first_mail(&mail).await;
     assert!(message.contains("vera@example.org") && message.contains("Studio"), "{message}");
     let link_at =
         message.find("https://doors.example.org/visit#doors=studio,front&secret=").expect("the personal link");

@@ -17,6 +17,7 @@ mod doors;
 mod enrolments;
 mod events;
 mod faults;
+mod guests;
 mod ldap;
 mod ldap_sync;
 mod lookup;

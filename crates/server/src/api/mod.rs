@@ -7,6 +7,7 @@ mod decisions;
 mod directory;
 mod doorbell;
 mod events;
+mod guests;
 mod lockcloud;
 pub(crate) mod lookup;
 pub(crate) mod ops;
@@ -118,6 +119,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(directory::add_member, directory::remove_member))
         .routes(routes!(directory::create_grant, directory::list_grants))
         .routes(routes!(directory::get_grant, directory::delete_grant))
+        .routes(routes!(guests::issue_guest_pass, guests::list_guest_passes))
+        .routes(routes!(guests::get_guest_pass, guests::revoke_guest_pass))
         .routes(routes!(controllers::list_controllers))
         .routes(routes!(decisions::decide))
         .routes(routes!(decisions::admin_open))

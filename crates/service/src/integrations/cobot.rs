@@ -635,6 +635,7 @@ impl Cobot {
         let secret = secret.shown_once.expect("a secret is shown once");
         match &self.invitations {
             Some(invitations) => {
+                let room = b.resource.name.clone().unwrap_or_else(|| "your room".into());
                 let invitation = Invitation {
                     person: &id,
                     name: &name,
@@ -642,7 +643,9 @@ impl Cobot {
                     phone: phone.as_deref(),
                     secret: &secret,
                     doors,
-                    booking: b,
+                    what: format!("You booked {room}, {}.", invitations.span(b.from, b.to)),
+                    place: &room,
+                    works: "It works from shortly before your booking until shortly after it.",
                 };
                 invitations.invite(&invitation).await?;
             }

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use lintel_connectors::cobot::Booking;
 use lintel_store::{Store, StoreError, WorkItem};
 use serde_json::{Value, json};
 
@@ -45,16 +45,27 @@ pub struct Invitations {
     public_url: Option<String>,
 }
 
-/// A visitor to invite to their booking.
+/// A visitor to invite: to their booking, or with a guest pass.
 pub struct Invitation<'a> {
     pub person: &'a str,
     pub name: &'a str,
     pub email: Option<&'a str>,
     pub phone: Option<&'a str>,
-    /// The personal secret that opens the booked doors.
+    /// The personal secret that opens the doors.
     pub secret: &'a str,
     pub doors: &'a [String],
-    pub booking: &'a Booking,
+    /// What the access is for ("Studio"), as the subject says it.
+    pub place: &'a str,
+    /// The sentence that tells what and when ("You booked Studio, Mon 07 Dec 10:00 to 11:00.").
+    pub what: String,
+    /// When the link works.
+    pub works: &'a str,
+}
+
+/// A visitor's personal link: the page with an Open button per door. The secret is in the
+/// fragment, which browsers never send, so it is in no log.
+pub fn visit_link(public_url: &str, doors: &[String], secret: &str) -> String {
+    format!("{}/visit#doors={}&secret={secret}", public_url.trim_end_matches('/'), doors.join(","))
 }
 
 /// What a message is kept as once sent or given up: where it went, not the secret it said.
@@ -77,33 +88,24 @@ impl Invitations {
         Self { smtp, sms, store, http, timezone, public_url }
     }
 
-    /// Queues a visitor's invitation: the personal link (or code) that opens the booked
-    /// doors, on every channel configured that the visitor gave a contact for.
-    pub async fn invite(&self, to: &Invitation<'_>) -> Result<(), StoreError> {
-        let booking = to.booking;
-        let tz = self.timezone;
-        let when = format!(
-            "{} to {}",
-            booking.from.with_timezone(&tz).format("%a %d %b %H:%M"),
-            booking.to.with_timezone(&tz).format("%H:%M")
-        );
-        let room = booking.resource.name.clone().unwrap_or_else(|| "your room".into());
+    /// A span of time as invitations tell it, in the space's zone.
+    pub fn span(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+        let (from, to) = (from.with_timezone(&self.timezone), to.with_timezone(&self.timezone));
+        let end = if from.date_naive() == to.date_naive() { "%H:%M" } else { "%a %d %b %H:%M" };
+        format!("{} to {}", from.format("%a %d %b %H:%M"), to.format(end))
+    }
+
+    /// Queues a visitor's invitation: the personal link (or code) that opens the doors, on
+    /// every channel configured that the visitor gave a contact for. Whether it was queued.
+    pub async fn invite(&self, to: &Invitation<'_>) -> Result<bool, StoreError> {
         let how = match &self.public_url {
-            Some(public) => format!(
-                "Open the doors with this link: {}/visit#doors={}&secret={}",
-                public.trim_end_matches('/'),
-                to.doors.join(","),
-                to.secret
-            ),
+            Some(public) => format!("Open the doors with this link: {}", visit_link(public, to.doors, to.secret)),
             None => format!("Your door code: {} (POST /open/<door> with it as the bearer token)", to.secret),
         };
-        let text = format!(
-            "Hello {},\n\nwelcome! You booked {room}, {when}.\n{how}\n\nIt works from shortly before your booking until shortly after it.",
-            to.name
-        );
+        let text = format!("Hello {},\n\nwelcome! {}\n{how}\n\n{}", to.name, to.what, to.works);
         let mut queued = false;
         if let (Some(address), Some(_)) = (to.email, &self.smtp) {
-            let payload = json!({"to": address, "subject": format!("Your access for {room}"), "text": text});
+            let payload = json!({"to": address, "subject": format!("Your access for {}", to.place), "text": text});
             queued |=
                 self.store.enqueue("smtp", "invitation", &format!("invite-email:{}", to.person), &payload).await?;
         }
@@ -117,7 +119,7 @@ impl Invitations {
                 "a visitor could not be invited: configure [smtp] or [sms] (and give a contact)"
             );
         }
-        Ok(())
+        Ok(queued)
     }
 
     async fn send(&self, target: &str, item: &WorkItem) -> Result<()> {
