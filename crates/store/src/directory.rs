@@ -389,7 +389,7 @@ pub(crate) async fn insert_grant(
             .execute(&mut **tx)
             .await?;
     }
-    let (grant, index) = read_grants(&mut **tx, "WHERE g.pk = $1", Some(pk)).await?.pop().expect("grant just written");
+    let (grant, index) = read_grants(tx, "WHERE g.pk = $1", Some(pk)).await?.pop().expect("grant just written");
     let mut event = NewEvent::new("grant.created").grant(&grant.id);
     event.person_id = grant.person_id.clone();
     if let Some(group) = &grant.group_id {
