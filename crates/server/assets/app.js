@@ -50,6 +50,18 @@
     setInterval(tick, 5000);
   }
 
+  // A Copy button beside something shown once (a guest's link): delegated, so that it
+  // works in content htmx swapped in too.
+  document.addEventListener('click', function (e) {
+    var button = e.target.closest && e.target.closest('[data-copy]');
+    if (!button || !navigator.clipboard) {
+      return;
+    }
+    navigator.clipboard.writeText(button.getAttribute('data-copy')).then(function () {
+      button.textContent = 'Copied';
+    });
+  });
+
   document.addEventListener('DOMContentLoaded', function () {
     Array.prototype.forEach.call(document.querySelectorAll('[data-live]'), startLive);
     Array.prototype.forEach.call(document.querySelectorAll('[data-clock]'), startClock);

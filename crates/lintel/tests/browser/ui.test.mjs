@@ -11,6 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
 import { generateKeyPairSync, sign, randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, existsSync, rmSync, copyFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,7 +30,7 @@ mkdirSync(shots, { recursive: true });
 const TOKEN = 'ui-test-' + randomBytes(16).toString('hex');
 const AUDIENCE = 'lintel-ui';
 
-let work, lintel, base, browser, door, idp;
+let work, lintel, base, browser, door, idp, smtp;
 
 // ---- helpers ----
 
@@ -105,6 +106,45 @@ function fakeIssuer() {
     res.end();
   });
   return me;
+}
+
+/** A minimal SMTP server that keeps each message's text. */
+function smtpSink() {
+  const mail = [];
+  const server = createTcpServer((socket) => {
+    let buffered = '';
+    let data = null;
+    socket.write('220 sink ready\r\n');
+    socket.on('data', (chunk) => {
+      buffered += chunk;
+      let end;
+      while ((end = buffered.indexOf('\r\n')) >= 0) {
+        const line = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        if (data !== null) {
+          if (line === '.') {
+            // Bodies travel quoted-printable: undo soft line breaks and `=3D`.
+            mail.push(data.replace(/=\n/g, '').replace(/=3D/g, '='));
+            data = null;
+            socket.write('250 kept\r\n');
+          } else {
+            data += line + '\n';
+          }
+          continue;
+        }
+        const verb = line.split(' ')[0].toUpperCase();
+        if (verb === 'DATA') {
+          data = '';
+          socket.write('354 go on\r\n');
+        } else if (verb === 'QUIT') {
+          socket.end('221 bye\r\n');
+        } else {
+          socket.write('250 ok\r\n');
+        }
+      }
+    });
+  });
+  return { server, mail };
 }
 
 let lintelEnv;
@@ -200,7 +240,14 @@ before(async () => {
   const doorPort = await listen(door.server);
   idp = fakeIssuer();
   idp.url = `http://127.0.0.1:${await listen(idp.server)}`;
+  smtp = smtpSink();
+  const smtpPort = await listen(smtp.server);
   lintelEnv = {
+    // Visitors' links name the public address; the test opens them at the server's.
+    LINTEL_PUBLIC_URL: 'https://doors.example.org',
+    LINTEL_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+    LINTEL_SMTP_FROM: 'lintel <doors@example.org>',
+
     LINTEL_ADMIN_TOKEN: TOKEN,
     LINTEL_OIDC_ISSUER: idp.url,
     LINTEL_OIDC_JWKS_URL: idp.url + '/jwks',
@@ -254,6 +301,7 @@ after(async () => {
   lintel?.kill('SIGTERM');
   door?.server.close();
   idp?.server.close();
+  smtp?.server.close();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -632,6 +680,49 @@ test('enrolling a card by tapping it: the operator sees the UID arrive', async (
   await shoot(page, 'enrolled');
   clean(page);
   await page.context().close();
+});
+
+test('guest passes: mailed to a visitor, the link opens the door, revoking stops it', async () => {
+  const page = await newPage();
+  await signIn(page);
+  await page.goto(base + '/ui/guests');
+  const form = page.locator('form[action="/ui/guests"]');
+  await form.getByLabel('Name').fill('Gus Guest');
+  await form.getByLabel('Email').fill('gus@example.org');
+  await form.getByLabel('Front door').check();
+  await form.getByRole('button', { name: 'Issue pass' }).click();
+  await page.getByTestId('issued').getByText('is on its way to gus@example.org').waitFor();
+  const shown = await page.getByTestId('shown-once').innerText();
+  assert.match(shown, /^https:\/\/doors\.example\.org\/visit#doors=front&secret=lsk_/);
+  await shoot(page, 'guests');
+  for (let i = 0; i < 100 && smtp.mail.length === 0; i++) await new Promise((ok) => setTimeout(ok, 100));
+  const mail = smtp.mail.find((m) => m.includes('gus@example.org'));
+  assert.ok(mail, 'the pass was mailed');
+  const link = mail.match(/https:\/\/doors\.example\.org\/visit#\S+/)[0];
+  assert.equal(link, shown, 'the mail carries the link the operator saw');
+
+  // The visitor, with no session, opens the door from the link.
+  const visitor = await newPage();
+  await visitor.goto(link.replace('https://doors.example.org', base));
+  const opened = door.calls.length;
+  await visitor.getByRole('button', { name: 'Open front' }).click();
+  await visitor.getByText('The door is open.').waitFor();
+  assert.equal(door.calls.length, opened + 1, 'the door was driven');
+
+  // Revoked from the Guests page: the same link opens nothing.
+  page.once('dialog', (d) => d.accept());
+  await page.locator('tr', { hasText: 'Gus Guest' }).getByRole('button', { name: 'Revoke' }).click();
+  await page.getByText("Revoked Gus Guest's pass").waitFor();
+  assert.match(await page.locator('tr', { hasText: 'Gus Guest' }).innerText(), /revoked/);
+  await visitor.getByRole('button', { name: 'Open front' }).click();
+  await visitor.waitForFunction(() => !/Opening|open\./.test(document.getElementById('status').textContent));
+  assert.notEqual(await visitor.locator('#status').innerText(), 'The door is open.');
+  assert.equal(door.calls.length, opened + 1, 'the door was not driven again');
+  const audit = await api('GET', '/api/v1/audit?kind=guest_pass.revoked');
+  assert.equal(audit.items[0].actor, 'token:environment');
+  clean(page);
+  await page.context().close();
+  await visitor.context().close();
 });
 
 test('sites: the doors and attendance of one site, and a webhook endpoint limited to it', async () => {

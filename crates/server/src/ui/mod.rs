@@ -10,6 +10,7 @@
 //! Content-Security-Policy that allows nothing but lintel itself: no inline scripts, no
 //! inline styles.
 
+mod guests;
 mod live;
 mod oidc;
 mod pages;
@@ -67,6 +68,8 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/ui/doors/{id}/open", get(pages::confirm_open).post(pages::open_door))
         .route("/ui/attendance", get(pages::attendance))
         .route("/ui/attendance.csv", get(pages::attendance_csv))
+        .route("/ui/guests", get(guests::page).post(guests::issue))
+        .route("/ui/guests/{id}/revoke", post(guests::revoke))
         .route("/ui/webhooks", get(webhooks::page).post(webhooks::add))
         .route("/ui/webhooks/{id}/{action}", post(webhooks::act))
         .route("/ui/display", get(pages::display))

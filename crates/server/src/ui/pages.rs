@@ -38,6 +38,7 @@ pub struct PageCtx {
 
 pub struct Abilities {
     pub read: bool,
+    pub manage_people: bool,
     pub open_doors: bool,
     pub configure: bool,
 }
@@ -46,6 +47,7 @@ impl Abilities {
     pub fn of(role: Role) -> Self {
         Self {
             read: role.may(Action::Read),
+            manage_people: role.may(Action::ManagePeople),
             open_doors: role.may(Action::OpenDoors),
             configure: role.may(Action::Configure),
         }

@@ -134,6 +134,7 @@ fn needed(method: &Method, path: &str, query: &str) -> Action {
         _ if path.starts_with("/ui/doors/") && path.ends_with("/open") => Action::OpenDoors,
         _ if reading => Action::Read,
         _ if path.starts_with("/ui/people/") && path.contains("/credentials") => Action::ManagePeople,
+        _ if path == "/ui/guests" || path.starts_with("/ui/guests/") => Action::ManagePeople,
         _ => Action::Configure,
     }
 }
@@ -286,6 +287,8 @@ mod tests {
             (get, "/ui/doors/front/open", "", Action::OpenDoors),
             (post, "/ui/doors/front/open", "", Action::OpenDoors),
             (post, "/ui/webhooks", "", Action::Configure),
+            (post, "/ui/guests", "", Action::ManagePeople),
+            (post, "/ui/guests/gp_1/revoke", "", Action::ManagePeople),
             (post, "/ui/webhooks/wh_1/remove", "", Action::Configure),
             (post, "/ui/anything-new", "", Action::Configure),
         ] {
