@@ -653,6 +653,29 @@ pub struct NewGrant {
     pub source: Option<String>,
 }
 
+/// A merge patch of a grant: its doors, hours, validity and passes change in place (its
+/// id, holder and passes used stay); `null` clears an optional field. Giving `doors`
+/// drops a `door_group` and the other way round.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantPatch {
+    pub doors: Option<Vec<String>>,
+    pub door_group: Option<String>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<Schedule>)]
+    pub schedule: Option<Option<Schedule>>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub valid_from: Option<Option<DateTime<Utc>>>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub valid_until: Option<Option<DateTime<Utc>>>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub passes: Option<Option<u32>>,
+    pub pass_lasts: Option<PassLasts>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenCreated {
     pub name: String,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use lintel_core::CompiledSchedule;
 use lintel_proto::{
-    Credential, Door, DoorPatch, DriverConfig, Grant, Group, NewDoor, NewGrant, NewGroup, NewPerson, NewSite,
-    PassLasts, Person, PersonPatch, Site, SitePatch,
+    Credential, Door, DoorPatch, DriverConfig, Grant, GrantPatch, Group, NewDoor, NewGrant, NewGroup, NewPerson,
+    NewSite, PassLasts, Person, PersonPatch, Site, SitePatch,
 };
 use lintel_store::{NewGrantRecord, Store, StoreError};
 use serde_json::{Map, Value};
@@ -311,6 +311,31 @@ impl Directory {
     pub async fn create_grant(self: &Arc<Self>, by: &Actor, g: NewGrant) -> Result<Grant> {
         let record = grant_record(g)?;
         Ok(self.write(by, move |store| async move { store.create_grant(&record).await }).await?.value)
+    }
+
+    /// Changes a grant's doors, hours, validity or passes in place (a merge patch), checked
+    /// whole as a new grant would be.
+    pub async fn patch_grant(self: &Arc<Self>, by: &Actor, id: String, p: GrantPatch) -> Result<Grant> {
+        let current = self.store.grant(&id).await?;
+        let (doors, door_group) = match (p.doors, p.door_group) {
+            (Some(_), Some(_)) => return Err(ServiceError::invalid("a grant names doors or a door_group, not both")),
+            (Some(doors), None) => (Some(doors), None),
+            (None, Some(group)) => (None, Some(group)),
+            (None, None) => (current.doors, current.door_group),
+        };
+        let record = grant_record(NewGrant {
+            person_id: current.person_id,
+            group_id: current.group_id,
+            doors,
+            door_group,
+            schedule: p.schedule.unwrap_or(current.schedule),
+            valid_from: p.valid_from.unwrap_or(current.valid_from),
+            valid_until: p.valid_until.unwrap_or(current.valid_until),
+            passes: p.passes.unwrap_or(current.passes),
+            pass_lasts: Some(p.pass_lasts.unwrap_or(current.pass_lasts)),
+            source: current.source,
+        })?;
+        Ok(self.write(by, move |store| async move { store.update_grant(&id, &record).await }).await?.value)
     }
 
     pub async fn delete_grant(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {

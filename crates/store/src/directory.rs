@@ -935,6 +935,55 @@ impl Store {
         self.finish(tx, grant, IndexUpdate::Patch(changes), events).await
     }
 
+    /// Changes a grant in place: its doors, hours, validity and passes (`g`'s holder and
+    /// source are the grant's own, as the caller read them).
+    pub async fn update_grant(&self, id: &str, g: &NewGrantRecord) -> Result<Written<Grant>> {
+        let pk = rows::parse_grant_id(id).ok_or_else(|| StoreError::not_found("grant", id))?;
+        let mut tx = self.begin().await?;
+        let (before, _) = read_grants(&mut tx, "WHERE g.pk = $1", Some(pk))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::not_found("grant", id))?;
+        let door_group = match &g.door_group {
+            Some(group) => Some(group_pk(&mut tx, group).await?),
+            None => None,
+        };
+        let mut door_pks = Vec::new();
+        for door in g.doors.iter().flatten() {
+            door_pks.push(door_pk(&mut tx, door).await?);
+        }
+        sqlx::query(
+            "UPDATE grants SET door_group_pk = $2, has_doors = $3, schedule = $4, valid_from = $5, valid_until = $6, \
+             passes = $7, pass_lasts = $8 WHERE pk = $1",
+        )
+        .bind(pk)
+        .bind(door_group)
+        .bind(i64::from(g.doors.is_some()))
+        .bind(g.schedule.as_ref().map(to_json))
+        .bind(g.valid_from)
+        .bind(g.valid_until)
+        .bind(g.passes.map(i64::from))
+        .bind((g.pass_lasts != PassLasts::Entry).then(|| g.pass_lasts.stored()))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM grant_doors WHERE grant_pk = $1").bind(pk).execute(&mut *tx).await?;
+        for door in door_pks {
+            sqlx::query("INSERT INTO grant_doors (grant_pk, door_pk) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(pk)
+                .bind(door)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (grant, index) =
+            read_grants(&mut tx, "WHERE g.pk = $1", Some(pk)).await?.pop().expect("grant just written");
+        let mut event = NewEvent::new("grant.updated").grant(id).changed(&before, &grant);
+        event.person_id = grant.person_id.clone();
+        if let Some(group) = &grant.group_id {
+            event = event.with("group", group);
+        }
+        self.finish(tx, grant, IndexUpdate::Patch(vec![Change::Grant(pk, Some(index))]), vec![event]).await
+    }
+
     pub async fn grant(&self, id: &str) -> Result<Grant> {
         let pk = rows::parse_grant_id(id).ok_or_else(|| StoreError::not_found("grant", id))?;
         let mut conn = self.read.acquire().await?;

@@ -198,7 +198,59 @@ async fn decisions_survive_kill_9(b: Backend) {
     assert_eq!(s.decide("front", card("04A1B2C3", Some("7"))).await["reason"], "granted");
 }
 
+/// Editing a grant's hours is an edit: same id, the next decision follows the new hours,
+/// the audit trail has before and after, and a bad patch changes nothing.
+async fn a_grants_hours_are_edited_in_place(b: Backend) {
+    use chrono::Datelike;
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    small_world(&s).await;
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let today = chrono::Utc::now().weekday().num_days_from_monday() as usize;
+    let not_today: Vec<&str> = days.iter().enumerate().filter(|(i, _)| *i != today).map(|(_, d)| *d).collect();
+    s.ok("/api/v1/people", json!({"id": "hal", "name": "Hal"}), 201).await;
+    s.ok("/api/v1/people/hal/credentials", json!({"kind": "card", "uid": "4A4A4A4A"}), 201).await;
+    let schedule =
+        |weekdays: &[&str]| json!({"tz": "UTC", "rules": [{"weekdays": weekdays, "from": "00:00", "to": "24:00"}]});
+    let grant = s
+        .ok("/api/v1/grants", json!({"person_id": "hal", "doors": ["front"], "schedule": schedule(&not_today)}), 201)
+        .await;
+    let path = format!("/api/v1/grants/{}", grant["id"].as_str().unwrap());
+    let tap = json!({"kind": "card", "uid": "4A4A4A4A"});
+    assert_eq!(s.decide("front", tap.clone()).await["reason"], "outside_schedule");
+
+    let patch = |body: Value| s.patch(&path, body);
+    for (body, why) in [
+        (json!({"schedule": {"tz": "Mars/Olympus", "rules": []}}), "an unknown zone"),
+        (json!({"doors": ["front"], "door_group": "g"}), "doors and a door group"),
+        (json!({"doors": []}), "no doors"),
+        (json!({"valid_from": "2030-01-02T00:00:00Z", "valid_until": "2030-01-01T00:00:00Z"}), "backwards"),
+        (json!({"person_id": "alice"}), "the holder is not an edit"),
+    ] {
+        let (status, problem) = patch(body).await;
+        assert_eq!(status, 422, "{why}: {problem}");
+    }
+    assert_eq!(s.get(&path).await.1["schedule"], schedule(&not_today), "a refused patch changed nothing");
+
+    let (status, edited) = patch(json!({"schedule": schedule(&days)})).await;
+    assert_eq!((status, &edited["id"]), (200, &grant["id"]), "{edited}");
+    assert_eq!(s.decide("front", tap.clone()).await["reason"], "granted", "the next decision has the new hours");
+    let trail = s.get("/api/v1/audit?kind=grant.updated").await.1;
+    let change = &trail["items"][0]["data"];
+    assert_eq!(change["before"]["schedule"], schedule(&not_today), "{trail}");
+    assert_eq!(change["after"]["schedule"], schedule(&days), "{trail}");
+    assert_eq!(trail["items"][0]["actor"], "token:environment");
+
+    let (status, cleared) = patch(json!({"schedule": null, "valid_until": "2000-01-01T00:00:00Z"})).await;
+    assert_eq!(status, 200, "{cleared}");
+    assert!(cleared.get("schedule").is_none(), "null clears the schedule: {cleared}");
+    assert_eq!(s.decide("front", tap).await["reason"], "expired");
+    assert_eq!(patch(json!({})).await.0, 200);
+    assert_eq!(s.patch("/api/v1/grants/g-999999", json!({})).await.0, 404);
+}
+
 crate::on_both_backends!(
+    a_grants_hours_are_edited_in_place,
     walkthrough_and_reasons,
     groups_and_group_grants,
     passes_are_used_exactly_once_under_concurrent_taps,

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use lintel_core::Action;
 use lintel_proto::{
-    Credential, Door, DoorPatch, Enrolment, Grant, Group, NewCredential, NewDoor, NewEnrolment, NewGrant, NewGroup,
-    NewPerson, Page, Person, PersonPatch, Problem,
+    Credential, Door, DoorPatch, Enrolment, Grant, GrantPatch, Group, NewCredential, NewDoor, NewEnrolment, NewGrant,
+    NewGroup, NewPerson, Page, Person, PersonPatch, Problem,
 };
 use lintel_service::integrations::oidc::{OPERATOR_ATTRIBUTE, is_operator};
 use lintel_store::{PersonFilter, StoreError};
@@ -339,6 +339,19 @@ pub async fn list_grants(
     responses((status = 200, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_grant(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Grant>> {
     Ok(Json(s.store().grant(&id).await?))
+}
+
+/// Change a grant's doors, hours, validity or passes in place (a merge patch; `null`
+/// clears). Its id, holder and passes used stay.
+#[utoipa::path(patch, path = "/api/v1/grants/{id}", tag = "directory", params(("id" = String, Path, description = "the grant's id")), request_body = GrantPatch, security(("admin" = [])),
+    responses((status = 200, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
+pub async fn patch_grant(
+    State(s): State<AppState>,
+    Admin(by): Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(p): ApiJson<GrantPatch>,
+) -> ApiResult<Json<Grant>> {
+    Ok(Json(s.directory().patch_grant(&by.actor(), id, p).await?))
 }
 
 /// Withdraw a grant.

@@ -118,7 +118,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(directory::get_group, directory::delete_group))
         .routes(routes!(directory::add_member, directory::remove_member))
         .routes(routes!(directory::create_grant, directory::list_grants))
-        .routes(routes!(directory::get_grant, directory::delete_grant))
+        .routes(routes!(directory::get_grant, directory::patch_grant, directory::delete_grant))
         .routes(routes!(guests::issue_guest_pass, guests::list_guest_passes))
         .routes(routes!(guests::get_guest_pass, guests::revoke_guest_pass))
         .routes(routes!(controllers::list_controllers))
