@@ -1183,13 +1183,16 @@ async fn a_queued_unlock_is_applied_once_by_one_of_several_nodes(b: Backend) {
     task.abort();
 }
 
+/// A token request's form and Authorization header.
+type TokenRequest = (std::collections::HashMap<String, String>, Option<String>);
+
 /// A fake OpenID issuer for the web UI's code flow: discovery, JWKS and a token endpoint
 /// that answers `id_token` (when set) to every code and keeps each request's form and
 /// Authorization header.
 struct CodeFlowIssuer {
     url: String,
     id_token: Arc<Mutex<Option<String>>>,
-    token_requests: Arc<Mutex<Vec<(std::collections::HashMap<String, String>, Option<String>)>>>,
+    token_requests: Arc<Mutex<Vec<TokenRequest>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1256,7 +1259,8 @@ async fn finish_ui_sign_in(s: &Server, params: &str, cookie: &str) -> (u16, Stri
 /// The web UI's OpenID sign-in, code flow with PKCE, as a public client (no secret): the
 /// sign-in started at one node finishes at another (on SQLite: after a restart), the code
 /// is redeemed with the verifier of the challenge sent, a state works once, a token with
-/// another nonce is refused, an issuer that went away is a 502, and neither the code nor
+/// another nonce is refused, an issuer that went away is a 502 (at the answer and at the
+/// start), and neither the code nor
 /// the verifier nor the token reaches the log.
 async fn oidc_ui_sign_in_with_the_code_flow_and_pkce(b: Backend) {
     use sha2::Digest;
@@ -1339,8 +1343,12 @@ async fn oidc_ui_sign_in_with_the_code_flow_and_pkce(b: Backend) {
     let _ = issuer.task.await;
     let (status, page, _) = finish_ui_sign_in(&other, &format!("code=c3&state={}", sent["state"]), &cookie).await;
     assert_eq!(status, 502, "{page}");
+    // A node that never read the discovery document cannot even begin.
+    let fresh = Server::start_with_stderr(&db, &env, stderr());
+    let started = crate::stations::login_client().get(format!("{}/ui/login/oidc", fresh.base)).send().await.unwrap();
+    assert_eq!(started.status().as_u16(), 502);
 
-    drop((second, other));
+    drop((second, other, fresh));
     let log = std::fs::read_to_string(&log).expect("the log");
     assert!(log.contains("an OpenID sign-in to the web UI failed"), "failures are logged: {log}");
     for secret in [code, form["code_verifier"].as_str(), token.as_str()] {

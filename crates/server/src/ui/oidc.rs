@@ -106,9 +106,7 @@ async fn start(ui: Ui, headers: &HeaderMap, next: Option<&str>) -> UiResult {
     let authorization = oidc.begin(&redirect_uri(&ui, headers), &session::safe_next(next)).await.map_err(|e| {
         tracing::warn!(error = %e, "an OpenID sign-in to the web UI could not start");
         match e {
-            SignInError::TooMany => {
-                UiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-ins are under way. Try again later.")
-            }
+            SignInError::TooMany => too_many(),
             SignInError::Service(e) => e.into(),
             _ => UiError::new(StatusCode::BAD_GATEWAY, "The identity provider could not be reached. Try again later."),
         }
@@ -116,6 +114,10 @@ async fn start(ui: Ui, headers: &HeaderMap, next: Option<&str>) -> UiResult {
     let mut response = Redirect::to(&authorization.url).into_response();
     response.headers_mut().insert(header::SET_COOKIE, state_cookie(&ui, &authorization.state, SIGN_IN_FOR.as_secs()));
     Ok(response)
+}
+
+fn too_many() -> UiError {
+    UiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-ins are under way. Try again later.")
 }
 
 /// A failed answer: the page shown, what the log says, whether it counts against the
@@ -177,7 +179,8 @@ async fn callback(ui: &Ui, headers: &HeaderMap, q: OidcQuery) -> Result<axum::re
                 "The identity provider's answer was not accepted. Sign in again.",
                 why,
             ),
-            SignInError::Unreachable(_) | SignInError::TooMany => Failure {
+            SignInError::TooMany => Failure { page: too_many(), why, counts: false },
+            SignInError::Unreachable(_) => Failure {
                 page: UiError::new(
                     StatusCode::BAD_GATEWAY,
                     "The identity provider could not be reached. Try again later.",

@@ -128,6 +128,17 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for FlowHttp {
     }
 }
 
+/// An error with its causes (the crate's say only "Request failed" themselves).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 fn state_digest(state: &str) -> String {
     hex::encode(crate::secrets::digest(state))
 }
@@ -186,7 +197,7 @@ impl Oidc {
         let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| SignInError::Unreachable(e.to_string()))?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.flow_http)
             .await
-            .map_err(|e| SignInError::Unreachable(format!("discovery: {e}")))?;
+            .map_err(|e| SignInError::Unreachable(format!("discovery: {}", with_sources(&e))))?;
         *cached = Some((metadata.clone(), Instant::now()));
         Ok(metadata)
     }
@@ -263,13 +274,15 @@ impl Oidc {
             .set_pkce_verifier(PkceCodeVerifier::new(sign_in.pkce_verifier));
         let response = request.request_async(&self.flow_http).await.map_err(|e| match e {
             openidconnect::RequestTokenError::ServerResponse(refusal) => SignInError::Refused(refusal.to_string()),
-            // The body is not shown: it may hold tokens.
+            openidconnect::RequestTokenError::Request(e) => SignInError::Unreachable(format!("token endpoint: {e}")),
+            // Not the parser's details: they may quote the answer, which holds tokens.
             other => SignInError::Unreachable(format!("token endpoint: {other}")),
         })?;
         let token = response.id_token().ok_or_else(|| SignInError::BadToken("no id_token in the answer".into()))?;
         let claims = self.verify(&token.to_string()).await.map_err(|e| match e {
             ServiceError::Unauthorized(why) => SignInError::BadToken(why),
-            other => SignInError::Service(other),
+            // The issuer's keys could not be fetched.
+            other => SignInError::Unreachable(other.to_string()),
         })?;
         let same = |a: &str, b: &str| digests_equal(&crate::secrets::digest(a), &crate::secrets::digest(b));
         if !claims.nonce.as_deref().is_some_and(|n| same(n, &sign_in.nonce)) {
