@@ -1331,6 +1331,9 @@ async fn oidc_ui_sign_in_with_the_code_flow_and_pkce(b: Backend) {
     // The same answer again: the state was used.
     let (status, page, _) = finish_ui_sign_in(&other, &format!("code={code}&state={state}"), &cookie).await;
     assert_eq!(status, 400, "{page}");
+    // A mangled answer: the UI's page too.
+    let (status, page, _) = finish_ui_sign_in(&other, &format!("state={state}&state=x"), &cookie).await;
+    assert_eq!((status, page.contains("Sign in again")), (400, true), "{page}");
     // A token with another nonce.
     let (sent, cookie) = begin_ui_sign_in(&other).await;
     *issuer.id_token.lock().unwrap() = Some(signed("not-this-sign-in"));

@@ -18,6 +18,7 @@
 use std::net::SocketAddr;
 
 use askama::Template;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
@@ -68,11 +69,13 @@ pub async fn login(
     State(ui): State<Ui>,
     headers: HeaderMap,
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
-    Query(q): Query<OidcQuery>,
+    query: Result<Query<OidcQuery>, QueryRejection>,
 ) -> UiResult {
     if ui.app.services().oidc.is_none() {
         return Err(UiError::not_found("OpenID Connect is not configured here"));
     }
+    // A mangled answer (a parameter twice, say) gets the UI's page, not axum's text.
+    let Ok(Query(q)) = query else { return Err(UiError::new(StatusCode::BAD_REQUEST, START_AGAIN)) };
     if q.state.is_none() && q.code.is_none() && q.error.is_none() {
         return start(ui, &headers, q.next.as_deref()).await;
     }
