@@ -585,8 +585,11 @@ fn pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::collections::BTr
 pub struct OidcSection {
     pub issuer: String,
     pub jwks_url: String,
-    /// The client id ID tokens must be issued for.
+    /// The client id ID tokens must be issued for (the web UI's client id at the issuer).
     pub audience: String,
+    /// The web UI's client secret, for an issuer that has lintel as a confidential
+    /// client; without it lintel signs in as a public client with PKCE alone.
+    pub client_secret: Option<String>,
 }
 
 /// `[doorbell]`: a doorbell camera that posts to `[slack] doorbell_channel`.
@@ -872,6 +875,7 @@ const KEYS: &[&str] = &[
     "oidc.issuer",
     "oidc.jwks_url",
     "oidc.audience",
+    "oidc.client_secret",
     "cobot.base_url",
     "cobot.token",
     "cobot.api2_url",

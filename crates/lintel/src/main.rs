@@ -648,6 +648,7 @@ async fn open_server(config: &Config, open: Open) -> anyhow::Result<(Store, Serv
             issuer: o.issuer,
             jwks_url: o.jwks_url,
             audience: o.audience,
+            client_secret: o.client_secret,
         }),
     };
     let mut http = config.http.config();

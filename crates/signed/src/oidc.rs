@@ -67,6 +67,8 @@ pub struct IdClaims {
     pub phone_number: Option<String>,
     pub phone_number_verified: bool,
     pub name: Option<String>,
+    /// What the client sent to the issuer for this sign-in (the web UI's checks it).
+    pub nonce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +87,7 @@ struct Wire {
     #[serde(default, deserialize_with = "flag")]
     phone_number_verified: bool,
     name: Option<String>,
+    nonce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +180,7 @@ pub fn verify_id_token(
         phone_number: claims.phone_number,
         phone_number_verified: claims.phone_number_verified,
         name: claims.name,
+        nonce: claims.nonce,
     })
 }
 
@@ -293,6 +297,7 @@ mod tests {
             phone_number: None,
             phone_number_verified: false,
             name: Some("Alice".into()),
+            nonce: None,
         };
         assert_eq!(verify(&ed(&claims())), Ok(expected));
     }

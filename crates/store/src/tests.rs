@@ -470,3 +470,26 @@ proptest::proptest! {
         proptest::prop_assert!(entries <= passes, "{entries} entries on {passes} passes");
     }
 }
+
+/// An OpenID sign-in under way is taken once; one too old is not returned; at most `max`
+/// are kept, the expired ones forgotten first.
+#[tokio::test]
+async fn an_oidc_sign_in_is_taken_once_and_expires() {
+    let (_dir, store) = sqlite_store().await;
+    let sign_in = |at| crate::OidcSignIn {
+        nonce: "n".into(),
+        pkce_verifier: "v".into(),
+        redirect_uri: "http://127.0.0.1/ui/login/oidc".into(),
+        next: "/ui/".into(),
+        created_at: at,
+    };
+    assert!(store.create_oidc_sign_in("s1", &sign_in(100), 0, 2).await.expect("kept"));
+    assert!(store.create_oidc_sign_in("s2", &sign_in(50), 0, 2).await.expect("kept"));
+    assert!(!store.create_oidc_sign_in("s3", &sign_in(100), 0, 2).await.expect("asked"), "two at most");
+    assert!(store.create_oidc_sign_in("s3", &sign_in(100), 60, 2).await.expect("kept"), "s2 expired: room");
+    assert_eq!(store.take_oidc_sign_in("s2", 0).await.expect("asked"), None, "forgotten");
+    assert_eq!(store.take_oidc_sign_in("s1", 60).await.expect("asked"), Some(sign_in(100)));
+    assert_eq!(store.take_oidc_sign_in("s1", 60).await.expect("asked"), None, "taken once");
+    assert_eq!(store.take_oidc_sign_in("s3", 200).await.expect("asked"), None, "too old");
+    assert_eq!(store.take_oidc_sign_in("s3", 0).await.expect("asked"), None, "and gone");
+}

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
-import { generateKeyPairSync, sign, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, sign, randomBytes, createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, existsSync, rmSync, copyFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -66,41 +66,75 @@ function fakeDoor() {
   return { server, calls };
 }
 
-/** A fake OpenID issuer: discovery, JWKS, and an authorization page with an Approve button
- *  that posts a signed ID token back (response_mode=form_post) for `user`. */
+/** A fake OpenID issuer with the authorization-code flow: discovery, JWKS, an
+ *  authorization page whose Approve button sends the browser back with `code` and `state`
+ *  (Deny: `error=access_denied`), and a token endpoint that checks the client's secret
+ *  (Basic auth), the redirect URI and the PKCE verifier against the S256 challenge, takes
+ *  each code once, and answers an ID token for `user`, signed with EdDSA. */
 function fakeIssuer() {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const jwk = { ...publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'EdDSA', use: 'sig' };
-  const me = { url: '', user: null, requests: [] };
+  const me = { url: '', user: null, secret: 'idp-client-secret', requests: [], tokenRequests: [], answers: [] };
+  const codes = new Map();
+  const json = (res, status, body) => {
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+    res.end(JSON.stringify(body));
+  };
+  const idToken = (claims) => {
+    const header = b64url(JSON.stringify({ alg: 'EdDSA', kid: 'k1', typ: 'JWT' }));
+    const payload = b64url(JSON.stringify(claims));
+    return `${header}.${payload}.${b64url(sign(null, Buffer.from(`${header}.${payload}`), privateKey))}`;
+  };
+  const token = (req, body, res) => {
+    const form = Object.fromEntries(new URLSearchParams(body));
+    me.tokenRequests.push({ ...form, authorization: req.headers.authorization });
+    const grant = codes.get(form.code);
+    codes.delete(form.code);
+    const basic = 'Basic ' + Buffer.from(`${encodeURIComponent(AUDIENCE)}:${encodeURIComponent(me.secret)}`).toString('base64');
+    if (req.headers.authorization !== basic) return json(res, 401, { error: 'invalid_client' });
+    const challenge = form.code_verifier && createHash('sha256').update(form.code_verifier).digest('base64url');
+    if (form.grant_type !== 'authorization_code' || !grant || grant.redirect_uri !== form.redirect_uri
+      || grant.code_challenge_method !== 'S256' || challenge !== grant.code_challenge) {
+      return json(res, 400, { error: 'invalid_grant' });
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: me.url, aud: grant.client_id, iat: now, exp: now + 300, nonce: grant.nonce, ...grant.user };
+    json(res, 200, { access_token: 'at-' + randomBytes(8).toString('hex'), token_type: 'Bearer', expires_in: 300, id_token: idToken(claims) });
+  };
   me.server = createServer((req, res) => {
     const url = new URL(req.url, me.url);
     if (url.pathname === '/.well-known/openid-configuration') {
-      res.writeHead(200, { 'Content-Type': 'application/json' });
-      return res.end(JSON.stringify({
-        issuer: me.url, authorization_endpoint: me.url + '/authorize', jwks_uri: me.url + '/jwks',
-        response_types_supported: ['id_token'], subject_types_supported: ['public'],
-        id_token_signing_alg_values_supported: ['EdDSA'],
-      }));
+      return json(res, 200, {
+        issuer: me.url, authorization_endpoint: me.url + '/authorize', token_endpoint: me.url + '/token',
+        jwks_uri: me.url + '/jwks', response_types_supported: ['code'], subject_types_supported: ['public'],
+        id_token_signing_alg_values_supported: ['EdDSA'], code_challenge_methods_supported: ['S256'],
+        token_endpoint_auth_methods_supported: ['client_secret_basic'],
+      });
     }
-    if (url.pathname === '/jwks') {
-      res.writeHead(200, { 'Content-Type': 'application/json' });
-      return res.end(JSON.stringify({ keys: [jwk] }));
+    if (url.pathname === '/jwks') return json(res, 200, { keys: [jwk] });
+    if (url.pathname === '/token' && req.method === 'POST') {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      return req.on('end', () => token(req, body, res));
     }
     if (url.pathname === '/authorize') {
       const q = Object.fromEntries(url.searchParams);
       me.requests.push(q);
-      const now = Math.floor(Date.now() / 1000);
-      const header = b64url(JSON.stringify({ alg: 'EdDSA', kid: 'k1', typ: 'JWT' }));
-      const claims = { iss: me.url, aud: q.client_id, iat: now, exp: now + 300, nonce: q.nonce, ...me.user };
-      const payload = b64url(JSON.stringify(claims));
-      const signature = b64url(sign(null, Buffer.from(`${header}.${payload}`), privateKey));
+      const code = 'code-' + randomBytes(16).toString('hex');
+      codes.set(code, { ...q, user: me.user });
+      const back = (params) => {
+        const to = new URL(q.redirect_uri);
+        for (const [k, v] of Object.entries({ ...params, state: q.state })) to.searchParams.set(k, v);
+        return to.href;
+      };
+      me.answers.push(back({ code }));
       const esc = (s) => String(s).replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+      const answer = (name, params) => `<form method="get" action="${esc(q.redirect_uri)}">${
+        Object.entries({ ...params, state: q.state }).map(([k, v]) => `<input type="hidden" name="${k}" value="${esc(v)}">`).join('')
+      }<button type="submit">${name}</button></form>`;
       res.writeHead(200, { 'Content-Type': 'text/html' });
       return res.end(`<!doctype html><title>Fake issuer</title><link rel="icon" href="data:,">
-        <form method="post" action="${esc(q.redirect_uri)}">
-        <input type="hidden" name="id_token" value="${header}.${payload}.${signature}">
-        <input type="hidden" name="state" value="${esc(q.state)}">
-        <button type="submit">Approve</button></form>`);
+        ${answer('Approve', { code })}${answer('Deny', { error: 'access_denied' })}`);
     }
     res.writeHead(404);
     res.end();
@@ -252,6 +286,7 @@ before(async () => {
     LINTEL_OIDC_ISSUER: idp.url,
     LINTEL_OIDC_JWKS_URL: idp.url + '/jwks',
     LINTEL_OIDC_AUDIENCE: AUDIENCE,
+    LINTEL_OIDC_CLIENT_SECRET: idp.secret,
   };
   const started = await startLintel(lintelEnv);
   lintel = started.child;
@@ -629,11 +664,39 @@ test('OpenID sign-in: an operator gets in, anyone else does not', async () => {
   assert.match(await page.locator('.who').innerText(), /Olga Operator/);
   const sent = idp.requests.at(-1);
   assert.equal(sent.client_id, AUDIENCE);
-  assert.equal(sent.response_type, 'id_token');
-  assert.equal(sent.response_mode, 'form_post');
+  assert.equal(sent.response_type, 'code');
+  assert.equal(sent.code_challenge_method, 'S256');
+  assert.match(sent.code_challenge, /^[A-Za-z0-9_-]{43}$/);
+  assert.equal(sent.redirect_uri, base + '/ui/login/oidc');
+  assert.equal(sent.response_mode, undefined);
   assert.ok(sent.nonce && sent.state && sent.state !== sent.nonce);
+  // The code was redeemed with the verifier and the client's secret (the fake checks both).
+  const redeemed = idp.tokenRequests.at(-1);
+  assert.ok(redeemed.code_verifier && redeemed.authorization.startsWith('Basic '));
+  assert.equal(redeemed.client_secret, undefined);
   clean(page);
   await page.context().close();
+
+  // The answer again, with the browser's state cookie: the state was used, so it fails.
+  const answer = new URL(idp.answers.at(-1));
+  const cookie = `lintel_oidc=${answer.searchParams.get('state')}`;
+  const replayed = await fetch(answer, { headers: { Cookie: cookie }, redirect: 'manual' });
+  assert.equal(replayed.status, 400);
+  assert.match(await replayed.text(), /was used already/);
+  assert.equal(replayed.headers.get('set-cookie')?.includes('lintel_ui='), false);
+  // A state lintel never gave out; one that is not this browser's.
+  const wrong = `${base}/ui/login/oidc?code=x&state=made-up`;
+  assert.equal((await fetch(wrong, { headers: { Cookie: 'lintel_oidc=made-up' }, redirect: 'manual' })).status, 400);
+  assert.equal((await fetch(wrong, { redirect: 'manual' })).status, 400);
+
+  // The user says no at the issuer: a page that says so, no session.
+  const start = await fetch(base + '/ui/login/oidc', { redirect: 'manual' });
+  assert.equal(start.status, 303);
+  const state = new URL(start.headers.get('location')).searchParams.get('state');
+  const denied = await fetch(`${base}/ui/login/oidc?error=access_denied&state=${state}`,
+    { headers: { Cookie: `lintel_oidc=${state}` }, redirect: 'manual' });
+  assert.equal(denied.status, 403);
+  assert.match(await denied.text(), /did not sign you in/);
 
   // A verified address that is no operator's.
   const other = await newPage();

@@ -1183,6 +1183,182 @@ async fn a_queued_unlock_is_applied_once_by_one_of_several_nodes(b: Backend) {
     task.abort();
 }
 
+/// A token request's form and Authorization header.
+type TokenRequest = (std::collections::HashMap<String, String>, Option<String>);
+
+/// A fake OpenID issuer for the web UI's code flow: discovery, JWKS and a token endpoint
+/// that answers `id_token` (when set) to every code and keeps each request's form and
+/// Authorization header.
+struct CodeFlowIssuer {
+    url: String,
+    id_token: Arc<Mutex<Option<String>>>,
+    token_requests: Arc<Mutex<Vec<TokenRequest>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn code_flow_issuer(jwks: Value) -> CodeFlowIssuer {
+    use axum::routing::{get, post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("fake issuer binds");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let id_token: Arc<Mutex<Option<String>>> = Arc::default();
+    let token_requests: Arc<Mutex<Vec<_>>> = Arc::default();
+    let discovery = json!({
+        "issuer": url, "authorization_endpoint": format!("{url}/authorize"), "token_endpoint": format!("{url}/token"),
+        "jwks_uri": format!("{url}/jwks"), "response_types_supported": ["code"], "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"], "code_challenge_methods_supported": ["S256"],
+    });
+    let (answer, seen) = (id_token.clone(), token_requests.clone());
+    let token = move |headers: axum::http::HeaderMap, body: String| async move {
+        let form: std::collections::HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap_or_default();
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        seen.lock().unwrap().push((form, authorization));
+        match answer.lock().unwrap().clone() {
+            Some(t) => axum::Json(json!({"access_token": "at", "token_type": "Bearer", "id_token": t})).into_response(),
+            None => {
+                (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response()
+            }
+        }
+    };
+    use axum::response::IntoResponse;
+    let app = axum::Router::new()
+        .route("/.well-known/openid-configuration", get(move || async move { axum::Json(discovery) }))
+        .route("/jwks", get(move || async move { axum::Json(jwks) }))
+        .route("/token", post(token));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    CodeFlowIssuer { url, id_token, token_requests, task }
+}
+
+/// Starts a web UI sign-in at `s`: the authorization request's query and the state cookie.
+async fn begin_ui_sign_in(s: &Server) -> (std::collections::HashMap<String, String>, String) {
+    let started = crate::stations::login_client()
+        .get(format!("{}/ui/login/oidc?next=/ui/doors", s.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(started.status().as_u16(), 303);
+    let location = started.headers()["location"].to_str().expect("text");
+    let query = reqwest::Url::parse(location).expect("a URL").query_pairs().into_owned().collect();
+    let cookie = started.headers()["set-cookie"].to_str().expect("text").split(';').next().expect("a pair").to_owned();
+    (query, cookie)
+}
+
+/// The issuer's answer at `s`: status, page, cookies set.
+async fn finish_ui_sign_in(s: &Server, params: &str, cookie: &str) -> (u16, String, Vec<String>) {
+    let answer = crate::stations::login_client()
+        .get(format!("{}/ui/login/oidc?{params}", s.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("answers");
+    let cookies = answer.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap_or("").to_owned()).collect();
+    (answer.status().as_u16(), answer.text().await.unwrap_or_default(), cookies)
+}
+
+/// The web UI's OpenID sign-in, code flow with PKCE, as a public client (no secret): the
+/// sign-in started at one node finishes at another (on SQLite: after a restart), the code
+/// is redeemed with the verifier of the challenge sent, a state works once, a token with
+/// another nonce is refused, an issuer that went away is a 502 (at the answer and at the
+/// start), and neither the code nor
+/// the verifier nor the token reaches the log.
+async fn oidc_ui_sign_in_with_the_code_flow_and_pkce(b: Backend) {
+    use sha2::Digest;
+    let key = python_one(json!({"cmd": "rsa-keygen", "kid": "k1"}));
+    let issuer = code_flow_issuer(json!({"keys": [key["jwk"]]})).await;
+    let db = Database::new(b);
+    let jwks_url = format!("{}/jwks", issuer.url);
+    let env = [
+        ("LINTEL_OIDC_ISSUER", issuer.url.as_str()),
+        ("LINTEL_OIDC_JWKS_URL", &jwks_url),
+        ("LINTEL_OIDC_AUDIENCE", "lintel-ui"),
+    ];
+    let log = db.dir.join("oidc.log");
+    let stderr = || std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+    let first = Server::start_with_stderr(&db, &env, stderr());
+    let operator = json!({"id": "olga", "name": "Olga", "attributes": {"ui_operator": "front_desk"},
+                          "external_ids": {"oidc": "oidc-olga"}});
+    first.ok("/api/v1/people", operator, 201).await;
+
+    let (sent, cookie) = begin_ui_sign_in(&first).await;
+    assert_eq!(sent["response_type"], "code");
+    assert_eq!(sent["code_challenge_method"], "S256");
+    assert_eq!(sent["client_id"], "lintel-ui");
+    assert_eq!(sent["redirect_uri"], format!("{}/ui/login/oidc", first.base));
+    let state = sent["state"].clone();
+    assert_eq!(cookie, format!("lintel_oidc={state}"));
+    let (first_base, second) = match b {
+        Backend::Postgres => (first.base.clone(), Some(first)),
+        Backend::Sqlite => (first.base.clone(), {
+            drop(first);
+            None
+        }),
+    };
+    let other = Server::start_with_stderr(&db, &env, stderr());
+    let t = now();
+    let claims = |nonce: &str| json!({"iss": issuer.url, "aud": "lintel-ui", "sub": "oidc-olga", "iat": t, "exp": t + 300, "nonce": nonce});
+    let signed = |nonce: &str| {
+        tokens(vec![json!({"cmd": "id-token", "key": key["private_pem"], "kid": "k1", "claims": claims(nonce)})])
+            .remove(0)
+    };
+    let token = signed(&sent["nonce"]);
+    *issuer.id_token.lock().unwrap() = Some(token.clone());
+    let code = "code-for-olga-7d1f";
+    let (status, page, cookies) = finish_ui_sign_in(&other, &format!("code={code}&state={state}"), &cookie).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("/ui/doors"), "moves on to where the sign-in began: {page}");
+    let session =
+        cookies.iter().find(|c| c.starts_with("lintel_ui=")).expect("a session").split(';').next().unwrap().to_owned();
+    let dashboard = crate::stations::login_client()
+        .get(format!("{}/ui/", other.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dashboard.status().as_u16(), 200, "signed in");
+    let (form, authorization) = issuer.token_requests.lock().unwrap().last().cloned().expect("the code was redeemed");
+    assert_eq!(form["grant_type"], "authorization_code");
+    assert_eq!(form["code"], code);
+    assert_eq!(form["client_id"], "lintel-ui", "a public client names itself in the form");
+    assert_eq!(authorization, None, "no secret configured: no client authentication");
+    assert_eq!(form["redirect_uri"], format!("{first_base}/ui/login/oidc"), "the redirect URI of the request");
+    let challenge = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        sha2::Sha256::digest(form["code_verifier"].as_bytes()),
+    );
+    assert_eq!(challenge, sent["code_challenge"], "the verifier of the challenge sent");
+
+    // The same answer again: the state was used.
+    let (status, page, _) = finish_ui_sign_in(&other, &format!("code={code}&state={state}"), &cookie).await;
+    assert_eq!(status, 400, "{page}");
+    // A mangled answer: the UI's page too.
+    let (status, page, _) = finish_ui_sign_in(&other, &format!("state={state}&state=x"), &cookie).await;
+    assert_eq!((status, page.contains("Sign in again")), (400, true), "{page}");
+    // A token with another nonce.
+    let (sent, cookie) = begin_ui_sign_in(&other).await;
+    *issuer.id_token.lock().unwrap() = Some(signed("not-this-sign-in"));
+    let (status, page, cookies) = finish_ui_sign_in(&other, &format!("code=c2&state={}", sent["state"]), &cookie).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(!cookies.iter().any(|c| c.starts_with("lintel_ui=")), "no session: {cookies:?}");
+    // The issuer went away after the sign-in began: its token endpoint does not answer.
+    let (sent, cookie) = begin_ui_sign_in(&other).await;
+    issuer.task.abort();
+    let _ = issuer.task.await;
+    let (status, page, _) = finish_ui_sign_in(&other, &format!("code=c3&state={}", sent["state"]), &cookie).await;
+    assert_eq!(status, 502, "{page}");
+    // A node that never read the discovery document cannot even begin.
+    let fresh = Server::start_with_stderr(&db, &env, stderr());
+    let started = crate::stations::login_client().get(format!("{}/ui/login/oidc", fresh.base)).send().await.unwrap();
+    assert_eq!(started.status().as_u16(), 502);
+
+    drop((second, other, fresh));
+    let log = std::fs::read_to_string(&log).expect("the log");
+    assert!(log.contains("an OpenID sign-in to the web UI failed"), "failures are logged: {log}");
+    for secret in [code, form["code_verifier"].as_str(), token.as_str()] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
+}
+
 /// Several nodes share PostgreSQL only.
 mod several {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1202,6 +1378,7 @@ crate::on_both_backends!(
     sharing_end_to_end,
     directory_finds_only_verified_contacts,
     oidc_id_tokens_identify_users,
+    oidc_ui_sign_in_with_the_code_flow_and_pkce,
     offline_door_queues_then_drops_expired_operations,
     offline_door_opens_when_it_comes_back,
 );

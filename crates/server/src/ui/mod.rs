@@ -36,9 +36,8 @@ use lintel_service::decide::FailureLimiter;
 #[derive(Clone)]
 pub(crate) struct Ui {
     app: AppState,
-    /// Wrong admin tokens at the login form, per client address.
+    /// Wrong admin tokens at the login form and failed OpenID sign-ins, per client address.
     login_failures: Arc<FailureLimiter>,
-    oidc: Arc<oidc::OidcLogin>,
     /// Whether cookies get `Secure` (lintel is reached over https).
     secure: bool,
 }
@@ -48,7 +47,6 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
     let ui = Ui {
         app: app.clone(),
         login_failures: Arc::new(FailureLimiter::for_store(app.inner.services.config.limiter, app.store())),
-        oidc: Arc::new(oidc::OidcLogin::new(app.services().config.oidc.clone())),
         secure: app.inner.services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
     };
     let signed_in = Router::new()
@@ -81,7 +79,7 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/login", get(session::login_page).post(session::login))
-        .route("/ui/login/oidc", get(oidc::start).post(oidc::callback))
+        .route("/ui/login/oidc", get(oidc::login))
         .route("/ui/assets/{name}", get(asset))
         .merge(signed_in)
         .layer(middleware::from_fn(security_headers))

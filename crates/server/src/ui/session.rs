@@ -200,14 +200,13 @@ pub struct NextQuery {
 
 pub async fn login_page(State(ui): State<Ui>, Query(q): Query<NextQuery>) -> UiResult {
     let error = match q.error.as_deref() {
-        Some("oidc") => Some("Signing in with OpenID did not work. Try again, or use an operator token.".to_owned()),
         Some("not_operator") => Some(
             "You signed in, but you are not an operator of this lintel. An administrator can mark you as one."
                 .to_owned(),
         ),
         _ => None,
     };
-    html(&LoginPage { next: safe_next(q.next.as_deref()), error, oidc: ui.oidc.configured() })
+    html(&LoginPage { next: safe_next(q.next.as_deref()), error, oidc: ui.app.services().oidc.is_some() })
 }
 
 #[derive(Deserialize)]
@@ -227,7 +226,7 @@ pub async fn login(
     };
     let now = lintel_service::decide::now_micros();
     let next = safe_next(form.next.as_deref());
-    let oidc = ui.oidc.configured();
+    let oidc = ui.app.services().oidc.is_some();
     if let Some(lock) = ui.login_failures.locked(&source, now).await {
         let error = format!("Too many wrong tokens from here. Try again in {} s.", lock.wait.as_secs().max(1));
         return html(&LoginPage { next, error: Some(error), oidc });

@@ -1,14 +1,29 @@
 //! The OpenID Connect issuer people sign in with. A user's ID token (for signed
 //! operations) makes their person on first use and keeps their name and verified contacts
 //! up to date; the web UI's sign-in only finds an operator and never makes anyone.
+//!
+//! The web UI signs in with the authorization-code flow and PKCE (S256), through the
+//! `openidconnect` crate: discovery, the authorization request and the token request are
+//! its; the ID token the token endpoint returns is verified by [`Oidc::verify`], the one
+//! verifier of ID tokens here (the API's bearer tokens use it too), and its nonce must be
+//! the one sent. What the callback needs (state, nonce, PKCE verifier) is in the store,
+//! not in a node's memory: the issuer may send the browser back to another node.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lintel_core::Role;
+use lintel_core::credential::digests_equal;
 use lintel_proto::{Person, PersonStatus};
 use lintel_signed::{IdClaims, JwkSet, OidcError, verify_id_token};
-use lintel_store::PersonFilter;
+use lintel_store::{OidcSignIn, PersonFilter};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreProviderMetadata};
+use openidconnect::{
+    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+};
 
 use crate::directory::Directory;
 use crate::error::{Result, ServiceError};
@@ -20,6 +35,9 @@ pub struct OidcConfig {
     pub issuer: String,
     pub jwks_url: String,
     pub audience: String,
+    /// The web UI's client secret at the issuer; without it lintel is a public client
+    /// (PKCE alone).
+    pub client_secret: Option<String>,
 }
 
 /// The external-id system under which OpenID subjects are kept.
@@ -34,12 +52,99 @@ const JWKS_FRESH: Duration = Duration::from_secs(600);
 /// An unknown `kid` makes lintel fetch the JWKS again (the issuer rotated its keys), but
 /// not more often than this, so that made-up kids cannot make lintel hammer the issuer.
 const JWKS_REFETCH_AFTER: Duration = Duration::from_secs(30);
+/// How long the discovery document is used before it is fetched again.
+const DISCOVERY_FRESH: Duration = Duration::from_secs(3600);
+/// How long a sign-in at the issuer may take.
+pub const SIGN_IN_FOR: Duration = Duration::from_secs(600);
+/// Sign-ins under way at most (anyone may start one): beyond, new ones wait.
+const MAX_SIGN_INS: i64 = 10_000;
 
 pub struct Oidc {
     config: OidcConfig,
     http: reqwest::Client,
+    /// For the code flow: follows no redirects (the crate's advice against SSRF).
+    flow_http: FlowHttp,
     jwks: tokio::sync::Mutex<Option<(JwkSet, Instant)>>,
+    provider: tokio::sync::Mutex<Option<(CoreProviderMetadata, Instant)>>,
     directory: Arc<Directory>,
+}
+
+/// Why a sign-in to the web UI did not work.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Unknown, used already or expired.
+    #[error("the sign-in's state is unknown, used or expired")]
+    UnknownState,
+    #[error("too many sign-ins are under way")]
+    TooMany,
+    /// The issuer could not be reached or answered nonsense.
+    #[error("the identity provider could not be reached: {0}")]
+    Unreachable(String),
+    /// The token endpoint refused the code (or its client).
+    #[error("the identity provider refused the code: {0}")]
+    Refused(String),
+    /// The ID token did not verify, or is not this sign-in's.
+    #[error("the ID token is not accepted: {0}")]
+    BadToken(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// Where to send the browser to sign in, and the `state` to bind to it.
+pub struct Authorization {
+    pub url: String,
+    pub state: String,
+}
+
+/// A sign-in the issuer vouched for.
+pub struct SignedIn {
+    pub claims: IdClaims,
+    /// The UI page to go to.
+    pub next: String,
+}
+
+/// A client made from the discovery document: authorization endpoint known, token
+/// endpoint maybe.
+type FlowClient =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// `openidconnect`'s HTTP requests, sent with lintel's reqwest. A type of our own (not a
+/// closure): its boxed future is `Send` for every lifetime, as axum's handlers need.
+struct FlowHttp(reqwest::Client);
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for FlowHttp {
+    type Error = reqwest::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, reqwest::Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self.0.execute(request.try_into()?).await?;
+            let (status, headers) = (response.status(), response.headers().clone());
+            let mut answer = openidconnect::HttpResponse::new(response.bytes().await?.to_vec());
+            *answer.status_mut() = status;
+            *answer.headers_mut() = headers;
+            Ok(answer)
+        })
+    }
+}
+
+/// An error with its causes (the crate's say only "Request failed" themselves).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+fn state_digest(state: &str) -> String {
+    hex::encode(crate::secrets::digest(state))
+}
+
+fn micros_ago(d: Duration) -> i64 {
+    crate::decide::now_micros() - i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// The role of an active person the directory marks as an operator of the web UI.
@@ -64,7 +169,126 @@ impl Oidc {
             .timeout(Duration::from_secs(5))
             .build()
             .expect("a client with these settings always builds");
-        Self { config, http, jwks: tokio::sync::Mutex::new(None), directory }
+        let flow_http = FlowHttp(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client with these settings always builds"),
+        );
+        Self {
+            config,
+            http,
+            flow_http,
+            jwks: tokio::sync::Mutex::new(None),
+            provider: tokio::sync::Mutex::new(None),
+            directory,
+        }
+    }
+
+    /// The issuer's discovery document (cached for an hour).
+    async fn provider(&self) -> Result<CoreProviderMetadata, SignInError> {
+        let mut cached = self.provider.lock().await;
+        if let Some((metadata, at)) = cached.as_ref()
+            && at.elapsed() < DISCOVERY_FRESH
+        {
+            return Ok(metadata.clone());
+        }
+        let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| SignInError::Unreachable(e.to_string()))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.flow_http)
+            .await
+            .map_err(|e| SignInError::Unreachable(format!("discovery: {}", with_sources(&e))))?;
+        *cached = Some((metadata.clone(), Instant::now()));
+        Ok(metadata)
+    }
+
+    /// The client at the issuer, sending the browser back to `redirect_uri`.
+    async fn client(&self, redirect_uri: &str) -> Result<FlowClient, SignInError> {
+        let metadata = self.provider().await?;
+        // client_secret_basic is the default (OpenID Connect Core 9); an issuer that
+        // names only client_secret_post gets the secret in the form.
+        let post_only = metadata.token_endpoint_auth_methods_supported().is_some_and(|methods| {
+            methods.contains(&CoreClientAuthMethod::ClientSecretPost)
+                && !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
+        });
+        let redirect =
+            RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| SignInError::Unreachable(e.to_string()))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.config.audience.clone()),
+            self.config.client_secret.clone().map(ClientSecret::new),
+        )
+        .set_redirect_uri(redirect);
+        Ok(if post_only { client.set_auth_type(AuthType::RequestBody) } else { client })
+    }
+
+    /// Starts a web UI sign-in: the issuer's authorization URL (code flow, PKCE S256) and
+    /// the state, kept with its nonce and verifier for [`SIGN_IN_FOR`].
+    pub async fn begin(&self, redirect_uri: &str, next: &str) -> Result<Authorization, SignInError> {
+        let client = self.client(redirect_uri).await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state, nonce) = client
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            .add_scope(Scope::new("email".into()))
+            .add_scope(Scope::new("profile".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        let sign_in = OidcSignIn {
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            next: next.to_owned(),
+            created_at: crate::decide::now_micros(),
+        };
+        let store = &self.directory.store;
+        let kept = store
+            .create_oidc_sign_in(&state_digest(state.secret()), &sign_in, micros_ago(SIGN_IN_FOR), MAX_SIGN_INS)
+            .await
+            .map_err(ServiceError::from)?;
+        if !kept {
+            return Err(SignInError::TooMany);
+        }
+        Ok(Authorization { url: url.to_string(), state: state.secret().clone() })
+    }
+
+    /// Forgets a sign-in the issuer ended without a code (the user said no).
+    pub async fn abandon(&self, state: &str) -> Result<(), SignInError> {
+        let store = &self.directory.store;
+        store.take_oidc_sign_in(&state_digest(state), 0).await.map_err(ServiceError::from)?;
+        Ok(())
+    }
+
+    /// Finishes a web UI sign-in: takes its state (once), redeems the code with the PKCE
+    /// verifier (and the client secret, if any) and verifies the ID token, nonce included.
+    pub async fn finish(&self, state: &str, code: &str) -> Result<SignedIn, SignInError> {
+        let store = &self.directory.store;
+        let sign_in = store
+            .take_oidc_sign_in(&state_digest(state), micros_ago(SIGN_IN_FOR))
+            .await
+            .map_err(ServiceError::from)?
+            .ok_or(SignInError::UnknownState)?;
+        let client = self.client(&sign_in.redirect_uri).await?;
+        let request = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| SignInError::Unreachable(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(sign_in.pkce_verifier));
+        let response = request.request_async(&self.flow_http).await.map_err(|e| match e {
+            openidconnect::RequestTokenError::ServerResponse(refusal) => SignInError::Refused(refusal.to_string()),
+            openidconnect::RequestTokenError::Request(e) => SignInError::Unreachable(format!("token endpoint: {e}")),
+            // Not the parser's details: they may quote the answer, which holds tokens.
+            other => SignInError::Unreachable(format!("token endpoint: {other}")),
+        })?;
+        let token = response.id_token().ok_or_else(|| SignInError::BadToken("no id_token in the answer".into()))?;
+        let claims = self.verify(&token.to_string()).await.map_err(|e| match e {
+            ServiceError::Unauthorized(why) => SignInError::BadToken(why),
+            // The issuer's keys could not be fetched.
+            other => SignInError::Unreachable(other.to_string()),
+        })?;
+        let same = |a: &str, b: &str| digests_equal(&crate::secrets::digest(a), &crate::secrets::digest(b));
+        if !claims.nonce.as_deref().is_some_and(|n| same(n, &sign_in.nonce)) {
+            return Err(SignInError::BadToken("the nonce is not this sign-in's".into()));
+        }
+        Ok(SignedIn { claims, next: sign_in.next })
     }
 
     async fn fetch(&self) -> Result<JwkSet> {
