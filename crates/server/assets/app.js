@@ -62,7 +62,22 @@
     });
   });
 
+  // A door's driver form shows the fields of the kind chosen (without script, all).
+  function startDriverForm(select) {
+    var form = select.closest('form');
+    var show = function () {
+      Array.prototype.forEach.call(form.querySelectorAll('fieldset[data-kind]'), function (set) {
+        var on = set.getAttribute('data-kind') === select.value;
+        set.hidden = !on;
+        set.disabled = !on;
+      });
+    };
+    select.addEventListener('change', show);
+    show();
+  }
+
   document.addEventListener('DOMContentLoaded', function () {
+    Array.prototype.forEach.call(document.querySelectorAll('[data-driver-kind]'), startDriverForm);
     Array.prototype.forEach.call(document.querySelectorAll('[data-live]'), startLive);
     Array.prototype.forEach.call(document.querySelectorAll('[data-clock]'), startClock);
     if (document.body.classList.contains('display')) {

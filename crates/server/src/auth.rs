@@ -14,8 +14,9 @@ use axum::http::request::Parts;
 use lintel_core::{Action, CredentialKey, Role};
 use lintel_service::Actor;
 use lintel_service::decide::Source;
+use lintel_service::integrations::oidc::{OPERATOR_ATTRIBUTE, is_operator};
 use lintel_service::secrets;
-use lintel_store::TokenScope;
+use lintel_store::{Store, StoreError, TokenScope};
 
 use crate::AppState;
 use crate::problem::ApiError;
@@ -51,6 +52,31 @@ impl Operator {
             false => Err(forbidden(&self.name, self.role, action)),
         }
     }
+}
+
+/// Making someone an operator of the web UI, changing their role, and changing or
+/// removing a person who is an operator manage access: an owner's business (the API's
+/// and the web UI's edits alike).
+pub(crate) async fn operators_are_owners_business(
+    store: &Store,
+    by: &Operator,
+    person: Option<&str>,
+    attributes: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), ApiError> {
+    if by.role.may(Action::ManageAccess) {
+        return Ok(());
+    }
+    if attributes.is_some_and(|a| a.contains_key(OPERATOR_ATTRIBUTE)) {
+        return by.may(Action::ManageAccess);
+    }
+    if let Some(id) = person {
+        match store.person(id).await {
+            Ok(p) if is_operator(&p) => return by.may(Action::ManageAccess),
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The operator presenting the request, if their role allows `action`: 401 without a

@@ -3,18 +3,16 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use lintel_core::Action;
 use lintel_proto::{
     Credential, Door, DoorPatch, Enrolment, Grant, GrantPatch, Group, NewCredential, NewDoor, NewEnrolment, NewGrant,
     NewGroup, NewPerson, Page, Person, PersonPatch, Problem,
 };
-use lintel_service::integrations::oidc::{OPERATOR_ATTRIBUTE, is_operator};
-use lintel_store::{PersonFilter, StoreError};
+use lintel_store::PersonFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::auth::{Admin, Desk, Operator, Reader};
+use crate::auth::{Admin, Desk, Reader, operators_are_owners_business};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use lintel_service::edits::redacted;
 
@@ -29,32 +27,8 @@ pub async fn create_person(
     Desk(by): Desk,
     ApiJson(p): ApiJson<NewPerson>,
 ) -> ApiResult<(StatusCode, Json<Person>)> {
-    operators_are_owners_business(&s, &by, None, Some(&p.attributes)).await?;
+    operators_are_owners_business(s.store(), &by, None, Some(&p.attributes)).await?;
     Ok((StatusCode::CREATED, Json(s.directory().create_person(&by.actor(), p).await?)))
-}
-
-/// Making someone an operator of the web UI, changing their role, and changing or
-/// removing a person who is an operator manage access: an owner's business.
-async fn operators_are_owners_business(
-    s: &AppState,
-    by: &Operator,
-    person: Option<&str>,
-    attributes: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> ApiResult<()> {
-    if by.role.may(Action::ManageAccess) {
-        return Ok(());
-    }
-    if attributes.is_some_and(|a| a.contains_key(OPERATOR_ATTRIBUTE)) {
-        return by.may(Action::ManageAccess);
-    }
-    if let Some(id) = person {
-        match s.store().person(id).await {
-            Ok(p) if is_operator(&p) => return by.may(Action::ManageAccess),
-            Ok(_) | Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -120,7 +94,7 @@ pub async fn patch_person(
     ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<PersonPatch>,
 ) -> ApiResult<Json<Person>> {
-    operators_are_owners_business(&s, &by, Some(&id), p.attributes.as_ref()).await?;
+    operators_are_owners_business(s.store(), &by, Some(&id), p.attributes.as_ref()).await?;
     Ok(Json(s.directory().patch_person(&by.actor(), id, p).await?))
 }
 
@@ -132,7 +106,7 @@ pub async fn delete_person(
     Desk(by): Desk,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    operators_are_owners_business(&s, &by, Some(&id), None).await?;
+    operators_are_owners_business(s.store(), &by, Some(&id), None).await?;
     s.directory().delete_person(&by.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

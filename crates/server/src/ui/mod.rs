@@ -10,6 +10,8 @@
 //! Content-Security-Policy that allows nothing but lintel itself: no inline scripts, no
 //! inline styles.
 
+mod edits;
+mod groups;
 mod guests;
 mod live;
 mod oidc;
@@ -51,18 +53,25 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
     };
     let signed_in = Router::new()
         .route("/ui/", get(pages::dashboard))
-        .route("/ui/people", get(pages::people))
+        .route("/ui/people", get(pages::people).post(edits::create_person))
         .route("/ui/people/search", get(pages::people_search))
         .route("/ui/people/{id}", get(pages::person))
         .route("/ui/people/{id}/why", get(pages::why))
+        .route("/ui/people/{id}/{action}", post(edits::person_action))
+        .route("/ui/groups", get(groups::groups).post(edits::create_group))
+        .route("/ui/groups/{id}", get(groups::group))
+        .route("/ui/groups/{id}/{action}", post(edits::group_action))
+        .route("/ui/grants", post(edits::add_grant))
+        .route("/ui/grants/{id}/{action}", post(edits::grant_action))
         .route("/ui/people/{id}/photo", get(pages::photo))
         .route("/ui/people/{id}/credentials", post(pages::issue_credential))
         .route("/ui/people/{id}/credentials/enrol", post(pages::start_enrol))
         .route("/ui/people/{id}/credentials/enrol/{enrolment}", get(pages::enrol_state))
         .route("/ui/people/{id}/credentials/{credential}/revoke", post(pages::revoke_credential))
         .route("/ui/people/{id}/credentials/{credential}/regenerate", post(pages::regenerate_credential))
-        .route("/ui/doors", get(pages::doors))
+        .route("/ui/doors", get(pages::doors).post(edits::create_door))
         .route("/ui/doors/{id}", get(pages::door))
+        .route("/ui/doors/{id}/{action}", post(edits::door_action))
         .route("/ui/doors/{id}/open", get(pages::confirm_open).post(pages::open_door))
         .route("/ui/attendance", get(pages::attendance))
         .route("/ui/attendance.csv", get(pages::attendance_csv))

@@ -19,6 +19,7 @@ use lintel_proto::{
 use lintel_store::{EventFilter, PersonFilter, Store, StoreError, grant_id};
 use serde::Deserialize;
 
+use super::edits::{DRIVER_KINDS, DriverFields, GrantEditor};
 use super::session::Signed;
 use super::{Ui, UiError, UiResult, html, is_htmx, words};
 use crate::AppState;
@@ -520,6 +521,9 @@ pub struct GrantRow {
     pub doors: String,
     pub terms: String,
     pub source: String,
+    /// The hours' editor of a person's own grant (a group's is edited on its page).
+    pub ed: Option<GrantEditor>,
+    pub group_id: String,
 }
 
 pub struct PersonView {
@@ -544,6 +548,10 @@ struct PersonPage {
     person: PersonView,
     creds: CredsPanel,
     grants: Vec<GrantRow>,
+    /// (id, name) of the groups the person is not in, to join.
+    other_groups: Vec<(String, String)>,
+    all_doors: Vec<(String, String)>,
+    new_grant: GrantEditor,
     why: WhyPanel,
     events: Vec<FeedItem>,
 }
@@ -675,8 +683,14 @@ impl PersonData {
                 doors: self.doors_of(g),
                 terms: words::grant_terms(g, tz),
                 source: g.source.clone().unwrap_or_default(),
+                ed: g.person_id.is_some().then(|| GrantEditor::of(Some(g), self.back(), tz)),
+                group_id: g.group_id.clone().unwrap_or_default(),
             })
             .collect()
+    }
+
+    fn back(&self) -> String {
+        format!("/ui/people/{}", self.person.id)
     }
 
     /// For every door (the first 100): would this person get in now, and why.
@@ -812,6 +826,14 @@ async fn person_page(ui: &Ui, signed: &Signed, data: &PersonData, creds: CredsPa
         person: data.view(),
         creds,
         grants: data.grants(tz),
+        other_groups: data
+            .groups
+            .values()
+            .filter(|g| !data.person.groups.contains(&g.id))
+            .map(|g| (g.id.clone(), g.name.clone()))
+            .collect(),
+        all_doors: data.doors.iter().map(|d| (d.id.clone(), d.name.clone())).collect(),
+        new_grant: GrantEditor::of(None, data.back(), tz),
         why: data.why(&index, tz),
         events: feed(store, &events, &data.doors, tz).await,
     })
@@ -1049,6 +1071,9 @@ pub async fn regenerate_credential(
 struct DoorsPage {
     page: PageCtx,
     doors: Vec<DoorRow>,
+    /// The add form's driver: none yet.
+    dv: DriverFields,
+    kinds: &'static [(&'static str, &'static str)],
     sites: Vec<(String, String)>,
     /// The site shown, empty for all.
     site: String,
@@ -1073,6 +1098,8 @@ pub async fn doors(
     html(&DoorsPage {
         page: ctx(&signed, "doors"),
         doors: doors.iter().map(|d| door_row(d, &recent, tz, now)).collect(),
+        dv: DriverFields::of(&DriverConfig::None {}),
+        kinds: &DRIVER_KINDS,
         sites: site_choices(store).await?,
         site: site.unwrap_or_default(),
     })
@@ -1081,6 +1108,7 @@ pub async fn doors(
 pub struct DoorView {
     pub id: String,
     pub name: String,
+    pub site: String,
     pub driver: &'static str,
     pub target: String,
     pub state: &'static str,
@@ -1101,6 +1129,7 @@ fn door_view(d: &Door, tz: Tz) -> DoorView {
     DoorView {
         id: d.id.clone(),
         name: d.name.clone(),
+        site: d.site.clone(),
         driver: d.driver.kind(),
         target: match &shown {
             DriverConfig::Shelly { url, generation, channel, .. } => {
@@ -1147,6 +1176,9 @@ pub struct Outcome {
 struct DoorPage {
     page: PageCtx,
     door: DoorView,
+    dv: DriverFields,
+    kinds: &'static [(&'static str, &'static str)],
+    sites: Vec<(String, String)>,
     events: Vec<FeedItem>,
     open: OpenPanel,
 }
@@ -1173,6 +1205,9 @@ async fn door_page(ui: &Ui, signed: &Signed, id: &str, confirm: bool, outcome: O
             confirm,
             outcome,
         },
+        dv: DriverFields::of(&door.driver),
+        kinds: &DRIVER_KINDS,
+        sites: site_choices(store).await?,
         door: door_view(&door, tz),
         events: feed(store, &events, &all_doors, tz).await,
     })

@@ -133,7 +133,10 @@ fn needed(method: &Method, path: &str, query: &str) -> Action {
         "/ui/live" if query.split('&').any(|pair| pair == "view=display") => Action::ShowDisplay,
         _ if path.starts_with("/ui/doors/") && path.ends_with("/open") => Action::OpenDoors,
         _ if reading => Action::Read,
-        _ if path.starts_with("/ui/people/") && path.contains("/credentials") => Action::ManagePeople,
+        _ if path == "/ui/people" || path.starts_with("/ui/people/") => Action::ManagePeople,
+        _ if path.starts_with("/ui/groups/") && (path.ends_with("/add") || path.ends_with("/remove")) => {
+            Action::ManagePeople
+        }
         _ if path == "/ui/guests" || path.starts_with("/ui/guests/") => Action::ManagePeople,
         _ => Action::Configure,
     }
@@ -287,6 +290,13 @@ mod tests {
             (post, "/ui/doors/front/open", "", Action::OpenDoors),
             (post, "/ui/webhooks", "", Action::Configure),
             (post, "/ui/guests", "", Action::ManagePeople),
+            (post, "/ui/people", "", Action::ManagePeople),
+            (post, "/ui/people/ann/suspend", "", Action::ManagePeople),
+            (post, "/ui/groups/staff/add", "", Action::ManagePeople),
+            (post, "/ui/groups/staff/delete", "", Action::Configure),
+            (post, "/ui/grants/g-1/edit", "", Action::Configure),
+            (post, "/ui/doors", "", Action::Configure),
+            (post, "/ui/doors/front/edit", "", Action::Configure),
             (post, "/ui/guests/gp_1/revoke", "", Action::ManagePeople),
             (post, "/ui/webhooks/wh_1/remove", "", Action::Configure),
             (post, "/ui/anything-new", "", Action::Configure),
