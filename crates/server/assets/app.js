@@ -76,6 +76,15 @@
     show();
   }
 
+  // An upload's progress (htmx reports the request's).
+  document.addEventListener('htmx:xhr:progress', function (e) {
+    var bar = e.target.querySelector && e.target.querySelector('[data-upload-progress]');
+    if (bar && e.detail.lengthComputable) {
+      bar.hidden = false;
+      bar.value = Math.round((e.detail.loaded / e.detail.total) * 100);
+    }
+  });
+
   document.addEventListener('DOMContentLoaded', function () {
     Array.prototype.forEach.call(document.querySelectorAll('[data-driver-kind]'), startDriverForm);
     Array.prototype.forEach.call(document.querySelectorAll('[data-live]'), startLive);

@@ -15,6 +15,7 @@ pub mod enrolments;
 mod error;
 pub mod follow;
 pub mod guests;
+pub mod import;
 pub mod integrations;
 pub mod leases;
 pub mod metrics;

@@ -726,6 +726,23 @@ impl Store {
         rows::credential(&row)
     }
 
+    /// Each person's first active card (by when it was issued): its UID and revocation
+    /// code, by person id (the people export).
+    pub async fn active_cards(&self) -> Result<std::collections::HashMap<String, (String, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT p.id AS person_id, c.card_uid, c.revocation_code FROM credentials c \
+             JOIN people p ON p.pk = c.person_pk WHERE c.kind = 'card' AND c.status = 'active' ORDER BY c.pk DESC",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let mut cards = std::collections::HashMap::new();
+        for r in rows {
+            // Newest first: the oldest card is inserted last and stays.
+            cards.insert(r.try_get("person_id")?, (r.try_get("card_uid")?, r.try_get("revocation_code")?));
+        }
+        Ok(cards)
+    }
+
     pub async fn person_credentials(&self, person_id: &str) -> Result<Vec<Credential>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIAL_FROM} WHERE p.id = $1 ORDER BY c.pk"

@@ -892,13 +892,52 @@ test('running a site from the browser: a door, a person, a group, a grant, its h
   await page.context().close();
 });
 
+test('importing people from a CSV: bad rows listed by line, the rest in; people and events exported', async () => {
+  const page = await newPage();
+  await signIn(page);
+  await page.goto(base + '/ui/people');
+  await page.getByText('Import or export a CSV').click();
+  const csv = [
+    'id,name,email,card_uid,groups',
+    'imp-1,Ida Import,ida@example.org,0A0B0C01,members',
+    'imp-2,,nobody@example.org,0A0B0C02,',
+    'imp-3,Ivo Import,not-an-email,,',
+    'imp-4,Ina Import,,0A0B0C04,',
+  ].join('\n');
+  await page.getByLabel('People CSV').setInputFiles({ name: 'people.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+  await page.getByRole('button', { name: 'Import', exact: true }).click();
+  const report = page.getByTestId('import-report');
+  await report.waitFor();
+  const text = await report.innerText();
+  assert.match(text, /2 new/);
+  assert.match(text, /2 rejected/);
+  assert.match(text, /line 3: .*name/);
+  assert.match(text, /line 4: .*email/);
+  // In at once: the imported member's card opens the members' door.
+  const answer = await api('POST', '/api/v1/decisions', { door: 'front', credential: { kind: 'card', uid: '0A0B0C01' } });
+  assert.equal(answer.reason, 'granted');
+  const rejected = await fetch(base + '/api/v1/people/imp-3', { headers: { Authorization: `Bearer ${TOKEN}` } });
+  assert.equal(rejected.status, 404, 'a rejected row changes nothing');
+  await shoot(page, 'import');
+
+  // The export has the import's columns, so it can be imported again.
+  const people = await (await page.request.get(base + '/ui/people.csv')).text();
+  assert.match(people, /^id,name,email,card_uid,revocation_code,groups,status\n/);
+  assert.match(people, /\nimp-1,Ida Import,ida@example.org,0A0B0C01,,members,active\n/);
+  const events = await (await page.request.get(base + '/ui/events.csv?kind=people.imported&from=2000-01-01')).text();
+  assert.match(events, /,token:environment,people\.imported,.*""created"":2/, 'recorded as the operator\'s import');
+  assert.doesNotMatch(events, /,decision,/, 'only the kind asked for');
+  clean(page);
+  await page.context().close();
+});
+
 test('sites: the doors and attendance of one site, and a webhook endpoint limited to it', async () => {
   await api('POST', '/api/v1/sites', { id: 'annex', name: 'Annex' });
   await api('POST', '/api/v1/doors', { id: 'annex-door', name: 'Annex door', site: 'annex' });
   const page = await newPage();
   await signIn(page);
   await page.goto(base + '/ui/doors');
-  await page.getByLabel('Site').selectOption('annex');
+  await page.locator('form.range').getByLabel('Site').selectOption('annex');
   await page.getByRole('button', { name: 'Show' }).click();
   await page.waitForURL(/site=annex/);
   const rows = page.locator('table.doors tbody tr');

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use lintel_proto::{
     Credential, Door, DoorPatch, Enrolment, Grant, GrantPatch, Group, NewCredential, NewDoor, NewEnrolment, NewGrant,
     NewGroup, NewPerson, Page, Person, PersonPatch, Problem,
@@ -306,6 +307,15 @@ pub async fn list_grants(
     ApiQuery(q): ApiQuery<GrantsQuery>,
 ) -> ApiResult<Json<Vec<Grant>>> {
     Ok(Json(s.store().grants(q.person_id.as_deref()).await?))
+}
+
+/// Everyone as CSV, in the import's columns (`id,name,email,card_uid,revocation_code,groups,status`),
+/// so that the file can be imported again.
+#[utoipa::path(get, path = "/api/v1/people.csv", tag = "directory", security(("admin" = [])),
+    responses((status = 200, description = "the people as CSV", body = String, content_type = "text/csv")))]
+pub async fn people_csv_export(State(s): State<AppState>, _: Reader) -> ApiResult<impl IntoResponse> {
+    let body = crate::export::people_csv(s.store()).await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body))
 }
 
 /// Read a grant.

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use chrono::{DateTime, Days, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures::{Stream, StreamExt};
 use lintel_proto::{Attendance, AttendanceDay, Event, Page, Problem};
 use lintel_service::attendance::Report;
@@ -18,7 +18,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::Reader;
-use crate::export::spreadsheet_safe;
+use crate::export::events_csv;
 use crate::problem::{ApiError, ApiQuery};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -93,9 +93,6 @@ pub async fn audit(
     page(&s, q, true).await
 }
 
-/// The most rows one CSV export holds; a longer trail is exported in ranges (`from`, `to`).
-const AUDIT_CSV_ROWS: usize = 100_000;
-
 /// The audit trail as CSV (the same filters; `limit` is ignored): one row per change,
 /// `id,at,actor,kind,person_id,door,credential_id,grant_id,data`.
 #[utoipa::path(get, path = "/api/v1/audit.csv", tag = "events", params(EventsQuery), security(("admin" = [])),
@@ -105,35 +102,20 @@ pub async fn audit_csv(
     _: Reader,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut filter = q.filter(true);
-    filter.limit = 1000;
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let failed = |e: csv::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
-    out.write_record(["id", "at", "actor", "kind", "person_id", "door", "credential_id", "grant_id", "data"])
-        .map_err(failed)?;
-    let mut rows = 0;
-    while rows < AUDIT_CSV_ROWS {
-        let page = s.store().events(&filter).await?;
-        let Some(last) = page.last() else { break };
-        filter.after = last.id.parse().ok();
-        for e in &page {
-            let text = |v: &Option<String>| spreadsheet_safe(v.as_deref().unwrap_or_default());
-            out.write_record([
-                e.id.clone(),
-                e.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-                text(&e.actor),
-                spreadsheet_safe(&e.kind),
-                text(&e.person_id),
-                text(&e.door),
-                text(&e.credential_id),
-                text(&e.grant_id),
-                spreadsheet_safe(&e.data.to_string()),
-            ])
-            .map_err(failed)?;
-        }
-        rows += page.len();
-    }
-    let body = out.into_inner().map_err(|e| failed(e.into_error().into()))?;
+    let body = events_csv(s.store(), q.filter(true)).await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body))
+}
+
+/// The event log as CSV (the same filters; `limit` is ignored), in the audit trail's
+/// columns: `id,at,actor,kind,person_id,door,credential_id,grant_id,data`.
+#[utoipa::path(get, path = "/api/v1/events.csv", tag = "events", params(EventsQuery), security(("admin" = [])),
+    responses((status = 200, description = "the events as CSV", body = String, content_type = "text/csv")))]
+pub async fn events_csv_export(
+    State(s): State<AppState>,
+    _: Reader,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = events_csv(s.store(), q.filter(false)).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body))
 }
 

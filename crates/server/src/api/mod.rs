@@ -130,6 +130,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events::attendance))
         .routes(routes!(events::audit))
         .routes(routes!(events::audit_csv))
+        .routes(routes!(events::events_csv_export))
+        .routes(routes!(directory::people_csv_export))
         .routes(routes!(slack::commands))
         .routes(routes!(slack::events))
         .routes(routes!(slack::interactions))

@@ -17,6 +17,7 @@ mod live;
 mod oidc;
 mod pages;
 mod session;
+mod transfer;
 mod webhooks;
 mod words;
 
@@ -54,6 +55,12 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
     let signed_in = Router::new()
         .route("/ui/", get(pages::dashboard))
         .route("/ui/people", get(pages::people).post(edits::create_person))
+        .route("/ui/people.csv", get(transfer::people_csv))
+        .route("/ui/events.csv", get(transfer::events_csv))
+        .route(
+            session::UPLOAD_PATH,
+            post(transfer::import).layer(axum::extract::DefaultBodyLimit::max(session::MAX_UPLOAD_BYTES)),
+        )
         .route("/ui/people/search", get(pages::people_search))
         .route("/ui/people/{id}", get(pages::person))
         .route("/ui/people/{id}/why", get(pages::why))

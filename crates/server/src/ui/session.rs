@@ -25,6 +25,9 @@ pub use lintel_service::sessions::Who;
 pub const COOKIE: &str = "lintel_ui";
 /// Largest form the CSRF check reads.
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// The one form that uploads a file: a people CSV to import.
+pub(super) const UPLOAD_PATH: &str = "/ui/import";
+pub(super) const MAX_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
 
 /// What a signed-in request knows about its session (in the request's extensions).
 #[derive(Clone)]
@@ -133,7 +136,7 @@ fn needed(method: &Method, path: &str, query: &str) -> Action {
         "/ui/live" if query.split('&').any(|pair| pair == "view=display") => Action::ShowDisplay,
         _ if path.starts_with("/ui/doors/") && path.ends_with("/open") => Action::OpenDoors,
         _ if reading => Action::Read,
-        _ if path == "/ui/people" || path.starts_with("/ui/people/") => Action::ManagePeople,
+        _ if path == "/ui/people" || path.starts_with("/ui/people/") || path == UPLOAD_PATH => Action::ManagePeople,
         _ if path.starts_with("/ui/groups/") && (path.ends_with("/add") || path.ends_with("/remove")) => {
             Action::ManagePeople
         }
@@ -151,7 +154,8 @@ async fn check_csrf(request: Request, expected: &str) -> Result<Request, Respons
         .into_response()
     };
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+    let limit = if parts.uri.path() == UPLOAD_PATH { MAX_UPLOAD_BYTES } else { MAX_FORM_BYTES };
+    let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| UiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large").into_response())?;
     let from_header = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -291,6 +295,7 @@ mod tests {
             (post, "/ui/webhooks", "", Action::Configure),
             (post, "/ui/guests", "", Action::ManagePeople),
             (post, "/ui/people", "", Action::ManagePeople),
+            (post, "/ui/import", "", Action::ManagePeople),
             (post, "/ui/people/ann/suspend", "", Action::ManagePeople),
             (post, "/ui/groups/staff/add", "", Action::ManagePeople),
             (post, "/ui/groups/staff/delete", "", Action::Configure),
