@@ -38,6 +38,8 @@
       if (empty) {
         empty.parentNode.removeChild(empty);
       }
+      // Parts of the page that follow the log (today's count, doors' states) reload.
+      document.body.dispatchEvent(new CustomEvent('live'));
     });
     window.addEventListener('pagehide', function () { source.close(); });
   }

@@ -564,9 +564,17 @@ test('live: an event arrives on the dashboard and a check-in on the facility dis
   assert.equal(await wall.locator('#check-ins .tile', { hasText: 'Carol' }).count(), 0);
   // Wait until the display's stream is open, then let Carol in.
   await wall.locator('#check-ins[data-live-state="open"]').waitFor({ state: 'attached' });
+  // Carol's page follows her events too.
+  const carol = await newPage(context);
+  await carol.goto(base + '/ui/people/carol');
+  await carol.locator('[data-live-status]').getByText('live').waitFor();
+  const before = Number(await dash.getByTestId('present-today').innerText());
   const decision = await api('POST', '/api/v1/decisions', { door: 'front', credential: { kind: 'card', uid: 'CA201CA2' } });
   assert.equal(decision.allowed, true);
   await dash.locator('#feed li.fresh', { hasText: 'Carol <script>alert(1)</script> entered at Front door' }).waitFor();
+  await carol.locator('ol.feed li.fresh', { hasText: 'entered at Front door' }).waitFor();
+  // Today's count follows without a reload (Carol had not come in today).
+  await dash.waitForFunction((n) => Number(document.querySelector('[data-testid="present-today"]').textContent) === n + 1, before);
   const tile = wall.locator('#check-ins .tile.fresh', { hasText: 'Carol' });
   await tile.waitFor();
   assert.equal(await tile.locator('.avatar').innerText(), 'CS', 'initials stand in for a photo');
@@ -574,6 +582,7 @@ test('live: an event arrives on the dashboard and a check-in on the facility dis
   await shoot(wall, 'display');
   clean(dash);
   clean(wall);
+  clean(carol);
   await context.close();
 });
 

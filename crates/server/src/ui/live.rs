@@ -1,4 +1,5 @@
-//! Live updates for the dashboard's feed and the facility display: Server-Sent Events
+//! Live updates for the feeds (the dashboard's, a person's, a door's) and the facility
+//! display: Server-Sent Events
 //! whose data is the HTML of one line or tile, rendered (and escaped) by the same
 //! templates as the page. A browser that reconnects sends `Last-Event-ID` and gets what
 //! it missed from the log (up to a page of it).
@@ -20,6 +21,10 @@ use super::pages::{self, View};
 #[derive(Deserialize)]
 pub struct LiveQuery {
     view: View,
+    /// Only one person's events (their page's feed).
+    person: Option<String>,
+    /// Only one door's events (its page's feed).
+    door: Option<String>,
 }
 
 pub async fn stream(
@@ -35,7 +40,9 @@ pub async fn stream(
         Some(after) => after,
         None => directory.store.last_event_seq().await.unwrap_or(0),
     };
-    let mut events = lintel_service::follow::follow(directory, last, EventFilter::default());
+    let filter = EventFilter { person_id: q.person, door: q.door, ..EventFilter::default() };
+    let view = q.view;
+    let mut events = lintel_service::follow::follow(directory, last, filter);
     let (tx, rx) = mpsc::channel::<(String, String)>(64);
     tokio::spawn(async move {
         loop {
@@ -45,7 +52,7 @@ pub async fn stream(
                 () = tx.closed() => return,
             };
             let Some(e) = e else { return };
-            if let Some(html) = pages::live_fragment(&app, &e, q.view).await
+            if let Some(html) = pages::live_fragment(&app, &e, view).await
                 && tx.send((e.id.clone(), html.replace(['\r', '\n'], " "))).await.is_err()
             {
                 return;
