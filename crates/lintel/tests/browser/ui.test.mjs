@@ -1015,3 +1015,36 @@ test('roles: a viewer sees and changes nothing, a wall display shows only the di
   screen.problems = [];
   await screen.context().close();
 });
+
+test('the console\'s pages at desktop and phone widths: no sideways scrolling (docs/screens with LINTEL_UI_DOCS=1)', async () => {
+  const pages = [
+    ['people', '/ui/people', 'summary'],
+    ['person', '/ui/people/pat', 'summary'],
+    ['groups', '/ui/groups', null],
+    ['group', '/ui/groups/lab-users', 'summary'],
+    ['doors', '/ui/doors', 'details.issue > summary'],
+    ['door', '/ui/doors/lab', 'summary'],
+    ['guests', '/ui/guests', 'details.issue > summary'],
+  ];
+  const docs = join(repo, 'docs', 'screens');
+  if (process.env.LINTEL_UI_DOCS === '1') mkdirSync(docs, { recursive: true });
+  for (const [width, height, mobile, suffix] of [[1280, 860, false, 'desktop'], [390, 844, true, 'phone']]) {
+    const context = await browser.newContext({ viewport: { width, height }, isMobile: mobile, hasTouch: mobile });
+    const page = await newPage(context);
+    await signIn(page);
+    for (const [name, path, open] of pages) {
+      await page.goto(base + path);
+      if (open) await page.locator(open).first().click();
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      assert.ok(overflow <= 1, `${path} at ${width}px scrolls sideways by ${overflow}px`);
+      // The menu is reachable: every link of it is within the screen.
+      const cut = await page.evaluate(() => [...document.querySelectorAll('header nav a')]
+        .filter((a) => a.getBoundingClientRect().right > document.documentElement.clientWidth + 1).map((a) => a.textContent));
+      assert.deepEqual(cut, [], `${path} at ${width}px: menu links off the screen`);
+      const file = await shoot(page, `${name}-${suffix}`);
+      if (process.env.LINTEL_UI_DOCS === '1') copyFileSync(file, join(docs, `${name}-${suffix}.png`));
+    }
+    clean(page);
+    await context.close();
+  }
+});
