@@ -798,7 +798,8 @@ pub struct NewGuestPass {
     pub valid_from: Option<DateTime<Utc>>,
     /// At most a year after `valid_from`.
     pub valid_until: DateTime<Utc>,
-    /// Mail the link to `email` (default: true when an email is given).
+    /// Mail the link to `email` (default: when an email is given and `[smtp]` is
+    /// configured; `true` without either is refused).
     pub send: Option<bool>,
 }
 

@@ -45,7 +45,8 @@ impl Guests {
         let from = pass.valid_from.unwrap_or(now);
         check_window(from, pass.valid_until, now)?;
         let place = self.door_names(&pass.doors).await?;
-        let send = pass.send.unwrap_or(pass.email.is_some());
+        // Mailed by default when it can be: an email given and `[smtp]` configured.
+        let send = pass.send.unwrap_or(pass.email.is_some() && self.invitations.is_some());
         if send && pass.email.is_none() {
             return Err(ServiceError::invalid("send needs an email"));
         }

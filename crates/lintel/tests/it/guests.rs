@@ -99,8 +99,14 @@ async fn a_pass_that_is_over_takes_its_visitor_away(b: Backend) {
     let s = Server::start(&db);
     small_world(&s).await;
     let until = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
-    let issued = s.ok("/api/v1/guests", json!({"name": "Brief", "doors": ["front"], "valid_until": until}), 201).await;
+    let pass = json!({"name": "Brief", "email": "brief@example.org", "doors": ["front"], "valid_until": until});
+    let mut mailed = pass.clone();
+    mailed["send"] = json!(true);
+    let (status, refused) = s.post("/api/v1/guests", mailed).await;
+    assert_eq!(status, 422, "mailing needs [smtp]: {refused}");
+    let issued = s.ok("/api/v1/guests", pass, 201).await;
     assert!(issued.get("link").is_none(), "no link without public_url: {issued}");
+    assert_eq!(issued["emailed"], false, "without [smtp], an email is kept but nothing is sent: {issued}");
     let person = format!("/api/v1/people/{}", issued["person_id"].as_str().unwrap());
     assert_eq!(s.get(&person).await.0, 200);
     // The worker looks every 30 s.
