@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Guest passes: a visitor's link to chosen doors for a while.
+    Guests {
+        #[command(subcommand)]
+        command: GuestsCommand,
+    },
     /// Manage outbound webhook endpoints (Standard Webhooks).
     Webhooks {
         #[command(subcommand)]
@@ -220,6 +225,38 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
+enum GuestsCommand {
+    /// The passes, newest first.
+    List {
+        /// Only those neither over nor revoked.
+        #[arg(long)]
+        open: bool,
+    },
+    /// Issue a pass; prints its link (without `public_url`, its secret) once. With an
+    /// email and `[smtp]`, the running server mails the link too.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// A door it opens; repeat for several.
+        #[arg(long = "door", required = true)]
+        doors: Vec<String>,
+        /// RFC 3339, e.g. 2026-12-08T09:00:00+01:00 (default: now).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// RFC 3339.
+        #[arg(long)]
+        until: chrono::DateTime<chrono::Utc>,
+        /// Do not mail the link (only print it).
+        #[arg(long)]
+        no_mail: bool,
+    },
+    /// Revoke a pass: its link stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
 enum WebhooksCommand {
     /// List the endpoints.
     List,
@@ -253,6 +290,32 @@ enum WebhooksCommand {
     Remove {
         id: String,
     },
+}
+
+async fn run_guests(services: &lintel_service::Services, command: GuestsCommand) -> anyhow::Result<()> {
+    let guests = &services.guests;
+    let by = lintel_service::Actor::cli();
+    match command {
+        GuestsCommand::List { open } => {
+            for p in guests.list(open, 500).await? {
+                let (from, until) = (p.valid_from.to_rfc3339(), p.valid_until.to_rfc3339());
+                println!("{}\t{}\t{}\t{from}\t{until}\t{}", p.id, p.name, p.doors.join(","), p.state);
+            }
+        }
+        GuestsCommand::Add { name, email, doors, from, until, no_mail } => {
+            let send = no_mail.then_some(false);
+            let pass = lintel_proto::NewGuestPass { name, email, doors, valid_from: from, valid_until: until, send };
+            let issued = guests.issue(&by, pass).await?;
+            println!("{}", issued.link.as_deref().or(issued.secret.as_deref()).unwrap_or_default());
+            let mailed = if issued.emailed == Some(true) { ", and mailed" } else { "" };
+            eprintln!("pass {} issued ({}){mailed}; the link is shown only this once", issued.id, issued.state);
+        }
+        GuestsCommand::Revoke { id } => {
+            let pass = guests.revoke(&by, id).await?;
+            eprintln!("pass {} of {} revoked", pass.id, pass.name);
+        }
+    }
+    Ok(())
 }
 
 fn init_logs(format: LogFormat) {
@@ -475,6 +538,14 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             store.close().await;
+        }
+        Command::Guests { command } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let ran = run_guests(&services, command).await;
+            store.close().await;
+            ran?;
         }
         Command::Webhooks { command } => {
             use lintel_service::webhooks;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Backend, Database, Server, first_mail, small_world, smtp_sink};
+use crate::harness::{Backend, Database, Server, first_mail, lintel, small_world, smtp_sink};
 
 async fn a_guest_pass_opens_its_doors_until_revoked(b: Backend) {
     let (smtp, mail) = smtp_sink().await;
@@ -92,6 +92,38 @@ async fn a_guest_pass_opens_its_doors_until_revoked(b: Backend) {
     assert_eq!(all.as_array().unwrap().len(), 2);
     let open_now = s.get("/api/v1/guests?open=true").await.1;
     assert_eq!(open_now.as_array().unwrap().len(), 1, "{open_now}");
+
+    // The CLI issues, lists and revokes the same passes, as `cli`.
+    let run = |args: &[&str]| {
+        let out = lintel().args(args).args(["--database-url", &db.url]).current_dir(&db.dir).output().unwrap();
+        assert!(out.status.success(), "lintel {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let until = hours(3);
+    let link = tokio::task::block_in_place(|| {
+        run(&["guests", "add", "--name", "Cleo", "--door", "office", "--until", &until, "--no-mail"])
+    });
+    // This CLI has no public_url: it prints the bare secret.
+    let secret = link.split("secret=").last().unwrap_or_default().to_owned();
+    assert!(secret.starts_with("lsk_"), "{link}");
+    // The server takes up the CLI's write within its follow interval.
+    let mut status = 0;
+    for _ in 0..50 {
+        let opened = s.client.post(format!("{}/open/office", s.base)).bearer_auth(&secret).send().await.unwrap();
+        status = opened.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the CLI's pass opens its door");
+    let listed = tokio::task::block_in_place(|| run(&["guests", "list", "--open"]));
+    let id = listed.lines().find(|l| l.contains("Cleo")).and_then(|l| l.split('\t').next()).expect("listed");
+    let id = id.to_owned();
+    tokio::task::block_in_place(|| run(&["guests", "revoke", &id]));
+    let pass = s.get(&format!("/api/v1/guests/{id}")).await.1;
+    assert_eq!((pass["state"].as_str(), pass["created_by"].as_str()), (Some("revoked"), Some("cli")), "{pass}");
+    assert_eq!(mail.lock().unwrap().len(), 1, "--no-mail mailed nothing");
 }
 
 async fn a_pass_that_is_over_takes_its_visitor_away(b: Backend) {
