@@ -17,7 +17,7 @@ pub async fn run(store: &Store, path: &Path, quiet: bool) -> anyhow::Result<Impo
             .progress_chars("=> "),
     );
     let by = lintel_service::Actor::cli();
-    let report = lintel_service::import::import_csv(store, &by, std::io::BufReader::new(file), |at, report| {
+    let report = lintel_service::import::import_csv(store, &by, true, std::io::BufReader::new(file), |at, report| {
         bar.set_position(at);
         bar.set_message(format!(
             "{} new, {} updated, {} rejected",

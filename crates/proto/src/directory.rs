@@ -654,8 +654,9 @@ pub struct NewGrant {
 }
 
 /// A merge patch of a grant: its doors, hours, validity and passes change in place (its
-/// id, holder and passes used stay); `null` clears an optional field. Giving `doors`
-/// drops a `door_group` and the other way round.
+/// id, holder and passes used stay); `null` clears `schedule`, `valid_from`,
+/// `valid_until` or `passes`. Giving `doors` drops a `door_group` and the other way round.
+/// A grant that changed between the read and the write (another edit) is a 409.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantPatch {

@@ -316,7 +316,8 @@ impl Directory {
     /// Changes a grant's doors, hours, validity or passes in place (a merge patch), checked
     /// whole as a new grant would be.
     pub async fn patch_grant(self: &Arc<Self>, by: &Actor, id: String, p: GrantPatch) -> Result<Grant> {
-        let current = self.store.grant(&id).await?;
+        let seen = self.store.grant(&id).await?;
+        let current = seen.clone();
         let (doors, door_group) = match (p.doors, p.door_group) {
             (Some(_), Some(_)) => return Err(ServiceError::invalid("a grant names doors or a door_group, not both")),
             (Some(doors), None) => (Some(doors), None),
@@ -335,7 +336,7 @@ impl Directory {
             pass_lasts: Some(p.pass_lasts.unwrap_or(current.pass_lasts)),
             source: current.source,
         })?;
-        Ok(self.write(by, move |store| async move { store.update_grant(&id, &record).await }).await?.value)
+        Ok(self.write(by, move |store| async move { store.update_grant(&id, &seen, &record).await }).await?.value)
     }
 
     pub async fn delete_grant(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {

@@ -100,7 +100,15 @@ impl Guests {
                     place: &place,
                     works: "The link works only in that time.",
                 };
-                invitations.invite(&invitation).await?
+                // The pass is issued: a mail that cannot be queued must not lose its link,
+                // which is in this answer and nowhere else.
+                match invitations.invite(&invitation).await {
+                    Ok(queued) => queued,
+                    Err(e) => {
+                        tracing::warn!(pass = %issued.id, error = %e, "a guest pass's mail could not be queued");
+                        false
+                    }
+                }
             }
             _ => false,
         };

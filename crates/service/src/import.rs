@@ -3,7 +3,7 @@
 //! web UI's upload alike. Each row gets the API's checks; rejected rows are reported by
 //! line and change nothing; a re-run of the same file changes nothing either.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
 
 use lintel_core::credential::normalize_uid;
@@ -12,6 +12,7 @@ use lintel_store::{ImportReport, ImportRow, RejectedRow, Store};
 
 use crate::directory::Actor;
 use crate::error::{Result, ServiceError};
+use crate::integrations::oidc::{OPERATOR_ATTRIBUTE, is_operator};
 use crate::validate;
 
 const CHUNK: usize = 2000;
@@ -98,14 +99,31 @@ fn parse_row(c: &Columns, record: &csv::StringRecord, line: u64) -> Result<Impor
     })
 }
 
+/// The ids of the operators of the web UI: changing them is an owner's business.
+async fn operators(store: &Store) -> Result<HashSet<String>> {
+    let mut found = HashSet::new();
+    for id in store.people_with_attribute(OPERATOR_ATTRIBUTE).await? {
+        if let Ok(person) = store.person(&id).await
+            && is_operator(&person)
+        {
+            found.insert(id);
+        }
+    }
+    Ok(found)
+}
+
 /// Imports the CSV `input` as `by`'s change, a chunk of rows per transaction; `progress`
-/// is told the bytes read and the report so far after each chunk.
+/// is told the bytes read and the report so far after each chunk. Unless `by` may manage
+/// access (an owner, the CLI), rows for operators of the web UI are rejected: a front desk
+/// could otherwise change an owner's email or suspend them.
 pub async fn import_csv(
     store: &Store,
     by: &Actor,
+    may_manage_access: bool,
     input: impl Read,
     mut progress: impl FnMut(u64, &ImportReport),
 ) -> Result<ImportReport> {
+    let untouchable = if may_manage_access { HashSet::new() } else { operators(store).await? };
     let unreadable = |e: csv::Error| ServiceError::invalid(format!("the CSV could not be read: {e}"));
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
     let columns = columns(reader.headers().map_err(unreadable)?)?;
@@ -118,6 +136,10 @@ pub async fn import_csv(
         if more {
             let line = record.position().map(|p| p.line()).unwrap_or(0);
             match parse_row(&columns, &record, line) {
+                Ok(row) if untouchable.contains(&row.id) => report.rejected.push(RejectedRow {
+                    line,
+                    reason: format!("{:?} is an operator of the web UI: changing them is an owner's business", row.id),
+                }),
                 Ok(row) => chunk.push(row),
                 Err(rejected) => report.rejected.push(rejected),
             }

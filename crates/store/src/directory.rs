@@ -500,6 +500,16 @@ impl Store {
         Ok(people.pop().expect("one person").1)
     }
 
+    /// The ids of the people whose attributes name `key` (a coarse match on the stored
+    /// JSON; the caller reads the value).
+    pub async fn people_with_attribute(&self, key: &str) -> Result<Vec<String>> {
+        let pattern = format!("%{}%", serde_json::Value::String(key.to_owned()));
+        Ok(sqlx::query_scalar("SELECT id FROM people WHERE attributes LIKE $1")
+            .bind(pattern)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
     /// The key a person has in the decision index (for deciding on a person's own authority).
     pub async fn person_pk(&self, id: &str) -> Result<Option<Pk>> {
         Ok(sqlx::query_scalar("SELECT pk FROM people WHERE id = $1").bind(id).fetch_optional(&self.read).await?)
@@ -953,14 +963,19 @@ impl Store {
     }
 
     /// Changes a grant in place: its doors, hours, validity and passes (`g`'s holder and
-    /// source are the grant's own, as the caller read them).
-    pub async fn update_grant(&self, id: &str, g: &NewGrantRecord) -> Result<Written<Grant>> {
+    /// source are the grant's own, as the caller read them). `seen` is the grant the
+    /// change was made from: if it changed meanwhile (another operator's edit, a pass
+    /// used), nothing is written, so that no edit is silently lost.
+    pub async fn update_grant(&self, id: &str, seen: &Grant, g: &NewGrantRecord) -> Result<Written<Grant>> {
         let pk = rows::parse_grant_id(id).ok_or_else(|| StoreError::not_found("grant", id))?;
         let mut tx = self.begin().await?;
         let (before, _) = read_grants(&mut tx, "WHERE g.pk = $1", Some(pk))
             .await?
             .pop()
             .ok_or_else(|| StoreError::not_found("grant", id))?;
+        if before != *seen {
+            return Err(StoreError::Conflict(format!("the grant {id} changed meanwhile: read it again and retry")));
+        }
         let door_group = match &g.door_group {
             Some(group) => Some(group_pk(&mut tx, group).await?),
             None => None,

@@ -117,8 +117,9 @@ impl Store {
         let mut tx = self.begin().await?;
         let now = now_micros();
         let (mut changes, mut events) = (Vec::new(), Vec::new());
+        // A pass that is over (closed) or revoked already stays as it is.
         let revoked = sqlx::query(
-            "UPDATE guest_passes SET revoked_at = $2, revoked_by = $3 WHERE id = $1 AND revoked_at IS NULL",
+            "UPDATE guest_passes SET revoked_at = $2, revoked_by = $3 WHERE id = $1 AND revoked_at IS NULL AND closed_at IS NULL",
         )
         .bind(id)
         .bind(now)
@@ -131,8 +132,9 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::not_found("guest pass", id))?;
         let shown = guest_pass(&row, now)?;
-        if revoked.rows_affected() == 1 {
-            close_in(&mut tx, id, &shown.person_id, now, &mut changes, &mut events).await?;
+        if revoked.rows_affected() == 1
+            && close_in(&mut tx, id, &shown.person_id, now, &mut changes, &mut events).await?
+        {
             events.push(NewEvent::new("guest_pass.revoked").person(&shown.person_id).with("guest_pass", id));
         }
         self.finish(tx, shown, IndexUpdate::Patch(changes), events).await
@@ -154,8 +156,9 @@ impl Store {
         .collect::<Result<_>>()?;
         let (mut changes, mut events) = (Vec::new(), Vec::new());
         for (id, person) in &ended {
-            close_in(&mut tx, id, person, now, &mut changes, &mut events).await?;
-            events.push(NewEvent::new("guest_pass.ended").person(person).with("guest_pass", id));
+            if close_in(&mut tx, id, person, now, &mut changes, &mut events).await? {
+                events.push(NewEvent::new("guest_pass.ended").person(person).with("guest_pass", id));
+            }
         }
         self.finish(tx, ended.len(), IndexUpdate::Patch(changes), events).await
     }
@@ -170,10 +173,18 @@ async fn close_in(
     now: i64,
     changes: &mut Vec<lintel_core::Change>,
     events: &mut Vec<NewEvent>,
-) -> Result<()> {
-    sqlx::query("UPDATE guest_passes SET closed_at = $2 WHERE id = $1").bind(id).bind(now).execute(&mut **tx).await?;
+) -> Result<bool> {
+    let closed = sqlx::query("UPDATE guest_passes SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL")
+        .bind(id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    if closed.rows_affected() == 0 {
+        // Closed by another node meanwhile.
+        return Ok(false);
+    }
     match remove_person(tx, person, changes, events).await {
-        Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Ok(()) | Err(StoreError::NotFound { .. }) => Ok(true),
         Err(e) => Err(e),
     }
 }

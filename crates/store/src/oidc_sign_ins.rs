@@ -17,21 +17,24 @@ pub struct OidcSignIn {
 }
 
 impl Store {
-    /// Keeps a sign-in under way and forgets those made before `expired_before`; `false`
-    /// when `max` are under way already (nothing is kept).
+    /// Keeps a sign-in under way (started by `client`) and forgets those made before
+    /// `expired_before`; `false` when `max` are under way already, or `max_per_client` of
+    /// this client's (nothing is kept).
     pub async fn create_oidc_sign_in(
         &self,
         state_digest: &str,
         sign_in: &OidcSignIn,
+        client: &str,
         expired_before: i64,
-        max: i64,
+        (max, max_per_client): (i64, i64),
     ) -> Result<bool> {
         // Serialised with the sessions (the UI's sign-in too), so that `max` holds across nodes.
         let mut tx = self.begin_under(crate::SESSIONS_LOCK).await?;
         sqlx::query("DELETE FROM oidc_sign_ins WHERE created_at < $1").bind(expired_before).execute(&mut *tx).await?;
         let kept = sqlx::query(
-            "INSERT INTO oidc_sign_ins (state_digest, nonce, pkce_verifier, redirect_uri, next, created_at) \
-             SELECT $1, $2, $3, $4, $5, $6 WHERE (SELECT COUNT(*) FROM oidc_sign_ins) < $7",
+            "INSERT INTO oidc_sign_ins (state_digest, nonce, pkce_verifier, redirect_uri, next, created_at, client) \
+             SELECT $1, $2, $3, $4, $5, $6, $8 WHERE (SELECT COUNT(*) FROM oidc_sign_ins) < $7 \
+             AND (SELECT COUNT(*) FROM oidc_sign_ins WHERE client = $8) < $9",
         )
         .bind(state_digest)
         .bind(&sign_in.nonce)
@@ -40,6 +43,8 @@ impl Store {
         .bind(&sign_in.next)
         .bind(sign_in.created_at)
         .bind(max)
+        .bind(client)
+        .bind(max_per_client)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -330,7 +330,13 @@ async fn the_change_feed_patches_an_index_to_what_a_reload_reads() {
     store.set_member("makers", "bob", true).await.expect("member");
     store.set_member("makers", "ann", false).await.expect("no longer");
     store.delete_grant(&temporary).await.expect("grant gone");
-    store.create_grant(&grant(Some("cy"), None, &["roof", "front"])).await.expect("grant");
+    let cy = store.create_grant(&grant(Some("cy"), None, &["roof", "front", "lab"])).await.expect("grant").value;
+    let edited = store.update_grant(&cy.id, &cy, &grant(Some("cy"), None, &["roof", "front"])).await.expect("edited");
+    assert!(
+        matches!(store.update_grant(&cy.id, &cy, &grant(Some("cy"), None, &["roof"])).await, Err(StoreError::Conflict(_))),
+        "an edit made from a grant that changed meanwhile is refused"
+    );
+    assert_eq!(store.grant(&cy.id).await.expect("grant"), edited.value, "and writes nothing");
     store.issue_credential("cy", &card("0C04")).await.expect("second card");
     let revoked = store.person_credentials("cy").await.expect("cards")[0].id.clone();
     store.revoke_credential(&revoked, "lost").await.expect("revoked");
@@ -483,10 +489,14 @@ async fn an_oidc_sign_in_is_taken_once_and_expires() {
         next: "/ui/".into(),
         created_at: at,
     };
-    assert!(store.create_oidc_sign_in("s1", &sign_in(100), 0, 2).await.expect("kept"));
-    assert!(store.create_oidc_sign_in("s2", &sign_in(50), 0, 2).await.expect("kept"));
-    assert!(!store.create_oidc_sign_in("s3", &sign_in(100), 0, 2).await.expect("asked"), "two at most");
-    assert!(store.create_oidc_sign_in("s3", &sign_in(100), 60, 2).await.expect("kept"), "s2 expired: room");
+    assert!(store.create_oidc_sign_in("s1", &sign_in(100), "a", 0, (2, 2)).await.expect("kept"));
+    assert!(store.create_oidc_sign_in("s2", &sign_in(50), "b", 0, (2, 2)).await.expect("kept"));
+    assert!(!store.create_oidc_sign_in("s3", &sign_in(100), "c", 0, (2, 2)).await.expect("asked"), "two at most");
+    assert!(store.create_oidc_sign_in("s3", &sign_in(100), "c", 60, (2, 2)).await.expect("kept"), "s2 expired: room");
+    assert!(
+        !store.create_oidc_sign_in("s4", &sign_in(100), "c", 60, (9, 1)).await.expect("asked"),
+        "one client may not hold more than its share"
+    );
     assert_eq!(store.take_oidc_sign_in("s2", 0).await.expect("asked"), None, "forgotten");
     assert_eq!(store.take_oidc_sign_in("s1", 60).await.expect("asked"), Some(sign_in(100)));
     assert_eq!(store.take_oidc_sign_in("s1", 60).await.expect("asked"), None, "taken once");

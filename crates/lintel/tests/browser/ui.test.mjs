@@ -929,6 +929,21 @@ test('importing people from a CSV: bad rows listed by line, the rest in; people 
   assert.equal(rejected.status, 404, 'a rejected row changes nothing');
   await shoot(page, 'import');
 
+  // A front desk's import leaves operators alone (changing them is an owner's business).
+  const desk = await newPage();
+  await signInWith(desk, await roleToken('front_desk'));
+  await desk.goto(base + '/ui/people');
+  await desk.getByText('Import or export a CSV').click();
+  const takeover = 'id,name,email,card_uid\nolga,Olga Operator,desk@example.org,\nimp-5,Ivy Import,,\n';
+  await desk.getByLabel('People CSV').setInputFiles({ name: 'p.csv', mimeType: 'text/csv', buffer: Buffer.from(takeover) });
+  await desk.getByRole('button', { name: 'Import', exact: true }).click();
+  const refused = await desk.getByTestId('import-report').innerText();
+  assert.match(refused, /1 new/);
+  assert.match(refused, /line 2: "olga" is an operator/);
+  assert.equal((await api('GET', '/api/v1/people/olga')).email, 'olga@example.org', 'the operator is unchanged');
+  clean(desk);
+  await desk.context().close();
+
   // The export has the import's columns, so it can be imported again.
   const people = await (await page.request.get(base + '/ui/people.csv')).text();
   assert.match(people, /^id,name,email,card_uid,revocation_code,groups,status\n/);

@@ -135,7 +135,11 @@ pub async fn person_action(
     let outcome = async {
         let f = Fields::parse(&body)?;
         let directory = ui.app.directory();
-        operators_are_owners_business(ui.app.store(), &operator(&signed), Some(&id), None).await?;
+        // A person who is an operator is an owner's to change (their groups are doors,
+        // not access to lintel: anyone who manages people may change them, as in the API).
+        if !matches!(action.as_str(), "join" | "leave") {
+            operators_are_owners_business(ui.app.store(), &operator(&signed), Some(&id), None).await?;
+        }
         let by = signed.who.actor();
         let patch = match action.as_str() {
             "edit" => PersonPatch {
@@ -170,12 +174,15 @@ pub async fn person_action(
 
 // ---- grants ----
 
+/// As many rules as a schedule may have (the API's limit), and the editor's blank row.
+const MAX_RULES: usize = 100;
+
 /// The schedule editor's rows (`days_N`, `from_N`, `to_N`) in the zone `tz`; none filled
 /// in: no schedule (any time).
 fn schedule(f: &Fields, default_tz: Tz) -> Result<Option<Schedule>, UiError> {
     let tz = f.optional("tz").unwrap_or_else(|| default_tz.name().to_owned());
     let mut rules = Vec::new();
-    for n in 0..8 {
+    for n in 0..=MAX_RULES {
         let days = f.all(&format!("days_{n}"));
         let (from, to) = (f.get(&format!("from_{n}")), f.get(&format!("to_{n}")));
         if days.is_empty() && from.is_empty() && to.is_empty() {
@@ -213,8 +220,26 @@ fn day(f: &Fields, name: &str, label: &str, tz: Tz, end: bool) -> Result<Option<
     Ok(Some(local.with_timezone(&Utc)))
 }
 
-fn zone(f: &Fields, default_tz: Tz) -> Tz {
-    f.get("tz").parse().unwrap_or(default_tz)
+fn zone(f: &Fields, default_tz: Tz) -> Result<Tz, UiError> {
+    match f.get("tz") {
+        "" => Ok(default_tz),
+        name => name.parse().map_err(|_| UiError::invalid(format!("time zone {name:?} is not an IANA time zone name"))),
+    }
+}
+
+/// A date field, unless it still shows what the editor showed (`{name}_shown`): a grant
+/// valid from 14:00 is not moved to midnight by saving its hours.
+fn changed_day(
+    f: &Fields,
+    name: &str,
+    label: &str,
+    tz: Tz,
+    end: bool,
+) -> Result<Option<Option<DateTime<Utc>>>, UiError> {
+    if f.get(name) == f.get(&format!("{name}_shown")) {
+        return Ok(None);
+    }
+    day(f, name, label, tz, end).map(Some)
 }
 
 /// Gives a person (`person`) or a group (`group`) a grant: doors checked (a group with
@@ -228,7 +253,7 @@ pub async fn add_grant(
     let outcome = async {
         let f = Fields::parse(&body)?;
         let default_tz = ui.app.services().config.timezone;
-        let tz = zone(&f, default_tz);
+        let tz = zone(&f, default_tz)?;
         let doors = f.all("door");
         let (person_id, group_id) = (f.optional("person"), f.optional("group"));
         let back = match (&person_id, &group_id) {
@@ -269,11 +294,11 @@ pub async fn grant_action(
         match action.as_str() {
             "edit" => {
                 let default_tz = ui.app.services().config.timezone;
-                let tz = zone(&f, default_tz);
+                let tz = zone(&f, default_tz)?;
                 let patch = GrantPatch {
                     schedule: Some(schedule(&f, default_tz)?),
-                    valid_from: Some(day(&f, "valid_from", "Valid from", tz, false)?),
-                    valid_until: Some(day(&f, "valid_until", "Valid until", tz, true)?),
+                    valid_from: changed_day(&f, "valid_from", "Valid from", tz, false)?,
+                    valid_until: changed_day(&f, "valid_until", "Valid until", tz, true)?,
                     ..GrantPatch::default()
                 };
                 directory.patch_grant(&by, id, patch).await?;
@@ -359,21 +384,26 @@ fn driver(f: &Fields, current: Option<&DriverConfig>) -> Result<DriverConfig, Ui
             }
         }
         "http" => {
-            let old = match current {
-                Some(DriverConfig::Http { headers, .. }) => headers.clone(),
+            // What the form does not show (a body, a success rule, other headers) stays.
+            let (mut headers, body, success) = match current {
+                Some(DriverConfig::Http { headers, body, success, .. }) => {
+                    (headers.clone(), body.clone(), success.clone())
+                }
                 _ => Default::default(),
             };
-            let mut headers = std::collections::BTreeMap::new();
             if let Some(name) = f.optional("header_name") {
-                let value = kept("header_value", old.get(&name));
-                headers.insert(name, value.unwrap_or_default());
+                match f.optional("header_value") {
+                    Some(value) => drop(headers.insert(name, value)),
+                    None if headers.contains_key(&name) => {}
+                    None => return Err(UiError::invalid(format!("give the value of the header {name:?}"))),
+                }
             }
             DriverConfig::Http {
                 url: f.get("url").to_owned(),
                 method: f.optional("method").unwrap_or_else(|| "POST".to_owned()),
                 headers,
-                body: None,
-                success: None,
+                body,
+                success,
             }
         }
         "shelly_cloud" => {
@@ -502,7 +532,7 @@ impl GrantEditor {
             to: rule.map_or_else(String::new, |r| r.to.clone()),
         };
         let rules = schedule.map_or(&[][..], |s| s.rules.as_slice());
-        let mut rows: Vec<RuleRow> = rules.iter().take(7).enumerate().map(|(n, r)| row(n, Some(r))).collect();
+        let mut rows: Vec<RuleRow> = rules.iter().take(MAX_RULES).enumerate().map(|(n, r)| row(n, Some(r))).collect();
         rows.push(row(rows.len(), None));
         let date = |t: Option<DateTime<Utc>>, end: bool| {
             t.map_or_else(String::new, |t| {

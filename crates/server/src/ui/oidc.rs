@@ -76,9 +76,6 @@ pub async fn login(
     }
     // A mangled answer (a parameter twice, say) gets the UI's page, not axum's text.
     let Ok(Query(q)) = query else { return Err(UiError::new(StatusCode::BAD_REQUEST, START_AGAIN)) };
-    if q.state.is_none() && q.code.is_none() && q.error.is_none() {
-        return start(ui, &headers, q.next.as_deref()).await;
-    }
     let source = match peer {
         Some(axum::Extension(ConnectInfo(addr))) => Source::Client(format!("ui-login:{}", addr.ip())),
         None => Source::Client("ui-login".to_owned()),
@@ -89,6 +86,9 @@ pub async fn login(
             StatusCode::TOO_MANY_REQUESTS,
             format!("Too many failed sign-ins from here. Try again in {} s.", lock.wait.as_secs().max(1)),
         ));
+    }
+    if q.state.is_none() && q.code.is_none() && q.error.is_none() {
+        return start(ui, &headers, q.next.as_deref(), &source.to_string()).await;
     }
     match callback(&ui, &headers, q).await {
         Ok(response) => Ok(response),
@@ -104,16 +104,20 @@ pub async fn login(
     }
 }
 
-async fn start(ui: Ui, headers: &HeaderMap, next: Option<&str>) -> UiResult {
+async fn start(ui: Ui, headers: &HeaderMap, next: Option<&str>, client: &str) -> UiResult {
     let oidc = ui.app.services().oidc.as_ref().expect("checked by the caller");
-    let authorization = oidc.begin(&redirect_uri(&ui, headers), &session::safe_next(next)).await.map_err(|e| {
-        tracing::warn!(error = %e, "an OpenID sign-in to the web UI could not start");
-        match e {
-            SignInError::TooMany => too_many(),
-            SignInError::Service(e) => e.into(),
-            _ => UiError::new(StatusCode::BAD_GATEWAY, "The identity provider could not be reached. Try again later."),
-        }
-    })?;
+    let authorization =
+        oidc.begin(&redirect_uri(&ui, headers), &session::safe_next(next), client).await.map_err(|e| {
+            tracing::warn!(error = %e, "an OpenID sign-in to the web UI could not start");
+            match e {
+                SignInError::TooMany => too_many(),
+                SignInError::Service(e) => e.into(),
+                _ => UiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "The identity provider could not be reached. Try again later.",
+                ),
+            }
+        })?;
     let mut response = Redirect::to(&authorization.url).into_response();
     response.headers_mut().insert(header::SET_COOKIE, state_cookie(&ui, &authorization.state, SIGN_IN_FOR.as_secs()));
     Ok(response)

@@ -31,7 +31,10 @@ pub async fn import(State(ui): State<Ui>, Extension(signed): Extension<Signed>, 
     }
     let csv = csv.filter(|c| !c.is_empty()).ok_or_else(|| UiError::invalid("choose a CSV file to import"))?;
     let directory = ui.app.directory();
-    let report = lintel_service::import::import_csv(&directory.store, &signed.who.actor(), &csv[..], |_, _| {}).await?;
+    // Operators are an owner's business: an import by anyone else leaves them alone.
+    let owner = signed.role.may(lintel_core::Action::ManageAccess);
+    let by = signed.who.actor();
+    let report = lintel_service::import::import_csv(&directory.store, &by, owner, &csv[..], |_, _| {}).await?;
     // The import wrote past the index: bring it up to date now, not at the next tick.
     directory.follow().await?;
     html(&ImportPage { report })
@@ -65,9 +68,15 @@ pub struct EventsQuery {
 /// a kind or a person when chosen.
 pub async fn events_csv(State(ui): State<Ui>, Query(q): Query<EventsQuery>) -> UiResult {
     let tz = ui.app.services().config.timezone;
+    // A day starts at its first moment: where a clock change skips midnight, the first
+    // time that exists (the earliest of the next hour's).
     let start = |d: NaiveDate| {
         let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists as a time");
-        tz.from_local_datetime(&midnight).earliest().map(|t| t.timestamp_micros())
+        let first = tz
+            .from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| tz.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest());
+        first.map(|t| t.timestamp_micros())
     };
     let chosen = |v: String| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     let date = |v: &str, label: &str| match v.trim() {

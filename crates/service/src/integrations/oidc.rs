@@ -58,6 +58,8 @@ const DISCOVERY_FRESH: Duration = Duration::from_secs(3600);
 pub const SIGN_IN_FOR: Duration = Duration::from_secs(600);
 /// Sign-ins under way at most (anyone may start one): beyond, new ones wait.
 const MAX_SIGN_INS: i64 = 10_000;
+/// How many of them one client (address) may have: one client cannot fill the table.
+const MAX_SIGN_INS_PER_CLIENT: i64 = 50;
 
 pub struct Oidc {
     config: OidcConfig,
@@ -224,7 +226,7 @@ impl Oidc {
 
     /// Starts a web UI sign-in: the issuer's authorization URL (code flow, PKCE S256) and
     /// the state, kept with its nonce and verifier for [`SIGN_IN_FOR`].
-    pub async fn begin(&self, redirect_uri: &str, next: &str) -> Result<Authorization, SignInError> {
+    pub async fn begin(&self, redirect_uri: &str, next: &str, from: &str) -> Result<Authorization, SignInError> {
         let client = self.client(redirect_uri).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
@@ -242,7 +244,13 @@ impl Oidc {
         };
         let store = &self.directory.store;
         let kept = store
-            .create_oidc_sign_in(&state_digest(state.secret()), &sign_in, micros_ago(SIGN_IN_FOR), MAX_SIGN_INS)
+            .create_oidc_sign_in(
+                &state_digest(state.secret()),
+                &sign_in,
+                from,
+                micros_ago(SIGN_IN_FOR),
+                (MAX_SIGN_INS, MAX_SIGN_INS_PER_CLIENT),
+            )
             .await
             .map_err(ServiceError::from)?;
         if !kept {

@@ -7,6 +7,9 @@ CREATE TABLE oidc_sign_ins (
     pkce_verifier TEXT NOT NULL,
     redirect_uri TEXT NOT NULL,
     next TEXT NOT NULL,
+    -- Who started it (the client's address), so that one client cannot fill the table.
+    client TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+CREATE INDEX oidc_sign_ins_client ON oidc_sign_ins (client);
 CREATE INDEX oidc_sign_ins_created ON oidc_sign_ins (created_at);
