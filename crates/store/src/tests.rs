@@ -333,7 +333,10 @@ async fn the_change_feed_patches_an_index_to_what_a_reload_reads() {
     let cy = store.create_grant(&grant(Some("cy"), None, &["roof", "front", "lab"])).await.expect("grant").value;
     let edited = store.update_grant(&cy.id, &cy, &grant(Some("cy"), None, &["roof", "front"])).await.expect("edited");
     assert!(
-        matches!(store.update_grant(&cy.id, &cy, &grant(Some("cy"), None, &["roof"])).await, Err(StoreError::Conflict(_))),
+        matches!(
+            store.update_grant(&cy.id, &cy, &grant(Some("cy"), None, &["roof"])).await,
+            Err(StoreError::Conflict(_))
+        ),
         "an edit made from a grant that changed meanwhile is refused"
     );
     assert_eq!(store.grant(&cy.id).await.expect("grant"), edited.value, "and writes nothing");

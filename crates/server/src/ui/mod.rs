@@ -10,6 +10,7 @@
 //! Content-Security-Policy that allows nothing but lintel itself: no inline scripts, no
 //! inline styles.
 
+mod audit;
 mod edits;
 mod groups;
 mod guests;
@@ -80,6 +81,8 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/ui/doors/{id}", get(pages::door))
         .route("/ui/doors/{id}/{action}", post(edits::door_action))
         .route("/ui/doors/{id}/open", get(pages::confirm_open).post(pages::open_door))
+        .route("/ui/audit", get(audit::page))
+        .route("/ui/audit.csv", get(audit::csv))
         .route("/ui/attendance", get(pages::attendance))
         .route("/ui/attendance.csv", get(pages::attendance_csv))
         .route("/ui/guests", get(guests::page).post(guests::issue))

@@ -62,7 +62,12 @@ pub(super) fn ctx(signed: &Signed, active: &'static str) -> PageCtx {
 /// The newest `n` events that match `filter`, newest first. The log is read backwards
 /// in windows of sequence numbers, at most 20,000 events back.
 pub async fn recent_events(store: &Store, filter: EventFilter, n: usize) -> Result<Vec<Event>, StoreError> {
-    let unfiltered = filter.kind.is_none() && filter.person_id.is_none() && filter.door.is_none();
+    let unfiltered = filter.kind.is_none()
+        && filter.person_id.is_none()
+        && filter.door.is_none()
+        && filter.actor.is_none()
+        && filter.site.is_none()
+        && !filter.changes_only;
     let span: i64 = if unfiltered { (n as i64).clamp(1, 1000) } else { 1000 };
     let mut before = store.last_event_seq().await? + 1;
     let mut found = Vec::new();
@@ -128,7 +133,7 @@ fn feed_item(e: &Event, names: &Names, tz: Tz, now: DateTime<Utc>) -> FeedItem {
     }
 }
 
-async fn feed(store: &Store, events: &[Event], doors: &[Door], tz: Tz) -> Vec<FeedItem> {
+pub(super) async fn feed(store: &Store, events: &[Event], doors: &[Door], tz: Tz) -> Vec<FeedItem> {
     let refs: Vec<&Event> = events.iter().collect();
     let names = Names::load(store, &refs, doors).await;
     let now = Utc::now();
