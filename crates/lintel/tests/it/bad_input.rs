@@ -578,7 +578,7 @@ fn auth_and_route_cases() -> Vec<Case> {
     cases.push(case("DELETE on decisions", Method::DELETE, "/api/v1/decisions", Body::None, 405));
     cases.push(case("GET on decisions", Method::GET, "/api/v1/decisions", Body::None, 405));
     cases.push(case("POST on a person", Method::POST, "/api/v1/people/alice", Body::Json(json!({})), 405));
-    cases.push(case("PATCH on a grant", Method::PATCH, "/api/v1/grants/g-1", Body::Json(json!({})), 405));
+    cases.push(case("PUT on a grant", Method::PUT, "/api/v1/grants/g-1", Body::Json(json!({})), 405));
     cases.push(case("POST on healthz", Method::POST, "/healthz", Body::None, 405));
     cases.push(case("GET on open", Method::GET, "/open/front", Body::None, 405));
     cases
