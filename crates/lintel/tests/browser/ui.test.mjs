@@ -995,6 +995,14 @@ test('sites: the doors and attendance of one site, and a webhook endpoint limite
   await page.waitForURL(/site=annex/);
   const rows = page.locator('table.doors tbody tr');
   assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.door)), ['annex-door']);
+  // The dashboard of one site: its doors, its entries today.
+  await page.goto(base + '/ui/');
+  await page.locator('form.range').getByLabel('Site').selectOption('annex');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL(/site=annex/);
+  const dashDoors = page.locator('#dashboard-doors tbody tr');
+  assert.deepEqual(await dashDoors.evaluateAll((trs) => trs.map((tr) => tr.dataset.door)), ['annex-door']);
+  assert.equal(await page.getByTestId('present-today').innerText(), '0', 'nobody came in at the annex');
   await page.goto(base + '/ui/attendance');
   await page.getByLabel('Site').selectOption('annex');
   await page.getByRole('button', { name: 'Show' }).click();

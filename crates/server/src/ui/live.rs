@@ -25,6 +25,8 @@ pub struct LiveQuery {
     person: Option<String>,
     /// Only one door's events (its page's feed).
     door: Option<String>,
+    /// Only the events at one site's doors (the dashboard of that site).
+    site: Option<String>,
 }
 
 pub async fn stream(
@@ -40,7 +42,13 @@ pub async fn stream(
         Some(after) => after,
         None => directory.store.last_event_seq().await.unwrap_or(0),
     };
-    let filter = EventFilter { person_id: q.person, door: q.door, ..EventFilter::default() };
+    let chosen = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let filter = EventFilter {
+        person_id: chosen(q.person),
+        door: chosen(q.door),
+        site: chosen(q.site),
+        ..EventFilter::default()
+    };
     let view = q.view;
     let mut events = lintel_service::follow::follow(directory, last, filter);
     let (tx, rx) = mpsc::channel::<(String, String)>(64);

@@ -241,6 +241,9 @@ pub struct Health {
 #[template(path = "dashboard.html")]
 struct Dashboard {
     page: PageCtx,
+    /// (id, name) of every site, to show one; the one shown (empty: all).
+    sites: Vec<(String, String)>,
+    site: String,
     doors: Vec<DoorRow>,
     feed: Vec<FeedItem>,
     present_today: usize,
@@ -249,19 +252,25 @@ struct Dashboard {
     failures: Vec<FeedItem>,
 }
 
-pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed>) -> UiResult {
+/// The dashboard, of one site when `site` is given: its doors, its entries today, its events.
+pub async fn dashboard(
+    State(ui): State<Ui>,
+    Extension(signed): Extension<Signed>,
+    Query(q): Query<DoorsQuery>,
+) -> UiResult {
     let app = &ui.app;
     let store = &app.store();
     let tz = app.services().config.timezone;
     let now = Utc::now();
-    let doors = store.doors(None).await?;
-    let recent = recent_events(store, EventFilter::default(), 500).await?;
+    let site = q.site.filter(|s| !s.is_empty());
+    let doors = store.doors(site.as_deref()).await?;
+    let recent = recent_events(store, EventFilter { site: site.clone(), ..EventFilter::default() }, 500).await?;
     let today = now.with_timezone(&tz).date_naive();
     let entries = store
         .entries_between(
             local_midnight(tz, today).timestamp_micros(),
             local_midnight(tz, next_day(today)).timestamp_micros(),
-            None,
+            site.as_deref(),
         )
         .await?;
     let present_today = entries.iter().map(|(p, _)| p).collect::<BTreeSet<_>>().len();
@@ -375,6 +384,8 @@ pub async fn dashboard(State(ui): State<Ui>, Extension(signed): Extension<Signed
     });
     let page = Dashboard {
         page: ctx(&signed, "dashboard"),
+        sites: site_choices(store).await?,
+        site: site.unwrap_or_default(),
         doors: doors.iter().map(|d| door_row(d, &recent, tz, now)).collect(),
         feed: feed(store, &recent[..recent.len().min(20)], &doors, tz).await,
         present_today,
