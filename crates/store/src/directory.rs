@@ -1108,6 +1108,18 @@ async fn read_door(tx: &mut Tx, pk: Pk) -> Result<(Door, Change)> {
 }
 
 impl Store {
+    /// A group's members as (id, name), by name.
+    pub async fn group_members(&self, group_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.name FROM group_members m JOIN people p ON p.pk = m.person_pk \
+             JOIN access_groups g ON g.pk = m.group_pk WHERE g.id = $1 ORDER BY p.name, p.id",
+        )
+        .bind(group_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("name")?))).collect()
+    }
+
     /// Every membership as (person id, group id).
     pub async fn memberships(&self) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(

@@ -84,16 +84,12 @@ pub async fn group(State(ui): State<Ui>, Extension(signed): Extension<Signed>, P
     let tz = ui.app.services().config.timezone;
     let group = store.group(&id).await?;
     let names = door_names(&ui).await?;
-    let in_group: std::collections::HashSet<String> =
-        store.memberships().await?.into_iter().filter(|(_, g)| *g == id).map(|(p, _)| p).collect();
-    let (mut members, mut others) = (Vec::new(), Vec::new());
-    let (people, _) = store.people(&lintel_store::PersonFilter { limit: 1000, ..Default::default() }).await?;
-    for p in people {
-        match in_group.contains(&p.id) {
-            true => members.push((p.id, p.name)),
-            false => others.push((p.id, p.name)),
-        }
-    }
+    let members = store.group_members(&id).await?;
+    let in_group: std::collections::HashSet<&str> = members.iter().map(|(p, _)| p.as_str()).collect();
+    // The first page of everyone else, to pick from; any id may be typed.
+    let (people, _) = store.people(&lintel_store::PersonFilter { limit: 500, ..Default::default() }).await?;
+    let others: Vec<(String, String)> =
+        people.into_iter().filter(|p| !in_group.contains(p.id.as_str())).map(|p| (p.id, p.name)).collect();
     let back = format!("/ui/groups/{id}");
     let grants = store
         .grants(None)
