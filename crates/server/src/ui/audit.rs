@@ -4,8 +4,6 @@
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::IntoResponse;
 use lintel_store::EventFilter;
 use serde::Deserialize;
 
@@ -79,8 +77,5 @@ pub async fn page(State(ui): State<Ui>, Extension(signed): Extension<Signed>, Qu
 }
 
 pub async fn csv(State(ui): State<Ui>, Query(q): Query<AuditQuery>) -> UiResult {
-    let body = export::events_csv(ui.app.store(), q.filter()).await?;
-    let disposition = "attachment; filename=\"audit.csv\"";
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, disposition)], body)
-        .into_response())
+    Ok(super::transfer::csv_file("audit.csv", export::events_csv(ui.app.store(), q.filter()).await?))
 }

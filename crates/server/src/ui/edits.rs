@@ -10,12 +10,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use lintel_proto::{
     DoorPatch, DriverConfig, GrantPatch, NewDoor, NewGrant, NewGroup, NewPerson, PersonPatch, PersonStatus, Schedule,
     ScheduleRule, Weekday,
 };
+use lintel_service::attendance::{local_midnight, next_day};
 
 use super::session::Signed;
 use super::{Ui, UiError, is_htmx};
@@ -211,13 +212,7 @@ fn day(f: &Fields, name: &str, label: &str, tz: Tz, end: bool) -> Result<Option<
     let Some(text) = f.optional(name) else { return Ok(None) };
     let date = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
         .map_err(|_| UiError::invalid(format!("{label}: give a date (YYYY-MM-DD)")))?;
-    let date = if end { date.succ_opt().unwrap_or(date) } else { date };
-    let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists as a time");
-    let local = tz
-        .from_local_datetime(&midnight)
-        .earliest()
-        .ok_or_else(|| UiError::invalid(format!("{label}: no such time")))?;
-    Ok(Some(local.with_timezone(&Utc)))
+    Ok(Some(local_midnight(tz, if end { next_day(date) } else { date })))
 }
 
 fn zone(f: &Fields, default_tz: Tz) -> Result<Tz, UiError> {

@@ -6,7 +6,8 @@ use axum::Extension;
 use axum::extract::{Multipart, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{NaiveDate, TimeZone};
+use chrono::NaiveDate;
+use lintel_service::attendance::{local_midnight, next_day};
 use lintel_store::{EventFilter, ImportReport};
 use serde::Deserialize;
 
@@ -40,7 +41,8 @@ pub async fn import(State(ui): State<Ui>, Extension(signed): Extension<Signed>, 
     html(&ImportPage { report })
 }
 
-fn csv_file(name: &str, body: Vec<u8>) -> Response {
+/// A CSV file to download as `name`.
+pub(super) fn csv_file(name: &str, body: Vec<u8>) -> Response {
     let disposition = format!("attachment; filename=\"{name}\"");
     ([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], body)
         .into_response()
@@ -68,16 +70,6 @@ pub struct EventsQuery {
 /// a kind or a person when chosen.
 pub async fn events_csv(State(ui): State<Ui>, Query(q): Query<EventsQuery>) -> UiResult {
     let tz = ui.app.services().config.timezone;
-    // A day starts at its first moment: where a clock change skips midnight, the first
-    // time that exists (the earliest of the next hour's).
-    let start = |d: NaiveDate| {
-        let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists as a time");
-        let first = tz
-            .from_local_datetime(&midnight)
-            .earliest()
-            .or_else(|| tz.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest());
-        first.map(|t| t.timestamp_micros())
-    };
     let chosen = |v: String| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
     let date = |v: &str, label: &str| match v.trim() {
         "" => Ok(None),
@@ -87,8 +79,8 @@ pub async fn events_csv(State(ui): State<Ui>, Query(q): Query<EventsQuery>) -> U
     };
     let (from, to) = (date(&q.from, "From")?, date(&q.to, "To")?);
     let filter = EventFilter {
-        from: from.and_then(start),
-        to: to.and_then(|d| d.succ_opt()).and_then(start),
+        from: from.map(|d| local_midnight(tz, d).timestamp_micros()),
+        to: to.map(|d| local_midnight(tz, next_day(d)).timestamp_micros()),
         door: chosen(q.door),
         kind: chosen(q.kind),
         person_id: chosen(q.person),
