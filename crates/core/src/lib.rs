@@ -16,5 +16,5 @@ pub use index::{
     IndexPerson, IndexStats, MemberQuery, OfflineDoors, PassGrant, Pk, Query, Subject, grant_allows, revocation_hash,
 };
 pub use lintel_proto::Reason;
-pub use roles::{Action, Role};
+pub use roles::{Action, Role, RoleAt};
 pub use schedule::{CompiledSchedule, ScheduleError};

@@ -67,6 +67,35 @@ impl Role {
     }
 }
 
+/// An operator's role and where it holds: at every site, or at one site's doors only (a
+/// building's own admin or front desk in a chain of spaces). An owner holds everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoleAt {
+    pub role: Role,
+    /// The one site it is limited to; `None` for every site.
+    pub site: Option<String>,
+}
+
+impl RoleAt {
+    pub fn everywhere(role: Role) -> Self {
+        Self { role, site: None }
+    }
+
+    /// How it is written: `admin`, or `admin@north` when limited to the site `north`.
+    pub fn label(&self) -> String {
+        match &self.site {
+            Some(site) => format!("{}@{site}", self.role),
+            None => self.role.as_str().to_owned(),
+        }
+    }
+}
+
+impl From<Role> for RoleAt {
+    fn from(role: Role) -> Self {
+        Self::everywhere(role)
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -214,6 +214,10 @@ enum TokenCommand {
         /// With `--scope decisions`: the only door the token may ask about.
         #[arg(long)]
         door: Option<String>,
+        /// With `--scope admin`: the one site the role holds at (its doors, its events);
+        /// every site when left out. Not for an owner.
+        #[arg(long)]
+        site: Option<String>,
     },
     /// List token names (with their scope).
     List,
@@ -512,10 +516,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Token { command } => {
             let store = open_store(&config, Open::Existing).await?.acting_as(lintel_service::Actor::cli().as_str());
             match command {
-                TokenCommand::Create { name, scope, role, door } => {
+                TokenCommand::Create { name, scope, role, door, site } => {
                     let role = lintel_core::Role::parse(&role).context("a role clap accepted")?;
+                    if site.is_some() && scope != "admin" {
+                        anyhow::bail!("--site goes with --scope admin");
+                    }
                     let scope = match (scope.as_str(), door) {
-                        ("admin", None) => lintel_store::TokenScope::Operator(role),
+                        ("admin", None) => lintel_store::TokenScope::Operator(lintel_core::RoleAt { role, site }),
                         ("scim", None) => lintel_store::TokenScope::Scim,
                         ("admin" | "scim", Some(_)) => anyhow::bail!("--door goes with --scope decisions"),
                         (_, door) => lintel_store::TokenScope::Decisions { door },

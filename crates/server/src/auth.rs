@@ -1,9 +1,11 @@
 //! Who is calling, from `Authorization: Bearer <token>`. Operators: the token is checked
 //! against the SHA-256 digests of the tokens in the store (cached, refreshed when they
 //! change) and the token from the environment (an owner's), always in constant time; each
-//! route takes the extractor of what it does ([`Reader`], [`Desk`], [`DoorOpener`],
+//! route takes the extractor of what it does ([`Reader`], [`Desk`], [`SiteDoorOpener`],
 //! [`Admin`]; [`Operator::may`] for what only the body says), which lets through the
-//! roles that may. A token scoped to decisions (a
+//! roles that may. A role limited to one site passes only the `Site…` extractors, taken
+//! by the routes that keep it to its site (the service refuses writes beyond it; the route
+//! filters what it reads). A token scoped to decisions (a
 //! station's) passes only [`Asker`]. Users (not operators): their personal secret, or an
 //! OpenID Connect ID token from the configured issuer.
 
@@ -11,7 +13,7 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use lintel_core::{Action, CredentialKey, Role};
+use lintel_core::{Action, CredentialKey, Role, RoleAt};
 use lintel_service::Actor;
 use lintel_service::decide::Source;
 use lintel_service::integrations::oidc::{OPERATOR_ATTRIBUTE, is_operator};
@@ -32,6 +34,8 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 pub struct Operator {
     pub name: String,
     pub role: Role,
+    /// The one site the role is limited to; `None` for every site.
+    pub site: Option<String>,
 }
 
 impl Operator {
@@ -42,7 +46,25 @@ impl Operator {
 
     /// Who the audit trail names for what this token changes.
     pub fn actor(&self) -> Actor {
-        Actor::token(&self.name)
+        Actor::token(&self.name).limited_to(self.site.clone())
+    }
+
+    /// The site a read must keep to: the operator's own when limited to one (asking
+    /// for another is refused), else what the request asked for.
+    pub fn site_to_read(&self, asked: Option<String>) -> Result<Option<String>, ApiError> {
+        match (&self.site, asked) {
+            (None, asked) => Ok(asked),
+            (Some(own), Some(asked)) if *own != asked => Err(elsewhere(&self.name, own)),
+            (Some(own), _) => Ok(Some(own.clone())),
+        }
+    }
+
+    /// Refuses a thing at another site than the operator's own.
+    pub fn may_see_site(&self, site: &str) -> Result<(), ApiError> {
+        match &self.site {
+            Some(own) if own != site => Err(elsewhere(&self.name, own)),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses what the role does not allow (for a rule a route's extractor cannot see).
@@ -79,17 +101,38 @@ pub(crate) async fn operators_are_owners_business(
     Ok(())
 }
 
+/// Whether a route keeps a role limited to one site to that site.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sites {
+    /// The route keeps to the operator's site: a limited role may call it.
+    Kept,
+    /// The route reaches every site: only a role of every site may call it.
+    All,
+}
+
 /// The operator presenting the request, if their role allows `action`: 401 without a
-/// valid operator token, 403 when the role does not allow it.
-fn operator(parts: &Parts, state: &AppState, action: Action) -> Result<Operator, ApiError> {
+/// valid operator token, 403 when the role does not allow it, or is limited to a site
+/// and the route reaches every site.
+fn operator(parts: &Parts, state: &AppState, action: Action, sites: Sites) -> Result<Operator, ApiError> {
     let token = bearer(parts)
         .ok_or_else(|| ApiError::unauthorized("send an operator token as Authorization: Bearer <token>"))?;
-    let (name, role) =
+    let (name, RoleAt { role, site }) =
         state.services().tokens.operator(token).ok_or_else(|| ApiError::unauthorized("the token is not valid"))?;
     if !role.may(action) {
         return Err(forbidden(&name, role, action));
     }
-    Ok(Operator { name, role })
+    match (&site, sites) {
+        (Some(own), Sites::All) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the token {name:?} is limited to the site {own:?}, and this reaches every site"),
+        )),
+        _ => Ok(Operator { name, role, site }),
+    }
+}
+
+fn elsewhere(name: &str, own: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("the token {name:?} is limited to the site {own:?}"))
 }
 
 fn forbidden(name: &str, role: Role, action: Action) -> ApiError {
@@ -111,11 +154,11 @@ macro_rules! operator_may {
             type Rejection = ApiError;
 
             async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-                operator(parts, state, $action).map(|_| $name)
+                operator(parts, state, $action, Sites::All).map(|_| $name)
             }
         }
     };
-    ($(#[$doc:meta])* $name:ident(Operator) => $action:expr) => {
+    ($(#[$doc:meta])* $name:ident(Operator) => $action:expr, $sites:expr) => {
         $(#[$doc])*
         pub struct $name(pub Operator);
 
@@ -123,7 +166,7 @@ macro_rules! operator_may {
             type Rejection = ApiError;
 
             async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-                operator(parts, state, $action).map($name)
+                operator(parts, state, $action, $sites).map($name)
             }
         }
     };
@@ -135,15 +178,27 @@ operator_may!(
 );
 operator_may!(
     /// Changes people, credentials and memberships: `front_desk` and above.
-    Desk(Operator) => Action::ManagePeople
-);
-operator_may!(
-    /// Opens doors: `front_desk` and above.
-    DoorOpener(Operator) => Action::OpenDoors
+    Desk => Action::ManagePeople
 );
 operator_may!(
     /// Changes doors, groups, grants, sites, webhooks and integrations: `admin` and above.
-    Admin(Operator) => Action::Configure
+    Admin(Operator) => Action::Configure, Sites::All
+);
+operator_may!(
+    /// [`Reader`] on a route that keeps to a limited operator's site.
+    SiteReader(Operator) => Action::Read, Sites::Kept
+);
+operator_may!(
+    /// [`Desk`] on a route that keeps to a limited operator's site.
+    SiteDesk(Operator) => Action::ManagePeople, Sites::Kept
+);
+operator_may!(
+    /// Opens doors: `front_desk` and above (one limited to a site, its doors).
+    SiteDoorOpener(Operator) => Action::OpenDoors, Sites::Kept
+);
+operator_may!(
+    /// [`Admin`] on a route that keeps to a limited operator's site.
+    SiteAdmin(Operator) => Action::Configure, Sites::Kept
 );
 
 /// Who may ask decisions: an admin token, or a token scoped to decisions (a station's),
@@ -152,19 +207,22 @@ pub struct Asker {
     pub name: String,
     /// The only door this token may ask about; `None` for any.
     pub door: Option<String>,
+    /// The only site whose doors it may ask about (an operator limited to one).
+    pub site: Option<String>,
 }
 
 impl Asker {
-    /// Refuses a question about another door than the token's own.
-    pub fn may_ask_at(&self, door: &str) -> Result<(), ApiError> {
-        match &self.door {
-            Some(own) if own != door => Err(ApiError::new(
+    /// Refuses a question about another door than the token's own, or one at another
+    /// site than the operator's.
+    pub async fn may_ask_at(&self, state: &AppState, door: &str) -> Result<(), ApiError> {
+        if let Some(own) = self.door.as_ref().filter(|own| *own != door) {
+            return Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("the token {:?} may only ask about the door {own:?}", self.name),
-            )),
-            _ => Ok(()),
+            ));
         }
+        Ok(lintel_service::site_limits::doors_within(state.store(), self.site.as_deref(), [door]).await?)
     }
 }
 
@@ -175,9 +233,11 @@ impl FromRequestParts<AppState> for Asker {
         let token =
             bearer(parts).ok_or_else(|| ApiError::unauthorized("send a token as Authorization: Bearer <token>"))?;
         match state.services().tokens.check_scoped(token) {
-            Some((name, TokenScope::Operator(role))) if role.may(Action::ManagePeople) => Ok(Self { name, door: None }),
-            Some((name, TokenScope::Operator(role))) => Err(forbidden(&name, role, Action::ManagePeople)),
-            Some((name, TokenScope::Decisions { door })) => Ok(Self { name, door }),
+            Some((name, TokenScope::Operator(RoleAt { role, site }))) if role.may(Action::ManagePeople) => {
+                Ok(Self { name, door: None, site })
+            }
+            Some((name, TokenScope::Operator(at))) => Err(forbidden(&name, at.role, Action::ManagePeople)),
+            Some((name, TokenScope::Decisions { door })) => Ok(Self { name, door, site: None }),
             Some((_, TokenScope::Scim)) | None => Err(ApiError::unauthorized("the token is not valid")),
         }
     }
@@ -230,10 +290,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some((name, role)) = bearer(parts).and_then(|t| state.services().tokens.operator(t)) {
-            return match role.may(Action::Configure) {
-                true => Ok(Caller::Admin),
-                false => Err(forbidden(&name, role, Action::Configure)),
+        if let Some((name, at)) = bearer(parts).and_then(|t| state.services().tokens.operator(t)) {
+            return match (at.role.may(Action::Configure), &at.site) {
+                (true, None) => Ok(Caller::Admin),
+                (true, Some(own)) => Err(elsewhere(&name, own)),
+                (false, _) => Err(forbidden(&name, at.role, Action::Configure)),
             };
         }
         User::from_request_parts(parts, state).await.map(Caller::User)

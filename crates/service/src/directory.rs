@@ -14,48 +14,66 @@ use lintel_proto::Event;
 use lintel_store::{Channel, EventFilter, Feed, IndexUpdate, Store, StoreError, Written};
 use tokio::sync::{Mutex, MutexGuard, broadcast};
 
-/// Who makes a directory change, as the audit trail names them: every write says.
+/// Who makes a directory change, as the audit trail names them: every write says. An
+/// operator limited to one site carries it, and the writes keep them to its doors.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor(String);
+pub struct Actor {
+    label: String,
+    site: Option<String>,
+}
 
 impl Actor {
     /// An operator's token (the API, or the web UI signed in with it).
     pub fn token(name: &str) -> Self {
-        Self(format!("token:{name}"))
+        Self::named(format!("token:{name}"))
     }
 
     /// An operator signed in to the web UI through OpenID.
     pub fn operator(person_id: &str) -> Self {
-        Self(format!("operator:{person_id}"))
+        Self::named(format!("operator:{person_id}"))
     }
 
     /// Another system: a membership platform, an identity provider, a directory.
     pub fn integration(name: &str) -> Self {
-        Self(format!("integration:{name}"))
+        Self::named(format!("integration:{name}"))
     }
 
     /// A member acting through a signed operation (sharing a lock).
     pub fn user(person_id: &str) -> Self {
-        Self(format!("user:{person_id}"))
+        Self::named(format!("user:{person_id}"))
     }
 
     /// Someone at the server's command line.
     pub fn cli() -> Self {
-        Self("cli".to_owned())
+        Self::named("cli".to_owned())
     }
 
     /// lintel itself (expirations, a station's own bookkeeping).
     pub fn lintel() -> Self {
-        Self("lintel".to_owned())
+        Self::named("lintel".to_owned())
     }
 
     /// One named before, as the store kept it.
     pub(crate) fn recorded(label: String) -> Self {
-        Self(label)
+        Self::named(label)
+    }
+
+    fn named(label: String) -> Self {
+        Self { label, site: None }
+    }
+
+    /// The same operator, whose role holds only at this site's doors (when `Some`).
+    pub fn limited_to(self, site: Option<String>) -> Self {
+        Self { site, ..self }
+    }
+
+    /// The one site this operator is limited to, if any.
+    pub fn site(&self) -> Option<&str> {
+        self.site.as_deref()
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.label
     }
 }
 

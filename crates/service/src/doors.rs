@@ -40,7 +40,8 @@ const KEEP_COMMANDS: Duration = Duration::from_secs(3600);
 pub enum Opener<'a> {
     /// An operator opening from afar (an admin token, the web UI): recorded as an allowed
     /// decision `by` them, without a person (it is not their own entry).
-    Operator { by: String, note: Option<&'a str> },
+    /// One limited to a `site` opens only its doors.
+    Operator { by: String, site: Option<&'a str>, note: Option<&'a str> },
     /// Someone presenting a credential (a personal secret, a backup code): decided first.
     Credential(Ask<'a>),
     /// A person on their own authority (a button in chat, a signed operation): decided by
@@ -85,10 +86,11 @@ impl Doors {
     /// own `open_seconds` by default).
     pub async fn open(&self, door: &str, opener: Opener<'_>, seconds: Option<u32>) -> Result<Opened> {
         let (decision, person) = match opener {
-            Opener::Operator { by, note } => {
+            Opener::Operator { by, site, note } => {
                 if self.directory.index().door(door).is_none() {
                     return Err(ServiceError::not_found(format!("door {door:?} not found")));
                 }
+                crate::site_limits::doors_within(&self.directory.store, site, [door]).await?;
                 (self.operator_opens(door, by, note).await?, None)
             }
             Opener::Credential(ask) => {

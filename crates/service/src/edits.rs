@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::credentials::Built;
 use crate::directory::{Actor, Directory};
 use crate::error::{Result, ServiceError};
-use crate::{secrets, validate};
+use crate::{secrets, site_limits, validate};
 
 /// How long a door opens when its settings do not say.
 const DEFAULT_OPEN_SECONDS: u32 = 5;
@@ -239,6 +239,7 @@ impl Directory {
     }
 
     pub async fn create_site(self: &Arc<Self>, by: &Actor, site: NewSite) -> Result<Site> {
+        site_limits::everywhere(by.site(), "adding a site")?;
         validate::id("id", &site.id)?;
         validate::name("name", &site.name)?;
         check_time_zone(site.time_zone.as_deref())?;
@@ -246,6 +247,7 @@ impl Directory {
     }
 
     pub async fn patch_site(self: &Arc<Self>, by: &Actor, id: String, p: SitePatch) -> Result<Site> {
+        site_limits::everywhere(by.site(), "changing a site")?;
         if let Some(name) = &p.name {
             validate::name("name", name)?;
         }
@@ -255,14 +257,23 @@ impl Directory {
 
     /// Removes a site that has no doors (and no webhook endpoint limited to it).
     pub async fn delete_site(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
+        site_limits::everywhere(by.site(), "removing a site")?;
         self.write(by, move |store| async move { store.delete_site(&id).await }).await?;
         Ok(())
     }
 
-    pub async fn create_door(self: &Arc<Self>, by: &Actor, door: NewDoor) -> Result<Door> {
+    /// Adds a door; one limited to a site adds it there.
+    pub async fn create_door(self: &Arc<Self>, by: &Actor, mut door: NewDoor) -> Result<Door> {
         validate::id("id", &door.id)?;
         if let Some(site) = &door.site {
             validate::id("site", site)?;
+        }
+        if let Some(own) = by.site() {
+            match door.site.as_deref() {
+                None => door.site = Some(own.to_owned()),
+                Some(site) if site == own => {}
+                Some(_) => site_limits::everywhere(by.site(), "adding a door at another site")?,
+            }
         }
         check_door_fields(Some(&door.name), Some(&door.driver), door.required_skill.as_deref(), door.open_seconds)?;
         let seconds = door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS);
@@ -273,7 +284,11 @@ impl Directory {
     pub async fn patch_door(self: &Arc<Self>, by: &Actor, id: String, p: DoorPatch) -> Result<Door> {
         if let Some(site) = &p.site {
             validate::id("site", site)?;
+            if by.site().is_some_and(|own| own != site) {
+                site_limits::everywhere(by.site(), "moving a door to another site")?;
+            }
         }
+        site_limits::doors_within(&self.store, by.site(), [id.as_str()]).await?;
         check_door_fields(
             p.name.as_deref(),
             p.driver.as_ref(),
@@ -285,6 +300,7 @@ impl Directory {
 
     /// Removes a door, and it from every group and grant.
     pub async fn delete_door(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
+        site_limits::doors_within(&self.store, by.site(), [id.as_str()]).await?;
         self.write(by, move |store| async move { store.delete_door(&id).await }).await?;
         Ok(())
     }
@@ -293,22 +309,26 @@ impl Directory {
         validate::id("id", &g.id)?;
         validate::name("name", &g.name)?;
         g.doors.iter().try_for_each(|door| validate::id("a door", door))?;
+        site_limits::doors_within(&self.store, by.site(), g.doors.iter().map(String::as_str)).await?;
         Ok(self.write(by, move |store| async move { store.create_group(&g.id, &g.name, &g.doors).await }).await?.value)
     }
 
     /// Removes a group, its memberships and its grants.
     pub async fn delete_group(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
+        site_limits::group_within(&self.store, by.site(), &id).await?;
         self.write(by, move |store| async move { store.delete_group(&id).await }).await?;
         Ok(())
     }
 
     /// Puts a person in a group or takes them out (idempotent).
     pub async fn set_member(self: &Arc<Self>, by: &Actor, group: String, person: String, member: bool) -> Result<()> {
+        site_limits::group_within(&self.store, by.site(), &group).await?;
         self.write(by, move |store| async move { store.set_member(&group, &person, member).await }).await?;
         Ok(())
     }
 
     pub async fn create_grant(self: &Arc<Self>, by: &Actor, g: NewGrant) -> Result<Grant> {
+        site_limits::grant_within(&self.store, by.site(), g.doors.as_deref(), g.door_group.as_deref()).await?;
         let record = grant_record(g)?;
         Ok(self.write(by, move |store| async move { store.create_grant(&record).await }).await?.value)
     }
@@ -317,6 +337,7 @@ impl Directory {
     /// whole as a new grant would be.
     pub async fn patch_grant(self: &Arc<Self>, by: &Actor, id: String, p: GrantPatch) -> Result<Grant> {
         let seen = self.store.grant(&id).await?;
+        site_limits::grant_within(&self.store, by.site(), seen.doors.as_deref(), seen.door_group.as_deref()).await?;
         let current = seen.clone();
         let (doors, door_group) = match (p.doors, p.door_group) {
             (Some(_), Some(_)) => return Err(ServiceError::invalid("a grant names doors or a door_group, not both")),
@@ -324,6 +345,7 @@ impl Directory {
             (None, Some(group)) => (None, Some(group)),
             (None, None) => (current.doors, current.door_group),
         };
+        site_limits::grant_within(&self.store, by.site(), doors.as_deref(), door_group.as_deref()).await?;
         let record = grant_record(NewGrant {
             person_id: current.person_id,
             group_id: current.group_id,
@@ -340,6 +362,11 @@ impl Directory {
     }
 
     pub async fn delete_grant(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
+        if by.site().is_some() {
+            let grant = self.store.grant(&id).await?;
+            site_limits::grant_within(&self.store, by.site(), grant.doors.as_deref(), grant.door_group.as_deref())
+                .await?;
+        }
         self.write(by, move |store| async move { store.delete_grant(&id).await }).await?;
         Ok(())
     }

@@ -22,6 +22,7 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 /// Starts waiting for a tap at `door` for `person`.
 pub async fn start(directory: &Arc<Directory>, by: &Actor, person: &str, door: &str) -> Result<Enrolment> {
     validate::id("door", door)?;
+    crate::site_limits::doors_within(&directory.store, by.site(), [door]).await?;
     let id = format!("enr_{}", crate::secrets::generate("").get(..16).unwrap_or_default());
     let expires_at = Utc::now().timestamp_micros() + i64::try_from(WINDOW.as_micros()).unwrap_or(i64::MAX);
     Ok(directory.store.start_enrolment(&id, person, door, expires_at, by.as_str()).await?.shown)

@@ -44,6 +44,8 @@ impl Guests {
         let now = Utc::now();
         let from = pass.valid_from.unwrap_or(now);
         check_window(from, pass.valid_until, now)?;
+        crate::site_limits::doors_within(&self.directory.store, by.site(), pass.doors.iter().map(String::as_str))
+            .await?;
         let place = self.door_names(&pass.doors).await?;
         // Mailed by default when it can be: an email given and `[smtp]` configured.
         let send = pass.send.unwrap_or(pass.email.is_some() && self.invitations.is_some());
@@ -120,6 +122,11 @@ impl Guests {
 
     /// Revokes a pass: its visitor is removed, so the link stops working at once.
     pub async fn revoke(&self, by: &Actor, id: String) -> Result<GuestPass> {
+        if by.site().is_some() {
+            let pass = self.directory.store.guest_pass(&id).await?;
+            crate::site_limits::doors_within(&self.directory.store, by.site(), pass.doors.iter().map(String::as_str))
+                .await?;
+        }
         let who = by.as_str().to_owned();
         Ok(self.directory.write(by, move |store| async move { store.revoke_guest_pass(&id, &who).await }).await?.value)
     }

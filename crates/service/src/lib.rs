@@ -28,6 +28,7 @@ pub mod retry;
 pub mod scim;
 pub mod secrets;
 pub mod sessions;
+pub mod site_limits;
 #[cfg(test)]
 mod testing;
 pub mod tokens;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use lintel_core::{Digest, Role};
+use lintel_core::{Digest, Role, RoleAt};
 use lintel_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +68,8 @@ impl Who {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub who: Who,
-    pub role: Role,
+    /// Their role now, and the site it is limited to.
+    pub role: RoleAt,
     pub csrf: String,
 }
 
@@ -95,7 +96,7 @@ impl Sessions {
     /// screen on the wall is not signed out every week.
     pub async fn create(&self, who: Who) -> Result<String> {
         let id = secrets::generate("");
-        let lasting = self.role_now(&who).await? == Some(Role::Display);
+        let lasting = self.role_now(&who).await?.is_some_and(|at| at.role == Role::Display);
         let holder = serde_json::to_string(&who).expect("a holder serializes");
         self.store.create_session(&key(&id), &holder, decide::now_micros(), MAX_SESSIONS, lasting).await?;
         Ok(id)
@@ -137,7 +138,7 @@ impl Sessions {
 
     /// The holder's role now (what the session was opened with may have changed since),
     /// or `None` when it no longer lets them in.
-    async fn role_now(&self, who: &Who) -> Result<Option<Role>> {
+    async fn role_now(&self, who: &Who) -> Result<Option<RoleAt>> {
         Ok(match who {
             Who::Token { digest, .. } => hex::decode(digest)
                 .ok()
@@ -174,7 +175,7 @@ mod tests {
         let id = sessions.create(Who::token("environment".into(), "env-token-0123456789abcdef")).await.unwrap();
         let session = sessions.open(&id).await.unwrap().expect("alive");
         assert_eq!(session.who.label(), "token \"environment\"");
-        assert_eq!(session.role, Role::Owner);
+        assert_eq!(session.role, Role::Owner.into());
         assert_eq!(session.csrf, csrf(&id));
         assert!(sessions.open("not-the-id").await.unwrap().is_none());
         // Another process on the same database sees it, and a sign-out there ends it here.
@@ -189,19 +190,19 @@ mod tests {
     #[tokio::test]
     async fn a_wall_display_session_is_never_pruned_but_ends_with_its_token() {
         let (_dir, store) = crate::testing::store().await;
-        let scope = lintel_store::TokenScope::Operator(Role::Display);
+        let scope = lintel_store::TokenScope::Operator(Role::Display.into());
         let wall = crate::tokens::create(&store, "wall", &scope).await.unwrap();
         let viewer =
-            crate::tokens::create(&store, "v", &lintel_store::TokenScope::Operator(Role::Viewer)).await.unwrap();
+            crate::tokens::create(&store, "v", &lintel_store::TokenScope::Operator(Role::Viewer.into())).await.unwrap();
         let sessions = Sessions::new(store.clone(), Tokens::load(&store, None).await.unwrap());
         let on_the_wall = sessions.create(Who::token("wall".into(), &wall)).await.unwrap();
         let at_a_desk = sessions.create(Who::token("v".into(), &viewer)).await.unwrap();
-        assert_eq!(sessions.open(&at_a_desk).await.unwrap().unwrap().role, Role::Viewer);
+        assert_eq!(sessions.open(&at_a_desk).await.unwrap().unwrap().role, Role::Viewer.into());
         // Pruning as if a year had passed.
         let later = decide::now_micros() + micros(Duration::from_secs(365 * 86_400));
         assert_eq!(store.prune_sessions(later, later).await.unwrap(), 1, "the viewer's session only");
         let session = sessions.open(&on_the_wall).await.unwrap().expect("the display's session stays");
-        assert_eq!(session.role, Role::Display);
+        assert_eq!(session.role, Role::Display.into());
         store.revoke_token("wall").await.unwrap();
         let sessions = Sessions::new(store.clone(), Tokens::load(&store, None).await.unwrap());
         assert!(sessions.open(&on_the_wall).await.unwrap().is_none(), "its token revoked, it ends");

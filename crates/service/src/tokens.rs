@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use lintel_core::credential::digests_equal;
-use lintel_core::{Digest, Role};
+use lintel_core::{Digest, Role, RoleAt};
 use lintel_store::{Store, StoreError, TokenScope};
 
 use crate::secrets::digest;
@@ -63,22 +63,22 @@ impl Tokens {
 
     /// The name and role of the operator token presented, if it is one (a station's or
     /// an identity provider's token is not).
-    pub fn operator(&self, presented: &str) -> Option<(String, Role)> {
+    pub fn operator(&self, presented: &str) -> Option<(String, RoleAt)> {
         match self.check_scoped(presented)? {
-            (name, TokenScope::Operator(role)) => Some((name, role)),
+            (name, TokenScope::Operator(at)) => Some((name, at)),
             _ => None,
         }
     }
 
     /// The role of the operator token with this digest, if it is still one (a session
     /// opened with a token keeps only its digest, and its role follows the token's).
-    pub fn operator_digest(&self, d: &Digest) -> Option<Role> {
+    pub fn operator_digest(&self, d: &Digest) -> Option<RoleAt> {
         if self.from_env.as_ref().is_some_and(|env| digests_equal(env, d)) {
-            return Some(Role::Owner);
+            return Some(Role::Owner.into());
         }
         let map = self.by_digest.load();
         match map.get_key_value(d) {
-            Some((stored, (_, TokenScope::Operator(role)))) if digests_equal(stored, d) => Some(*role),
+            Some((stored, (_, TokenScope::Operator(at)))) if digests_equal(stored, d) => Some(at.clone()),
             _ => None,
         }
     }
@@ -87,7 +87,7 @@ impl Tokens {
     pub fn check_scoped(&self, presented: &str) -> Option<(String, TokenScope)> {
         let d = digest(presented);
         if self.from_env.as_ref().is_some_and(|env| digests_equal(env, &d)) {
-            return Some(("environment".into(), TokenScope::Operator(Role::Owner)));
+            return Some(("environment".into(), TokenScope::Operator(Role::Owner.into())));
         }
         let map = self.by_digest.load();
         let (stored, token) = map.get_key_value(&d)?;
@@ -103,8 +103,15 @@ pub async fn create(store: &Store, name: &str, scope: &TokenScope) -> crate::err
     if !valid {
         return Err(crate::error::ServiceError::invalid("a token name is 1 to 64 letters, digits, - _ ."));
     }
-    if let TokenScope::Decisions { door: Some(door) } = scope {
-        crate::validate::id("door", door)?;
+    match scope {
+        TokenScope::Decisions { door: Some(door) } => crate::validate::id("door", door)?,
+        TokenScope::Operator(RoleAt { role: Role::Owner, site: Some(_) }) => {
+            return Err(crate::error::ServiceError::invalid(
+                "an owner holds at every site; limit an admin, front_desk, viewer or display to a site",
+            ));
+        }
+        TokenScope::Operator(RoleAt { site: Some(site), .. }) => crate::validate::id("site", site)?,
+        _ => {}
     }
     let token = crate::secrets::generate("lat_");
     store.create_token(name, &hex::encode(digest(&token)), scope).await?;

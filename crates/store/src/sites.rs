@@ -115,6 +115,15 @@ impl Store {
                 "{endpoints} webhook endpoint(s) are limited to the site {id:?}; change them first"
             )));
         }
+        let tokens: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admin_tokens WHERE site = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if tokens > 0 {
+            return Err(StoreError::Conflict(format!(
+                "{tokens} operator token(s) are limited to the site {id:?}; revoke them first"
+            )));
+        }
         sqlx::query("DELETE FROM sites WHERE id = $1").bind(id).execute(&mut *tx).await?;
         let event = NewEvent::new("site.deleted").with("site", id);
         self.finish(tx, (), IndexUpdate::Patch(Vec::new()), vec![event]).await

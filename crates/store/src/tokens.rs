@@ -1,6 +1,6 @@
 //! Admin tokens, stored as SHA-256 digests (hex); the token itself is never stored.
 
-use lintel_core::Role;
+use lintel_core::{Role, RoleAt};
 use sqlx::Row;
 
 use crate::events::{NewEvent, insert};
@@ -30,8 +30,9 @@ pub struct TokenInfo {
 /// What a token may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenScope {
-    /// An operator's token: what its role allows (`owner` for tokens made before roles).
-    Operator(Role),
+    /// An operator's token: what its role allows (`owner` for tokens made before roles),
+    /// at every site or at one.
+    Operator(RoleAt),
     /// Only ask decisions (`POST /api/v1/decisions`), at this door only when given: what a
     /// station on the shop floor holds, so that a stolen one opens nothing else.
     Decisions { door: Option<String> },
@@ -45,12 +46,13 @@ impl TokenScope {
         match scope.as_str() {
             "admin" => {
                 let role: Option<String> = row.try_get("role")?;
-                match role.as_deref() {
-                    None => Ok(Self::Operator(Role::Owner)),
-                    Some(name) => Role::parse(name)
-                        .map(Self::Operator)
-                        .ok_or_else(|| StoreError::Corrupt(format!("token role {name:?}"))),
-                }
+                let role = match role.as_deref() {
+                    None => Role::Owner,
+                    Some(name) => {
+                        Role::parse(name).ok_or_else(|| StoreError::Corrupt(format!("token role {name:?}")))?
+                    }
+                };
+                Ok(Self::Operator(RoleAt { role, site: row.try_get("site")? }))
             }
             "decisions" => Ok(Self::Decisions { door: row.try_get("door")? }),
             "scim" => Ok(Self::Scim),
@@ -58,19 +60,19 @@ impl TokenScope {
         }
     }
 
-    /// The stored scope, its door and its role.
-    fn columns(&self) -> (&'static str, Option<&str>, Option<&'static str>) {
+    /// The stored scope, its door, its role and its site.
+    fn columns(&self) -> (&'static str, Option<&str>, Option<&'static str>, Option<&str>) {
         match self {
-            Self::Operator(role) => ("admin", None, Some(role.as_str())),
-            Self::Decisions { door } => ("decisions", door.as_deref(), None),
-            Self::Scim => ("scim", None, None),
+            Self::Operator(at) => ("admin", None, Some(at.role.as_str()), at.site.as_deref()),
+            Self::Decisions { door } => ("decisions", door.as_deref(), None, None),
+            Self::Scim => ("scim", None, None, None),
         }
     }
 
     /// How the CLI and the events name it.
     pub fn label(&self) -> String {
         match self {
-            Self::Operator(role) => role.as_str().to_owned(),
+            Self::Operator(at) => at.label(),
             Self::Decisions { door: None } => "decisions".to_owned(),
             Self::Decisions { door: Some(door) } => format!("decisions:{door}"),
             Self::Scim => "scim".to_owned(),
@@ -80,10 +82,18 @@ impl TokenScope {
 
 impl Store {
     pub async fn create_token(&self, name: &str, digest_hex: &str, scope: &TokenScope) -> Result<()> {
-        let (scope_name, door, role) = scope.columns();
+        let (scope_name, door, role, site) = scope.columns();
         let mut tx = self.begin().await?;
+        if let Some(site) = site {
+            let known: Option<String> =
+                sqlx::query_scalar("SELECT id FROM sites WHERE id = $1").bind(site).fetch_optional(&mut *tx).await?;
+            if known.is_none() {
+                return Err(StoreError::Invalid(format!("there is no site {site:?}")));
+            }
+        }
         sqlx::query(
-            "INSERT INTO admin_tokens (name, digest, created_at, scope, door, role) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO admin_tokens (name, digest, created_at, scope, door, role, site) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(name)
         .bind(digest_hex)
@@ -91,6 +101,7 @@ impl Store {
         .bind(scope_name)
         .bind(door)
         .bind(role)
+        .bind(site)
         .execute(&mut *tx)
         .await?;
         let mut event = NewEvent::new("token.created").with("name", name).with("scope", scope_name);
@@ -100,6 +111,9 @@ impl Store {
         event.actor = self.actor.as_deref().map(str::to_owned);
         if let Some(door) = door {
             event = event.with("door", door);
+        }
+        if let Some(site) = site {
+            event = event.with("site", site);
         }
         insert(&mut tx, &event).await?;
         bump_tokens_version(&mut tx).await?;
@@ -118,12 +132,12 @@ impl Store {
     /// Every token's name, digest (hex) and scope, for the server's in-memory check.
     pub async fn token_digests(&self) -> Result<Vec<(String, String, TokenScope)>> {
         let rows =
-            sqlx::query("SELECT name, digest, scope, door, role FROM admin_tokens").fetch_all(&self.read).await?;
+            sqlx::query("SELECT name, digest, scope, door, role, site FROM admin_tokens").fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("digest")?, TokenScope::from_row(r)?))).collect()
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
-        let rows = sqlx::query("SELECT name, created_at, scope, door, role FROM admin_tokens ORDER BY pk")
+        let rows = sqlx::query("SELECT name, created_at, scope, door, role, site FROM admin_tokens ORDER BY pk")
             .fetch_all(&self.read)
             .await?;
         rows.iter()

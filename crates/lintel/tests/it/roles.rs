@@ -48,13 +48,45 @@ fn concrete(path: &str) -> String {
 }
 
 pub(crate) fn create_token(db: &Database, role: &str) -> String {
-    let out = lintel()
-        .args(["token", "create", "--name", &format!("t-{role}"), "--role", role, "--database-url", &db.url])
-        .current_dir(&db.dir)
-        .output()
-        .expect("lintel token create runs");
-    assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    create_token_at(db, role, None).expect("token create")
+}
+
+/// A token of `role`, limited to `site` when given: the token, or what the CLI said.
+pub(crate) fn create_token_at(db: &Database, role: &str, site: Option<&str>) -> Result<String, String> {
+    let name = format!("t-{role}{}", site.map(|s| format!("-{s}")).unwrap_or_default());
+    let mut args = vec!["token", "create", "--name", &name, "--role", role, "--database-url", &db.url];
+    if let Some(site) = site {
+        args.extend(["--site", site]);
+    }
+    let out = lintel().args(&args).current_dir(&db.dir).output().expect("lintel token create runs");
+    match out.status.success() {
+        true => Ok(String::from_utf8(out.stdout).unwrap().trim().to_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// The routes that keep a role limited to one site to it: people (shared by every site)
+/// and what concerns a site's doors. The rest (sites' settings, integrations, webhooks,
+/// tokens) reach every site.
+fn keeps_to_a_site(method: &str, path: &str) -> bool {
+    const UNDER: [&str; 12] = [
+        "/api/v1/people",
+        "/api/v1/credentials",
+        "/api/v1/enrolments",
+        "/api/v1/doors",
+        "/api/v1/groups",
+        "/api/v1/grants",
+        "/api/v1/guests",
+        "/api/v1/events",
+        "/api/v1/attendance",
+        "/api/v1/audit",
+        "/api/v1/decisions",
+        "/api/v1/people.csv",
+    ];
+    // A door's lock admins (signed operations) are set by an operator of every site.
+    let lock_admins = path.ends_with("/admins") || path.contains("/admins/");
+    (UNDER.iter().any(|under| path.starts_with(under)) && !lock_admins)
+        || (method == "get" && path.starts_with("/api/v1/sites"))
 }
 
 async fn status(s: &Server, method: &str, path: &str, token: &str) -> u16 {
@@ -117,6 +149,123 @@ async fn every_route_refuses_exactly_the_roles_that_may_not(b: Backend) {
         }
     }
     assert!(checked >= 50, "only {checked} routes were checked");
+
+    // An admin limited to one site: what keeps to it as an admin, the rest refused.
+    s.ok("/api/v1/sites", json!({"id": "north", "name": "North"}), 201).await;
+    let north = create_token_at(&db, "admin", Some("north")).expect("a site's admin");
+    wait_for_token(&s, &north).await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let admin = op["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("admin").is_some()));
+            if !path.starts_with("/api/v1/") || !admin {
+                continue;
+            }
+            let got = status(&s, method, &concrete(path), &north).await;
+            let users = op["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("user").is_some()));
+            if keeps_to_a_site(method, path) && !users {
+                assert!(got != 401 && got != 403, "a site's admin may {method} {path}, got {got}");
+            } else {
+                assert_eq!(got, 403, "a site's admin may not {method} {path}");
+            }
+        }
+    }
+}
+
+async fn wait_for_token(s: &Server, token: &str) {
+    for _ in 0..100 {
+        if status(s, "get", "/api/v1/people", token).await != 401 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the new token was not accepted");
+}
+
+/// An admin limited to the site `north` sees and changes only north's doors, grants to
+/// them and their events; the people are shared; sites and webhooks are not theirs.
+async fn a_sites_admin_keeps_to_their_site(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    small_world(&s).await;
+    s.ok("/api/v1/sites", json!({"id": "north", "name": "North"}), 201).await;
+    let refused = create_token_at(&db, "owner", Some("north")).expect_err("an owner holds everywhere");
+    assert!(refused.contains("every site"), "{refused}");
+    assert!(create_token_at(&db, "admin", Some("nowhere")).is_err(), "an unknown site");
+    let north = create_token_at(&db, "admin", Some("north")).unwrap();
+    wait_for_token(&s, &north).await;
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let request = s.client.request(method, format!("{}{path}", s.base)).bearer_auth(&north);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    use reqwest::Method;
+    // A door they add is at their site; another site's is refused.
+    let (status, door) = call(Method::POST, "/api/v1/doors", Some(json!({"id": "n1", "name": "North door"}))).await;
+    assert_eq!((status, door["site"].as_str()), (201, Some("north")), "{door}");
+    let elsewhere = json!({"id": "m2", "name": "Main door", "site": "main"});
+    assert_eq!(call(Method::POST, "/api/v1/doors", Some(elsewhere)).await.0, 403);
+    let (_, doors) = call(Method::GET, "/api/v1/doors", None).await;
+    let ids: Vec<&str> = doors.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["n1"], "only their site's doors");
+    assert_eq!(call(Method::GET, "/api/v1/doors?site=main", None).await.0, 403);
+    assert_eq!(call(Method::GET, "/api/v1/doors/front", None).await.0, 403);
+    assert_eq!(call(Method::PATCH, "/api/v1/doors/front", Some(json!({"name": "X"}))).await.0, 403);
+    assert_eq!(call(Method::PATCH, "/api/v1/doors/n1", Some(json!({"site": "main"}))).await.0, 403);
+    assert_eq!(call(Method::DELETE, "/api/v1/doors/front", None).await.0, 403);
+    assert_eq!(call(Method::POST, "/api/v1/doors/front/open", None).await.0, 403);
+    assert_eq!(call(Method::POST, "/api/v1/doors/n1/open", None).await.0, 200);
+    // People are shared; access is given only to their doors.
+    let (status, alice) = call(Method::GET, "/api/v1/people/alice", None).await;
+    assert_eq!((status, alice["id"].as_str()), (200, Some("alice")));
+    let to_main = json!({"person_id": "alice", "doors": ["front"]});
+    assert_eq!(call(Method::POST, "/api/v1/grants", Some(to_main)).await.0, 403);
+    let (status, grant) =
+        call(Method::POST, "/api/v1/grants", Some(json!({"person_id": "alice", "doors": ["n1"]}))).await;
+    assert_eq!(status, 201, "{grant}");
+    let grant_id = grant["id"].as_str().unwrap();
+    let widen = json!({"doors": ["n1", "front"]});
+    assert_eq!(call(Method::PATCH, &format!("/api/v1/grants/{grant_id}"), Some(widen)).await.0, 403);
+    let main_grant = s.get("/api/v1/grants?person_id=alice").await.1;
+    let main_grant = main_grant.as_array().unwrap().iter().find(|g| g["doors"] == json!(["front"])).unwrap().clone();
+    let path = format!("/api/v1/grants/{}", main_grant["id"].as_str().unwrap());
+    assert_eq!(call(Method::DELETE, &path, None).await.0, 403, "another site's grant stays");
+    // A group whose doors reach another site: its members are not theirs to change.
+    s.ok("/api/v1/groups", json!({"id": "everyone", "name": "Everyone", "doors": ["front", "n1"]}), 201).await;
+    assert_eq!(call(Method::PUT, "/api/v1/groups/everyone/members/alice", None).await.0, 403);
+    let (status, _) =
+        call(Method::POST, "/api/v1/groups", Some(json!({"id": "north-staff", "name": "N", "doors": ["n1"]}))).await;
+    assert_eq!(status, 201);
+    assert_eq!(call(Method::PUT, "/api/v1/groups/north-staff/members/alice", None).await.0, 204);
+    // Decisions: only at their doors.
+    let card = json!({"kind": "card", "uid": "04A1B2C3", "revocation_code": "7"});
+    let ask = |door: &str| json!({"door": door, "credential": card.clone()});
+    assert_eq!(call(Method::POST, "/api/v1/decisions", Some(ask("front"))).await.0, 403);
+    let (status, decision) = call(Method::POST, "/api/v1/decisions", Some(ask("n1"))).await;
+    assert_eq!((status, decision["allowed"].as_bool()), (200, Some(true)), "{decision}");
+    // Events, the audit trail and sites: theirs only.
+    let (_, events) = call(Method::GET, "/api/v1/events?limit=1000", None).await;
+    let events = events["items"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["door"] == "n1"), "their door's events");
+    assert!(events.iter().all(|e| e["door"] == "n1"), "nothing of another site: {events:?}");
+    assert_eq!(call(Method::GET, "/api/v1/events?site=main", None).await.0, 403);
+    let (_, sites) = call(Method::GET, "/api/v1/sites", None).await;
+    assert_eq!(sites.as_array().unwrap().len(), 1, "{sites}");
+    assert_eq!(call(Method::GET, "/api/v1/sites/main", None).await.0, 403);
+    assert_eq!(call(Method::PATCH, "/api/v1/sites/north", Some(json!({"name": "N"}))).await.0, 403);
+    assert_eq!(call(Method::GET, "/api/v1/webhooks", None).await.0, 403);
+    // The site stays while a token is limited to it.
+    assert_eq!(s.patch("/api/v1/doors/n1", json!({"site": "main"})).await.0, 200);
+    assert_eq!(s.delete("/api/v1/sites/north").await.0, 409);
+    let listed = lintel().args(["token", "list", "--database-url", &db.url]).current_dir(&db.dir).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.lines().any(|l| l.starts_with("t-admin-north\t") && l.ends_with("\tadmin@north")), "{listed}");
 }
 
 async fn operators_are_made_and_changed_by_owners_only(b: Backend) {
@@ -166,5 +315,6 @@ async fn operators_are_made_and_changed_by_owners_only(b: Backend) {
 
 crate::on_both_backends!(
     every_route_refuses_exactly_the_roles_that_may_not,
-    operators_are_made_and_changed_by_owners_only
+    operators_are_made_and_changed_by_owners_only,
+    a_sites_admin_keeps_to_their_site
 );

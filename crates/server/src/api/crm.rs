@@ -10,7 +10,7 @@ use serde::Deserialize;
 use lintel_service::ServiceError;
 
 use crate::AppState;
-use crate::auth::{Desk, Reader};
+use crate::auth::{Desk, SiteReader};
 use crate::problem::{ApiError, ApiJson, ApiPath};
 
 /// A member's CRM id, as text or as a JSON number.
@@ -56,7 +56,11 @@ pub async fn issue_card(
 #[utoipa::path(get, path = "/api/v1/people/{id}/photo", tag = "directory", params(("id" = String, Path, description = "the person's id")), security(("admin" = [])),
     responses((status = 200, content_type = "image/jpeg", description = "the JPEG"),
         (status = 404, description = "no such person, or no photo", body = Problem, content_type = "application/problem+json")))]
-pub async fn photo(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+pub async fn photo(
+    State(s): State<AppState>,
+    _: SiteReader,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let jpeg = s
         .services()
         .photos

@@ -12,7 +12,7 @@ use lintel_proto::{
 use lintel_service::{Driven, Opened, Opener};
 
 use crate::AppState;
-use crate::auth::{Asker, DoorOpener};
+use crate::auth::{Asker, SiteDoorOpener};
 use crate::problem::{ApiError, ApiJson, ApiPath, OptionalJson};
 use lintel_service::Ask;
 use lintel_service::decide::Source;
@@ -27,7 +27,7 @@ pub async fn decide(
     ApiJson(q): ApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>, ApiError> {
     lintel_service::validate::id("door", &q.door)?;
-    asker.may_ask_at(&q.door)?;
+    asker.may_ask_at(&s, &q.door).await?;
     let ask = Ask {
         door: &q.door,
         credential: &q.credential,
@@ -93,7 +93,7 @@ fn open_answer_as(door: &str, Opened { decision, driven }: Opened, tell_unknown_
     responses((status = 200, description = "the open response", body = OpenResponse), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 502, description = "the other system could not be reached", body = Problem, content_type = "application/problem+json")))]
 pub async fn admin_open(
     State(s): State<AppState>,
-    DoorOpener(by): DoorOpener,
+    SiteDoorOpener(by): SiteDoorOpener,
     ApiPath(door): ApiPath<String>,
     OptionalJson(request): OptionalJson<AdminOpenRequest>,
 ) -> Result<Response, ApiError> {
@@ -103,9 +103,8 @@ pub async fn admin_open(
     if request.seconds.is_some_and(|v| !(1..=3600).contains(&v)) {
         return Err(ApiError::invalid("seconds is 1 to 3600"));
     }
-    let by = by.label();
-    let opened =
-        s.services().doors.open(&door, Opener::Operator { by, note: request.note.as_deref() }, request.seconds);
+    let opener = Opener::Operator { by: by.label(), site: by.site.as_deref(), note: request.note.as_deref() };
+    let opened = s.services().doors.open(&door, opener, request.seconds);
     Ok(open_answer(&door, opened.await?))
 }
 

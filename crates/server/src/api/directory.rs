@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::auth::{Admin, Desk, Reader, operators_are_owners_business};
+use crate::auth::{SiteAdmin, SiteDesk, SiteReader, operators_are_owners_business};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use lintel_service::edits::redacted;
 
@@ -25,7 +25,7 @@ type ApiResult<T> = Result<T, ApiError>;
     responses((status = 201, description = "the person", body = Person), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_person(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiJson(p): ApiJson<NewPerson>,
 ) -> ApiResult<(StatusCode, Json<Person>)> {
     operators_are_owners_business(s.store(), &by, None, Some(&p.attributes)).await?;
@@ -52,7 +52,7 @@ pub struct PeopleQuery {
     responses((status = 200, description = "a page of people", body = Page<Person>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_people(
     State(s): State<AppState>,
-    _: Reader,
+    _: SiteReader,
     ApiQuery(q): ApiQuery<PeopleQuery>,
 ) -> ApiResult<Json<Page<Person>>> {
     let external_id = q
@@ -82,7 +82,11 @@ pub async fn list_people(
 /// Read a person.
 #[utoipa::path(get, path = "/api/v1/people/{id}", tag = "directory", params(("id" = String, Path, description = "the person's id")), security(("admin" = [])),
     responses((status = 200, description = "the person", body = Person), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_person(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Person>> {
+pub async fn get_person(
+    State(s): State<AppState>,
+    _: SiteReader,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Person>> {
     Ok(Json(s.store().person(&id).await?))
 }
 
@@ -91,7 +95,7 @@ pub async fn get_person(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPa
     responses((status = 200, description = "the person", body = Person), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_person(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<PersonPatch>,
 ) -> ApiResult<Json<Person>> {
@@ -104,7 +108,7 @@ pub async fn patch_person(
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_person(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     operators_are_owners_business(s.store(), &by, Some(&id), None).await?;
@@ -118,7 +122,7 @@ pub async fn delete_person(
     responses((status = 201, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn issue_credential(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiPath(id): ApiPath<String>,
     ApiJson(c): ApiJson<NewCredential>,
 ) -> ApiResult<(StatusCode, Json<Credential>)> {
@@ -131,7 +135,7 @@ pub async fn issue_credential(
     responses((status = 200, description = "the credentials", body = Vec<Credential>), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_credentials(
     State(s): State<AppState>,
-    _: Reader,
+    _: SiteReader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<Credential>>> {
     Ok(Json(s.store().person_credentials(&id).await?))
@@ -142,7 +146,7 @@ pub async fn list_credentials(
     responses((status = 200, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_credential(
     State(s): State<AppState>,
-    _: Reader,
+    _: SiteReader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Credential>> {
     Ok(Json(s.store().credential(&id).await?))
@@ -153,7 +157,7 @@ pub async fn get_credential(
     responses((status = 200, description = "the credential", body = Credential), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_credential(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Credential>> {
     Ok(Json(s.directory().revoke_credential(&by.actor(), id, format!("revoked by {}", by.label())).await?))
@@ -164,7 +168,7 @@ pub async fn revoke_credential(
     responses((status = 201, description = "the door", body = Door), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_door(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    SiteAdmin(by): SiteAdmin,
     ApiJson(door): ApiJson<NewDoor>,
 ) -> ApiResult<(StatusCode, Json<Door>)> {
     Ok((StatusCode::CREATED, Json(s.directory().create_door(&by.actor(), door).await?)))
@@ -182,17 +186,24 @@ pub struct DoorsQuery {
 #[utoipa::path(get, path = "/api/v1/doors", tag = "directory", params(DoorsQuery), security(("admin" = [])), responses((status = 200, description = "the doors", body = Vec<Door>)))]
 pub async fn list_doors(
     State(s): State<AppState>,
-    _: Reader,
+    SiteReader(by): SiteReader,
     ApiQuery(q): ApiQuery<DoorsQuery>,
 ) -> ApiResult<Json<Vec<Door>>> {
-    Ok(Json(s.store().doors(q.site.as_deref()).await?.into_iter().map(redacted).collect()))
+    let site = by.site_to_read(q.site)?;
+    Ok(Json(s.store().doors(site.as_deref()).await?.into_iter().map(redacted).collect()))
 }
 
 /// Read a door.
 #[utoipa::path(get, path = "/api/v1/doors/{id}", tag = "directory", params(("id" = String, Path, description = "the door's id")), security(("admin" = [])),
     responses((status = 200, description = "the door", body = Door), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_door(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Door>> {
-    Ok(Json(redacted(s.store().door(&id).await?)))
+pub async fn get_door(
+    State(s): State<AppState>,
+    SiteReader(by): SiteReader,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Door>> {
+    let door = s.store().door(&id).await?;
+    by.may_see_site(&door.site)?;
+    Ok(Json(redacted(door)))
 }
 
 /// Change a door.
@@ -200,7 +211,7 @@ pub async fn get_door(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath
     responses((status = 200, description = "the door", body = Door), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_door(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    SiteAdmin(by): SiteAdmin,
     ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<DoorPatch>,
 ) -> ApiResult<Json<Door>> {
@@ -212,7 +223,7 @@ pub async fn patch_door(
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_door(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    SiteAdmin(by): SiteAdmin,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     s.directory().delete_door(&by.actor(), id).await?;
@@ -224,7 +235,7 @@ pub async fn delete_door(
     responses((status = 201, description = "the group", body = Group), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 409, description = "conflicts with what exists", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_group(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    SiteAdmin(by): SiteAdmin,
     ApiJson(g): ApiJson<NewGroup>,
 ) -> ApiResult<(StatusCode, Json<Group>)> {
     Ok((StatusCode::CREATED, Json(s.directory().create_group(&by.actor(), g).await?)))
@@ -232,14 +243,18 @@ pub async fn create_group(
 
 /// All groups.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "directory", security(("admin" = [])), responses((status = 200, description = "the groups", body = Vec<Group>)))]
-pub async fn list_groups(State(s): State<AppState>, _: Reader) -> ApiResult<Json<Vec<Group>>> {
+pub async fn list_groups(State(s): State<AppState>, _: SiteReader) -> ApiResult<Json<Vec<Group>>> {
     Ok(Json(s.store().groups().await?))
 }
 
 /// Read a group.
 #[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "directory", params(("id" = String, Path, description = "the group's id")), security(("admin" = [])),
     responses((status = 200, description = "the group", body = Group), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_group(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Group>> {
+pub async fn get_group(
+    State(s): State<AppState>,
+    _: SiteReader,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Group>> {
     Ok(Json(s.store().group(&id).await?))
 }
 
@@ -248,7 +263,7 @@ pub async fn get_group(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPat
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_group(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    SiteAdmin(by): SiteAdmin,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     s.directory().delete_group(&by.actor(), id).await?;
@@ -260,7 +275,7 @@ pub async fn delete_group(
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn add_member(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     s.directory().set_member(&by.actor(), group, person, true).await?;
@@ -272,7 +287,7 @@ pub async fn add_member(
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_member(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiPath((group, person)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     s.directory().set_member(&by.actor(), group, person, false).await?;
@@ -284,7 +299,7 @@ pub async fn remove_member(
     responses((status = 201, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_grant(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    SiteAdmin(by): SiteAdmin,
     ApiJson(g): ApiJson<NewGrant>,
 ) -> ApiResult<(StatusCode, Json<Grant>)> {
     Ok((StatusCode::CREATED, Json(s.directory().create_grant(&by.actor(), g).await?)))
@@ -303,7 +318,7 @@ pub struct GrantsQuery {
     responses((status = 200, description = "the grants", body = Vec<Grant>), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_grants(
     State(s): State<AppState>,
-    _: Reader,
+    _: SiteReader,
     ApiQuery(q): ApiQuery<GrantsQuery>,
 ) -> ApiResult<Json<Vec<Grant>>> {
     Ok(Json(s.store().grants(q.person_id.as_deref()).await?))
@@ -313,7 +328,7 @@ pub async fn list_grants(
 /// so that the file can be imported again.
 #[utoipa::path(get, path = "/api/v1/people.csv", tag = "directory", security(("admin" = [])),
     responses((status = 200, description = "the people as CSV", body = String, content_type = "text/csv")))]
-pub async fn people_csv_export(State(s): State<AppState>, _: Reader) -> ApiResult<impl IntoResponse> {
+pub async fn people_csv_export(State(s): State<AppState>, _: SiteReader) -> ApiResult<impl IntoResponse> {
     let body = crate::export::people_csv(s.store()).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body))
 }
@@ -321,7 +336,11 @@ pub async fn people_csv_export(State(s): State<AppState>, _: Reader) -> ApiResul
 /// Read a grant.
 #[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "directory", params(("id" = String, Path, description = "the grant's id")), security(("admin" = [])),
     responses((status = 200, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_grant(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Grant>> {
+pub async fn get_grant(
+    State(s): State<AppState>,
+    _: SiteReader,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Grant>> {
     Ok(Json(s.store().grant(&id).await?))
 }
 
@@ -331,7 +350,7 @@ pub async fn get_grant(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPat
     responses((status = 200, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_grant(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    SiteAdmin(by): SiteAdmin,
     ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<GrantPatch>,
 ) -> ApiResult<Json<Grant>> {
@@ -343,7 +362,7 @@ pub async fn patch_grant(
     responses((status = 204, description = "done"), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_grant(
     State(s): State<AppState>,
-    Admin(by): Admin,
+    SiteAdmin(by): SiteAdmin,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     s.directory().delete_grant(&by.actor(), id).await?;
@@ -357,7 +376,7 @@ pub async fn delete_grant(
     responses((status = 201, description = "waiting for the tap", body = Enrolment), (status = 404, description = "no such person or door", body = Problem, content_type = "application/problem+json")))]
 pub async fn start_enrolment(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiPath(id): ApiPath<String>,
     ApiJson(e): ApiJson<NewEnrolment>,
 ) -> ApiResult<(StatusCode, Json<Enrolment>)> {
@@ -371,7 +390,7 @@ pub async fn start_enrolment(
     responses((status = 200, description = "the enrolment", body = Enrolment), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_enrolment(
     State(s): State<AppState>,
-    _: Reader,
+    _: SiteReader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Enrolment>> {
     Ok(Json(lintel_service::enrolments::check(s.directory(), &id).await?))

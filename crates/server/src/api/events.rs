@@ -17,7 +17,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::auth::Reader;
+use crate::auth::SiteReader;
 use crate::export::events_csv;
 use crate::problem::{ApiError, ApiQuery};
 
@@ -48,9 +48,10 @@ pub struct EventsQuery {
     responses((status = 200, description = "a page of events", body = Page<Event>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_events(
     State(s): State<AppState>,
-    _: Reader,
-    ApiQuery(q): ApiQuery<EventsQuery>,
+    SiteReader(by): SiteReader,
+    ApiQuery(mut q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Page<Event>>, ApiError> {
+    q.site = by.site_to_read(q.site)?;
     page(&s, q, false).await
 }
 
@@ -87,9 +88,10 @@ impl EventsQuery {
     responses((status = 200, description = "a page of changes", body = Page<Event>)))]
 pub async fn audit(
     State(s): State<AppState>,
-    _: Reader,
-    ApiQuery(q): ApiQuery<EventsQuery>,
+    SiteReader(by): SiteReader,
+    ApiQuery(mut q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Page<Event>>, ApiError> {
+    q.site = by.site_to_read(q.site)?;
     page(&s, q, true).await
 }
 
@@ -99,9 +101,10 @@ pub async fn audit(
     responses((status = 200, description = "the changes as CSV", body = String, content_type = "text/csv")))]
 pub async fn audit_csv(
     State(s): State<AppState>,
-    _: Reader,
-    ApiQuery(q): ApiQuery<EventsQuery>,
+    SiteReader(by): SiteReader,
+    ApiQuery(mut q): ApiQuery<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    q.site = by.site_to_read(q.site)?;
     let body = events_csv(s.store(), q.filter(true)).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body))
 }
@@ -112,9 +115,10 @@ pub async fn audit_csv(
     responses((status = 200, description = "the events as CSV", body = String, content_type = "text/csv")))]
 pub async fn events_csv_export(
     State(s): State<AppState>,
-    _: Reader,
-    ApiQuery(q): ApiQuery<EventsQuery>,
+    SiteReader(by): SiteReader,
+    ApiQuery(mut q): ApiQuery<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    q.site = by.site_to_read(q.site)?;
     let body = events_csv(s.store(), q.filter(false)).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body))
 }
@@ -140,10 +144,11 @@ pub struct StreamQuery {
     responses((status = 200, description = "text/event-stream of events, `id` = event id")))]
 pub async fn stream_events(
     State(s): State<AppState>,
-    _: Reader,
+    SiteReader(by): SiteReader,
     headers: HeaderMap,
-    ApiQuery(q): ApiQuery<StreamQuery>,
+    ApiQuery(mut q): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    q.site = by.site_to_read(q.site)?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -193,9 +198,10 @@ pub struct AttendanceQuery {
     responses((status = 200, description = "the attendance", body = Attendance), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn attendance(
     State(s): State<AppState>,
-    _: Reader,
-    ApiQuery(q): ApiQuery<AttendanceQuery>,
+    SiteReader(by): SiteReader,
+    ApiQuery(mut q): ApiQuery<AttendanceQuery>,
 ) -> Result<Json<Attendance>, ApiError> {
+    q.site = by.site_to_read(q.site)?;
     let default = s.inner.services.config.timezone;
     let tz = lintel_service::attendance::zone(s.store(), q.tz.as_deref(), q.site.as_deref(), default).await?;
     let by_group = match q.by.as_deref() {

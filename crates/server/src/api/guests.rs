@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::auth::{Desk, Reader};
+use crate::auth::{SiteDesk, SiteReader};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -19,7 +19,7 @@ type ApiResult<T> = Result<T, ApiError>;
     responses((status = 201, description = "the pass, with its link and secret", body = GuestPass), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
 pub async fn issue_guest_pass(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiJson(pass): ApiJson<NewGuestPass>,
 ) -> ApiResult<(StatusCode, Json<GuestPass>)> {
     Ok((StatusCode::CREATED, Json(s.services().guests.issue(&by.actor(), pass).await?)))
@@ -40,7 +40,7 @@ pub struct GuestsQuery {
     responses((status = 200, description = "the passes", body = Vec<GuestPass>)))]
 pub async fn list_guest_passes(
     State(s): State<AppState>,
-    _: Reader,
+    _: SiteReader,
     ApiQuery(q): ApiQuery<GuestsQuery>,
 ) -> ApiResult<Json<Vec<GuestPass>>> {
     Ok(Json(s.services().guests.list(q.open.unwrap_or(false), q.limit.unwrap_or(100)).await?))
@@ -51,7 +51,7 @@ pub async fn list_guest_passes(
     responses((status = 200, description = "the pass", body = GuestPass), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_guest_pass(
     State(s): State<AppState>,
-    _: Reader,
+    _: SiteReader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<GuestPass>> {
     Ok(Json(s.services().guests.get(&id).await?))
@@ -62,7 +62,7 @@ pub async fn get_guest_pass(
     responses((status = 200, description = "the pass, revoked", body = GuestPass), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_guest_pass(
     State(s): State<AppState>,
-    Desk(by): Desk,
+    SiteDesk(by): SiteDesk,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<GuestPass>> {
     Ok(Json(s.services().guests.revoke(&by.actor(), id).await?))

@@ -85,7 +85,8 @@ impl FromRequestParts<AppState> for Provisioner {
         })?;
         match state.services().tokens.check_scoped(token) {
             Some((_, TokenScope::Scim)) => {}
-            Some((_, TokenScope::Operator(role))) if role.may(lintel_core::Action::Configure) => {}
+            Some((_, TokenScope::Operator(at))) if at.site.is_none() && at.role.may(lintel_core::Action::Configure) => {
+            }
             _ => return Err(ScimError::unauthorized("the token is not valid for SCIM").into()),
         }
         let root = match &state.services().config.public_url {

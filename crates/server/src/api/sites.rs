@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use lintel_proto::{NewSite, Problem, Site, SitePatch};
 
 use crate::AppState;
-use crate::auth::{Admin, Reader};
+use crate::auth::{Admin, SiteReader};
 use crate::problem::{ApiError, ApiJson, ApiPath};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -24,15 +24,22 @@ pub async fn create_site(
 
 /// All sites, each with how many doors it has.
 #[utoipa::path(get, path = "/api/v1/sites", tag = "directory", security(("admin" = [])), responses((status = 200, description = "the sites", body = Vec<Site>)))]
-pub async fn list_sites(State(s): State<AppState>, _: Reader) -> ApiResult<Json<Vec<Site>>> {
-    Ok(Json(s.store().sites().await?))
+pub async fn list_sites(State(s): State<AppState>, SiteReader(by): SiteReader) -> ApiResult<Json<Vec<Site>>> {
+    let mine = |site: &Site| by.site.as_ref().is_none_or(|own| *own == site.id);
+    Ok(Json(s.store().sites().await?.into_iter().filter(mine).collect()))
 }
 
 /// Read a site.
 #[utoipa::path(get, path = "/api/v1/sites/{id}", tag = "directory", params(("id" = String, Path, description = "the site's id")), security(("admin" = [])),
     responses((status = 200, description = "the site", body = Site), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_site(State(s): State<AppState>, _: Reader, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Site>> {
-    Ok(Json(s.store().site(&id).await?))
+pub async fn get_site(
+    State(s): State<AppState>,
+    SiteReader(by): SiteReader,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Site>> {
+    let site = s.store().site(&id).await?;
+    by.may_see_site(&site.id)?;
+    Ok(Json(site))
 }
 
 /// Change a site's name or time zone.

@@ -70,7 +70,7 @@ pub async fn page(State(ui): State<Ui>, Extension(signed): Extension<Signed>, Qu
     html(&AuditPage {
         page: super::pages::ctx(&signed, "audit"),
         csv: format!("/ui/audit.csv?{}", q.query()),
-        sites: site_choices(store).await?,
+        sites: site_choices(store, &signed).await?,
         changes: feed(store, &events, &doors, tz).await,
         q,
     })

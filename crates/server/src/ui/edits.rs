@@ -93,7 +93,7 @@ fn answer(headers: &HeaderMap, outcome: Result<String, UiError>) -> Response {
 }
 
 fn operator(signed: &Signed) -> Operator {
-    Operator { name: signed.who.display(), role: signed.role }
+    Operator { name: signed.who.display(), role: signed.role, site: signed.site.clone() }
 }
 
 // ---- people ----
@@ -114,7 +114,7 @@ pub async fn create_person(
             skills: skills(f.get("skills")),
             ..NewPerson::default()
         };
-        let made = ui.app.directory().create_person(&signed.who.actor(), new).await?;
+        let made = ui.app.directory().create_person(&signed.actor(), new).await?;
         Ok(format!("/ui/people/{}", made.id))
     }
     .await;
@@ -141,7 +141,7 @@ pub async fn person_action(
         if !matches!(action.as_str(), "join" | "leave") {
             operators_are_owners_business(ui.app.store(), &operator(&signed), Some(&id), None).await?;
         }
-        let by = signed.who.actor();
+        let by = signed.actor();
         let patch = match action.as_str() {
             "edit" => PersonPatch {
                 name: Some(f.get("name").to_owned()),
@@ -265,7 +265,7 @@ pub async fn add_grant(
             valid_until: day(&f, "valid_until", "Valid until", tz, true)?,
             ..NewGrant::default()
         };
-        ui.app.directory().create_grant(&signed.who.actor(), grant).await?;
+        ui.app.directory().create_grant(&signed.actor(), grant).await?;
         Ok(back)
     }
     .await;
@@ -285,7 +285,7 @@ pub async fn grant_action(
         let back = f.optional("back").filter(|b| b.starts_with("/ui/") && !b.contains("//"));
         let back = back.unwrap_or_else(|| "/ui/groups".to_owned());
         let directory = ui.app.directory();
-        let by = signed.who.actor();
+        let by = signed.actor();
         match action.as_str() {
             "edit" => {
                 let default_tz = ui.app.services().config.timezone;
@@ -318,7 +318,7 @@ pub async fn create_group(
     let outcome = async {
         let f = Fields::parse(&body)?;
         let group = NewGroup { id: f.get("id").to_owned(), name: f.get("name").to_owned(), doors: f.all("door") };
-        let made = ui.app.directory().create_group(&signed.who.actor(), group).await?;
+        let made = ui.app.directory().create_group(&signed.actor(), group).await?;
         Ok(format!("/ui/groups/{}", made.id))
     }
     .await;
@@ -336,7 +336,7 @@ pub async fn group_action(
     let outcome = async {
         let f = Fields::parse(&body)?;
         let directory = ui.app.directory();
-        let by = signed.who.actor();
+        let by = signed.actor();
         match action.as_str() {
             "add" | "remove" => {
                 let person = f.get("person").to_owned();
@@ -443,7 +443,7 @@ pub async fn create_door(
             attendance: Some(f.checked("attendance")),
             site: f.optional("site"),
         };
-        let made = ui.app.directory().create_door(&signed.who.actor(), door).await?;
+        let made = ui.app.directory().create_door(&signed.actor(), door).await?;
         Ok(format!("/ui/doors/{}", made.id))
     }
     .await;
@@ -461,7 +461,7 @@ pub async fn door_action(
     let outcome = async {
         let f = Fields::parse(&body)?;
         let directory = ui.app.directory();
-        let by = signed.who.actor();
+        let by = signed.actor();
         match action.as_str() {
             "edit" => {
                 let current = ui.app.store().door(&id).await?;

@@ -59,13 +59,14 @@ async fn render(ui: &Ui, signed: &Signed, outcome: Result<(Option<Issued>, Strin
     let tz = app.services().config.timezone;
     let store = app.store();
     let names: std::collections::HashMap<String, String> =
-        store.doors(None).await?.into_iter().map(|d| (d.id, d.name)).collect();
+        store.doors(signed.site.as_deref()).await?.into_iter().map(|d| (d.id, d.name)).collect();
     let passes = app
         .services()
         .guests
         .list(false, SHOWN)
         .await?
         .into_iter()
+        .filter(|p| signed.site.is_none() || p.doors.iter().any(|d| names.contains_key(d)))
         .map(|p| PassRow {
             doors: p.doors.iter().map(|d| names.get(d).unwrap_or(d).as_str()).collect::<Vec<_>>().join(", "),
             when: format!("{} to {}", words::local(p.valid_from, tz), words::local(p.valid_until, tz)),
@@ -139,7 +140,7 @@ pub async fn issue(State(ui): State<Ui>, Extension(signed): Extension<Signed>, b
             valid_from: Some(local_time("From", &form.from, tz)?),
             valid_until: local_time("Until", &form.until, tz)?,
         };
-        let issued = ui.app.services().guests.issue(&signed.who.actor(), pass).await?;
+        let issued = ui.app.services().guests.issue(&signed.actor(), pass).await?;
         let emailed_to = issued.emailed.unwrap_or(false).then(|| issued.email.clone().unwrap_or_default());
         let shown = Issued {
             name: issued.name.clone(),
@@ -155,7 +156,7 @@ pub async fn issue(State(ui): State<Ui>, Extension(signed): Extension<Signed>, b
 
 pub async fn revoke(State(ui): State<Ui>, Extension(signed): Extension<Signed>, Path(id): Path<String>) -> UiResult {
     let outcome = async {
-        let pass = ui.app.services().guests.revoke(&signed.who.actor(), id).await?;
+        let pass = ui.app.services().guests.revoke(&signed.actor(), id).await?;
         Ok((None, format!("Revoked {}'s pass: it opens nothing from now on.", pass.name)))
     }
     .await;

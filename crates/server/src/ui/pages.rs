@@ -42,21 +42,28 @@ pub struct Abilities {
     pub manage_people: bool,
     pub open_doors: bool,
     pub configure: bool,
+    /// Not limited to one site: may use what reaches every site (webhooks, the import).
+    pub every_site: bool,
 }
 
 impl Abilities {
-    pub fn of(role: Role) -> Self {
+    pub fn of(role: Role, site: Option<&str>) -> Self {
         Self {
             read: role.may(Action::Read),
             manage_people: role.may(Action::ManagePeople),
             open_doors: role.may(Action::OpenDoors),
             configure: role.may(Action::Configure),
+            every_site: site.is_none(),
         }
     }
 }
 
 pub(super) fn ctx(signed: &Signed, active: &'static str) -> PageCtx {
-    PageCtx { csrf: signed.csrf.clone(), who: signed.who.display(), active, may: Abilities::of(signed.role) }
+    let who = match &signed.site {
+        Some(site) => format!("{} · {site}", signed.who.display()),
+        None => signed.who.display(),
+    };
+    PageCtx { csrf: signed.csrf.clone(), who, active, may: Abilities::of(signed.role, signed.site.as_deref()) }
 }
 
 /// The newest `n` events that match `filter`, newest first. The log is read backwards
@@ -384,7 +391,7 @@ pub async fn dashboard(
     });
     let page = Dashboard {
         page: ctx(&signed, "dashboard"),
-        sites: site_choices(store).await?,
+        sites: site_choices(store, &signed).await?,
         site: site.unwrap_or_default(),
         doors: doors.iter().map(|d| door_row(d, &recent, tz, now)).collect(),
         feed: feed(store, &recent[..recent.len().min(20)], &doors, tz).await,
@@ -897,7 +904,7 @@ pub async fn start_enrol(
     Path(id): Path<String>,
     Form(form): Form<EnrolForm>,
 ) -> UiResult {
-    let started = lintel_service::enrolments::start(ui.app.directory(), &signed.who.actor(), &id, &form.door).await?;
+    let started = lintel_service::enrolments::start(ui.app.directory(), &signed.actor(), &id, &form.door).await?;
     html(&EnrolFragment::of(started, ui.app.inner.services.config.timezone))
 }
 
@@ -1025,14 +1032,14 @@ async fn issue(
     built: lintel_service::credentials::Built,
     label: &'static str,
 ) -> Result<(Credential, Option<ShownOnce>), UiError> {
-    let mut issued = app.directory().issue_credential(&signed.who.actor(), person.to_owned(), built).await?;
+    let mut issued = app.directory().issue_credential(&signed.actor(), person.to_owned(), built).await?;
     let shown = issued.secret.take().map(|value| ShownOnce { label, value });
     Ok((issued, shown))
 }
 
 async fn revoke(app: &AppState, signed: &Signed, credential: &str) -> Result<Credential, UiError> {
     let reason = format!("revoked in the web UI by {}", signed.who.label());
-    Ok(app.directory().revoke_credential(&signed.who.actor(), credential.to_owned(), reason).await?)
+    Ok(app.directory().revoke_credential(&signed.actor(), credential.to_owned(), reason).await?)
 }
 
 pub async fn revoke_credential(
@@ -1116,7 +1123,7 @@ pub async fn doors(
         doors: doors.iter().map(|d| door_row(d, &recent, tz, now)).collect(),
         dv: DriverFields::of(&DriverConfig::None {}),
         kinds: &DRIVER_KINDS,
-        sites: site_choices(store).await?,
+        sites: site_choices(store, &signed).await?,
         site: site.unwrap_or_default(),
     })
 }
@@ -1223,7 +1230,7 @@ async fn door_page(ui: &Ui, signed: &Signed, id: &str, confirm: bool, outcome: O
         },
         dv: DriverFields::of(&door.driver),
         kinds: &DRIVER_KINDS,
-        sites: site_choices(store).await?,
+        sites: site_choices(store, signed).await?,
         door: door_view(&door, tz),
         events: feed(store, &events, &all_doors, tz).await,
     })
@@ -1260,7 +1267,8 @@ pub async fn open_door(
     // Recorded like an administrator's opening through the API: an operator opening from
     // afar is not their own entry.
     let by = format!("the web UI ({})", signed.who.label());
-    let opened = app.services().doors.open(&id, lintel_service::Opener::Operator { by, note: None }, None).await?;
+    let opener = lintel_service::Opener::Operator { by, site: signed.site.as_deref(), note: None };
+    let opened = app.services().doors.open(&id, opener, None).await?;
     let driven = opened.driven.unwrap_or(lintel_service::Driven { opened: false, confirmed: false, error: None });
     let (ok, message) = match (&driven.error, driven.opened, driven.confirmed) {
         (Some(e), _, _) => (false, format!("The door did not open: {e}")),
@@ -1458,9 +1466,11 @@ fn csv_href(r: &Range) -> String {
     format!("/ui/attendance.csv?from={}&to={}{by}{site}", r.from, r.to)
 }
 
-/// (id, name) of every site, for a choice that only shows when there is more than one.
-pub(super) async fn site_choices(store: &Store) -> Result<Vec<(String, String)>, UiError> {
-    Ok(store.sites().await?.into_iter().map(|s| (s.id, s.name)).collect())
+/// (id, name) of every site the operator may see, for a choice that only shows when there
+/// is more than one.
+pub(super) async fn site_choices(store: &Store, signed: &Signed) -> Result<Vec<(String, String)>, UiError> {
+    let mine = |id: &String| signed.site.as_ref().is_none_or(|own| own == id);
+    Ok(store.sites().await?.into_iter().filter(|s| mine(&s.id)).map(|s| (s.id, s.name)).collect())
 }
 
 pub async fn attendance(
@@ -1493,7 +1503,7 @@ pub async fn attendance(
         rows,
         total,
         csv: csv_href(&r),
-        sites: site_choices(app.store()).await?,
+        sites: site_choices(app.store(), &signed).await?,
         site: r.site.clone().unwrap_or_default(),
     })
 }
@@ -1549,17 +1559,27 @@ pub async fn attendance_csv(State(ui): State<Ui>, Query(q): Query<AttendanceQuer
 #[template(path = "display.html")]
 struct DisplayPage {
     items: Vec<CheckIn>,
+    /// The site shown; empty for all.
+    site: String,
 }
 
 pub const DISPLAY_TILES: usize = 12;
 
-pub async fn display(State(ui): State<Ui>) -> UiResult {
+#[derive(Deserialize)]
+pub struct DisplayQuery {
+    /// Only the entries at this site's doors (a wall screen in one building of several).
+    site: Option<String>,
+}
+
+pub async fn display(State(ui): State<Ui>, Query(q): Query<DisplayQuery>) -> UiResult {
     let store = &ui.app.store();
-    let filter = EventFilter { kind: Some("decision".into()), ..Default::default() };
+    let site = q.site.filter(|s| !s.is_empty());
+    let filter = EventFilter { kind: Some("decision".into()), site: site.clone(), ..Default::default() };
     let recent = recent_events(store, filter, 500).await?;
     let latest: Vec<&Event> = recent.iter().filter(|e| is_check_in(e)).take(DISPLAY_TILES).collect();
-    let doors = store.doors(None).await?;
-    html(&DisplayPage { items: check_ins(&ui.app, &latest, &doors, ui.app.inner.services.config.timezone).await })
+    let doors = store.doors(site.as_deref()).await?;
+    let items = check_ins(&ui.app, &latest, &doors, ui.app.inner.services.config.timezone).await;
+    html(&DisplayPage { items, site: site.unwrap_or_default() })
 }
 
 /// A person's photo for the pages (the display's tiles), behind the UI session: the

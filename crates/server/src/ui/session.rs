@@ -36,9 +36,16 @@ pub struct Signed {
     pub who: Who,
     /// Their role now (a token's or an operator's may change while signed in).
     pub role: Role,
+    /// The one site their role is limited to; `None` for every site.
+    pub site: Option<String>,
 }
 
 impl Signed {
+    /// Who the audit trail names for what they change, limited to their site if they are.
+    pub fn actor(&self) -> lintel_service::Actor {
+        self.who.actor().limited_to(self.site.clone())
+    }
+
     /// Refuses what the role does not allow, with a 403 page.
     pub fn may(&self, action: Action) -> Result<(), UiError> {
         match self.role.may(action) {
@@ -102,7 +109,9 @@ pub async fn guard(State(ui): State<Ui>, request: Request, next: Next) -> Respon
         None => Ok(None),
     };
     let signed = match session {
-        Ok(Some(session)) => Signed { csrf: session.csrf, who: session.who, role: session.role },
+        Ok(Some(session)) => {
+            Signed { csrf: session.csrf, who: session.who, role: session.role.role, site: session.role.site }
+        }
         Ok(None) => return to_login(&request),
         Err(e) => return UiError::from(e).into_response(),
     };
@@ -114,6 +123,13 @@ pub async fn guard(State(ui): State<Ui>, request: Request, next: Next) -> Respon
         }
         return refused.into_response();
     }
+    let request = match &signed.site {
+        Some(site) => match keep_to_site(&ui, request, site).await {
+            Ok(request) => request,
+            Err(refused) => return refused.into_response(),
+        },
+        None => request,
+    };
     let request = if request.method() == Method::GET || request.method() == Method::HEAD {
         request
     } else {
@@ -143,6 +159,78 @@ fn needed(method: &Method, path: &str, query: &str) -> Action {
         _ if path == "/ui/guests" || path.starts_with("/ui/guests/") => Action::ManagePeople,
         _ => Action::Configure,
     }
+}
+
+/// The pages and forms that keep to a site, which an operator limited to one may use (the
+/// rest reach every site: webhooks, the CSV import).
+fn keeps_to_a_site(path: &str) -> bool {
+    const PAGES: [&str; 15] = [
+        "/ui/",
+        "/ui/people",
+        "/ui/display",
+        "/ui/logout",
+        "/ui/live",
+        "/ui/people.csv",
+        "/ui/events.csv",
+        "/ui/audit",
+        "/ui/audit.csv",
+        "/ui/attendance",
+        "/ui/attendance.csv",
+        "/ui/guests",
+        "/ui/groups",
+        "/ui/grants",
+        "/ui/doors",
+    ];
+    const UNDER: [&str; 5] = ["/ui/people/", "/ui/groups/", "/ui/grants/", "/ui/doors/", "/ui/guests/"];
+    PAGES.contains(&path) || UNDER.iter().any(|under| path.starts_with(under))
+}
+
+/// The pages that show one site when asked (`site=`): for an operator limited to a site,
+/// always theirs.
+const SITE_PAGES: [&str; 9] = [
+    "/ui/",
+    "/ui/display",
+    "/ui/live",
+    "/ui/doors",
+    "/ui/events.csv",
+    "/ui/audit",
+    "/ui/audit.csv",
+    "/ui/attendance",
+    "/ui/attendance.csv",
+];
+
+/// Keeps an operator limited to `site` to it: refuses the pages that reach every site and
+/// another site's doors, and makes the pages that show a site show theirs. (Their changes
+/// are kept to it by the service, which every form calls.)
+async fn keep_to_site(ui: &Ui, mut request: Request, site: &str) -> Result<Request, UiError> {
+    let elsewhere = || UiError::new(StatusCode::FORBIDDEN, format!("Your role is limited to the site {site:?}."));
+    let path = request.uri().path().to_owned();
+    if !keeps_to_a_site(&path) {
+        return Err(UiError::new(
+            StatusCode::FORBIDDEN,
+            format!("Your role is limited to the site {site:?}, and this page reaches every site."),
+        ));
+    }
+    if let Some(door) = path.strip_prefix("/ui/doors/").and_then(|rest| rest.split('/').next()) {
+        match ui.app.store().door(door).await {
+            Ok(d) if d.site != site => return Err(elsewhere()),
+            Ok(_) | Err(lintel_store::StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if SITE_PAGES.contains(&path.as_str()) {
+        let query = request.uri().query().unwrap_or_default();
+        let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+        if pairs.iter().any(|(k, v)| k == "site" && !v.is_empty() && v != site) {
+            return Err(elsewhere());
+        }
+        pairs.retain(|(k, _)| k != "site");
+        pairs.push(("site".to_owned(), site.to_owned()));
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        let uri = format!("{path}?{query}").parse().map_err(|_| elsewhere())?;
+        *request.uri_mut() = uri;
+    }
+    Ok(request)
 }
 
 async fn check_csrf(request: Request, expected: &str) -> Result<Request, Response> {
@@ -307,6 +395,16 @@ mod tests {
             (post, "/ui/anything-new", "", Action::Configure),
         ] {
             assert_eq!(needed(method, path, query), action, "{method} {path}?{query}");
+        }
+    }
+
+    #[test]
+    fn a_site_limited_operator_is_kept_to_the_pages_that_keep_to_a_site() {
+        for path in ["/ui/", "/ui/doors", "/ui/doors/front/open", "/ui/people/ann", "/ui/groups/g/add", "/ui/audit"] {
+            assert!(keeps_to_a_site(path), "{path}");
+        }
+        for path in ["/ui/webhooks", "/ui/webhooks/wh_1/remove", "/ui/import", "/ui/anything-new", "/ui/peoplex"] {
+            assert!(!keeps_to_a_site(path), "{path}");
         }
     }
 

@@ -34,7 +34,7 @@ pub async fn import(State(ui): State<Ui>, Extension(signed): Extension<Signed>, 
     let directory = ui.app.directory();
     // Operators are an owner's business: an import by anyone else leaves them alone.
     let owner = signed.role.may(lintel_core::Action::ManageAccess);
-    let by = signed.who.actor();
+    let by = signed.actor();
     let report = lintel_service::import::import_csv(&directory.store, &by, owner, &csv[..], |_, _| {}).await?;
     // The import wrote past the index: bring it up to date now, not at the next tick.
     directory.follow().await?;
@@ -64,6 +64,8 @@ pub struct EventsQuery {
     kind: String,
     #[serde(default)]
     person: String,
+    #[serde(default)]
+    site: String,
 }
 
 /// The events of the days `from` to `to` (in the space's zone, both included), of a door,
@@ -84,6 +86,7 @@ pub async fn events_csv(State(ui): State<Ui>, Query(q): Query<EventsQuery>) -> U
         door: chosen(q.door),
         kind: chosen(q.kind),
         person_id: chosen(q.person),
+        site: chosen(q.site),
         ..EventFilter::default()
     };
     Ok(csv_file("events.csv", export::events_csv(ui.app.store(), filter).await?))

@@ -71,7 +71,7 @@ async fn render(ui: &Ui, signed: &Signed, outcome: Result<(Option<(String, Strin
         Ok((shown, notice)) => (shown, Some(notice).filter(|n| !n.is_empty()), None),
         Err(e) => (None, None, Some(e.message().to_owned())),
     };
-    let sites = super::pages::site_choices(store).await?;
+    let sites = super::pages::site_choices(store, signed).await?;
     html(&WebhooksPage { page: super::pages::ctx(signed, "webhooks"), endpoints, sites, shown_once, notice, error })
 }
 
@@ -102,7 +102,7 @@ pub async fn add(State(ui): State<Ui>, Extension(signed): Extension<Signed>, For
             enabled: None,
             allow_http: form.allow_http.is_some(),
         };
-        let made = webhooks::create(&ui.app.store().acting_as(signed.who.actor().as_str()), new).await?;
+        let made = webhooks::create(&ui.app.store().acting_as(signed.actor().as_str()), new).await?;
         let id = made.endpoint.id.clone();
         Ok((Some((id.clone(), made.secret)), format!("Added {id}; it gets events from now on.")))
     }
@@ -116,7 +116,7 @@ pub async fn act(
     Extension(signed): Extension<Signed>,
     Path((id, action)): Path<(String, String)>,
 ) -> UiResult {
-    let store = &ui.app.store().acting_as(signed.who.actor().as_str());
+    let store = &ui.app.store().acting_as(signed.actor().as_str());
     let switch = |enabled| WebhookEndpointPatch { enabled: Some(enabled), ..Default::default() };
     let outcome = async {
         Ok(match action.as_str() {

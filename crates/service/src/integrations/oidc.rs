@@ -14,8 +14,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lintel_core::Role;
 use lintel_core::credential::digests_equal;
+use lintel_core::{Role, RoleAt};
 use lintel_proto::{Person, PersonStatus};
 use lintel_signed::{IdClaims, JwkSet, OidcError, verify_id_token};
 use lintel_store::{OidcSignIn, PersonFilter};
@@ -149,14 +149,22 @@ fn micros_ago(d: Duration) -> i64 {
     crate::decide::now_micros() - i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// The role of an active person the directory marks as an operator of the web UI.
-pub fn operator_role(person: &Person) -> Option<Role> {
+/// The role of an active person the directory marks as an operator of the web UI:
+/// `true` (an admin), a role's name, or `role@site` for a role limited to one site (an
+/// owner holds everywhere, so `owner@…` lets nobody in).
+pub fn operator_role(person: &Person) -> Option<RoleAt> {
     if person.status != PersonStatus::Active {
         return None;
     }
     match person.attributes.get(OPERATOR_ATTRIBUTE)? {
-        serde_json::Value::Bool(true) => Some(Role::Admin),
-        serde_json::Value::String(name) => Role::parse(name),
+        serde_json::Value::Bool(true) => Some(Role::Admin.into()),
+        serde_json::Value::String(name) => match name.split_once('@') {
+            None => Role::parse(name).map(RoleAt::everywhere),
+            Some((role, site)) => match Role::parse(role)? {
+                Role::Owner => None,
+                role => crate::validate::id("site", site).ok().map(|()| RoleAt { role, site: Some(site.to_owned()) }),
+            },
+        },
         _ => None,
     }
 }
@@ -382,5 +390,35 @@ impl Oidc {
         let Some(first) = operators.next() else { return Ok(None) };
         // Two operators with one address: which one is meant is not clear; nobody gets in.
         Ok(operators.next().is_none().then_some(first))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operators_role_may_be_limited_to_a_site() {
+        let person = |value: serde_json::Value| {
+            let mut p: Person = serde_json::from_value(serde_json::json!({
+                "id": "olga", "name": "Olga", "email": null, "phone": null, "email_verified": false,
+                "phone_verified": false, "external_ids": {}, "status": "active", "skills": [],
+                "attributes": {OPERATOR_ATTRIBUTE: value}, "groups": [],
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+            }))
+            .expect("a person");
+            p.status = PersonStatus::Active;
+            p
+        };
+        let north = |role| Some(RoleAt { role, site: Some("north".to_owned()) });
+        assert_eq!(operator_role(&person(true.into())), Some(Role::Admin.into()));
+        assert_eq!(operator_role(&person("viewer".into())), Some(Role::Viewer.into()));
+        assert_eq!(operator_role(&person("front_desk@north".into())), north(Role::FrontDesk));
+        assert_eq!(operator_role(&person("owner@north".into())), None, "an owner holds everywhere");
+        assert_eq!(operator_role(&person("admin@".into())), None);
+        assert_eq!(operator_role(&person("root@north".into())), None);
+        let mut suspended = person("admin@north".into());
+        suspended.status = PersonStatus::Suspended;
+        assert_eq!(operator_role(&suspended), None);
     }
 }
