@@ -183,9 +183,10 @@ function smtpSink() {
 
 let lintelEnv;
 
-/** A token with this role, made by the CLI on the server's database. */
-async function roleToken(role, name = `ui-${role}`) {
-  const made = spawnSync(lintelBin, ['token', 'create', '--name', name, '--role', role,
+/** A token with this role (limited to `site` when given), made by the CLI on the server's database. */
+async function roleToken(role, name = `ui-${role}`, site = null) {
+  const limit = site ? ['--site', site] : [];
+  const made = spawnSync(lintelBin, ['token', 'create', '--name', name, '--role', role, ...limit,
     '--database-url', `sqlite://${work}/l.db`], { encoding: 'utf8' });
   assert.equal(made.status, 0, made.stderr);
   const token = made.stdout.trim();
@@ -1024,6 +1025,55 @@ test('sites: the doors and attendance of one site, and a webhook endpoint limite
   await api('DELETE', '/api/v1/sites/annex');
   clean(page);
   await page.context().close();
+});
+
+test('a site-scoped admin sees only their site: its doors, its dashboard, its events; the rest is refused', async () => {
+  await api('POST', '/api/v1/sites', { id: 'east', name: 'East building' });
+  await api('POST', '/api/v1/doors', { id: 'east-door', name: 'East door', site: 'east' });
+  await api('POST', '/api/v1/doors/east-door/open', { note: 'east opened' });
+  await api('POST', '/api/v1/doors/front/open', { note: 'front opened' });
+  const eastAdmin = await roleToken('admin', 'ui-east-admin', 'east');
+  const page = await newPage();
+  await signInWith(page, eastAdmin);
+  assert.match(await page.locator('.who').innerText(), /· east/, 'the header says which site');
+  // The dashboard: only the east building's doors and events.
+  const dashDoors = page.locator('#dashboard-doors tbody tr');
+  assert.deepEqual(await dashDoors.evaluateAll((trs) => trs.map((tr) => tr.dataset.door)), ['east-door']);
+  const dashboard = await page.locator('main').innerText();
+  assert.match(dashboard, /East door/);
+  assert.doesNotMatch(dashboard, /Front door/, 'nothing of the main site');
+  // Asking for another site's dashboard is refused, not quietly widened.
+  assert.equal((await page.goto(base + '/ui/?site=main')).status(), 403);
+  await page.goto(base + '/ui/doors');
+  const rows = page.locator('table.doors tbody tr');
+  assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.door)), ['east-door']);
+  assert.equal((await page.goto(base + '/ui/doors/front')).status(), 403);
+  await page.goto(base + '/ui/doors/east-door');
+  const calls = door.calls.length;
+  assert.equal(await postAs(page, '/ui/doors/front/open'), 403, 'another site\'s door does not open');
+  assert.equal(door.calls.length, calls, 'the main site\'s door was not driven');
+  // The audit trail and the events export: the east building's only.
+  await page.goto(base + '/ui/audit');
+  const audit = await page.locator('main').innerText();
+  assert.match(audit, /East door/);
+  assert.doesNotMatch(audit, /Front door/);
+  const csv = await page.evaluate(async () => (await fetch('/ui/events.csv')).text());
+  assert.match(csv, /east-door/);
+  assert.doesNotMatch(csv, /,front,/, 'no event at the main site\'s door');
+  // What reaches every site is not theirs: no Webhooks in the menu, and refused.
+  assert.equal(await page.getByRole('link', { name: 'Webhooks' }).count(), 0);
+  assert.equal((await page.goto(base + '/ui/webhooks')).status(), 403);
+  await page.goto(base + '/ui/people/alice');
+  await page.getByRole('heading', { name: 'Credentials' }).waitFor();
+  // The refusals above are the browser's 403s; nothing else may have gone wrong.
+  page.problems = page.problems.filter((p) => !/status of 403/.test(p));
+  clean(page);
+  await page.context().close();
+  const revoked = spawnSync(lintelBin, ['token', 'revoke', '--name', 'ui-east-admin',
+    '--database-url', `sqlite://${work}/l.db`], { encoding: 'utf8' });
+  assert.equal(revoked.status, 0, revoked.stderr);
+  await api('DELETE', '/api/v1/doors/east-door');
+  await api('DELETE', '/api/v1/sites/east');
 });
 
 test('roles: a viewer sees and changes nothing, a wall display shows only the display and outlives a restart', async () => {
