@@ -67,6 +67,11 @@ impl Operator {
         }
     }
 
+    /// The refusal of something that does not concern the operator's site.
+    pub fn not_at_their_site(&self) -> ApiError {
+        elsewhere(&self.name, self.site.as_deref().unwrap_or_default())
+    }
+
     /// Refuses what the role does not allow (for a rule a route's extractor cannot see).
     pub fn may(&self, action: Action) -> Result<(), ApiError> {
         match self.role.may(action) {

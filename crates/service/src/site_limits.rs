@@ -5,8 +5,9 @@
 //! enrolments), the doors themselves and opening them are theirs only at their site. Every
 //! write that concerns doors asks here, whichever front-end it came from.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use lintel_proto::{Grant, Group};
 use lintel_store::{Store, StoreError};
 
 use crate::error::{Result, ServiceError};
@@ -88,6 +89,38 @@ pub async fn group_within(store: &Store, limit: Option<&str>, group: &str) -> Re
     doors_within(store, limit, doors.iter().map(String::as_str)).await
 }
 
+/// The doors of a site, to list what concerns them (`site=` on groups and grants, and
+/// what an operator limited to it sees).
+pub struct SiteDoors {
+    doors: BTreeSet<String>,
+    /// Each group's doors, for grants that name a door group.
+    groups: BTreeMap<String, Vec<String>>,
+}
+
+impl SiteDoors {
+    pub async fn of(store: &Store, site: &str) -> Result<Self> {
+        let doors = store.doors(Some(site)).await?.into_iter().map(|d| d.id).collect();
+        let groups = store.groups().await?.into_iter().map(|g| (g.id, g.doors)).collect();
+        Ok(Self { doors, groups })
+    }
+
+    fn any(&self, doors: &[String]) -> bool {
+        doors.iter().any(|d| self.doors.contains(d))
+    }
+
+    /// A grant that opens any of the site's doors.
+    pub fn grant(&self, grant: &Grant) -> bool {
+        let group_doors = grant.door_group.as_ref().and_then(|g| self.groups.get(g));
+        grant.doors.as_deref().is_some_and(|d| self.any(d)) || group_doors.is_some_and(|d| self.any(d))
+    }
+
+    /// A group with any of the site's doors, or holding a grant to one.
+    pub fn group(&self, group: &Group, grants: &[Grant]) -> bool {
+        self.any(&group.doors)
+            || grants.iter().any(|g| g.group_id.as_deref() == Some(group.id.as_str()) && self.grant(g))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +152,18 @@ mod tests {
         assert!(grant_within(&store, limited, Some(&["m1".into()]), None).await.is_err());
         assert!(grant_within(&store, limited, None, Some("everyone")).await.is_err());
         assert!(everywhere(limited, "adding a site").is_err() && everywhere(whole, "adding a site").is_ok());
+
+        store.create_group("main-staff", "Main staff", &["m1".into()]).await.unwrap();
+        let grant: Grant = serde_json::from_value(serde_json::json!({
+            "id": "g1", "group_id": "main-staff", "door_group": "north-staff", "passes_used": 0,
+            "pass_lasts": "entry", "created_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let north = SiteDoors::of(&store, "north").await.unwrap();
+        assert!(north.grant(&grant), "through its door group");
+        let groups = store.groups().await.unwrap();
+        let listed: Vec<&str> =
+            groups.iter().filter(|g| north.group(g, std::slice::from_ref(&grant))).map(|g| g.id.as_str()).collect();
+        assert_eq!(listed, ["everyone", "main-staff", "north-staff"], "main-staff holds a grant to north");
     }
 }

@@ -243,6 +243,19 @@ async fn a_sites_admin_keeps_to_their_site(b: Backend) {
         call(Method::POST, "/api/v1/groups", Some(json!({"id": "north-staff", "name": "N", "doors": ["n1"]}))).await;
     assert_eq!(status, 201);
     assert_eq!(call(Method::PUT, "/api/v1/groups/north-staff/members/alice", None).await.0, 204);
+    // The lists of groups and grants: those that concern their doors.
+    s.ok("/api/v1/groups", json!({"id": "main-only", "name": "Main", "doors": ["front"]}), 201).await;
+    let (_, groups) = call(Method::GET, "/api/v1/groups", None).await;
+    let mut ids: Vec<&str> = groups.as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["everyone", "north-staff"], "{groups}");
+    assert_eq!(call(Method::GET, "/api/v1/groups/main-only", None).await.0, 403);
+    let (_, grants) = call(Method::GET, "/api/v1/grants", None).await;
+    let grants: Vec<&str> = grants.as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap()).collect();
+    assert_eq!(grants, [grant_id], "only the grant to their door");
+    assert_eq!(call(Method::GET, &path, None).await.0, 403, "another site's grant is not shown");
+    let (_, all) = s.get("/api/v1/grants?site=north").await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "site= for an operator of every site: {all}");
     // Decisions: only at their doors.
     let card = json!({"kind": "card", "uid": "04A1B2C3", "revocation_code": "7"});
     let ask = |door: &str| json!({"door": door, "credential": card.clone()});

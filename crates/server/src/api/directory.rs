@@ -13,6 +13,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
+use lintel_service::site_limits::SiteDoors;
+
 use crate::auth::{SiteAdmin, SiteDesk, SiteReader, operators_are_owners_business};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use lintel_service::edits::redacted;
@@ -241,10 +243,26 @@ pub async fn create_group(
     Ok((StatusCode::CREATED, Json(s.directory().create_group(&by.actor(), g).await?)))
 }
 
-/// All groups.
-#[utoipa::path(get, path = "/api/v1/groups", tag = "directory", security(("admin" = [])), responses((status = 200, description = "the groups", body = Vec<Group>)))]
-pub async fn list_groups(State(s): State<AppState>, _: SiteReader) -> ApiResult<Json<Vec<Group>>> {
-    Ok(Json(s.store().groups().await?))
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsQuery {
+    /// Only the groups with a door of this site, or holding a grant to one.
+    site: Option<String>,
+}
+
+/// All groups (or those of a site).
+#[utoipa::path(get, path = "/api/v1/groups", tag = "directory", params(GroupsQuery), security(("admin" = [])), responses((status = 200, description = "the groups", body = Vec<Group>)))]
+pub async fn list_groups(
+    State(s): State<AppState>,
+    SiteReader(by): SiteReader,
+    ApiQuery(q): ApiQuery<GroupsQuery>,
+) -> ApiResult<Json<Vec<Group>>> {
+    let groups = s.store().groups().await?;
+    let Some(site) = by.site_to_read(q.site)? else { return Ok(Json(groups)) };
+    let at = SiteDoors::of(s.store(), &site).await?;
+    let grants = s.store().grants(None).await?;
+    Ok(Json(groups.into_iter().filter(|g| at.group(g, &grants)).collect()))
 }
 
 /// Read a group.
@@ -252,10 +270,16 @@ pub async fn list_groups(State(s): State<AppState>, _: SiteReader) -> ApiResult<
     responses((status = 200, description = "the group", body = Group), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_group(
     State(s): State<AppState>,
-    _: SiteReader,
+    SiteReader(by): SiteReader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Group>> {
-    Ok(Json(s.store().group(&id).await?))
+    let group = s.store().group(&id).await?;
+    if let Some(site) = &by.site
+        && !SiteDoors::of(s.store(), site).await?.group(&group, &s.store().grants(None).await?)
+    {
+        return Err(by.not_at_their_site());
+    }
+    Ok(Json(group))
 }
 
 /// Remove a group, its memberships and its grants.
@@ -311,6 +335,8 @@ pub async fn create_grant(
 pub struct GrantsQuery {
     /// Only this person's own grants (not those of their groups).
     person_id: Option<String>,
+    /// Only the grants to a door of this site (or to a door group with one).
+    site: Option<String>,
 }
 
 /// List grants.
@@ -318,10 +344,13 @@ pub struct GrantsQuery {
     responses((status = 200, description = "the grants", body = Vec<Grant>), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_grants(
     State(s): State<AppState>,
-    _: SiteReader,
+    SiteReader(by): SiteReader,
     ApiQuery(q): ApiQuery<GrantsQuery>,
 ) -> ApiResult<Json<Vec<Grant>>> {
-    Ok(Json(s.store().grants(q.person_id.as_deref()).await?))
+    let grants = s.store().grants(q.person_id.as_deref()).await?;
+    let Some(site) = by.site_to_read(q.site)? else { return Ok(Json(grants)) };
+    let at = SiteDoors::of(s.store(), &site).await?;
+    Ok(Json(grants.into_iter().filter(|g| at.grant(g)).collect()))
 }
 
 /// Everyone as CSV, in the import's columns (`id,name,email,card_uid,revocation_code,groups,status`),
@@ -338,10 +367,16 @@ pub async fn people_csv_export(State(s): State<AppState>, _: SiteReader) -> ApiR
     responses((status = 200, description = "the grant", body = Grant), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_grant(
     State(s): State<AppState>,
-    _: SiteReader,
+    SiteReader(by): SiteReader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Grant>> {
-    Ok(Json(s.store().grant(&id).await?))
+    let grant = s.store().grant(&id).await?;
+    if let Some(site) = &by.site
+        && !SiteDoors::of(s.store(), site).await?.grant(&grant)
+    {
+        return Err(by.not_at_their_site());
+    }
+    Ok(Json(grant))
 }
 
 /// Change a grant's doors, hours, validity or passes in place (a merge patch; `null`

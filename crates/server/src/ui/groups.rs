@@ -10,7 +10,9 @@ use axum::extract::{Path, State};
 use super::edits::GrantEditor;
 use super::pages::PageCtx;
 use super::session::Signed;
-use super::{Ui, UiResult, html, words};
+use super::{Ui, UiError, UiResult, html, words};
+use axum::http::StatusCode;
+use lintel_service::site_limits::SiteDoors;
 
 pub struct GroupRow {
     id: String,
@@ -28,8 +30,15 @@ struct GroupsPage {
     doors: Vec<(String, String)>,
 }
 
-async fn door_names(ui: &Ui) -> UiResult<HashMap<String, String>> {
-    Ok(ui.app.store().doors(None).await?.into_iter().map(|d| (d.id, d.name)).collect())
+/// The doors the operator may choose from: their site's, or every door.
+async fn door_names(ui: &Ui, signed: &Signed) -> UiResult<HashMap<String, String>> {
+    Ok(ui.app.store().doors(signed.site.as_deref()).await?.into_iter().map(|d| (d.id, d.name)).collect())
+}
+
+/// Which groups the operator sees: those of their site, or all.
+async fn shown(ui: &Ui, signed: &Signed) -> UiResult<Option<(SiteDoors, Vec<lintel_proto::Grant>)>> {
+    let Some(site) = &signed.site else { return Ok(None) };
+    Ok(Some((SiteDoors::of(ui.app.store(), site).await?, ui.app.store().grants(None).await?)))
 }
 
 fn named(ids: &[String], names: &HashMap<String, String>) -> String {
@@ -43,13 +52,15 @@ fn sorted(names: HashMap<String, String>) -> Vec<(String, String)> {
 }
 
 pub async fn groups(State(ui): State<Ui>, Extension(signed): Extension<Signed>) -> UiResult {
-    let names = door_names(&ui).await?;
+    let names = door_names(&ui, &signed).await?;
+    let shown = shown(&ui, &signed).await?;
     let groups = ui
         .app
         .store()
         .groups()
         .await?
         .into_iter()
+        .filter(|g| shown.as_ref().is_none_or(|(at, grants)| at.group(g, grants)))
         .map(|g| GroupRow { doors: named(&g.doors, &names), id: g.id, name: g.name, members: g.members })
         .collect();
     html(&GroupsPage { page: super::pages::ctx(&signed, "groups"), groups, doors: sorted(names) })
@@ -83,7 +94,13 @@ pub async fn group(State(ui): State<Ui>, Extension(signed): Extension<Signed>, P
     let store = ui.app.store();
     let tz = ui.app.services().config.timezone;
     let group = store.group(&id).await?;
-    let names = door_names(&ui).await?;
+    if let Some((at, grants)) = shown(&ui, &signed).await?
+        && !at.group(&group, &grants)
+    {
+        let site = signed.site.as_deref().unwrap_or_default();
+        return Err(UiError::new(StatusCode::FORBIDDEN, format!("Your role is limited to the site {site:?}.")));
+    }
+    let names = door_names(&ui, &signed).await?;
     let members = store.group_members(&id).await?;
     let in_group: std::collections::HashSet<&str> = members.iter().map(|(p, _)| p.as_str()).collect();
     // The first page of everyone else, to pick from; any id may be typed.
