@@ -6,6 +6,7 @@ pub mod badge;
 pub mod card_bits;
 pub mod credential;
 pub mod index;
+pub mod modes;
 pub mod offline;
 pub mod roles;
 pub mod schedule;
@@ -16,5 +17,6 @@ pub use index::{
     IndexPerson, IndexStats, MemberQuery, OfflineDoors, PassGrant, Pk, Query, Subject, grant_allows, revocation_hash,
 };
 pub use lintel_proto::Reason;
+pub use modes::{DoorConditions, Mode, Override, UnlockSchedule, Unlocked, mode_at};
 pub use roles::{Action, Role, RoleAt};
 pub use schedule::{CompiledSchedule, ScheduleError};

@@ -30,7 +30,7 @@ pub struct CompiledSchedule {
     ranges: Box<[(u16, u16)]>,
 }
 
-fn parse_time(s: &str, allow_24: bool) -> Result<u16, ScheduleError> {
+pub(crate) fn parse_time(s: &str, allow_24: bool) -> Result<u16, ScheduleError> {
     let bad = || ScheduleError::BadTime(s.to_owned());
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
     if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
@@ -77,6 +77,11 @@ impl CompiledSchedule {
         }
         ranges.sort_unstable();
         Ok(Self { tz, ranges: ranges.into_boxed_slice() })
+    }
+
+    /// The time zone its times are read in.
+    pub fn tz(&self) -> Tz {
+        self.tz
     }
 
     /// Whether `at` falls inside the schedule, read on the local clock of its time zone.
