@@ -45,7 +45,7 @@ fn office_hours() -> CompiledSchedule {
 fn build(people: u32) -> Index {
     let mut b = IndexBuilder::default();
     for d in 1..=DOORS {
-        b.door(IndexDoor { pk: d, id: format!("door-{d}").into(), required_skill: None });
+        b.door(IndexDoor { pk: d, id: format!("door-{d}").into(), required_skill: None, lockdown: false });
     }
     for g in 1..=GROUPS {
         // The front door, and four doors of the group's own.
@@ -66,7 +66,10 @@ fn build(people: u32) -> Index {
     }
     for p in 1..=people {
         let pk = i64::from(p);
-        b.person(pk, IndexPerson { id: format!("p-{p}").into(), suspended: false, skills: Box::new([]) });
+        b.person(
+            pk,
+            IndexPerson { id: format!("p-{p}").into(), suspended: false, lockdown_exempt: false, skills: Box::new([]) },
+        );
         b.credential(
             card_key(p),
             IndexCredential {

@@ -28,6 +28,8 @@ pub struct IndexPerson {
     /// Short ids (up to 24 bytes) are kept inline, without an allocation.
     pub id: CompactString,
     pub suspended: bool,
+    /// Opens doors in lockdown too (security staff, first responders).
+    pub lockdown_exempt: bool,
     pub skills: Box<[Box<str>]>,
 }
 
@@ -49,6 +51,8 @@ pub struct IndexDoor {
     pub pk: Pk,
     pub id: Box<str>,
     pub required_skill: Option<Box<str>>,
+    /// In lockdown: it refuses everyone but the people exempt from it.
+    pub lockdown: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -848,6 +852,11 @@ impl Index {
         if person.suspended {
             d.reason = Reason::PersonSuspended;
             d.detail = "the person is suspended".into();
+            return d;
+        }
+        if door.lockdown && !person.lockdown_exempt {
+            d.reason = Reason::Lockdown;
+            d.detail = "the door is in lockdown".into();
             return d;
         }
         if let Some(skill) = &door.required_skill

@@ -109,8 +109,9 @@ impl UnlockSchedule {
         let today = self.local_date(now);
         let started = match self.first_arrival_from {
             None => true,
-            Some(_) => first_arrival
-                .is_some_and(|at| at <= now && self.local_date(at) == today && self.counts_as_arrival(at)),
+            Some(_) => {
+                first_arrival.is_some_and(|at| at <= now && self.local_date(at) == today && self.counts_as_arrival(at))
+            }
         };
         let ended = ended.is_some_and(|at| at <= now && self.local_date(at) == today);
         started && !ended

@@ -121,7 +121,7 @@ struct OfflineList {
 fn in_process(n: u64, asks: Asks) -> InProcess {
     let before = allocated_bytes();
     let mut b = IndexBuilder::default();
-    b.door(IndexDoor { pk: 1, id: "front".into(), required_skill: None });
+    b.door(IndexDoor { pk: 1, id: "front".into(), required_skill: None, lockdown: false });
     for g in 0..10 {
         b.group(g + 1, IndexGroup { id: format!("group-{g}").into(), doors: Box::new([1]) });
         let schedule = (g % 2 == 0).then(|| {
@@ -147,7 +147,15 @@ fn in_process(n: u64, asks: Asks) -> InProcess {
         });
     }
     for i in 1..=n as i64 {
-        b.person(i, IndexPerson { id: format!("p-{i:08}").into(), suspended: false, skills: Box::new([]) });
+        b.person(
+            i,
+            IndexPerson {
+                id: format!("p-{i:08}").into(),
+                suspended: false,
+                lockdown_exempt: false,
+                skills: Box::new([]),
+            },
+        );
         b.member((i % 10) + 1, i);
         let credential = IndexCredential {
             pk: i,

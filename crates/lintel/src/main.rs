@@ -132,6 +132,18 @@ enum Command {
     },
     /// MQTT door controllers: their state and allow-list versions (as GET /api/v1/controllers).
     Controllers,
+    /// Put a site or doors in lockdown (`on`), or lift it (`off`): every credential is
+    /// refused but those of people exempt from lockdown. A running server follows at once.
+    Lockdown {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// Every door of this site.
+        #[arg(long, conflicts_with = "door")]
+        site: Option<String>,
+        /// This door (repeat for several).
+        #[arg(long, required_unless_present = "site")]
+        door: Vec<String>,
+    },
     /// Print lintel's public key (hex), which controllers are given to verify their lists.
     ControllerKey,
     /// A reference MQTT door controller (docs/mqtt.md): taps from standard input
@@ -617,6 +629,25 @@ async fn main() -> anyhow::Result<()> {
                 println!("{code}");
             }
             eprintln!("{count} single-use codes for door {door:?}; each works once. Keep them somewhere safe.");
+        }
+        Command::Lockdown { state, site, door } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let scope = match site {
+                Some(site) => lintel_store::LockdownScope::Site(site),
+                None => lintel_store::LockdownScope::Doors(door),
+            };
+            let on = state == "on";
+            let changed =
+                lintel_service::lockdown::set(&services.directory, &lintel_service::Actor::cli(), scope, on).await;
+            store.close().await;
+            let changed = changed?;
+            let what = if on { "in lockdown now" } else { "out of lockdown now" };
+            match changed.is_empty() {
+                true => println!("no door changed: they were {what} already"),
+                false => println!("{} {what}", changed.join(", ")),
+            }
         }
         Command::Controllers => {
             let (store, server) = open_server(&config, Open::Existing).await?;

@@ -27,10 +27,12 @@ pub enum Reason {
     /// The makerspace CRM is down and what lintel knows of the member is older than
     /// `[crm] max_stale`: their cached good standing no longer opens doors.
     CrmUnavailable,
+    /// The door is in lockdown: only people exempt from it may open it.
+    Lockdown,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Self::Granted,
         Self::UnknownCredential,
         Self::UnknownMember,
@@ -47,6 +49,7 @@ impl Reason {
         Self::RateLimited,
         Self::ListExpired,
         Self::CrmUnavailable,
+        Self::Lockdown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +70,7 @@ impl Reason {
             Self::RateLimited => "rate_limited",
             Self::ListExpired => "list_expired",
             Self::CrmUnavailable => "crm_unavailable",
+            Self::Lockdown => "lockdown",
         }
     }
 

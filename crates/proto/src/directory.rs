@@ -452,6 +452,12 @@ pub struct DoorState {
     pub last_seen: Option<DateTime<Utc>>,
     pub last_opened: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// What the door is doing now: `secure` (credentials decide), `unlocked`, `lockdown`
+    /// (only people exempt from lockdown may open it) or `egress_open`.
+    pub mode: String,
+    /// Who put the door in lockdown, while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lockdown_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -809,4 +815,21 @@ pub struct NewGuestPass {
 pub struct NewEnrolment {
     /// The door whose reader the card will be tapped at.
     pub door: String,
+}
+
+/// The doors a lockdown (or its lifting) concerns: a whole site, or chosen doors.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockdownRequest {
+    /// Every door of this site.
+    pub site: Option<String>,
+    /// These doors (1 to 1000).
+    pub doors: Option<Vec<String>>,
+}
+
+/// What a lockdown call changed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LockdownChange {
+    /// The doors whose state changed (a door already so is not listed).
+    pub changed: Vec<String>,
 }

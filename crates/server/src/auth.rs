@@ -83,13 +83,17 @@ impl Operator {
 
 /// Making someone an operator of the web UI, changing their role, and changing or
 /// removing a person who is an operator manage access: an owner's business (the API's
-/// and the web UI's edits alike).
-pub(crate) async fn operators_are_owners_business(
+/// and the web UI's edits alike). Exempting someone from lockdown configures the doors:
+/// an admin's.
+pub(crate) async fn access_changes_are_allowed(
     store: &Store,
     by: &Operator,
     person: Option<&str>,
     attributes: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<(), ApiError> {
+    if attributes.is_some_and(|a| a.contains_key(lintel_store::LOCKDOWN_EXEMPT_ATTRIBUTE)) {
+        by.may(Action::Configure)?;
+    }
     if by.role.may(Action::ManageAccess) {
         return Ok(());
     }

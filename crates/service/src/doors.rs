@@ -87,8 +87,13 @@ impl Doors {
     pub async fn open(&self, door: &str, opener: Opener<'_>, seconds: Option<u32>) -> Result<Opened> {
         let (decision, person) = match opener {
             Opener::Operator { by, site, note } => {
-                if self.directory.index().door(door).is_none() {
-                    return Err(ServiceError::not_found(format!("door {door:?} not found")));
+                match self.directory.index().door(door) {
+                    None => return Err(ServiceError::not_found(format!("door {door:?} not found"))),
+                    // No unlock action in lockdown, an operator's neither.
+                    Some(d) if d.lockdown => {
+                        return Err(ServiceError::forbidden("lockdown", "the door is in lockdown; lift it first"));
+                    }
+                    Some(_) => {}
                 }
                 crate::site_limits::doors_within(&self.directory.store, site, [door]).await?;
                 (self.operator_opens(door, by, note).await?, None)

@@ -18,6 +18,7 @@ pub mod guests;
 pub mod import;
 pub mod integrations;
 pub mod leases;
+pub mod lockdown;
 pub mod metrics;
 pub mod offboarding;
 pub mod operations;

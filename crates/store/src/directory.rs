@@ -1099,7 +1099,7 @@ pub(crate) async fn read_touched(tx: &mut Tx, touched: Touched) -> Result<Option
     }))
 }
 
-async fn read_door(tx: &mut Tx, pk: Pk) -> Result<(Door, Change)> {
+pub(crate) async fn read_door(tx: &mut Tx, pk: Pk) -> Result<(Door, Change)> {
     let row = sqlx::query(AssertSqlSafe(format!("SELECT {DOOR_COLUMNS} FROM doors WHERE pk = $1")))
         .bind(pk)
         .fetch_one(&mut **tx)

@@ -22,7 +22,7 @@ impl Store {
             sqlx::query_scalar("SELECT value FROM meta WHERE name = 'directory_version'").fetch_one(&mut *tx).await?;
         let mut b = IndexBuilder::default();
         {
-            let mut rows = sqlx::query("SELECT pk, id, status, skills FROM people").fetch(&mut *tx);
+            let mut rows = sqlx::query("SELECT pk, id, status, skills, attributes FROM people").fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 let (pk, person) = index_person(&row)?;
                 b.person(pk, person);
@@ -40,7 +40,7 @@ impl Store {
                 b.credential(key, credential);
             }
         }
-        for row in sqlx::query("SELECT pk, id, required_skill FROM doors").fetch_all(&mut *tx).await? {
+        for row in sqlx::query("SELECT pk, id, required_skill, lockdown_by FROM doors").fetch_all(&mut *tx).await? {
             b.door(index_door(&row)?);
         }
         let mut group_doors: HashMap<Pk, Vec<Pk>> = HashMap::new();

@@ -21,6 +21,7 @@ mod import;
 mod index_load;
 mod leases;
 mod lockcloud;
+mod lockdown;
 mod oidc_sign_ins;
 mod pauses;
 mod replays;
@@ -35,6 +36,8 @@ mod tests;
 mod tokens;
 mod webhooks;
 mod work;
+pub use lockdown::LockdownScope;
+pub use rows::LOCKDOWN_EXEMPT_ATTRIBUTE;
 pub use tokens::{TokenInfo, TokenScope};
 
 use std::str::FromStr;

@@ -128,6 +128,10 @@ impl Index {
         let mut rights = Vec::new();
         for (position, door) in doors.iter().enumerate() {
             let Some(door) = door else { continue };
+            // A controller cut off from lintel keeps the lockdown: the list leaves the door out.
+            if door.lockdown && !person.lockdown_exempt {
+                continue;
+            }
             if door.required_skill.as_ref().is_some_and(|skill| !person.skills.iter().any(|s| s == skill)) {
                 continue;
             }

@@ -55,11 +55,16 @@ const EVERY_DAY: [Weekday; 7] =
     [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri, Weekday::Sat, Weekday::Sun];
 
 fn door(pk: Pk, id: &str, skill: Option<&str>) -> IndexDoor {
-    IndexDoor { pk, id: id.into(), required_skill: skill.map(Into::into) }
+    IndexDoor { pk, id: id.into(), required_skill: skill.map(Into::into), lockdown: false }
 }
 
 fn person(id: &str, skills: &[&str]) -> IndexPerson {
-    IndexPerson { id: id.into(), suspended: false, skills: skills.iter().map(|s| (*s).into()).collect() }
+    IndexPerson {
+        id: id.into(),
+        suspended: false,
+        lockdown_exempt: false,
+        skills: skills.iter().map(|s| (*s).into()).collect(),
+    }
 }
 
 fn card_key(uid: u32) -> CredentialKey {
@@ -192,6 +197,28 @@ fn a_person_is_decided_on_by_the_same_rules_as_their_card() {
 }
 
 #[test]
+fn a_door_in_lockdown_refuses_everyone_but_the_exempt_online_and_offline() {
+    let mut b = base();
+    b.door(IndexDoor { lockdown: true, ..door(FRONT, "front", None) });
+    b.person(BOB, IndexPerson { lockdown_exempt: true, ..person("bob", &[]) });
+    b.grant(person_grant(1, ALICE, &[FRONT, STORE]));
+    b.grant(person_grant(2, BOB, &[FRONT]));
+    let index = b.build();
+    let refused = ask(&index, "front", alice_card());
+    assert_eq!((refused.reason, refused.person), (Reason::Lockdown, Some(ALICE)));
+    assert_eq!(reason(&index, "store", alice_card()), Reason::Granted, "another door is not locked down");
+    assert_eq!(reason(&index, "front", bob_card()), Reason::Granted, "exempt");
+    assert_eq!(index.decide_for_person("front", ALICE, now()).reason, Reason::Lockdown);
+    // Offline: the list of the door holds only the exempt.
+    let holders: Vec<Pk> = index.offline_cards(&["front"]).iter().map(|c| c.credential).collect();
+    assert_eq!(holders, [BOB_CARD]);
+    // Lifting it restores what was.
+    let lifted = index.apply(&[Change::Door(FRONT, Some(door(FRONT, "front", None)))]);
+    assert_eq!(reason(&lifted, "front", alice_card()), Reason::Granted);
+    assert_eq!(lifted.offline_cards(&["front"]).len(), 2);
+}
+
+#[test]
 fn only_an_active_secret_of_an_unsuspended_person_identifies_its_holder() {
     let (mine, pin, revoked, carols) = (sha256(b"alice's"), sha256(b"1234"), sha256(b"old"), sha256(b"carol's"));
     let mut b = base();
@@ -269,6 +296,12 @@ fn every_reason_decided_by_the_core_is_reachable() {
         (Reason::Expired, ask(&index, "front", card_key(14))),
         (Reason::NoPassesLeft, ask(&index, "front", card_key(16))),
         (Reason::MissingSkill, ask(&index, "lab", card_key(12))),
+        (Reason::Lockdown, {
+            let mut b = base();
+            b.door(IndexDoor { lockdown: true, ..door(FRONT, "front", None) });
+            b.grant(person_grant(1, ALICE, &[FRONT]));
+            ask(&b.build(), "front", alice_card())
+        }),
         (
             Reason::UnknownMember,
             index.decide_member(&MemberQuery { door: "front", person_id: "nobody", revocation_code: "1", at: now() }),
@@ -1338,12 +1371,14 @@ fn model_key(k: u8) -> CredentialKey {
 struct MDoor {
     pk: Pk,
     skill: Option<&'static str>,
+    lockdown: bool,
 }
 
 #[derive(Debug, Clone)]
 struct MPerson {
     pk: Pk,
     suspended: bool,
+    lockdown_exempt: bool,
     skills: Vec<&'static str>,
 }
 
@@ -1402,11 +1437,15 @@ fn door_id(pk: Pk) -> String {
 }
 
 fn mdoor(d: &MDoor) -> IndexDoor {
-    door(d.pk, &door_id(d.pk), d.skill)
+    IndexDoor { lockdown: d.lockdown, ..door(d.pk, &door_id(d.pk), d.skill) }
 }
 
 fn mperson(p: &MPerson) -> IndexPerson {
-    IndexPerson { suspended: p.suspended, ..person(&format!("p{}", p.pk), &p.skills) }
+    IndexPerson {
+        suspended: p.suspended,
+        lockdown_exempt: p.lockdown_exempt,
+        ..person(&format!("p{}", p.pk), &p.skills)
+    }
 }
 
 fn mgroup(g: &MGroup) -> IndexGroup {
@@ -1500,6 +1539,9 @@ fn model_decide(w: &World, q: &MQuery) -> (Reason, Option<Pk>, Consume) {
     };
     if person.suspended {
         return deny(Reason::PersonSuspended);
+    }
+    if door.lockdown && !person.lockdown_exempt {
+        return deny(Reason::Lockdown);
     }
     if door.skill.is_some_and(|s| !person.skills.contains(&s)) {
         return deny(Reason::MissingSkill);
@@ -1613,8 +1655,11 @@ fn world_strategy() -> impl Strategy<Value = World> {
         2 => prop::collection::vec(cred(), 2),
     ];
     (
-        prop::collection::vec(prop::option::weighted(0.2, skill()), 3),
-        prop::collection::vec((prop::bool::weighted(0.08), prop::collection::vec(skill(), 0..=2)), 4..=5),
+        prop::collection::vec((prop::option::weighted(0.2, skill()), prop::bool::weighted(0.1)), 3),
+        prop::collection::vec(
+            (prop::bool::weighted(0.08), prop::bool::weighted(0.3), prop::collection::vec(skill(), 0..=2)),
+            4..=5,
+        ),
         prop::collection::vec(prop::collection::vec(1..=4 as Pk, 0..=3), 0..=3),
         prop::collection::vec((1..=3 as Pk, 1..=5 as Pk), 0..=8),
         prop::collection::vec(holders, KEYS as usize),
@@ -1623,11 +1668,20 @@ fn world_strategy() -> impl Strategy<Value = World> {
         .prop_map(|(doors, people, groups, members, creds, grants)| {
             let mut active_keys = HashSet::new();
             World {
-                doors: doors.into_iter().zip(1..).map(|(skill, pk)| MDoor { pk, skill }).collect(),
+                doors: doors
+                    .into_iter()
+                    .zip(1..)
+                    .map(|((skill, lockdown), pk)| MDoor { pk, skill, lockdown })
+                    .collect(),
                 people: people
                     .into_iter()
                     .zip(1..)
-                    .map(|((suspended, skills), pk)| MPerson { pk, suspended, skills })
+                    .map(|((suspended, lockdown_exempt, skills), pk)| MPerson {
+                        pk,
+                        suspended,
+                        lockdown_exempt,
+                        skills,
+                    })
                     .collect(),
                 groups: groups.into_iter().zip(1..).map(|(doors, pk)| MGroup { pk, doors }).collect(),
                 members,

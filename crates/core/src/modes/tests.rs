@@ -129,7 +129,6 @@ fn lockdown_wins_over_schedules_and_holds_and_egress_wins_over_lockdown() {
     assert!(Mode::EgressOpen.held_open() && !Mode::Lockdown.held_open());
     let not_an_exit = DoorConditions { emergency: true, ..locked };
     assert_eq!(mode_at(&not_an_exit, noon), Mode::Lockdown);
-    let names: Vec<&str> =
-        [Mode::Secure, OPEN, Mode::Lockdown, Mode::EgressOpen].iter().map(|m| m.as_str()).collect();
+    let names: Vec<&str> = [Mode::Secure, OPEN, Mode::Lockdown, Mode::EgressOpen].iter().map(|m| m.as_str()).collect();
     assert_eq!(names, ["secure", "unlocked", "lockdown", "egress_open"]);
 }

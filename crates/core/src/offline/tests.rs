@@ -50,7 +50,12 @@ fn card(pk: i64, person: i64, revocation: Option<&str>) -> IndexCredential {
 }
 
 fn person(id: &str, skills: &[&str]) -> IndexPerson {
-    IndexPerson { id: id.into(), suspended: false, skills: skills.iter().map(|s| (*s).into()).collect() }
+    IndexPerson {
+        id: id.into(),
+        suspended: false,
+        lockdown_exempt: false,
+        skills: skills.iter().map(|s| (*s).into()).collect(),
+    }
 }
 
 /// Ann: weekday office hours in Berlin through the "staff" group, plus the lab (she has the
@@ -58,9 +63,9 @@ fn person(id: &str, skills: &[&str]) -> IndexPerson {
 /// code. Cy: a 10-pass grant only (not offline). Di: suspended.
 fn world() -> Index {
     let mut b = IndexBuilder::default();
-    b.door(IndexDoor { pk: FRONT, id: "front".into(), required_skill: None });
-    b.door(IndexDoor { pk: LAB, id: "lab".into(), required_skill: Some("laser".into()) });
-    b.door(IndexDoor { pk: 3, id: "elsewhere".into(), required_skill: None });
+    b.door(IndexDoor { pk: FRONT, id: "front".into(), required_skill: None, lockdown: false });
+    b.door(IndexDoor { pk: LAB, id: "lab".into(), required_skill: Some("laser".into()), lockdown: false });
+    b.door(IndexDoor { pk: 3, id: "elsewhere".into(), required_skill: None, lockdown: false });
     b.person(10, person("ann", &["laser"]));
     b.person(11, person("bo", &[]));
     b.person(12, person("cy", &[]));

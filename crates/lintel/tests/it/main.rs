@@ -20,6 +20,7 @@ mod faults;
 mod guests;
 mod ldap;
 mod ldap_sync;
+mod lockdown;
 mod lookup;
 mod mqtt;
 mod nodes;

@@ -69,7 +69,8 @@ pub(crate) fn create_token_at(db: &Database, role: &str, site: Option<&str>) -> 
 /// and what concerns a site's doors. The rest (sites' settings, integrations, webhooks,
 /// tokens) reach every site.
 fn keeps_to_a_site(method: &str, path: &str) -> bool {
-    const UNDER: [&str; 12] = [
+    const UNDER: [&str; 13] = [
+        "/api/v1/lockdown",
         "/api/v1/people",
         "/api/v1/credentials",
         "/api/v1/enrolments",

@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use crate::AppState;
 use lintel_service::site_limits::SiteDoors;
 
-use crate::auth::{SiteAdmin, SiteDesk, SiteReader, operators_are_owners_business};
+use crate::auth::{SiteAdmin, SiteDesk, SiteReader, access_changes_are_allowed};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use lintel_service::edits::redacted;
 
@@ -30,7 +30,7 @@ pub async fn create_person(
     SiteDesk(by): SiteDesk,
     ApiJson(p): ApiJson<NewPerson>,
 ) -> ApiResult<(StatusCode, Json<Person>)> {
-    operators_are_owners_business(s.store(), &by, None, Some(&p.attributes)).await?;
+    access_changes_are_allowed(s.store(), &by, None, Some(&p.attributes)).await?;
     Ok((StatusCode::CREATED, Json(s.directory().create_person(&by.actor(), p).await?)))
 }
 
@@ -101,7 +101,7 @@ pub async fn patch_person(
     ApiPath(id): ApiPath<String>,
     ApiJson(p): ApiJson<PersonPatch>,
 ) -> ApiResult<Json<Person>> {
-    operators_are_owners_business(s.store(), &by, Some(&id), p.attributes.as_ref()).await?;
+    access_changes_are_allowed(s.store(), &by, Some(&id), p.attributes.as_ref()).await?;
     Ok(Json(s.directory().patch_person(&by.actor(), id, p).await?))
 }
 
@@ -113,7 +113,7 @@ pub async fn delete_person(
     SiteDesk(by): SiteDesk,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    operators_are_owners_business(s.store(), &by, Some(&id), None).await?;
+    access_changes_are_allowed(s.store(), &by, Some(&id), None).await?;
     s.directory().delete_person(&by.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ mod doorbell;
 mod events;
 mod guests;
 mod lockcloud;
+mod lockdown;
 pub(crate) mod lookup;
 pub(crate) mod ops;
 mod scim;
@@ -34,6 +35,7 @@ use crate::AppState;
     tags(
         (name = "directory", description = "People, credentials, sites, doors, groups and grants"),
         (name = "decisions", description = "May this credential open this door now?"),
+        (name = "doors", description = "Running a building: lockdown"),
         (name = "events", description = "The event log and attendance"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "integrations", description = "The membership platform's webhooks and sync; the inbox and outbox of work with other systems"),
@@ -121,6 +123,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(directory::get_grant, directory::patch_grant, directory::delete_grant))
         .routes(routes!(guests::issue_guest_pass, guests::list_guest_passes))
         .routes(routes!(guests::get_guest_pass, guests::revoke_guest_pass))
+        .routes(routes!(lockdown::start, lockdown::list))
+        .routes(routes!(lockdown::lift))
         .routes(routes!(controllers::list_controllers))
         .routes(routes!(decisions::decide))
         .routes(routes!(decisions::admin_open))

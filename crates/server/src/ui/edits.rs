@@ -20,7 +20,7 @@ use lintel_service::attendance::{local_midnight, next_day};
 
 use super::session::Signed;
 use super::{Ui, UiError, is_htmx};
-use crate::auth::{Operator, operators_are_owners_business};
+use crate::auth::{Operator, access_changes_are_allowed};
 
 pub const WEEKDAYS: [(Weekday, &str); 7] = [
     (Weekday::Mon, "mon"),
@@ -139,7 +139,7 @@ pub async fn person_action(
         // A person who is an operator is an owner's to change (their groups are doors,
         // not access to lintel: anyone who manages people may change them, as in the API).
         if !matches!(action.as_str(), "join" | "leave") {
-            operators_are_owners_business(ui.app.store(), &operator(&signed), Some(&id), None).await?;
+            access_changes_are_allowed(ui.app.store(), &operator(&signed), Some(&id), None).await?;
         }
         let by = signed.actor();
         let patch = match action.as_str() {

@@ -129,6 +129,7 @@ pub fn reason(r: Reason) -> &'static str {
         Reason::RateLimited => "too many wrong attempts came from there; it is locked for a while",
         Reason::ListExpired => "the door's controller was offline longer than its allow-list holds",
         Reason::CrmUnavailable => "the makerspace CRM is down and what lintel knows of the member is too old",
+        Reason::Lockdown => "the door is in lockdown; only people exempt from it may open it",
     }
 }
 
