@@ -1076,6 +1076,38 @@ test('a site-scoped admin sees only their site: its doors, its dashboard, its ev
   await api('DELETE', '/api/v1/sites/east');
 });
 
+test('lockdown: one action after a warning, every credential refused, the banner live; lifted the same way', async () => {
+  const page = await newPage();
+  await signIn(page);
+  const decide = async () => (await api('POST', '/api/v1/decisions',
+    { door: 'front', credential: { kind: 'card', uid: '04A1B2C3', revocation_code: '7' }, dry_run: true })).reason;
+  assert.equal(await decide(), 'granted');
+  await page.getByRole('link', { name: 'Lockdown…' }).click();
+  await page.waitForURL(/\/ui\/lockdown/);
+  assert.match(await page.getByRole('note').innerText(), /No one will be able to enter with a credential/);
+  assert.equal(await decide(), 'granted', 'the warning alone changes nothing');
+  await page.getByRole('button', { name: 'Lock down now' }).click();
+  await page.waitForURL(/\/ui\/\?site=main/);
+  await page.getByTestId('lockdown-banner').waitFor();
+  assert.match(await page.getByTestId('lockdown-banner').innerText(), /Front door/);
+  assert.equal(await decide(), 'lockdown');
+  const locked = page.locator('#dashboard-doors tr[data-door="front"]');
+  assert.match(await locked.innerText(), /lockdown/);
+  await page.goto(base + '/ui/doors/front');
+  assert.match(await page.getByTestId('door-mode').innerText(), /lockdown/);
+  // The audit trail names who did it.
+  await page.goto(base + '/ui/audit');
+  assert.match(await page.locator('main').innerText(), /Front door put in lockdown, by token:environment/);
+  await page.goto(base + '/ui/');
+  await page.getByRole('link', { name: 'Lift lockdown…' }).click();
+  await page.getByRole('button', { name: 'Lift lockdown' }).click();
+  await page.waitForURL(/\/ui\/\?site=main/);
+  assert.equal(await page.getByTestId('lockdown-banner').count(), 0);
+  assert.equal(await decide(), 'granted', 'lifted');
+  clean(page);
+  await page.context().close();
+});
+
 test('roles: a viewer sees and changes nothing, a wall display shows only the display and outlives a restart', async () => {
   const viewer = await roleToken('viewer');
   const wall = await roleToken('display');

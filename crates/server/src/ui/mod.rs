@@ -15,6 +15,7 @@ mod edits;
 mod groups;
 mod guests;
 mod live;
+mod lockdown;
 mod oidc;
 mod pages;
 mod session;
@@ -81,6 +82,7 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/ui/doors/{id}", get(pages::door))
         .route("/ui/doors/{id}/{action}", post(edits::door_action))
         .route("/ui/doors/{id}/open", get(pages::confirm_open).post(pages::open_door))
+        .route("/ui/lockdown", get(lockdown::page).post(lockdown::act))
         .route("/ui/audit", get(audit::page))
         .route("/ui/audit.csv", get(audit::csv))
         .route("/ui/attendance", get(pages::attendance))

@@ -200,6 +200,8 @@ pub struct DoorRow {
     pub tone: &'static str,
     pub last_activity: String,
     pub error: Option<String>,
+    /// In lockdown now.
+    pub lockdown: bool,
 }
 
 fn door_state(d: &Door) -> (&'static str, &'static str) {
@@ -234,6 +236,7 @@ fn door_row(d: &Door, recent: &[Event], tz: Tz, now: DateTime<Utc>) -> DoorRow {
         last_activity: last
             .map_or("none yet".into(), |at| format!("{} ({})", words::ago(at, now), words::local(at, tz))),
         error: d.state.last_error.clone(),
+        lockdown: d.state.lockdown_by.is_some(),
     }
 }
 
@@ -257,6 +260,8 @@ struct Dashboard {
     entries_today: usize,
     health: Vec<Health>,
     failures: Vec<FeedItem>,
+    /// The names of the doors shown that are in lockdown.
+    locked: Vec<String>,
 }
 
 /// The dashboard, of one site when `site` is given: its doors, its entries today, its events.
@@ -393,6 +398,7 @@ pub async fn dashboard(
         page: ctx(&signed, "dashboard"),
         sites: site_choices(store, &signed).await?,
         site: site.unwrap_or_default(),
+        locked: doors.iter().filter(|d| d.state.lockdown_by.is_some()).map(|d| d.name.clone()).collect(),
         doors: doors.iter().map(|d| door_row(d, &recent, tz, now)).collect(),
         feed: feed(store, &recent[..recent.len().min(20)], &doors, tz).await,
         present_today,
@@ -1143,6 +1149,8 @@ pub struct DoorView {
     pub last_seen: String,
     pub last_opened: String,
     pub last_error: String,
+    /// Who put it in lockdown, while it is.
+    pub lockdown_by: Option<String>,
 }
 
 fn door_view(d: &Door, tz: Tz) -> DoorView {
@@ -1176,6 +1184,7 @@ fn door_view(d: &Door, tz: Tz) -> DoorView {
         attendance: d.attendance,
         last_seen: when(d.state.last_seen),
         last_opened: when(d.state.last_opened),
+        lockdown_by: d.state.lockdown_by.clone(),
         last_error: d.state.last_error.clone().unwrap_or_default(),
     }
 }

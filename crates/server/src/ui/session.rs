@@ -164,8 +164,9 @@ fn needed(method: &Method, path: &str, query: &str) -> Action {
 /// The pages and forms that keep to a site, which an operator limited to one may use (the
 /// rest reach every site: webhooks, the CSV import).
 fn keeps_to_a_site(path: &str) -> bool {
-    const PAGES: [&str; 15] = [
+    const PAGES: [&str; 16] = [
         "/ui/",
+        "/ui/lockdown",
         "/ui/people",
         "/ui/display",
         "/ui/logout",
@@ -187,8 +188,9 @@ fn keeps_to_a_site(path: &str) -> bool {
 
 /// The pages that show one site when asked (`site=`): for an operator limited to a site,
 /// always theirs.
-const SITE_PAGES: [&str; 9] = [
+const SITE_PAGES: [&str; 10] = [
     "/ui/",
+    "/ui/lockdown",
     "/ui/display",
     "/ui/live",
     "/ui/doors",

@@ -185,6 +185,13 @@ pub fn event(e: &Event, who: Option<&str>, door: Option<&str>) -> String {
             format!("{door} did not open: {}", data_str(e, "error").unwrap_or("the device failed"))
         }
         "doorbell.rang" => format!("The doorbell rang at {door}"),
+        "door.lockdown_started" | "door.lockdown_ended" => {
+            let what = if e.kind == "door.lockdown_started" { "put in lockdown" } else { "taken out of lockdown" };
+            match &e.actor {
+                Some(actor) => format!("{door} {what}, by {actor}"),
+                None => format!("{door} {what}"),
+            }
+        }
         kind => {
             let mut s = kind.replace(['.', '_'], " ");
             if let Some(first) = s.get_mut(0..1) {
@@ -214,7 +221,7 @@ fn changed_fields(e: &Event) -> Option<String> {
 pub fn event_tone(e: &Event) -> &'static str {
     match (e.kind.as_str(), e.allowed) {
         ("decision", Some(true)) | ("door.opened", _) => "ok",
-        ("decision", _) | ("door.driver_failed", _) | ("operation.refused", _) => "bad",
+        ("decision", _) | ("door.driver_failed", _) | ("operation.refused", _) | ("door.lockdown_started", _) => "bad",
         _ => "info",
     }
 }
