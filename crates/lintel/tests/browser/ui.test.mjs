@@ -1077,10 +1077,14 @@ test('a site-scoped admin sees only their site: its doors, its dashboard, its ev
 });
 
 test('lockdown: one action after a warning, every credential refused, the banner live; lifted the same way', async () => {
+  // A member of this test's own (earlier tests revoke Alice's card).
+  await api('POST', '/api/v1/people', { id: 'lena', name: 'Lena Lock' });
+  await api('POST', '/api/v1/people/lena/credentials', { kind: 'card', uid: '1E000001' });
+  await api('POST', '/api/v1/grants', { person_id: 'lena', doors: ['front'] });
   const page = await newPage();
   await signIn(page);
   const decide = async () => (await api('POST', '/api/v1/decisions',
-    { door: 'front', credential: { kind: 'card', uid: '04A1B2C3', revocation_code: '7' }, dry_run: true })).reason;
+    { door: 'front', credential: { kind: 'card', uid: '1E000001' }, dry_run: true })).reason;
   assert.equal(await decide(), 'granted');
   await page.getByRole('link', { name: 'Lockdown…' }).click();
   await page.waitForURL(/\/ui\/lockdown/);
@@ -1104,6 +1108,7 @@ test('lockdown: one action after a warning, every credential refused, the banner
   await page.waitForURL(/\/ui\/\?site=main/);
   assert.equal(await page.getByTestId('lockdown-banner').count(), 0);
   assert.equal(await decide(), 'granted', 'lifted');
+  await api('DELETE', '/api/v1/people/lena');
   clean(page);
   await page.context().close();
 });
