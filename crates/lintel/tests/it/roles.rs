@@ -103,18 +103,10 @@ async fn status(s: &Server, method: &str, path: &str, token: &str) -> u16 {
 
 pub(crate) async fn tokens(db: &Database, s: &Server) -> Vec<(&'static str, String)> {
     let tokens: Vec<_> = ROLES.iter().map(|role| (*role, create_token(db, role))).collect();
-    // The server loads new tokens within a few seconds (unknown ones are a 401).
-    for _ in 0..100 {
-        let mut known = 0;
-        for (_, token) in &tokens {
-            known += usize::from(status(s, "get", "/api/v1/sites", token).await != 401);
-        }
-        if known == tokens.len() {
-            return tokens;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for (_, token) in &tokens {
+        wait_for_token(s, token).await;
     }
-    panic!("the new tokens were not accepted");
+    tokens
 }
 
 async fn every_route_refuses_exactly_the_roles_that_may_not(b: Backend) {
@@ -172,9 +164,10 @@ async fn every_route_refuses_exactly_the_roles_that_may_not(b: Backend) {
     }
 }
 
-async fn wait_for_token(s: &Server, token: &str) {
+/// The server loads new tokens within a few seconds (an unknown one is a 401).
+pub(crate) async fn wait_for_token(s: &Server, token: &str) {
     for _ in 0..100 {
-        if status(s, "get", "/api/v1/people", token).await != 401 {
+        if status(s, "get", "/api/v1/sites", token).await != 401 {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -195,16 +188,8 @@ async fn a_sites_admin_keeps_to_their_site(b: Backend) {
     let north = create_token_at(&db, "admin", Some("north")).unwrap();
     wait_for_token(&s, &north).await;
     let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
-        let request = s.client.request(method, format!("{}{path}", s.base)).bearer_auth(&north);
-        let request = match body {
-            Some(body) => request.json(&body),
-            None => request,
-        };
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
-        }
+        let (s, north, path) = (&s, north.clone(), path.to_owned());
+        async move { call_as(s, &north, method, &path, body).await }
     };
     use reqwest::Method;
     // A door they add is at their site; another site's is refused.
@@ -282,6 +267,24 @@ async fn a_sites_admin_keeps_to_their_site(b: Backend) {
     assert!(listed.lines().any(|l| l.starts_with("t-admin-north\t") && l.ends_with("\tadmin@north")), "{listed}");
 }
 
+/// A call with `token`: its status and its answer.
+pub(crate) async fn call_as(
+    s: &Server,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let request = s.client.request(method, format!("{}{path}", s.base)).bearer_auth(token);
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json::<Value>().await.unwrap_or(Value::Null))
+}
+
 async fn operators_are_made_and_changed_by_owners_only(b: Backend) {
     let db = Database::new(b);
     let s = Server::start(&db);
@@ -289,16 +292,8 @@ async fn operators_are_made_and_changed_by_owners_only(b: Backend) {
     let tokens = tokens(&db, &s).await;
     let token = |role: &str| tokens.iter().find(|(r, _)| *r == role).unwrap().1.clone();
     let call = |role: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
-        let request = s.client.request(method, format!("{}{path}", s.base)).bearer_auth(token(role));
-        let request = match body {
-            Some(body) => request.json(&body),
-            None => request,
-        };
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
-        }
+        let (s, token, path) = (&s, token(role), path.to_owned());
+        async move { call_as(s, &token, method, &path, body).await }
     };
     let make_operator = json!({"attributes": {"ui_operator": "front_desk"}});
     for role in ["admin", "front_desk"] {
