@@ -93,6 +93,10 @@ pub(crate) async fn access_changes_are_allowed(
 ) -> Result<(), ApiError> {
     if attributes.is_some_and(|a| a.contains_key(lintel_store::LOCKDOWN_EXEMPT_ATTRIBUTE)) {
         by.may(Action::Configure)?;
+        // The exemption holds at every site: not for a role limited to one.
+        if let Some(own) = &by.site {
+            return Err(elsewhere(&by.name, own));
+        }
     }
     if by.role.may(Action::ManageAccess) {
         return Ok(());

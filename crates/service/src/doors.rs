@@ -87,6 +87,8 @@ impl Doors {
     pub async fn open(&self, door: &str, opener: Opener<'_>, seconds: Option<u32>) -> Result<Opened> {
         let (decision, person) = match opener {
             Opener::Operator { by, site, note } => {
+                // Another site's door: refused before anything is said of it.
+                crate::site_limits::doors_within(&self.directory.store, site, [door]).await?;
                 match self.directory.index().door(door) {
                     None => return Err(ServiceError::not_found(format!("door {door:?} not found"))),
                     // No unlock action in lockdown, an operator's neither.
@@ -95,7 +97,6 @@ impl Doors {
                     }
                     Some(_) => {}
                 }
-                crate::site_limits::doors_within(&self.directory.store, site, [door]).await?;
                 (self.operator_opens(door, by, note).await?, None)
             }
             Opener::Credential(ask) => {

@@ -275,6 +275,7 @@ impl Directory {
                 Some(_) => site_limits::everywhere(by.site(), "adding a door at another site")?,
             }
         }
+        site_limits::device_within(&self.store, by.site(), &door.id, &door.driver).await?;
         check_door_fields(Some(&door.name), Some(&door.driver), door.required_skill.as_deref(), door.open_seconds)?;
         let seconds = door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS);
         let written = self.write(by, move |store| async move { store.create_door(&door, seconds).await }).await?;
@@ -289,6 +290,9 @@ impl Directory {
             }
         }
         site_limits::doors_within(&self.store, by.site(), [id.as_str()]).await?;
+        if let Some(driver) = &p.driver {
+            site_limits::device_within(&self.store, by.site(), &id, driver).await?;
+        }
         check_door_fields(
             p.name.as_deref(),
             p.driver.as_ref(),
@@ -328,7 +332,12 @@ impl Directory {
     }
 
     pub async fn create_grant(self: &Arc<Self>, by: &Actor, g: NewGrant) -> Result<Grant> {
-        site_limits::grant_within(&self.store, by.site(), g.doors.as_deref(), g.door_group.as_deref()).await?;
+        let reach = site_limits::GrantReach {
+            doors: g.doors.as_deref(),
+            door_group: g.door_group.as_deref(),
+            holder_group: g.group_id.as_deref(),
+        };
+        site_limits::grant_within(&self.store, by.site(), reach).await?;
         let record = grant_record(g)?;
         Ok(self.write(by, move |store| async move { store.create_grant(&record).await }).await?.value)
     }
@@ -337,7 +346,7 @@ impl Directory {
     /// whole as a new grant would be.
     pub async fn patch_grant(self: &Arc<Self>, by: &Actor, id: String, p: GrantPatch) -> Result<Grant> {
         let seen = self.store.grant(&id).await?;
-        site_limits::grant_within(&self.store, by.site(), seen.doors.as_deref(), seen.door_group.as_deref()).await?;
+        site_limits::grant_within(&self.store, by.site(), site_limits::GrantReach::of(&seen)).await?;
         let current = seen.clone();
         let (doors, door_group) = match (p.doors, p.door_group) {
             (Some(_), Some(_)) => return Err(ServiceError::invalid("a grant names doors or a door_group, not both")),
@@ -345,7 +354,12 @@ impl Directory {
             (None, Some(group)) => (None, Some(group)),
             (None, None) => (current.doors, current.door_group),
         };
-        site_limits::grant_within(&self.store, by.site(), doors.as_deref(), door_group.as_deref()).await?;
+        let reach = site_limits::GrantReach {
+            doors: doors.as_deref(),
+            door_group: door_group.as_deref(),
+            holder_group: current.group_id.as_deref(),
+        };
+        site_limits::grant_within(&self.store, by.site(), reach).await?;
         let record = grant_record(NewGrant {
             person_id: current.person_id,
             group_id: current.group_id,
@@ -364,8 +378,7 @@ impl Directory {
     pub async fn delete_grant(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
         if by.site().is_some() {
             let grant = self.store.grant(&id).await?;
-            site_limits::grant_within(&self.store, by.site(), grant.doors.as_deref(), grant.door_group.as_deref())
-                .await?;
+            site_limits::grant_within(&self.store, by.site(), site_limits::GrantReach::of(&grant)).await?;
         }
         self.write(by, move |store| async move { store.delete_grant(&id).await }).await?;
         Ok(())

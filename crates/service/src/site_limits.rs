@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lintel_proto::{Grant, Group};
+use lintel_proto::{DriverConfig, Grant, Group};
 use lintel_store::{Store, StoreError};
 
 use crate::error::{Result, ServiceError};
@@ -44,10 +44,65 @@ pub async fn doors_within<'a>(
     }
 }
 
-/// The doors a grant concerns: its own, or its door group's.
-async fn grant_doors(store: &Store, doors: Option<&[String]>, door_group: Option<&str>) -> Result<Vec<String>> {
-    let mut all = doors.map(<[String]>::to_vec).unwrap_or_default();
-    if let Some(group) = door_group {
+/// The device a driver switches, as far as one can tell from its settings.
+fn device(driver: &DriverConfig) -> Option<String> {
+    match driver {
+        DriverConfig::None {} => None,
+        DriverConfig::Shelly { url, channel, .. } => {
+            Some(format!("shelly:{}#{channel}", url.trim_end_matches('/').to_ascii_lowercase()))
+        }
+        DriverConfig::ShellyCloud { device_id, channel, .. } => Some(format!("shelly-cloud:{device_id}#{channel}")),
+        DriverConfig::Http { url, .. } => Some(format!("http:{url}")),
+        DriverConfig::Mqtt { controller, .. } => Some(format!("mqtt:{controller}")),
+        DriverConfig::Osdp { reader, .. } => Some(format!("osdp:{reader}")),
+    }
+}
+
+/// Refuses, for an operator limited to the site `limit`, a driver for `door` that switches
+/// a device another site's door uses: else a door of their own would open another site's
+/// (in its lockdown too).
+pub async fn device_within(store: &Store, limit: Option<&str>, door: &str, driver: &DriverConfig) -> Result<()> {
+    let (Some(site), Some(wanted)) = (limit, device(driver)) else { return Ok(()) };
+    let others = store.doors(None).await?;
+    match others.iter().find(|d| d.site != site && d.id != door && device(&d.driver).as_ref() == Some(&wanted)) {
+        Some(_) => Err(refused(site, "this device belongs to a door at another site".to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// What a grant opens: its doors, or a door group's, or (neither given) the doors of the
+/// group that holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantReach<'a> {
+    pub doors: Option<&'a [String]>,
+    pub door_group: Option<&'a str>,
+    /// The group that holds the grant, if a group does.
+    pub holder_group: Option<&'a str>,
+}
+
+impl<'a> GrantReach<'a> {
+    pub fn of(grant: &'a Grant) -> Self {
+        Self {
+            doors: grant.doors.as_deref(),
+            door_group: grant.door_group.as_deref(),
+            holder_group: grant.group_id.as_deref(),
+        }
+    }
+
+    /// The group whose doors it opens, when it names no doors itself.
+    fn group(&self) -> Option<&'a str> {
+        match (self.doors, self.door_group) {
+            (Some(_), _) => None,
+            (None, Some(group)) => Some(group),
+            (None, None) => self.holder_group,
+        }
+    }
+}
+
+/// The doors a grant concerns.
+async fn grant_doors(store: &Store, reach: GrantReach<'_>) -> Result<Vec<String>> {
+    let mut all = reach.doors.map(<[String]>::to_vec).unwrap_or_default();
+    if let Some(group) = reach.group() {
         match store.group(group).await {
             Ok(g) => all.extend(g.doors),
             // The write itself answers for a group that does not exist.
@@ -58,17 +113,12 @@ async fn grant_doors(store: &Store, doors: Option<&[String]>, door_group: Option
     Ok(all)
 }
 
-/// Refuses a grant (its doors or its door group's) beyond the site `limit`.
-pub async fn grant_within(
-    store: &Store,
-    limit: Option<&str>,
-    doors: Option<&[String]>,
-    door_group: Option<&str>,
-) -> Result<()> {
+/// Refuses a grant that opens a door beyond the site `limit`.
+pub async fn grant_within(store: &Store, limit: Option<&str>, reach: GrantReach<'_>) -> Result<()> {
     if limit.is_none() {
         return Ok(());
     }
-    let doors = grant_doors(store, doors, door_group).await?;
+    let doors = grant_doors(store, reach).await?;
     doors_within(store, limit, doors.iter().map(String::as_str)).await
 }
 
@@ -84,7 +134,7 @@ pub async fn group_within(store: &Store, limit: Option<&str>, group: &str) -> Re
         Err(e) => return Err(e.into()),
     };
     for grant in store.grants(None).await?.into_iter().filter(|g| g.group_id.as_deref() == Some(group)) {
-        doors.extend(grant_doors(store, grant.doors.as_deref(), grant.door_group.as_deref()).await?);
+        doors.extend(grant_doors(store, GrantReach::of(&grant)).await?);
     }
     doors_within(store, limit, doors.iter().map(String::as_str)).await
 }
@@ -104,14 +154,16 @@ impl SiteDoors {
         Ok(Self { doors, groups })
     }
 
-    fn any(&self, doors: &[String]) -> bool {
+    /// Whether any of `doors` is at the site (a guest pass's, say).
+    pub fn any(&self, doors: &[String]) -> bool {
         doors.iter().any(|d| self.doors.contains(d))
     }
 
     /// A grant that opens any of the site's doors.
     pub fn grant(&self, grant: &Grant) -> bool {
-        let group_doors = grant.door_group.as_ref().and_then(|g| self.groups.get(g));
-        grant.doors.as_deref().is_some_and(|d| self.any(d)) || group_doors.is_some_and(|d| self.any(d))
+        let reach = GrantReach::of(grant);
+        let group_doors = reach.group().and_then(|g| self.groups.get(g));
+        reach.doors.is_some_and(|d| self.any(d)) || group_doors.is_some_and(|d| self.any(d))
     }
 
     /// A group with any of the site's doors, or holding a grant to one.
@@ -148,9 +200,14 @@ mod tests {
 
         assert!(group_within(&store, limited, "north-staff").await.is_ok());
         assert!(group_within(&store, limited, "everyone").await.is_err());
-        assert!(grant_within(&store, limited, None, Some("north-staff")).await.is_ok());
-        assert!(grant_within(&store, limited, Some(&["m1".into()]), None).await.is_err());
-        assert!(grant_within(&store, limited, None, Some("everyone")).await.is_err());
+        let reach = |doors, door_group, holder_group| GrantReach { doors, door_group, holder_group };
+        assert!(grant_within(&store, limited, reach(None, Some("north-staff"), None)).await.is_ok());
+        let main_door = ["m1".to_owned()];
+        assert!(grant_within(&store, limited, reach(Some(&main_door), None, None)).await.is_err());
+        assert!(grant_within(&store, limited, reach(None, Some("everyone"), None)).await.is_err());
+        // A group's grant without doors opens the group's own.
+        assert!(grant_within(&store, limited, reach(None, None, Some("everyone"))).await.is_err());
+        assert!(grant_within(&store, limited, reach(None, None, Some("north-staff"))).await.is_ok());
         assert!(everywhere(limited, "adding a site").is_err() && everywhere(whole, "adding a site").is_ok());
 
         store.create_group("main-staff", "Main staff", &["m1".into()]).await.unwrap();

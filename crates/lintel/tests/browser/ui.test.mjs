@@ -1048,6 +1048,10 @@ test('a site-scoped admin sees only their site: its doors, its dashboard, its ev
   const rows = page.locator('table.doors tbody tr');
   assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.door)), ['east-door']);
   assert.equal((await page.goto(base + '/ui/doors/front')).status(), 403);
+  assert.equal((await page.goto(base + '/ui/doors/%66ront')).status(), 403, 'percent-encoded, the same door');
+  // A person's page shows only what concerns their site.
+  await page.goto(base + '/ui/people/alice');
+  assert.doesNotMatch(await page.locator('main').innerText(), /Front door/);
   await page.goto(base + '/ui/doors/east-door');
   const calls = door.calls.length;
   assert.equal(await postAs(page, '/ui/doors/front/open'), 403, 'another site\'s door does not open');

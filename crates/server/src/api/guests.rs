@@ -8,6 +8,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
+use lintel_service::site_limits::SiteDoors;
+
 use crate::auth::{SiteDesk, SiteReader};
 use crate::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 
@@ -40,10 +42,13 @@ pub struct GuestsQuery {
     responses((status = 200, description = "the passes", body = Vec<GuestPass>)))]
 pub async fn list_guest_passes(
     State(s): State<AppState>,
-    _: SiteReader,
+    SiteReader(by): SiteReader,
     ApiQuery(q): ApiQuery<GuestsQuery>,
 ) -> ApiResult<Json<Vec<GuestPass>>> {
-    Ok(Json(s.services().guests.list(q.open.unwrap_or(false), q.limit.unwrap_or(100)).await?))
+    let passes = s.services().guests.list(q.open.unwrap_or(false), q.limit.unwrap_or(100)).await?;
+    let Some(site) = &by.site else { return Ok(Json(passes)) };
+    let at = SiteDoors::of(s.store(), site).await?;
+    Ok(Json(passes.into_iter().filter(|p| at.any(&p.doors)).collect()))
 }
 
 /// Read a guest pass.
@@ -51,10 +56,16 @@ pub async fn list_guest_passes(
     responses((status = 200, description = "the pass", body = GuestPass), (status = 404, description = "no such resource", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_guest_pass(
     State(s): State<AppState>,
-    _: SiteReader,
+    SiteReader(by): SiteReader,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<GuestPass>> {
-    Ok(Json(s.services().guests.get(&id).await?))
+    let pass = s.services().guests.get(&id).await?;
+    if let Some(site) = &by.site
+        && !SiteDoors::of(s.store(), site).await?.any(&pass.doors)
+    {
+        return Err(by.not_at_their_site());
+    }
+    Ok(Json(pass))
 }
 
 /// Revoke a guest pass: its link stops working at once; the pass stays on record.

@@ -605,12 +605,18 @@ struct PersonData {
 }
 
 impl PersonData {
-    async fn load(app: &AppState, id: &str) -> Result<Self, UiError> {
+    /// The person as `signed` may see them: an operator limited to a site sees only the
+    /// grants and doors of their site.
+    async fn load(app: &AppState, signed: &Signed, id: &str) -> Result<Self, UiError> {
         let store = &app.store();
         let person = store.person(id).await?;
         let pk = store.person_pk(id).await?;
         let credentials = store.person_credentials(id).await?;
         let groups: HashMap<String, Group> = store.groups().await?.into_iter().map(|g| (g.id.clone(), g)).collect();
+        let at = match &signed.site {
+            Some(site) => Some(lintel_service::site_limits::SiteDoors::of(store, site).await?),
+            None => None,
+        };
         let grants = store
             .grants(None)
             .await?
@@ -618,8 +624,9 @@ impl PersonData {
             .filter(|g| {
                 g.person_id.as_deref() == Some(id) || g.group_id.as_ref().is_some_and(|gid| person.groups.contains(gid))
             })
+            .filter(|g| at.as_ref().is_none_or(|at| at.grant(g)))
             .collect();
-        let doors = store.doors(None).await?;
+        let doors = store.doors(signed.site.as_deref()).await?;
         Ok(Self { person, pk, credentials, groups, grants, doors })
     }
 
@@ -847,7 +854,8 @@ async fn person_page(ui: &Ui, signed: &Signed, data: &PersonData, creds: CredsPa
     let app = &ui.app;
     let tz = app.inner.services.config.timezone;
     let store = &app.store();
-    let filter = EventFilter { person_id: Some(data.person.id.clone()), ..Default::default() };
+    let filter =
+        EventFilter { person_id: Some(data.person.id.clone()), site: signed.site.clone(), ..Default::default() };
     let events = recent_events(store, filter, 15).await?;
     let index = app.directory().index();
     Ok(PersonPage {
@@ -869,7 +877,7 @@ async fn person_page(ui: &Ui, signed: &Signed, data: &PersonData, creds: CredsPa
 }
 
 pub async fn person(State(ui): State<Ui>, Extension(signed): Extension<Signed>, Path(id): Path<String>) -> UiResult {
-    let data = PersonData::load(&ui.app, &id).await?;
+    let data = PersonData::load(&ui.app, &signed, &id).await?;
     let creds = data.creds(&signed, ui.app.inner.services.config.timezone);
     html(&person_page(&ui, &signed, &data, creds).await?)
 }
@@ -926,8 +934,8 @@ struct WhyFragment {
 }
 
 /// The "why" table alone (the Refresh button).
-pub async fn why(State(ui): State<Ui>, Path(id): Path<String>) -> UiResult {
-    let data = PersonData::load(&ui.app, &id).await?;
+pub async fn why(State(ui): State<Ui>, Extension(signed): Extension<Signed>, Path(id): Path<String>) -> UiResult {
+    let data = PersonData::load(&ui.app, &signed, &id).await?;
     let index = ui.app.directory().index();
     html(&WhyFragment { why: data.why(&index, ui.app.inner.services.config.timezone) })
 }
@@ -941,7 +949,7 @@ async fn after_credential_change(
     person_id: &str,
     outcome: Result<(Option<ShownOnce>, String), UiError>,
 ) -> UiResult {
-    let data = PersonData::load(&ui.app, person_id).await?;
+    let data = PersonData::load(&ui.app, signed, person_id).await?;
     let tz = ui.app.inner.services.config.timezone;
     let mut creds = data.creds(signed, tz);
     let status = match outcome {
@@ -1225,6 +1233,9 @@ async fn door_page(ui: &Ui, signed: &Signed, id: &str, confirm: bool, outcome: O
     let store = &ui.app.store();
     let tz = ui.app.inner.services.config.timezone;
     let door = store.door(id).await?;
+    if signed.site.as_ref().is_some_and(|own| *own != door.site) {
+        return Err(UiError::new(StatusCode::FORBIDDEN, "This door is not at your site."));
+    }
     let filter = EventFilter { door: Some(id.to_owned()), ..Default::default() };
     let events = recent_events(store, filter, 15).await?;
     let all_doors = store.doors(None).await?;

@@ -213,7 +213,10 @@ async fn keep_to_site(ui: &Ui, mut request: Request, site: &str) -> Result<Reque
             format!("Your role is limited to the site {site:?}, and this page reaches every site."),
         ));
     }
-    if let Some(door) = path.strip_prefix("/ui/doors/").and_then(|rest| rest.split('/').next()) {
+    if let Some(segment) = path.strip_prefix("/ui/doors/").and_then(|rest| rest.split('/').next()) {
+        // As the route will read it: percent-decoded.
+        let decoded: Vec<(String, String)> = serde_urlencoded::from_str(&format!("door={segment}")).unwrap_or_default();
+        let door = decoded.first().map_or(segment, |(_, door)| door.as_str());
         match ui.app.store().door(door).await {
             Ok(d) if d.site != site => return Err(elsewhere()),
             Ok(_) | Err(lintel_store::StoreError::NotFound { .. }) => {}
