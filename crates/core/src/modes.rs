@@ -87,11 +87,6 @@ impl UnlockSchedule {
         self.exceptions.iter().any(|&(from, to)| from <= day && day <= to)
     }
 
-    /// Whether this schedule waits for the first to arrive.
-    pub fn waits_for_first_arrival(&self) -> bool {
-        self.first_arrival_from.is_some()
-    }
-
     /// Whether an allowed entry at `at` counts as the day's first arrival (within the
     /// window: from the chosen time on, on the same local day).
     pub fn counts_as_arrival(&self, at: DateTime<Utc>) -> bool {

@@ -227,7 +227,7 @@ pub struct Asker {
 impl Asker {
     /// Refuses a question about another door than the token's own, or one at another
     /// site than the operator's.
-    pub async fn may_ask_at(&self, state: &AppState, door: &str) -> Result<(), ApiError> {
+    pub async fn may_ask_at(&self, store: &Store, door: &str) -> Result<(), ApiError> {
         if let Some(own) = self.door.as_ref().filter(|own| *own != door) {
             return Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
@@ -235,7 +235,7 @@ impl Asker {
                 format!("the token {:?} may only ask about the door {own:?}", self.name),
             ));
         }
-        Ok(lintel_service::site_limits::doors_within(state.store(), self.site.as_deref(), [door]).await?)
+        Ok(lintel_service::site_limits::doors_within(store, self.site.as_deref(), [door]).await?)
     }
 }
 

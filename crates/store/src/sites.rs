@@ -106,23 +106,16 @@ impl Store {
                 s.doors
             )));
         }
-        let endpoints: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_endpoints WHERE site = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if endpoints > 0 {
-            return Err(StoreError::Conflict(format!(
-                "{endpoints} webhook endpoint(s) are limited to the site {id:?}; change them first"
-            )));
-        }
-        let tokens: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admin_tokens WHERE site = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if tokens > 0 {
-            return Err(StoreError::Conflict(format!(
-                "{tokens} operator token(s) are limited to the site {id:?}; revoke them first"
-            )));
+        // What is limited to the site keeps it.
+        let limited = [
+            ("SELECT COUNT(*) FROM webhook_endpoints WHERE site = $1", "webhook endpoint(s)", "change them first"),
+            ("SELECT COUNT(*) FROM admin_tokens WHERE site = $1", "operator token(s)", "revoke them first"),
+        ];
+        for (count, what, mend) in limited {
+            let n: i64 = sqlx::query_scalar(count).bind(id).fetch_one(&mut *tx).await?;
+            if n > 0 {
+                return Err(StoreError::Conflict(format!("{n} {what} are limited to the site {id:?}; {mend}")));
+            }
         }
         sqlx::query("DELETE FROM sites WHERE id = $1").bind(id).execute(&mut *tx).await?;
         let event = NewEvent::new("site.deleted").with("site", id);

@@ -27,7 +27,7 @@ pub async fn decide(
     ApiJson(q): ApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>, ApiError> {
     lintel_service::validate::id("door", &q.door)?;
-    asker.may_ask_at(&s, &q.door).await?;
+    asker.may_ask_at(s.store(), &q.door).await?;
     let ask = Ask {
         door: &q.door,
         credential: &q.credential,

@@ -7,15 +7,23 @@ use lintel_service::edits::redacted;
 use lintel_store::LockdownScope;
 
 use crate::AppState;
-use crate::auth::{SiteAdmin, SiteReader};
+use crate::auth::{Operator, SiteAdmin, SiteReader};
 use crate::problem::{ApiError, ApiJson};
 
-fn scope(request: LockdownRequest) -> Result<LockdownScope, ApiError> {
-    match (request.site, request.doors) {
-        (Some(site), None) => Ok(LockdownScope::Site(site)),
-        (None, Some(doors)) => Ok(LockdownScope::Doors(doors)),
-        _ => Err(ApiError::invalid("name a site or doors, not both")),
-    }
+/// Starts (`on`) or lifts the lockdown the request names.
+async fn set(
+    s: &AppState,
+    by: &Operator,
+    request: LockdownRequest,
+    on: bool,
+) -> Result<Json<LockdownChange>, ApiError> {
+    let scope = match (request.site, request.doors) {
+        (Some(site), None) => LockdownScope::Site(site),
+        (None, Some(doors)) => LockdownScope::Doors(doors),
+        _ => return Err(ApiError::invalid("name a site or doors, not both")),
+    };
+    let changed = lintel_service::lockdown::set(s.directory(), &by.actor(), scope, on).await?;
+    Ok(Json(LockdownChange { changed }))
 }
 
 /// Put a site (every door it has now) or chosen doors in lockdown: every credential is
@@ -28,8 +36,7 @@ pub async fn start(
     SiteAdmin(by): SiteAdmin,
     ApiJson(request): ApiJson<LockdownRequest>,
 ) -> Result<Json<LockdownChange>, ApiError> {
-    let changed = lintel_service::lockdown::set(s.directory(), &by.actor(), scope(request)?, true).await?;
-    Ok(Json(LockdownChange { changed }))
+    set(&s, &by, request, true).await
 }
 
 /// Lift a lockdown of a site or of chosen doors: each door is back in the mode it should
@@ -41,8 +48,7 @@ pub async fn lift(
     SiteAdmin(by): SiteAdmin,
     ApiJson(request): ApiJson<LockdownRequest>,
 ) -> Result<Json<LockdownChange>, ApiError> {
-    let changed = lintel_service::lockdown::set(s.directory(), &by.actor(), scope(request)?, false).await?;
-    Ok(Json(LockdownChange { changed }))
+    set(&s, &by, request, false).await
 }
 
 /// The doors in lockdown now (of the operator's site, for one limited to a site).

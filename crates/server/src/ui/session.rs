@@ -124,7 +124,7 @@ pub async fn guard(State(ui): State<Ui>, request: Request, next: Next) -> Respon
         return refused.into_response();
     }
     let request = match &signed.site {
-        Some(site) => match keep_to_site(&ui, request, site).await {
+        Some(site) => match keep_to_site(request, site) {
             Ok(request) => request,
             Err(refused) => return refused.into_response(),
         },
@@ -201,10 +201,10 @@ const SITE_PAGES: [&str; 10] = [
     "/ui/attendance.csv",
 ];
 
-/// Keeps an operator limited to `site` to it: refuses the pages that reach every site and
-/// another site's doors, and makes the pages that show a site show theirs. (Their changes
-/// are kept to it by the service, which every form calls.)
-async fn keep_to_site(ui: &Ui, mut request: Request, site: &str) -> Result<Request, UiError> {
+/// Keeps an operator limited to `site` to it: refuses the pages that reach every site, and
+/// makes the pages that show a site show theirs. (A door's page refuses another site's
+/// door itself; their changes are kept to it by the service, which every form calls.)
+fn keep_to_site(mut request: Request, site: &str) -> Result<Request, UiError> {
     let elsewhere = || UiError::new(StatusCode::FORBIDDEN, format!("Your role is limited to the site {site:?}."));
     let path = request.uri().path().to_owned();
     if !keeps_to_a_site(&path) {
@@ -212,16 +212,6 @@ async fn keep_to_site(ui: &Ui, mut request: Request, site: &str) -> Result<Reque
             StatusCode::FORBIDDEN,
             format!("Your role is limited to the site {site:?}, and this page reaches every site."),
         ));
-    }
-    if let Some(segment) = path.strip_prefix("/ui/doors/").and_then(|rest| rest.split('/').next()) {
-        // As the route will read it: percent-decoded.
-        let decoded: Vec<(String, String)> = serde_urlencoded::from_str(&format!("door={segment}")).unwrap_or_default();
-        let door = decoded.first().map_or(segment, |(_, door)| door.as_str());
-        match ui.app.store().door(door).await {
-            Ok(d) if d.site != site => return Err(elsewhere()),
-            Ok(_) | Err(lintel_store::StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
     }
     if SITE_PAGES.contains(&path.as_str()) {
         let query = request.uri().query().unwrap_or_default();
