@@ -95,6 +95,21 @@ impl UnlockSchedule {
         local.hour() * 60 + local.minute() >= u32::from(from)
     }
 
+    /// Where today's first-to-arrive window begins (the local day at its chosen time), if
+    /// the schedule waits for a first arrival.
+    pub fn arrival_window(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let from = self.first_arrival_from?;
+        let day_start = start_of_local_day(self.tz(), now);
+        let local = day_start.with_timezone(&self.tz()).date_naive().and_hms_opt(0, 0, 0)?
+            + chrono::Duration::minutes(i64::from(from));
+        // On a DST change the chosen time may not exist: the earliest instant after it.
+        self.tz()
+            .from_local_datetime(&local)
+            .earliest()
+            .or_else(|| self.tz().from_local_datetime(&(local + chrono::Duration::hours(1))).earliest())
+            .map(|t| t.with_timezone(&Utc))
+    }
+
     /// Whether the schedule holds the door unlocked at `now`, given the day's first arrival
     /// and an early end (the last to leave) if there were any.
     fn holds(&self, now: DateTime<Utc>, first_arrival: Option<DateTime<Utc>>, ended: Option<DateTime<Utc>>) -> bool {

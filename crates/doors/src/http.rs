@@ -69,4 +69,8 @@ impl Driver for HttpCall {
             Ok(Opening { confirmed: true })
         })
     }
+
+    fn hold(&self, _on: bool) -> BoxFuture<'_, Result<Opening, DriverError>> {
+        Box::pin(async { Err(DriverError::Config("an http driver makes one call and cannot hold a door".into())) })
+    }
 }

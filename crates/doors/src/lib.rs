@@ -35,6 +35,14 @@ pub enum DriverError {
 pub trait Driver: Send + Sync {
     fn kind(&self) -> &'static str;
     fn open(&self, seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>>;
+    /// Holds the lock released until told otherwise (`on`), or ends the hold: a door's
+    /// unlock schedule, an operator's hold, an emergency release.
+    fn hold(&self, on: bool) -> BoxFuture<'_, Result<Opening, DriverError>>;
+}
+
+/// Whether a driver of this kind can hold a door unlocked (an HTTP call is a pulse).
+pub fn can_hold(config: &DriverConfig) -> bool {
+    !matches!(config, DriverConfig::Http { .. })
 }
 
 /// Records only: there is nothing to switch.
@@ -46,6 +54,10 @@ impl Driver for NoDriver {
     }
 
     fn open(&self, _seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>> {
+        Box::pin(async { Ok(Opening { confirmed: false }) })
+    }
+
+    fn hold(&self, _on: bool) -> BoxFuture<'_, Result<Opening, DriverError>> {
         Box::pin(async { Ok(Opening { confirmed: false }) })
     }
 }

@@ -318,7 +318,8 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
-/// The `mqtt` driver: an `open` command to the door's controller, confirmed by its `ack`.
+/// The `mqtt` driver: an `open` or `hold` command to the door's controller, confirmed by
+/// its `ack`.
 pub(crate) struct MqttDoor {
     pub link: Option<Arc<MqttSlot>>,
     pub controller: String,
@@ -331,19 +332,27 @@ impl Driver for MqttDoor {
     }
 
     fn open(&self, seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>> {
-        Box::pin(async move {
-            let link = self
-                .link
-                .as_ref()
-                .and_then(|slot| slot.current())
-                .ok_or_else(|| DriverError::Unreachable("this node does not hold the MQTT link".into()))?;
-            let ack = link.command(&self.controller, &self.door, Action::Open { seconds }).await?;
-            if ack.ok {
-                Ok(Opening { confirmed: true })
-            } else {
-                Err(DriverError::BadAnswer(ack.error.unwrap_or_else(|| "the controller refused".into())))
-            }
-        })
+        Box::pin(self.command(Action::Open { seconds }))
+    }
+
+    fn hold(&self, on: bool) -> BoxFuture<'_, Result<Opening, DriverError>> {
+        Box::pin(self.command(Action::Hold { on }))
+    }
+}
+
+impl MqttDoor {
+    async fn command(&self, action: Action) -> Result<Opening, DriverError> {
+        let link = self
+            .link
+            .as_ref()
+            .and_then(|slot| slot.current())
+            .ok_or_else(|| DriverError::Unreachable("this node does not hold the MQTT link".into()))?;
+        let ack = link.command(&self.controller, &self.door, action).await?;
+        if ack.ok {
+            Ok(Opening { confirmed: true })
+        } else {
+            Err(DriverError::BadAnswer(ack.error.unwrap_or_else(|| "the controller refused".into())))
+        }
     }
 }
 

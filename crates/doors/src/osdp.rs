@@ -275,6 +275,16 @@ impl Readers {
         self.send(reader, vec![release_command(release)])
     }
 
+    /// Sets the output's permanent state (control code 2: on, 1: off, either ending a
+    /// timed state): a door held unlocked, or its hold ended.
+    pub fn hold(&self, reader: &str, output: u8, on: bool) -> Result<(), OsdpError> {
+        let control_code = if on { 2 } else { 1 };
+        self.send(
+            reader,
+            vec![OsdpCommand::Output(OsdpCommandOutput { output_no: output, control_code, timer_count: 0 })],
+        )
+    }
+
     fn send(&self, reader: &str, commands: Vec<OsdpCommand>) -> Result<(), OsdpError> {
         let route = self.routes.get(reader).ok_or_else(|| OsdpError::UnknownReader(reader.to_owned()))?;
         if !route.online.load(Ordering::Relaxed) {
@@ -314,10 +324,21 @@ impl crate::Driver for OutputDriver {
     }
 
     fn open(&self, seconds: u32) -> futures::future::BoxFuture<'_, Result<crate::Opening, crate::DriverError>> {
+        self.queue(|readers| readers.release(&self.reader, Release { output: self.output, seconds }))
+    }
+
+    fn hold(&self, on: bool) -> futures::future::BoxFuture<'_, Result<crate::Opening, crate::DriverError>> {
+        self.queue(|readers| readers.hold(&self.reader, self.output, on))
+    }
+}
+
+impl OutputDriver {
+    fn queue(
+        &self,
+        send: impl FnOnce(&Readers) -> Result<(), OsdpError>,
+    ) -> futures::future::BoxFuture<'_, Result<crate::Opening, crate::DriverError>> {
         let sent = match RUNNING.get() {
-            Some(readers) => readers
-                .release(&self.reader, Release { output: self.output, seconds })
-                .map_err(|e| crate::DriverError::Config(e.to_string())),
+            Some(readers) => send(readers).map_err(|e| crate::DriverError::Config(e.to_string())),
             None => Err(crate::DriverError::Config(format!("no [[osdp.readers]] is called {:?}", self.reader))),
         };
         // Queued for the reader; libosdp does not tell when it acknowledged the command.

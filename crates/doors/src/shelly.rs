@@ -1,5 +1,7 @@
-//! Shelly relays. Gen2+ speak JSON-RPC (`Switch.Set` with `toggle_after`) and protect it
+//! Shelly relays. Gen2+ speak JSON-RPC (`Switch.Set`, with `toggle_after` for an opening,
+//! without it for a hold) and protect it
 //! with HTTP digest auth (SHA-256, user `admin`); Gen1 take `relay/N?turn=on&timer=S`
+//! (`turn=on|off` alone to hold)
 //! with basic auth.
 
 use futures::future::BoxFuture;
@@ -23,9 +25,21 @@ struct Gen1Answer {
 }
 
 impl Shelly {
-    async fn open_gen2(&self, seconds: u32) -> Result<Opening, DriverError> {
+    /// Switches the relay (`on`), back after `seconds` when given.
+    async fn switch(&self, on: bool, seconds: Option<u32>) -> Result<Opening, DriverError> {
+        match self.generation {
+            1 => self.switch_gen1(on, seconds).await,
+            _ => self.switch_gen2(on, seconds).await,
+        }
+    }
+
+    async fn switch_gen2(&self, on: bool, seconds: Option<u32>) -> Result<Opening, DriverError> {
         let path = "/rpc/Switch.Set";
-        let body = serde_json::json!({"id": self.channel, "on": true, "toggle_after": seconds}).to_string();
+        let mut body = serde_json::json!({"id": self.channel, "on": on});
+        if let Some(seconds) = seconds {
+            body["toggle_after"] = seconds.into();
+        }
+        let body = body.to_string();
         let send = |auth: Option<String>| {
             let mut request = self
                 .client
@@ -63,11 +77,14 @@ impl Shelly {
         Ok(Opening { confirmed: answer.get("was_on").is_some_and(|v| v.is_boolean()) })
     }
 
-    async fn open_gen1(&self, seconds: u32) -> Result<Opening, DriverError> {
+    async fn switch_gen1(&self, on: bool, seconds: Option<u32>) -> Result<Opening, DriverError> {
         let mut request = self
             .client
             .get(format!("{}/relay/{}", self.base, self.channel))
-            .query(&[("turn", "on".to_owned()), ("timer", seconds.to_string())]);
+            .query(&[("turn", if on { "on" } else { "off" })]);
+        if let Some(seconds) = seconds {
+            request = request.query(&[("timer", seconds)]);
+        }
         if let Some(user) = &self.username {
             request = request.basic_auth(user, self.password.as_deref());
         }
@@ -76,7 +93,7 @@ impl Shelly {
             return Err(refused(response).await);
         }
         let answer: Gen1Answer = response.json().await.map_err(|e| DriverError::BadAnswer(e.to_string()))?;
-        Ok(Opening { confirmed: answer.ison })
+        Ok(Opening { confirmed: answer.ison == on })
     }
 }
 
@@ -86,11 +103,11 @@ impl Driver for Shelly {
     }
 
     fn open(&self, seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>> {
-        Box::pin(async move {
-            match self.generation {
-                1 => self.open_gen1(seconds).await,
-                _ => self.open_gen2(seconds).await,
-            }
-        })
+        Box::pin(self.switch(true, Some(seconds)))
+    }
+
+    /// On without `toggle_after` (or a Gen1 timer): held until switched off.
+    fn hold(&self, on: bool) -> BoxFuture<'_, Result<Opening, DriverError>> {
+        Box::pin(self.switch(on, None))
     }
 }

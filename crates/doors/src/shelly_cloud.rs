@@ -55,41 +55,51 @@ impl Driver for ShellyCloud {
     }
 
     fn open(&self, seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>> {
-        Box::pin(async move {
-            self.turn().await;
-            let (channel, timer) = (self.channel.to_string(), seconds.to_string());
-            let form = [
-                ("id", self.device_id.as_str()),
-                ("auth_key", self.auth_key.as_str()),
-                ("channel", channel.as_str()),
-                ("turn", "on"),
-                ("timer", timer.as_str()),
-            ];
-            let mut encoded = reqwest::Url::parse("http://form.invalid/").expect("a fixed URL");
-            encoded.query_pairs_mut().extend_pairs(form);
-            let response = self
-                .client
-                .post(format!("{}/device/relay/control", self.server))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(encoded.query().unwrap_or_default().to_owned())
-                .send()
-                .await
-                .map_err(unreachable)?;
-            if !response.status().is_success() {
-                return Err(refused(response).await);
-            }
-            let text = response.text().await.map_err(unreachable)?;
-            let answer: Answer = serde_json::from_str(&text).map_err(|_| {
-                DriverError::BadAnswer(format!("not a cloud answer: {}", text.chars().take(200).collect::<String>()))
-            })?;
-            if !answer.isok {
-                let errors = answer.errors.map(|e| e.to_string()).unwrap_or_default();
-                return Err(DriverError::Refused {
-                    status: 200,
-                    body: format!("isok false: {}", errors.chars().take(200).collect::<String>()),
-                });
-            }
-            Ok(Opening { confirmed: true })
-        })
+        Box::pin(self.switch(true, Some(seconds)))
+    }
+
+    fn hold(&self, on: bool) -> BoxFuture<'_, Result<Opening, DriverError>> {
+        Box::pin(self.switch(on, None))
+    }
+}
+
+impl ShellyCloud {
+    /// `relay/control`: the relay `on` or off, back after `seconds` when given.
+    async fn switch(&self, on: bool, seconds: Option<u32>) -> Result<Opening, DriverError> {
+        self.turn().await;
+        let channel = self.channel.to_string();
+        let mut encoded = reqwest::Url::parse("http://form.invalid/").expect("a fixed URL");
+        encoded.query_pairs_mut().extend_pairs([
+            ("id", self.device_id.as_str()),
+            ("auth_key", self.auth_key.as_str()),
+            ("channel", channel.as_str()),
+            ("turn", if on { "on" } else { "off" }),
+        ]);
+        if let Some(seconds) = seconds {
+            encoded.query_pairs_mut().append_pair("timer", &seconds.to_string());
+        }
+        let response = self
+            .client
+            .post(format!("{}/device/relay/control", self.server))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encoded.query().unwrap_or_default().to_owned())
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        let text = response.text().await.map_err(unreachable)?;
+        let answer: Answer = serde_json::from_str(&text).map_err(|_| {
+            DriverError::BadAnswer(format!("not a cloud answer: {}", text.chars().take(200).collect::<String>()))
+        })?;
+        if !answer.isok {
+            let errors = answer.errors.map(|e| e.to_string()).unwrap_or_default();
+            return Err(DriverError::Refused {
+                status: 200,
+                body: format!("isok false: {}", errors.chars().take(200).collect::<String>()),
+            });
+        }
+        Ok(Opening { confirmed: true })
     }
 }

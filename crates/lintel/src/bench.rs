@@ -638,6 +638,8 @@ async fn members(store: &lintel_store::Store, people: u64, dir: &Path) -> anyhow
                 open_seconds: None,
                 attendance: None,
                 site: None,
+                unlock_schedule: None,
+                egress: None,
             },
             5,
         )

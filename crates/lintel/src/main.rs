@@ -144,6 +144,26 @@ enum Command {
         #[arg(long, required_unless_present = "site")]
         door: Vec<String>,
     },
+    /// Hold a door unlocked (`unlocked`) or keep it secure through its unlock schedule
+    /// (`secure`) for a while, or end its hold (`end`). A running server follows within a
+    /// second.
+    Hold {
+        door: String,
+        #[arg(value_parser = ["unlocked", "secure", "end"])]
+        state: String,
+        /// For how many minutes (at most 7 days).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_080))]
+        minutes: u32,
+    },
+    /// A site's holidays, on which its doors' unlock schedules do not apply: list them,
+    /// add one, load an iCalendar (.ics) file, or remove one.
+    Holidays {
+        #[command(subcommand)]
+        command: Option<HolidayCommand>,
+        /// The site (default `main`).
+        #[arg(long, default_value = "main", global = true)]
+        site: String,
+    },
     /// Print lintel's public key (hex), which controllers are given to verify their lists.
     ControllerKey,
     /// A reference MQTT door controller (docs/mqtt.md): taps from standard input
@@ -155,6 +175,24 @@ enum Command {
     /// The benchmark's floor: a trivial server that answers a fixed 60-byte JSON.
     #[command(hide = true)]
     Floor(bench::FloorArgs),
+}
+
+#[derive(Subcommand)]
+enum HolidayCommand {
+    /// Add a day (or days through --to).
+    Add {
+        name: String,
+        /// The first day, YYYY-MM-DD.
+        from: chrono::NaiveDate,
+        /// The last day, YYYY-MM-DD (default: the first).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+    },
+    /// Load every event of an iCalendar file (a region's public holidays); loading it
+    /// again adds only what is new.
+    Import { file: PathBuf },
+    /// Remove one by its id.
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]
@@ -648,6 +686,59 @@ async fn main() -> anyhow::Result<()> {
                 true => println!("no door changed: they were {what} already"),
                 false => println!("{} {what}", changed.join(", ")),
             }
+        }
+        Command::Hold { door, state, minutes } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let until = chrono::Utc::now() + chrono::Duration::minutes(i64::from(minutes));
+            let hold = match state.as_str() {
+                "unlocked" => Some(lintel_proto::NewHold { state: lintel_proto::HoldState::Unlocked, until }),
+                "secure" => Some(lintel_proto::NewHold { state: lintel_proto::HoldState::Secure, until }),
+                _ => None,
+            };
+            let by = lintel_service::Actor::cli();
+            let done = lintel_service::door_modes::set_hold(&services.directory, &by, door.clone(), hold).await;
+            store.close().await;
+            match done?.state.hold {
+                Some(hold) => println!("{door}: held {} until {}", hold.state.as_str(), hold.until.to_rfc3339()),
+                None => println!("{door}: no hold; it follows its schedule"),
+            }
+        }
+        Command::Holidays { command, site } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let (directory, by) = (&services.directory, lintel_service::Actor::cli());
+            let done: anyhow::Result<()> = async {
+                use lintel_service::door_modes;
+                match command {
+                    None => {
+                        for h in door_modes::holidays(directory, &by, &site).await? {
+                            println!("{}\t{}\t{}\t{}", h.id, h.from, h.to, h.name);
+                        }
+                    }
+                    Some(HolidayCommand::Add { name, from, to }) => {
+                        let new = lintel_proto::NewHoliday { name, from, to };
+                        let h = door_modes::add_holiday(directory, &by, site, new).await?;
+                        println!("added {} ({} to {})", h.id, h.from, h.to);
+                    }
+                    Some(HolidayCommand::Import { file }) => {
+                        let text =
+                            std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                        let report = door_modes::import_holidays(directory, &by, site, &text).await?;
+                        println!("{} added, {} there already", report.added, report.unchanged);
+                    }
+                    Some(HolidayCommand::Remove { id }) => {
+                        door_modes::delete_holiday(directory, &by, site, id.clone()).await?;
+                        println!("removed {id}");
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            store.close().await;
+            done?;
         }
         Command::Controllers => {
             let (store, server) = open_server(&config, Open::Existing).await?;

@@ -98,6 +98,9 @@ impl Tap {
 pub enum Action {
     /// Release the lock for this many seconds.
     Open { seconds: u32 },
+    /// Hold the lock released until told `on: false` (a door's unlock schedule, an
+    /// operator's hold, an emergency release); an `open` meanwhile leaves it held.
+    Hold { on: bool },
     /// Light the reader's LED (`green`, `red`, `amber`) for this many seconds.
     Led { color: LedColor, seconds: u32 },
     /// Sound the buzzer: `short` (accepted) or `long` (refused).

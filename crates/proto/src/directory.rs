@@ -440,6 +440,12 @@ pub struct Door {
     pub attendance: bool,
     /// The site the door is in.
     pub site: String,
+    /// When the door is held unlocked (free passage) by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unlock_schedule: Option<UnlockSchedule>,
+    /// The door is on an exit route: an emergency release of its site releases it, even
+    /// in lockdown.
+    pub egress: bool,
     pub state: DoorState,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -458,6 +464,103 @@ pub struct DoorState {
     /// Who put the door in lockdown, while it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lockdown_by: Option<String>,
+    /// An operator's hold over the schedule, while it lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<DoorHold>,
+}
+
+impl DoorState {
+    /// Whether the door is held unlocked now (its lock released until told otherwise).
+    pub fn hold_open(&self) -> bool {
+        matches!(self.mode.as_str(), "unlocked" | "egress_open")
+    }
+}
+
+/// A door's unlock schedule: the weekly rules (as a grant's) during which it is held
+/// unlocked, except on its site's holidays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockSchedule {
+    /// An IANA time zone name, e.g. `Europe/Berlin`.
+    pub tz: String,
+    pub rules: Vec<ScheduleRule>,
+    /// First to arrive: the schedule starts only with the day's first allowed entry at
+    /// this door from this local time on (`HH:MM`), of a member of `first_to_arrive_group`
+    /// when one is named (e.g. staff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_to_arrive_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_to_arrive_group: Option<String>,
+}
+
+/// What an operator's hold keeps a door in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldState {
+    /// Held unlocked (free passage).
+    Unlocked,
+    /// Kept secure through its unlock schedule.
+    Secure,
+}
+
+impl HoldState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldState::Unlocked => "unlocked",
+            HoldState::Secure => "secure",
+        }
+    }
+}
+
+/// An operator's hold of a door, which ends by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DoorHold {
+    pub state: HoldState,
+    pub until: DateTime<Utc>,
+    pub by: String,
+}
+
+/// `POST /api/v1/doors/{id}/hold`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewHold {
+    pub state: HoldState,
+    /// When the hold ends by itself (within a week).
+    pub until: DateTime<Utc>,
+}
+
+/// A day or days on which a site's unlock schedules do not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Holiday {
+    pub id: String,
+    pub site: String,
+    pub name: String,
+    /// The first day (local date), included.
+    pub from: chrono::NaiveDate,
+    /// The last day (local date), included.
+    pub to: chrono::NaiveDate,
+    /// The iCalendar event it was imported from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// `POST /api/v1/sites/{id}/holidays`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewHoliday {
+    pub name: String,
+    pub from: chrono::NaiveDate,
+    /// Default: the same day as `from`.
+    #[serde(default)]
+    pub to: Option<chrono::NaiveDate>,
+}
+
+/// What an `.ics` import did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HolidayImport {
+    pub added: u32,
+    /// Events already there (same UID and days).
+    pub unchanged: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -478,6 +581,10 @@ pub struct NewDoor {
     /// The site it is in (default `main`, the site every lintel starts with).
     #[serde(default)]
     pub site: Option<String>,
+    #[serde(default)]
+    pub unlock_schedule: Option<UnlockSchedule>,
+    #[serde(default)]
+    pub egress: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -493,6 +600,11 @@ pub struct DoorPatch {
     pub attendance: Option<bool>,
     /// Moves the door to another site.
     pub site: Option<String>,
+    /// `null` removes it.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<UnlockSchedule>)]
+    pub unlock_schedule: Option<Option<UnlockSchedule>>,
+    pub egress: Option<bool>,
 }
 
 /// A location (a building, one space of a chain): every door is in one site; events,

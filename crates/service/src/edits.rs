@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::credentials::Built;
 use crate::directory::{Actor, Directory};
+use crate::door_modes::check_door_modes;
 use crate::error::{Result, ServiceError};
 use crate::{secrets, site_limits, validate};
 
@@ -277,6 +278,7 @@ impl Directory {
         }
         site_limits::device_within(&self.store, by.site(), &door.id, &door.driver).await?;
         check_door_fields(Some(&door.name), Some(&door.driver), door.required_skill.as_deref(), door.open_seconds)?;
+        check_door_modes(self, &door.driver, door.unlock_schedule.as_ref(), door.egress.unwrap_or(false)).await?;
         let seconds = door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS);
         let written = self.write(by, move |store| async move { store.create_door(&door, seconds).await }).await?;
         Ok(redacted(written.value))
@@ -299,6 +301,12 @@ impl Directory {
             p.required_skill.as_ref().and_then(|s| s.as_deref()),
             p.open_seconds,
         )?;
+        if p.driver.is_some() || p.unlock_schedule.is_some() || p.egress.is_some() {
+            let kept = self.store.door(&id).await?;
+            let schedule = p.unlock_schedule.clone().unwrap_or(kept.unlock_schedule);
+            let driver = p.driver.as_ref().unwrap_or(&kept.driver);
+            check_door_modes(self, driver, schedule.as_ref(), p.egress.unwrap_or(kept.egress)).await?;
+        }
         Ok(redacted(self.write(by, move |store| async move { store.patch_door(&id, &p).await }).await?.value))
     }
 

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod decide;
 pub mod devices;
 pub mod directory;
+pub mod door_modes;
 pub mod doors;
 pub mod edits;
 pub mod enrolments;
@@ -48,6 +49,7 @@ pub use credentials::CredentialBuilder;
 pub use decide::{Ask, Decider, LimiterConfig, MemberSource, Source};
 use devices::controllers::Controllers;
 pub use directory::{Actor, Directory};
+use door_modes::DoorModes;
 pub use doors::{Doors, Driven, Opened, Opener};
 pub use error::{Result, ServiceError};
 use guests::Guests;
@@ -141,6 +143,7 @@ pub struct Services {
     pub directory: Arc<Directory>,
     pub decider: Arc<Decider>,
     pub doors: Arc<Doors>,
+    pub door_modes: Arc<DoorModes>,
     pub tokens: Tokens,
     /// The web UI's sessions.
     pub sessions: Arc<Sessions>,
@@ -224,6 +227,7 @@ impl Services {
                 (directory.clone(), decider.clone(), authority.clone(), workers.clone());
             Arc::new(Controllers::new(config, slot, directory, decider, authority, workers))
         });
+        let door_modes = Arc::new(DoorModes::new(directory.clone(), links.clone()));
         let doors = Arc::new(Doors::new(directory.clone(), decider.clone(), links));
         let lookup = config.lookup.clone().map(|c| Arc::new(Lookup::new(c, directory.store.clone(), config.limiter)));
         let ldap_sync = match config.ldap_sync.clone() {
@@ -258,6 +262,7 @@ impl Services {
             directory,
             decider,
             doors,
+            door_modes,
             tokens,
             workers,
             photos,
@@ -306,6 +311,7 @@ impl Services {
             devices::osdp::start(osdp, directory, decider, doors, &self.workers).await?;
         }
         self.doors.spawn_command_taker(&self.workers);
+        self.door_modes.spawn(&self.workers);
         self.operations.spawn_queue_worker(&self.workers);
         if let Some(slack) = &self.slack {
             slack.spawn_reconciler(&self.workers);

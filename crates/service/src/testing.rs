@@ -79,6 +79,8 @@ pub(crate) async fn door(services: &Services, id: &str, driver: DriverConfig) {
         open_seconds: None,
         attendance: None,
         site: None,
+        unlock_schedule: None,
+        egress: None,
     };
     services
         .directory

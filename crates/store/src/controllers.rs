@@ -153,6 +153,8 @@ impl Store {
     }
 
     /// What the controller's status topic says; `online` also updates its doors' state.
+    /// A controller that comes online may have restarted: what its doors were told to hold
+    /// is forgotten, so that the mode worker tells it again.
     pub async fn set_controller_online(&self, id: &str, online: bool, doors: &[String]) -> Result<()> {
         let now = now_micros();
         let mut tx = self.begin().await?;
@@ -164,7 +166,9 @@ impl Store {
             .await?;
         for door in doors {
             let q = if online {
-                sqlx::query("UPDATE doors SET online = 1, last_seen = $2 WHERE id = $1").bind(door).bind(now)
+                sqlx::query("UPDATE doors SET online = 1, last_seen = $2, told_held = NULL WHERE id = $1")
+                    .bind(door)
+                    .bind(now)
             } else {
                 sqlx::query("UPDATE doors SET online = 0 WHERE id = $1").bind(door)
             };

@@ -773,7 +773,8 @@ impl Store {
         check_site_exists(&mut tx, site).await?;
         let pk: Pk = sqlx::query_scalar(
             "INSERT INTO doors (id, name, driver, fail_mode, required_skill, open_seconds, attendance, site, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING pk",
+             unlock_schedule, egress, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $9, $9) RETURNING pk",
         )
         .bind(&d.id)
         .bind(&d.name)
@@ -784,6 +785,8 @@ impl Store {
         .bind(i64::from(d.attendance.unwrap_or(true)))
         .bind(site)
         .bind(now)
+        .bind(d.unlock_schedule.as_ref().map(to_json))
+        .bind(i64::from(d.egress.unwrap_or(false)))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || format!("a door with id {:?} exists already", d.id)))?;
@@ -846,9 +849,15 @@ impl Store {
             check_site_exists(&mut tx, v).await?;
             d.site = v.clone();
         }
+        if let Some(v) = &patch.unlock_schedule {
+            d.unlock_schedule = v.clone();
+        }
+        if let Some(v) = patch.egress {
+            d.egress = v;
+        }
         sqlx::query(
             "UPDATE doors SET name = $2, driver = $3, fail_mode = $4, required_skill = $5, open_seconds = $6, \
-             attendance = $7, site = $8, updated_at = $9 WHERE pk = $1",
+             attendance = $7, site = $8, updated_at = $9, unlock_schedule = $10, egress = $11 WHERE pk = $1",
         )
         .bind(pk)
         .bind(&d.name)
@@ -859,6 +868,8 @@ impl Store {
         .bind(i64::from(d.attendance))
         .bind(&d.site)
         .bind(now_micros())
+        .bind(d.unlock_schedule.as_ref().map(to_json))
+        .bind(i64::from(d.egress))
         .execute(&mut *tx)
         .await?;
         let (door, change) = read_door(&mut tx, pk).await?;

@@ -43,7 +43,8 @@ async fn scope_doors(tx: &mut Tx, scope: &LockdownScope) -> Result<Vec<(i64, Str
 
 impl Store {
     /// Puts the scope's doors in lockdown (`on`) or lifts it, in one transaction; answers
-    /// the doors whose state changed (a door already so is left as it is).
+    /// the doors whose state changed (a door already so is left as it is). A lifted door
+    /// is recorded secure until the mode worker puts it back into its mode now.
     pub async fn set_lockdown(&self, scope: &LockdownScope, on: bool) -> Result<Written<Vec<String>>> {
         let mut tx = self.begin().await?;
         let doors = scope_doors(&mut tx, scope).await?;
@@ -52,13 +53,14 @@ impl Store {
         for (pk, id) in doors {
             let done = match on {
                 true => sqlx::query(
-                    "UPDATE doors SET lockdown_by = $2, lockdown_at = $3 WHERE pk = $1 AND lockdown_by IS NULL",
+                    "UPDATE doors SET lockdown_by = $2, lockdown_at = $3, mode = 'lockdown' WHERE pk = $1 AND lockdown_by IS NULL",
                 )
                 .bind(pk)
                 .bind(&by)
                 .bind(now_micros()),
                 false => sqlx::query(
-                    "UPDATE doors SET lockdown_by = NULL, lockdown_at = NULL WHERE pk = $1 AND lockdown_by IS NOT NULL",
+                    "UPDATE doors SET lockdown_by = NULL, lockdown_at = NULL, mode = 'secure' \
+                     WHERE pk = $1 AND lockdown_by IS NOT NULL",
                 )
                 .bind(pk),
             }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use lintel_core::{CredentialKey, IndexCredential, IndexDoor, IndexPerson, Pk, revocation_hash};
-use lintel_proto::{Credential, CredentialKind, CredentialStatus, Door, DoorState, FailMode, PersonStatus};
+use lintel_proto::{Credential, CredentialKind, CredentialStatus, Door, DoorHold, DoorState, FailMode, PersonStatus};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -158,7 +158,7 @@ pub(crate) fn index_credential_from(c: CredentialParts) -> Result<(CredentialKey
     Ok((key, credential))
 }
 
-pub(crate) const DOOR_COLUMNS: &str = "pk, id, name, driver, fail_mode, required_skill, open_seconds, attendance, site, online, last_seen, last_opened, last_error, lockdown_by, created_at, updated_at";
+pub(crate) const DOOR_COLUMNS: &str = "pk, id, name, driver, fail_mode, required_skill, open_seconds, attendance, site, online, last_seen, last_opened, last_error, lockdown_by, unlock_schedule, egress, hold_state, hold_until, hold_by, mode, created_at, updated_at";
 
 /// The person attribute that lets its holder through a lockdown (security staff).
 pub const LOCKDOWN_EXEMPT_ATTRIBUTE: &str = "lockdown_exempt";
@@ -174,24 +174,22 @@ pub(crate) fn door(row: &AnyRow) -> Result<Door> {
         open_seconds: u32::try_from(row.try_get::<i64, _>("open_seconds")?).unwrap_or(u32::MAX),
         attendance: row.try_get::<i64, _>("attendance")? != 0,
         site: row.try_get("site")?,
+        unlock_schedule: row.try_get::<Option<String>, _>("unlock_schedule")?.as_deref().map(json).transpose()?,
+        egress: row.try_get::<i64, _>("egress")? != 0,
         state: DoorState {
             online: row.try_get::<Option<i64>, _>("online")?.map(|v| v != 0),
             last_seen: opt_time(row.try_get("last_seen")?)?,
             last_opened: opt_time(row.try_get("last_opened")?)?,
             last_error: row.try_get("last_error")?,
-            mode: door_mode(row)?.as_str().to_owned(),
+            mode: row.try_get("mode")?,
             lockdown_by: row.try_get("lockdown_by")?,
+            hold: crate::door_modes::hold(row)?
+                .map(|(state, until)| -> Result<_> { Ok(DoorHold { state, until, by: row.try_get("hold_by")? }) })
+                .transpose()?,
         },
         created_at: time(row.try_get("created_at")?)?,
         updated_at: time(row.try_get("updated_at")?)?,
     })
-}
-
-/// The door's mode now, from what the row holds (lockdown; unlock schedules are not kept
-/// yet, so a door not in lockdown is secure).
-fn door_mode(row: &AnyRow) -> Result<lintel_core::Mode> {
-    let lockdown = row.try_get::<Option<String>, _>("lockdown_by")?.is_some();
-    Ok(lintel_core::mode_at(&lintel_core::DoorConditions { lockdown, ..Default::default() }, chrono::Utc::now()))
 }
 
 pub(crate) fn index_door(row: &AnyRow) -> Result<IndexDoor> {

@@ -12,6 +12,7 @@ mod connections;
 mod crash;
 mod crm;
 mod decisions;
+mod door_modes;
 mod doorbell;
 mod doors;
 mod enrolments;

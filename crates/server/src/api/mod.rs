@@ -5,6 +5,7 @@ mod controllers;
 mod crm;
 mod decisions;
 mod directory;
+mod door_modes;
 mod doorbell;
 mod events;
 mod guests;
@@ -35,7 +36,7 @@ use crate::AppState;
     tags(
         (name = "directory", description = "People, credentials, sites, doors, groups and grants"),
         (name = "decisions", description = "May this credential open this door now?"),
-        (name = "doors", description = "Running a building: lockdown"),
+        (name = "doors", description = "Running a building: lockdown, holds, holidays"),
         (name = "events", description = "The event log and attendance"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "integrations", description = "The membership platform's webhooks and sync; the inbox and outbox of work with other systems"),
@@ -125,6 +126,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(guests::get_guest_pass, guests::revoke_guest_pass))
         .routes(routes!(lockdown::start, lockdown::list))
         .routes(routes!(lockdown::lift))
+        .routes(routes!(door_modes::hold, door_modes::end_hold))
+        .routes(routes!(door_modes::list_holidays, door_modes::add_holiday))
+        .routes(routes!(door_modes::import_holidays))
+        .routes(routes!(door_modes::delete_holiday))
         .routes(routes!(controllers::list_controllers))
         .routes(routes!(decisions::decide))
         .routes(routes!(decisions::admin_open))

@@ -442,6 +442,8 @@ pub async fn create_door(
             open_seconds: f.number("open_seconds", "Opens for")?,
             attendance: Some(f.checked("attendance")),
             site: f.optional("site"),
+            unlock_schedule: None,
+            egress: None,
         };
         let made = ui.app.directory().create_door(&signed.actor(), door).await?;
         Ok(format!("/ui/doors/{}", made.id))
@@ -473,6 +475,8 @@ pub async fn door_action(
                     open_seconds: f.number("open_seconds", "Opens for")?,
                     attendance: Some(f.checked("attendance")),
                     site: f.optional("site"),
+                    unlock_schedule: None,
+                    egress: None,
                 };
                 directory.patch_door(&by, id.clone(), patch).await?;
                 Ok(format!("/ui/doors/{id}"))

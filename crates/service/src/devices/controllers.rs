@@ -813,6 +813,8 @@ mod tests {
             open_seconds: None,
             attendance: None,
             site: None,
+            unlock_schedule: None,
+            egress: None,
         };
         store.create_door(&door, 5).await.expect("door");
     }

@@ -1,0 +1,27 @@
+-- Door modes. A door may have an unlock schedule (JSON: weekly rules in a time zone, and
+-- first to arrive) that holds it unlocked, may be on an exit route (egress: an emergency
+-- releases it), and may carry an operator's hold (unlocked or secure, until a time).
+-- `mode` is the mode lintel last put the door in (the mode worker keeps it); `told_held`
+-- whether its device was last told to hold the lock released (NULL: to be told again, as
+-- after the device reconnected).
+ALTER TABLE doors ADD COLUMN unlock_schedule TEXT;
+ALTER TABLE doors ADD COLUMN egress BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE doors ADD COLUMN hold_state TEXT;
+ALTER TABLE doors ADD COLUMN hold_until BIGINT;
+ALTER TABLE doors ADD COLUMN hold_by TEXT;
+ALTER TABLE doors ADD COLUMN mode TEXT NOT NULL DEFAULT 'secure';
+ALTER TABLE doors ADD COLUMN told_held BIGINT;
+
+-- Days on which a site's unlock schedules do not apply (holidays), local dates, both ends
+-- included. `uid` is the iCalendar event's UID when imported, so a calendar loads again
+-- without duplicates.
+CREATE TABLE holidays (
+    id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    name TEXT NOT NULL,
+    first_day TEXT NOT NULL,
+    last_day TEXT NOT NULL,
+    uid TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX holidays_site ON holidays (site, first_day);
