@@ -1117,6 +1117,31 @@ test('lockdown: one action after a warning, every credential refused, the banner
   await page.context().close();
 });
 
+test('a door held unlocked from its page: free passage shown, then the hold ended', async () => {
+  const page = await newPage();
+  await signIn(page);
+  await api('POST', '/api/v1/doors', { id: 'lobby', name: 'Lobby' });
+  await page.goto(base + '/ui/doors/lobby');
+  assert.match(await page.getByTestId('door-mode').innerText(), /secure/);
+  await page.getByLabel('Hold the door').selectOption('unlocked');
+  await page.getByLabel('Minutes').fill('30');
+  await page.getByRole('button', { name: 'Hold', exact: true }).click();
+  await page.getByTestId('door-hold').waitFor();
+  assert.match(await page.getByTestId('door-hold').innerText(), /unlocked until .*by token:environment/);
+  // The mode worker puts the door in its mode within a second or two.
+  for (let i = 0; i < 50 && (await api('GET', '/api/v1/doors/lobby')).state.mode !== 'unlocked'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await page.goto(base + '/ui/doors/lobby');
+  assert.match(await page.getByTestId('door-mode').innerText(), /unlocked/);
+  await page.getByRole('button', { name: 'End the hold' }).click();
+  await page.waitForFunction(() => !document.querySelector('[data-testid="door-hold"]'));
+  assert.equal((await api('GET', '/api/v1/doors/lobby')).state.hold, undefined);
+  await api('DELETE', '/api/v1/doors/lobby');
+  clean(page);
+  await page.context().close();
+});
+
 test('roles: a viewer sees and changes nothing, a wall display shows only the display and outlives a restart', async () => {
   const viewer = await roleToken('viewer');
   const wall = await roleToken('display');

@@ -10,7 +10,7 @@ use chrono_tz::Europe::Berlin;
 use serde_json::{Value, json};
 
 use crate::doors::FakeDevice;
-use crate::harness::{Backend, Database, FakeClock, Server};
+use crate::harness::{Backend, Database, FakeClock, Server, card};
 use crate::mqtt::{Broker, Controller, lintel_key, serve, world};
 
 /// Local time in Berlin (Monday 4 January 2027 is a weekday).
@@ -259,6 +259,40 @@ async fn bad_modes_and_holidays_are_refused_and_change_nothing(b: Backend) {
     assert_eq!(status, 404);
 }
 
+/// First to arrive: the hours wait for the day's first allowed entry of staff.
+async fn first_to_arrive_waits_for_staff(b: Backend) {
+    let db = Database::new(b);
+    let clock = FakeClock::new(&db);
+    clock.set_to(berlin(4, 8, 0, 5)).await;
+    let s = Server::start_with(&db, &clock.env());
+    let mut hours = office_hours();
+    hours["first_to_arrive_from"] = json!("07:00");
+    hours["first_to_arrive_group"] = json!("staff");
+    s.ok("/api/v1/groups", json!({"id": "staff", "name": "Staff"}), 201).await;
+    s.ok("/api/v1/doors", json!({"id": "lobby", "name": "Lobby", "unlock_schedule": hours}), 201).await;
+    for (person, uid) in [("sam", "0A000001"), ("max", "0B000002")] {
+        s.ok("/api/v1/people", json!({"id": person, "name": person}), 201).await;
+        s.ok(&format!("/api/v1/people/{person}/credentials"), card(uid, None), 201).await;
+        s.ok("/api/v1/grants", json!({"person_id": person, "doors": ["lobby"]}), 201).await;
+    }
+    assert_eq!(s.put("/api/v1/groups/staff/members/sam").await.0, 204);
+
+    // In the hours, but no one has come: secure. A member who is not staff does not count.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(mode(&s, "lobby").await, "secure");
+    clock.set_to(berlin(4, 8, 20, 0)).await;
+    assert_eq!(s.decide("lobby", card("0B000002", None)).await["allowed"], true);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(mode(&s, "lobby").await, "secure");
+
+    clock.set_to(berlin(4, 8, 30, 0)).await;
+    assert_eq!(s.decide("lobby", card("0A000001", None)).await["allowed"], true);
+    wait_for_mode(&s, "lobby", "unlocked").await;
+    // The next day starts over.
+    clock.set_to(berlin(5, 8, 30, 0)).await;
+    wait_for_mode(&s, "lobby", "secure").await;
+}
+
 /// The reference controller is told `hold` over MQTT, and told again when it reconnects.
 async fn a_controller_is_told_to_hold_and_again_after_a_restart(b: Backend) {
     let db = Database::new(b);
@@ -288,5 +322,6 @@ async fn a_controller_is_told_to_hold_and_again_after_a_restart(b: Backend) {
 crate::on_both_backends!(
     a_lobby_follows_its_schedule_holidays_and_holds,
     bad_modes_and_holidays_are_refused_and_change_nothing,
+    first_to_arrive_waits_for_staff,
     a_controller_is_told_to_hold_and_again_after_a_restart,
 );

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use lintel_proto::{
-    DoorPatch, DriverConfig, GrantPatch, NewDoor, NewGrant, NewGroup, NewPerson, PersonPatch, PersonStatus, Schedule,
-    ScheduleRule, Weekday,
+    DoorPatch, DriverConfig, GrantPatch, HoldState, NewDoor, NewGrant, NewGroup, NewHold, NewPerson, PersonPatch,
+    PersonStatus, Schedule, ScheduleRule, UnlockSchedule, Weekday,
 };
 use lintel_service::attendance::{local_midnight, next_day};
 
@@ -485,6 +485,38 @@ pub async fn door_action(
                 directory.delete_door(&by, id).await?;
                 Ok("/ui/doors".to_owned())
             }
+            "modes" => {
+                let tz = ui.app.inner.services.config.timezone;
+                let unlock_schedule = schedule(&f, tz)?.map(|s| UnlockSchedule {
+                    tz: s.tz,
+                    rules: s.rules,
+                    first_to_arrive_from: f.optional("first_to_arrive_from"),
+                    first_to_arrive_group: f.optional("first_to_arrive_group"),
+                });
+                let patch = DoorPatch {
+                    unlock_schedule: Some(unlock_schedule),
+                    egress: Some(f.checked("egress")),
+                    ..Default::default()
+                };
+                directory.patch_door(&by, id.clone(), patch).await?;
+                Ok(format!("/ui/doors/{id}"))
+            }
+            "hold" => {
+                let state = match f.get("state") {
+                    "unlocked" => HoldState::Unlocked,
+                    "secure" => HoldState::Secure,
+                    _ => return Err(UiError::invalid("hold it unlocked or secure")),
+                };
+                let minutes = f.number("minutes", "For")?.unwrap_or(60);
+                let until = Utc::now() + chrono::Duration::minutes(i64::from(minutes));
+                let hold = NewHold { state, until };
+                lintel_service::door_modes::set_hold(directory, &by, id.clone(), Some(hold)).await?;
+                Ok(format!("/ui/doors/{id}"))
+            }
+            "end-hold" => {
+                lintel_service::door_modes::set_hold(directory, &by, id.clone(), None).await?;
+                Ok(format!("/ui/doors/{id}"))
+            }
             _ => Err(UiError::not_found("no such action")),
         }
     }
@@ -519,7 +551,23 @@ pub struct GrantEditor {
 
 impl GrantEditor {
     pub fn of(grant: Option<&lintel_proto::Grant>, back: String, default_tz: Tz) -> Self {
-        let schedule = grant.and_then(|g| g.schedule.as_ref());
+        let editor = Self::hours(grant.and_then(|g| g.schedule.as_ref()), back, default_tz);
+        let tz: Tz = editor.tz.parse().unwrap_or(default_tz);
+        let date = |t: Option<DateTime<Utc>>, end: bool| {
+            t.map_or_else(String::new, |t| {
+                let t = if end { t - chrono::Duration::seconds(1) } else { t };
+                t.with_timezone(&tz).format("%Y-%m-%d").to_string()
+            })
+        };
+        Self {
+            valid_from: date(grant.and_then(|g| g.valid_from), false),
+            valid_until: date(grant.and_then(|g| g.valid_until), true),
+            ..editor
+        }
+    }
+
+    /// The rows of a weekly schedule (a door's unlocked hours, too), without validity.
+    pub fn hours(schedule: Option<&Schedule>, back: String, default_tz: Tz) -> Self {
         let tz: Tz = schedule.and_then(|s| s.tz.parse().ok()).unwrap_or(default_tz);
         let row = |n: usize, rule: Option<&ScheduleRule>| RuleRow {
             n,
@@ -533,19 +581,7 @@ impl GrantEditor {
         let rules = schedule.map_or(&[][..], |s| s.rules.as_slice());
         let mut rows: Vec<RuleRow> = rules.iter().take(MAX_RULES).enumerate().map(|(n, r)| row(n, Some(r))).collect();
         rows.push(row(rows.len(), None));
-        let date = |t: Option<DateTime<Utc>>, end: bool| {
-            t.map_or_else(String::new, |t| {
-                let t = if end { t - chrono::Duration::seconds(1) } else { t };
-                t.with_timezone(&tz).format("%Y-%m-%d").to_string()
-            })
-        };
-        Self {
-            back,
-            tz: tz.name().to_owned(),
-            rows,
-            valid_from: date(grant.and_then(|g| g.valid_from), false),
-            valid_until: date(grant.and_then(|g| g.valid_until), true),
-        }
+        Self { back, tz: tz.name().to_owned(), rows, valid_from: String::new(), valid_until: String::new() }
     }
 }
 

@@ -14,7 +14,7 @@ use chrono_tz::Tz;
 use lintel_core::{CredentialKey, Decision, Index, Pk, Query as IndexQuery};
 use lintel_proto::{
     Credential, CredentialKind, CredentialStatus, Door, DriverConfig, Enrolment, Event, Grant, Group, Person,
-    PersonStatus, Reason,
+    PersonStatus, Reason, Schedule,
 };
 use lintel_store::{EventFilter, PersonFilter, Store, StoreError, grant_id};
 use serde::Deserialize;
@@ -202,6 +202,8 @@ pub struct DoorRow {
     pub error: Option<String>,
     /// In lockdown now.
     pub lockdown: bool,
+    /// Held unlocked now (free passage).
+    pub unlocked: bool,
 }
 
 fn door_state(d: &Door) -> (&'static str, &'static str) {
@@ -237,6 +239,7 @@ fn door_row(d: &Door, recent: &[Event], tz: Tz, now: DateTime<Utc>) -> DoorRow {
             .map_or("none yet".into(), |at| format!("{} ({})", words::ago(at, now), words::local(at, tz))),
         error: d.state.last_error.clone(),
         lockdown: d.state.lockdown_by.is_some(),
+        unlocked: d.state.hold_open(),
     }
 }
 
@@ -1159,6 +1162,12 @@ pub struct DoorView {
     pub last_error: String,
     /// Who put it in lockdown, while it is.
     pub lockdown_by: Option<String>,
+    pub mode: String,
+    /// An operator's hold, in words.
+    pub hold: Option<String>,
+    pub egress: bool,
+    pub first_to_arrive_from: String,
+    pub first_to_arrive_group: String,
 }
 
 fn door_view(d: &Door, tz: Tz) -> DoorView {
@@ -1194,6 +1203,23 @@ fn door_view(d: &Door, tz: Tz) -> DoorView {
         last_opened: when(d.state.last_opened),
         lockdown_by: d.state.lockdown_by.clone(),
         last_error: d.state.last_error.clone().unwrap_or_default(),
+        mode: d.state.mode.clone(),
+        hold: d
+            .state
+            .hold
+            .as_ref()
+            .map(|h| format!("{} until {}, by {}", h.state.as_str(), words::local(h.until, tz), h.by)),
+        egress: d.egress,
+        first_to_arrive_from: d
+            .unlock_schedule
+            .as_ref()
+            .and_then(|s| s.first_to_arrive_from.clone())
+            .unwrap_or_default(),
+        first_to_arrive_group: d
+            .unlock_schedule
+            .as_ref()
+            .and_then(|s| s.first_to_arrive_group.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -1216,6 +1242,8 @@ pub struct Outcome {
 struct DoorPage {
     page: PageCtx,
     door: DoorView,
+    /// The unlock schedule's hours, in the grant editor's rows.
+    ed: GrantEditor,
     dv: DriverFields,
     kinds: &'static [(&'static str, &'static str)],
     sites: Vec<(String, String)>,
@@ -1248,6 +1276,11 @@ async fn door_page(ui: &Ui, signed: &Signed, id: &str, confirm: bool, outcome: O
             confirm,
             outcome,
         },
+        ed: GrantEditor::hours(
+            door.unlock_schedule.as_ref().map(|u| Schedule { tz: u.tz.clone(), rules: u.rules.clone() }).as_ref(),
+            format!("/ui/doors/{}", door.id),
+            tz,
+        ),
         dv: DriverFields::of(&door.driver),
         kinds: &DRIVER_KINDS,
         sites: site_choices(store, signed).await?,
