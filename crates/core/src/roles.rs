@@ -18,6 +18,9 @@ pub enum Role {
     Viewer,
     /// A wall screen: the facility display, nothing else.
     Display,
+    /// A building system (a fire panel's gateway, a building-management system, a relay's
+    /// input): raises an emergency release and reports door inputs, nothing else. Not on the ladder of the roles above.
+    Building,
 }
 
 /// What a request wants to do; each route names one.
@@ -36,10 +39,14 @@ pub enum Action {
     Configure,
     /// Tokens and operators' roles.
     ManageAccess,
+    /// Release a site's exit-route doors in an emergency.
+    RaiseEmergency,
+    /// Report a door's inputs (position, exit request, tamper, fire).
+    ReportInputs,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Owner, Role::Admin, Role::FrontDesk, Role::Viewer, Role::Display];
+    pub const ALL: [Role; 6] = [Role::Owner, Role::Admin, Role::FrontDesk, Role::Viewer, Role::Display, Role::Building];
 
     pub fn may(self, action: Action) -> bool {
         use Action::*;
@@ -49,6 +56,7 @@ impl Role {
             Role::FrontDesk => matches!(action, ShowDisplay | Read | ManagePeople | OpenDoors),
             Role::Viewer => matches!(action, ShowDisplay | Read),
             Role::Display => action == ShowDisplay,
+            Role::Building => matches!(action, RaiseEmergency | ReportInputs),
         }
     }
 
@@ -59,6 +67,7 @@ impl Role {
             Role::FrontDesk => "front_desk",
             Role::Viewer => "viewer",
             Role::Display => "display",
+            Role::Building => "building",
         }
     }
 
@@ -112,6 +121,8 @@ impl Action {
             Action::OpenDoors => "open doors",
             Action::Configure => "change doors, groups, grants, sites or integrations",
             Action::ManageAccess => "manage tokens or operators' roles",
+            Action::RaiseEmergency => "raise an emergency release",
+            Action::ReportInputs => "report door inputs",
         }
     }
 }
@@ -129,15 +140,19 @@ mod tests {
             Action::OpenDoors,
             Action::Configure,
             Action::ManageAccess,
+            Action::RaiseEmergency,
+            Action::ReportInputs,
         ];
         let allowed = |role: Role| actions.iter().filter(|a| role.may(**a)).count();
-        assert_eq!(Role::ALL.map(allowed), [6, 5, 4, 2, 1]);
+        assert_eq!(Role::ALL.map(allowed), [8, 7, 4, 2, 1, 2]);
+        assert!(Role::Building.may(Action::RaiseEmergency) && !Role::Building.may(Action::Read));
+        assert!(!Role::FrontDesk.may(Action::RaiseEmergency));
         assert!(!Role::Admin.may(Action::ManageAccess));
         assert!(!Role::FrontDesk.may(Action::Configure) && Role::FrontDesk.may(Action::OpenDoors));
         assert!(!Role::Viewer.may(Action::OpenDoors) && Role::Viewer.may(Action::Read));
         assert!(!Role::Display.may(Action::Read));
-        // A role allows everything the roles below it allow.
-        for pair in Role::ALL.windows(2) {
+        // A console role allows everything the roles below it allow.
+        for pair in Role::ALL[..5].windows(2) {
             assert!(actions.iter().all(|a| !pair[1].may(*a) || pair[0].may(*a)), "{pair:?}");
         }
         for role in Role::ALL {

@@ -56,11 +56,17 @@ pub enum Topic {
     Tap,
     ListAck,
     Upload,
+    Input,
 }
 
 impl Topic {
-    const ALL: [(Topic, &'static str); 4] =
-        [(Topic::Status, "status"), (Topic::Tap, "tap"), (Topic::ListAck, "list/ack"), (Topic::Upload, "upload")];
+    const ALL: [(Topic, &'static str); 5] = [
+        (Topic::Status, "status"),
+        (Topic::Tap, "tap"),
+        (Topic::ListAck, "list/ack"),
+        (Topic::Upload, "upload"),
+        (Topic::Input, "input"),
+    ];
 }
 
 /// The link's events for the server: deliveries, and each (re)connection to the broker
@@ -254,7 +260,7 @@ async fn run(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Sender<Lin
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 failures = 0;
                 tracing::info!("MQTT: connected to the broker");
-                for name in ["status", "tap", "ack", "list/ack", "upload"] {
+                for name in ["status", "tap", "ack", "list/ack", "upload", "input"] {
                     let filter = format!("{}/c/+/{name}", link.prefix);
                     if let Err(e) = link.client.subscribe(filter, QoS::AtLeastOnce).await {
                         tracing::error!(error = %e, "MQTT: could not subscribe");

@@ -640,6 +640,7 @@ async fn members(store: &lintel_store::Store, people: u64, dir: &Path) -> anyhow
                 site: None,
                 unlock_schedule: None,
                 egress: None,
+                held_open_seconds: None,
             },
             5,
         )

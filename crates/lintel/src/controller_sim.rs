@@ -301,10 +301,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     say(json!({"event": "error", "detail": e.to_string()}));
                 }
             }
+            ["input", door, input, state] => {
+                // The wire format (docs/mqtt.md), so a typo is published as typed and lintel refuses it.
+                let message = json!({"door": door, "input": input, "state": state});
+                let topic = lock(&sim).topic("input");
+                let _ = client.publish(topic, QoS::AtLeastOnce, false, message.to_string()).await;
+                say(json!({"event": "input", "door": door, "input": input, "state": state}));
+            }
             ["quit"] => break,
             [] => {}
             _ => say(
-                json!({"event": "error", "detail": "commands: tap DOOR UID [REVOCATION_CODE] | key DOOR DIGITS | quit"}),
+                json!({"event": "error", "detail": "commands: tap DOOR UID [REVOCATION_CODE] | key DOOR DIGITS | input DOOR INPUT STATE | quit"}),
             ),
         }
     }

@@ -257,9 +257,10 @@ enum TokenCommand {
         #[arg(long, default_value = "admin", value_parser = ["admin", "decisions", "scim"])]
         scope: String,
         /// With `--scope admin`: `owner` (everything), `admin` (everything but tokens and
-        /// roles), `front_desk` (people, credentials, opening doors), `viewer` (reads only)
-        /// or `display` (the facility display only).
-        #[arg(long, default_value = "owner", value_parser = ["owner", "admin", "front_desk", "viewer", "display"])]
+        /// roles), `front_desk` (people, credentials, opening doors), `viewer` (reads only),
+        /// `display` (the facility display only) or `building` (a building system: raises an
+        /// emergency release and reports door inputs, nothing else).
+        #[arg(long, default_value = "owner", value_parser = ["owner", "admin", "front_desk", "viewer", "display", "building"])]
         role: String,
         /// With `--scope decisions`: the only door the token may ask about.
         #[arg(long)]

@@ -92,6 +92,24 @@ impl Tap {
     }
 }
 
+/// `<prefix>/c/<controller>/input`: one of its doors' inputs changed (see
+/// [`crate::DoorInput`]): `{"door": "front", "input": "door", "state": "open"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputMessage {
+    pub door: String,
+    pub input: crate::InputKind,
+    pub state: crate::InputState,
+}
+
+impl InputMessage {
+    pub fn parse(bytes: &[u8]) -> Result<Self, PayloadError> {
+        let m: Self = parse(bytes)?;
+        check_id("door", &m.door)?;
+        Ok(m)
+    }
+}
+
 /// What a controller is told to do at a door.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]

@@ -446,6 +446,9 @@ pub struct Door {
     /// The door is on an exit route: an emergency release of its site releases it, even
     /// in lockdown.
     pub egress: bool,
+    /// How long the door may stand open after an entry before the `held_open` alarm (a
+    /// warning comes 10 s before).
+    pub held_open_seconds: u32,
     pub state: DoorState,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -467,6 +470,68 @@ pub struct DoorState {
     /// An operator's hold over the schedule, while it lasts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold: Option<DoorHold>,
+    /// What its position switch said last: `open` or `closed` (`null`: no switch reported).
+    pub position: Option<String>,
+    /// The kinds of its open alarms (`forced_open`, `held_open`, `tamper`,
+    /// `device_offline`): raised and not yet cleared and acknowledged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+}
+
+/// An alarm at a door. It stays open until its condition clears (`cleared_at`) and an
+/// operator acknowledges it (`acked_at`, with who and a note).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Alarm {
+    pub id: String,
+    pub door: String,
+    /// `forced_open`, `held_open`, `tamper` or `device_offline`.
+    pub kind: String,
+    pub raised_at: DateTime<Utc>,
+    pub cleared_at: Option<DateTime<Utc>>,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub acked_by: Option<String>,
+    pub note: Option<String>,
+}
+
+/// `POST /api/v1/alarms/{id}/ack`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmAck {
+    /// What the operator found or did.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A door's input: its position switch, its exit button, its tamper switch, or a fire
+/// panel's contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// The door position switch: `open` or `closed`.
+    Door,
+    /// A request to exit (a button, a motion sensor inside): `active`.
+    Exit,
+    /// A reader's or enclosure's tamper switch: `active` or `inactive`.
+    Tamper,
+    /// A fire panel's contact: `active` raises an emergency release of the door's site.
+    Fire,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputState {
+    Open,
+    Closed,
+    Active,
+    Inactive,
+}
+
+/// An input a device reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DoorInput {
+    pub input: InputKind,
+    pub state: InputState,
 }
 
 impl DoorState {
@@ -555,6 +620,15 @@ pub struct NewHoliday {
     pub to: Option<chrono::NaiveDate>,
 }
 
+/// `POST /api/v1/sites/{id}/emergency`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyRequest {
+    /// What raised it, for the record (e.g. `fire panel zone 3`).
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
 /// What an `.ics` import did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HolidayImport {
@@ -585,6 +659,9 @@ pub struct NewDoor {
     pub unlock_schedule: Option<UnlockSchedule>,
     #[serde(default)]
     pub egress: Option<bool>,
+    /// Default 30.
+    #[serde(default)]
+    pub held_open_seconds: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -605,6 +682,7 @@ pub struct DoorPatch {
     #[schema(value_type = Option<UnlockSchedule>)]
     pub unlock_schedule: Option<Option<UnlockSchedule>>,
     pub egress: Option<bool>,
+    pub held_open_seconds: Option<u32>,
 }
 
 /// A location (a building, one space of a chain): every door is in one site; events,
@@ -618,6 +696,10 @@ pub struct Site {
     pub time_zone: Option<String>,
     /// How many doors it has.
     pub doors: u64,
+    /// Who raised an emergency release here, while it lasts: its exit-route doors are
+    /// held open until an operator resets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emergency_by: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -129,6 +129,16 @@ enum Sites {
 fn operator(parts: &Parts, state: &AppState, action: Action, sites: Sites) -> Result<Operator, ApiError> {
     let token = bearer(parts)
         .ok_or_else(|| ApiError::unauthorized("send an operator token as Authorization: Bearer <token>"))?;
+    operator_with(state, token, action, sites)
+}
+
+/// The operator a token names, for devices that cannot send a header (a relay's input
+/// calls a URL): see [`operator`]. Only for a route that keeps to a limited role's site.
+pub fn operator_of_token(state: &AppState, token: &str, action: Action) -> Result<Operator, ApiError> {
+    operator_with(state, token, action, Sites::Kept)
+}
+
+fn operator_with(state: &AppState, token: &str, action: Action, sites: Sites) -> Result<Operator, ApiError> {
     let (name, RoleAt { role, site }) =
         state.services().tokens.operator(token).ok_or_else(|| ApiError::unauthorized("the token is not valid"))?;
     if !role.may(action) {
@@ -212,6 +222,16 @@ operator_may!(
 operator_may!(
     /// [`Admin`] on a route that keeps to a limited operator's site.
     SiteAdmin(Operator) => Action::Configure, Sites::Kept
+);
+operator_may!(
+    /// Reports door inputs: a `building` token, `admin` and above (one limited to a site,
+    /// its doors).
+    InputReporter(Operator) => Action::ReportInputs, Sites::Kept
+);
+operator_may!(
+    /// Raises an emergency release: a `building` token (a fire panel's gateway), `admin`
+    /// and above (one limited to a site, at its site).
+    EmergencyRaiser(Operator) => Action::RaiseEmergency, Sites::Kept
 );
 
 /// Who may ask decisions: an admin token, or a token scoped to decisions (a station's),

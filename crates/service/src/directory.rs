@@ -43,6 +43,11 @@ impl Actor {
         Self::named(format!("user:{person_id}"))
     }
 
+    /// A device reporting what it saw (`controller:<id>`).
+    pub fn device(name: &str) -> Self {
+        Self::named(name.to_owned())
+    }
+
     /// Someone at the server's command line.
     pub fn cli() -> Self {
         Self::named("cli".to_owned())

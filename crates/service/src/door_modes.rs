@@ -50,6 +50,8 @@ struct Told {
     arrivals: HashMap<String, (NaiveDate, DateTime<Utc>)>,
     /// Whether this node held the lease at its last tick.
     leading: bool,
+    /// The openings warned of as held open (door, open since).
+    warned: HashMap<String, DateTime<Utc>>,
 }
 
 impl DoorModes {
@@ -90,6 +92,12 @@ impl DoorModes {
         if leading && doors.iter().any(|d| d.hold.is_some_and(|(_, until)| until <= now)) {
             self.directory.write(&Actor::lintel(), move |s| async move { s.end_lapsed_holds(now).await }).await?;
             doors = store.moded_doors().await?;
+        }
+        if leading {
+            let mut warned = std::mem::take(&mut self.told().warned);
+            let watched = crate::alarms::watch(&self.directory, now, &mut warned).await;
+            self.told().warned = warned;
+            watched?;
         }
         let holidays = match doors.iter().any(|d| d.unlock_schedule.is_some()) {
             true => store.holidays(None).await?,
@@ -148,7 +156,7 @@ impl DoorModes {
             schedule: schedule.as_ref(),
             egress: door.egress,
             lockdown: door.lockdown,
-            emergency: false,
+            emergency: door.emergency,
             override_,
             first_arrival,
             ended_early: None,
@@ -281,6 +289,26 @@ pub async fn set_hold(directory: &Arc<Directory>, by: &Actor, door: String, hold
     let id = door.clone();
     directory.write(by, move |s| async move { s.set_hold(&id, hold).await }).await?;
     Ok(directory.store.door(&door).await?)
+}
+
+/// Raises an emergency release of a site (`on`: its exit-route doors are held open, over
+/// lockdown) or resets it; whether it changed. `why` says what raised it (an input).
+pub async fn emergency(
+    directory: &Arc<Directory>,
+    by: &Actor,
+    site: String,
+    on: bool,
+    why: Option<String>,
+) -> Result<bool> {
+    directory.store.site(&site).await?;
+    if by.site().is_some_and(|own| own != site) {
+        site_limits::everywhere(by.site(), "another site's emergency release")?;
+    }
+    if let Some(why) = &why {
+        validate::text("why", why, 200)?;
+    }
+    let written = directory.write(by, move |s| async move { s.set_emergency(&site, on, why.as_deref()).await }).await?;
+    Ok(written.value)
 }
 
 /// A site's holidays.

@@ -279,6 +279,7 @@ impl Directory {
         site_limits::device_within(&self.store, by.site(), &door.id, &door.driver).await?;
         check_door_fields(Some(&door.name), Some(&door.driver), door.required_skill.as_deref(), door.open_seconds)?;
         check_door_modes(self, &door.driver, door.unlock_schedule.as_ref(), door.egress.unwrap_or(false)).await?;
+        crate::alarms::check_held_open_seconds(door.held_open_seconds)?;
         let seconds = door.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS);
         let written = self.write(by, move |store| async move { store.create_door(&door, seconds).await }).await?;
         Ok(redacted(written.value))
@@ -301,6 +302,7 @@ impl Directory {
             p.required_skill.as_ref().and_then(|s| s.as_deref()),
             p.open_seconds,
         )?;
+        crate::alarms::check_held_open_seconds(p.held_open_seconds)?;
         if p.driver.is_some() || p.unlock_schedule.is_some() || p.egress.is_some() {
             let kept = self.store.door(&id).await?;
             let schedule = p.unlock_schedule.clone().unwrap_or(kept.unlock_schedule);

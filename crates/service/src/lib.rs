@@ -3,6 +3,7 @@
 //! background worker. Nothing here speaks HTTP: the server and the CLI are front-ends
 //! over it, built by one composition root ([`Services`]).
 
+pub mod alarms;
 pub mod attendance;
 pub mod backup_codes;
 pub mod credentials;

@@ -81,6 +81,7 @@ pub(crate) async fn door(services: &Services, id: &str, driver: DriverConfig) {
         site: None,
         unlock_schedule: None,
         egress: None,
+        held_open_seconds: None,
     };
     services
         .directory

@@ -767,14 +767,15 @@ impl Store {
     }
 
     pub async fn create_door(&self, d: &NewDoor, open_seconds: u32) -> Result<Written<Door>> {
+        const DEFAULT_HELD_OPEN_SECONDS: u32 = 30;
         let mut tx = self.begin().await?;
         let now = now_micros();
         let site = d.site.as_deref().unwrap_or(DEFAULT_SITE);
         check_site_exists(&mut tx, site).await?;
         let pk: Pk = sqlx::query_scalar(
             "INSERT INTO doors (id, name, driver, fail_mode, required_skill, open_seconds, attendance, site, \
-             unlock_schedule, egress, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $9, $9) RETURNING pk",
+             unlock_schedule, egress, held_open_seconds, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $12, $9, $9) RETURNING pk",
         )
         .bind(&d.id)
         .bind(&d.name)
@@ -787,6 +788,7 @@ impl Store {
         .bind(now)
         .bind(d.unlock_schedule.as_ref().map(to_json))
         .bind(i64::from(d.egress.unwrap_or(false)))
+        .bind(i64::from(d.held_open_seconds.unwrap_or(DEFAULT_HELD_OPEN_SECONDS)))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || format!("a door with id {:?} exists already", d.id)))?;
@@ -855,9 +857,13 @@ impl Store {
         if let Some(v) = patch.egress {
             d.egress = v;
         }
+        if let Some(v) = patch.held_open_seconds {
+            d.held_open_seconds = v;
+        }
         sqlx::query(
             "UPDATE doors SET name = $2, driver = $3, fail_mode = $4, required_skill = $5, open_seconds = $6, \
-             attendance = $7, site = $8, updated_at = $9, unlock_schedule = $10, egress = $11 WHERE pk = $1",
+             attendance = $7, site = $8, updated_at = $9, unlock_schedule = $10, egress = $11, held_open_seconds = $12 \
+             WHERE pk = $1",
         )
         .bind(pk)
         .bind(&d.name)
@@ -870,6 +876,7 @@ impl Store {
         .bind(now_micros())
         .bind(d.unlock_schedule.as_ref().map(to_json))
         .bind(i64::from(d.egress))
+        .bind(i64::from(d.held_open_seconds))
         .execute(&mut *tx)
         .await?;
         let (door, change) = read_door(&mut tx, pk).await?;

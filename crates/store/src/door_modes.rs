@@ -23,6 +23,8 @@ pub struct ModedDoor {
     pub egress: bool,
     pub hold: Option<(HoldState, DateTime<Utc>)>,
     pub lockdown: bool,
+    /// An emergency release of its site is in force.
+    pub emergency: bool,
     /// The mode recorded last (`secure`, `unlocked`, `lockdown`, `egress_open`).
     pub mode: String,
     /// Whether the device was last told to hold the lock released; `None`: tell it again.
@@ -65,10 +67,10 @@ impl Store {
     /// The doors whose mode lintel keeps (see [`ModedDoor`]).
     pub async fn moded_doors(&self) -> Result<Vec<ModedDoor>> {
         let rows = sqlx::query(
-            "SELECT id, site, driver, unlock_schedule, egress, hold_state, hold_until, lockdown_by, mode, told_held \
-             FROM doors \
-             WHERE unlock_schedule IS NOT NULL OR egress <> 0 OR hold_state IS NOT NULL OR lockdown_by IS NOT NULL \
-             OR mode <> 'secure' ORDER BY id",
+            "SELECT d.id, d.site, d.driver, d.unlock_schedule, d.egress, d.hold_state, d.hold_until, d.lockdown_by, \
+             d.mode, d.told_held, s.emergency_by FROM doors d JOIN sites s ON s.id = d.site \
+             WHERE d.unlock_schedule IS NOT NULL OR d.egress <> 0 OR d.hold_state IS NOT NULL \
+             OR d.lockdown_by IS NOT NULL OR d.mode <> 'secure' ORDER BY d.id",
         )
         .fetch_all(&self.read)
         .await?;
@@ -86,6 +88,7 @@ impl Store {
                     egress: row.try_get::<i64, _>("egress")? != 0,
                     hold: hold(row)?,
                     lockdown: row.try_get::<Option<String>, _>("lockdown_by")?.is_some(),
+                    emergency: row.try_get::<Option<String>, _>("emergency_by")?.is_some(),
                     mode: row.try_get("mode")?,
                     told_held: row.try_get::<Option<i64>, _>("told_held")?.map(|v| v != 0),
                 })
@@ -201,6 +204,41 @@ impl Store {
         }
         let first: Option<i64> = query.fetch_one(&self.read).await?;
         first.map(time).transpose()
+    }
+
+    /// Raises (`on`) or resets an emergency release of a site, recorded; whether it changed
+    /// (one raised already is left as it is).
+    pub async fn set_emergency(&self, site: &str, on: bool, why: Option<&str>) -> Result<Written<bool>> {
+        let mut tx = self.begin().await?;
+        let known: Option<String> =
+            sqlx::query_scalar("SELECT id FROM sites WHERE id = $1").bind(site).fetch_optional(&mut *tx).await?;
+        if known.is_none() {
+            return Err(StoreError::not_found("site", site));
+        }
+        let by = self.actor.as_deref().unwrap_or("lintel").to_owned();
+        let done = match on {
+            true => sqlx::query(
+                "UPDATE sites SET emergency_by = $2, emergency_at = $3 WHERE id = $1 AND emergency_by IS NULL",
+            )
+            .bind(site)
+            .bind(&by)
+            .bind(now_micros()),
+            false => sqlx::query(
+                "UPDATE sites SET emergency_by = NULL, emergency_at = NULL WHERE id = $1 AND emergency_by IS NOT NULL",
+            )
+            .bind(site),
+        }
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return self.finish(tx, false, NOTHING_INDEXED, Vec::new()).await;
+        }
+        let kind = if on { "site.emergency_started" } else { "site.emergency_ended" };
+        let mut event = NewEvent::new(kind).with("site", site);
+        if let Some(why) = why {
+            event = event.with("why", why);
+        }
+        self.finish(tx, true, NOTHING_INDEXED, vec![event]).await
     }
 
     /// A site's holidays (every site's when `None`), by first day.

@@ -5,6 +5,7 @@
 //! returns the index changes read back inside that transaction. The one exception is the
 //! hot path of decisions on SQLite (`decision_log`), which has a connection of its own.
 
+mod alarms;
 mod badges;
 mod changes;
 mod cobot;
@@ -37,6 +38,7 @@ mod tests;
 mod tokens;
 mod webhooks;
 mod work;
+pub use alarms::OpenDoor;
 pub use door_modes::{HolidayRecord, ModedDoor};
 pub use lockdown::LockdownScope;
 pub use rows::LOCKDOWN_EXEMPT_ATTRIBUTE;

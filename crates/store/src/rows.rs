@@ -158,7 +158,7 @@ pub(crate) fn index_credential_from(c: CredentialParts) -> Result<(CredentialKey
     Ok((key, credential))
 }
 
-pub(crate) const DOOR_COLUMNS: &str = "pk, id, name, driver, fail_mode, required_skill, open_seconds, attendance, site, online, last_seen, last_opened, last_error, lockdown_by, unlock_schedule, egress, hold_state, hold_until, hold_by, mode, created_at, updated_at";
+pub(crate) const DOOR_COLUMNS: &str = "pk, id, name, driver, fail_mode, required_skill, open_seconds, attendance, site, online, last_seen, last_opened, last_error, lockdown_by, unlock_schedule, egress, hold_state, hold_until, hold_by, mode, held_open_seconds, position, alarms, created_at, updated_at";
 
 /// The person attribute that lets its holder through a lockdown (security staff).
 pub const LOCKDOWN_EXEMPT_ATTRIBUTE: &str = "lockdown_exempt";
@@ -176,6 +176,7 @@ pub(crate) fn door(row: &AnyRow) -> Result<Door> {
         site: row.try_get("site")?,
         unlock_schedule: row.try_get::<Option<String>, _>("unlock_schedule")?.as_deref().map(json).transpose()?,
         egress: row.try_get::<i64, _>("egress")? != 0,
+        held_open_seconds: u32::try_from(row.try_get::<i64, _>("held_open_seconds")?).unwrap_or(u32::MAX),
         state: DoorState {
             online: row.try_get::<Option<i64>, _>("online")?.map(|v| v != 0),
             last_seen: opt_time(row.try_get("last_seen")?)?,
@@ -186,6 +187,13 @@ pub(crate) fn door(row: &AnyRow) -> Result<Door> {
             hold: crate::door_modes::hold(row)?
                 .map(|(state, until)| -> Result<_> { Ok(DoorHold { state, until, by: row.try_get("hold_by")? }) })
                 .transpose()?,
+            position: row.try_get("position")?,
+            alarms: row
+                .try_get::<String, _>("alarms")?
+                .split(',')
+                .filter(|kind| !kind.is_empty())
+                .map(str::to_owned)
+                .collect(),
         },
         created_at: time(row.try_get("created_at")?)?,
         updated_at: time(row.try_get("updated_at")?)?,

@@ -13,7 +13,7 @@ use crate::{IndexUpdate, Result, Store, StoreError, Written, conflict_on_unique,
 /// The site every lintel starts with, and where a door goes when none is named.
 pub const DEFAULT_SITE: &str = "main";
 
-const SITE_SELECT: &str = "SELECT s.id, s.name, s.time_zone, s.created_at, \
+const SITE_SELECT: &str = "SELECT s.id, s.name, s.time_zone, s.emergency_by, s.created_at, \
      (SELECT COUNT(*) FROM doors d WHERE d.site = s.id) AS doors FROM sites s";
 
 fn site(row: &AnyRow) -> Result<Site> {
@@ -21,6 +21,7 @@ fn site(row: &AnyRow) -> Result<Site> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         time_zone: row.try_get("time_zone")?,
+        emergency_by: row.try_get("emergency_by")?,
         doors: u64::try_from(row.try_get::<i64, _>("doors")?).unwrap_or(0),
         created_at: time(row.try_get("created_at")?)?,
     })

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::doors::FakeDevice;
 use crate::harness::{Backend, Database, FakeClock, Server, card};
 use crate::mqtt::{Broker, Controller, lintel_key, serve, world};
+use crate::roles::{call_as, create_token, wait_for_token};
 
 /// Local time in Berlin (Monday 4 January 2027 is a weekday).
 fn berlin(day: u32, hour: u32, minute: u32, second: u32) -> DateTime<Utc> {
@@ -293,6 +294,57 @@ async fn first_to_arrive_waits_for_staff(b: Backend) {
     wait_for_mode(&s, "lobby", "secure").await;
 }
 
+/// A building system's token raises an emergency release: the exit-route door is held
+/// open over lockdown until an operator resets it; the token may do nothing else.
+async fn an_emergency_opens_exit_doors_over_lockdown_until_reset(b: Backend) {
+    let db = Database::new(b);
+    let s = Server::start(&db);
+    let relay = FakeDevice::shelly_gen2().await;
+    let driver = json!({"kind": "shelly", "url": relay.url, "generation": 2});
+    s.ok("/api/v1/doors", json!({"id": "exit", "name": "Fire exit", "driver": driver, "egress": true}), 201).await;
+    s.ok("/api/v1/doors", json!({"id": "office", "name": "Office"}), 201).await;
+    wait_for_holds(&relay, &[false]).await;
+    s.ok("/api/v1/lockdown", json!({"site": "main"}), 200).await;
+    assert_eq!(mode(&s, "exit").await, "lockdown");
+
+    let panel = create_token(&db, "building");
+    wait_for_token(&s, &panel).await;
+    let raise = |token: String, site: &'static str| {
+        let s = &s;
+        async move {
+            let body = Some(json!({"why": "fire panel zone 3"}));
+            call_as(s, &token, reqwest::Method::POST, &format!("/api/v1/sites/{site}/emergency"), body).await
+        }
+    };
+    assert_eq!(raise(panel.clone(), "nowhere").await.0, 404);
+    let (status, site) = raise(panel.clone(), "main").await;
+    assert_eq!(status, 200, "{site}");
+    assert!(site["emergency_by"].as_str().is_some_and(|by| by.starts_with("token:")), "{site}");
+    wait_for_holds(&relay, &[false, true]).await;
+    wait_for_mode(&s, "exit", "egress_open").await;
+    assert_eq!(mode(&s, "office").await, "lockdown", "only exit-route doors are released");
+    // Raised again: nothing changes, nothing more is recorded.
+    assert_eq!(raise(panel.clone(), "main").await.0, 200);
+    let started = s.all_events("kind=site.emergency_started").await;
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["data"]["why"], "fire panel zone 3");
+
+    // The building system may not reset it, nor do anything else.
+    for (method, path) in [
+        (reqwest::Method::DELETE, "/api/v1/sites/main/emergency"),
+        (reqwest::Method::GET, "/api/v1/doors"),
+        (reqwest::Method::POST, "/api/v1/lockdown/lift"),
+    ] {
+        let body = (method == reqwest::Method::POST).then(|| json!({"site": "main"}));
+        assert_eq!(call_as(&s, &panel, method.clone(), path, body).await.0, 403, "{method} {path}");
+    }
+    let (status, site) = s.call(reqwest::Method::DELETE, "/api/v1/sites/main/emergency", None).await;
+    assert_eq!(status, 200, "{site}");
+    assert!(site.get("emergency_by").is_none(), "{site}");
+    wait_for_holds(&relay, &[false, true, false]).await;
+    wait_for_mode(&s, "exit", "lockdown").await;
+}
+
 /// The reference controller is told `hold` over MQTT, and told again when it reconnects.
 async fn a_controller_is_told_to_hold_and_again_after_a_restart(b: Backend) {
     let db = Database::new(b);
@@ -323,5 +375,6 @@ crate::on_both_backends!(
     a_lobby_follows_its_schedule_holidays_and_holds,
     bad_modes_and_holidays_are_refused_and_change_nothing,
     first_to_arrive_waits_for_staff,
+    an_emergency_opens_exit_doors_over_lockdown_until_reset,
     a_controller_is_told_to_hold_and_again_after_a_restart,
 );

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod alarms;
 mod audit;
 mod backups;
 mod bad_input;

@@ -163,6 +163,12 @@ impl Controller {
         self.event("decision")
     }
 
+    /// One of a door's inputs changed (`input front door open`).
+    pub fn input(&mut self, door: &str, input: &str, state: &str) -> Value {
+        writeln!(self.stdin, "input {door} {input} {state}").unwrap();
+        self.event("input")
+    }
+
     pub fn stop(mut self) {
         let _ = writeln!(self.stdin, "quit");
         let started = Instant::now();

@@ -5,12 +5,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use lintel_proto::{Door, Holiday, HolidayImport, NewHold, NewHoliday, Problem};
+use lintel_proto::{Door, EmergencyRequest, Holiday, HolidayImport, NewHold, NewHoliday, Problem, Site};
 use lintel_service::door_modes;
 use lintel_service::edits::redacted;
 
 use crate::AppState;
-use crate::auth::{Admin, SiteAdmin, SiteReader};
+use crate::auth::{Admin, EmergencyRaiser, SiteAdmin, SiteReader};
 use crate::problem::{ApiError, ApiJson, ApiPath};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -38,6 +38,34 @@ pub async fn end_hold(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Door>> {
     Ok(Json(redacted(door_modes::set_hold(s.directory(), &by.actor(), id, None).await?)))
+}
+
+/// Raise an emergency release of a site (a fire panel through a building system's
+/// `building` token, or an operator): every exit-route door (`egress: true`) is held open,
+/// over lockdown, until an operator resets it. Recorded; raising it again changes nothing.
+#[utoipa::path(post, path = "/api/v1/sites/{id}/emergency", tag = "doors", params(("id" = String, Path, description = "the site's id")), request_body = EmergencyRequest, security(("admin" = [])),
+    responses((status = 200, description = "the site, with who raised it", body = Site), (status = 404, description = "no such site", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
+pub async fn raise_emergency(
+    State(s): State<AppState>,
+    EmergencyRaiser(by): EmergencyRaiser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<EmergencyRequest>,
+) -> ApiResult<Json<Site>> {
+    door_modes::emergency(s.directory(), &by.actor(), id.clone(), true, request.why).await?;
+    Ok(Json(s.store().site(&id).await?))
+}
+
+/// Reset a site's emergency release: its exit-route doors go back to the mode they should
+/// be in now.
+#[utoipa::path(delete, path = "/api/v1/sites/{id}/emergency", tag = "doors", params(("id" = String, Path, description = "the site's id")), security(("admin" = [])),
+    responses((status = 200, description = "the site", body = Site), (status = 404, description = "no such site", body = Problem, content_type = "application/problem+json")))]
+pub async fn reset_emergency(
+    State(s): State<AppState>,
+    SiteAdmin(by): SiteAdmin,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Site>> {
+    door_modes::emergency(s.directory(), &by.actor(), id.clone(), false, None).await?;
+    Ok(Json(s.store().site(&id).await?))
 }
 
 /// A site's holidays: days on which its doors' unlock schedules do not apply.

@@ -1,5 +1,6 @@
 //! Routes, grouped as in the HTTP contract (the README's API sections).
 
+mod alarms;
 mod cobot;
 mod controllers;
 mod crm;
@@ -36,7 +37,7 @@ use crate::AppState;
     tags(
         (name = "directory", description = "People, credentials, sites, doors, groups and grants"),
         (name = "decisions", description = "May this credential open this door now?"),
-        (name = "doors", description = "Running a building: lockdown, holds, holidays"),
+        (name = "doors", description = "Running a building: lockdown, emergency release, holds, holidays, door inputs and alarms"),
         (name = "events", description = "The event log and attendance"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "integrations", description = "The membership platform's webhooks and sync; the inbox and outbox of work with other systems"),
@@ -130,6 +131,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(door_modes::list_holidays, door_modes::add_holiday))
         .routes(routes!(door_modes::import_holidays))
         .routes(routes!(door_modes::delete_holiday))
+        .routes(routes!(door_modes::raise_emergency, door_modes::reset_emergency))
+        .routes(routes!(alarms::report))
+        .routes(routes!(alarms::list))
+        .routes(routes!(alarms::ack))
         .routes(routes!(controllers::list_controllers))
         .routes(routes!(decisions::decide))
         .routes(routes!(decisions::admin_open))
@@ -145,6 +150,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(slack::events))
         .routes(routes!(slack::interactions))
         .routes(routes!(doorbell::ring))
+        .routes(routes!(alarms::hook, alarms::hook_by_get))
         .routes(routes!(doorbell::snapshot))
         .routes(routes!(slack::reconcile_now))
         .routes(routes!(signed::add_lock_admin, signed::remove_lock_admin))

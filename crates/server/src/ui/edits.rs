@@ -444,9 +444,28 @@ pub async fn create_door(
             site: f.optional("site"),
             unlock_schedule: None,
             egress: None,
+            held_open_seconds: None,
         };
         let made = ui.app.directory().create_door(&signed.actor(), door).await?;
         Ok(format!("/ui/doors/{}", made.id))
+    }
+    .await;
+    answer(&headers, outcome)
+}
+
+/// Acknowledges an alarm from the dashboard, with the operator's note (the guard lets
+/// through the roles that open doors).
+pub async fn ack_alarm(
+    State(ui): State<Ui>,
+    Extension(signed): Extension<Signed>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let outcome = async {
+        let f = Fields::parse(&body)?;
+        lintel_service::alarms::acknowledge(ui.app.directory(), &signed.actor(), id, f.optional("note")).await?;
+        Ok("/ui/".to_owned())
     }
     .await;
     answer(&headers, outcome)
@@ -477,6 +496,7 @@ pub async fn door_action(
                     site: f.optional("site"),
                     unlock_schedule: None,
                     egress: None,
+                    held_open_seconds: None,
                 };
                 directory.patch_door(&by, id.clone(), patch).await?;
                 Ok(format!("/ui/doors/{id}"))

@@ -265,6 +265,31 @@ struct Dashboard {
     failures: Vec<FeedItem>,
     /// The names of the doors shown that are in lockdown.
     locked: Vec<String>,
+    /// The sites shown under an emergency release, and who raised it.
+    emergencies: Vec<(String, String)>,
+    /// The open alarms at the doors shown, newest first.
+    alarms: Vec<AlarmRow>,
+}
+
+/// An open alarm on the dashboard.
+pub struct AlarmRow {
+    pub id: String,
+    pub door: String,
+    pub what: &'static str,
+    pub when: String,
+    /// Its condition has cleared; it waits for an acknowledgement.
+    pub cleared: bool,
+    pub acked_by: Option<String>,
+}
+
+fn alarm_words(kind: &str) -> &'static str {
+    match kind {
+        "forced_open" => "forced open",
+        "held_open" => "held open too long",
+        "tamper" => "tampered with",
+        "device_offline" => "its device is offline",
+        _ => "alarm",
+    }
 }
 
 /// The dashboard, of one site when `site` is given: its doors, its entries today, its events.
@@ -400,8 +425,28 @@ pub async fn dashboard(
     let page = Dashboard {
         page: ctx(&signed, "dashboard"),
         sites: site_choices(store, &signed).await?,
-        site: site.unwrap_or_default(),
+        site: site.clone().unwrap_or_default(),
         locked: doors.iter().filter(|d| d.state.lockdown_by.is_some()).map(|d| d.name.clone()).collect(),
+        emergencies: store
+            .sites()
+            .await?
+            .into_iter()
+            .filter(|s| site.as_deref().is_none_or(|shown| shown == s.id))
+            .filter_map(|s| s.emergency_by.map(|by| (s.name, by)))
+            .collect(),
+        alarms: store
+            .alarms(false, site.as_deref())
+            .await?
+            .into_iter()
+            .map(|a| AlarmRow {
+                door: doors.iter().find(|d| d.id == a.door).map_or_else(|| a.door.clone(), |d| d.name.clone()),
+                what: alarm_words(&a.kind),
+                when: format!("{} ({})", words::ago(a.raised_at, now), words::local(a.raised_at, tz)),
+                cleared: a.cleared_at.is_some(),
+                acked_by: a.acked_by,
+                id: a.id,
+            })
+            .collect(),
         doors: doors.iter().map(|d| door_row(d, &recent, tz, now)).collect(),
         feed: feed(store, &recent[..recent.len().min(20)], &doors, tz).await,
         present_today,

@@ -151,6 +151,7 @@ fn needed(method: &Method, path: &str, query: &str) -> Action {
         "/ui/display" | "/ui/logout" => Action::ShowDisplay,
         "/ui/live" if query.split('&').any(|pair| pair == "view=display") => Action::ShowDisplay,
         _ if path.starts_with("/ui/doors/") && path.ends_with("/open") => Action::OpenDoors,
+        _ if path.starts_with("/ui/alarms/") && path.ends_with("/ack") => Action::OpenDoors,
         _ if reading => Action::Read,
         _ if path == "/ui/people" || path.starts_with("/ui/people/") || path == UPLOAD_PATH => Action::ManagePeople,
         _ if path.starts_with("/ui/groups/") && (path.ends_with("/add") || path.ends_with("/remove")) => {
@@ -182,7 +183,7 @@ fn keeps_to_a_site(path: &str) -> bool {
         "/ui/grants",
         "/ui/doors",
     ];
-    const UNDER: [&str; 5] = ["/ui/people/", "/ui/groups/", "/ui/grants/", "/ui/doors/", "/ui/guests/"];
+    const UNDER: [&str; 6] = ["/ui/people/", "/ui/groups/", "/ui/grants/", "/ui/doors/", "/ui/guests/", "/ui/alarms/"];
     PAGES.contains(&path) || UNDER.iter().any(|under| path.starts_with(under))
 }
 
@@ -375,6 +376,7 @@ mod tests {
             (post, "/ui/people/ann/credentials/c-1/revoke", "", Action::ManagePeople),
             (get, "/ui/doors/front/open", "", Action::OpenDoors),
             (post, "/ui/doors/front/open", "", Action::OpenDoors),
+            (post, "/ui/alarms/alarm-1/ack", "", Action::OpenDoors),
             (post, "/ui/webhooks", "", Action::Configure),
             (post, "/ui/guests", "", Action::ManagePeople),
             (post, "/ui/people", "", Action::ManagePeople),

@@ -248,6 +248,7 @@ impl Controllers {
             Topic::Status => self.handle_status(&controller, &delivery.payload).await,
             Topic::ListAck => self.handle_list_ack(&controller, &delivery.payload).await,
             Topic::Upload => self.handle_upload(link, &controller, &delivery.payload).await,
+            Topic::Input => self.handle_input(&controller, &delivery.payload).await,
             Topic::Tap => unreachable!("taps are handled on their own"),
         };
         // Acknowledged to the broker in every case: what failed comes again from the protocol
@@ -294,6 +295,24 @@ impl Controllers {
             }
         }
         Ok(())
+    }
+
+    /// A door input: only from the controller that owns the door.
+    async fn handle_input(&self, controller: &str, payload: &[u8]) -> Result<(), Failure> {
+        let message = lintel_proto::controller::InputMessage::parse(payload)?;
+        if !self.door_ids(controller).contains(&message.door) {
+            return Err(Failure::Refused(format!(
+                "an input for door {:?}, which is not on this controller",
+                message.door
+            )));
+        }
+        let input = lintel_proto::DoorInput { input: message.input, state: message.state };
+        let by = crate::Actor::device(&format!("controller:{controller}"));
+        match crate::alarms::report(&self.directory, &by, &message.door, input).await {
+            Ok(_) => Ok(()),
+            // Lost with the broker's copy acknowledged: the controller reports the next change.
+            Err(e) => Err(Failure::Refused(format!("input not recorded: {e}"))),
+        }
     }
 
     async fn handle_list_ack(&self, controller: &str, payload: &[u8]) -> Result<(), Failure> {
@@ -815,6 +834,7 @@ mod tests {
             site: None,
             unlock_schedule: None,
             egress: None,
+            held_open_seconds: None,
         };
         store.create_door(&door, 5).await.expect("door");
     }

@@ -25,3 +25,28 @@ CREATE TABLE holidays (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX holidays_site ON holidays (site, first_day);
+
+-- An emergency release of a site (a fire panel, a building system, an operator): its
+-- exit-route doors are held open, over lockdown, until an operator resets it.
+ALTER TABLE sites ADD COLUMN emergency_by TEXT;
+ALTER TABLE sites ADD COLUMN emergency_at BIGINT;
+
+-- Door inputs (a door position switch, an exit button, tamper) and alarms. `position` is
+-- what the door's position switch said last (`open` or `closed`) and since when; an alarm
+-- stays until its condition cleared and an operator acknowledged it.
+ALTER TABLE doors ADD COLUMN held_open_seconds BIGINT NOT NULL DEFAULT 30;
+ALTER TABLE doors ADD COLUMN position TEXT;
+ALTER TABLE doors ADD COLUMN position_at BIGINT;
+-- The kinds of the door's open alarms, comma-separated, kept with the alarms.
+ALTER TABLE doors ADD COLUMN alarms TEXT NOT NULL DEFAULT '';
+CREATE TABLE alarms (
+    id TEXT PRIMARY KEY,
+    door TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    raised_at BIGINT NOT NULL,
+    cleared_at BIGINT,
+    acked_at BIGINT,
+    acked_by TEXT,
+    note TEXT
+);
+CREATE INDEX alarms_open ON alarms (door, kind, acked_at, cleared_at);
