@@ -1142,6 +1142,30 @@ test('a door held unlocked from its page: free passage shown, then the hold ende
   await page.context().close();
 });
 
+test('alarms: a forced door appears on the dashboard at once and is acknowledged with a note', async () => {
+  const page = await newPage();
+  await signIn(page);
+  await api('POST', '/api/v1/doors', { id: 'store', name: 'Storeroom' });
+  await page.goto(base + '/ui/');
+  assert.equal(await page.getByTestId('alarms').count(), 0);
+  // The door's position switch says open, with no entry before: forced.
+  const taken = await api('POST', '/api/v1/doors/store/inputs', { input: 'door', state: 'open' });
+  assert.equal(taken.alarm.kind, 'forced_open');
+  await page.getByTestId('alarms').waitFor();
+  const row = page.locator(`[data-alarm="${taken.alarm.id}"]`);
+  assert.match(await row.innerText(), /Storeroom: forced open/);
+  await api('POST', '/api/v1/doors/store/inputs', { input: 'door', state: 'closed' });
+  await row.getByLabel('Note').fill('the cleaner, with a key');
+  await row.getByRole('button', { name: 'Acknowledge' }).click();
+  await page.waitForFunction(() => !document.querySelector('[data-testid="alarms"]'));
+  const [acked] = (await api('GET', '/api/v1/alarms?all=true')).filter((a) => a.id === taken.alarm.id);
+  assert.equal(acked.note, 'the cleaner, with a key');
+  assert.match(acked.acked_by, /^token:/);
+  await api('DELETE', '/api/v1/doors/store');
+  clean(page);
+  await page.context().close();
+});
+
 test('roles: a viewer sees and changes nothing, a wall display shows only the display and outlives a restart', async () => {
   const viewer = await roleToken('viewer');
   const wall = await roleToken('display');
