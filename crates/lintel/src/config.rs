@@ -30,6 +30,7 @@ pub struct Config {
     pub http: HttpSection,
     pub slack: Option<SlackSection>,
     pub doorbell: Option<DoorbellSection>,
+    pub notify: Option<NotifySection>,
     /// The address the outside world reaches lintel at, e.g. `https://doors.example.org`
     /// (links lintel hands out, such as the doorbell's picture in Slack).
     pub public_url: Option<String>,
@@ -605,6 +606,18 @@ pub struct DoorbellSection {
     pub snapshot_hosts: Vec<String>,
 }
 
+/// `[notify]`: where alarms, lockdown and emergency releases are told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    /// A Slack channel's id (e.g. `C0SECURITY`), posted to through `[slack]`.
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+    /// Mail addresses, sent to through `[smtp]`: a list, or `a@x.org,b@x.org`.
+    #[serde(default, deserialize_with = "list")]
+    pub email: Vec<String>,
+}
+
 /// A list of text, or `a,b` text (what an environment variable can hold).
 fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -647,6 +660,22 @@ impl Config {
             timezone,
             buffer_minutes: c.buffer_minutes.clamp(0, 24 * 60),
             resource_doors: c.resource_doors.clone(),
+        }))
+    }
+
+    /// Where notifications go, checked (the sections they go through are checked when
+    /// the services start).
+    pub fn notify_config(&self) -> anyhow::Result<Option<lintel_service::notifications::NotifyConfig>> {
+        let Some(n) = &self.notify else { return Ok(None) };
+        if n.slack_channel.is_none() && n.email.is_empty() {
+            bail!("[notify] names no place: set slack_channel or email");
+        }
+        if let Some(bad) = n.email.iter().find(|a| !a.contains('@')) {
+            bail!("[notify] email {bad:?} is not a mail address");
+        }
+        Ok(Some(lintel_service::notifications::NotifyConfig {
+            slack_channel: n.slack_channel.clone(),
+            email: n.email.clone(),
         }))
     }
 
@@ -804,6 +833,7 @@ impl Default for Config {
             http: HttpSection::default(),
             slack: None,
             doorbell: None,
+            notify: None,
             public_url: None,
             trusted_proxies: Vec::new(),
             oidc: None,
@@ -870,6 +900,8 @@ const KEYS: &[&str] = &[
     "doorbell.token",
     "doorbell.door",
     "doorbell.snapshot_hosts",
+    "notify.slack_channel",
+    "notify.email",
     "public_url",
     "trusted_proxies",
     "oidc.issuer",

@@ -845,6 +845,7 @@ async fn open_server(config: &Config, open: Open) -> anyhow::Result<(Store, Serv
             doorbell_channel: s.doorbell_channel,
         }),
         doorbell: config.doorbell_config()?,
+        notify: config.notify_config()?,
         oidc: config.oidc.clone().map(|o| lintel_service::integrations::oidc::OidcConfig {
             issuer: o.issuer,
             jwks_url: o.jwks_url,

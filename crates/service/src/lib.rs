@@ -22,6 +22,7 @@ pub mod integrations;
 pub mod leases;
 pub mod lockdown;
 pub mod metrics;
+pub mod notifications;
 pub mod offboarding;
 pub mod operations;
 pub mod outbox;
@@ -112,6 +113,8 @@ pub struct Config {
     pub slack: Option<integrations::slack::SlackConfig>,
     /// The doorbell camera (`[doorbell]`); it posts through the Slack app.
     pub doorbell: Option<integrations::doorbell::DoorbellConfig>,
+    /// Where alarms, lockdown and emergencies are told (`[notify]`).
+    pub notify: Option<notifications::NotifyConfig>,
     /// The OpenID Connect issuer users may sign in with (`[oidc]`).
     pub oidc: Option<integrations::oidc::OidcConfig>,
     /// The MQTT broker door controllers hang off (`[mqtt]`).
@@ -165,6 +168,7 @@ pub struct Services {
     pub controllers: Option<Arc<Controllers>>,
     pub slack: Option<Arc<Slack>>,
     pub doorbell: Option<Arc<Doorbell>>,
+    pub notifier: Option<Arc<notifications::Notifier>>,
     pub oidc: Option<Arc<Oidc>>,
     pub webhooks: Arc<Webhooks>,
     pub guests: Arc<Guests>,
@@ -251,6 +255,16 @@ impl Services {
             (Some(_), None) => return Err(ServiceError::invalid("[doorbell] posts through [slack]: configure it")),
             (None, _) => None,
         };
+        let notifier = match config.notify.clone() {
+            Some(c) => Some(Arc::new(notifications::Notifier::new(
+                c,
+                directory.clone(),
+                slack.clone(),
+                config.smtp.clone(),
+                config.timezone,
+            )?)),
+            None => None,
+        };
         let oidc = config.oidc.clone().map(|c| Arc::new(Oidc::new(c, directory.clone())));
         let sessions = Arc::new(Sessions::new(directory.store.clone(), tokens.clone()));
         let webhooks = Arc::new(Webhooks::new(directory.clone()));
@@ -278,6 +292,7 @@ impl Services {
             controllers,
             slack,
             doorbell,
+            notifier,
             oidc,
             webhooks,
             guests,
@@ -321,6 +336,9 @@ impl Services {
             ldap.spawn_worker(&self.workers);
         }
         self.webhooks.spawn_worker(&self.workers);
+        if let Some(notifier) = &self.notifier {
+            notifier.spawn(&self.workers);
+        }
         self.guests.spawn_closer(&self.workers);
         Ok(())
     }

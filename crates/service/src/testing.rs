@@ -52,6 +52,7 @@ pub(crate) async fn services(configure: impl FnOnce(&mut Config)) -> (tempfile::
         ldap_sync: None,
         slack: None,
         doorbell: None,
+        notify: None,
         oidc: None,
         mqtt: None,
     };

@@ -244,6 +244,26 @@ impl Store {
         query.fetch_all(&self.read).await?.iter().map(alarm).collect()
     }
 
+    /// How far the event-log reader `name` has got (`None`: it never read).
+    pub async fn event_cursor(&self, name: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT after_seq FROM event_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.write)
+            .await?)
+    }
+
+    pub async fn set_event_cursor(&self, name: &str, after: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO event_cursors (name, after_seq) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET after_seq = excluded.after_seq",
+        )
+        .bind(name)
+        .bind(after)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     pub async fn alarm(&self, id: &str) -> Result<Alarm> {
         let row = sqlx::query("SELECT * FROM alarms WHERE id = $1")
             .bind(id)

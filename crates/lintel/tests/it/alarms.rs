@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Database, Server, card};
+use axum::http::StatusCode;
+
+use crate::doors::{FakeDevice, json_answer};
+use crate::harness::{Backend, Database, Server, card, smtp_sink};
 use crate::mqtt::{Broker, Controller, lintel_key, serve, world};
 use crate::roles::{call_as, create_token, wait_for_token};
 
@@ -152,7 +155,97 @@ async fn a_controller_reports_inputs_for_its_own_doors_only(b: Backend) {
     assert_eq!(s.get("/api/v1/doors/other").await.1["state"]["position"], Value::Null, "another's door unchanged");
 }
 
+/// Alarms, lockdown and emergencies reach the fake Slack and the SMTP sink, each once,
+/// and a restart sends nothing again.
+async fn alarms_lockdown_and_emergencies_are_told_once(b: Backend) {
+    let db = Database::new(b);
+    let slack = FakeDevice::start(|seen, n| match seen.uri.split('?').next().unwrap_or_default() {
+        "/chat.postMessage" => {
+            json_answer(StatusCode::OK, json!({"ok": true, "channel": "C0SECURITY", "ts": format!("1.{n}")}))
+        }
+        _ => json_answer(StatusCode::OK, json!({"ok": false, "error": "unknown_method"})),
+    })
+    .await;
+    let (smtp, mail) = smtp_sink().await;
+    let env = [
+        ("LINTEL_SLACK_SIGNING_SECRET", crate::slack::SECRET),
+        ("LINTEL_SLACK_BOT_TOKEN", "xoxb-test"),
+        ("LINTEL_SLACK_API_BASE_URL", &slack.url),
+        ("LINTEL_SMTP_URL", &smtp),
+        ("LINTEL_SMTP_FROM", "lintel <doors@example.org>"),
+        ("LINTEL_NOTIFY_SLACK_CHANNEL", "C0SECURITY"),
+        ("LINTEL_NOTIFY_EMAIL", "security@example.org"),
+    ];
+    let s = Server::start_with(&db, &env);
+    s.ok("/api/v1/doors", json!({"id": "front", "name": "Front"}), 201).await;
+    s.ok("/api/v1/doors", json!({"id": "back", "name": "Back"}), 201).await;
+    // The notifier starts from the log's end: let it take its place first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let panel = create_token(&db, "building");
+    wait_for_token(&s, &panel).await;
+    let raised = Instant::now();
+    input(&s, &panel, "front", "door", "open").await;
+    let posted = |slack: &FakeDevice| -> Vec<String> {
+        slack
+            .seen()
+            .iter()
+            .filter(|r| r.uri.starts_with("/chat.postMessage"))
+            .map(|r| r.json()["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    while posted(&slack).is_empty() {
+        assert!(raised.elapsed() < Duration::from_secs(10), "no notification in Slack");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("alarm latency, input to Slack notification: {:?}", raised.elapsed());
+    s.ok("/api/v1/lockdown", json!({"site": "main"}), 200).await;
+    assert_eq!(
+        call_as(&s, &panel, reqwest::Method::POST, "/api/v1/sites/main/emergency", Some(json!({"why": "zone 3"})))
+            .await
+            .0,
+        200
+    );
+    let started = Instant::now();
+    while posted(&slack).len() < 3 || mail.lock().unwrap().len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{:?}; {} mails",
+            posted(&slack),
+            mail.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let texts = posted(&slack);
+    assert_eq!(texts.len(), 3, "each once: {texts:?}");
+    assert!(texts[0].starts_with("Alarm at door front: forced open"), "{texts:?}");
+    assert!(
+        texts[1].starts_with("Lockdown started by token:environment: ")
+            && texts[1].contains("back")
+            && texts[1].contains("front"),
+        "one message for the site's doors: {texts:?}"
+    );
+    assert!(texts[2].starts_with("Emergency release at site main (zone 3)"), "{texts:?}");
+    assert!(
+        slack.seen().iter().all(|r| !r.uri.starts_with("/chat.postMessage") || r.json()["channel"] == "C0SECURITY")
+    );
+    {
+        let mails = mail.lock().unwrap();
+        assert_eq!(mails.len(), 3);
+        assert!(mails.iter().all(|m| m.contains("security@example.org")), "{mails:?}");
+        assert!(mails.iter().any(|m| m.contains("Alarm at door front")), "{mails:?}");
+    }
+    // A restart sends nothing again.
+    s.kill();
+    let s = Server::start_with(&db, &env);
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(posted(&slack).len(), 3);
+    assert_eq!(mail.lock().unwrap().len(), 3);
+    drop(s);
+}
+
 crate::on_both_backends!(
     inputs_raise_alarms_until_cleared_and_acknowledged,
     a_controller_reports_inputs_for_its_own_doors_only,
+    alarms_lockdown_and_emergencies_are_told_once,
 );

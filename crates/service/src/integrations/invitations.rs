@@ -158,7 +158,8 @@ fn refused(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::upstream("smtp", e.to_string(), false)
 }
 
-async fn send_mail(smtp: &SmtpConfig, payload: &Value) -> Result<()> {
+/// Sends one mail (`{to, subject, text}`) through `[smtp]`.
+pub(crate) async fn send_mail(smtp: &SmtpConfig, payload: &Value) -> Result<()> {
     let from: Mailbox = smtp.from.parse().map_err(refused)?;
     let to: Mailbox = payload["to"].as_str().unwrap_or_default().parse().map_err(refused)?;
     let message = Message::builder()

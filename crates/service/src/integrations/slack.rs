@@ -374,6 +374,12 @@ impl Slack {
         Ok(offboarding::offboard(&self.directory, departure).await?.credentials.len())
     }
 
+    /// Posts a plain message (a notification).
+    pub(crate) async fn post_text(&self, channel: &str, text: &str) -> Result<(), slack::ApiError> {
+        let blocks = json!([{"type": "section", "text": {"type": "mrkdwn", "text": text}}]);
+        self.client.post_message(channel, text, &blocks).await.map(drop)
+    }
+
     /// Posts the doorbell's message: the text, the picture when there is one, and the
     /// button that opens `door`.
     pub(crate) async fn post_ring(

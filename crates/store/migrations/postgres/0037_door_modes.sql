@@ -50,3 +50,9 @@ CREATE TABLE alarms (
     note TEXT
 );
 CREATE INDEX alarms_open ON alarms (door, kind, acked_at, cleared_at);
+
+-- How far a reader of the event log has got (notifications: the last event it queued).
+CREATE TABLE event_cursors (
+    name TEXT PRIMARY KEY,
+    after_seq BIGINT NOT NULL
+);
