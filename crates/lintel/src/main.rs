@@ -144,6 +144,17 @@ enum Command {
         #[arg(long, required_unless_present = "site")]
         door: Vec<String>,
     },
+    /// Raise an emergency release of a site (`on`: its exit-route doors are held open,
+    /// over lockdown) or reset it (`off`).
+    Emergency {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[arg(long, default_value = "main")]
+        site: String,
+        /// What raised it, for the record.
+        #[arg(long)]
+        why: Option<String>,
+    },
     /// Hold a door unlocked (`unlocked`) or keep it secure through its unlock schedule
     /// (`secure`) for a while, or end its hold (`end`). A running server follows within a
     /// second.
@@ -686,6 +697,20 @@ async fn main() -> anyhow::Result<()> {
             match changed.is_empty() {
                 true => println!("no door changed: they were {what} already"),
                 false => println!("{} {what}", changed.join(", ")),
+            }
+        }
+        Command::Emergency { state, site, why } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let on = state == "on";
+            let by = lintel_service::Actor::cli();
+            let changed = lintel_service::door_modes::emergency(&services.directory, &by, site.clone(), on, why).await;
+            store.close().await;
+            let what = if on { "under an emergency release" } else { "out of its emergency release" };
+            match changed? {
+                true => println!("{site} is {what} now; a running server follows within a second"),
+                false => println!("{site} was {what} already"),
             }
         }
         Command::Hold { door, state, minutes } => {

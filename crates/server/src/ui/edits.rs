@@ -471,6 +471,23 @@ pub async fn ack_alarm(
     answer(&headers, outcome)
 }
 
+/// Resets a site's emergency release from the dashboard's banner.
+pub async fn reset_emergency(
+    State(ui): State<Ui>,
+    Extension(signed): Extension<Signed>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let outcome = async {
+        let f = Fields::parse(&body)?;
+        let site = f.get("site").to_owned();
+        lintel_service::door_modes::emergency(ui.app.directory(), &signed.actor(), site.clone(), false, None).await?;
+        Ok(format!("/ui/?site={site}"))
+    }
+    .await;
+    answer(&headers, outcome)
+}
+
 /// Changes a door's settings and driver, or removes it.
 pub async fn door_action(
     State(ui): State<Ui>,

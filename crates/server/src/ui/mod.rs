@@ -84,6 +84,7 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/ui/doors/{id}/open", get(pages::confirm_open).post(pages::open_door))
         .route("/ui/lockdown", get(lockdown::page).post(lockdown::act))
         .route("/ui/alarms/{id}/ack", post(edits::ack_alarm))
+        .route("/ui/emergency/reset", post(edits::reset_emergency))
         .route("/ui/audit", get(audit::page))
         .route("/ui/audit.csv", get(audit::csv))
         .route("/ui/attendance", get(pages::attendance))

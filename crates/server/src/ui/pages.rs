@@ -265,8 +265,8 @@ struct Dashboard {
     failures: Vec<FeedItem>,
     /// The names of the doors shown that are in lockdown.
     locked: Vec<String>,
-    /// The sites shown under an emergency release, and who raised it.
-    emergencies: Vec<(String, String)>,
+    /// The sites shown under an emergency release (id, name), and who raised it.
+    emergencies: Vec<(String, String, String)>,
     /// The open alarms at the doors shown, newest first.
     alarms: Vec<AlarmRow>,
 }
@@ -432,7 +432,7 @@ pub async fn dashboard(
             .await?
             .into_iter()
             .filter(|s| site.as_deref().is_none_or(|shown| shown == s.id))
-            .filter_map(|s| s.emergency_by.map(|by| (s.name, by)))
+            .filter_map(|s| s.emergency_by.map(|by| (s.id, s.name, by)))
             .collect(),
         alarms: store
             .alarms(false, site.as_deref())

@@ -165,9 +165,10 @@ fn needed(method: &Method, path: &str, query: &str) -> Action {
 /// The pages and forms that keep to a site, which an operator limited to one may use (the
 /// rest reach every site: webhooks, the CSV import).
 fn keeps_to_a_site(path: &str) -> bool {
-    const PAGES: [&str; 16] = [
+    const PAGES: [&str; 17] = [
         "/ui/",
         "/ui/lockdown",
+        "/ui/emergency/reset",
         "/ui/people",
         "/ui/display",
         "/ui/logout",
