@@ -167,12 +167,19 @@ pub async fn watch(
     warned: &mut HashMap<String, DateTime<Utc>>,
 ) -> Result<()> {
     let store = &directory.store;
+    // Raised already and not cleared: not raised again (each raise is a write).
+    let open: Vec<Alarm> = store.alarms(false, None).await?;
+    let raised =
+        |door: &str, kind: &str| open.iter().any(|a| a.door == door && a.kind == kind && a.cleared_at.is_none());
     let standing = store.doors_standing_open().await?;
     warned.retain(|door, since| standing.iter().any(|d| d.id == *door && d.since == *since));
     for door in standing.iter().filter(|d| !d.held_unlocked) {
         let open_for = (now - door.since).num_seconds();
         let limit = i64::from(door.held_open_seconds);
         if open_for >= limit {
+            if raised(&door.id, "held_open") {
+                continue;
+            }
             raise(directory, &door.id, "held_open", Some(("open_since", door.since.to_rfc3339()))).await?;
         } else if open_for >= limit - i64::from(WARN_BEFORE.min(door.held_open_seconds / 2))
             && !warned.contains_key(&door.id)
@@ -184,14 +191,11 @@ pub async fn watch(
     }
     let before = now - chrono::TimeDelta::from_std(OFFLINE_AFTER).unwrap_or_default();
     let (gone, back) = store.doors_offline(before).await?;
-    for door in gone {
-        raise(directory, &door, "device_offline", None).await?;
+    for door in gone.iter().filter(|d| !raised(d, "device_offline")) {
+        raise(directory, door, "device_offline", None).await?;
     }
-    let open: Vec<Alarm> = store.alarms(false, None).await?;
-    for door in back {
-        if open.iter().any(|a| a.door == door && a.kind == "device_offline" && a.cleared_at.is_none()) {
-            clear(directory, &door, "device_offline").await?;
-        }
+    for door in back.iter().filter(|d| raised(d, "device_offline")) {
+        clear(directory, door, "device_offline").await?;
     }
     Ok(())
 }

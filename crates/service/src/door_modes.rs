@@ -9,7 +9,7 @@
 //! device it reaches when it starts to (a restart, a lease taken over), and again whenever
 //! the device reconnects (a controller's status forgets what it was told).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,12 +27,18 @@ use crate::{site_limits, validate};
 const LEASE: &str = "door-modes";
 /// How often modes are worked out: a schedule's boundary is met within this.
 const TICK: Duration = Duration::from_secs(1);
+/// How often a held lock is told again.
+const REASSERT_HOLD_EVERY: Duration = Duration::from_secs(60);
 /// How long a device that failed is left alone before it is told again.
 const RETRY_FAILED_AFTER: Duration = Duration::from_secs(30);
 /// The longest an operator's hold may last.
 const MAX_HOLD: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// The most holidays one calendar may add.
 const MAX_IMPORTED: usize = 1000;
+/// How deep an iCalendar file's components may nest (VCALENDAR > VEVENT > VALARM).
+const MAX_NESTING: usize = 4;
+/// The years a holiday may fall in (dates are kept as text and compared so).
+const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
 
 pub struct DoorModes {
     directory: Arc<Directory>,
@@ -42,8 +48,8 @@ pub struct DoorModes {
 
 #[derive(Default)]
 struct Told {
-    /// Doors this node has told since it began to tell them.
-    since_start: HashSet<String>,
+    /// Doors this node has told since it began to tell them, and when last.
+    since_start: HashMap<String, Instant>,
     /// Devices that failed, and when they may be tried again.
     failing: HashMap<String, Instant>,
     /// The day's first arrival found for a door: (local day, when).
@@ -93,16 +99,13 @@ impl DoorModes {
             self.directory.write(&Actor::lintel(), move |s| async move { s.end_lapsed_holds(now).await }).await?;
             doors = store.moded_doors().await?;
         }
-        if leading {
-            let mut warned = std::mem::take(&mut self.told().warned);
-            let watched = crate::alarms::watch(&self.directory, now, &mut warned).await;
-            self.told().warned = warned;
-            watched?;
-        }
         let holidays = match doors.iter().any(|d| d.unlock_schedule.is_some()) {
             true => store.holidays(None).await?,
             false => Vec::new(),
         };
+        // Exit-route doors first: in an emergency they are what matters.
+        doors.sort_by_key(|d| !d.egress);
+        let mut to_tell = Vec::new();
         for door in doors {
             let attached = lintel_doors::attached_device(&door.driver);
             let tells = match &attached {
@@ -126,8 +129,23 @@ impl DoorModes {
                     .await?;
             }
             if tells {
-                self.tell(&door, mode.held_open()).await?;
+                to_tell.push((door, mode.held_open()));
             }
+        }
+        // Told side by side: one unreachable relay must not hold back the others.
+        let told = futures::future::join_all(to_tell.iter().map(|(door, held)| self.tell(door, *held))).await;
+        for (done, (door, _)) in told.into_iter().zip(&to_tell) {
+            if let Err(e) = done {
+                tracing::warn!(door = %door.id, error = %e, "door's device not told");
+            }
+        }
+        if leading {
+            // After the devices: what no input reports (held open, offline) never delays them.
+            let mut warned = std::mem::take(&mut self.told().warned);
+            if let Err(e) = crate::alarms::watch(&self.directory, now, &mut warned).await {
+                tracing::warn!(error = %e, "held-open doors and offline devices not watched");
+            }
+            self.told().warned = warned;
         }
         Ok(())
     }
@@ -186,11 +204,14 @@ impl DoorModes {
         Ok(found)
     }
 
-    /// Tells the device to hold the lock released or not, unless it was told so already.
+    /// Tells the device to hold the lock released or not, unless it was told so already
+    /// (a held lock is told again every [`REASSERT_HOLD_EVERY`]: a relay that restarted
+    /// forgets it).
     async fn tell(&self, door: &ModedDoor, held: bool) -> Result<()> {
         {
             let told = self.told();
-            if told.since_start.contains(&door.id) && door.told_held == Some(held) {
+            let fresh = told.since_start.get(&door.id).is_some_and(|at| !held || at.elapsed() < REASSERT_HOLD_EVERY);
+            if fresh && door.told_held == Some(held) {
                 return Ok(());
             }
             if told.failing.get(&door.id).is_some_and(|&again| Instant::now() < again) {
@@ -203,9 +224,10 @@ impl DoorModes {
         match driver.hold(held).await {
             Ok(_) => {
                 store.set_told_held(&door.id, Some(held)).await?;
+                store.set_door_answered(&door.id, now).await?;
                 let mut told = self.told();
                 told.failing.remove(&door.id);
-                told.since_start.insert(door.id.clone());
+                told.since_start.insert(door.id.clone(), Instant::now());
                 tracing::info!(door = %door.id, held, "door's device told");
             }
             Err(e) => {
@@ -258,6 +280,18 @@ pub(crate) async fn check_door_modes(
         return Err(ServiceError::invalid(format!(
             "a {} driver cannot hold a door unlocked: an unlock schedule or egress needs a relay, a controller or a reader",
             driver.kind()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses `what` (a driver change, a removal) while the door's device holds its lock
+/// released: the old device would never be told to let go.
+pub(crate) async fn not_held(store: &lintel_store::Store, door: &str, what: &str) -> Result<()> {
+    let kept = store.door(door).await?;
+    if kept.state.hold_open() || store.told_held(door).await? {
+        return Err(ServiceError::Conflict(format!(
+            "the door is held unlocked; end its hold or schedule and let it lock before {what}"
         )));
     }
     Ok(())
@@ -328,6 +362,7 @@ pub async fn add_holiday(directory: &Arc<Directory>, by: &Actor, site: String, n
     if to < new.from {
         return Err(ServiceError::invalid("to is before from"));
     }
+    check_years(new.from, to)?;
     let record = (new.name, new.from, to, None);
     let written = directory.write(by, move |s| async move { s.add_holidays(&site, &[record]).await }).await?;
     written.value.0.into_iter().next().ok_or_else(|| ServiceError::invalid("the holiday was not added"))
@@ -350,6 +385,18 @@ pub async fn delete_holiday(directory: &Arc<Directory>, by: &Actor, site: String
     Ok(())
 }
 
+fn check_years(from: NaiveDate, to: NaiveDate) -> Result<()> {
+    use chrono::Datelike;
+    if !YEARS.contains(&from.year()) || !YEARS.contains(&to.year()) {
+        return Err(ServiceError::invalid(format!(
+            "a holiday falls in the years {} to {}",
+            YEARS.start(),
+            YEARS.end()
+        )));
+    }
+    Ok(())
+}
+
 /// The holidays of an iCalendar file, checked: a calendar, events with a summary and a
 /// start date, at most [`MAX_IMPORTED`].
 fn parse_ics(text: &str) -> Result<Vec<HolidayRecord>> {
@@ -357,6 +404,20 @@ fn parse_ics(text: &str) -> Result<Vec<HolidayRecord>> {
     let not_ics = |why: String| ServiceError::invalid(format!("not an iCalendar file: {why}"));
     if !text.trim_start().starts_with("BEGIN:VCALENDAR") {
         return Err(not_ics("it does not begin with BEGIN:VCALENDAR".into()));
+    }
+    // The parser descends once per nested component: a deep nesting would exhaust the
+    // stack, so it is refused before parsing (a calendar nests three deep at most).
+    let mut depth = 0usize;
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.get(..6).is_some_and(|b| b.eq_ignore_ascii_case("BEGIN:")) {
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Err(not_ics(format!("components nest deeper than {MAX_NESTING}")));
+            }
+        } else if line.get(..4).is_some_and(|e| e.eq_ignore_ascii_case("END:")) {
+            depth = depth.saturating_sub(1);
+        }
     }
     let calendar: Calendar = text.parse().map_err(not_ics)?;
     let day = |d: DatePerhapsTime| match d {
@@ -382,6 +443,7 @@ fn parse_ics(text: &str) -> Result<Vec<HolidayRecord>> {
         if event.property_value("RRULE").is_some() {
             return Err(not_ics(format!("{name:?} repeats (RRULE): list each year's date instead")));
         }
+        check_years(from, to)?;
         records.push((name, from, to, event.get_uid().map(str::to_owned)));
         if records.len() > MAX_IMPORTED {
             return Err(ServiceError::invalid(format!("at most {MAX_IMPORTED} holidays per calendar")));
@@ -423,5 +485,8 @@ mod tests {
         }
         let repeating = CALENDAR.replace("SUMMARY:Christmas", "SUMMARY:Christmas\r\nRRULE:FREQ=YEARLY");
         assert!(parse_ics(&repeating).is_err());
+        // Deep nesting is refused before the parser could exhaust its stack.
+        let nested = format!("BEGIN:VCALENDAR\r\n{}END:VCALENDAR\r\n", "BEGIN:A\r\n".repeat(5000));
+        assert!(parse_ics(&nested).unwrap_err().to_string().contains("nest deeper"));
     }
 }

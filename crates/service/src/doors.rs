@@ -162,7 +162,7 @@ impl Doors {
         let kind = door.driver.kind();
         let outcome = match lintel_doors::attached_device(&door.driver) {
             // Held unlocked already: a timed opening would end the hold when it ran out.
-            _ if door.state.hold_open() => Ok(Opening { confirmed: true }),
+            _ if door.state.hold_open() || store.told_held(door_id).await? => Ok(Opening { confirmed: true }),
             Some(device) if !self.links.drives(&device) => {
                 match self.hand_over(device, door_id, seconds, person_id).await? {
                     // The owner recorded it.

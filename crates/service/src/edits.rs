@@ -303,6 +303,9 @@ impl Directory {
             p.open_seconds,
         )?;
         crate::alarms::check_held_open_seconds(p.held_open_seconds)?;
+        if p.driver.is_some() {
+            crate::door_modes::not_held(&self.store, &id, "changing its driver").await?;
+        }
         if p.driver.is_some() || p.unlock_schedule.is_some() || p.egress.is_some() {
             let kept = self.store.door(&id).await?;
             let schedule = p.unlock_schedule.clone().unwrap_or(kept.unlock_schedule);
@@ -315,6 +318,7 @@ impl Directory {
     /// Removes a door, and it from every group and grant.
     pub async fn delete_door(self: &Arc<Self>, by: &Actor, id: String) -> Result<()> {
         site_limits::doors_within(&self.store, by.site(), [id.as_str()]).await?;
+        crate::door_modes::not_held(&self.store, &id, "removing it").await?;
         self.write(by, move |store| async move { store.delete_door(&id).await }).await?;
         Ok(())
     }

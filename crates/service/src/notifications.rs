@@ -109,8 +109,10 @@ impl Notifier {
         match (target, &self.slack, &self.smtp) {
             (SLACK, Some(slack), _) => {
                 let channel = item.payload["channel"].as_str().unwrap_or_default();
+                // Slack reads <...> as mentions and links: what came from outside is shown as typed.
                 let text = item.payload["text"].as_str().unwrap_or_default();
-                slack.post_text(channel, text).await.map_err(|e| ServiceError::upstream("slack", e.to_string(), true))
+                let text = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+                slack.post_text(channel, &text).await.map_err(|e| ServiceError::upstream("slack", e.to_string(), true))
             }
             (MAIL, _, Some(smtp)) => send_mail(smtp, &item.payload).await,
             _ => Err(ServiceError::unavailable(format!("{target} is not configured"))),

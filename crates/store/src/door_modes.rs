@@ -13,7 +13,8 @@ use crate::rows::{json, time};
 use crate::{IndexUpdate, Result, Store, StoreError, Written, conflict_on_unique, now_micros};
 
 /// A door whose mode lintel keeps: one with an unlock schedule, on an exit route, held by
-/// an operator, in lockdown, or left in a mode other than secure (to be put back).
+/// an operator, in lockdown, or left in a mode other than secure or with its device held
+/// (to be put back: a door leaves the list only once its device let go).
 #[derive(Debug, Clone)]
 pub struct ModedDoor {
     pub id: String,
@@ -70,7 +71,7 @@ impl Store {
             "SELECT d.id, d.site, d.driver, d.unlock_schedule, d.egress, d.hold_state, d.hold_until, d.lockdown_by, \
              d.mode, d.told_held, s.emergency_by FROM doors d JOIN sites s ON s.id = d.site \
              WHERE d.unlock_schedule IS NOT NULL OR d.egress <> 0 OR d.hold_state IS NOT NULL \
-             OR d.lockdown_by IS NOT NULL OR d.mode <> 'secure' ORDER BY d.id",
+             OR d.lockdown_by IS NOT NULL OR d.mode <> 'secure' OR d.told_held <> 0 ORDER BY d.id",
         )
         .fetch_all(&self.read)
         .await?;
@@ -96,6 +97,16 @@ impl Store {
             .collect()
     }
 
+    /// Whether the door's device was last told to hold its lock released: an opening's
+    /// timed pulse would end the hold.
+    pub async fn told_held(&self, door: &str) -> Result<bool> {
+        let held: Option<Option<i64>> = sqlx::query_scalar("SELECT told_held FROM doors WHERE id = $1")
+            .bind(door)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(held.flatten().is_some_and(|v| v != 0))
+    }
+
     /// Keeps what the door's device was told (`None`: forget it, to tell it again).
     pub async fn set_told_held(&self, door: &str, held: Option<bool>) -> Result<()> {
         sqlx::query("UPDATE doors SET told_held = $2 WHERE id = $1")
@@ -103,13 +114,6 @@ impl Store {
             .bind(held.map(i64::from))
             .execute(&self.write)
             .await?;
-        Ok(())
-    }
-
-    /// Forgets what every door's device was told: a node that takes the mode worker over
-    /// tells every device again (lintel or the devices may have restarted meanwhile).
-    pub async fn forget_told_held(&self) -> Result<()> {
-        sqlx::query("UPDATE doors SET told_held = NULL WHERE told_held IS NOT NULL").execute(&self.write).await?;
         Ok(())
     }
 

@@ -393,6 +393,16 @@ impl Store {
 
     /// Records what a door's device last said: online or not, when, and its error.
     /// Not a directory change: no version bump.
+    /// The door's device answered something other than an opening (a hold): online.
+    pub async fn set_door_answered(&self, door: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE doors SET online = 1, last_seen = $2, last_error = NULL WHERE id = $1")
+            .bind(door)
+            .bind(at)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_door_state(&self, door: &str, answered: bool, at: i64, error: Option<&str>) -> Result<()> {
         let query = if answered {
             sqlx::query(

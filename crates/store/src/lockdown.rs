@@ -69,6 +69,20 @@ impl Store {
             if done.rows_affected() == 0 {
                 continue;
             }
+            // An unlocked hold ends with the lockdown: lifting it must not open the door.
+            let ended_hold = on
+                && sqlx::query(
+                    "UPDATE doors SET hold_state = NULL, hold_until = NULL, hold_by = NULL \
+                     WHERE pk = $1 AND hold_state = 'unlocked'",
+                )
+                .bind(pk)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+            if ended_hold {
+                events.push(NewEvent::new("door.hold_ended").door(&id).with("by_lockdown", true));
+            }
             let (_, change) = read_door(&mut tx, pk).await?;
             changes.push(change);
             let kind = if on { "door.lockdown_started" } else { "door.lockdown_ended" };

@@ -110,7 +110,10 @@ async fn inputs_raise_alarms_until_cleared_and_acknowledged(b: Backend) {
         (format!("token={viewer}&input=tamper&state=active"), 403),
         (format!("token={panel}&input=door&state=active"), 422),
         (format!("token={panel}&input=smoke&state=active"), 400),
-        ("input=door&state=open".to_owned(), 400),
+        ("input=door&state=open".to_owned(), 401),
+        // Only a building token goes into a device's URL, and never a fire input.
+        (format!("token={}&input=tamper&state=active", crate::harness::ADMIN), 403),
+        (format!("token={panel}&input=fire&state=active"), 403),
     ] {
         assert_eq!(hook(query.clone()).await.0, status, "{query}");
     }

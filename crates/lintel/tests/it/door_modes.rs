@@ -122,13 +122,23 @@ async fn a_lobby_follows_its_schedule_holidays_and_holds(b: Backend) {
     assert_eq!(door["state"]["hold"]["by"], "token:environment");
     wait_for_holds(&relay, &[false, true, true, false, true]).await;
     wait_for_mode(&s, "lobby", "unlocked").await;
-    // Lockdown wins over the hold: the relay lets go at once.
+    // Lockdown wins over the hold, and ends it: lifting lockdown does not open the door.
     s.ok("/api/v1/lockdown", json!({"doors": ["lobby"]}), 200).await;
     wait_for_holds(&relay, &[false, true, true, false, true, false]).await;
     assert_eq!(mode(&s, "lobby").await, "lockdown");
+    assert!(s.get("/api/v1/doors/lobby").await.1["state"].get("hold").is_none());
     s.ok("/api/v1/lockdown/lift", json!({"doors": ["lobby"]}), 200).await;
+    wait_for_mode(&s, "lobby", "secure").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(holds(&relay), [false, true, true, false, true, false]);
+    // Held again, then ended early.
+    let until = (berlin(5, 10, 0, 0)).to_rfc3339();
+    s.ok("/api/v1/doors/lobby/hold", json!({"state": "unlocked", "until": until}), 200).await;
     wait_for_holds(&relay, &[false, true, true, false, true, false, true]).await;
-    wait_for_mode(&s, "lobby", "unlocked").await;
+    // While held, its driver stays (the old relay would never be told to let go).
+    let other = json!({"driver": {"kind": "shelly", "url": "http://127.0.0.1:9", "generation": 2}});
+    assert_eq!(s.call(reqwest::Method::PATCH, "/api/v1/doors/lobby", Some(other)).await.0, 409);
+    assert_eq!(s.call(reqwest::Method::DELETE, "/api/v1/doors/lobby", None).await.0, 409);
     let (status, door) = s.call(reqwest::Method::DELETE, "/api/v1/doors/lobby/hold", None).await;
     assert_eq!(status, 200, "{door}");
     assert!(door["state"].get("hold").is_none(), "{door}");

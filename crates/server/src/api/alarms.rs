@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use lintel_core::Action;
+use axum::http::StatusCode;
+use lintel_core::{Action, Role};
 use lintel_proto::{Alarm, AlarmAck, DoorInput, InputKind, InputState, Problem};
 use lintel_service::alarms::{self, InputOutcome};
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,7 @@ impl From<InputOutcome> for InputTaken {
 /// raises `forced_open`.
 #[utoipa::path(post, path = "/api/v1/doors/{id}/inputs", tag = "doors", params(("id" = String, Path, description = "the door's id")), request_body = DoorInput, security(("admin" = [])),
     responses((status = 200, description = "recorded, and what it raised", body = InputTaken), (status = 404, description = "no such door", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
-pub async fn report(
+pub async fn report_input(
     State(s): State<AppState>,
     InputReporter(by): InputReporter,
     ApiPath(id): ApiPath<String>,
@@ -53,35 +54,55 @@ pub async fn report(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InputHookQuery {
-    /// A `building` (or admin) token: devices that call a URL cannot send a header.
-    token: String,
-    input: InputKind,
-    state: InputState,
+    /// A `building` token (one limited to the door's site is best): devices that call a
+    /// URL cannot send a header.
+    token: Option<String>,
+    input: Option<InputKind>,
+    state: Option<InputState>,
 }
 
 /// The same for a device that can only call a URL (a Shelly's input action):
-/// `/hooks/doors/front/input?token=T&input=door&state=open`, by GET or POST.
+/// `/hooks/doors/front/input?token=T&input=door&state=open`, by GET or POST. Only a
+/// `building` token, and never a fire input: such a URL is stored on the device in clear,
+/// and a fire input releases exit doors over lockdown.
 #[utoipa::path(post, path = "/hooks/doors/{id}/input", tag = "doors", params(("id" = String, Path, description = "the door's id"), InputHookQuery),
-    responses((status = 200, description = "recorded, and what it raised", body = InputTaken), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "wrong token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "the token may not report inputs here", body = Problem, content_type = "application/problem+json"), (status = 404, description = "no such door", body = Problem, content_type = "application/problem+json")))]
-pub async fn hook(
+    responses((status = 200, description = "recorded, and what it raised", body = InputTaken), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "wrong token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "not a building token, or a fire input", body = Problem, content_type = "application/problem+json"), (status = 404, description = "no such door", body = Problem, content_type = "application/problem+json")))]
+pub async fn input_hook(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<InputHookQuery>,
 ) -> ApiResult<Json<InputTaken>> {
-    let by = operator_of_token(&s, &q.token, Action::ReportInputs)?;
-    let input = DoorInput { input: q.input, state: q.state };
-    Ok(Json(alarms::report(s.directory(), &by.actor(), &id, input).await?.into()))
+    let token = q.token.ok_or_else(|| ApiError::unauthorized("send a building token as ?token="))?;
+    let by = operator_of_token(&s, &token, Action::ReportInputs)?;
+    if by.role != Role::Building {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only a building token may be put in a device's URL: make one with lintel token create --role building",
+        ));
+    }
+    let (Some(input), Some(state)) = (q.input, q.state) else {
+        return Err(ApiError::bad_request("give input and state"));
+    };
+    if input == InputKind::Fire {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a fire input comes from a controller or through the API with a header, not from a URL",
+        ));
+    }
+    Ok(Json(alarms::report(s.directory(), &by.actor(), &id, DoorInput { input, state }).await?.into()))
 }
 
-/// [`hook`] by GET: a Shelly's actions call URLs with GET.
+/// [`input_hook`] by GET: a Shelly's actions call URLs with GET.
 #[utoipa::path(get, path = "/hooks/doors/{id}/input", tag = "doors", params(("id" = String, Path, description = "the door's id"), InputHookQuery),
     responses((status = 200, description = "recorded, and what it raised", body = InputTaken), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "wrong token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "the token may not report inputs here", body = Problem, content_type = "application/problem+json"), (status = 404, description = "no such door", body = Problem, content_type = "application/problem+json")))]
-pub async fn hook_by_get(
+pub async fn input_hook_by_get(
     state: State<AppState>,
     id: ApiPath<String>,
     query: ApiQuery<InputHookQuery>,
 ) -> ApiResult<Json<InputTaken>> {
-    hook(state, id, query).await
+    input_hook(state, id, query).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -97,7 +118,7 @@ pub struct AlarmsQuery {
 /// The open alarms (raised and not yet both cleared and acknowledged), newest first.
 #[utoipa::path(get, path = "/api/v1/alarms", tag = "doors", params(AlarmsQuery), security(("admin" = [])),
     responses((status = 200, description = "the alarms", body = Vec<Alarm>), (status = 400, description = "malformed request", body = Problem, content_type = "application/problem+json")))]
-pub async fn list(
+pub async fn list_alarms(
     State(s): State<AppState>,
     SiteReader(by): SiteReader,
     ApiQuery(q): ApiQuery<AlarmsQuery>,
@@ -110,7 +131,7 @@ pub async fn list(
 /// alarms once its condition has cleared too.
 #[utoipa::path(post, path = "/api/v1/alarms/{id}/ack", tag = "doors", params(("id" = String, Path, description = "the alarm's id")), request_body = AlarmAck, security(("admin" = [])),
     responses((status = 200, description = "the alarm", body = Alarm), (status = 404, description = "no such alarm", body = Problem, content_type = "application/problem+json"), (status = 409, description = "acknowledged already", body = Problem, content_type = "application/problem+json"), (status = 422, description = "fails validation", body = Problem, content_type = "application/problem+json")))]
-pub async fn ack(
+pub async fn ack_alarm(
     State(s): State<AppState>,
     SiteDoorOpener(by): SiteDoorOpener,
     ApiPath(id): ApiPath<String>,
