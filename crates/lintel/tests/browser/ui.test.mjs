@@ -1137,6 +1137,11 @@ test('a door held unlocked from its page: free passage shown, then the hold ende
   await page.getByRole('button', { name: 'End the hold' }).click();
   await page.waitForFunction(() => !document.querySelector('[data-testid="door-hold"]'));
   assert.equal((await api('GET', '/api/v1/doors/lobby')).state.hold, undefined);
+  // A door is removed once it has locked again (within a second or two).
+  for (let i = 0; i < 50 && (await api('GET', '/api/v1/doors/lobby')).state.mode !== 'secure'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 1500));
   await api('DELETE', '/api/v1/doors/lobby');
   clean(page);
   await page.context().close();
