@@ -155,6 +155,14 @@ enum Command {
         #[arg(long)]
         why: Option<String>,
     },
+    /// The open alarms (with --all, every alarm), or acknowledge one with a note.
+    Alarms {
+        #[command(subcommand)]
+        command: Option<AlarmCommand>,
+        /// Every alarm, those cleared and acknowledged too.
+        #[arg(long)]
+        all: bool,
+    },
     /// Hold a door unlocked (`unlocked`) or keep it secure through its unlock schedule
     /// (`secure`) for a while, or end its hold (`end`). A running server follows within a
     /// second.
@@ -186,6 +194,17 @@ enum Command {
     /// The benchmark's floor: a trivial server that answers a fixed 60-byte JSON.
     #[command(hide = true)]
     Floor(bench::FloorArgs),
+}
+
+#[derive(Subcommand)]
+enum AlarmCommand {
+    /// Acknowledge an alarm: it leaves the open alarms once its condition cleared too.
+    Ack {
+        id: String,
+        /// What you found or did, for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -698,6 +717,35 @@ async fn main() -> anyhow::Result<()> {
                 true => println!("no door changed: they were {what} already"),
                 false => println!("{} {what}", changed.join(", ")),
             }
+        }
+        Command::Alarms { command, all } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let done: anyhow::Result<()> = async {
+                match command {
+                    None => {
+                        for a in services.store().alarms(all, None).await? {
+                            let state = match (a.cleared_at, &a.acked_by) {
+                                (Some(_), Some(by)) => format!("cleared, acknowledged by {by}"),
+                                (None, Some(by)) => format!("acknowledged by {by}, not cleared"),
+                                (Some(_), None) => "cleared, not acknowledged".to_owned(),
+                                (None, None) => "open".to_owned(),
+                            };
+                            println!("{}\t{}\t{}\t{}\t{state}", a.id, a.raised_at.to_rfc3339(), a.door, a.kind);
+                        }
+                    }
+                    Some(AlarmCommand::Ack { id, note }) => {
+                        let by = lintel_service::Actor::cli();
+                        let a = lintel_service::alarms::acknowledge(&services.directory, &by, id, note).await?;
+                        println!("{} acknowledged ({} at {})", a.id, a.kind, a.door);
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            store.close().await;
+            done?;
         }
         Command::Emergency { state, site, why } => {
             let (store, server) = open_server(&config, Open::Existing).await?;

@@ -52,7 +52,8 @@ struct Told {
     since_start: HashMap<String, Instant>,
     /// Devices that failed, and when they may be tried again.
     failing: HashMap<String, Instant>,
-    /// The day's first arrival found for a door: (local day, when).
+    /// The day's first arrival found for a door (under its window and group): (local
+    /// day, when).
     arrivals: HashMap<String, (NaiveDate, DateTime<Utc>)>,
     /// Whether this node held the lease at its last tick.
     leading: bool,
@@ -192,14 +193,18 @@ impl DoorModes {
     ) -> Result<Option<DateTime<Utc>>> {
         let Some(window) = schedule.arrival_window(now) else { return Ok(None) };
         let today = now.with_timezone(&schedule.tz()).date_naive();
-        if let Some(&(day, at)) = self.told().arrivals.get(door)
+        // Kept under what it was found for: a window or group changed today looks again.
+        let key = format!("{door}\n{window}\n{}", group.unwrap_or_default());
+        if let Some(&(day, at)) = self.told().arrivals.get(&key)
             && day == today
         {
             return Ok(Some(at));
         }
         let found = self.directory.store.first_allowed_entry(door, window, now, group).await?;
         if let Some(at) = found {
-            self.told().arrivals.insert(door.to_owned(), (today, at));
+            let mut told = self.told();
+            told.arrivals.retain(|_, (day, _)| *day == today);
+            told.arrivals.insert(key, (today, at));
         }
         Ok(found)
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use axum::http::StatusCode;
 
 use crate::doors::{FakeDevice, json_answer};
-use crate::harness::{Backend, Database, Server, card, smtp_sink};
+use crate::harness::{Backend, Database, Server, card, lintel, smtp_sink};
 use crate::mqtt::{Broker, Controller, lintel_key, serve, world};
 use crate::roles::{call_as, create_token, wait_for_token};
 
@@ -79,7 +79,19 @@ async fn inputs_raise_alarms_until_cleared_and_acknowledged(b: Backend) {
     assert_eq!(ack(forced.clone(), json!({})).await.0, 409, "acknowledged once");
     assert_eq!(ack("alarm-nowhere".into(), json!({})).await.0, 404);
     assert_eq!(ack(alarm_id(&s, "held_open").await, json!({"bogus": 1})).await.0, 422);
-    assert_eq!(ack(alarm_id(&s, "held_open").await, json!({})).await.0, 200);
+    // The command line lists and acknowledges too.
+    let cli = |args: &[&str]| {
+        let out = lintel().args(args).args(["--database-url", &db.url]).current_dir(&db.dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let held = alarm_id(&s, "held_open").await;
+    let listed = cli(&["alarms"]);
+    assert!(listed.lines().any(|l| l.starts_with(&held) && l.ends_with("cleared, not acknowledged")), "{listed}");
+    assert!(cli(&["alarms", "ack", &held, "--note", "propped by the caterer"]).contains("acknowledged"));
+    let (_, acked) = s.get("/api/v1/alarms?all=true").await;
+    let acked = acked.as_array().unwrap().iter().find(|a| a["id"] == held.as_str()).cloned().unwrap();
+    assert_eq!((&acked["acked_by"], &acked["note"]), (&json!("cli"), &json!("propped by the caterer")));
     assert!(open_alarms(&s).await.is_empty());
     assert_eq!(door_alarms(&s, "front").await, json!([]));
     let (_, all) = s.get("/api/v1/alarms?all=true").await;
