@@ -78,6 +78,20 @@
     show();
   }
 
+  // A live refresh does not replace a part of the page where the operator is typing: a
+  // note half written would be lost. That part catches up with the next refresh, or with
+  // the page the form's answer loads.
+  function typing(part) {
+    var fields = part.querySelectorAll('input[type=text], input:not([type]), textarea');
+    return Array.prototype.some.call(fields, function (f) { return f.value !== f.defaultValue; });
+  }
+  document.addEventListener('htmx:beforeRequest', function (e) {
+    var part = e.detail.elt;
+    if (e.detail.requestConfig.verb === 'get' && part.querySelectorAll && typing(part)) {
+      e.preventDefault();
+    }
+  });
+
   // An upload's progress (htmx reports the request's).
   document.addEventListener('htmx:xhr:progress', function (e) {
     var bar = e.target.querySelector && e.target.querySelector('[data-upload-progress]');

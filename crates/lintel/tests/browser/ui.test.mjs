@@ -1159,8 +1159,11 @@ test('alarms: a forced door appears on the dashboard at once and is acknowledged
   await page.getByTestId('alarms').waitFor();
   const row = page.locator(`[data-alarm="${taken.alarm.id}"]`);
   assert.match(await row.innerText(), /Storeroom: forced open/);
-  await api('POST', '/api/v1/doors/store/inputs', { input: 'door', state: 'closed' });
   await row.getByLabel('Note').fill('the cleaner, with a key');
+  // The door closes while the note is written: the live refresh keeps what was typed.
+  await api('POST', '/api/v1/doors/store/inputs', { input: 'door', state: 'closed' });
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await row.getByLabel('Note').inputValue(), 'the cleaner, with a key');
   await row.getByRole('button', { name: 'Acknowledge' }).click();
   await page.waitForFunction(() => !document.querySelector('[data-testid="alarms"]'));
   const [acked] = (await api('GET', '/api/v1/alarms?all=true')).filter((a) => a.id === taken.alarm.id);
