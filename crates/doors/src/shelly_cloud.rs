@@ -47,23 +47,7 @@ impl ShellyCloud {
         };
         tokio::time::sleep_until(at).await;
     }
-}
 
-impl Driver for ShellyCloud {
-    fn kind(&self) -> &'static str {
-        "shelly_cloud"
-    }
-
-    fn open(&self, seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>> {
-        Box::pin(self.switch(true, Some(seconds)))
-    }
-
-    fn hold(&self, on: bool) -> BoxFuture<'_, Result<Opening, DriverError>> {
-        Box::pin(self.switch(on, None))
-    }
-}
-
-impl ShellyCloud {
     /// `relay/control`: the relay `on` or off, back after `seconds` when given.
     async fn switch(&self, on: bool, seconds: Option<u32>) -> Result<Opening, DriverError> {
         self.turn().await;
@@ -101,5 +85,19 @@ impl ShellyCloud {
             });
         }
         Ok(Opening { confirmed: true })
+    }
+}
+
+impl Driver for ShellyCloud {
+    fn kind(&self) -> &'static str {
+        "shelly_cloud"
+    }
+
+    fn open(&self, seconds: u32) -> BoxFuture<'_, Result<Opening, DriverError>> {
+        Box::pin(self.switch(true, Some(seconds)))
+    }
+
+    fn hold(&self, on: bool) -> BoxFuture<'_, Result<Opening, DriverError>> {
+        Box::pin(self.switch(on, None))
     }
 }

@@ -105,8 +105,7 @@ pub async fn report(directory: &Arc<Directory>, by: &Actor, door: &str, input: D
 /// Records an event that changes nothing, and shows it on the live streams.
 async fn record(directory: &Directory, by: &Actor, mut event: lintel_store::NewEvent) -> Result<()> {
     event.actor = Some(by.as_str().to_owned());
-    let stored = directory.store.append_events(&[event]).await?;
-    directory.publish(&stored);
+    directory.record(event).await?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use lintel_core::{Change, Index, OfflineDoors};
 use lintel_proto::Event;
-use lintel_store::{Channel, EventFilter, Feed, IndexUpdate, Store, StoreError, Written};
+use lintel_store::{Channel, EventFilter, Feed, IndexUpdate, NewEvent, Store, StoreError, Written};
 use tokio::sync::{Mutex, MutexGuard, broadcast};
 
 /// Who makes a directory change, as the audit trail names them: every write says. An
@@ -156,6 +156,14 @@ impl Directory {
             // No subscriber is fine: the log is in the store.
             let _ = self.events.send(e.clone());
         }
+    }
+
+    /// Records an event that changes nothing else (a door opened, a sync's report) and
+    /// shows it on the live streams: the one way such an event is written.
+    pub async fn record(&self, event: NewEvent) -> Result<Event, StoreError> {
+        let recorded = self.store.append_event(&event).await?;
+        self.publish(std::slice::from_ref(&recorded));
+        Ok(recorded)
     }
 
     pub async fn lock(&self) -> WriteGuard<'_> {

@@ -125,15 +125,14 @@ impl Doors {
         if let Some(note) = note {
             event = event.with("note", note);
         }
-        let recorded = self.directory.store.append_events(&[event]).await?;
-        self.directory.publish(&recorded);
+        let recorded = self.directory.record(event).await?;
         Ok(DecisionResponse {
             allowed: true,
             reason: Reason::Granted,
             detail: format!("opened by {by}"),
             person_id: None,
             grant_id: None,
-            event_id: recorded.first().map(|e| e.id.clone()),
+            event_id: Some(recorded.id),
             retry_after: None,
             name: None,
         })
@@ -206,8 +205,7 @@ impl Doors {
         if driven.error.is_some() && !record_failure {
             return Ok(driven);
         }
-        let events = store.append_events(&[event]).await?;
-        self.directory.publish(&events);
+        self.directory.record(event).await?;
         if kind != "none" {
             // Only an answer from the device counts as seeing it.
             let now = chrono::Utc::now().timestamp_micros();

@@ -136,8 +136,7 @@ async fn record(directory: &Arc<Directory>, d: &Departure<'_>, taken: &Offboarde
         .with("keys", &taken.keys)
         .with("groups", &taken.groups)
         .with("suspended", taken.suspended);
-    let recorded = directory.store.append_events(&[event]).await?;
-    directory.publish(&recorded);
+    directory.record(event).await?;
     Ok(())
 }
 

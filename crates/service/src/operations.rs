@@ -245,8 +245,7 @@ impl Operations {
                 Err(refused) if refused.recorded => {
                     let event =
                         NewEvent::new("operation.refused").with("reason", refused.reason).with("lock", &op.lock);
-                    let recorded = self.directory.store.append_events(&[event]).await?;
-                    self.directory.publish(&recorded);
+                    self.directory.record(event).await?;
                     refused
                 }
                 Err(refused) => refused,
@@ -400,9 +399,7 @@ impl Operations {
             Operation::RemoveUser { user_id } => event = event.with("target", user_id),
             Operation::Unlock => {}
         }
-        let recorded = self.directory.store.append_events(&[event]).await?;
-        self.directory.publish(&recorded);
-        Ok(recorded.first().map(|e| e.id.clone()).unwrap_or_default())
+        Ok(self.directory.record(event).await?.id)
     }
 
     /// An unlock: decided for the signer by their grants (recorded like every decision),

@@ -391,8 +391,7 @@ impl Webhooks {
         self.store().update_webhook(&row).await?;
         tracing::warn!(endpoint = %row.id, reason, "webhook endpoint disabled");
         let event = NewEvent::new("webhook.disabled").with("endpoint", &row.id).with("reason", reason);
-        let recorded = self.store().append_events(&[event]).await?;
-        self.directory.publish(&recorded);
+        self.directory.record(event).await?;
         Ok(())
     }
 }

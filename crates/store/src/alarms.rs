@@ -10,9 +10,8 @@ use sqlx::any::AnyRow;
 use crate::directory::Tx;
 use crate::events::NewEvent;
 use crate::rows::{opt_time, time};
-use crate::{IndexUpdate, Result, Store, StoreError, Written, now_micros};
+use crate::{NOTHING_INDEXED, Result, Store, StoreError, Written, now_micros};
 
-const NOTHING_INDEXED: IndexUpdate = IndexUpdate::Patch(Vec::new());
 const OPEN: &str = "(cleared_at IS NULL OR acked_at IS NULL)";
 
 fn alarm(row: &AnyRow) -> Result<Alarm> {

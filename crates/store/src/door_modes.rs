@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use crate::directory::door_pk;
 use crate::events::NewEvent;
 use crate::rows::{json, time};
-use crate::{IndexUpdate, Result, Store, StoreError, Written, conflict_on_unique, now_micros};
+use crate::{NOTHING_INDEXED, Result, Store, StoreError, Written, conflict_on_unique, now_micros};
 
 /// A door whose mode lintel keeps: one with an unlock schedule, on an exit route, held by
 /// an operator, in lockdown, or left in a mode other than secure or with its device held
@@ -56,10 +56,6 @@ fn holiday(row: &AnyRow) -> Result<Holiday> {
         uid: row.try_get("uid")?,
     })
 }
-
-/// Modes, holds and holidays are not in the decision index: a door's mode changes what
-/// its device is told, not who may open it.
-const NOTHING_INDEXED: IndexUpdate = IndexUpdate::Patch(Vec::new());
 
 /// A holiday to add: `(name, first day, last day, iCalendar UID)`.
 pub type HolidayRecord = (String, NaiveDate, NaiveDate, Option<String>);

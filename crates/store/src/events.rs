@@ -251,15 +251,12 @@ pub struct EventFilter {
 }
 
 impl Store {
-    /// Appends events that change nothing else (door opened, driver failed, ...).
-    pub async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<Event>> {
+    /// Appends an event that changes nothing else (door opened, driver failed, ...).
+    pub async fn append_event(&self, event: &NewEvent) -> Result<Event> {
         let mut tx = self.begin().await?;
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            out.push(insert(&mut tx, e).await?);
-        }
+        let recorded = insert(&mut tx, event).await?;
         tx.commit().await?;
-        Ok(out)
+        Ok(recorded)
     }
 
     /// Events after a cursor, oldest first.

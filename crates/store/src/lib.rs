@@ -141,6 +141,10 @@ pub enum IndexUpdate {
     Reload,
 }
 
+/// For writes outside the decision index (door modes, holds, holidays, alarms): they
+/// change what devices are told, not who may open a door.
+pub(crate) const NOTHING_INDEXED: IndexUpdate = IndexUpdate::Patch(Vec::new());
+
 #[derive(Clone)]
 pub struct Store {
     /// Directory writes go through here; on SQLite this pool holds one connection.

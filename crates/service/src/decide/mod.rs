@@ -260,10 +260,9 @@ impl Decider {
             .with("source", source.to_string())
             .with("failures", locked.failures)
             .with("lock_seconds", locked.lock.as_secs().max(1));
-        match self.directory.store.append_events(&[event]).await {
-            Ok(recorded) => self.directory.publish(&recorded),
+        if let Err(e) = self.directory.record(event).await {
             // The decision stands either way; the lock is in force.
-            Err(e) => tracing::error!(door, %source, error = %e, "a keypad's lock was not recorded"),
+            tracing::error!(door, %source, error = %e, "a keypad's lock was not recorded");
         }
     }
 

@@ -125,9 +125,8 @@ pub async fn start(
                 }
                 ReaderEvent::KeySet { reader } => {
                     let event = NewEvent::new(KEY_SET).with("reader", &reader).with("door", osdp.door_of(&reader));
-                    match osdp.directory.store.append_events(&[event]).await {
-                        Ok(recorded) => osdp.directory.publish(&recorded),
-                        Err(e) => tracing::error!(reader, error = %e, "the end of install mode was not recorded"),
+                    if let Err(e) = osdp.directory.record(event).await {
+                        tracing::error!(reader, error = %e, "the end of install mode was not recorded");
                     }
                 }
             }

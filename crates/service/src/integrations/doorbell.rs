@@ -111,9 +111,7 @@ impl Doorbell {
         if let Some(device) = &webhook.device_id {
             event = event.with("device_id", device.chars().take(100).collect::<String>());
         }
-        let recorded = store.append_events(&[event]).await?;
-        self.directory.publish(&recorded);
-        let event_id = recorded.first().map(|e| e.id.clone()).unwrap_or_default();
+        let event_id = self.directory.record(event).await?.id;
 
         let door_name = store.door(door).await.map(|d| d.name).unwrap_or(door.clone());
         let at = chrono::Utc::now().with_timezone(&self.timezone).format("%H:%M");

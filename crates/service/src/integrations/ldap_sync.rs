@@ -434,8 +434,7 @@ impl LdapSync {
             .with("disabled", r.disabled)
             .with("skipped", r.skipped)
             .with("failed", r.failed);
-        let recorded = self.directory.store.append_events(&[event]).await?;
-        self.directory.publish(&recorded);
+        self.directory.record(event).await?;
         Ok(())
     }
 
