@@ -8,6 +8,7 @@ pub mod credential;
 pub mod index;
 pub mod modes;
 pub mod offline;
+pub mod passback;
 pub mod roles;
 pub mod schedule;
 

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use lintel_proto::controller::{AllowList, OfflineCard, OfflineCode, OfflineDoor};
+use lintel_proto::controller::{AllowList, ListZone, OfflineCard, OfflineCode, OfflineDoor};
 use lintel_proto::{FailMode, Reason};
 use sha2::{Digest as _, Sha256};
 
@@ -29,6 +29,7 @@ pub struct ListDoor {
     pub open_seconds: u32,
     /// How long after `issued_at` the list holds for this door.
     pub max_age_seconds: i64,
+    pub zone: Option<ListZone>,
 }
 
 /// Everything a list is made of; the caller gathers it (the snapshot's [`CardRights`],
@@ -129,7 +130,12 @@ pub fn build_list(input: &ListInput<'_>) -> AllowList {
             .map(|(d, lapses_at)| {
                 (
                     d.id.clone(),
-                    OfflineDoor { lapses_at: *lapses_at, fail_mode: d.fail_mode, open_seconds: d.open_seconds },
+                    OfflineDoor {
+                        lapses_at: *lapses_at,
+                        fail_mode: d.fail_mode,
+                        open_seconds: d.open_seconds,
+                        zone: d.zone.clone(),
+                    },
                 )
             })
             .collect(),

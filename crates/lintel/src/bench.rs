@@ -245,8 +245,13 @@ fn in_process(n: u64, asks: Asks) -> InProcess {
 fn offline_list(index: &lintel_core::Index) -> OfflineList {
     use lintel_core::offline::{ListDoor, ListInput, build_list, content_digest};
     let authority = lintel_signed::Authority::from_secret_bytes(&[7; 32]).expect("a key");
-    let doors =
-        [ListDoor { id: "front".into(), fail_mode: Default::default(), open_seconds: 5, max_age_seconds: 86_400 }];
+    let doors = [ListDoor {
+        id: "front".into(),
+        fail_mode: Default::default(),
+        open_seconds: 5,
+        max_age_seconds: 86_400,
+        zone: None,
+    }];
     let codes = std::collections::HashMap::new();
     let card = Change::Credential(
         CredentialKey::card_bytes(&uid(u64::MAX / 2)),

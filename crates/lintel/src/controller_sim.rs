@@ -70,6 +70,10 @@ struct Persisted {
     /// until a list no longer holds them (lintel has the use).
     #[serde(default)]
     used_codes: Vec<String>,
+    /// (zone, card UID) of those this controller saw enter an anti-passback zone and not
+    /// leave: offline, a second entry is let through and marked (soft anti-passback).
+    #[serde(default)]
+    inside: Vec<(String, String)>,
 }
 
 /// What someone presented at a door: a card, or digits typed at the keypad.
@@ -162,6 +166,23 @@ impl Sim {
         }
     }
 
+    /// Keeps who this controller saw pass through its zones' doors; whether this is an
+    /// entry of someone it saw enter and not leave.
+    fn pass_zone(&mut self, door: &str, input: Input<'_>) -> bool {
+        let zone = self.list.as_ref().and_then(|l| l.list.doors.get(door)).and_then(|d| d.zone.clone());
+        let (Some(zone), Input::Card { uid, .. }) = (zone, input) else {
+            return false;
+        };
+        let key = (zone.id, lintel_core::credential::normalize_uid(uid).unwrap_or_default());
+        let inside = self.persisted.inside.contains(&key);
+        if zone.exit {
+            self.persisted.inside.retain(|k| *k != key);
+        } else if !inside {
+            self.persisted.inside.push(key);
+        }
+        inside && !zone.exit
+    }
+
     fn decide_offline(&mut self, door: &str, input: Input<'_>) -> anyhow::Result<OfflineDecision> {
         let now = Utc::now();
         // No list at all: nobody is known, whatever the door.
@@ -185,6 +206,7 @@ impl Sim {
         if let (true, Some(code)) = (verdict.allowed, &backup_code) {
             self.persisted.used_codes.push(code.clone());
         }
+        let anti_passback = verdict.allowed && self.pass_zone(door, input);
         self.persisted.next_offline_id += 1;
         let decision = OfflineDecision {
             // The topic names the controller; the id only needs to be unique for it.
@@ -197,6 +219,7 @@ impl Sim {
             list_version: self.list_version(),
             fail_safe: verdict.fail_safe,
             backup_code,
+            anti_passback,
         };
         self.persisted.pending.push(decision.clone());
         self.save()?;
@@ -463,6 +486,11 @@ async fn tap(
         client.publish(topic, QoS::AtLeastOnce, false, serde_json::to_vec(&message)?).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(decision)) => {
+                if decision.allowed {
+                    let mut s = lock(sim);
+                    s.pass_zone(door, input);
+                    s.save()?;
+                }
                 say(json!({"event": "decision", "source": "lintel", "door": door, "presented": input.shown(),
                     "allowed": decision.allowed, "reason": decision.reason, "actions": decision.actions}));
                 return Ok(decision);
@@ -478,6 +506,7 @@ async fn tap(
     say(json!({"event": "decision", "source": "offline", "door": door, "presented": input.shown(),
         "allowed": decision.allowed, "reason": decision.reason, "fail_safe": decision.fail_safe,
         "backup_code": decision.backup_code, "list_version": decision.list_version, "id": decision.id,
+        "anti_passback": decision.anti_passback,
         "actions": &actions}));
     Ok(DecisionMessage {
         id: decision.id,

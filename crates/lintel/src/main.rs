@@ -183,6 +183,12 @@ enum Command {
         #[arg(long, default_value = "main", global = true)]
         site: String,
     },
+    /// Anti-passback zones: list them with who is inside, set one up, remove one, or
+    /// forgive a person (or everyone) inside.
+    Zones {
+        #[command(subcommand)]
+        command: Option<ZoneCommand>,
+    },
     /// Print lintel's public key (hex), which controllers are given to verify their lists.
     ControllerKey,
     /// A reference MQTT door controller (docs/mqtt.md): taps from standard input
@@ -223,6 +229,36 @@ enum HolidayCommand {
     Import { file: PathBuf },
     /// Remove one by its id.
     Remove { id: String },
+}
+
+#[derive(Subcommand)]
+enum ZoneCommand {
+    /// Make or replace a zone whole.
+    Set {
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// The doors whose readers lead in, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        entry: Vec<String>,
+        /// The doors whose readers lead out, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        exit: Vec<String>,
+        /// `hard` refuses a second entry; `soft` lets them in and raises an alarm.
+        #[arg(long, default_value = "hard", value_parser = ["hard", "soft"])]
+        strictness: String,
+        /// A person inside counts as outside again after this many minutes.
+        #[arg(long, default_value_t = lintel_service::zones::DEFAULT_RESET_MINUTES)]
+        reset_minutes: u32,
+    },
+    /// Remove a zone.
+    Remove { id: String },
+    /// Let a person (or, without --person, everyone) inside the zone enter again.
+    Forgive {
+        id: String,
+        #[arg(long)]
+        person: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -806,6 +842,56 @@ async fn main() -> anyhow::Result<()> {
                     Some(HolidayCommand::Remove { id }) => {
                         door_modes::delete_holiday(directory, &by, site, id.clone()).await?;
                         println!("removed {id}");
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            store.close().await;
+            done?;
+        }
+        Command::Zones { command } => {
+            let (store, server) = open_server(&config, Open::Existing).await?;
+            let services =
+                lintel_service::Services::start(store.clone(), server.services, lintel_service::Role::Command).await?;
+            let (directory, by) = (&services.directory, lintel_service::Actor::cli());
+            let done: anyhow::Result<()> = async {
+                use lintel_service::zones;
+                match command {
+                    None => {
+                        for z in directory.store.zones().await? {
+                            let inside: Vec<&str> = z.inside.iter().map(|p| p.person_id.as_str()).collect();
+                            println!(
+                                "{}\t{}\t{}, reset after {} min\tin: {}\tout: {}\tinside ({}): {}",
+                                z.id,
+                                z.name,
+                                z.strictness,
+                                z.reset_minutes,
+                                z.entry.join(","),
+                                z.exit.join(","),
+                                inside.len(),
+                                inside.join(",")
+                            );
+                        }
+                    }
+                    Some(ZoneCommand::Set { id, name, entry, exit, strictness, reset_minutes }) => {
+                        let spec = lintel_proto::ZoneSpec {
+                            name,
+                            strictness: Some(strictness),
+                            reset_minutes: Some(reset_minutes),
+                            entry,
+                            exit,
+                        };
+                        let (zone, made) = zones::put(directory, &by, id, spec).await?;
+                        println!("{} zone {} ({})", if made { "made" } else { "replaced" }, zone.id, zone.strictness);
+                    }
+                    Some(ZoneCommand::Remove { id }) => {
+                        zones::delete(directory, &by, id.clone()).await?;
+                        println!("removed zone {id}");
+                    }
+                    Some(ZoneCommand::Forgive { id, person }) => {
+                        let forgiven = zones::forgive(directory, &by, id.clone(), person).await?;
+                        println!("{forgiven} forgiven in zone {id}");
                     }
                 }
                 Ok(())

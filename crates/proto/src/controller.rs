@@ -256,6 +256,10 @@ pub struct OfflineDecision {
     /// (lintel then marks it used everywhere), or refused as used before at this controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_code: Option<String>,
+    /// The controller let this person into the door's zone a second time without seeing
+    /// them leave (it knows only its own readers; lintel judges again on upload).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anti_passback: bool,
 }
 
 /// `<prefix>/c/<controller>/upload`: offline decisions, sent when the controller is back
@@ -327,6 +331,20 @@ pub struct OfflineDoor {
     /// `secure`: nobody gets in on a lapsed list; `safe`: everybody does.
     pub fail_mode: crate::FailMode,
     pub open_seconds: u32,
+    /// The door's anti-passback zone, when it is in one (left out otherwise). Offline, a
+    /// controller lets a second entry through and marks it (`anti_passback` in the upload);
+    /// lintel reconciles the upload with what other readers saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<ListZone>,
+}
+
+/// A door's place in an anti-passback zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListZone {
+    pub id: String,
+    /// The door's reader leads out of the zone (else in).
+    pub exit: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

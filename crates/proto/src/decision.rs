@@ -29,10 +29,14 @@ pub enum Reason {
     CrmUnavailable,
     /// The door is in lockdown: only people exempt from it may open it.
     Lockdown,
+    /// The person entered the door's anti-passback zone and has not left it since (a
+    /// `hard` zone refuses them until they exit, its reset time passes or an operator
+    /// forgives them).
+    AntiPassback,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Self::Granted,
         Self::UnknownCredential,
         Self::UnknownMember,
@@ -50,6 +54,7 @@ impl Reason {
         Self::ListExpired,
         Self::CrmUnavailable,
         Self::Lockdown,
+        Self::AntiPassback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +76,7 @@ impl Reason {
             Self::ListExpired => "list_expired",
             Self::CrmUnavailable => "crm_unavailable",
             Self::Lockdown => "lockdown",
+            Self::AntiPassback => "anti_passback",
         }
     }
 

@@ -484,7 +484,8 @@ pub struct DoorState {
 pub struct Alarm {
     pub id: String,
     pub door: String,
-    /// `forced_open`, `held_open`, `tamper` or `device_offline`.
+    /// `forced_open`, `held_open`, `tamper`, `device_offline` or `anti_passback` (a
+    /// soft zone let someone in twice without an exit).
     pub kind: String,
     pub raised_at: DateTime<Utc>,
     pub cleared_at: Option<DateTime<Utc>>,
@@ -627,6 +628,64 @@ pub struct EmergencyRequest {
     /// What raised it, for the record (e.g. `fire panel zone 3`).
     #[serde(default)]
     pub why: Option<String>,
+}
+
+/// An anti-passback zone: a person who came in through one of its entry doors must leave
+/// through one of its exit doors before entering again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Zone {
+    pub id: String,
+    pub name: String,
+    /// `hard` refuses a second entry (reason `anti_passback`); `soft` lets them in and
+    /// raises an `anti_passback` alarm.
+    pub strictness: String,
+    /// A person counts as outside again this long after their last passage.
+    pub reset_minutes: u32,
+    /// The doors whose readers lead in.
+    pub entry: Vec<String>,
+    /// The doors whose readers lead out.
+    pub exit: Vec<String>,
+    /// The people inside now (entered, not left, not reset or forgiven).
+    pub inside: Vec<ZonePresence>,
+}
+
+/// A person inside a zone, since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ZonePresence {
+    pub person_id: String,
+    pub since: DateTime<Utc>,
+}
+
+/// `PUT /api/v1/zones/{id}`: a zone, made or replaced whole.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    pub name: String,
+    /// `hard` (default) or `soft`.
+    #[serde(default)]
+    pub strictness: Option<String>,
+    /// 1 to 10080 (a week); default 720 (12 hours).
+    #[serde(default)]
+    pub reset_minutes: Option<u32>,
+    #[serde(default)]
+    pub entry: Vec<String>,
+    #[serde(default)]
+    pub exit: Vec<String>,
+}
+
+/// `POST /api/v1/zones/{id}/forgive`: one person, or (without `person_id`) everyone inside.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneForgive {
+    #[serde(default)]
+    pub person_id: Option<String>,
+}
+
+/// What a forgive did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ZoneForgiven {
+    /// How many people it let count as outside.
+    pub forgiven: u32,
 }
 
 /// What an `.ics` import did.

@@ -6,7 +6,6 @@
 //! [`OFFLINE_AFTER`]). A fire input raises an emergency release of the door's site. An
 //! alarm stays open until its condition cleared and an operator acknowledged it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,6 +147,19 @@ async fn clear(directory: &Arc<Directory>, door: &str, kind: &'static str) -> Re
     Ok(())
 }
 
+/// A soft anti-passback zone let someone in a second time without leaving: an
+/// `anti_passback` alarm at the door, cleared at once (nothing stays wrong there) and
+/// open until an operator acknowledges it.
+pub async fn passback_violation(directory: &Arc<Directory>, event: &lintel_proto::Event) -> Result<()> {
+    let (Some(door), Some("violation")) = (&event.door, event.data.get("anti_passback").and_then(|v| v.as_str()))
+    else {
+        return Ok(());
+    };
+    let person = event.person_id.clone().unwrap_or_default();
+    raise(directory, door, "anti_passback", Some(("person", person))).await?;
+    clear(directory, door, "anti_passback").await
+}
+
 /// An operator acknowledges an alarm, with an optional note.
 pub async fn acknowledge(directory: &Arc<Directory>, by: &Actor, id: String, note: Option<String>) -> Result<Alarm> {
     let alarm = directory.store.alarm(&id).await?;
@@ -159,19 +171,14 @@ pub async fn acknowledge(directory: &Arc<Directory>, by: &Actor, id: String, not
 }
 
 /// Watches what no input reports: doors held open too long, devices gone. Run by one node
-/// (the mode worker's lease holder) every second; `warned` keeps the openings warned of.
-pub async fn watch(
-    directory: &Arc<Directory>,
-    now: DateTime<Utc>,
-    warned: &mut HashMap<String, DateTime<Utc>>,
-) -> Result<()> {
+/// (the mode worker's lease holder) every second.
+pub async fn watch(directory: &Arc<Directory>, now: DateTime<Utc>) -> Result<()> {
     let store = &directory.store;
     // Raised already and not cleared: not raised again (each raise is a write).
     let open: Vec<Alarm> = store.alarms(false, None).await?;
     let raised =
         |door: &str, kind: &str| open.iter().any(|a| a.door == door && a.kind == kind && a.cleared_at.is_none());
     let standing = store.doors_standing_open().await?;
-    warned.retain(|door, since| standing.iter().any(|d| d.id == *door && d.since == *since));
     for door in standing.iter().filter(|d| !d.held_unlocked) {
         let open_for = (now - door.since).num_seconds();
         let limit = i64::from(door.held_open_seconds);
@@ -181,9 +188,8 @@ pub async fn watch(
             }
             raise(directory, &door.id, "held_open", Some(("open_since", door.since.to_rfc3339()))).await?;
         } else if open_for >= limit - i64::from(WARN_BEFORE.min(door.held_open_seconds / 2))
-            && !warned.contains_key(&door.id)
+            && store.take_held_open_warning(&door.id, door.since).await?
         {
-            warned.insert(door.id.clone(), door.since);
             let event = lintel_store::NewEvent::new("alarm.warning").door(&door.id).with("kind", "held_open");
             record(directory, &Actor::lintel(), event).await?;
         }

@@ -57,8 +57,6 @@ struct Told {
     arrivals: HashMap<String, (NaiveDate, DateTime<Utc>)>,
     /// Whether this node held the lease at its last tick.
     leading: bool,
-    /// The openings warned of as held open (door, open since).
-    warned: HashMap<String, DateTime<Utc>>,
 }
 
 impl DoorModes {
@@ -142,11 +140,9 @@ impl DoorModes {
         }
         if leading {
             // After the devices: what no input reports (held open, offline) never delays them.
-            let mut warned = std::mem::take(&mut self.told().warned);
-            if let Err(e) = crate::alarms::watch(&self.directory, now, &mut warned).await {
+            if let Err(e) = crate::alarms::watch(&self.directory, now).await {
                 tracing::warn!(error = %e, "held-open doors and offline devices not watched");
             }
-            self.told().warned = warned;
         }
         Ok(())
     }

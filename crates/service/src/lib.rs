@@ -39,6 +39,7 @@ pub mod tokens;
 pub mod validate;
 pub mod webhooks;
 mod workers;
+pub mod zones;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -107,6 +107,21 @@ impl Store {
             .collect()
     }
 
+    /// Takes the warning of a door held open since `since`: true once per opening, on
+    /// whichever node asks first (the mark is in the store, so a node taking over the
+    /// watch does not warn again).
+    pub async fn take_held_open_warning(&self, door: &str, since: DateTime<Utc>) -> Result<bool> {
+        let since = since.timestamp_micros();
+        let done = sqlx::query(
+            "UPDATE doors SET held_warned_at = $2 WHERE id = $1 AND (held_warned_at IS NULL OR held_warned_at <> $2)",
+        )
+        .bind(door)
+        .bind(since)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The doors whose device has been offline since before `before` (`online` false),
     /// and those online again, for the device-offline alarm.
     pub async fn doors_offline(&self, before: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)> {

@@ -8,7 +8,7 @@ use lintel_proto::Event;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::decision_log::{AnyLedger, Ledger as _};
+use crate::decision_log::{AnyLedger, Ledger as _, record_offline_passage};
 use crate::events::{EVENT_COLUMNS, NewEvent, event, insert};
 use crate::rows::credential_id;
 use crate::{IndexUpdate, Result, Store, now_micros};
@@ -227,6 +227,7 @@ impl Store {
                     None => entry = entry.with("backup_code_unknown", true),
                 }
             }
+            record_offline_passage(&mut AnyLedger(&mut tx), &mut entry).await?;
             match code.filter(|_| entry.allowed == Some(true)) {
                 Some(code) => use_offline(&mut tx, code, entry, &mut recorded).await?,
                 None => recorded.events.push(insert(&mut tx, &entry).await?),

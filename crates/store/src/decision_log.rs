@@ -12,10 +12,11 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use lintel_core::index::{BACKUP_CODE_USED, NO_PASSES_LEFT};
+use lintel_core::passback::{self, Direction, Passage, Presence, Strictness, ZoneDoor};
 use lintel_core::{Change, CredentialKey, IndexCredential, PassGrant, Pk};
 use lintel_proto::{Event, Reason};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::events::{NewEvent, PassUse, insert_many, stored};
@@ -339,6 +340,81 @@ pub(crate) trait Ledger {
     async fn use_backup_code(&mut self, credential: Pk, at: i64) -> Result<bool>;
     /// The credential as the index keeps it.
     async fn credential(&mut self, credential: Pk) -> Result<(CredentialKey, IndexCredential)>;
+    /// The anti-passback zone the door is in, if any.
+    async fn zone_of(&mut self, door: &str) -> Result<Option<ZoneRule>>;
+    /// The person's last passage in the zone.
+    async fn presence(&mut self, zone: Pk, person: &str) -> Result<Option<Presence>>;
+    /// Records the person's passage in the zone (nothing when the person is gone).
+    async fn set_presence(&mut self, zone: Pk, person: &str, presence: Presence) -> Result<()>;
+}
+
+/// A door's anti-passback zone, as the decision log reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct ZoneRule {
+    pk: Pk,
+    id: String,
+    door: ZoneDoor,
+}
+
+/// A passage through a zone's door, judged, waiting to be recorded.
+pub(crate) struct Judged {
+    zone: ZoneRule,
+    person: String,
+    passage: Passage,
+}
+
+/// Judges an allowed entry or exit of a person at a door in an anti-passback zone.
+pub(crate) async fn judge_passage(ledger: &mut impl Ledger, event: &NewEvent) -> Result<Option<Judged>> {
+    let (Some(door), Some(person), Some(true)) = (&event.door_id, &event.person_id, event.allowed) else {
+        return Ok(None);
+    };
+    let Some(zone) = ledger.zone_of(door).await? else {
+        return Ok(None);
+    };
+    let known = ledger.presence(zone.pk, person).await?;
+    let passage = passback::judge(zone.door, known, event.at);
+    Ok(Some(Judged { zone, person: person.clone(), passage }))
+}
+
+/// Records a judged passage that let the person through: their new presence, and on the
+/// event a second entry without an exit (`anti_passback: violation`, which raises an alarm).
+pub(crate) async fn record_passage(ledger: &mut impl Ledger, event: &mut NewEvent, judged: Judged) -> Result<()> {
+    let presence = match judged.passage {
+        Passage::Passes(presence) => presence,
+        Passage::Violation(presence) => {
+            if let serde_json::Value::Object(data) = &mut event.data {
+                data.insert("anti_passback".into(), "violation".into());
+            }
+            presence
+        }
+        // Refused is never recorded as a passage; a stale one changes nothing newer.
+        Passage::Refused | Passage::Stale => return Ok(()),
+    };
+    if let serde_json::Value::Object(data) = &mut event.data {
+        data.insert("zone".into(), judged.zone.id.clone().into());
+    }
+    ledger.set_presence(judged.zone.pk, &judged.person, presence).await
+}
+
+/// Records a passage a controller let through offline, in the order it happened: a
+/// second entry it could not refuse is a violation, whatever the zone's strictness; one
+/// older than what is known since changes nothing.
+pub(crate) async fn record_offline_passage(ledger: &mut impl Ledger, event: &mut NewEvent) -> Result<()> {
+    let Some(mut judged) = judge_passage(ledger, event).await? else {
+        return Ok(());
+    };
+    if judged.passage == Passage::Refused {
+        judged.passage = Passage::Violation(Presence { inside: true, at: event.at });
+    }
+    record_passage(ledger, event, judged).await
+}
+
+fn zone_rule(pk: Pk, id: String, strictness: &str, reset_minutes: i64, direction: &str) -> Result<ZoneRule> {
+    let bad = || StoreError::Invalid(format!("zone {id} holds a value lintel does not know"));
+    let strictness = Strictness::parse(strictness).ok_or_else(bad)?;
+    let direction = Direction::parse(direction).ok_or_else(bad)?;
+    let door = ZoneDoor { strictness, direction, reset_micros: reset_minutes.saturating_mul(60_000_000) };
+    Ok(ZoneRule { pk, id, door })
 }
 
 /// Uses up what an allowed decision spends (one pass of the first of its grants that has
@@ -346,6 +422,12 @@ pub(crate) trait Ledger {
 /// it into a denial when it is gone; returns what changed for the index.
 async fn consume(ledger: &mut impl Ledger, pending: &mut PendingDecision) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
+    // Before anything is used up: a refused second entry spends no pass.
+    let judged = judge_passage(ledger, &pending.event).await?;
+    if judged.as_ref().is_some_and(|j| j.passage == Passage::Refused) {
+        deny(&mut pending.event, Reason::AntiPassback, passback::ENTERED_ALREADY);
+        return Ok(changes);
+    }
     let at = pending.event.at;
     // What the entry took, to give back if its backup code turns out used.
     let mut taken: Option<(Pk, Option<i64>)> = None;
@@ -396,6 +478,9 @@ async fn consume(ledger: &mut impl Ledger, pending: &mut PendingDecision) -> Res
             deny(&mut pending.event, Reason::CredentialRevoked, BACKUP_CODE_USED);
         }
     }
+    if let (Some(judged), Some(true)) = (judged, pending.event.allowed) {
+        record_passage(ledger, &mut pending.event, judged).await?;
+    }
     Ok(changes)
 }
 
@@ -416,6 +501,12 @@ const TAKE_PASS: &str = "UPDATE grants SET passes_used = passes_used + 1, checke
                          WHERE pk = $1 AND passes IS NOT NULL AND passes_used < passes RETURNING passes_used";
 const PASSES: &str = "SELECT passes FROM grants WHERE pk = $1";
 const GIVE_BACK_PASS: &str = "UPDATE grants SET passes_used = passes_used - 1, checked_in_until = $2 WHERE pk = $1";
+const ZONE_OF: &str = "SELECT z.pk, z.id, z.strictness, z.reset_minutes, d.direction \
+                       FROM zone_doors d JOIN zones z ON z.pk = d.zone_pk WHERE d.door_id = $1";
+const PRESENCE: &str = "SELECT inside, at FROM zone_presence WHERE zone_pk = $1 AND person_id = $2";
+const SET_PRESENCE: &str = "INSERT INTO zone_presence (zone_pk, person_id, inside, at) \
+                            SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM people WHERE id = $2) \
+                            ON CONFLICT (zone_pk, person_id) DO UPDATE SET inside = excluded.inside, at = excluded.at";
 const USE_BACKUP_CODE: &str = "UPDATE credentials SET status = 'used', status_reason = 'used', revoked_at = $2 \
                                WHERE pk = $1 AND status = 'active'";
 
@@ -468,6 +559,31 @@ impl Ledger for SqliteLedger<'_> {
         )?;
         index_credential_from(parts)
     }
+
+    async fn zone_of(&mut self, door: &str) -> Result<Option<ZoneRule>> {
+        let row = self
+            .0
+            .prepare_cached(ZONE_OF)?
+            .query_row([door], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get::<_, String>(4)?))
+            })
+            .optional()?;
+        row.map(|(pk, id, strictness, reset, direction)| zone_rule(pk, id, &strictness, reset, &direction)).transpose()
+    }
+
+    async fn presence(&mut self, zone: Pk, person: &str) -> Result<Option<Presence>> {
+        let params = rusqlite::named_params! {"$1": zone, "$2": person};
+        let row =
+            self.0.prepare_cached(PRESENCE)?.query_row(params, |r| Ok((r.get::<_, i64>(0)?, r.get(1)?))).optional()?;
+        Ok(row.map(|(inside, at)| Presence { inside: inside != 0, at }))
+    }
+
+    async fn set_presence(&mut self, zone: Pk, person: &str, presence: Presence) -> Result<()> {
+        let params =
+            rusqlite::named_params! {"$1": zone, "$2": person, "$3": i64::from(presence.inside), "$4": presence.at};
+        self.0.prepare_cached(SET_PRESENCE)?.execute(params)?;
+        Ok(())
+    }
 }
 
 /// A transaction of the sqlx pool (PostgreSQL).
@@ -504,5 +620,31 @@ impl Ledger for AnyLedger<'_> {
             format!("SELECT {} FROM {} WHERE c.pk = $1", crate::rows::CREDENTIAL_COLUMNS, crate::rows::CREDENTIAL_FROM);
         let row = sqlx::query(AssertSqlSafe(sql)).bind(credential).fetch_one(&mut **self.0).await?;
         index_credential(&row)
+    }
+
+    async fn zone_of(&mut self, door: &str) -> Result<Option<ZoneRule>> {
+        let row = sqlx::query(ZONE_OF).bind(door).fetch_optional(&mut **self.0).await?;
+        row.map(|r| {
+            let strictness: String = r.try_get(2)?;
+            let direction: String = r.try_get(4)?;
+            zone_rule(r.try_get(0)?, r.try_get(1)?, &strictness, r.try_get(3)?, &direction)
+        })
+        .transpose()
+    }
+
+    async fn presence(&mut self, zone: Pk, person: &str) -> Result<Option<Presence>> {
+        let row = sqlx::query(PRESENCE).bind(zone).bind(person).fetch_optional(&mut **self.0).await?;
+        row.map(|r| Ok(Presence { inside: r.try_get::<i64, _>(0)? != 0, at: r.try_get(1)? })).transpose()
+    }
+
+    async fn set_presence(&mut self, zone: Pk, person: &str, presence: Presence) -> Result<()> {
+        sqlx::query(SET_PRESENCE)
+            .bind(zone)
+            .bind(person)
+            .bind(i64::from(presence.inside))
+            .bind(presence.at)
+            .execute(&mut **self.0)
+            .await?;
+        Ok(())
     }
 }

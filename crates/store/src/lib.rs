@@ -38,11 +38,13 @@ mod tests;
 mod tokens;
 mod webhooks;
 mod work;
+mod zones;
 pub use alarms::OpenDoor;
 pub use door_modes::{HolidayRecord, ModedDoor};
 pub use lockdown::LockdownScope;
 pub use rows::LOCKDOWN_EXEMPT_ATTRIBUTE;
 pub use tokens::{TokenInfo, TokenScope};
+pub use zones::ZoneRecord;
 
 use std::str::FromStr;
 use std::time::Duration;

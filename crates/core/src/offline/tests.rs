@@ -126,8 +126,20 @@ fn code(pk: i64, person: i64, code: &str) -> IndexCredential {
 
 fn doors() -> Vec<ListDoor> {
     vec![
-        ListDoor { id: "front".into(), fail_mode: FailMode::Secure, open_seconds: 5, max_age_seconds: THREE_DAYS },
-        ListDoor { id: "lab".into(), fail_mode: FailMode::Safe, open_seconds: 3, max_age_seconds: THREE_DAYS },
+        ListDoor {
+            id: "front".into(),
+            fail_mode: FailMode::Secure,
+            open_seconds: 5,
+            max_age_seconds: THREE_DAYS,
+            zone: None,
+        },
+        ListDoor {
+            id: "lab".into(),
+            fail_mode: FailMode::Safe,
+            open_seconds: 3,
+            max_age_seconds: THREE_DAYS,
+            zone: None,
+        },
     ]
 }
 

@@ -26,8 +26,9 @@ fn allowed(method: &str, path: &str, security: &[String]) -> &'static [&'static 
         "post" if path == "/api/v1/sites/{id}/emergency" || path == "/api/v1/doors/{id}/inputs" => {
             &["owner", "admin", "building"]
         }
-        // Acknowledging an alarm is the front desk's too, like opening a door.
-        "post" if path == "/api/v1/alarms/{id}/ack" => DESK,
+        // Acknowledging an alarm and forgiving someone in an anti-passback zone are the
+        // front desk's too, like opening a door.
+        "post" if path == "/api/v1/alarms/{id}/ack" || path == "/api/v1/zones/{id}/forgive" => DESK,
         // Routes open to users too answer operators that may configure (users' keys).
         _ if security.iter().any(|s| s == "user") => CONFIGURE,
         "get" => READ,

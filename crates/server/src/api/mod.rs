@@ -20,6 +20,7 @@ mod sites;
 mod slack;
 mod visit;
 mod webhooks;
+mod zones;
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -37,7 +38,7 @@ use crate::AppState;
     tags(
         (name = "directory", description = "People, credentials, sites, doors, groups and grants"),
         (name = "decisions", description = "May this credential open this door now?"),
-        (name = "doors", description = "Running a building: lockdown, emergency release, holds, holidays, door inputs and alarms"),
+        (name = "doors", description = "Running a building: lockdown, emergency release, holds, holidays, door inputs, alarms and anti-passback zones"),
         (name = "events", description = "The event log and attendance"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "integrations", description = "The membership platform's webhooks and sync; the inbox and outbox of work with other systems"),
@@ -135,6 +136,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(alarms::report_input))
         .routes(routes!(alarms::list_alarms))
         .routes(routes!(alarms::ack_alarm))
+        .routes(routes!(zones::list_zones))
+        .routes(routes!(zones::get_zone, zones::put_zone, zones::delete_zone))
+        .routes(routes!(zones::forgive))
         .routes(routes!(controllers::list_controllers))
         .routes(routes!(decisions::decide))
         .routes(routes!(decisions::admin_open))

@@ -288,6 +288,7 @@ fn alarm_words(kind: &str) -> &'static str {
         "held_open" => "held open too long",
         "tamper" => "tampered with",
         "device_offline" => "its device is offline",
+        "anti_passback" => "someone entered twice without leaving (anti-passback)",
         _ => "alarm",
     }
 }

@@ -130,6 +130,7 @@ pub fn reason(r: Reason) -> &'static str {
         Reason::ListExpired => "the door's controller was offline longer than its allow-list holds",
         Reason::CrmUnavailable => "the makerspace CRM is down and what lintel knows of the member is too old",
         Reason::Lockdown => "the door is in lockdown; only people exempt from it may open it",
+        Reason::AntiPassback => "they entered this zone and have not left it since (anti-passback)",
     }
 }
 

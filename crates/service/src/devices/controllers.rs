@@ -17,10 +17,10 @@ use chrono::Utc;
 use lintel_core::OfflineDoors;
 use lintel_core::offline::{ListDoor, ListInput, build_list, content_digest, period};
 use lintel_doors::mqtt::{Delivery, LinkEvent, MqttConfig, MqttLink, MqttSlot, Topic};
-use lintel_proto::controller::Controller;
 use lintel_proto::controller::{
     AllowList, DecisionMessage, ListAck, OfflineDecision, Status, Tap, Upload, UploadAck, actions_for,
 };
+use lintel_proto::controller::{Controller, ListZone};
 use lintel_proto::{DriverConfig, FailMode, PresentedCredential, Reason};
 use lintel_signed::Authority;
 use lintel_store::{ControllerRow, NewEvent, OfflineRecord, Store, StoreError, credential_id, parse_credential_id};
@@ -54,6 +54,7 @@ struct ControllerDoor {
     fail_mode: FailMode,
     open_seconds: u32,
     offline_max_age: u32,
+    zone: Option<ListZone>,
 }
 
 /// What lintel currently wants each controller to hold.
@@ -388,6 +389,12 @@ impl Controllers {
             "offline decisions uploaded"
         );
         self.directory.publish(&recorded.events);
+        for event in &recorded.events {
+            // Second entries the controller let through offline, reconciled now.
+            if let Err(e) = crate::alarms::passback_violation(&self.directory, event).await {
+                tracing::warn!(controller, error = %e, "anti-passback alarm not raised");
+            }
+        }
         let ack = UploadAck { ids: upload.decisions.into_iter().map(|d| d.id).collect() };
         let payload = serde_json::to_vec(&ack).expect("an ack always serializes");
         link.publish(controller, "upload/ack", payload, false).await.map_err(|e| Failure::Refused(e.to_string()))?;
@@ -541,6 +548,7 @@ impl Controllers {
         let _one_at_a_time = self.refreshing.lock().await;
         let store = self.store();
         let mut doors: BTreeMap<String, Vec<ControllerDoor>> = BTreeMap::new();
+        let zones = store.door_zones().await?;
         for door in store.doors(None).await? {
             if let DriverConfig::Mqtt { controller, offline_max_age } = &door.driver {
                 doors.entry(controller.clone()).or_default().push(ControllerDoor {
@@ -548,6 +556,7 @@ impl Controllers {
                     fail_mode: door.fail_mode,
                     open_seconds: door.open_seconds,
                     offline_max_age: *offline_max_age,
+                    zone: zones.get(&door.id).cloned(),
                 });
             }
         }
@@ -669,6 +678,9 @@ fn offline_event(index: &lintel_core::Index, controller: &str, d: &OfflineDecisi
             event = event.with("uid", lintel_core::credential::normalize_uid(uid).unwrap_or_default());
         }
     }
+    if d.anti_passback {
+        event = event.with("anti_passback_local", true);
+    }
     event
         .with(
             "detail",
@@ -740,6 +752,7 @@ fn list_door(d: &ControllerDoor) -> ListDoor {
         fail_mode: d.fail_mode,
         open_seconds: d.open_seconds,
         max_age_seconds: i64::from(d.offline_max_age),
+        zone: d.zone.clone(),
     }
 }
 
