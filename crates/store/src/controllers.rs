@@ -227,7 +227,7 @@ impl Store {
                     None => entry = entry.with("backup_code_unknown", true),
                 }
             }
-            record_offline_passage(&mut AnyLedger(&mut tx), &mut entry).await?;
+            record_offline_passage(&mut AnyLedger::new(&mut tx), &mut entry).await?;
             match code.filter(|_| entry.allowed == Some(true)) {
                 Some(code) => use_offline(&mut tx, code, entry, &mut recorded).await?,
                 None => recorded.events.push(insert(&mut tx, &entry).await?),
@@ -249,7 +249,7 @@ async fn use_offline(
     entry: NewEvent,
     recorded: &mut RecordedOffline,
 ) -> Result<()> {
-    let mut ledger = AnyLedger(tx);
+    let mut ledger = AnyLedger::new(tx);
     if ledger.use_backup_code(code, entry.at).await? {
         let (key, credential) = ledger.credential(code).await?;
         recorded.changes.push(Change::Credential(key, credential));

@@ -7,6 +7,7 @@
 //! the hot path of every tap, and a direct call costs a fraction of an async driver's
 //! round trips. On PostgreSQL it is a task on the pool.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
@@ -298,8 +299,9 @@ async fn commit_any(pool: &AnyPool, batch: Vec<PendingDecision>) -> Result<Vec<C
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(crate::EVENTS_LOCK).execute(&mut *tx).await?;
     let mut events = Vec::with_capacity(batch.len());
     let mut all_changes = Vec::with_capacity(batch.len());
+    let mut ledger = AnyLedger::new(&mut tx);
     for mut pending in batch {
-        all_changes.push(consume(&mut AnyLedger(&mut tx), &mut pending).await?);
+        all_changes.push(consume(&mut ledger, &mut pending).await?);
         events.push(pending.event);
     }
     let mut out = Vec::with_capacity(events.len());
@@ -382,9 +384,7 @@ pub(crate) async fn record_passage(ledger: &mut impl Ledger, event: &mut NewEven
     let presence = match judged.passage {
         Passage::Passes(presence) => presence,
         Passage::Violation(presence) => {
-            if let serde_json::Value::Object(data) = &mut event.data {
-                data.insert("anti_passback".into(), "violation".into());
-            }
+            mark_violation(event);
             presence
         }
         // Refused is never recorded as a passage; a stale one changes nothing newer.
@@ -397,16 +397,27 @@ pub(crate) async fn record_passage(ledger: &mut impl Ledger, event: &mut NewEven
 }
 
 /// Records a passage a controller let through offline, in the order it happened: a
-/// second entry it could not refuse is a violation, whatever the zone's strictness; one
-/// older than what is known since changes nothing.
+/// second entry it could not refuse is a violation, whatever the zone's strictness. One
+/// older than what lintel knows since (another reader's passage, recorded while this
+/// controller was cut off) changes nothing, but the controller's own finding of a second
+/// entry (it saw both) still stands.
 pub(crate) async fn record_offline_passage(ledger: &mut impl Ledger, event: &mut NewEvent) -> Result<()> {
     let Some(mut judged) = judge_passage(ledger, event).await? else {
         return Ok(());
     };
-    if judged.passage == Passage::Refused {
-        judged.passage = Passage::Violation(Presence { inside: true, at: event.at });
+    let seen_twice = event.data.get("anti_passback_local").and_then(serde_json::Value::as_bool) == Some(true);
+    match judged.passage {
+        Passage::Refused => judged.passage = Passage::Violation(Presence { inside: true, at: event.at }),
+        Passage::Stale if seen_twice => mark_violation(event),
+        _ => {}
     }
     record_passage(ledger, event, judged).await
+}
+
+fn mark_violation(event: &mut NewEvent) {
+    if let serde_json::Value::Object(data) = &mut event.data {
+        data.insert("anti_passback".into(), "violation".into());
+    }
 }
 
 fn zone_rule(pk: Pk, id: String, strictness: &str, reset_minutes: i64, direction: &str) -> Result<ZoneRule> {
@@ -587,53 +598,70 @@ impl Ledger for SqliteLedger<'_> {
 }
 
 /// A transaction of the sqlx pool (PostgreSQL).
-pub(crate) struct AnyLedger<'a>(pub(crate) &'a mut Transaction<'static, Any>);
+pub(crate) struct AnyLedger<'a> {
+    tx: &'a mut Transaction<'static, Any>,
+    /// Doors' zones as read in this transaction: a batch of taps at one door asks once
+    /// (a round trip each on PostgreSQL).
+    zones: HashMap<String, Option<ZoneRule>>,
+}
+
+impl<'a> AnyLedger<'a> {
+    pub(crate) fn new(tx: &'a mut Transaction<'static, Any>) -> Self {
+        Self { tx, zones: HashMap::new() }
+    }
+}
 
 impl Ledger for AnyLedger<'_> {
     async fn checked_in_until(&mut self, grant: Pk) -> Result<Option<i64>> {
         let until: Option<Option<i64>> =
-            sqlx::query_scalar(CHECKED_IN_UNTIL).bind(grant).fetch_optional(&mut **self.0).await?;
+            sqlx::query_scalar(CHECKED_IN_UNTIL).bind(grant).fetch_optional(&mut **self.tx).await?;
         Ok(until.flatten())
     }
 
     async fn take_pass(&mut self, grant: Pk, until: Option<i64>) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(TAKE_PASS).bind(grant).bind(until).fetch_optional(&mut **self.0).await?)
+        Ok(sqlx::query_scalar(TAKE_PASS).bind(grant).bind(until).fetch_optional(&mut **self.tx).await?)
     }
 
     async fn passes(&mut self, grant: Pk) -> Result<Option<i64>> {
-        let passes: Option<Option<i64>> = sqlx::query_scalar(PASSES).bind(grant).fetch_optional(&mut **self.0).await?;
+        let passes: Option<Option<i64>> = sqlx::query_scalar(PASSES).bind(grant).fetch_optional(&mut **self.tx).await?;
         Ok(passes.flatten())
     }
 
     async fn give_back_pass(&mut self, grant: Pk, checked_in_until: Option<i64>) -> Result<()> {
-        sqlx::query(GIVE_BACK_PASS).bind(grant).bind(checked_in_until).execute(&mut **self.0).await?;
+        sqlx::query(GIVE_BACK_PASS).bind(grant).bind(checked_in_until).execute(&mut **self.tx).await?;
         Ok(())
     }
 
     async fn use_backup_code(&mut self, credential: Pk, at: i64) -> Result<bool> {
-        let done = sqlx::query(USE_BACKUP_CODE).bind(credential).bind(at).execute(&mut **self.0).await?;
+        let done = sqlx::query(USE_BACKUP_CODE).bind(credential).bind(at).execute(&mut **self.tx).await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn credential(&mut self, credential: Pk) -> Result<(CredentialKey, IndexCredential)> {
         let sql =
             format!("SELECT {} FROM {} WHERE c.pk = $1", crate::rows::CREDENTIAL_COLUMNS, crate::rows::CREDENTIAL_FROM);
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(credential).fetch_one(&mut **self.0).await?;
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(credential).fetch_one(&mut **self.tx).await?;
         index_credential(&row)
     }
 
     async fn zone_of(&mut self, door: &str) -> Result<Option<ZoneRule>> {
-        let row = sqlx::query(ZONE_OF).bind(door).fetch_optional(&mut **self.0).await?;
-        row.map(|r| {
-            let strictness: String = r.try_get(2)?;
-            let direction: String = r.try_get(4)?;
-            zone_rule(r.try_get(0)?, r.try_get(1)?, &strictness, r.try_get(3)?, &direction)
-        })
-        .transpose()
+        if let Some(known) = self.zones.get(door) {
+            return Ok(known.clone());
+        }
+        let row = sqlx::query(ZONE_OF).bind(door).fetch_optional(&mut **self.tx).await?;
+        let zone = row
+            .map(|r| {
+                let strictness: String = r.try_get(2)?;
+                let direction: String = r.try_get(4)?;
+                zone_rule(r.try_get(0)?, r.try_get(1)?, &strictness, r.try_get(3)?, &direction)
+            })
+            .transpose()?;
+        self.zones.insert(door.to_owned(), zone.clone());
+        Ok(zone)
     }
 
     async fn presence(&mut self, zone: Pk, person: &str) -> Result<Option<Presence>> {
-        let row = sqlx::query(PRESENCE).bind(zone).bind(person).fetch_optional(&mut **self.0).await?;
+        let row = sqlx::query(PRESENCE).bind(zone).bind(person).fetch_optional(&mut **self.tx).await?;
         row.map(|r| Ok(Presence { inside: r.try_get::<i64, _>(0)? != 0, at: r.try_get(1)? })).transpose()
     }
 
@@ -643,7 +671,7 @@ impl Ledger for AnyLedger<'_> {
             .bind(person)
             .bind(i64::from(presence.inside))
             .bind(presence.at)
-            .execute(&mut **self.0)
+            .execute(&mut **self.tx)
             .await?;
         Ok(())
     }

@@ -41,3 +41,4 @@ mod slapd;
 mod stations;
 mod webhooks;
 mod work;
+mod zones;

@@ -33,31 +33,31 @@ pub const WEEKDAYS: [(Weekday, &str); 7] = [
 ];
 
 /// A form's fields as sent, repeated names (checkboxes) kept.
-struct Fields(Vec<(String, String)>);
+pub(super) struct Fields(Vec<(String, String)>);
 
 impl Fields {
-    fn parse(body: &Bytes) -> Result<Self, UiError> {
+    pub(super) fn parse(body: &Bytes) -> Result<Self, UiError> {
         serde_urlencoded::from_bytes(body).map(Self).map_err(|_| UiError::invalid("the form could not be read"))
     }
 
     /// A field's trimmed value; empty when absent.
-    fn get(&self, name: &str) -> &str {
+    pub(super) fn get(&self, name: &str) -> &str {
         self.0.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.trim())
     }
 
-    fn optional(&self, name: &str) -> Option<String> {
+    pub(super) fn optional(&self, name: &str) -> Option<String> {
         Some(self.get(name).to_owned()).filter(|v| !v.is_empty())
     }
 
-    fn all(&self, name: &str) -> Vec<String> {
+    pub(super) fn all(&self, name: &str) -> Vec<String> {
         self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned()).collect()
     }
 
-    fn checked(&self, name: &str) -> bool {
+    pub(super) fn checked(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
     }
 
-    fn number<T: std::str::FromStr>(&self, name: &str, label: &str) -> Result<Option<T>, UiError> {
+    pub(super) fn number<T: std::str::FromStr>(&self, name: &str, label: &str) -> Result<Option<T>, UiError> {
         match self.get(name) {
             "" => Ok(None),
             v => v.parse().map(Some).map_err(|_| UiError::invalid(format!("{label}: give a whole number"))),
@@ -73,7 +73,7 @@ struct Refusal<'a> {
 
 /// Where a successful form leads (a path built from an id the write accepted, so one
 /// of lintel's own), or why it was refused.
-fn answer(headers: &HeaderMap, outcome: Result<String, UiError>) -> Response {
+pub(super) fn answer(headers: &HeaderMap, outcome: Result<String, UiError>) -> Response {
     match (outcome, is_htmx(headers)) {
         (Ok(to), true) => {
             let mut r = StatusCode::NO_CONTENT.into_response();

@@ -22,6 +22,7 @@ mod session;
 mod transfer;
 mod webhooks;
 mod words;
+mod zones;
 
 use std::sync::Arc;
 
@@ -84,6 +85,9 @@ pub(crate) fn router(app: &AppState) -> Router<AppState> {
         .route("/ui/doors/{id}/open", get(pages::confirm_open).post(pages::open_door))
         .route("/ui/lockdown", get(lockdown::page).post(lockdown::act))
         .route("/ui/alarms/{id}/ack", post(edits::ack_alarm))
+        .route("/ui/zones", get(zones::page).post(zones::save))
+        .route("/ui/zones/{id}/forgive", post(zones::forgive))
+        .route("/ui/zones/{id}/remove", post(zones::remove))
         .route("/ui/emergency/reset", post(edits::reset_emergency))
         .route("/ui/audit", get(audit::page))
         .route("/ui/audit.csv", get(audit::csv))

@@ -158,6 +158,7 @@ fn needed(method: &Method, path: &str, query: &str) -> Action {
             Action::ManagePeople
         }
         _ if path == "/ui/guests" || path.starts_with("/ui/guests/") => Action::ManagePeople,
+        _ if path.starts_with("/ui/zones/") && path.ends_with("/forgive") => Action::ManagePeople,
         _ => Action::Configure,
     }
 }
@@ -378,6 +379,9 @@ mod tests {
             (get, "/ui/doors/front/open", "", Action::OpenDoors),
             (post, "/ui/doors/front/open", "", Action::OpenDoors),
             (post, "/ui/alarms/alarm-1/ack", "", Action::OpenDoors),
+            (get, "/ui/zones", "", Action::Read),
+            (post, "/ui/zones/gym/forgive", "", Action::ManagePeople),
+            (post, "/ui/zones", "", Action::Configure),
             (post, "/ui/webhooks", "", Action::Configure),
             (post, "/ui/guests", "", Action::ManagePeople),
             (post, "/ui/people", "", Action::ManagePeople),
