@@ -20,7 +20,7 @@ fn modes(c: &mut Criterion) {
     let schedule = CompiledSchedule::compile(&Schedule { tz: "Europe/Berlin".into(), rules }).unwrap();
     let day = |m, d| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
     let holidays = (1..=12).map(|m| (day(m, 1), day(m, 2))).collect();
-    let lobby = UnlockSchedule::new(schedule, holidays, Some("07:00")).unwrap();
+    let lobby = UnlockSchedule::new(schedule, holidays, Some("07:00"), None).unwrap();
     let now = chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap().with_timezone(&Utc);
     let arrived = now - chrono::Duration::hours(4);
     let scheduled = DoorConditions { schedule: Some(&lobby), first_arrival: Some(arrived), ..Default::default() };

@@ -59,19 +59,25 @@ pub struct UnlockSchedule {
     /// The schedule starts only after the first allowed entry of the day at or after this
     /// local minute (first to arrive); `None`: it starts by itself.
     first_arrival_from: Option<u16>,
+    /// From this local minute on, an exit request ends the day's schedule (the last to
+    /// leave presses the exit button); `None`: it runs to its end.
+    last_to_leave_from: Option<u16>,
 }
 
 impl UnlockSchedule {
     /// `first_arrival_from` is `HH:MM`: from then on, the day's first allowed entry (of
-    /// the chosen people; the caller knows whom) starts the schedule.
+    /// the chosen people; the caller knows whom) starts the schedule. `last_to_leave_from`
+    /// is `HH:MM`: from then on, an exit request ends it for the day.
     pub fn new(
         schedule: CompiledSchedule,
         mut exceptions: Vec<(NaiveDate, NaiveDate)>,
         first_arrival_from: Option<&str>,
+        last_to_leave_from: Option<&str>,
     ) -> Result<Self, ScheduleError> {
         let first_arrival_from = first_arrival_from.map(|t| parse_time(t, false)).transpose()?;
+        let last_to_leave_from = last_to_leave_from.map(|t| parse_time(t, false)).transpose()?;
         exceptions.sort_unstable();
-        Ok(Self { schedule, exceptions, first_arrival_from })
+        Ok(Self { schedule, exceptions, first_arrival_from, last_to_leave_from })
     }
 
     pub fn tz(&self) -> Tz {
@@ -98,7 +104,16 @@ impl UnlockSchedule {
     /// Where today's first-to-arrive window begins (the local day at its chosen time), if
     /// the schedule waits for a first arrival.
     pub fn arrival_window(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let from = self.first_arrival_from?;
+        self.today_at(now, self.first_arrival_from?)
+    }
+
+    /// From when today an exit request ends the schedule early, if one does.
+    pub fn leave_window(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.today_at(now, self.last_to_leave_from?)
+    }
+
+    /// The local day of `now` at the local minute `from`, as UTC.
+    fn today_at(&self, now: DateTime<Utc>, from: u16) -> Option<DateTime<Utc>> {
         let day_start = start_of_local_day(self.tz(), now);
         let local = day_start.with_timezone(&self.tz()).date_naive().and_hms_opt(0, 0, 0)?
             + chrono::Duration::minutes(i64::from(from));

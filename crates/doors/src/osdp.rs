@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use libosdp::{
     Channel, ChannelError, ControlPanel, ControlPanelBuilder, OsdpCommand, OsdpCommandBuzzer, OsdpCommandLed,
-    OsdpCommandOutput, OsdpEvent, OsdpFlag, OsdpLedColor, OsdpLedParams, PdInfoBuilder,
+    OsdpCommandOutput, OsdpEvent, OsdpFlag, OsdpLedColor, OsdpLedParams, OsdpStatusReportType, PdInfoBuilder,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -155,6 +155,11 @@ pub enum ReaderEvent {
     Status { reader: String, online: bool, secure: bool },
     /// The reader in install mode took its key and works with it: install mode is over.
     KeySet { reader: String },
+    /// The reader's inputs (contacts wired to it: a door position switch, an exit button),
+    /// each active or not, in input order (OSDP's input status report).
+    Inputs { reader: String, active: Vec<bool> },
+    /// The reader's own tamper switch (OSDP's local status report).
+    Tamper { reader: String, active: bool },
 }
 
 /// What lintel tells a reader after a decision.
@@ -543,11 +548,29 @@ fn poll(
     Ended::Stopped
 }
 
-/// A reader's event as lintel takes it: card reads and key presses only, and only over
-/// Secure Channel from a reader that has a key.
+/// A reader's event as lintel takes it: card reads, key presses, input and tamper status,
+/// and only over Secure Channel from a reader that has a key.
 fn reader_event(r: &Polled, secure: bool, event: OsdpEvent) -> Option<ReaderEvent> {
     let reader = &r.config.name;
     let card = match event {
+        OsdpEvent::Status(_) if r.config.scbk.is_some() && !secure => {
+            tracing::warn!(reader, "status refused: it came without Secure Channel from a reader with a key");
+            return None;
+        }
+        OsdpEvent::Status(status) => {
+            let entries = &status.report[..status.nr_entries.min(status.report.len())];
+            return match status.type_ {
+                OsdpStatusReportType::Input => Some(ReaderEvent::Inputs {
+                    reader: reader.clone(),
+                    active: entries.iter().map(|s| *s != 0).collect(),
+                }),
+                // The local status report: tamper first, then power.
+                OsdpStatusReportType::Local => {
+                    entries.first().map(|t| ReaderEvent::Tamper { reader: reader.clone(), active: *t != 0 })
+                }
+                OsdpStatusReportType::Output | OsdpStatusReportType::Remote => None,
+            };
+        }
         OsdpEvent::CardRead(card) => card,
         OsdpEvent::KeyPress(_) if r.config.scbk.is_some() && !secure => {
             tracing::warn!(reader, "keys refused: they came without Secure Channel from a reader with a key");

@@ -338,6 +338,12 @@ pub struct OsdpReaderSection {
     /// The reader's output that releases the door when a card is allowed.
     #[serde(default)]
     pub output: Option<u8>,
+    /// The reader's input wired to the door position switch (active: open).
+    #[serde(default)]
+    pub door_position_input: Option<u8>,
+    /// The reader's input wired to the exit button.
+    #[serde(default)]
+    pub exit_input: Option<u8>,
 }
 
 fn default_osdp_baud() -> u32 {
@@ -368,6 +374,10 @@ impl Config {
                 },
                 door: r.door.clone(),
                 output: r.output,
+                inputs: lintel_service::devices::osdp::ReaderInputs {
+                    door_position: r.door_position_input,
+                    exit_request: r.exit_input,
+                },
             });
         }
         let configs: Vec<_> = readers.iter().map(|r| r.reader.clone()).collect();

@@ -557,6 +557,11 @@ pub struct UnlockSchedule {
     pub first_to_arrive_from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_to_arrive_group: Option<String>,
+    /// Last to leave: from this local time on (`HH:MM`), an exit request at this door (its
+    /// exit button, pressed by the last person leaving) ends the day's unlocked hours; it
+    /// stays secure until the next day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_to_leave_from: Option<String>,
 }
 
 /// What an operator's hold keeps a door in.

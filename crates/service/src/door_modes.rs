@@ -55,6 +55,8 @@ struct Told {
     /// The day's first arrival found for a door (under its window and group): (local
     /// day, when).
     arrivals: HashMap<String, (NaiveDate, DateTime<Utc>)>,
+    /// The same for the day's early end by the last to leave (under its window).
+    leaves: HashMap<String, (NaiveDate, DateTime<Utc>)>,
     /// Whether this node held the lease at its last tick.
     leading: bool,
 }
@@ -174,7 +176,10 @@ impl DoorModes {
             emergency: door.emergency,
             override_,
             first_arrival,
-            ended_early: None,
+            ended_early: match &schedule {
+                Some(compiled) => self.last_to_leave(&door.id, compiled, now).await?,
+                None => None,
+            },
         };
         Ok(mode_at(&conditions, now))
     }
@@ -201,6 +206,34 @@ impl DoorModes {
             let mut told = self.told();
             told.arrivals.retain(|_, (day, _)| *day == today);
             told.arrivals.insert(key, (today, at));
+        }
+        Ok(found)
+    }
+
+    /// The day's exit request that ended the door's schedule early (the last to leave),
+    /// once there was one.
+    async fn last_to_leave(
+        &self,
+        door: &str,
+        schedule: &lintel_core::UnlockSchedule,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let Some(window) = schedule.leave_window(now) else { return Ok(None) };
+        if now < window {
+            return Ok(None);
+        }
+        let today = now.with_timezone(&schedule.tz()).date_naive();
+        let key = format!("{door}\n{window}");
+        if let Some(&(day, at)) = self.told().leaves.get(&key)
+            && day == today
+        {
+            return Ok(Some(at));
+        }
+        let found = self.directory.store.first_exit_request(door, window, now).await?;
+        if let Some(at) = found {
+            let mut told = self.told();
+            told.leaves.retain(|_, (day, _)| *day == today);
+            told.leaves.insert(key, (today, at));
         }
         Ok(found)
     }
@@ -255,8 +288,13 @@ fn why(mode: Mode) -> &'static str {
 fn compile(s: &UnlockSchedule, exceptions: Vec<(NaiveDate, NaiveDate)>) -> Result<lintel_core::UnlockSchedule> {
     let weekly = CompiledSchedule::compile(&Schedule { tz: s.tz.clone(), rules: s.rules.clone() })
         .map_err(|e| ServiceError::invalid(format!("unlock_schedule: {e}")))?;
-    lintel_core::UnlockSchedule::new(weekly, exceptions, s.first_to_arrive_from.as_deref())
-        .map_err(|e| ServiceError::invalid(format!("unlock_schedule.first_to_arrive_from: {e}")))
+    lintel_core::UnlockSchedule::new(
+        weekly,
+        exceptions,
+        s.first_to_arrive_from.as_deref(),
+        s.last_to_leave_from.as_deref(),
+    )
+    .map_err(|e| ServiceError::invalid(format!("unlock_schedule.first_to_arrive_from or last_to_leave_from: {e}")))
 }
 
 /// Checks a door's unlock schedule and exit-route flag against its driver before they are

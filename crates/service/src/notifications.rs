@@ -157,7 +157,12 @@ fn messages(events: &[Event], tz: Tz) -> Vec<(String, &'static str, String)> {
         let text = match e.kind.as_str() {
             "alarm.raised" => {
                 let kind = e.data["kind"].as_str().unwrap_or("alarm");
-                format!("Alarm at door {door}: {}\n{when}. Acknowledge it on the dashboard.", kind.replace('_', " "))
+                // An anti-passback alarm names who entered twice.
+                let who = e.data["person"].as_str().map(|p| format!(" by {p}")).unwrap_or_default();
+                format!(
+                    "Alarm at door {door}: {}{who}\n{when}. Acknowledge it on the dashboard.",
+                    kind.replace('_', " ")
+                )
             }
             "site.emergency_started" => {
                 let why = e.data["why"].as_str().map(|w| format!(" ({w})")).unwrap_or_default();
@@ -202,5 +207,12 @@ mod tests {
         assert_eq!(got[0].2, "Lockdown started by token:ops: front, back");
         assert!(got[1].2.starts_with("Alarm at door store: forced open"), "{}", got[1].2);
         assert!(got[2].2.contains("(zone 3)"), "{}", got[2].2);
+    }
+
+    #[test]
+    fn an_anti_passback_alarm_names_who_entered_twice() {
+        let events = [event(1, "alarm.raised", Some("gym-in"), json!({"kind": "anti_passback", "person": "ann"}))];
+        let got = messages(&events, chrono_tz::UTC);
+        assert!(got[0].2.starts_with("Alarm at door gym-in: anti passback by ann\n"), "{}", got[0].2);
     }
 }

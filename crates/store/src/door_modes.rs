@@ -206,6 +206,25 @@ impl Store {
         first.map(time).transpose()
     }
 
+    /// The first exit request at the door in `[since, until)`: the last to leave ending the
+    /// day's unlocked hours.
+    pub async fn first_exit_request(
+        &self,
+        door: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let first: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(at) FROM events WHERE kind = 'door.exit_requested' AND door_id = $1 AND at >= $2 AND at < $3",
+        )
+        .bind(door)
+        .bind(since.timestamp_micros())
+        .bind(until.timestamp_micros())
+        .fetch_one(&self.read)
+        .await?;
+        first.map(time).transpose()
+    }
+
     /// Raises (`on`) or resets an emergency release of a site, recorded; whether it changed
     /// (one raised already is left as it is).
     pub async fn set_emergency(&self, site: &str, on: bool, why: Option<&str>) -> Result<Written<bool>> {

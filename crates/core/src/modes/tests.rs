@@ -13,7 +13,7 @@ fn berlin(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 fn lobby(days: &[Weekday], from: &str, to: &str) -> UnlockSchedule {
     let rules = vec![ScheduleRule { weekdays: days.to_vec(), from: from.into(), to: to.into() }];
     let schedule = CompiledSchedule::compile(&Schedule { tz: "Europe/Berlin".into(), rules }).unwrap();
-    UnlockSchedule::new(schedule, Vec::new(), None).unwrap()
+    UnlockSchedule::new(schedule, Vec::new(), None, None).unwrap()
 }
 
 fn with(schedule: &UnlockSchedule) -> DoorConditions<'_> {
@@ -70,7 +70,7 @@ fn exceptions_keep_the_door_secure_on_holidays() {
     let schedule = lobby(&WEEKDAYS, "08:00", "18:00");
     let day = |m, d| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
     let holidays = vec![(day(12, 24), day(12, 26)), (day(12, 31), day(12, 31))];
-    let s = UnlockSchedule::new(schedule.schedule.clone(), holidays, None).unwrap();
+    let s = UnlockSchedule::new(schedule.schedule.clone(), holidays, None, None).unwrap();
     assert_eq!(mode_at(&with(&s), berlin(2026, 12, 23, 12, 0)), OPEN);
     for d in [24, 25, 31] {
         assert_eq!(mode_at(&with(&s), berlin(2026, 12, d, 12, 0)), Mode::Secure, "December {d}");
@@ -82,7 +82,7 @@ fn exceptions_keep_the_door_secure_on_holidays() {
 #[test]
 fn first_to_arrive_starts_the_schedule_and_the_last_to_leave_ends_it() {
     let schedule = lobby(&WEEKDAYS, "08:00", "18:00").schedule;
-    let s = UnlockSchedule::new(schedule, Vec::new(), Some("07:00")).unwrap();
+    let s = UnlockSchedule::new(schedule, Vec::new(), Some("07:00"), Some("15:00")).unwrap();
     let at = |h, m| berlin(2026, 12, 7, h, m);
     let first = |arrival| DoorConditions { first_arrival: arrival, ..with(&s) };
     assert_eq!(mode_at(&first(None), at(9, 0)), Mode::Secure, "nobody came yet");
@@ -96,7 +96,8 @@ fn first_to_arrive_starts_the_schedule_and_the_last_to_leave_ends_it() {
     assert!(!s.counts_as_arrival(at(6, 45)) && s.counts_as_arrival(at(7, 0)));
     assert_eq!(mode_at(&first(Some(at(6, 45))), at(9, 0)), Mode::Secure);
     assert_eq!(mode_at(&first(Some(berlin(2026, 12, 4, 9, 0))), at(9, 0)), Mode::Secure);
-    // The last to leave presses the exit button at 16:00: secure again for the day.
+    // The last to leave presses the exit button at 16:00 (after 15:00): secure again for the day.
+    assert_eq!(s.leave_window(at(9, 0)), Some(at(15, 0)));
     let left = DoorConditions { ended_early: Some(at(16, 0)), ..first(Some(at(7, 30))) };
     assert_eq!(mode_at(&left, at(15, 59)), OPEN);
     assert_eq!(mode_at(&left, at(16, 0)), Mode::Secure);

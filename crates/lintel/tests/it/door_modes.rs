@@ -271,7 +271,7 @@ async fn bad_modes_and_holidays_are_refused_and_change_nothing(b: Backend) {
 }
 
 /// First to arrive: the hours wait for the day's first allowed entry of staff.
-async fn first_to_arrive_waits_for_staff(b: Backend) {
+async fn first_to_arrive_waits_for_staff_and_the_last_to_leave_ends_it(b: Backend) {
     let db = Database::new(b);
     let clock = FakeClock::new(&db);
     clock.set_to(berlin(4, 8, 0, 5)).await;
@@ -279,6 +279,7 @@ async fn first_to_arrive_waits_for_staff(b: Backend) {
     let mut hours = office_hours();
     hours["first_to_arrive_from"] = json!("07:00");
     hours["first_to_arrive_group"] = json!("staff");
+    hours["last_to_leave_from"] = json!("16:00");
     s.ok("/api/v1/groups", json!({"id": "staff", "name": "Staff"}), 201).await;
     s.ok("/api/v1/doors", json!({"id": "lobby", "name": "Lobby", "unlock_schedule": hours}), 201).await;
     for (person, uid) in [("sam", "0A000001"), ("max", "0B000002")] {
@@ -299,6 +300,15 @@ async fn first_to_arrive_waits_for_staff(b: Backend) {
     clock.set_to(berlin(4, 8, 30, 0)).await;
     assert_eq!(s.decide("lobby", card("0A000001", None)).await["allowed"], true);
     wait_for_mode(&s, "lobby", "unlocked").await;
+    // The last to leave: an exit request before 16:00 changes nothing; after, the door
+    // locks for the rest of the day.
+    clock.set_to(berlin(4, 15, 0, 0)).await;
+    s.ok("/api/v1/doors/lobby/inputs", json!({"input": "exit", "state": "active"}), 200).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(mode(&s, "lobby").await, "unlocked");
+    clock.set_to(berlin(4, 16, 30, 0)).await;
+    s.ok("/api/v1/doors/lobby/inputs", json!({"input": "exit", "state": "active"}), 200).await;
+    wait_for_mode(&s, "lobby", "secure").await;
     // The next day starts over.
     clock.set_to(berlin(5, 8, 30, 0)).await;
     wait_for_mode(&s, "lobby", "secure").await;
@@ -384,7 +394,7 @@ async fn a_controller_is_told_to_hold_and_again_after_a_restart(b: Backend) {
 crate::on_both_backends!(
     a_lobby_follows_its_schedule_holidays_and_holds,
     bad_modes_and_holidays_are_refused_and_change_nothing,
-    first_to_arrive_waits_for_staff,
+    first_to_arrive_waits_for_staff_and_the_last_to_leave_ends_it,
     an_emergency_opens_exit_doors_over_lockdown_until_reset,
     a_controller_is_told_to_hold_and_again_after_a_restart,
 );

@@ -373,7 +373,56 @@ async fn keypad_entries_are_pins_or_backup_codes(b: Backend) {
     assert!(decisions[..3].iter().all(|d| d["person_id"] == "bob" && d["door"] == "front"), "{decisions:?}");
 }
 
+/// The reader's input status: its door position switch and exit button (as configured)
+/// and its tamper switch are the door's inputs: a forced door, an exit request, tamper.
+async fn a_readers_inputs_are_the_doors(b: Backend) {
+    let db = Database::new(b);
+    let mut reader = Reader::start(&["--address", "1"]).await;
+    let wired = "door_position_input = 0\nexit_input = 1";
+    let s = serve(&db, &[reader_table("front-in", &reader.port, wired)]).await;
+    world(&s).await;
+    wait_online(&s, "front-in").await;
+    let until = async |what: &str, check: &dyn Fn(&[Value]) -> bool| {
+        for _ in 0..100 {
+            let events = s.all_events("door=front").await;
+            if check(&events) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never: {what}");
+    };
+    // Opened with no entry, exit request or release before it: forced.
+    reader.tell("inputs 1000");
+    until("a forced-open alarm", &|e| {
+        e.iter().any(|e| e["kind"] == "alarm.raised" && e["data"]["kind"] == "forced_open")
+    })
+    .await;
+    reader.tell("inputs 0000");
+    until("the door closed", &|e| e.iter().any(|e| e["kind"] == "alarm.cleared")).await;
+    // The exit button, then the door: no alarm.
+    reader.tell("inputs 0100");
+    until("an exit request", &|e| e.iter().any(|e| e["kind"] == "door.exit_requested")).await;
+    reader.tell("inputs 1000");
+    reader.tell("inputs 0000");
+    let events = until("the second opening", &|e| {
+        e.iter().filter(|e| e["kind"] == "door.input" && e["data"]["state"] == "open").count() == 2
+    })
+    .await;
+    let raised = events.iter().filter(|e| e["kind"] == "alarm.raised").count();
+    assert_eq!(raised, 1, "an opening after an exit request is no alarm: {events:#?}");
+    assert!(events.iter().filter(|e| e["kind"] == "door.input").all(|e| e["actor"] == "osdp:front-in"), "{events:#?}");
+    // Its tamper switch.
+    reader.tell("tamper 1");
+    until("a tamper alarm", &|e| e.iter().any(|e| e["kind"] == "alarm.raised" && e["data"]["kind"] == "tamper")).await;
+    let (_, open) = s.get("/api/v1/alarms").await;
+    let kinds: Vec<&str> = open.as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 2, "{open}");
+    assert!(kinds.contains(&"tamper") && kinds.contains(&"forced_open"), "{open}");
+}
+
 crate::on_both_backends!(
+    a_readers_inputs_are_the_doors,
     keypad_entries_are_pins_or_backup_codes,
     a_failed_port_is_opened_again,
     plain_reader_allows_and_denies,

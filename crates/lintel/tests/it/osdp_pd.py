@@ -7,6 +7,9 @@ stdin, one a line, and prints one line per happening:
     card <hex> <bits>   the reader reads a card (bits left-justified in <hex>)
     keys <typed>        keys pressed on the keypad: digits, `*` and `#` (sent as OSDP
                         does: ASCII digits, 0x7F for `*`, 0x0D for `#`)
+    inputs <bits>       the reader's inputs change: one 0 or 1 per input, input 0 first
+                        (an input status report, answered to the next poll)
+    tamper <0|1>        the reader's tamper switch (a local status report)
     status              -> STATUS online=<0|1> secure=<0|1>
     hangup              the line goes dead (lintel's side sees a hang-up); the reader
                         goes on at a new pseudo-terminal -> PORT <path>
@@ -95,6 +98,7 @@ def main():
         (osdp.Capability.OutputControl, 1, 1),
         (osdp.Capability.LEDControl, 1, 1),
         (osdp.Capability.AudibleControl, 1, 1),
+        (osdp.Capability.ContactStatusMonitoring, 1, 4),
     ])
     pd = osdp.PeripheralDevice(info, capabilities, log_level=osdp.LogLevel.Warning, command_handler=on_command)
     pd.start()
@@ -117,6 +121,12 @@ def main():
         elif words[0] == "keys":
             keys = words[1].encode().replace(b"*", b"\x7f").replace(b"#", b"\r")
             pd.submit_event({"event": osdp.Event.KeyPress, "reader_no": 0, "data": keys})
+        elif words[0] == "inputs":
+            report = bytes(int(bit) for bit in words[1])
+            pd.submit_event({"event": osdp.Event.Status, "type": osdp.StatusReportType.Input, "report": report})
+        elif words[0] == "tamper":
+            report = bytes([int(words[1]), 0])
+            pd.submit_event({"event": osdp.Event.Status, "type": osdp.StatusReportType.Local, "report": report})
         elif words[0] == "hangup":
             old_master, old_slave = link.master, slave
             master, slave = new_line()

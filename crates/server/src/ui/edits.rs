@@ -529,6 +529,7 @@ pub async fn door_action(
                     rules: s.rules,
                     first_to_arrive_from: f.optional("first_to_arrive_from"),
                     first_to_arrive_group: f.optional("first_to_arrive_group"),
+                    last_to_leave_from: f.optional("last_to_leave_from"),
                 });
                 let patch = DoorPatch {
                     unlock_schedule: Some(unlock_schedule),

@@ -1214,6 +1214,7 @@ pub struct DoorView {
     pub egress: bool,
     pub first_to_arrive_from: String,
     pub first_to_arrive_group: String,
+    pub last_to_leave_from: String,
 }
 
 fn door_view(d: &Door, tz: Tz) -> DoorView {
@@ -1266,6 +1267,7 @@ fn door_view(d: &Door, tz: Tz) -> DoorView {
             .as_ref()
             .and_then(|s| s.first_to_arrive_group.clone())
             .unwrap_or_default(),
+        last_to_leave_from: d.unlock_schedule.as_ref().and_then(|s| s.last_to_leave_from.clone()).unwrap_or_default(),
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use lintel_doors::osdp::{Answer, ReaderConfig, ReaderEvent, Readers, Release};
-use lintel_proto::PresentedCredential;
+use lintel_proto::{DoorInput, InputKind, InputState, PresentedCredential};
 use lintel_store::{EventFilter, NewEvent};
 
 use super::keypad::Keypads;
@@ -33,6 +33,19 @@ pub struct ReaderAtDoor {
     pub door: String,
     /// The reader's output wired to the door's strike, switched on when a card is allowed.
     pub output: Option<u8>,
+    /// The reader's inputs wired at the door.
+    pub inputs: ReaderInputs,
+}
+
+/// Which of a reader's inputs (numbered from 0) are wired to what at its door. Each
+/// change is reported like any device's input (`crate::alarms::report`): forced and
+/// held-open doors, exit requests. The reader's tamper switch is always reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReaderInputs {
+    /// The door position switch: active while the door stands open.
+    pub door_position: Option<u8>,
+    /// The exit button: active while pressed.
+    pub exit_request: Option<u8>,
 }
 
 /// The event that ends a reader's install mode for good (kept across restarts).
@@ -46,6 +59,10 @@ struct AtDoors {
     readers: Readers,
     /// Reader -> the door it stands at, and its output wired to the strike.
     at: HashMap<String, (String, Option<u8>)>,
+    inputs: HashMap<String, ReaderInputs>,
+    /// Reader -> its inputs as last reported (a reader reports them all at each change;
+    /// the readers are polled by this node alone, which holds their port).
+    last_inputs: Mutex<HashMap<String, Vec<bool>>>,
     keypads: Mutex<Keypads>,
 }
 
@@ -85,9 +102,19 @@ pub async fn start(
     }
     drop(index);
     let at = config.readers.iter().map(|r| (r.reader.name.clone(), (r.door.clone(), r.output))).collect();
+    let inputs = config.readers.iter().map(|r| (r.reader.name.clone(), r.inputs)).collect();
     let (readers, mut events) = Readers::start(config.readers.into_iter().map(|r| r.reader).collect())
         .map_err(|e| ServiceError::invalid(format!("[osdp] is not usable: {e}")))?;
-    let osdp = Arc::new(AtDoors { directory, decider, doors, readers, at, keypads: Mutex::default() });
+    let osdp = Arc::new(AtDoors {
+        directory,
+        decider,
+        doors,
+        readers,
+        at,
+        inputs,
+        last_inputs: Mutex::default(),
+        keypads: Mutex::default(),
+    });
     let worker = workers.clone();
     workers.spawn(async move {
         while let Some(Some(event)) = worker.unless_stopping(events.recv()).await {
@@ -123,6 +150,12 @@ pub async fn start(
                     }
                     metrics::gauge!("lintel_osdp_reader_online", "reader" => reader).set(f64::from(u8::from(online)));
                 }
+                // In order, here: a door opened and closed must not be reported closed first.
+                ReaderEvent::Inputs { reader, active } => osdp.inputs(&reader, active).await,
+                ReaderEvent::Tamper { reader, active } => {
+                    let state = if active { InputState::Active } else { InputState::Inactive };
+                    osdp.report(&reader, DoorInput { input: InputKind::Tamper, state }).await;
+                }
                 ReaderEvent::KeySet { reader } => {
                     let event = NewEvent::new(KEY_SET).with("reader", &reader).with("door", osdp.door_of(&reader));
                     if let Err(e) = osdp.directory.record(event).await {
@@ -139,6 +172,34 @@ pub async fn start(
 impl AtDoors {
     fn door_of(&self, reader: &str) -> &str {
         self.at.get(reader).map(|(door, _)| door.as_str()).unwrap_or_default()
+    }
+
+    /// Reports the wired inputs that changed since the reader's last report (all of them
+    /// at its first).
+    async fn inputs(&self, reader: &str, active: Vec<bool>) {
+        let wired = self.inputs.get(reader).copied().unwrap_or_default();
+        let before =
+            self.last_inputs.lock().unwrap_or_else(PoisonError::into_inner).insert(reader.to_owned(), active.clone());
+        let changed = |n: u8| {
+            let now = *active.get(usize::from(n))?;
+            let was = before.as_ref().and_then(|b| b.get(usize::from(n)).copied());
+            (was != Some(now)).then_some(now)
+        };
+        if let Some(open) = wired.door_position.and_then(changed) {
+            let state = if open { InputState::Open } else { InputState::Closed };
+            self.report(reader, DoorInput { input: InputKind::Door, state }).await;
+        }
+        if let Some(true) = wired.exit_request.and_then(changed) {
+            self.report(reader, DoorInput { input: InputKind::Exit, state: InputState::Active }).await;
+        }
+    }
+
+    async fn report(&self, reader: &str, input: DoorInput) {
+        let Some((door, _)) = self.at.get(reader) else { return };
+        let by = crate::Actor::device(&format!("osdp:{reader}"));
+        if let Err(e) = crate::alarms::report(&self.directory, &by, door, input).await {
+            tracing::warn!(reader, door, error = %e, "reader's input not recorded");
+        }
     }
 
     /// Decides a card or a keypad entry at the reader's door and answers the reader.
