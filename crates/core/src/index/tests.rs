@@ -315,8 +315,10 @@ fn every_reason_decided_by_the_core_is_reachable() {
         seen.insert(*expected);
     }
     // ListExpired is decided by controllers from their offline list (offline/tests.rs),
-    // CrmUnavailable by the service when the CRM cannot vouch for a member.
-    let decided_outside_the_core = [Reason::RateLimited, Reason::ListExpired, Reason::CrmUnavailable];
+    // CrmUnavailable by the service when the CRM cannot vouch for a member, AntiPassback
+    // by the decision log's commit from who is inside (passback.rs holds its rule).
+    let decided_outside_the_core =
+        [Reason::RateLimited, Reason::ListExpired, Reason::CrmUnavailable, Reason::AntiPassback];
     for r in Reason::ALL {
         assert!(seen.contains(&r) || decided_outside_the_core.contains(&r), "no test reaches {}", r.as_str());
     }
@@ -2039,7 +2041,14 @@ fn random_worlds_reach_every_reason() {
         "8000 random questions: {counts:?}; {pass_grants} passes, {backup_codes} backup codes, {choices} choices"
     );
     for r in Reason::ALL.into_iter().filter(|r| {
-        !matches!(r, Reason::RateLimited | Reason::UnknownMember | Reason::ListExpired | Reason::CrmUnavailable)
+        !matches!(
+            r,
+            Reason::RateLimited
+                | Reason::UnknownMember
+                | Reason::ListExpired
+                | Reason::CrmUnavailable
+                | Reason::AntiPassback
+        )
     }) {
         assert!(counts.get(&r).copied().unwrap_or(0) >= 20, "{r:?} is rare: {counts:?}");
     }
