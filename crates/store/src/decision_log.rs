@@ -232,8 +232,10 @@ fn sqlite_writer(mut conn: rusqlite::Connection, mut rx: mpsc::Receiver<Message>
 fn commit_sqlite(conn: &mut rusqlite::Connection, batch: Vec<PendingDecision>) -> Result<Vec<CommittedDecision>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(batch.len());
+    let mut zones = HashMap::new();
     for mut pending in batch {
-        let changes = futures::executor::block_on(consume(&mut SqliteLedger(&tx), &mut pending))?;
+        let mut ledger = SqliteLedger { tx: &tx, zones: &mut zones };
+        let changes = futures::executor::block_on(consume(&mut ledger, &mut pending))?;
         let e = &pending.event;
         tx.prepare_cached(
             "INSERT INTO events (at, kind, allowed, reason, person_id, door_id, credential_id, grant_id, data, pass_use) \
@@ -523,25 +525,29 @@ const USE_BACKUP_CODE: &str = "UPDATE credentials SET status = 'used', status_re
 
 /// The SQLite writer's own transaction. Its calls never wait (a plain SQLite connection),
 /// so [`consume`] runs to its end in one poll.
-struct SqliteLedger<'a>(&'a rusqlite::Transaction<'a>);
+struct SqliteLedger<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    /// Doors' zones as read in this transaction: a burst of taps at one door asks once.
+    zones: &'a mut HashMap<String, Option<ZoneRule>>,
+}
 
 impl Ledger for SqliteLedger<'_> {
     async fn checked_in_until(&mut self, grant: Pk) -> Result<Option<i64>> {
-        Ok(self.0.prepare_cached(CHECKED_IN_UNTIL)?.query_row([grant], |r| r.get(0)).optional()?.flatten())
+        Ok(self.tx.prepare_cached(CHECKED_IN_UNTIL)?.query_row([grant], |r| r.get(0)).optional()?.flatten())
     }
 
     async fn take_pass(&mut self, grant: Pk, until: Option<i64>) -> Result<Option<i64>> {
         // By name: SQLite numbers `$n` in order of appearance, not by their digits.
         let params = rusqlite::named_params! {"$1": grant, "$2": until};
-        Ok(self.0.prepare_cached(TAKE_PASS)?.query_row(params, |r| r.get(0)).optional()?)
+        Ok(self.tx.prepare_cached(TAKE_PASS)?.query_row(params, |r| r.get(0)).optional()?)
     }
 
     async fn passes(&mut self, grant: Pk) -> Result<Option<i64>> {
-        Ok(self.0.prepare_cached(PASSES)?.query_row([grant], |r| r.get(0)).optional()?.flatten())
+        Ok(self.tx.prepare_cached(PASSES)?.query_row([grant], |r| r.get(0)).optional()?.flatten())
     }
 
     async fn give_back_pass(&mut self, grant: Pk, checked_in_until: Option<i64>) -> Result<()> {
-        self.0
+        self.tx
             .prepare_cached(GIVE_BACK_PASS)?
             .execute(rusqlite::named_params! {"$1": grant, "$2": checked_in_until})?;
         Ok(())
@@ -549,11 +555,11 @@ impl Ledger for SqliteLedger<'_> {
 
     async fn use_backup_code(&mut self, credential: Pk, at: i64) -> Result<bool> {
         // By name: SQLite numbers `$n` in order of appearance, not by their digits.
-        Ok(self.0.prepare_cached(USE_BACKUP_CODE)?.execute(rusqlite::named_params! {"$1": credential, "$2": at})? == 1)
+        Ok(self.tx.prepare_cached(USE_BACKUP_CODE)?.execute(rusqlite::named_params! {"$1": credential, "$2": at})? == 1)
     }
 
     async fn credential(&mut self, credential: Pk) -> Result<(CredentialKey, IndexCredential)> {
-        let parts = self.0.query_row(
+        let parts = self.tx.query_row(
             "SELECT pk, person_pk, kind, card_uid, revocation_code, digest, status FROM credentials WHERE pk = $1",
             [credential],
             |r| {
@@ -572,27 +578,34 @@ impl Ledger for SqliteLedger<'_> {
     }
 
     async fn zone_of(&mut self, door: &str) -> Result<Option<ZoneRule>> {
+        if let Some(known) = self.zones.get(door) {
+            return Ok(known.clone());
+        }
         let row = self
-            .0
+            .tx
             .prepare_cached(ZONE_OF)?
             .query_row([door], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get::<_, String>(4)?))
             })
             .optional()?;
-        row.map(|(pk, id, strictness, reset, direction)| zone_rule(pk, id, &strictness, reset, &direction)).transpose()
+        let zone = row
+            .map(|(pk, id, strictness, reset, direction)| zone_rule(pk, id, &strictness, reset, &direction))
+            .transpose()?;
+        self.zones.insert(door.to_owned(), zone.clone());
+        Ok(zone)
     }
 
     async fn presence(&mut self, zone: Pk, person: &str) -> Result<Option<Presence>> {
         let params = rusqlite::named_params! {"$1": zone, "$2": person};
         let row =
-            self.0.prepare_cached(PRESENCE)?.query_row(params, |r| Ok((r.get::<_, i64>(0)?, r.get(1)?))).optional()?;
+            self.tx.prepare_cached(PRESENCE)?.query_row(params, |r| Ok((r.get::<_, i64>(0)?, r.get(1)?))).optional()?;
         Ok(row.map(|(inside, at)| Presence { inside: inside != 0, at }))
     }
 
     async fn set_presence(&mut self, zone: Pk, person: &str, presence: Presence) -> Result<()> {
         let params =
             rusqlite::named_params! {"$1": zone, "$2": person, "$3": i64::from(presence.inside), "$4": presence.at};
-        self.0.prepare_cached(SET_PRESENCE)?.execute(params)?;
+        self.tx.prepare_cached(SET_PRESENCE)?.execute(params)?;
         Ok(())
     }
 }

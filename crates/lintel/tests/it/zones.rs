@@ -155,21 +155,28 @@ async fn bad_zones_change_nothing(b: Backend) {
     assert_eq!(s.get("/api/v1/zones/gym").await.1["exit"], json!([]));
 }
 
+/// The MQTT world (door `front` on ctl-1, `side` on none, Ann's card) with the zone
+/// `lobby` (in through front, out through side), and the controller holding a list that
+/// carries the zone, acknowledged.
+async fn lobby_on_a_controller(db: &Database, broker: &Broker) -> (Server, Controller) {
+    let s = serve(db, broker, "lintel-it");
+    world(&s).await;
+    let ctl = Controller::start(broker, &lintel_key(db), &db.dir.join("ctl"));
+    let first = ctl.list_with_cards(1)["version"].as_u64().unwrap();
+    let (status, zone) = put_zone(&s, "lobby", json!({"name": "Lobby", "entry": ["front"], "exit": ["side"]})).await;
+    assert_eq!(status, 201, "{zone}");
+    let listed = ctl.list_version(first + 1)["version"].clone();
+    eventually(&s, "the list with the zone acknowledged", |c| c["acknowledged_version"] == listed).await;
+    (s, ctl)
+}
+
 /// Online the controller's taps are judged by lintel (hard: refused); cut off, the
 /// controller lets a second entry through and marks it; on upload lintel records it as a
 /// violation, raises the alarm, and keeps what it learnt meanwhile (an exit elsewhere).
 async fn offline_soft_anti_passback_is_reconciled_on_upload(b: Backend) {
     let db = Database::new(b);
     let mut broker = Broker::start(&db.dir);
-    let s = serve(&db, &broker, "lintel-it");
-    world(&s).await;
-    let mut ctl = Controller::start(&broker, &lintel_key(&db), &db.dir.join("ctl"));
-    let first = ctl.list_with_cards(1)["version"].as_u64().unwrap();
-    let (status, zone) = put_zone(&s, "lobby", json!({"name": "Lobby", "entry": ["front"], "exit": ["side"]})).await;
-    assert_eq!(status, 201, "{zone}");
-    // The zone reaches the controller in a new list.
-    let listed = ctl.list_version(first + 1)["version"].clone();
-    eventually(&s, "the list with the zone acknowledged", |c| c["acknowledged_version"] == listed).await;
+    let (s, mut ctl) = lobby_on_a_controller(&db, &broker).await;
 
     let online = ctl.tap("front", "04A1B2C3");
     assert_eq!((online["source"].as_str(), online["allowed"].as_bool()), (Some("lintel"), Some(true)), "{online}");
@@ -212,12 +219,7 @@ async fn offline_soft_anti_passback_is_reconciled_on_upload(b: Backend) {
 async fn an_upload_does_not_undo_a_later_exit(b: Backend) {
     let db = Database::new(b);
     let mut broker = Broker::start(&db.dir);
-    let s = serve(&db, &broker, "lintel-it");
-    world(&s).await;
-    let mut ctl = Controller::start(&broker, &lintel_key(&db), &db.dir.join("ctl"));
-    let first = ctl.list_with_cards(1)["version"].as_u64().unwrap();
-    assert_eq!(put_zone(&s, "lobby", json!({"name": "Lobby", "entry": ["front"], "exit": ["side"]})).await.0, 201);
-    ctl.list_version(first + 1);
+    let (s, mut ctl) = lobby_on_a_controller(&db, &broker).await;
 
     broker.kill();
     ctl.event("disconnected");
