@@ -151,13 +151,17 @@ async fn clear(directory: &Arc<Directory>, door: &str, kind: &'static str) -> Re
 /// `anti_passback` alarm at the door, cleared at once (nothing stays wrong there) and
 /// open until an operator acknowledges it.
 pub async fn passback_violation(directory: &Arc<Directory>, event: &lintel_proto::Event) -> Result<()> {
-    let (Some(door), Some("violation")) = (&event.door, event.data.get("anti_passback").and_then(|v| v.as_str()))
-    else {
+    let (Some(door), true) = (&event.door, is_passback_violation(event)) else {
         return Ok(());
     };
     let person = event.person_id.clone().unwrap_or_default();
     raise(directory, door, "anti_passback", Some(("person", person))).await?;
     clear(directory, door, "anti_passback").await
+}
+
+/// Whether the decision's commit found a second entry without an exit (soft zones, uploads).
+pub fn is_passback_violation(event: &lintel_proto::Event) -> bool {
+    event.data.get("anti_passback").and_then(|v| v.as_str()) == Some("violation")
 }
 
 /// An operator acknowledges an alarm, with an optional note.

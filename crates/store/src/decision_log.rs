@@ -423,7 +423,7 @@ fn mark_violation(event: &mut NewEvent) {
 }
 
 fn zone_rule(pk: Pk, id: String, strictness: &str, reset_minutes: i64, direction: &str) -> Result<ZoneRule> {
-    let bad = || StoreError::Invalid(format!("zone {id} holds a value lintel does not know"));
+    let bad = || StoreError::Corrupt(format!("zone {id} holds a value lintel does not know"));
     let strictness = Strictness::parse(strictness).ok_or_else(bad)?;
     let direction = Direction::parse(direction).ok_or_else(bad)?;
     let door = ZoneDoor { strictness, direction, reset_micros: reset_minutes.saturating_mul(60_000_000) };

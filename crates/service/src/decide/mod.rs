@@ -342,13 +342,15 @@ impl Decider {
                 directory.lock().await.apply_at(&committed.changes, version);
             }
             directory.publish(std::slice::from_ref(&committed.event));
-            let (directory, event) = (directory.clone(), committed.event.clone());
-            // After the answer's event is durable; the alarm never delays the door.
-            tokio::spawn(async move {
-                if let Err(e) = crate::alarms::passback_violation(&directory, &event).await {
-                    tracing::warn!(error = %e, "anti-passback alarm not raised");
-                }
-            });
+            if crate::alarms::is_passback_violation(&committed.event) {
+                let (directory, event) = (directory.clone(), committed.event.clone());
+                // After the answer's event is durable; the alarm never delays the door.
+                tokio::spawn(async move {
+                    if let Err(e) = crate::alarms::passback_violation(&directory, &event).await {
+                        tracing::warn!(error = %e, "anti-passback alarm not raised");
+                    }
+                });
+            }
             Ok::<_, lintel_store::StoreError>(committed)
         });
         let committed = match recorded.await {
